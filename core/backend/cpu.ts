@@ -1,0 +1,261 @@
+/** The CPU backend: one eager kernel per primitive over strided views, and the fusing compiler. */
+import ndarray from 'ndarray';
+import ops from 'ndarray-ops';
+import { allocate, type DType, type TypedArray } from '../dtype.js';
+import { NDArray, reshapeView, type NdView } from '../ndarray.js';
+import { ELEMENTWISE, type PrimParams, type Primitive } from '../primitives.js';
+import { contiguousStrides } from '../shape.js';
+import { evalJaxpr, registerBackend, avalOf, type Backend } from '../trace.js';
+import { shapeRules } from '../primitives.js';
+import { runFused, singleOpProgram, type ElementwisePrim, type FusedProgram } from './fusion.js';
+import { compileJaxpr } from './cpu-compile.js';
+import { randomKernels } from './cpu-random.js';
+import { matmulKernel } from './matmul.js';
+
+export type Kernel<P extends Primitive> = (inputs: NDArray[], params: PrimParams[P]) => NDArray[];
+
+function contiguous(data: TypedArray, shape: readonly number[], dtype: DType): NDArray {
+  return new NDArray(ndarray(data, shape.slice(), contiguousStrides(shape), 0), dtype);
+}
+
+const elementwise =
+  <P extends ElementwisePrim>(prim: P): Kernel<P> =>
+  (inputs, params) => {
+    const outDtype = shapeRules[prim](inputs.map(avalOf), params)[0].dtype;
+    return runFused(singleOpProgram(prim, params, inputs.map((x) => x.dtype), outDtype), inputs, inputs[0].shape);
+  };
+
+const reduction =
+  (op: 'sum' | 'max' | 'min') =>
+  ([x]: NDArray[], { axes }: { axes: number[] }): NDArray[] => {
+    const prog: FusedProgram = { numInputs: 1, lines: [], outputs: ['v0'], outDtypes: [x.dtype], reduce: { op, axes } };
+    return runFused(prog, [x], x.shape);
+  };
+
+/** Moves `axis` last (a view), for kernels that walk one axis at a time. */
+function axisLast(x: NDArray, axis: number): NdView {
+  const perm = x.shape.map((_, i) => i).filter((i) => i !== axis);
+  perm.push(axis);
+  return x.nd.transpose(...perm);
+}
+
+/** Calls fn(outerIndex, baseOffset) for each position of all but the last axis of a view. */
+function forEachRow(v: NdView, fn: (row: number, base: number) => void): void {
+  const shape = v.shape.slice(0, -1);
+  const stride = v.stride.slice(0, -1);
+  const n = shape.reduce((a, c) => a * c, 1);
+  const idx = new Array<number>(shape.length).fill(0);
+  let base = v.offset;
+  for (let r = 0; r < n; r++) {
+    fn(r, base);
+    for (let d = shape.length - 1; d >= 0; d--) {
+      idx[d]++;
+      base += stride[d];
+      if (idx[d] < shape[d]) break;
+      base -= stride[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+/** Output shape of a kernel that produced rows along a moved-last axis, moved back. */
+function restoreAxis(data: TypedArray, shape: readonly number[], axis: number, dtype: DType): NDArray {
+  const moved = shape.filter((_, i) => i !== axis);
+  moved.push(shape[axis]);
+  const arr = contiguous(data, moved, dtype);
+  const inv = shape.map((_, i) => (i < axis ? i : i === axis ? shape.length - 1 : i - 1));
+  return new NDArray(arr.nd.transpose(...inv), dtype);
+}
+
+export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
+  neg: elementwise('neg'),
+  exp: elementwise('exp'),
+  log: elementwise('log'),
+  sqrt: elementwise('sqrt'),
+  tanh: elementwise('tanh'),
+  logistic: elementwise('logistic'),
+  abs: elementwise('abs'),
+  sign: elementwise('sign'),
+  floor: elementwise('floor'),
+  add: elementwise('add'),
+  sub: elementwise('sub'),
+  mul: elementwise('mul'),
+  div: elementwise('div'),
+  max: elementwise('max'),
+  min: elementwise('min'),
+  pow: elementwise('pow'),
+  lt: elementwise('lt'),
+  le: elementwise('le'),
+  gt: elementwise('gt'),
+  ge: elementwise('ge'),
+  eq: elementwise('eq'),
+  ne: elementwise('ne'),
+  where: elementwise('where'),
+  cast: elementwise('cast'),
+  stop_gradient: ([x]) => [x],
+  reduce_sum: reduction('sum'),
+  reduce_max: reduction('max'),
+  reduce_min: reduction('min'),
+  argmax: ([x], { axis }) => {
+    const v = axisLast(x, axis);
+    const n = x.shape[axis];
+    const s = v.stride[v.stride.length - 1];
+    const outShape = x.shape.filter((_, i) => i !== axis);
+    const out = new Int32Array(outShape.reduce((a, c) => a * c, 1));
+    const data = x.data;
+    forEachRow(v, (r, base) => {
+      let best = data[base];
+      let bi = 0;
+      for (let k = 1; k < n; k++) {
+        const val = data[base + k * s];
+        if (val > best || (val !== val && best === best)) {
+          best = val;
+          bi = k;
+        }
+      }
+      out[r] = bi;
+    });
+    return [contiguous(out, outShape, 'int32')];
+  },
+  reshape: ([x], { shape }) => [reshapeView(x, shape)],
+  transpose: ([x], { perm }) => [new NDArray(x.nd.transpose(...perm), x.dtype)],
+  broadcast_to: ([x], { shape }) => {
+    const stride = x.shape.map((d, i) => (d === 1 && shape[i] !== 1 ? 0 : x.strides[i]));
+    return [new NDArray(ndarray(x.data, shape.slice(), stride, x.offset), x.dtype)];
+  },
+  slice: ([x], { starts, limits }) => [new NDArray(x.nd.hi(...limits).lo(...starts), x.dtype)],
+  pad: ([x], { low, high }) => {
+    const shape = x.shape.map((d, i) => d + low[i] + high[i]);
+    const out = contiguous(allocate(x.dtype, shape.reduce((a, c) => a * c, 1)), shape, x.dtype);
+    ops.assign(out.nd.hi(...x.shape.map((d, i) => d + low[i])).lo(...low), x.nd);
+    return [out];
+  },
+  concatenate: (inputs, { axis }) => {
+    const shape = inputs[0].shape.slice();
+    shape[axis] = inputs.reduce((a, x) => a + x.shape[axis], 0);
+    const dtype = inputs[0].dtype;
+    const out = contiguous(allocate(dtype, shape.reduce((a, c) => a * c, 1)), shape, dtype);
+    let at = 0;
+    for (const x of inputs) {
+      const lo = shape.map((_, i) => (i === axis ? at : 0));
+      const hi = shape.map((d, i) => (i === axis ? at + x.shape[axis] : d));
+      ops.assign(out.nd.hi(...hi).lo(...lo), x.nd);
+      at += x.shape[axis];
+    }
+    return [out];
+  },
+  matmul: ([a, b]) => [matmulKernel(a, b)],
+  take_along_axis: ([x, idx], { axis }) => {
+    const xv = axisLast(x, axis);
+    const iv = axisLast(idx, axis);
+    const n = x.shape[axis];
+    const m = idx.shape[axis];
+    const xs = xv.stride[xv.stride.length - 1];
+    const is = iv.stride[iv.stride.length - 1];
+    const out = allocate(x.dtype, idx.size);
+    const rows: number[] = [];
+    forEachRow(xv, (_r, base) => rows.push(base));
+    const idata = idx.data;
+    const xdata = x.data;
+    forEachRow(iv, (r, base) => {
+      for (let k = 0; k < m; k++) {
+        let j = idata[base + k * is];
+        if (j < 0) j += n;
+        if (j < 0 || j >= n) throw new RangeError(`take_along_axis: index ${idata[base + k * is]} out of range for axis ${axis} of size ${n}`);
+        out[r * m + k] = xdata[rows[r] + j * xs];
+      }
+    });
+    return [restoreAxis(out, idx.shape, axis, x.dtype)];
+  },
+  scatter_add_along_axis: ([upd, idx], { axis, shape }) => {
+    const n = shape[axis];
+    const m = idx.shape[axis];
+    const moved = shape.filter((_, i) => i !== axis);
+    moved.push(n);
+    const out = allocate(upd.dtype, shape.reduce((a, c) => a * c, 1));
+    const uv = axisLast(upd, axis);
+    const iv = axisLast(idx, axis);
+    const us = uv.stride[uv.stride.length - 1];
+    const is = iv.stride[iv.stride.length - 1];
+    const ubases: number[] = [];
+    forEachRow(uv, (_r, base) => ubases.push(base));
+    const idata = idx.data;
+    const udata = upd.data;
+    forEachRow(iv, (r, base) => {
+      for (let k = 0; k < m; k++) {
+        let j = idata[base + k * is];
+        if (j < 0) j += n;
+        if (j < 0 || j >= n) throw new RangeError(`scatter_add_along_axis: index ${idata[base + k * is]} out of range for axis ${axis} of size ${n}`);
+        out[r * n + j] += udata[ubases[r] + k * us];
+      }
+    });
+    return [restoreAxis(out, shape, axis, upd.dtype)];
+  },
+  argsort: ([x], { axis }) => {
+    const v = axisLast(x, axis);
+    const n = x.shape[axis];
+    const s = v.stride[v.stride.length - 1];
+    const out = new Int32Array(x.size);
+    const data = x.data;
+    const order = Array.from({ length: n }, (_, i) => i);
+    forEachRow(v, (r, base) => {
+      for (let i = 0; i < n; i++) order[i] = i;
+      // Stable, NaN last (numpy's order).
+      order.sort((i, j) => {
+        const a = data[base + i * s];
+        const c = data[base + j * s];
+        if (a !== a) return c !== c ? i - j : 1;
+        if (c !== c) return -1;
+        return a < c ? -1 : a > c ? 1 : i - j;
+      });
+      for (let i = 0; i < n; i++) out[r * n + i] = order[i];
+    });
+    return [restoreAxis(out, x.shape, axis, 'int32')];
+  },
+  ...randomKernels,
+  scan: (inputs, params) => runScan(inputs, params),
+  custom_vjp_call: (inputs, { fun, numConsts }) => evalJaxpr(fun, inputs.slice(0, numConsts), inputs.slice(numConsts)) as NDArray[],
+};
+
+/** The eager scan: runs the compiled body once per step over views of xs. */
+function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse }: PrimParams['scan']): NDArray[] {
+  const consts = inputs.slice(0, numConsts);
+  let carry = inputs.slice(numConsts, numConsts + numCarry);
+  const xs = inputs.slice(numConsts + numCarry);
+  const step = compiledBody(body);
+  const ysAvals = body.outvars.slice(numCarry).map((v) => v.aval);
+  const ysData = ysAvals.map((a) => allocate(a.dtype, length * a.shape.reduce((p, c) => p * c, 1)));
+  const ysSize = ysAvals.map((a) => a.shape.reduce((p, c) => p * c, 1));
+  for (let i = 0; i < length; i++) {
+    const t = reverse ? length - 1 - i : i;
+    const xt = xs.map((x) => new NDArray(x.nd.pick(t, ...new Array<null>(x.ndim - 1).fill(null)), x.dtype));
+    const outs = step(consts, [...carry, ...xt]);
+    carry = outs.slice(0, numCarry);
+    outs.slice(numCarry).forEach((y, j) => {
+      const dst = ysData[j];
+      const flat = y.isContiguous() ? y.data.subarray(y.offset, y.offset + ysSize[j]) : y.toTyped();
+      dst.set(flat as ArrayLike<number>, t * ysSize[j]);
+    });
+  }
+  const ys = ysAvals.map((a, j) => contiguous(ysData[j], [length, ...a.shape], a.dtype));
+  return [...carry, ...ys];
+}
+
+const bodyCache = new WeakMap<object, (consts: NDArray[], args: NDArray[]) => NDArray[]>();
+function compiledBody(body: PrimParams['scan']['body']): (consts: NDArray[], args: NDArray[]) => NDArray[] {
+  let fn = bodyCache.get(body);
+  if (fn === undefined) {
+    fn = compileJaxpr(body, cpuKernels);
+    bodyCache.set(body, fn);
+  }
+  return fn;
+}
+
+export const cpuBackend: Backend = {
+  name: 'cpu',
+  run: (prim, inputs, params) => cpuKernels[prim](inputs, params),
+  compile: (jaxpr) => compileJaxpr(jaxpr, cpuKernels),
+};
+
+registerBackend(cpuBackend, true);
+export { ELEMENTWISE };

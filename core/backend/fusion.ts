@@ -1,0 +1,210 @@
+/**
+ * Fused elementwise kernels: an expression program over strided inputs, generated as one JS loop
+ * nest with `new Function`, optionally ending in a reduction over the innermost axes. The eager
+ * path runs every elementwise primitive through a one-equation program; `jit` fuses chains.
+ */
+import { allocate, type DType, type TypedArray } from '../dtype.js';
+import { NDArray } from '../ndarray.js';
+import type { ComparePrim, BinaryPrim, UnaryPrim, PrimParams } from '../primitives.js';
+import { contiguousStrides } from '../shape.js';
+import ndarray from 'ndarray';
+import { debugEnabled } from '../debug.js';
+
+export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
+export type ReduceOp = 'sum' | 'max' | 'min';
+
+/** Wraps an intermediate so it holds exactly what an array of `dtype` would store. */
+export function storeAs(expr: string, dtype: DType): string {
+  switch (dtype) {
+    case 'float32':
+      return `Math.fround(${expr})`;
+    case 'float64':
+      return expr;
+    case 'int32':
+      return `((${expr})|0)`;
+    case 'uint32':
+      return `((${expr})>>>0)`;
+    case 'bool':
+      return `((${expr})?1:0)`;
+  }
+}
+
+type Code = (args: string[], params: Record<string, unknown>, outDtype: DType) => string;
+const u = (f: (a: string) => string): Code => (args) => f(args[0]);
+const b = (f: (a: string, c: string) => string): Code => (args) => f(args[0], args[1]);
+
+/** One JS expression per elementwise primitive (the result is rounded by storeAs afterwards). */
+export const elementwiseCode: { [P in ElementwisePrim]: Code } = {
+  neg: u((a) => `(-${a})`),
+  exp: u((a) => `Math.exp(${a})`),
+  log: u((a) => `Math.log(${a})`),
+  sqrt: u((a) => `Math.sqrt(${a})`),
+  tanh: u((a) => `Math.tanh(${a})`),
+  logistic: u((a) => `(1/(1+Math.exp(-${a})))`),
+  abs: u((a) => `Math.abs(${a})`),
+  sign: u((a) => `Math.sign(${a})`),
+  floor: u((a) => `Math.floor(${a})`),
+  add: b((a, c) => `(${a}+${c})`),
+  sub: b((a, c) => `(${a}-${c})`),
+  mul: (args, _p, dt) => (dt === 'int32' || dt === 'uint32' ? `Math.imul(${args[0]},${args[1]})` : `(${args[0]}*${args[1]})`),
+  div: (args, _p, dt) => (dt === 'int32' || dt === 'uint32' ? `Math.trunc(${args[0]}/${args[1]})` : `(${args[0]}/${args[1]})`),
+  // NaN-propagating like numpy's maximum/minimum.
+  max: b((a, c) => `(${a}>${c}||${a}!==${a}?${a}:${c})`),
+  min: b((a, c) => `(${a}<${c}||${a}!==${a}?${a}:${c})`),
+  pow: b((a, c) => `Math.pow(${a},${c})`),
+  lt: b((a, c) => `(${a}<${c})`),
+  le: b((a, c) => `(${a}<=${c})`),
+  gt: b((a, c) => `(${a}>${c})`),
+  ge: b((a, c) => `(${a}>=${c})`),
+  eq: b((a, c) => `(${a}===${c})`),
+  ne: b((a, c) => `(${a}!==${c})`),
+  where: (args) => `(${args[0]}?${args[1]}:${args[2]})`,
+  cast: u((a) => a),
+  stop_gradient: u((a) => a),
+};
+
+/** A straight-line program over inputs v0..vn-1 producing temps t0..; outputs name temps. */
+export interface FusedProgram {
+  readonly numInputs: number;
+  readonly lines: readonly string[];
+  readonly outputs: readonly string[];
+  readonly outDtypes: readonly DType[];
+  readonly reduce?: { readonly op: ReduceOp; readonly axes: readonly number[] };
+}
+
+export function singleOpProgram<P extends ElementwisePrim>(prim: P, params: PrimParams[P], inDtypes: DType[], outDtype: DType): FusedProgram {
+  const args = inDtypes.map((_, i) => `v${i}`);
+  return {
+    numInputs: inDtypes.length,
+    lines: [`const t0=${storeAs(elementwiseCode[prim](args, params as Record<string, unknown>, outDtype), outDtype)};`],
+    outputs: ['t0'],
+    outDtypes: [outDtype],
+  };
+}
+
+type KernelFn = (A: TypedArray[], off: number[], st: number[][], O: TypedArray[], shape: number[]) => void;
+const kernelCache = new Map<string, KernelFn>();
+export const kernelStats = { compiled: 0 };
+
+function generate(prog: FusedProgram, rank: number, innerRank: number): string {
+  const n = prog.numInputs;
+  const outerRank = rank - innerRank;
+  const src: string[] = [];
+  for (let i = 0; i < n; i++) {
+    src.push(`const A${i}=A[${i}];`);
+    for (let d = 0; d < rank; d++) src.push(`const s${i}_${d}=st[${i}][${d}];`);
+  }
+  prog.outputs.forEach((_, j) => src.push(`const O${j}=O[${j}];`));
+  for (let d = 0; d < rank; d++) src.push(`const n${d}=shape[${d}];`);
+  src.push('let q=0;');
+  const red = prog.reduce?.op;
+  const init = red === 'sum' ? '0' : red === 'max' ? '-Infinity' : 'Infinity';
+  const accumulate = (t: string): string =>
+    red === 'sum' ? `acc+=${t};` : red === 'max' ? `if(${t}>acc||${t}!==${t})acc=${t};` : `if(${t}<acc||${t}!==${t})acc=${t};`;
+  const ptr = (i: number, d: number): string => `p${i}_${d}`;
+  const body = (d: number): void => {
+    const reads = Array.from({ length: n }, (_, i) => `const v${i}=A${i}[${ptr(i, d)}];`).join('');
+    const lines = prog.lines.join('');
+    if (red) src.push(reads + lines + accumulate(prog.outputs[0]));
+    else src.push(reads + lines + prog.outputs.map((t, j) => `O${j}[q]=${t};`).join('') + 'q++;');
+  };
+  for (let i = 0; i < n; i++) src.push(`let ${ptr(i, 0)}=off[${i}];`);
+  // Loops from axis d to the innermost; each level advances its operands' pointers by their strides.
+  const loops = (d: number, last: number, inner: () => void): void => {
+    if (d === last) {
+      inner();
+      return;
+    }
+    src.push(`for(let i${d}=0;i${d}<n${d};i${d}++){`);
+    for (let i = 0; i < n; i++) src.push(`let ${ptr(i, d + 1)}=${ptr(i, d)};`);
+    loops(d + 1, last, inner);
+    for (let i = 0; i < n; i++) src.push(`${ptr(i, d)}+=s${i}_${d};`);
+    src.push('}');
+  };
+  if (!red) loops(0, rank, () => body(rank));
+  else {
+    // Outer loops over the kept axes; the accumulator restarts for every output element.
+    loops(0, outerRank, () => {
+      src.push(`let acc=${init};`);
+      loops(outerRank, rank, () => body(rank));
+      src.push('O0[q++]=acc;');
+    });
+  }
+  return src.join('\n');
+}
+
+function getKernel(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
+  const key = `${rank}|${innerRank}|${prog.reduce?.op ?? ''}|${prog.numInputs}|${prog.outputs.join(',')}|${prog.lines.join('')}`;
+  let fn = kernelCache.get(key);
+  if (fn === undefined) {
+    const source = generate(prog, rank, innerRank);
+    if (debugEnabled('kernels')) console.error(`[spiketrace kernel]\n${source}`);
+    fn = new Function('A', 'off', 'st', 'O', 'shape', source) as KernelFn;
+    kernelCache.set(key, fn);
+    kernelStats.compiled++;
+  }
+  return fn;
+}
+
+/**
+ * Merges adjacent axes that every operand walks contiguously, and drops size-1 axes, so the usual
+ * cases (all contiguous; one broadcast operand) run as one or two flat loops.
+ */
+function coalesce(shape: number[], strides: number[][]): { shape: number[]; strides: number[][] } {
+  const keep = shape.map((d) => d !== 1);
+  let outShape: number[] = [];
+  let outStrides: number[][] = strides.map(() => []);
+  shape.forEach((d, ax) => {
+    if (!keep[ax]) return;
+    const last = outShape.length - 1;
+    if (last >= 0 && strides.every((s, i) => outStrides[i][last] === s[ax] * d)) {
+      outShape[last] *= d;
+      strides.forEach((s, i) => (outStrides[i][last] = s[ax]));
+    } else {
+      outShape.push(d);
+      strides.forEach((s, i) => outStrides[i].push(s[ax]));
+    }
+  });
+  if (shape.some((d) => d === 0)) {
+    outShape = [0];
+    outStrides = strides.map(() => [0]);
+  }
+  return { shape: outShape, strides: outStrides };
+}
+
+/**
+ * Runs a fused program over equally shaped strided inputs. For a reduction, `shape` is the input
+ * shape and `reduce.axes` the reduced axes; the output has the kept axes.
+ */
+export function runFused(prog: FusedProgram, inputs: readonly NDArray[], shape: readonly number[]): NDArray[] {
+  const axes = prog.reduce?.axes ?? [];
+  const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const order = [...kept, ...axes];
+  const outShape = kept.map((i) => shape[i]);
+  const outSize = outShape.reduce((a, c) => a * c, 1);
+  const outs = prog.outDtypes.map((dt) => allocate(dt, outSize));
+  const totalSize = shape.reduce((a, c) => a * c, 1);
+  if (totalSize === 0) {
+    if (prog.reduce && prog.reduce.op !== 'sum') throw new Error(`reduce_${prog.reduce.op}: reduction over an empty axis`);
+    return outs.map((o, j) => wrap(o, outShape, prog.outDtypes[j]));
+  }
+  const strides = inputs.map((x) => order.map((ax) => x.strides[ax]));
+  const perm = order.map((ax) => shape[ax]);
+  const outerPart = coalesce(perm.slice(0, kept.length), strides.map((s) => s.slice(0, kept.length)));
+  const innerPart = coalesce(perm.slice(kept.length), strides.map((s) => s.slice(kept.length)));
+  const fullShape = [...outerPart.shape, ...innerPart.shape];
+  const fullStrides = strides.map((_, i) => [...outerPart.strides[i], ...innerPart.strides[i]]);
+  const kernel = getKernel(prog, fullShape.length, prog.reduce ? innerPart.shape.length : 0);
+  kernel(
+    inputs.map((x) => x.data),
+    inputs.map((x) => x.offset),
+    fullStrides,
+    outs,
+    fullShape,
+  );
+  return outs.map((o, j) => wrap(o, outShape, prog.outDtypes[j]));
+}
+
+function wrap(data: TypedArray, shape: number[], dtype: DType): NDArray {
+  return new NDArray(ndarray(data, shape, contiguousStrides(shape), 0), dtype);
+}

@@ -1,0 +1,79 @@
+/**
+ * Blocked matmul over strided views. The loop order follows the operands' layouts so that the
+ * inner loop always streams contiguous rows (no transposed copies for x^T @ g or g @ W^T), and
+ * zero entries of the left operand are skipped: spike trains and relu outputs are mostly zeros.
+ */
+import ndarray from 'ndarray';
+import { allocate, type TypedArray } from '../dtype.js';
+import { NDArray } from '../ndarray.js';
+import { contiguousStrides } from '../shape.js';
+
+/** Columns of B per block: keeps a block of output rows and B rows in L1/L2. */
+const BLOCK_N = 256;
+
+export function matmulKernel(a: NDArray, b: NDArray): NDArray {
+  const r = a.ndim;
+  const m = a.shape[r - 2];
+  const k = a.shape[r - 1];
+  const n = b.shape[r - 1];
+  const batchShape = a.shape.slice(0, r - 2);
+  const batch = batchShape.reduce((p, c) => p * c, 1);
+  const out = allocate(a.dtype, batch * m * n);
+  // B must be row-contiguous for the streaming loops; copy it otherwise (it is the smaller operand
+  // in every use here: weights, or a gradient block).
+  let bv = b;
+  if (b.strides[r - 1] !== 1 && n > 1) bv = new NDArray(ndarray(b.toTyped(), b.shape.slice(), contiguousStrides(b.shape), 0), b.dtype);
+  const sam = a.strides[r - 2];
+  const sak = a.strides[r - 1];
+  const sbk = bv.strides[r - 2];
+  const A = a.data;
+  const B = bv.data;
+  const idx = new Array<number>(batchShape.length).fill(0);
+  for (let t = 0; t < batch; t++) {
+    let ao = a.offset;
+    let bo = bv.offset;
+    for (let d = 0; d < batchShape.length; d++) {
+      ao += idx[d] * a.strides[d];
+      bo += idx[d] * bv.strides[d];
+    }
+    gemm(A, ao, sam, sak, B, bo, sbk, out, t * m * n, m, k, n);
+    for (let d = batchShape.length - 1; d >= 0; d--) {
+      if (++idx[d] < batchShape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  const shape = [...batchShape, m, n];
+  return new NDArray(ndarray(out, shape, contiguousStrides(shape), 0), a.dtype);
+}
+
+/** C[m,n] = A[m,k] B[k,n]; B rows contiguous (stride 1 along n), A any strides. */
+function gemm(A: TypedArray, ao: number, sam: number, sak: number, B: TypedArray, bo: number, sbk: number, C: TypedArray, co: number, m: number, k: number, n: number): void {
+  for (let j0 = 0; j0 < n; j0 += BLOCK_N) {
+    const j1 = Math.min(n, j0 + BLOCK_N);
+    if (sak === 1 || sam !== 1) {
+      // Row-major A: for each output row, accumulate a*B[kk,:] over kk.
+      for (let i = 0; i < m; i++) {
+        const crow = co + i * n;
+        const arow = ao + i * sam;
+        for (let kk = 0; kk < k; kk++) {
+          const av = A[arow + kk * sak];
+          if (av === 0) continue;
+          const brow = bo + kk * sbk;
+          for (let j = j0; j < j1; j++) C[crow + j] += av * B[brow + j];
+        }
+      }
+    } else {
+      // Column-major A (a transposed view, as in x^T @ g): walk kk outermost so A is read contiguously.
+      for (let kk = 0; kk < k; kk++) {
+        const brow = bo + kk * sbk;
+        const acol = ao + kk * sak;
+        for (let i = 0; i < m; i++) {
+          const av = A[acol + i];
+          if (av === 0) continue;
+          const crow = co + i * n;
+          for (let j = j0; j < j1; j++) C[crow + j] += av * B[brow + j];
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * spiketrace/core: arrays, the tracer (grad, vjp, jvp, jit, scan, customVjp), PRNG, pytrees.
+ */
+import './backend/cpu.js';
+export type { DType, TypedArray } from './dtype.js';
+export { Tensor, ConcretizationError, type NestedArray } from './tensor.js';
+export { NDArray, array, fromTyped, fromNdarray, zeros, ones, full, scalar, arange, type ArrayOptions } from './ndarray.js';
+export { ShapeError, broadcastShapes, sizeOf } from './shape.js';
+export * from './ops.js';
+export { grad, valueAndGrad, vjp, jvp, vjpRules, type GradOptions } from './vjp.js';
+export { jit, makeJaxpr, type Jitted } from './jit.js';
+export { scan, customVjp, type ScanOptions } from './control.js';
+export { printJaxpr, type Jaxpr, type ClosedJaxpr, type Aval } from './ir.js';
+export { shapeRules, type Primitive, type PrimParams } from './primitives.js';
+export { bind, getBackend, setBackend, registerBackend, Tracer, type Backend } from './trace.js';
+export { cpuKernels, cpuBackend } from './backend/cpu.js';
+export { kernelStats } from './backend/fusion.js';
+export * as random from './random.js';
+export { treeFlatten, treeUnflatten, treeLeaves, treeMap, treeZipMap, treeDefString, TreeStructureError, type Tree, type TreeDef } from './tree.js';

@@ -1,0 +1,190 @@
+import ndarray from 'ndarray';
+import { allocate, coerceScalar, dtypeOfTyped, type DType, type TypedArray } from './dtype.js';
+import { contiguousStrides, fmtShape, ShapeError, sizeOf } from './shape.js';
+import { Tensor, type NestedArray } from './tensor.js';
+
+/** A scijs ndarray view over one of our typed arrays. */
+export type NdView = ndarray.NdArray<TypedArray>;
+
+/**
+ * An immutable concrete array: a scijs `ndarray` view (data, shape, stride, offset) and a dtype.
+ * Views (reshape of contiguous data, transpose, slice, broadcast with stride 0) share `data`.
+ *
+ * @example
+ * const x = array([[1, 2], [3, 4]]);
+ * x.shape; // [2, 2]
+ * x.nd.get(1, 0); // 3
+ */
+export class NDArray extends Tensor {
+  readonly nd: NdView;
+  readonly dtype: DType;
+
+  constructor(nd: NdView, dtype?: DType) {
+    super();
+    this.nd = nd;
+    this.dtype = dtype ?? dtypeOfTyped(nd.data);
+  }
+  get shape(): readonly number[] {
+    return this.nd.shape;
+  }
+  get strides(): readonly number[] {
+    return this.nd.stride;
+  }
+  get offset(): number {
+    return this.nd.offset;
+  }
+  get data(): TypedArray {
+    return this.nd.data;
+  }
+  concrete(): NDArray {
+    return this;
+  }
+  /** True when the view is row-major contiguous (possibly with an offset). */
+  isContiguous(): boolean {
+    const expected = contiguousStrides(this.shape);
+    for (let i = 0; i < expected.length; i++) if (this.shape[i] !== 1 && this.nd.stride[i] !== expected[i]) return false;
+    return true;
+  }
+  override toTyped(): TypedArray {
+    const n = this.size;
+    if (this.isContiguous()) return this.data.slice(this.offset, this.offset + n) as TypedArray;
+    const out = allocate(this.dtype, n);
+    const shape = this.shape;
+    const stride = this.nd.stride;
+    const rank = shape.length;
+    const idx = new Array<number>(rank).fill(0);
+    let src = this.offset;
+    const data = this.data;
+    for (let i = 0; i < n; i++) {
+      out[i] = data[src];
+      for (let d = rank - 1; d >= 0; d--) {
+        idx[d]++;
+        src += stride[d];
+        if (idx[d] < shape[d]) break;
+        src -= stride[d] * shape[d];
+        idx[d] = 0;
+      }
+    }
+    return out;
+  }
+  override toNested(): NestedArray {
+    const flat = this.toTyped();
+    const shape = this.shape;
+    if (shape.length === 0) return flat[0];
+    let pos = 0;
+    const build = (d: number): NestedArray[] => {
+      const out: NestedArray[] = [];
+      for (let i = 0; i < shape[d]; i++) out.push(d === shape.length - 1 ? flat[pos++] : build(d + 1));
+      return out;
+    };
+    return build(0);
+  }
+  override toString(): string {
+    return `NDArray(${this.dtype}${fmtShape(this.shape)}, ${JSON.stringify(this.toNested())})`;
+  }
+}
+
+/** Wraps a contiguous typed array as an array of `shape`. */
+export function fromTyped(data: TypedArray, shape: readonly number[], dtype?: DType): NDArray {
+  if (data.length !== sizeOf(shape)) {
+    throw new ShapeError(`array: ${data.length} values do not fit shape ${fmtShape(shape)} (${sizeOf(shape)} elements)`);
+  }
+  return new NDArray(ndarray(data, shape.slice(), contiguousStrides(shape), 0), dtype);
+}
+
+/** Wraps a scijs ndarray (any strides) without copying. */
+export function fromNdarray(nd: ndarray.NdArray<TypedArray>): NDArray {
+  return new NDArray(ndarray(nd.data, nd.shape.slice(), nd.stride.slice(), nd.offset));
+}
+
+export interface ArrayOptions {
+  dtype?: DType;
+  shape?: readonly number[];
+}
+
+function inferShape(value: NestedArray | readonly unknown[], where: string): number[] {
+  const shape: number[] = [];
+  let v: unknown = value;
+  while (Array.isArray(v)) {
+    shape.push(v.length);
+    v = v[0];
+  }
+  void where;
+  return shape;
+}
+
+/**
+ * Creates a concrete array from a number, nested JS arrays, a typed array or an `ndarray`.
+ * Numbers default to float32; typed arrays keep their dtype unless `dtype` is given.
+ *
+ * @example
+ * array([[1, 2, 3]]).shape;           // [1, 3]
+ * array(new Int32Array([1, 2]), { dtype: 'int32' });
+ */
+export function array(value: NestedArray | readonly NestedArray[] | TypedArray | NDArray | ndarray.NdArray<TypedArray>, options: ArrayOptions = {}): NDArray {
+  if (value instanceof NDArray) return options.dtype && options.dtype !== value.dtype ? fromTyped(convert(value.toTyped(), options.dtype), value.shape) : value;
+  if (ArrayBuffer.isView(value)) {
+    const typed = value as TypedArray;
+    const shape = options.shape ?? [typed.length];
+    const dtype = options.dtype ?? dtypeOfTyped(typed);
+    return fromTyped(dtype === dtypeOfTyped(typed) ? typed : convert(typed, dtype), shape, dtype);
+  }
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'shape' in value && 'data' in value) {
+    return fromNdarray(value as ndarray.NdArray<TypedArray>);
+  }
+  const dtype = options.dtype ?? 'float32';
+  const shape = inferShape(value as NestedArray, 'array');
+  const out = allocate(dtype, sizeOf(shape));
+  let pos = 0;
+  const fill = (v: unknown, d: number): void => {
+    if (d === shape.length) {
+      if (typeof v !== 'number' && typeof v !== 'boolean') throw new ShapeError(`array: expected a number at depth ${d}, got ${JSON.stringify(v)} (ragged nested array for shape ${fmtShape(shape)}?)`);
+      out[pos++] = coerceScalar(Number(v), dtype);
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== shape[d]) {
+      throw new ShapeError(`array: ragged nested array: expected length ${shape[d]} at depth ${d} for shape ${fmtShape(shape)}, got ${Array.isArray(v) ? v.length : typeof v}`);
+    }
+    for (const item of v) fill(item, d + 1);
+  };
+  fill(value, 0);
+  const arr = fromTyped(out, shape, dtype);
+  return options.shape ? reshapeView(arr, options.shape) : arr;
+}
+
+function convert(src: TypedArray, dtype: DType): TypedArray {
+  const out = allocate(dtype, src.length);
+  if (dtype === 'bool') for (let i = 0; i < src.length; i++) out[i] = src[i] ? 1 : 0;
+  else out.set(src as ArrayLike<number>);
+  return out;
+}
+
+/** A reshape that copies only when the view is not contiguous. */
+export function reshapeView(x: NDArray, shape: readonly number[]): NDArray {
+  if (sizeOf(shape) !== x.size) throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
+  if (x.isContiguous()) return new NDArray(ndarray(x.data, shape.slice(), contiguousStrides(shape), x.offset), x.dtype);
+  return fromTyped(x.toTyped(), shape, x.dtype);
+}
+
+export function full(shape: readonly number[], value: number, dtype: DType = 'float32'): NDArray {
+  const data = allocate(dtype, sizeOf(shape));
+  if (value !== 0) data.fill(coerceScalar(value, dtype));
+  return fromTyped(data, shape, dtype);
+}
+export function zeros(shape: readonly number[], dtype: DType = 'float32'): NDArray {
+  return full(shape, 0, dtype);
+}
+export function ones(shape: readonly number[], dtype: DType = 'float32'): NDArray {
+  return full(shape, 1, dtype);
+}
+export function scalar(value: number, dtype: DType = 'float32'): NDArray {
+  return full([], value, dtype);
+}
+/** `[start, stop)` in steps of `step`, like numpy's arange. */
+export function arange(start: number, stop?: number, step = 1, dtype: DType = 'int32'): NDArray {
+  if (stop === undefined) [start, stop] = [0, start];
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  const data = allocate(dtype, n);
+  for (let i = 0; i < n; i++) data[i] = coerceScalar(start + i * step, dtype);
+  return fromTyped(data, [n], dtype);
+}

@@ -1,0 +1,252 @@
+/**
+ * The primitive set, each primitive's parameter record, and the shape rules (abstract evaluation
+ * plus the argument checks). Everything else in core is composed from these.
+ */
+import { isFloat, type DType } from './dtype.js';
+import type { Aval, Jaxpr } from './ir.js';
+import { fmtShape, shapesEqual, ShapeError, sizeOf } from './shape.js';
+import type { Tensor } from './tensor.js';
+
+type NoParams = Record<string, never>;
+
+/** The backward function of a custom VJP over flat tensor lists. */
+export type FlatBwd = (residuals: unknown, cts: Tensor[]) => (Tensor | null)[];
+/** The forward function of a custom VJP over flat tensor lists. */
+export type FlatFwd = (args: Tensor[]) => { outs: Tensor[]; residuals: unknown };
+
+export interface PrimParams {
+  neg: NoParams;
+  exp: NoParams;
+  log: NoParams;
+  sqrt: NoParams;
+  tanh: NoParams;
+  logistic: NoParams;
+  abs: NoParams;
+  sign: NoParams;
+  floor: NoParams;
+  add: NoParams;
+  sub: NoParams;
+  mul: NoParams;
+  div: NoParams;
+  max: NoParams;
+  min: NoParams;
+  pow: NoParams;
+  lt: NoParams;
+  le: NoParams;
+  gt: NoParams;
+  ge: NoParams;
+  eq: NoParams;
+  ne: NoParams;
+  where: NoParams;
+  cast: { dtype: DType };
+  stop_gradient: NoParams;
+  reduce_sum: { axes: number[] };
+  reduce_max: { axes: number[] };
+  reduce_min: { axes: number[] };
+  argmax: { axis: number };
+  reshape: { shape: number[] };
+  transpose: { perm: number[] };
+  broadcast_to: { shape: number[] };
+  slice: { starts: number[]; limits: number[] };
+  pad: { low: number[]; high: number[] };
+  concatenate: { axis: number };
+  matmul: NoParams;
+  take_along_axis: { axis: number };
+  scatter_add_along_axis: { axis: number; shape: number[] };
+  argsort: { axis: number };
+  random_bits: { shape: number[] };
+  random_split: { n: number };
+  random_fold_in: { data: number };
+  random_uniform: { shape: number[]; dtype: DType };
+  random_normal: { shape: number[]; dtype: DType };
+  random_randint: { shape: number[]; minval: number; maxval: number };
+  random_permutation: { n: number };
+  scan: { body: Jaxpr; numConsts: number; numCarry: number; length: number; reverse: boolean };
+  custom_vjp_call: { fun: Jaxpr; numConsts: number; fwd: FlatFwd; bwd: FlatBwd; name: string };
+}
+
+export type Primitive = keyof PrimParams;
+
+export const UNARY = ['neg', 'exp', 'log', 'sqrt', 'tanh', 'logistic', 'abs', 'sign', 'floor'] as const;
+export const BINARY = ['add', 'sub', 'mul', 'div', 'max', 'min', 'pow'] as const;
+export const COMPARE = ['lt', 'le', 'gt', 'ge', 'eq', 'ne'] as const;
+export type UnaryPrim = (typeof UNARY)[number];
+export type BinaryPrim = (typeof BINARY)[number];
+export type ComparePrim = (typeof COMPARE)[number];
+
+/** Primitives computed one element at a time: the fusing compilers group these. */
+export const ELEMENTWISE = new Set<Primitive>([...UNARY, ...BINARY, ...COMPARE, 'where', 'cast', 'stop_gradient']);
+
+export type ShapeRule<P extends Primitive> = (avals: Aval[], params: PrimParams[P]) => Aval[];
+
+function fail(op: string, msg: string): never {
+  throw new ShapeError(`${op}: ${msg}`);
+}
+
+function expectArity(op: string, avals: Aval[], n: number): void {
+  if (avals.length !== n) fail(op, `expected ${n} operand(s), got ${avals.length}`);
+}
+
+const unary =
+  (op: string, floatOnly: boolean) =>
+  (avals: Aval[]): Aval[] => {
+    expectArity(op, avals, 1);
+    if (floatOnly && !isFloat(avals[0].dtype)) fail(op, `expected a float array, got ${avals[0].dtype}`);
+    return [avals[0]];
+  };
+
+const binary =
+  (op: string, outDtype?: DType) =>
+  (avals: Aval[]): Aval[] => {
+    expectArity(op, avals, 2);
+    const [a, b] = avals;
+    if (!shapesEqual(a.shape, b.shape)) fail(op, `operand shapes differ: ${fmtShape(a.shape)} vs ${fmtShape(b.shape)}`);
+    if (a.dtype !== b.dtype) fail(op, `operand dtypes differ: ${a.dtype} vs ${b.dtype}`);
+    return [{ shape: a.shape, dtype: outDtype ?? a.dtype }];
+  };
+
+const reduction =
+  (op: string) =>
+  ([x]: Aval[], { axes }: { axes: number[] }): Aval[] => {
+    for (const a of axes) if (a < 0 || a >= x.shape.length) fail(op, `axis ${a} out of range for shape ${fmtShape(x.shape)}`);
+    return [{ shape: x.shape.filter((_, i) => !axes.includes(i)), dtype: x.dtype }];
+  };
+
+const randomKey = (op: string, key: Aval): void => {
+  if (key.dtype !== 'uint32' || !shapesEqual(key.shape, [2])) fail(op, `expected a PRNG key (uint32[2]), got ${key.dtype}${fmtShape(key.shape)}`);
+};
+
+/** Abstract evaluation: output avals from input avals, with every argument check. */
+export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
+  neg: unary('neg', false),
+  exp: unary('exp', true),
+  log: unary('log', true),
+  sqrt: unary('sqrt', true),
+  tanh: unary('tanh', true),
+  logistic: unary('logistic', true),
+  abs: unary('abs', false),
+  sign: unary('sign', false),
+  floor: unary('floor', false),
+  add: binary('add'),
+  sub: binary('sub'),
+  mul: binary('mul'),
+  div: binary('div'),
+  max: binary('max'),
+  min: binary('min'),
+  pow: binary('pow'),
+  lt: binary('lt', 'bool'),
+  le: binary('le', 'bool'),
+  gt: binary('gt', 'bool'),
+  ge: binary('ge', 'bool'),
+  eq: binary('eq', 'bool'),
+  ne: binary('ne', 'bool'),
+  where: (avals) => {
+    expectArity('where', avals, 3);
+    const [c, a, b] = avals;
+    if (c.dtype !== 'bool') fail('where', `condition must be bool, got ${c.dtype}`);
+    if (!shapesEqual(c.shape, a.shape) || !shapesEqual(a.shape, b.shape)) fail('where', `shapes differ: condition ${fmtShape(c.shape)}, x ${fmtShape(a.shape)}, y ${fmtShape(b.shape)}`);
+    if (a.dtype !== b.dtype) fail('where', `branch dtypes differ: ${a.dtype} vs ${b.dtype}`);
+    return [a];
+  },
+  cast: ([x], { dtype }) => [{ shape: x.shape, dtype }],
+  stop_gradient: (avals) => [avals[0]],
+  reduce_sum: reduction('reduce_sum'),
+  reduce_max: reduction('reduce_max'),
+  reduce_min: reduction('reduce_min'),
+  argmax: ([x], { axis }) => {
+    if (axis < 0 || axis >= x.shape.length) fail('argmax', `axis ${axis} out of range for shape ${fmtShape(x.shape)}`);
+    if (x.shape[axis] === 0) fail('argmax', `empty axis ${axis} in shape ${fmtShape(x.shape)}`);
+    return [{ shape: x.shape.filter((_, i) => i !== axis), dtype: 'int32' }];
+  },
+  reshape: ([x], { shape }) => {
+    if (sizeOf(shape) !== sizeOf(x.shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+      fail('reshape', `cannot reshape ${fmtShape(x.shape)} (${sizeOf(x.shape)} elements) to ${fmtShape(shape)} (${sizeOf(shape)} elements)`);
+    }
+    return [{ shape, dtype: x.dtype }];
+  },
+  transpose: ([x], { perm }) => {
+    const sorted = [...perm].sort((a, b) => a - b);
+    if (perm.length !== x.shape.length || sorted.some((p, i) => p !== i)) fail('transpose', `perm ${JSON.stringify(perm)} is not a permutation of the axes of ${fmtShape(x.shape)}`);
+    return [{ shape: perm.map((p) => x.shape[p]), dtype: x.dtype }];
+  },
+  broadcast_to: ([x], { shape }) => {
+    if (shape.length !== x.shape.length || x.shape.some((d, i) => d !== 1 && d !== shape[i])) {
+      fail('broadcast_to', `cannot broadcast ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
+    }
+    return [{ shape, dtype: x.dtype }];
+  },
+  slice: ([x], { starts, limits }) => {
+    if (starts.length !== x.shape.length || limits.length !== x.shape.length) fail('slice', `starts/limits of rank ${starts.length}/${limits.length} for shape ${fmtShape(x.shape)}`);
+    x.shape.forEach((d, i) => {
+      if (starts[i] < 0 || limits[i] > d || starts[i] > limits[i]) fail('slice', `range [${starts[i]}, ${limits[i]}) out of bounds for axis ${i} of shape ${fmtShape(x.shape)}`);
+    });
+    return [{ shape: starts.map((s, i) => limits[i] - s), dtype: x.dtype }];
+  },
+  pad: ([x], { low, high }) => {
+    if (low.length !== x.shape.length || high.length !== x.shape.length) fail('pad', `padding of rank ${low.length} for shape ${fmtShape(x.shape)}`);
+    if (low.some((v) => v < 0) || high.some((v) => v < 0)) fail('pad', `negative padding ${JSON.stringify({ low, high })}`);
+    return [{ shape: x.shape.map((d, i) => d + low[i] + high[i]), dtype: x.dtype }];
+  },
+  concatenate: (avals, { axis }) => {
+    if (avals.length === 0) fail('concatenate', 'needs at least one operand');
+    const first = avals[0];
+    if (axis < 0 || axis >= first.shape.length) fail('concatenate', `axis ${axis} out of range for shape ${fmtShape(first.shape)}`);
+    let total = 0;
+    for (const a of avals) {
+      if (a.dtype !== first.dtype) fail('concatenate', `dtypes differ: ${first.dtype} vs ${a.dtype}`);
+      if (a.shape.length !== first.shape.length || a.shape.some((d, i) => i !== axis && d !== first.shape[i])) {
+        fail('concatenate', `shapes ${fmtShape(first.shape)} and ${fmtShape(a.shape)} differ outside axis ${axis}`);
+      }
+      total += a.shape[axis];
+    }
+    return [{ shape: first.shape.map((d, i) => (i === axis ? total : d)), dtype: first.dtype }];
+  },
+  matmul: (avals) => {
+    expectArity('matmul', avals, 2);
+    const [a, b] = avals;
+    if (a.shape.length < 2 || b.shape.length < 2) fail('matmul', `operands must have rank >= 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+    if (a.shape.length !== b.shape.length) fail('matmul', `operand ranks differ: ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+    const r = a.shape.length;
+    if (a.shape[r - 1] !== b.shape[r - 2]) fail('matmul', `inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${a.shape[r - 1]} vs ${b.shape[r - 2]})`);
+    if (!shapesEqual(a.shape.slice(0, r - 2), b.shape.slice(0, r - 2))) fail('matmul', `batch dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
+    if (a.dtype !== b.dtype) fail('matmul', `dtypes differ: ${a.dtype} vs ${b.dtype}`);
+    return [{ shape: [...a.shape.slice(0, r - 1), b.shape[r - 1]], dtype: a.dtype }];
+  },
+  take_along_axis: ([x, idx], { axis }) => {
+    if (idx.dtype !== 'int32') fail('take_along_axis', `indices must be int32, got ${idx.dtype}`);
+    if (idx.shape.length !== x.shape.length || idx.shape.some((d, i) => i !== axis && d !== x.shape[i])) {
+      fail('take_along_axis', `indices ${fmtShape(idx.shape)} must match ${fmtShape(x.shape)} outside axis ${axis}`);
+    }
+    return [{ shape: idx.shape, dtype: x.dtype }];
+  },
+  scatter_add_along_axis: ([upd, idx], { axis, shape }) => {
+    if (!shapesEqual(upd.shape, idx.shape)) fail('scatter_add_along_axis', `updates ${fmtShape(upd.shape)} and indices ${fmtShape(idx.shape)} differ`);
+    if (shape.length !== upd.shape.length || shape.some((d, i) => i !== axis && d !== upd.shape[i])) fail('scatter_add_along_axis', `target ${fmtShape(shape)} does not match updates ${fmtShape(upd.shape)} outside axis ${axis}`);
+    return [{ shape, dtype: upd.dtype }];
+  },
+  argsort: ([x], { axis }) => {
+    if (axis < 0 || axis >= x.shape.length) fail('argsort', `axis ${axis} out of range for shape ${fmtShape(x.shape)}`);
+    return [{ shape: x.shape, dtype: 'int32' }];
+  },
+  random_bits: ([key], { shape }) => (randomKey('random_bits', key), [{ shape, dtype: 'uint32' }]),
+  random_split: ([key], { n }) => (randomKey('random_split', key), [{ shape: [n, 2], dtype: 'uint32' }]),
+  random_fold_in: ([key]) => (randomKey('random_fold_in', key), [{ shape: [2], dtype: 'uint32' }]),
+  random_uniform: ([key], { shape, dtype }) => (randomKey('random_uniform', key), [{ shape, dtype }]),
+  random_normal: ([key], { shape, dtype }) => (randomKey('random_normal', key), [{ shape, dtype }]),
+  random_randint: ([key], { shape }) => (randomKey('random_randint', key), [{ shape, dtype: 'int32' }]),
+  random_permutation: ([key], { n }) => (randomKey('random_permutation', key), [{ shape: [n], dtype: 'int32' }]),
+  scan: (avals, { body, numConsts, numCarry, length }) => {
+    const carry = avals.slice(numConsts, numConsts + numCarry);
+    const xs = avals.slice(numConsts + numCarry);
+    xs.forEach((x, i) => {
+      if (x.shape[0] !== length) fail('scan', `xs leaf ${i} has leading axis ${x.shape[0]}, expected the scan length ${length}`);
+    });
+    body.outvars.slice(0, numCarry).forEach((v, i) => {
+      if (!shapesEqual(v.aval.shape, carry[i].shape) || v.aval.dtype !== carry[i].dtype) {
+        fail('scan', `the body returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${carry[i].dtype}${fmtShape(carry[i].shape)}; the carry must keep its shape and dtype`);
+      }
+    });
+    return [...carry, ...body.outvars.slice(numCarry).map((v) => ({ shape: [length, ...v.aval.shape], dtype: v.aval.dtype }))];
+  },
+  custom_vjp_call: (_avals, { fun }) => fun.outvars.map((v) => v.aval),
+};

@@ -1,0 +1,202 @@
+/**
+ * Traces and `bind`: the dispatch at the heart of every transformation.
+ *
+ * Each transformation runs under a Trace with a level; `bind` hands a primitive to the highest
+ * level among its operands' tracers, or runs the active backend's eager kernel when there is none.
+ */
+import { Literal, Var, type Atom, type Aval, type ClosedJaxpr, type Eqn, type Jaxpr } from './ir.js';
+import { NDArray } from './ndarray.js';
+import { shapeRules, type PrimParams, type Primitive } from './primitives.js';
+import { fmtShape, ShapeError } from './shape.js';
+import { ConcretizationError, Tensor } from './tensor.js';
+import type { DType } from './dtype.js';
+
+let levelCounter = 0;
+
+export abstract class Trace {
+  /** Later traces get higher levels; a nested transformation always outranks its enclosing one. */
+  readonly level = ++levelCounter;
+  alive = true;
+  abstract process<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor[];
+}
+
+export abstract class Tracer extends Tensor {
+  abstract readonly trace: Trace;
+}
+
+/** Kernels and compilation for one device. */
+export interface Backend {
+  readonly name: string;
+  /** Runs one primitive on concrete arrays. */
+  run<P extends Primitive>(prim: P, inputs: NDArray[], params: PrimParams[P]): NDArray[];
+  /** Compiles a jaxpr to a function of (consts, args). */
+  compile(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) => NDArray[];
+}
+
+const backends = new Map<string, Backend>();
+let active: Backend | null = null;
+
+export function registerBackend(backend: Backend, makeDefault = false): void {
+  backends.set(backend.name, backend);
+  if (makeDefault || active === null) active = backend;
+}
+/** The backend eager ops and `jit` use now. */
+export function getBackend(): Backend {
+  if (active === null) throw new Error('spiketrace: no backend registered (import spiketrace/core)');
+  return active;
+}
+/** Selects a registered backend by name ('cpu', ...) for everything that follows. */
+export function setBackend(name: string): void {
+  const b = backends.get(name);
+  if (!b) throw new Error(`setBackend: unknown backend '${name}'; registered: ${[...backends.keys()].join(', ')}`);
+  active = b;
+}
+
+export function avalOf(x: Tensor): Aval {
+  return { shape: x.shape, dtype: x.dtype };
+}
+
+/** Applies a primitive: the single entry point every op goes through. */
+export function bind<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor[] {
+  let top: Trace | null = null;
+  for (const x of inputs) {
+    if (x instanceof Tracer) {
+      if (!x.trace.alive) throw new ConcretizationError(`${prim}: a tracer escaped the transformation that made it (was a traced value stored outside jit/grad/scan and used later?)`);
+      if (top === null || x.trace.level > top.level) top = x.trace;
+    }
+  }
+  if (top !== null) return top.process(prim, inputs, params);
+  shapeRules[prim](inputs.map(avalOf), params);
+  return getBackend().run(prim, inputs as NDArray[], params);
+}
+
+export function bind1<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor {
+  return bind(prim, inputs, params)[0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The jaxpr trace: records equations.
+
+export class JaxprTracer extends Tracer {
+  constructor(
+    readonly trace: JaxprTrace,
+    readonly variable: Var,
+  ) {
+    super();
+  }
+  get shape(): readonly number[] {
+    return this.variable.aval.shape;
+  }
+  get dtype(): DType {
+    return this.variable.aval.dtype;
+  }
+  concrete(): never {
+    throw new ConcretizationError(
+      `cannot read the values of a traced array ${this.dtype}${fmtShape(this.shape)} inside jit/scan/makeJaxpr; ` +
+        'use where() instead of JS control flow on array values, or move the read outside the traced function',
+    );
+  }
+}
+
+export class JaxprTrace extends Trace {
+  readonly invars: Var[] = [];
+  readonly eqns: Eqn[] = [];
+  readonly constvars: Var[] = [];
+  readonly consts: Tensor[] = [];
+  private readonly constIndex = new Map<Tensor, Var>();
+
+  newArg(aval: Aval): JaxprTracer {
+    const v = new Var(aval);
+    this.invars.push(v);
+    return new JaxprTracer(this, v);
+  }
+
+  atom(x: Tensor): Atom {
+    if (x instanceof JaxprTracer && x.trace === this) return x.variable;
+    if (x instanceof NDArray && x.ndim === 0) return new Literal(x.item(), x.dtype);
+    let v = this.constIndex.get(x);
+    if (v === undefined) {
+      v = new Var(avalOf(x));
+      this.constIndex.set(x, v);
+      this.constvars.push(v);
+      this.consts.push(x);
+    }
+    return v;
+  }
+
+  process<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor[] {
+    const atoms = inputs.map((x) => this.atom(x));
+    const outAvals = shapeRules[prim](inputs.map(avalOf), params);
+    const outputs = outAvals.map((a) => new Var(a));
+    this.eqns.push({ prim, inputs: atoms, params, outputs } as Eqn);
+    return outputs.map((v) => new JaxprTracer(this, v));
+  }
+
+  finish(outs: Tensor[]): ClosedJaxpr {
+    const outvars = outs.map((x) => this.atom(x));
+    const jaxpr = dce({ constvars: this.constvars, invars: this.invars, eqns: this.eqns, outvars });
+    return { jaxpr, consts: this.consts };
+  }
+}
+
+/** Drops equations whose outputs are never used (no primitive here has side effects). */
+export function dce(jaxpr: Jaxpr): Jaxpr {
+  const live = new Set<Var>();
+  for (const a of jaxpr.outvars) if (a instanceof Var) live.add(a);
+  const kept: Eqn[] = [];
+  for (let i = jaxpr.eqns.length - 1; i >= 0; i--) {
+    const e = jaxpr.eqns[i];
+    if (!e.outputs.some((v) => live.has(v))) continue;
+    kept.push(e);
+    for (const a of e.inputs) if (a instanceof Var) live.add(a);
+  }
+  kept.reverse();
+  return { ...jaxpr, eqns: kept };
+}
+
+/** Traces `fn` on abstract values of the given avals into a closed jaxpr. */
+export function traceToJaxpr(fn: (args: Tensor[]) => Tensor[], avals: readonly Aval[]): ClosedJaxpr {
+  const trace = new JaxprTrace();
+  try {
+    const args = avals.map((a) => trace.newArg(a));
+    const outs = fn(args);
+    for (const o of outs) {
+      if (!(o instanceof Tensor)) throw new TypeError(`traced function returned ${typeof o} where an array was expected`);
+    }
+    return trace.finish(outs);
+  } finally {
+    trace.alive = false;
+  }
+}
+
+/** Evaluates a jaxpr by binding each equation (so an enclosing trace records it). */
+export function evalJaxpr(jaxpr: Jaxpr, consts: readonly Tensor[], args: readonly Tensor[]): Tensor[] {
+  if (args.length !== jaxpr.invars.length) throw new ShapeError(`evalJaxpr: expected ${jaxpr.invars.length} arguments, got ${args.length}`);
+  const env = new Map<Var, Tensor>();
+  jaxpr.constvars.forEach((v, i) => env.set(v, consts[i]));
+  jaxpr.invars.forEach((v, i) => env.set(v, args[i]));
+  const read = (a: Atom): Tensor => {
+    if (a instanceof Literal) return literalArray(a);
+    const x = env.get(a);
+    if (x === undefined) throw new Error('evalJaxpr: unbound variable (malformed jaxpr)');
+    return x;
+  };
+  for (const eqn of jaxpr.eqns) {
+    const outs = bind(eqn.prim, eqn.inputs.map(read), eqn.params);
+    eqn.outputs.forEach((v, i) => env.set(v, outs[i]));
+  }
+  return jaxpr.outvars.map(read);
+}
+
+const literalCache = new Map<string, NDArray>();
+export function literalArray(lit: Literal): NDArray {
+  const k = `${lit.dtype}:${lit.value}`;
+  let a = literalCache.get(k);
+  if (a === undefined) {
+    a = scalarArray(lit.value, lit.dtype);
+    if (literalCache.size < 4096) literalCache.set(k, a);
+  }
+  return a;
+}
+
+import { scalar as scalarArray } from './ndarray.js';

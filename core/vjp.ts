@@ -1,0 +1,413 @@
+/**
+ * Reverse-mode AD: the VJP trace (a tape over primals), the VJP rule table, and the public
+ * transformations vjp / grad / valueAndGrad / jvp.
+ */
+import { isFloat } from './dtype.js';
+import type { Aval } from './ir.js';
+import * as ops from './ops.js';
+import { type PrimParams, type Primitive } from './primitives.js';
+import { fmtShape, ShapeError, shapesEqual } from './shape.js';
+import { Tensor } from './tensor.js';
+import { avalOf, bind, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
+import { treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree } from './tree.js';
+import type { DType } from './dtype.js';
+
+/** What a VJP rule returns: the primal outputs and a backward function of their cotangents. */
+export interface VjpResult {
+  outs: Tensor[];
+  backward: (cts: Tensor[]) => (Tensor | null)[];
+}
+export type VjpRule<P extends Primitive> = (primals: Tensor[], params: PrimParams[P]) => VjpResult;
+
+class VjpTracer extends Tracer {
+  constructor(
+    readonly trace: VjpTrace,
+    readonly primal: Tensor,
+    readonly id: number,
+  ) {
+    super();
+  }
+  get shape(): readonly number[] {
+    return this.primal.shape;
+  }
+  get dtype(): DType {
+    return this.primal.dtype;
+  }
+  concrete() {
+    return this.primal.concrete();
+  }
+}
+
+interface TapeNode {
+  inputs: (number | null)[];
+  outputs: number[];
+  outAvals: Aval[];
+  backward: (cts: Tensor[]) => (Tensor | null)[];
+}
+
+class VjpTrace extends Trace {
+  readonly tape: TapeNode[] = [];
+  private nextId = 0;
+
+  newTracer(primal: Tensor): VjpTracer {
+    return new VjpTracer(this, primal, this.nextId++);
+  }
+  process<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor[] {
+    const own = (x: Tensor): x is VjpTracer => x instanceof VjpTracer && x.trace === this;
+    const primals = inputs.map((x) => (own(x) ? x.primal : x));
+    const { outs, backward } = (vjpRules[prim] as VjpRule<P>)(primals, params);
+    const tracers = outs.map((o) => this.newTracer(o));
+    this.tape.push({ inputs: inputs.map((x) => (own(x) ? x.id : null)), outputs: tracers.map((t) => t.id), outAvals: outs.map(avalOf), backward });
+    return tracers;
+  }
+  /** Walks the tape backwards from the output cotangents; returns the cotangent of each id. */
+  backwardPass(seeds: Map<number, Tensor>): Map<number, Tensor> {
+    const cts = seeds;
+    for (let n = this.tape.length - 1; n >= 0; n--) {
+      const node = this.tape[n];
+      let any = false;
+      const outCts = node.outputs.map((id) => {
+        const c = cts.get(id);
+        if (c !== undefined) any = true;
+        return c;
+      });
+      if (!any) continue;
+      const filled = outCts.map((c, i) => c ?? ops.zerosLike({ shape: node.outAvals[i].shape, dtype: node.outAvals[i].dtype } as Tensor));
+      for (const id of node.outputs) cts.delete(id);
+      const inCts = node.backward(filled);
+      node.inputs.forEach((id, i) => {
+        const c = inCts[i];
+        if (id === null || c === null || c === undefined) return;
+        const prev = cts.get(id);
+        cts.set(id, prev === undefined ? c : ops.add(prev, c));
+      });
+    }
+    return cts;
+  }
+}
+
+const zeroCt = (x: Tensor): Tensor => ops.zerosLike(x, isFloat(x.dtype) ? x.dtype : x.dtype);
+
+// ----------------------------------------------------------------------------- rule factories
+
+/** A rule for primitives whose backward needs only the inputs and the output. */
+const simple =
+  <P extends Primitive>(prim: P, back: (ct: Tensor, xs: Tensor[], y: Tensor, params: PrimParams[P]) => (Tensor | null)[]): VjpRule<P> =>
+  (primals, params) => {
+    const outs = bind(prim, primals, params);
+    return { outs, backward: ([ct]) => back(ct, primals, outs[0], params) };
+  };
+const noGrad =
+  <P extends Primitive>(prim: P): VjpRule<P> =>
+  (primals, params) => ({ outs: bind(prim, primals, params), backward: () => primals.map(() => null) });
+
+/** Sums a cotangent over the axes that broadcast_to expanded, back to the input shape. */
+function unbroadcast(ct: Tensor, shape: readonly number[]): Tensor {
+  const axes = shape.map((d, i) => (d === 1 && ct.shape[i] !== 1 ? i : -1)).filter((i) => i >= 0);
+  return axes.length ? ops.sum(ct, axes, { keepdims: true }) : ct;
+}
+
+// ----------------------------------------------------------------------------- the rule table
+
+export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
+  neg: simple('neg', (ct) => [ops.neg(ct)]), // d(-x) = -dx
+  exp: simple('exp', (ct, _x, y) => [ops.mul(ct, y)]), // d e^x = e^x dx
+  log: simple('log', (ct, [x]) => [ops.div(ct, x)]), // d log x = dx / x
+  sqrt: simple('sqrt', (ct, _x, y) => [ops.div(ct, ops.mul(y, 2))]), // d sqrt x = dx / (2 sqrt x)
+  tanh: simple('tanh', (ct, _x, y) => [ops.mul(ct, ops.sub(1, ops.mul(y, y)))]), // d tanh x = (1 - tanh^2 x) dx
+  logistic: simple('logistic', (ct, _x, y) => [ops.mul(ct, ops.mul(y, ops.sub(1, y)))]), // d s(x) = s (1 - s) dx
+  abs: simple('abs', (ct, [x]) => [ops.mul(ct, ops.sign(x))]), // d|x| = sign(x) dx
+  sign: noGrad('sign'),
+  floor: noGrad('floor'),
+  add: simple('add', (ct) => [ct, ct]),
+  sub: simple('sub', (ct) => [ct, ops.neg(ct)]),
+  mul: simple('mul', (ct, [a, b]) => [ops.mul(ct, b), ops.mul(ct, a)]), // d(ab) = b da + a db
+  div: simple('div', (ct, [a, b]) => [ops.div(ct, b), ops.neg(ops.div(ops.mul(ct, a), ops.mul(b, b)))]), // d(a/b) = da/b - a db/b^2
+  // Ties split the cotangent evenly, as JAX does.
+  max: simple('max', (ct, [a, b]) => {
+    const share = ops.add(ops.cast(ops.greater(a, b), ct.dtype), ops.mul(ops.cast(ops.equal(a, b), ct.dtype), 0.5));
+    return [ops.mul(ct, share), ops.mul(ct, ops.sub(1, share))];
+  }),
+  min: simple('min', (ct, [a, b]) => {
+    const share = ops.add(ops.cast(ops.less(a, b), ct.dtype), ops.mul(ops.cast(ops.equal(a, b), ct.dtype), 0.5));
+    return [ops.mul(ct, share), ops.mul(ct, ops.sub(1, share))];
+  }),
+  // d a^b = b a^(b-1) da + log(a) a^b db (the db term taken as 0 where a <= 0)
+  pow: simple('pow', (ct, [a, b], y) => [
+    ops.mul(ct, ops.mul(b, ops.pow(a, ops.sub(b, 1)))),
+    ops.mul(ct, ops.where(ops.greater(a, 0), ops.mul(ops.log(ops.where(ops.greater(a, 0), a, 1)), y), 0)),
+  ]),
+  lt: noGrad('lt'),
+  le: noGrad('le'),
+  gt: noGrad('gt'),
+  ge: noGrad('ge'),
+  eq: noGrad('eq'),
+  ne: noGrad('ne'),
+  where: simple('where', (ct, [c]) => [null, ops.where(c, ct, 0), ops.where(c, 0, ct)]),
+  cast: simple('cast', (ct, [x]) => [isFloat(x.dtype) && isFloat(ct.dtype) ? ops.cast(ct, x.dtype) : null]),
+  stop_gradient: noGrad('stop_gradient'),
+  reduce_sum: simple('reduce_sum', (ct, [x], _y, { axes }) => [
+    ops.broadcastTo(
+      ops.reshape(
+        ct,
+        x.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
+      ),
+      x.shape,
+    ),
+  ]),
+  // The cotangent goes to the extremal entries, shared evenly among ties.
+  reduce_max: simple('reduce_max', (ct, [x], y, { axes }) => [extremumCt(ct, x, y, axes)]),
+  reduce_min: simple('reduce_min', (ct, [x], y, { axes }) => [extremumCt(ct, x, y, axes)]),
+  argmax: noGrad('argmax'),
+  reshape: simple('reshape', (ct, [x]) => [ops.reshape(ct, x.shape)]),
+  transpose: simple('transpose', (ct, _x, _y, { perm }) => {
+    const inv = new Array<number>(perm.length);
+    perm.forEach((p, i) => (inv[p] = i));
+    return [ops.transpose(ct, inv)];
+  }),
+  broadcast_to: simple('broadcast_to', (ct, [x]) => [unbroadcast(ct, x.shape)]),
+  slice: simple('slice', (ct, [x], _y, { starts, limits }) => [
+    ops.pad(
+      ct,
+      starts,
+      x.shape.map((d, i) => d - limits[i]),
+    ),
+  ]),
+  pad: simple('pad', (ct, [x], _y, { low }) => [ops.slice(ct, low, x.shape)]),
+  concatenate: simple('concatenate', (ct, xs, _y, { axis }) => {
+    let at = 0;
+    return xs.map((x) => {
+      const part = ops.slice(
+        ct,
+        x.shape.map((_, i) => (i === axis ? at : 0)),
+        x.shape,
+      );
+      at += x.shape[axis];
+      return part;
+    });
+  }),
+  // d(AB) = dA B + A dB  =>  ct_A = ct B^T, ct_B = A^T ct
+  matmul: simple('matmul', (ct, [a, b]) => [bind('matmul', [ct, ops.matrixTranspose(b)], {})[0], bind('matmul', [ops.matrixTranspose(a), ct], {})[0]]),
+  take_along_axis: simple('take_along_axis', (ct, [x, idx], _y, { axis }) => [bind('scatter_add_along_axis', [ct, idx], { axis, shape: x.shape.slice() })[0], null]),
+  scatter_add_along_axis: simple('scatter_add_along_axis', (ct, [, idx], _y, { axis }) => [bind('take_along_axis', [ct, idx], { axis })[0], null]),
+  argsort: noGrad('argsort'),
+  random_bits: noGrad('random_bits'),
+  random_split: noGrad('random_split'),
+  random_fold_in: noGrad('random_fold_in'),
+  random_uniform: noGrad('random_uniform'),
+  random_normal: noGrad('random_normal'),
+  random_randint: noGrad('random_randint'),
+  random_permutation: noGrad('random_permutation'),
+  custom_vjp_call: (primals, { numConsts, fwd, bwd, name }) => {
+    const args = primals.slice(numConsts);
+    const { outs, residuals } = fwd(args);
+    return {
+      outs,
+      backward: (cts) => {
+        const inCts = bwd(residuals, cts);
+        if (inCts.length !== args.length) throw new TreeStructureError(`customVjp(${name}): bwd returned ${inCts.length} cotangents for ${args.length} arguments`);
+        inCts.forEach((c, i) => {
+          if (c !== null && !shapesEqual(c.shape, args[i].shape)) {
+            throw new ShapeError(`customVjp(${name}): bwd returned a cotangent of shape ${fmtShape(c.shape)} for argument ${i} of shape ${fmtShape(args[i].shape)}`);
+          }
+        });
+        return [...primals.slice(0, numConsts).map(() => null), ...inCts];
+      },
+    };
+  },
+  scan: (primals, params) => scanVjp(primals, params),
+};
+
+function extremumCt(ct: Tensor, x: Tensor, y: Tensor, axes: number[]): Tensor {
+  const keep = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const yb = ops.broadcastTo(ops.reshape(y, keep), x.shape);
+  const mask = ops.cast(ops.equal(x, yb), ct.dtype);
+  const count = ops.sum(mask, axes, { keepdims: true });
+  return ops.mul(ops.div(mask, count), ops.broadcastTo(ops.reshape(ct, keep), x.shape));
+}
+
+/**
+ * VJP of scan: a forward scan that also stacks the carry entering each step, then a reverse scan
+ * whose body is the VJP of the forward body, accumulating the constants' cotangents in its carry.
+ */
+function scanVjp(primals: Tensor[], { body, numConsts, numCarry, length, reverse }: PrimParams['scan']): VjpResult {
+  const consts = primals.slice(0, numConsts);
+  const init = primals.slice(numConsts, numConsts + numCarry);
+  const xs = primals.slice(numConsts + numCarry);
+  const numYs = body.outvars.length - numCarry;
+  const stepAvals = [...consts.map(avalOf), ...init.map(avalOf), ...xs.map((x) => ({ shape: x.shape.slice(1), dtype: x.dtype }))];
+  const withCarries = traceToJaxpr((args) => {
+    const outs = evalJaxpr(body, args.slice(0, numConsts), args.slice(numConsts));
+    return [...outs, ...args.slice(numConsts, numConsts + numCarry)];
+  }, stepAvals);
+  const fwdOuts = bind('scan', [...withCarries.consts, ...primals], { body: withCarries.jaxpr, numConsts: numConsts + withCarries.consts.length, numCarry, length, reverse });
+  const outs = fwdOuts.slice(0, numCarry + numYs);
+  const carries = fwdOuts.slice(numCarry + numYs);
+  return {
+    outs,
+    backward: (cts) => {
+      const ctCarry = cts.slice(0, numCarry);
+      const ctYs = cts.slice(numCarry);
+      const ctCarryAvals = ctCarry.map(avalOf);
+      const accAvals = consts.map(avalOf);
+      const bwdAvals = [...accAvals, ...ctCarryAvals, ...accAvals, ...init.map(avalOf), ...xs.map((x) => ({ shape: x.shape.slice(1), dtype: x.dtype })), ...ctYs.map((c) => ({ shape: c.shape.slice(1), dtype: c.dtype }))];
+      const bwd = traceToJaxpr((args) => {
+        let k = 0;
+        const cs = args.slice(k, (k += numConsts));
+        const ctC = args.slice(k, (k += numCarry));
+        const acc = args.slice(k, (k += numConsts));
+        const carryT = args.slice(k, (k += numCarry));
+        const xT = args.slice(k, (k += xs.length));
+        const ctY = args.slice(k);
+        const [, back] = vjpFlat((ins) => evalJaxpr(body, ins.slice(0, numConsts), ins.slice(numConsts)), [...cs, ...carryT, ...xT]);
+        const inCts = back([...ctC, ...ctY]);
+        const newAcc = acc.map((a, i) => ops.add(a, inCts[i]));
+        return [...inCts.slice(numConsts, numConsts + numCarry), ...newAcc, ...inCts.slice(numConsts + numCarry)];
+      }, bwdAvals);
+      const zeroAcc = consts.map(zeroCt);
+      const res = bind('scan', [...bwd.consts, ...consts, ...ctCarry, ...zeroAcc, ...carries, ...xs, ...ctYs], {
+        body: bwd.jaxpr,
+        numConsts: bwd.consts.length + numConsts,
+        numCarry: numCarry + numConsts,
+        length,
+        reverse: !reverse,
+      });
+      const ctInit = res.slice(0, numCarry);
+      const ctConsts = res.slice(numCarry, numCarry + numConsts);
+      const ctXs = res.slice(numCarry + numConsts);
+      return [...ctConsts, ...ctInit, ...ctXs];
+    },
+  };
+}
+
+// ----------------------------------------------------------------------------- transformations
+
+/**
+ * VJP over flat lists: runs fn on tracers of a new VJP trace; returns the primal outputs and a
+ * function from output cotangents to input cotangents (zeros where an input does not matter).
+ */
+export function vjpFlat(fn: (xs: Tensor[]) => Tensor[], primals: Tensor[]): [Tensor[], (cts: Tensor[]) => Tensor[]] {
+  const trace = new VjpTrace();
+  let outs: Tensor[];
+  const ins = primals.map((p) => trace.newTracer(p));
+  try {
+    outs = fn(ins);
+  } finally {
+    trace.alive = false;
+  }
+  const isOwn = (x: Tensor): x is VjpTracer => x instanceof VjpTracer && x.trace === trace;
+  const primalOuts = outs.map((o) => (isOwn(o) ? o.primal : o));
+  const back = (cts: Tensor[]): Tensor[] => {
+    if (cts.length !== outs.length) throw new TreeStructureError(`vjp: ${cts.length} cotangents for ${outs.length} outputs`);
+    const seeds = new Map<number, Tensor>();
+    outs.forEach((o, i) => {
+      if (!shapesEqual(cts[i].shape, o.shape)) throw new ShapeError(`vjp: cotangent ${i} has shape ${fmtShape(cts[i].shape)}, expected the output's shape ${fmtShape(o.shape)}`);
+      if (isOwn(o)) {
+        const prev = seeds.get(o.id);
+        seeds.set(o.id, prev === undefined ? cts[i] : ops.add(prev, cts[i]));
+      }
+    });
+    const result = trace.backwardPass(seeds);
+    return ins.map((t, i) => result.get(t.id) ?? zeroCt(primals[i]));
+  };
+  return [primalOuts, back];
+}
+
+/**
+ * The VJP of `f` at `primals` (pytrees): returns f's output and a function mapping an output
+ * cotangent (same structure) to the cotangents of each argument.
+ *
+ * @example
+ * const [y, back] = vjp((x) => mul(x, x), array([3]));
+ * back(array([1])); // [[6]]
+ */
+export function vjp<Out extends Tree>(f: (...args: Tree[]) => Out, ...primals: Tree[]): [Out, (ct: Out) => Tree[]] {
+  const [leaves, inDef] = treeFlatten(primals);
+  let outDef = treeFlatten(null)[1];
+  const [outs, back] = vjpFlat((xs) => {
+    const args = treeUnflatten(inDef, xs) as Tree[];
+    const [o, d] = treeFlatten(f(...args));
+    outDef = d;
+    return o;
+  }, leaves);
+  const out = treeUnflatten(outDef, outs) as Out;
+  return [
+    out,
+    (ct: Out) => {
+      const [cts, ctDef] = treeFlatten(ct);
+      if (!treeDefsEqual(ctDef, outDef)) throw new TreeStructureError(`vjp: cotangent structure ${treeDefString(ctDef)} does not match the output structure ${treeDefString(outDef)}`);
+      return treeUnflatten(inDef, back(cts)) as Tree[];
+    },
+  ];
+}
+
+export interface GradOptions {
+  /** Which positional arguments to differentiate (default 0). */
+  argnums?: number | readonly number[];
+  /** f returns [value, aux]; aux is passed through undifferentiated. */
+  hasAux?: boolean;
+}
+
+function gradImpl(name: string, f: (...args: Tree[]) => unknown, opts: GradOptions, args: Tree[]): { value: Tensor; grads: Tree; aux: unknown } {
+  const argnums = opts.argnums ?? 0;
+  const nums = typeof argnums === 'number' ? [argnums] : argnums;
+  for (const n of nums) if (n < 0 || n >= args.length) throw new RangeError(`${name}: argnums ${n} out of range for ${args.length} argument(s)`);
+  const diffArgs = nums.map((n) => args[n]);
+  const [leaves, def] = treeFlatten(diffArgs);
+  for (const l of leaves) if (!isFloat(l.dtype)) throw new TypeError(`${name}: can only differentiate float arguments, got ${l.dtype}${fmtShape(l.shape)}`);
+  let aux: unknown;
+  const [[value], back] = vjpFlat((xs) => {
+    const parts = treeUnflatten(def, xs) as Tree[];
+    const full = args.slice();
+    nums.forEach((n, i) => (full[n] = parts[i]));
+    let out = f(...full);
+    if (opts.hasAux) {
+      if (!Array.isArray(out) || out.length !== 2) throw new TypeError(`${name}: with hasAux, f must return [value, aux]`);
+      [out, aux] = out as [unknown, unknown];
+    }
+    if (!(out instanceof Tensor)) throw new TypeError(`${name}: f must return a scalar tensor, got ${typeof out}`);
+    if (out.ndim !== 0) throw new ShapeError(`${name}: f must return a scalar (shape []), got shape ${fmtShape(out.shape)}; reduce it (e.g. sum or mean) first`);
+    if (!isFloat(out.dtype)) throw new TypeError(`${name}: f must return a float scalar, got ${out.dtype}`);
+    return [out];
+  }, leaves);
+  const g = treeUnflatten(def, back([ops.onesLike(value)])) as Tree[];
+  return { value, grads: typeof argnums === 'number' ? g[0] : g, aux };
+}
+
+/**
+ * The gradient of a scalar function with respect to argument(s) `argnums` (pytrees).
+ *
+ * @example
+ * const df = grad((x) => sum(mul(x, x)));
+ * df(array([1, 2])); // [2, 4]
+ */
+export function grad<A extends Tree[]>(f: (...args: A) => Tensor, opts: GradOptions = {}): (...args: A) => Tree {
+  return (...args: A) => gradImpl('grad', f as (...a: Tree[]) => unknown, opts, args).grads;
+}
+
+/** Like grad, but returns [value, grads] (or [[value, aux], grads] with hasAux). */
+export function valueAndGrad<A extends Tree[]>(f: (...args: A) => unknown, opts: GradOptions = {}): (...args: A) => [Tensor | [Tensor, unknown], Tree] {
+  return (...args: A) => {
+    const r = gradImpl('valueAndGrad', f as (...a: Tree[]) => unknown, opts, args);
+    return [opts.hasAux ? [r.value, r.aux] : r.value, r.grads];
+  };
+}
+
+/**
+ * Forward-mode derivative (Jacobian-vector product) of `f` at flat `primals` along `tangents`,
+ * computed as the transpose of the VJP (exact; costs about two reverse passes).
+ */
+export function jvp(f: (...xs: Tensor[]) => Tensor | Tensor[], primals: Tensor[], tangents: Tensor[]): [Tensor[], Tensor[]] {
+  if (tangents.length !== primals.length) throw new TreeStructureError(`jvp: ${tangents.length} tangents for ${primals.length} primals`);
+  tangents.forEach((t, i) => {
+    if (!shapesEqual(t.shape, primals[i].shape)) throw new ShapeError(`jvp: tangent ${i} has shape ${fmtShape(t.shape)}, primal has ${fmtShape(primals[i].shape)}`);
+  });
+  const flatF = (xs: Tensor[]): Tensor[] => {
+    const r = f(...xs);
+    return Array.isArray(r) ? r : [r];
+  };
+  const [outs, back] = vjpFlat(flatF, primals);
+  const zeros = outs.map((o) => ops.zerosLike(o));
+  const [, backT] = vjpFlat((cts) => back(cts), zeros);
+  return [outs, backT(tangents)];
+}
