@@ -188,3 +188,53 @@ export function arange(start: number, stop?: number, step = 1, dtype: DType = 'i
   for (let i = 0; i < n; i++) data[i] = coerceScalar(start + i * step, dtype);
   return fromTyped(data, [n], dtype);
 }
+
+/**
+ * Rows `indices` of a concrete array along axis 0, as a new array. Axes that are broadcast
+ * (stride 0, e.g. a time axis made by tiling one image) stay broadcast: only the distinct data
+ * is copied, so a batch of a time-tiled dataset costs what a batch of the images costs.
+ */
+export function gatherRows(x: NDArray, indices: ArrayLike<number>): NDArray {
+  if (x.ndim === 0) throw new ShapeError('gatherRows: cannot gather rows of a scalar');
+  const n = x.shape[0];
+  const broadcastAxes = x.shape.map((d, i) => i > 0 && d > 1 && x.strides[i] === 0);
+  const compactShape = x.shape.map((d, i) => (broadcastAxes[i] ? 1 : d));
+  const rowShape = compactShape.slice(1);
+  const rowSize = sizeOf(rowShape);
+  const out = allocate(x.dtype, indices.length * rowSize);
+  const rowStrides = x.strides.slice(1).map((s, i) => (broadcastAxes[i + 1] ? 0 : s));
+  const compactRow = ndarray(out, [indices.length, ...rowShape], contiguousStrides([indices.length, ...rowShape]), 0);
+  for (let r = 0; r < indices.length; r++) {
+    const i = indices[r];
+    if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`gatherRows: index ${i} out of range for ${n} rows`);
+    const src = ndarray(x.data, rowShape, rowStrides, x.offset + i * x.strides[0]);
+    const dst = compactRow.pick(r, ...new Array<null>(rowShape.length).fill(null));
+    copyStrided(dst, src);
+  }
+  const compact = new NDArray(compactRow, x.dtype);
+  if (!broadcastAxes.some(Boolean)) return compact;
+  const shape = [indices.length, ...x.shape.slice(1)];
+  const strides = compact.strides.map((s, i) => (broadcastAxes[i] ? 0 : s));
+  return new NDArray(ndarray(out, shape, strides, 0), x.dtype);
+}
+
+function copyStrided(dst: NdView, src: NdView): void {
+  const shape = src.shape;
+  const rank = shape.length;
+  const n = sizeOf(shape);
+  const idx = new Array<number>(rank).fill(0);
+  let s = src.offset;
+  let d = dst.offset;
+  for (let k = 0; k < n; k++) {
+    dst.data[d] = src.data[s];
+    for (let a = rank - 1; a >= 0; a--) {
+      idx[a]++;
+      s += src.stride[a];
+      d += dst.stride[a];
+      if (idx[a] < shape[a]) break;
+      s -= src.stride[a] * shape[a];
+      d -= dst.stride[a] * shape[a];
+      idx[a] = 0;
+    }
+  }
+}

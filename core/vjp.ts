@@ -286,7 +286,7 @@ function scanVjp(primals: Tensor[], { body, numConsts, numCarry, length, reverse
  * VJP over flat lists: runs fn on tracers of a new VJP trace; returns the primal outputs and a
  * function from output cotangents to input cotangents (zeros where an input does not matter).
  */
-export function vjpFlat(fn: (xs: Tensor[]) => Tensor[], primals: Tensor[]): [Tensor[], (cts: Tensor[]) => Tensor[]] {
+export function vjpFlat(fn: (xs: Tensor[]) => Tensor[], primals: Tensor[]): [Tensor[], (cts: Tensor[]) => Tensor[], (x: Tensor) => Tensor] {
   const trace = new VjpTrace();
   let outs: Tensor[];
   const ins = primals.map((p) => trace.newTracer(p));
@@ -310,7 +310,9 @@ export function vjpFlat(fn: (xs: Tensor[]) => Tensor[], primals: Tensor[]): [Ten
     const result = trace.backwardPass(seeds);
     return ins.map((t, i) => result.get(t.id) ?? zeroCt(primals[i]));
   };
-  return [primalOuts, back];
+  // Values computed under the trace but returned some other way (aux outputs) leave as primals.
+  const unwrap = (x: Tensor): Tensor => (isOwn(x) ? x.primal : x);
+  return [primalOuts, back, unwrap];
 }
 
 /**
@@ -356,7 +358,7 @@ function gradImpl(name: string, f: (...args: Tree[]) => unknown, opts: GradOptio
   const [leaves, def] = treeFlatten(diffArgs);
   for (const l of leaves) if (!isFloat(l.dtype)) throw new TypeError(`${name}: can only differentiate float arguments, got ${l.dtype}${fmtShape(l.shape)}`);
   let aux: unknown;
-  const [[value], back] = vjpFlat((xs) => {
+  const [[value], back, unwrap] = vjpFlat((xs) => {
     const parts = treeUnflatten(def, xs) as Tree[];
     const full = args.slice();
     nums.forEach((n, i) => (full[n] = parts[i]));
@@ -371,6 +373,10 @@ function gradImpl(name: string, f: (...args: Tree[]) => unknown, opts: GradOptio
     return [out];
   }, leaves);
   const g = treeUnflatten(def, back([ops.onesLike(value)])) as Tree[];
+  if (opts.hasAux) {
+    const [auxLeaves, auxDef] = treeFlatten(aux);
+    aux = treeUnflatten(auxDef, auxLeaves.map(unwrap));
+  }
   return { value, grads: typeof argnums === 'number' ? g[0] : g, aux };
 }
 

@@ -1,0 +1,73 @@
+/**
+ * The layer protocol: a layer is an immutable record with `init` and `apply`. Parameters and
+ * state are pytrees the caller holds; nothing in a layer mutates.
+ */
+import { Tensor, type Tree, ShapeError } from '../core/index.js';
+
+/** A shape without the batch axis; null marks a free (e.g. time) axis. */
+export type LayerShape = readonly (number | null)[];
+
+export interface ApplyContext {
+  /** True inside the training step (spiking layers swap behaviour on it). */
+  readonly training: boolean;
+  /** A PRNG key for layers that draw random numbers (split it before use). */
+  readonly key?: Tensor;
+}
+
+export interface InitResult<P extends Tree = Tree, S extends Tree = Tree> {
+  readonly params: P;
+  readonly state: S;
+  readonly outputShape: LayerShape;
+}
+
+export interface ApplyResult<S extends Tree = Tree> {
+  readonly y: Tensor;
+  readonly state: S;
+  /** Penalties to add to the loss (activity regularizers already divided by the batch size). */
+  readonly losses: readonly Tensor[];
+}
+
+/** The per-layer record as `summary()` and `rebuild` see it. */
+export interface LayerInfo {
+  readonly kind: string;
+  readonly name: string;
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+export interface Layer<P extends Tree = Tree, S extends Tree = Tree> extends LayerInfo {
+  init(key: Tensor, inputShape: LayerShape): InitResult<P, S>;
+  apply(params: P, x: Tensor, ctx: ApplyContext, state: S): ApplyResult<S>;
+  /** Weight penalties (weight regularizers) for the given parameters. */
+  paramLosses?(params: P): Tensor[];
+  /** Applied to the parameters after each optimizer step (constraints). */
+  constrain?(params: P): P;
+  /** The layers inside a container (sequential, timeDistributed). */
+  readonly children?: readonly Layer[];
+  /** A copy of this layer with changed options (parameters stay compatible). */
+  with(changes: Record<string, unknown>): Layer<P, S>;
+}
+
+let nameCounter = new Map<string, number>();
+/** Keras-style unique names: dense, dense_1, dense_2, ... */
+export function uniqueName(kind: string, requested?: string): string {
+  if (requested) return requested;
+  const n = nameCounter.get(kind) ?? 0;
+  nameCounter.set(kind, n + 1);
+  return n === 0 ? kind : `${kind}_${n}`;
+}
+/** Restarts automatic layer names (tests use this for stable names). */
+export function resetLayerNames(): void {
+  nameCounter = new Map();
+}
+
+/** Checks a concrete input against a declared layer shape; null axes match anything. */
+export function checkInputShape(layer: string, expected: LayerShape, actual: readonly number[]): void {
+  const ok = expected.length === actual.length - 1 && expected.every((d, i) => d === null || d === actual[i + 1]);
+  if (!ok) {
+    throw new ShapeError(`${layer}: expected input shape [batch, ${expected.map((d) => d ?? 'None').join(', ')}], got [${actual.join(', ')}]`);
+  }
+}
+
+export function layerShapeString(shape: LayerShape): string {
+  return `(None, ${shape.map((d) => d ?? 'None').join(', ')})`;
+}

@@ -1,0 +1,65 @@
+/** Losses and metrics over (yTrue, yPred) batches; each returns a scalar (mean over the batch). */
+import { argmax, cast, equal, fmtShapeOf, log, logSoftmax, maximum, mean, minimum, mul, neg, oneHot, square, sub, sum, ShapeError, type Tensor } from './core-ext.js';
+
+export type LossFn = (yTrue: Tensor, yPred: Tensor) => Tensor;
+export type MetricFn = ((yTrue: Tensor, yPred: Tensor) => Tensor) & { readonly metricName: string };
+
+/**
+ * Cross-entropy for integer labels. With fromLogits the log-softmax is computed stably
+ * (x - max - log sum exp), so logits of 1e4 give finite losses.
+ *
+ * @example
+ * const loss = sparseCategoricalCrossentropy({ fromLogits: true });
+ * loss(array([2], { dtype: 'int32' }), array([[0, 0, 5]]));
+ */
+export function sparseCategoricalCrossentropy(options: { fromLogits?: boolean } = {}): LossFn {
+  const fromLogits = options.fromLogits ?? false;
+  return (yTrue, yPred) => {
+    const classes = yPred.shape[yPred.ndim - 1];
+    const labels = yTrue.ndim === yPred.ndim ? yTrue.reshape(yTrue.shape.slice(0, -1)) : yTrue;
+    if (labels.ndim !== yPred.ndim - 1 || labels.shape.some((d, i) => d !== yPred.shape[i])) {
+      throw new ShapeError(`sparseCategoricalCrossentropy: labels of shape ${fmtShapeOf(yTrue)} do not match predictions ${fmtShapeOf(yPred)}`);
+    }
+    const logp = fromLogits ? logSoftmax(yPred, -1) : log(clipProbs(yPred));
+    return neg(mean(sum(mul(oneHot(labels, classes, yPred.dtype), logp), -1)));
+  };
+}
+
+/** Keras clips probabilities to [eps, 1 - eps] before the log. */
+function clipProbs(p: Tensor): Tensor {
+  const eps = 1e-7;
+  return minimum(maximum(p, eps), 1 - eps);
+}
+
+export function categoricalCrossentropy(options: { fromLogits?: boolean } = {}): LossFn {
+  const fromLogits = options.fromLogits ?? false;
+  return (yTrue, yPred) => {
+    if (yTrue.ndim !== yPred.ndim || yTrue.shape.some((d, i) => d !== yPred.shape[i])) {
+      throw new ShapeError(`categoricalCrossentropy: targets of shape ${fmtShapeOf(yTrue)} do not match predictions ${fmtShapeOf(yPred)}`);
+    }
+    const logp = fromLogits ? logSoftmax(yPred, -1) : log(clipProbs(yPred));
+    return neg(mean(sum(mul(cast(yTrue, yPred.dtype), logp), -1)));
+  };
+}
+
+export function meanSquaredError(): LossFn {
+  return (yTrue, yPred) => {
+    if (yTrue.ndim !== yPred.ndim || yTrue.shape.some((d, i) => d !== yPred.shape[i])) {
+      throw new ShapeError(`meanSquaredError: targets of shape ${fmtShapeOf(yTrue)} do not match predictions ${fmtShapeOf(yPred)}`);
+    }
+    return mean(square(sub(yPred, cast(yTrue, yPred.dtype))));
+  };
+}
+
+function metric(name: string, fn: (yTrue: Tensor, yPred: Tensor) => Tensor): MetricFn {
+  return Object.assign(fn, { metricName: name });
+}
+
+/** Fraction of examples whose argmax prediction equals the integer label. */
+export const sparseCategoricalAccuracy: MetricFn = metric('accuracy', (yTrue, yPred) => {
+  const labels = yTrue.ndim === yPred.ndim ? yTrue.reshape(yTrue.shape.slice(0, -1)) : yTrue;
+  return mean(cast(equal(argmax(yPred, -1), cast(labels, 'int32')), 'float32'));
+});
+/** Keras's "accuracy" for integer labels. */
+export const accuracy = sparseCategoricalAccuracy;
+export const categoricalAccuracy: MetricFn = metric('categorical_accuracy', (yTrue, yPred) => mean(cast(equal(argmax(yPred, -1), argmax(yTrue, -1)), 'float32')));

@@ -1,0 +1,130 @@
+/**
+ * Optimizers as pure { init, update } pairs (Optax's design), composed with `chain`.
+ * `update(grads, state, params)` returns [updates, newState]; `applyUpdates` adds them.
+ */
+import { add, cast, floor, div, mul, pow, scalar, sqrt, sub, treeMap, treeZipMap, where, less, zerosLike, type Tensor, type Tree, type TensorLike } from '../core/index.js';
+
+export interface GradientTransformation<S extends Tree = Tree> {
+  init(params: Tree): S;
+  update(grads: Tree, state: S, params?: Tree): [Tree, S];
+}
+
+/** A learning rate: a constant or a function of the (float32 scalar) step count. */
+export type Schedule = number | ((step: Tensor) => TensorLike);
+
+function lrAt(lr: Schedule, step: Tensor): TensorLike {
+  return typeof lr === 'number' ? lr : lr(step);
+}
+
+/** params + updates, leaf by leaf. */
+export function applyUpdates<T extends Tree>(params: T, updates: Tree): T {
+  return treeZipMap((p, u) => add(p, u), params, updates);
+}
+
+/** Runs transformations in sequence; the state is the list of their states. */
+export function chain(...ts: GradientTransformation[]): GradientTransformation<Tree[]> {
+  return {
+    init: (params) => ts.map((t) => t.init(params)),
+    update: (grads, state, params) => {
+      let u = grads;
+      const next = ts.map((t, i) => {
+        const [nu, ns] = t.update(u, state[i], params);
+        u = nu;
+        return ns;
+      });
+      return [u, next];
+    },
+  };
+}
+
+type CountState = { count: Tensor };
+
+/** Multiplies updates by -lr (a descent step); the state counts steps for schedules. */
+export function scaleByLearningRate(lr: Schedule): GradientTransformation<CountState> {
+  return {
+    init: () => ({ count: scalar(0) }),
+    update: (grads, state) => {
+      const rate = lrAt(lr, state.count);
+      return [treeMap((g) => mul(g, mul(rate, -1)), grads), { count: add(state.count, 1) }];
+    },
+  };
+}
+
+export interface AdamOptions {
+  beta1?: number;
+  beta2?: number;
+  /** Added to sqrt(v) after Keras's bias-corrected step size (Keras's placement). */
+  epsilon?: number;
+}
+type AdamState = { count: Tensor; mu: Tree; nu: Tree };
+
+/**
+ * Adam's direction with Keras's formulation: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
+ * update = sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps). Scale by -lr afterwards.
+ */
+export function scaleByAdam(options: AdamOptions = {}): GradientTransformation<AdamState> {
+  const b1 = options.beta1 ?? 0.9;
+  const b2 = options.beta2 ?? 0.999;
+  const eps = options.epsilon ?? 1e-7;
+  return {
+    init: (params) => ({ count: scalar(0), mu: treeMap((p) => zerosLike(p), params), nu: treeMap((p) => zerosLike(p), params) }),
+    update: (grads, state) => {
+      const t = add(state.count, 1);
+      const mu = treeZipMap((m, g) => add(mul(m, b1), mul(g, 1 - b1)), state.mu, grads);
+      const nu = treeZipMap((v, g) => add(mul(v, b2), mul(mul(g, g), 1 - b2)), state.nu, grads);
+      const corr = div(sqrt(sub(1, pow(scalar(b2), t))), sub(1, pow(scalar(b1), t)));
+      const updates = treeZipMap((m, v) => div(mul(m, corr), add(sqrt(v), eps)), mu, nu);
+      return [updates, { count: t, mu, nu }];
+    },
+  };
+}
+
+/**
+ * Adam with Keras's defaults (lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7).
+ *
+ * @example
+ * const opt = adam();
+ * let state = opt.init(params);
+ * const [updates, next] = opt.update(grads, state, params);
+ */
+export function adam(learningRate: Schedule = 1e-3, options: AdamOptions = {}): GradientTransformation<Tree[]> {
+  return chain(scaleByAdam(options), scaleByLearningRate(learningRate));
+}
+
+type MomentumState = { trace: Tree };
+export function traceMomentum(momentum: number, nesterov = false): GradientTransformation<MomentumState> {
+  return {
+    init: (params) => ({ trace: treeMap((p) => zerosLike(p), params) }),
+    update: (grads, state) => {
+      const trace = treeZipMap((tr, g) => add(g, mul(tr, momentum)), state.trace, grads);
+      const updates = nesterov ? treeZipMap((g, tr) => add(g, mul(tr, momentum)), grads, trace) : trace;
+      return [updates, { trace }];
+    },
+  };
+}
+
+/** Stochastic gradient descent, optionally with (Nesterov) momentum. */
+export function sgd(learningRate: Schedule = 0.01, options: { momentum?: number; nesterov?: boolean } = {}): GradientTransformation<Tree[]> {
+  const m = options.momentum ?? 0;
+  return m > 0 ? chain(traceMomentum(m, options.nesterov ?? false), scaleByLearningRate(learningRate)) : chain(scaleByLearningRate(learningRate));
+}
+
+/** lr = values[i] for boundaries[i-1] <= step < boundaries[i]. */
+export function piecewiseConstant(boundaries: readonly number[], values: readonly number[]): (step: Tensor) => Tensor {
+  if (values.length !== boundaries.length + 1) throw new RangeError(`piecewiseConstant: needs ${boundaries.length + 1} values for ${boundaries.length} boundaries, got ${values.length}`);
+  return (step) => {
+    let out: Tensor = cast(zerosLike(step), 'float32').add(values[values.length - 1]);
+    for (let i = boundaries.length - 1; i >= 0; i--) out = where(less(step, boundaries[i]), values[i], out);
+    return out;
+  };
+}
+
+/** lr = initial * rate^(step / decaySteps), floored exponent when staircase. */
+export function exponentialDecay(initial: number, decaySteps: number, decayRate: number, options: { staircase?: boolean } = {}): (step: Tensor) => Tensor {
+  return (step) => {
+    let e = div(step, decaySteps);
+    if (options.staircase) e = floor(e);
+    return mul(pow(scalar(decayRate), e), initial);
+  };
+}
+

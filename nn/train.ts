@@ -1,0 +1,309 @@
+/**
+ * The training loop: fit / evaluate / predict over concrete arrays, with a jit-compiled step,
+ * Keras-style progress output and callbacks.
+ */
+import { add, concatenate, gatherRows, jit, NDArray, random, scalar, ShapeError, valueAndGrad, type Tensor, type Tree } from '../core/index.js';
+import type { Layer } from './layer.js';
+import type { LossFn, MetricFn } from './losses.js';
+import { applyUpdates, type GradientTransformation } from './optimizers.js';
+
+/** Everything a model's training carries between steps. */
+export interface Variables {
+  readonly params: Tree;
+  readonly state: Tree;
+  readonly optState?: Tree;
+}
+
+export type Logs = Record<string, number>;
+
+/** What callbacks see and may change between batches (e.g. replace `state` to set dt). */
+export interface TrainingControl {
+  params: Tree;
+  state: Tree;
+  optState: Tree;
+  epoch: number;
+  batch: number;
+  readonly stepsPerEpoch: number;
+  readonly model: Layer;
+  stopTraining: boolean;
+  stopReason?: string;
+}
+
+export interface Callback {
+  onTrainBegin?(ctl: TrainingControl): void;
+  onEpochBegin?(epoch: number, ctl: TrainingControl): void;
+  onBatchBegin?(batch: number, ctl: TrainingControl): void;
+  onBatchEnd?(batch: number, logs: Logs, ctl: TrainingControl): void;
+  onEpochEnd?(epoch: number, logs: Logs, ctl: TrainingControl): void;
+  onTrainEnd?(ctl: TrainingControl): void;
+}
+
+export interface FitOptions {
+  optimizer: GradientTransformation;
+  loss: LossFn;
+  metrics?: readonly MetricFn[];
+  epochs?: number;
+  batchSize?: number;
+  shuffle?: boolean;
+  /** Drives shuffling and the layers' per-step keys. */
+  key?: Tensor;
+  validationData?: [NDArray, NDArray];
+  callbacks?: readonly Callback[];
+  /** 0 silent, 1 a progress bar per epoch, 2 one line per epoch. */
+  verbose?: 0 | 1 | 2;
+  /** Where progress goes (default process.stdout). */
+  write?: (s: string) => void;
+}
+
+export interface History {
+  readonly epochs: number[];
+  readonly history: Record<string, number[]>;
+  stopReason?: string;
+}
+
+export interface FitResult extends Variables {
+  readonly optState: Tree;
+  readonly history: History;
+}
+
+function checkData(fn: string, x: NDArray, y: NDArray): void {
+  if (!(x instanceof NDArray) || !(y instanceof NDArray)) throw new TypeError(`${fn}: x and y must be concrete arrays`);
+  if (x.shape[0] !== y.shape[0]) throw new ShapeError(`${fn}: x has ${x.shape[0]} examples but y has ${y.shape[0]} (shapes [${x.shape.join(', ')}] and [${y.shape.join(', ')}])`);
+}
+
+function defaultWrite(s: string): void {
+  if (typeof process !== 'undefined' && process.stdout) process.stdout.write(s);
+}
+
+/** Keras's progress line: `1875/1875 [======] - 9s 5ms/step - loss: 0.4979 - accuracy: 0.8250`. */
+export function progressLine(step: number, total: number, elapsedS: number, logs: Logs, done: boolean): string {
+  const width = 30;
+  const filled = Math.floor((width * step) / total);
+  const bar = done ? '='.repeat(width) : '='.repeat(Math.max(0, filled - 1)) + (filled > 0 ? '>' : '') + '.'.repeat(width - Math.max(filled, 0));
+  const pad = String(total).length;
+  const perStep = (elapsedS / Math.max(step, 1)) * 1000;
+  const timing = done ? `${Math.round(elapsedS)}s ${Math.round(perStep)}ms/step` : `ETA: ${Math.round((elapsedS / Math.max(step, 1)) * (total - step))}s`;
+  const metrics = Object.entries(logs)
+    .map(([k, v]) => ` - ${k}: ${v.toFixed(4)}`)
+    .join('');
+  return `${String(step).padStart(pad)}/${total} [${bar}] - ${timing}${metrics}`;
+}
+
+function makeTrainStep(model: Layer, opts: FitOptions) {
+  const metrics = opts.metrics ?? [];
+  return jit((params: Tree, state: Tree, optState: Tree, x: Tensor, y: Tensor, key: Tensor) => {
+    const lossOf = (p: Tree): [Tensor, { state: Tree; yPred: Tensor }] => {
+      const r = model.apply(p, x, { training: true, key }, state);
+      let loss = opts.loss(y, r.y);
+      for (const l of r.losses) loss = add(loss, l);
+      for (const l of model.paramLosses ? model.paramLosses(p) : []) loss = add(loss, l);
+      return [loss, { state: r.state, yPred: r.y }];
+    };
+    const [valueAux, grads] = valueAndGrad(lossOf as (p: Tree) => unknown, { hasAux: true })(params);
+    const [loss, aux] = valueAux as [Tensor, { state: Tree; yPred: Tensor }];
+    const [updates, nextOpt] = opts.optimizer.update(grads, optState, params);
+    let nextParams = applyUpdates(params, updates);
+    if (model.constrain) nextParams = model.constrain(nextParams);
+    return { params: nextParams, state: aux.state, optState: nextOpt, loss, metrics: metrics.map((m) => m(y, aux.yPred)) };
+  });
+}
+
+/**
+ * Trains `model` from `variables` on (x, y). Returns the trained variables and the history.
+ *
+ * @example
+ * const { params, state } = model.init(random.key(0), [28, 28]);
+ * const result = fit(model, { params, state }, x, y, {
+ *   optimizer: adam(), loss: sparseCategoricalCrossentropy({ fromLogits: true }),
+ *   metrics: [accuracy], epochs: 10, batchSize: 32, key: random.key(1),
+ * });
+ */
+export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: FitOptions): FitResult {
+  checkData('fit', x, y);
+  const epochs = opts.epochs ?? 1;
+  const batchSize = opts.batchSize ?? 32;
+  const verbose = opts.verbose ?? 1;
+  const write = opts.write ?? defaultWrite;
+  const n = x.shape[0];
+  const steps = Math.ceil(n / batchSize);
+  const metrics = opts.metrics ?? [];
+  const step = makeTrainStep(model, opts);
+  let key = opts.key ?? random.key(0);
+  const ctl: TrainingControl = {
+    params: variables.params,
+    state: variables.state,
+    optState: variables.optState ?? opts.optimizer.init(variables.params),
+    epoch: 0,
+    batch: 0,
+    stepsPerEpoch: steps,
+    model,
+    stopTraining: false,
+  };
+  const history: History = { epochs: [], history: {} };
+  const callbacks = opts.callbacks ?? [];
+  const isTTY = typeof process !== 'undefined' && Boolean(process.stdout?.isTTY) && opts.write === undefined;
+  callbacks.forEach((c) => c.onTrainBegin?.(ctl));
+  for (let epoch = 0; epoch < epochs && !ctl.stopTraining; epoch++) {
+    ctl.epoch = epoch;
+    callbacks.forEach((c) => c.onEpochBegin?.(epoch, ctl));
+    if (verbose) write(`Epoch ${epoch + 1}/${epochs}\n`);
+    const [shuffleKey, epochKey, nextKey] = random.split(key, 3);
+    key = nextKey;
+    const order = opts.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : (random.permutation(shuffleKey, n).toTyped() as Int32Array);
+    const start = Date.now();
+    let seen = 0;
+    let lossSum = 0;
+    const metricSums = metrics.map(() => 0);
+    let lastDraw = 0;
+    let logs: Logs = {};
+    for (let b = 0; b < steps && !ctl.stopTraining; b++) {
+      ctl.batch = b;
+      callbacks.forEach((c) => c.onBatchBegin?.(b, ctl));
+      const idx = order.subarray(b * batchSize, Math.min(n, (b + 1) * batchSize));
+      const xb = gatherRows(x, idx);
+      const yb = gatherRows(y, idx);
+      const out = step(ctl.params, ctl.state, ctl.optState, xb, yb, random.foldIn(epochKey, b));
+      const lossValue = out.loss.item();
+      ctl.params = out.params;
+      ctl.state = out.state;
+      ctl.optState = out.optState;
+      const m = idx.length;
+      seen += m;
+      lossSum += lossValue * m;
+      out.metrics.forEach((t, i) => (metricSums[i] += t.item() * m));
+      logs = { loss: lossSum / seen };
+      metrics.forEach((mf, i) => (logs[mf.metricName] = metricSums[i] / seen));
+      callbacks.forEach((c) => c.onBatchEnd?.(b, { ...logs, batchLoss: lossValue }, ctl));
+      if (verbose === 1 && isTTY && Date.now() - lastDraw > 100) {
+        lastDraw = Date.now();
+        write(`\r${progressLine(b + 1, steps, (Date.now() - start) / 1000, logs, false)}`);
+      }
+    }
+    const elapsed = (Date.now() - start) / 1000;
+    if (opts.validationData) {
+      const [vx, vy] = opts.validationData;
+      const v = evaluate(model, { params: ctl.params, state: ctl.state }, vx, vy, { loss: opts.loss, metrics, batchSize, verbose: 0 });
+      for (const [k, val] of Object.entries(v)) logs[`val_${k}`] = val;
+    }
+    if (verbose) write(`${isTTY && verbose === 1 ? '\r' : ''}${progressLine(ctl.batch + 1, steps, elapsed, logs, true)}\n`);
+    history.epochs.push(epoch);
+    for (const [k, v] of Object.entries(logs)) (history.history[k] ??= []).push(v);
+    callbacks.forEach((c) => c.onEpochEnd?.(epoch, logs, ctl));
+  }
+  callbacks.forEach((c) => c.onTrainEnd?.(ctl));
+  if (ctl.stopReason) {
+    history.stopReason = ctl.stopReason;
+    if (verbose) write(`${ctl.stopReason}\n`);
+  }
+  return { params: ctl.params, state: ctl.state, optState: ctl.optState, history };
+}
+
+export interface EvaluateOptions {
+  loss: LossFn;
+  metrics?: readonly MetricFn[];
+  batchSize?: number;
+  verbose?: 0 | 1 | 2;
+  write?: (s: string) => void;
+}
+
+const evalSteps = new WeakMap<Layer, Map<string, (params: Tree, state: Tree, x: Tensor) => Tensor>>();
+function predictStep(model: Layer): (params: Tree, state: Tree, x: Tensor) => Tensor {
+  let m = evalSteps.get(model);
+  if (!m) {
+    m = new Map();
+    evalSteps.set(model, m);
+  }
+  let f = m.get('predict');
+  if (!f) {
+    f = jit((params: Tree, state: Tree, x: Tensor) => model.apply(params, x, { training: false }, state).y);
+    m.set('predict', f);
+  }
+  return f;
+}
+
+/** Loss and metrics over (x, y) in inference mode, averaged over examples. */
+export function evaluate(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: EvaluateOptions): Logs {
+  checkData('evaluate', x, y);
+  const batchSize = opts.batchSize ?? 32;
+  const n = x.shape[0];
+  const metrics = opts.metrics ?? [];
+  const f = predictStep(model);
+  const start = Date.now();
+  let lossSum = 0;
+  const sums = metrics.map(() => 0);
+  const steps = Math.ceil(n / batchSize);
+  for (let b = 0; b < steps; b++) {
+    const idx = Int32Array.from({ length: Math.min(n, (b + 1) * batchSize) - b * batchSize }, (_, i) => b * batchSize + i);
+    const xb = gatherRows(x, idx);
+    const yb = gatherRows(y, idx);
+    const pred = f(variables.params, variables.state, xb);
+    lossSum += opts.loss(yb, pred).item() * idx.length;
+    metrics.forEach((m, i) => (sums[i] += m(yb, pred).item() * idx.length));
+  }
+  const logs: Logs = { loss: lossSum / n };
+  metrics.forEach((m, i) => (logs[m.metricName] = sums[i] / n));
+  if (opts.verbose) {
+    const elapsed = (Date.now() - start) / 1000;
+    const parts = Object.entries(logs).map(([k, v]) => ` - ${k}: ${v.toFixed(4)}`);
+    (opts.write ?? defaultWrite)(`${steps}/${steps} - ${Math.round(elapsed)}s${parts.join('')} - ${Math.round((elapsed / steps) * 1000)}ms/step\n`);
+  }
+  return logs;
+}
+
+/** Model outputs for x in inference mode, batched and concatenated. */
+export function predict(model: Layer, variables: Variables, x: NDArray, opts: { batchSize?: number } = {}): NDArray {
+  const batchSize = opts.batchSize ?? 32;
+  const n = x.shape[0];
+  const f = predictStep(model);
+  const parts: Tensor[] = [];
+  for (let b = 0; b * batchSize < n; b++) {
+    const idx = Int32Array.from({ length: Math.min(n, (b + 1) * batchSize) - b * batchSize }, (_, i) => b * batchSize + i);
+    parts.push(f(variables.params, variables.state, gatherRows(x, idx)));
+  }
+  return concatenate(parts, 0) as NDArray;
+}
+
+/** Stops when a monitored log stops improving for `patience` epochs. */
+export function earlyStopping(options: { monitor?: string; patience?: number; minDelta?: number; mode?: 'min' | 'max' } = {}): Callback {
+  const monitor = options.monitor ?? 'loss';
+  const patience = options.patience ?? 0;
+  const minDelta = options.minDelta ?? 0;
+  const sign = (options.mode ?? (monitor.includes('acc') ? 'max' : 'min')) === 'min' ? 1 : -1;
+  let best = Infinity;
+  let wait = 0;
+  return {
+    onTrainBegin: () => {
+      best = Infinity;
+      wait = 0;
+    },
+    onEpochEnd: (epoch, logs, ctl) => {
+      const v = logs[monitor];
+      if (v === undefined) throw new RangeError(`earlyStopping: no log named '${monitor}'; logs are ${Object.keys(logs).join(', ')}`);
+      if (sign * v < best - minDelta) {
+        best = sign * v;
+        wait = 0;
+      } else if (++wait > patience) {
+        ctl.stopTraining = true;
+        ctl.stopReason = `Epoch ${epoch + 1}: early stopping (${monitor} did not improve for ${wait} epochs)`;
+      }
+    },
+  };
+}
+
+/** Stops training at the first batch whose loss is NaN or infinite, naming epoch and batch. */
+export function terminateOnNaN(): Callback {
+  return {
+    onBatchEnd: (batch, logs, ctl) => {
+      const l = logs.batchLoss;
+      if (!Number.isFinite(l)) {
+        ctl.stopTraining = true;
+        ctl.stopReason = `terminateOnNaN: loss became ${l} at epoch ${ctl.epoch + 1}, batch ${batch + 1}; training stopped`;
+      }
+    },
+  };
+}
+
+/** A scalar sum of a list of penalties (0 when empty). */
+export function totalLoss(losses: readonly Tensor[]): Tensor {
+  return losses.reduce<Tensor>((a, l) => add(a, l), scalar(0));
+}
