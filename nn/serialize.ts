@@ -622,8 +622,8 @@ function build(def: StoredDef, parsed: Parsed, bytes: Uint8Array): Tree {
  * const record = tensorsFromBytes(new Uint8Array(await (await fetch('/model.safetensors')).arrayBuffer()), undefined, 'model.safetensors');
  * @throws SafetensorsError naming `fileName` and what was expected vs found.
  */
+export function tensorsFromBytes(bytes: Uint8Array, template?: undefined, fileName?: string): Tree;
 export function tensorsFromBytes<T extends Tree>(bytes: Uint8Array, template: T, fileName?: string): T;
-export function tensorsFromBytes(bytes: Uint8Array, template?: Tree, fileName?: string): Tree;
 export function tensorsFromBytes(bytes: Uint8Array, template?: Tree, fileName = '<bytes>'): Tree {
   try {
     const parsed = parse(bytes, fileName);
@@ -669,15 +669,15 @@ function asBytes(buf: Buffer): Uint8Array {
  * const anything = await loadTensors('from-pytorch.safetensors'); // { 'fc1': { weight, bias }, ... }
  * @throws SafetensorsError naming the file (I/O errors propagate as Node's errors).
  */
+export async function loadTensors(path: string, template?: undefined): Promise<Tree>;
 export async function loadTensors<T extends Tree>(path: string, template: T): Promise<T>;
-export async function loadTensors(path: string, template?: Tree): Promise<Tree>;
 export async function loadTensors(path: string, template?: Tree): Promise<Tree> {
   return tensorsFromBytes(asBytes(await readFile(path)), template, path);
 }
 
 /** The synchronous {@link loadTensors}. */
+export function loadTensorsSync(path: string, template?: undefined): Tree;
 export function loadTensorsSync<T extends Tree>(path: string, template: T): T;
-export function loadTensorsSync(path: string, template?: Tree): Tree;
 export function loadTensorsSync(path: string, template?: Tree): Tree {
   return tensorsFromBytes(asBytes(readFileSync(path)), template, path);
 }

@@ -200,14 +200,16 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
 
 export interface EvaluateOptions {
   loss: LossFn;
+  /** Per-batch keys for layers that draw random numbers (unseeded spiking layers). */
+  key?: Tensor;
   metrics?: readonly MetricFn[];
   batchSize?: number;
   verbose?: 0 | 1 | 2;
   write?: (s: string) => void;
 }
 
-const evalSteps = new WeakMap<Layer, Map<string, (params: Tree, state: Tree, x: Tensor) => Tensor>>();
-function predictStep(model: Layer): (params: Tree, state: Tree, x: Tensor) => Tensor {
+const evalSteps = new WeakMap<Layer, Map<string, (params: Tree, state: Tree, x: Tensor, key: Tensor) => Tensor>>();
+function predictStep(model: Layer): (params: Tree, state: Tree, x: Tensor, key: Tensor) => Tensor {
   let m = evalSteps.get(model);
   if (!m) {
     m = new Map();
@@ -215,7 +217,7 @@ function predictStep(model: Layer): (params: Tree, state: Tree, x: Tensor) => Te
   }
   let f = m.get('predict');
   if (!f) {
-    f = jit((params: Tree, state: Tree, x: Tensor) => model.apply(params, x, { training: false }, state).y);
+    f = jit((params: Tree, state: Tree, x: Tensor, key: Tensor) => model.apply(params, x, { training: false, key }, state).y);
     m.set('predict', f);
   }
   return f;
@@ -225,6 +227,7 @@ function predictStep(model: Layer): (params: Tree, state: Tree, x: Tensor) => Te
 export function evaluate(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: EvaluateOptions): Logs {
   checkData('evaluate', x, y);
   const batchSize = opts.batchSize ?? 32;
+  const key = opts.key ?? random.key(0);
   const n = x.shape[0];
   const metrics = opts.metrics ?? [];
   const f = predictStep(model);
@@ -236,7 +239,7 @@ export function evaluate(model: Layer, variables: Variables, x: NDArray, y: NDAr
     const idx = Int32Array.from({ length: Math.min(n, (b + 1) * batchSize) - b * batchSize }, (_, i) => b * batchSize + i);
     const xb = gatherRows(x, idx);
     const yb = gatherRows(y, idx);
-    const pred = f(variables.params, variables.state, xb);
+    const pred = f(variables.params, variables.state, xb, random.foldIn(key, b));
     lossSum += opts.loss(yb, pred).item() * idx.length;
     metrics.forEach((m, i) => (sums[i] += m(yb, pred).item() * idx.length));
   }
@@ -251,14 +254,15 @@ export function evaluate(model: Layer, variables: Variables, x: NDArray, y: NDAr
 }
 
 /** Model outputs for x in inference mode, batched and concatenated. */
-export function predict(model: Layer, variables: Variables, x: NDArray, opts: { batchSize?: number } = {}): NDArray {
+export function predict(model: Layer, variables: Variables, x: NDArray, opts: { batchSize?: number; key?: Tensor } = {}): NDArray {
   const batchSize = opts.batchSize ?? 32;
+  const key = opts.key ?? random.key(0);
   const n = x.shape[0];
   const f = predictStep(model);
   const parts: Tensor[] = [];
   for (let b = 0; b * batchSize < n; b++) {
     const idx = Int32Array.from({ length: Math.min(n, (b + 1) * batchSize) - b * batchSize }, (_, i) => b * batchSize + i);
-    parts.push(f(variables.params, variables.state, gatherRows(x, idx)));
+    parts.push(f(variables.params, variables.state, gatherRows(x, idx), random.foldIn(key, b)));
   }
   return concatenate(parts, 0) as NDArray;
 }
