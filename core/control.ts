@@ -1,7 +1,7 @@
 /** Control flow and custom differentiation: scan and customVjp, over pytrees. */
 import { fmtShape, ShapeError } from './shape.js';
 import { Tensor } from './tensor.js';
-import { avalOf, bind, traceToJaxpr } from './trace.js';
+import { avalOf, bind, constsAsArgs, traceToJaxpr } from './trace.js';
 import { numLeaves, treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree, type TreeDef } from './tree.js';
 import type { FlatBwd, FlatFwd } from './primitives.js';
 
@@ -45,7 +45,7 @@ export function scan<C extends Tree, X extends Tree, Y extends Tree>(f: (carry: 
     return [...c2, ...ys];
   }, stepAvals);
   const outs = bind('scan', [...closed.consts, ...carryLeaves, ...xLeaves], {
-    body: closed.jaxpr,
+    body: constsAsArgs(closed.jaxpr),
     numConsts: closed.consts.length,
     numCarry: carryLeaves.length,
     length,

@@ -169,6 +169,14 @@ export function traceToJaxpr(fn: (args: Tensor[]) => Tensor[], avals: readonly A
   }
 }
 
+/**
+ * The jaxpr with its constvars turned into leading invars: scan bodies take their constants as
+ * ordinary leading arguments, so one calling convention serves the eager loop and the VJP.
+ */
+export function constsAsArgs(jaxpr: Jaxpr): Jaxpr {
+  return { constvars: [], invars: [...jaxpr.constvars, ...jaxpr.invars], eqns: jaxpr.eqns, outvars: jaxpr.outvars };
+}
+
 /** Evaluates a jaxpr by binding each equation (so an enclosing trace records it). */
 export function evalJaxpr(jaxpr: Jaxpr, consts: readonly Tensor[], args: readonly Tensor[]): Tensor[] {
   if (args.length !== jaxpr.invars.length) throw new ShapeError(`evalJaxpr: expected ${jaxpr.invars.length} arguments, got ${args.length}`);

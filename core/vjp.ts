@@ -8,7 +8,7 @@ import * as ops from './ops.js';
 import { type PrimParams, type Primitive } from './primitives.js';
 import { fmtShape, ShapeError, shapesEqual } from './shape.js';
 import { Tensor } from './tensor.js';
-import { avalOf, bind, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
+import { avalOf, bind, constsAsArgs, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
 import { treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree } from './tree.js';
 import type { DType } from './dtype.js';
 
@@ -237,10 +237,10 @@ function scanVjp(primals: Tensor[], { body, numConsts, numCarry, length, reverse
   const numYs = body.outvars.length - numCarry;
   const stepAvals = [...consts.map(avalOf), ...init.map(avalOf), ...xs.map((x) => ({ shape: x.shape.slice(1), dtype: x.dtype }))];
   const withCarries = traceToJaxpr((args) => {
-    const outs = evalJaxpr(body, args.slice(0, numConsts), args.slice(numConsts));
+    const outs = evalJaxpr(body, [], args);
     return [...outs, ...args.slice(numConsts, numConsts + numCarry)];
   }, stepAvals);
-  const fwdOuts = bind('scan', [...withCarries.consts, ...primals], { body: withCarries.jaxpr, numConsts: numConsts + withCarries.consts.length, numCarry, length, reverse });
+  const fwdOuts = bind('scan', [...withCarries.consts, ...primals], { body: constsAsArgs(withCarries.jaxpr), numConsts: numConsts + withCarries.consts.length, numCarry, length, reverse });
   const outs = fwdOuts.slice(0, numCarry + numYs);
   const carries = fwdOuts.slice(numCarry + numYs);
   return {
@@ -259,14 +259,14 @@ function scanVjp(primals: Tensor[], { body, numConsts, numCarry, length, reverse
         const carryT = args.slice(k, (k += numCarry));
         const xT = args.slice(k, (k += xs.length));
         const ctY = args.slice(k);
-        const [, back] = vjpFlat((ins) => evalJaxpr(body, ins.slice(0, numConsts), ins.slice(numConsts)), [...cs, ...carryT, ...xT]);
+        const [, back] = vjpFlat((ins) => evalJaxpr(body, [], ins), [...cs, ...carryT, ...xT]);
         const inCts = back([...ctC, ...ctY]);
         const newAcc = acc.map((a, i) => ops.add(a, inCts[i]));
         return [...inCts.slice(numConsts, numConsts + numCarry), ...newAcc, ...inCts.slice(numConsts + numCarry)];
       }, bwdAvals);
       const zeroAcc = consts.map(zeroCt);
       const res = bind('scan', [...bwd.consts, ...consts, ...ctCarry, ...zeroAcc, ...carries, ...xs, ...ctYs], {
-        body: bwd.jaxpr,
+        body: constsAsArgs(bwd.jaxpr),
         numConsts: bwd.consts.length + numConsts,
         numCarry: numCarry + numConsts,
         length,

@@ -7,3 +7,4 @@ export * from './losses.js';
 export * from './optimizers.js';
 export * from './train.js';
 export * from './model.js';
+export * from './serialize.js';

@@ -229,7 +229,7 @@ function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse
   for (let i = 0; i < length; i++) {
     const t = reverse ? length - 1 - i : i;
     const xt = xs.map((x) => new NDArray(x.nd.pick(t, ...new Array<null>(x.ndim - 1).fill(null)), x.dtype));
-    const outs = step(consts, [...carry, ...xt]);
+    const outs = step([], [...consts, ...carry, ...xt]);
     carry = outs.slice(0, numCarry);
     outs.slice(numCarry).forEach((y, j) => {
       const dst = ysData[j];

@@ -1,0 +1,70 @@
+/** spiketrace/data: datasets as arrays, time tiling, encoders for time-varying input. */
+import { broadcastTo, cast, fromTyped, less, mul, NDArray, random, reshape, type Tensor } from '../core/index.js';
+
+import { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashion-mnist.js';
+
+export { parseIdx, encodeIdx } from './raw/idx.js';
+export { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashion-mnist.js';
+
+export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
+
+export interface ImageDataset {
+  /** (n, 28, 28) float32 in [0, 1] (pixels / 255). */
+  readonly images: NDArray;
+  /** (n,) int32 class labels. */
+  readonly labels: NDArray;
+  /** The raw uint8 pixels, row-major. */
+  readonly raw: Uint8Array;
+}
+
+export interface LoadOptions {
+  dir?: string;
+  download?: boolean;
+  /** Keep only the first n examples of each split (for quick runs). */
+  limit?: { train?: number; test?: number };
+}
+
+function toDataset(split: { images: Uint8Array; labels: Uint8Array; count: number }, limit?: number): ImageDataset {
+  const n = Math.min(split.count, limit ?? split.count);
+  const raw = split.images.subarray(0, n * 784);
+  return { images: fromTyped(normalizeImages(raw), [n, 28, 28]), labels: fromTyped(Int32Array.from(split.labels.subarray(0, n)), [n], 'int32'), raw };
+}
+
+/**
+ * Fashion-MNIST (official 60k/10k split) as arrays, from `dir`, FASHION_MNIST_DIR, Keras's cache,
+ * Debian's dataset-fashion-mnist package, or a checked download.
+ *
+ * @example
+ * const { train, test } = await loadFashionMnist();
+ * train.images.shape; // [60000, 28, 28]
+ */
+export async function loadFashionMnist(options: LoadOptions = {}): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
+  const raw = await loadFashionMnistRaw({ dir: options.dir, download: options.download });
+  return { train: toDataset(raw.train, options.limit?.train), test: toDataset(raw.test, options.limit?.test), source: raw.source };
+}
+
+/** MNIST, from the same kinds of places (MNIST_DIR, ~/.keras/datasets/mnist/, ...). */
+export async function loadMnist(options: LoadOptions = {}): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
+  const raw = await loadMnistRaw({ dir: options.dir, download: options.download });
+  return { train: toDataset(raw.train, options.limit?.train), test: toDataset(raw.test, options.limit?.test), source: raw.source };
+}
+
+/**
+ * Repeats each example over `steps` time steps: (n, ...) -> (n, steps, ...) as a view with a
+ * stride-0 time axis. Nothing is copied (numpy's tile of the training set costs 3.7 GB).
+ */
+export function tileTime(x: NDArray, steps: number): NDArray {
+  if (!Number.isInteger(steps) || steps <= 0) throw new RangeError(`tileTime: steps must be a positive integer, got ${steps}`);
+  return broadcastTo(reshape(x, [x.shape[0], 1, ...x.shape.slice(1)]), [x.shape[0], steps, ...x.shape.slice(1)]) as NDArray;
+}
+
+/**
+ * Poisson (Bernoulli per step) spike trains with rate `maxRate * x` Hz: (n, ...) -> (n, steps, ...),
+ * each spike of height 1/dt so the mean over time approximates maxRate * x.
+ */
+export function poissonEncode(key: Tensor, x: Tensor, steps: number, options: { dt?: number; maxRate?: number } = {}): Tensor {
+  const dt = options.dt ?? 0.001;
+  const maxRate = options.maxRate ?? 100;
+  const p = broadcastTo(reshape(x.mul(maxRate * dt), [x.shape[0], 1, ...x.shape.slice(1)]), [x.shape[0], steps, ...x.shape.slice(1)]);
+  return mul(cast(less(random.uniform(key, p.shape), p), 'float32'), 1 / dt);
+}
