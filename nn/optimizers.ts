@@ -2,7 +2,7 @@
  * Optimizers as pure { init, update } pairs (Optax's design), composed with `chain`.
  * `update(grads, state, params)` returns [updates, newState]; `applyUpdates` adds them.
  */
-import { add, cast, floor, div, mul, pow, scalar, sqrt, sub, treeMap, treeZipMap, where, less, zerosLike, type Tensor, type Tree, type TensorLike } from '../core/index.js';
+import { add, cast, floor, neg, div, mul, pow, scalar, sqrt, sub, treeMap, treeZipMap, where, less, zerosLike, type Tensor, type Tree, type TensorLike } from '../core/index.js';
 
 export interface GradientTransformation<S extends Tree = Tree> {
   init(params: Tree): S;
@@ -45,7 +45,9 @@ export function scaleByLearningRate(lr: Schedule): GradientTransformation<CountS
     init: () => ({ count: scalar(0) }),
     update: (grads, state) => {
       const rate = lrAt(lr, state.count);
-      return [treeMap((g) => mul(g, mul(rate, -1)), grads), { count: add(state.count, 1) }];
+      // A plain number takes each leaf's dtype (weak typing), so float64 params step in float64.
+      const step = (g: Tensor): Tensor => (typeof rate === 'number' ? mul(g, -rate) : mul(g, cast(neg(rate), g.dtype)));
+      return [treeMap(step, grads), { count: add(state.count, 1) }];
     },
   };
 }
@@ -67,13 +69,14 @@ export function scaleByAdam(options: AdamOptions = {}): GradientTransformation<A
   const b2 = options.beta2 ?? 0.999;
   const eps = options.epsilon ?? 1e-7;
   return {
-    init: (params) => ({ count: scalar(0), mu: treeMap((p) => zerosLike(p), params), nu: treeMap((p) => zerosLike(p), params) }),
+    // The step count and bias correction are float64 and cast per leaf, so float64 params stay exact.
+    init: (params) => ({ count: scalar(0, 'float64'), mu: treeMap((p) => zerosLike(p), params), nu: treeMap((p) => zerosLike(p), params) }),
     update: (grads, state) => {
       const t = add(state.count, 1);
       const mu = treeZipMap((m, g) => add(mul(m, b1), mul(g, 1 - b1)), state.mu, grads);
       const nu = treeZipMap((v, g) => add(mul(v, b2), mul(mul(g, g), 1 - b2)), state.nu, grads);
-      const corr = div(sqrt(sub(1, pow(scalar(b2), t))), sub(1, pow(scalar(b1), t)));
-      const updates = treeZipMap((m, v) => div(mul(m, corr), add(sqrt(v), eps)), mu, nu);
+      const corr = div(sqrt(sub(1, pow(scalar(b2, 'float64'), t))), sub(1, pow(scalar(b1, 'float64'), t)));
+      const updates = treeZipMap((m, v) => div(mul(m, cast(corr, m.dtype)), add(sqrt(v), eps)), mu, nu);
       return [updates, { count: t, mu, nu }];
     },
   };

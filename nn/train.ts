@@ -286,7 +286,7 @@ export function earlyStopping(options: { monitor?: string; patience?: number; mi
       if (sign * v < best - minDelta) {
         best = sign * v;
         wait = 0;
-      } else if (++wait > patience) {
+      } else if (++wait >= patience && epoch > 0) {
         ctl.stopTraining = true;
         ctl.stopReason = `Epoch ${epoch + 1}: early stopping (${monitor} did not improve for ${wait} epochs)`;
       }

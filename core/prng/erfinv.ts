@@ -24,7 +24,7 @@
  * bit-reproducible across backends here.
  *
  * Accuracy, measured against an independent erf (test/prng/numerics.test.ts):
- * relative error below 6e-15 (float64) and 3e-7 (float32, ~2 ulp) for
+ * relative error below 6e-15 (float64) and 3.2e-7 (float32, under 3 ulp) for
  * |x| <= 0.99. Closer to +-1 it degrades to at most ~1.1e-10 (float64) and
  * ~6e-6 (float32), because XLA forms 1 - x^2 as 1 + (-x*x), and x*x loses the
  * low bits of 1 - x^2; Giles' own (1 - x)(1 + x) would not. This is kept on

@@ -5,9 +5,13 @@
  *
  * - A key is a `Uint32Array(2)`; all randomness flows from keys, never from
  *   hidden global state or `Math.random`.
- * - `keyFromSeed`, `splitKey`, `foldIn` and `randomBits` reproduce JAX's
- *   outputs bit for bit; so do `uniform`, `bernoulli`, `permutation` and
- *   `randint(..., { method: 'jax' })`; `normal` reproduces JAX's algorithm.
+ * - `keyFromSeed`, `splitKey`, `foldIn`, `randomBits`, `uniform`,
+ *   `bernoulli`, `permutation` and `randint(..., { method: 'jax' })` reproduce
+ *   jax.random's outputs bit for bit (checked against jax 0.10.2 on CPU);
+ *   `normal` does too except for rare last-bit differences (see its doc).
+ *   Deliberate differences: `uniform` never returns `maxval` (JAX can, by
+ *   rounding), and `randint` defaults to exact rejection sampling (JAX's
+ *   modulus method is biased for large ranges; `{ method: 'jax' }` keeps it).
  * - JAX has two counter layouts (flag `jax_threefry_partitionable`, default
  *   changed to `true` in JAX 0.5.0). Both are available via
  *   `{ partitionable }`; the default here is {@link DEFAULT_PARTITIONABLE}.

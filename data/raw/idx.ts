@@ -105,7 +105,15 @@ const KNOWN_CODES = [...TYPE_BY_CODE.entries()]
   .map(([code, t]) => `${hexByte(code)} (${t.specName})`)
   .join(', ');
 
-/** Whether `bytes` start with the gzip magic 0x1f 0x8b. An IDX file starts with 0x00 0x00, so the two never collide. */
+/**
+ * Whether `bytes` start with the gzip magic 0x1f 0x8b. An IDX file starts
+ * with 0x00 0x00, so the two never collide.
+ *
+ * @example
+ * ```ts
+ * isGzip(readFileSync('t10k-labels-idx1-ubyte.gz')); // true
+ * ```
+ */
 export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }

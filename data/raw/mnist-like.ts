@@ -284,7 +284,14 @@ function searchLocal(spec: MnistLikeSpec, options: LoadRawOptions): SearchResult
   return { found: undefined, looked, cacheDir, cacheMissing };
 }
 
-/** `~/.cache/spiketrace/datasets/<name>`, the default download cache of a dataset. */
+/**
+ * `~/.cache/spiketrace/datasets/<name>`, the default download cache of a dataset.
+ *
+ * @example
+ * ```ts
+ * defaultCacheDir(FASHION_MNIST); // '/home/me/.cache/spiketrace/datasets/fashion-mnist'
+ * ```
+ */
 export function defaultCacheDir(spec: Pick<MnistLikeSpec, 'name'>): string {
   return join(homedir(), '.cache', 'spiketrace', 'datasets', spec.name);
 }
@@ -470,7 +477,14 @@ function defaultFetch(): FetchLike {
   return f;
 }
 
-/** Lowercase hex sha256 of `bytes`. */
+/**
+ * Lowercase hex sha256 of `bytes`, the form the published hashes take.
+ *
+ * @example
+ * ```ts
+ * sha256Hex(new Uint8Array(0)); // 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+ * ```
+ */
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }

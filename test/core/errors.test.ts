@@ -97,7 +97,7 @@ t.test('wrong pytree structures', async (t) => {
     ['scan', '[2, 2]', '[2]'],
     'scan body changes the carry shape',
   );
-  throwsNaming(t, () => scan((c: Tensor, x: Tensor) => [add(c, x), null], zeros([2]), [zeros([3, 2]), zeros([4, 2])]), ShapeError, ['scan', '[4, 2]'], 'xs leaves of different lengths');
+  throwsNaming(t, () => scan((c: Tensor, x: Tensor[]) => [add(c, x[0]), null], zeros([2]), [zeros([3, 2]), zeros([4, 2])]), ShapeError, ['scan', '[4, 2]'], 'xs leaves of different lengths');
   const [, back] = vjp(((x: Tensor) => ({ y: mul(x, x), z: x })) as (...a: Tree[]) => Tree, zeros([2]));
   throwsNaming(t, () => back({ y: zeros([2]) }), TreeStructureError, ['vjp', '{"y":*}', '{"y":*,"z":*}'], 'vjp cotangent with a missing key');
   throwsNaming(t, () => back([zeros([2]), zeros([2])]), TreeStructureError, ['vjp', '[*,*]', '{"y":*,"z":*}'], 'vjp cotangent list for an object output');

@@ -331,3 +331,17 @@ t.test('eager ops on strided inputs agree with contiguous copies', async (t) => 
     40,
   );
 });
+
+t.test('matmul follows IEEE arithmetic: a 0 in the left operand does not hide Inf/NaN on the right', async (t) => {
+  // [0, 1] @ [[inf], [1]] = 0 * inf + 1 * 1 = NaN, as numpy, JAX and the elementwise ops compute it.
+  const a = array([[0, 1]], { dtype: 'float64' });
+  const b = array([[Infinity], [1]], { dtype: 'float64' });
+  const viaOps = sum(mul(reshape(a, [1, 2, 1]), reshape(b, [1, 2, 1])), 1);
+  t.ok(Number.isNaN(viaOps.item()), 'sum of elementwise products is NaN');
+  t.ok(Number.isNaN(matmul(a, b).item()), `eager matmul is NaN (got ${matmul(a, b).item()})`);
+  t.ok(Number.isNaN(jit(matmul)(a, b).item()), 'jit matmul is NaN');
+  const nanW = array([[NaN, 2], [3, 4]], { dtype: 'float64' });
+  const spikes = array([[0, 1]], { dtype: 'float64' });
+  t.same(matmul(array([[1, 0]], { dtype: 'float64' }), array([[1, 2], [3, 4]], { dtype: 'float64' })).toNested(), [[1, 2]], 'finite case unaffected');
+  t.ok(Number.isNaN(matmul(spikes, nanW).toTyped()[0]), 'a NaN weight shows in the output even when its input is 0');
+});

@@ -164,6 +164,23 @@ t.test('grad through scan equals grad of the unrolled loop', async (t) => {
   );
 });
 
+t.test('scan without xs (length given) and with zero steps', async (t) => {
+  // c <- c * c, y = c: after 3 steps c0^8; ys = [c0, c0^2, c0^4].
+  const f = (c0: Tensor) => scan((c: Tensor, _x: null) => [mul(c, c), c], c0, null, { length: 3 }) as [Tensor, Tensor];
+  const [c, ys] = f(f64([1.1], []));
+  t.equal(c.item(), 1.1 ** 8);
+  t.same(ys.shape, [3]);
+  expectClose(ys.toTyped(), [1.1, 1.1 ** 2, 1.1 ** 4], 1e-15, 0, 'ys');
+  const g = grad((c0: Tensor) => add(f(c0)[0], sum(f(c0)[1])))(f64([1.1], [])) as Tensor;
+  expectClose([g.item()], [8 * 1.1 ** 7 + 1 + 2 * 1.1 + 4 * 1.1 ** 3], 1e-12, 0, 'd/dc0 (c0^8 + c0 + c0^2 + c0^4)');
+  const empty = f64([], [0, 2]);
+  const [c2, ys2] = scan((cc: Tensor, x: Tensor) => [add(tanh(cc), x), x], f64([1, 2], [2]), empty) as [Tensor, Tensor];
+  t.same(c2.toNested(), [1, 2], 'zero steps: the carry is the init');
+  t.same(ys2.shape, [0, 2]);
+  const g2 = grad((h: Tensor) => sum(scan((cc: Tensor, x: Tensor) => [add(tanh(cc), x), x], h, empty)[0] as Tensor))(f64([1, 2], [2])) as Tensor;
+  t.same(g2.toNested(), [1, 1], 'zero steps: identity gradient');
+});
+
 // ----------------------------------------------------------------------------- closed-over constants
 
 /** h <- tanh(h @ W + x): the body closes over W (a scan constant). */

@@ -478,6 +478,19 @@ t.test('gathers and sort', async (t) => {
   );
 });
 
+t.test('ties and kinks follow the documented convention', async (t) => {
+  // reduce_max / reduce_min / maximum / minimum share the cotangent evenly among ties (as JAX);
+  // relu has derivative 0 at 0; abs has sign(0) = 0.
+  const x = array([1, 3, 3, -2], { dtype: 'float64' });
+  t.same((grad((a: Tensor) => max(a))(x) as Tensor).toNested(), [0, 0.5, 0.5, 0], 'max: tie split evenly');
+  t.same((grad((a: Tensor) => min(a))(x) as Tensor).toNested(), [0, 0, 0, 1], 'min: unique minimum');
+  const y = array([1, 5, 3, -4], { dtype: 'float64' });
+  t.same((grad((a: Tensor) => sum(maximum(a, y)))(x) as Tensor).toNested(), [0.5, 0, 0.5, 1], 'maximum: ties get half');
+  t.same((grad((a: Tensor) => sum(minimum(a, y)))(x) as Tensor).toNested(), [0.5, 1, 0.5, 0], 'minimum: ties get half');
+  t.same((grad((a: Tensor) => sum(relu(a)))(array([-1, 0, 2], { dtype: 'float64' })) as Tensor).toNested(), [0, 0, 1], 'relu: 0 at 0');
+  t.same((grad((a: Tensor) => sum(abs(a)))(array([-1, 0, 2], { dtype: 'float64' })) as Tensor).toNested(), [-1, 0, 1], 'abs: sign(0) = 0');
+});
+
 t.test('integer and bool outputs carry no gradient', async (t) => {
   prop(
     t,

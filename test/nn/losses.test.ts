@@ -3,7 +3,7 @@
  * (from logits and from probabilities with Keras's clipping), mean squared error, accuracy.
  */
 import t from 'tap';
-import { array, fromTyped, grad, random, type NDArray, type Tensor } from '../../core/index.js';
+import { array, grad, random, type NDArray, type Tensor } from '../../core/index.js';
 import { accuracy, categoricalAccuracy, categoricalCrossentropy, meanSquaredError, sparseCategoricalAccuracy, sparseCategoricalCrossentropy } from '../../nn/index.js';
 
 const vals = (x: Tensor): number[] => Array.from(x.toTyped() as ArrayLike<number>);

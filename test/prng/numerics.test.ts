@@ -96,12 +96,16 @@ t.test('fma32 equals the exactly rounded a * b + c in float32', async (t) => {
     fc.property(f32, f32, f32, (a, b, c) => Object.is(fma32(a, b, c) + 0, exactFma(a, b, c, 24) + 0)),
     { numRuns: 3000 },
   );
-  // A product whose double sum lands exactly on a float32 midpoint although
-  // the exact sum does not: double rounding would pick the wrong neighbour.
+  // (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24 is exactly a float32 midpoint; adding
+  // +-2^-80 moves the exact sum off it, but the double sum rounds back onto
+  // it, so plain rounding twice picks the even neighbour for both signs.
   const a = f(1 + 2 ** -12);
-  const b = f(1 + 2 ** -12 + 2 ** -23);
-  const c = f(2 ** -60);
-  t.equal(fma32(a, b, c), exactFma(a, b, c, 24), 'near-midpoint case');
+  for (const c of [2 ** -80, -(2 ** -80)]) {
+    const exact = exactFma(a, a, c, 24);
+    t.equal(fma32(a, a, c), exact, `midpoint case, c = ${c}`);
+    t.equal(f(a * a + c), 1 + 2 ** -11, 'naive double-then-float32 rounding lands on the even side');
+  }
+  t.not(exactFma(a, a, 2 ** -80, 24), exactFma(a, a, -(2 ** -80), 24), 'the two cases round differently');
   t.equal(fma32(f(0.1), 10, -1), 1.4901161193847656e-8, 'doc example');
 });
 

@@ -1,0 +1,227 @@
+/**
+ * Array basics: construction from nested arrays, typed arrays and scijs ndarrays; toNested
+ * round trips; views that share data (reshape, transpose, slice, broadcastTo with stride 0);
+ * dtype promotion and weak typing of JS numbers.
+ */
+import fc from 'fast-check';
+import ndarray from 'ndarray';
+import t from 'tap';
+import {
+  add,
+  arange,
+  array,
+  broadcastTo,
+  cast,
+  div,
+  expandDims,
+  fromNdarray,
+  full,
+  greater,
+  mul,
+  NDArray,
+  ones,
+  reshape,
+  ShapeError,
+  slice,
+  squeeze,
+  sub,
+  transpose,
+  zeros,
+  type DType,
+  type NestedArray,
+} from '../../core/index.js';
+import { prop, shapeArb, sizeOfShape } from './helpers.js';
+
+/** Nests a flat list into `shape` (row-major). */
+function nest(flat: number[], shape: number[]): NestedArray {
+  if (shape.length === 0) return flat[0];
+  const [d, ...rest] = shape;
+  const step = sizeOfShape(rest);
+  return Array.from({ length: d }, (_, i) => nest(flat.slice(i * step, (i + 1) * step), rest));
+}
+
+/** An eager op result as a concrete NDArray (fails loudly otherwise). */
+function concrete(x: unknown): NDArray {
+  if (!(x instanceof NDArray)) throw new Error('expected an NDArray');
+  return x;
+}
+
+t.test('array() from nested JS arrays', async (t) => {
+  const x = array([[1, 2, 3], [4, 5, 6]]);
+  t.same(x.shape, [2, 3]);
+  t.equal(x.dtype, 'float32', 'float32 by default');
+  t.ok(x.data instanceof Float32Array);
+  t.same(Array.from(x.data), [1, 2, 3, 4, 5, 6], 'row-major');
+  t.same(x.strides, [3, 1]);
+  t.equal(x.nd.get(1, 0), 4, 'the scijs view indexes the same values');
+  const s = array(2.5);
+  t.same(s.shape, []);
+  t.equal(s.item(), 2.5);
+  const i = array([[1.9, -2.9]], { dtype: 'int32' });
+  t.equal(i.dtype, 'int32');
+  t.same(i.toNested(), [[1, -2]], 'int32 truncates toward zero');
+  const b = array([true, false, true] as unknown as number[], { dtype: 'bool' });
+  t.equal(b.dtype, 'bool');
+  t.same(b.toNested(), [1, 0, 1]);
+  t.equal(array([1, 2], { dtype: 'float64' }).data.constructor, Float64Array);
+  t.equal(array(0.1, { dtype: 'float64' }).item(), 0.1, 'float64 keeps full precision');
+  t.equal(array(0.1).item(), Math.fround(0.1), 'float32 rounds');
+  t.same(array([1, 2, 3, 4, 5, 6], { shape: [3, 2] }).toNested(), [[1, 2], [3, 4], [5, 6]], 'shape option');
+  t.throws(() => array([[1, 2], [3]]), ShapeError, 'ragged nested arrays are rejected');
+  t.same(array([[[]]] as unknown as number[]).shape, [1, 1, 0], 'empty innermost axis');
+});
+
+t.test('array() from typed arrays', async (t) => {
+  const cases: [ArrayLike<number> & { constructor: unknown }, DType][] = [
+    [new Float32Array([1, 2, 3, 4]), 'float32'],
+    [new Float64Array([1, 2, 3, 4]), 'float64'],
+    [new Int32Array([1, 2, 3, 4]), 'int32'],
+    [new Uint32Array([1, 2, 3, 4]), 'uint32'],
+    [new Uint8Array([1, 0, 1, 1]), 'bool'],
+  ];
+  for (const [typed, dtype] of cases) {
+    const x = array(typed as Float32Array);
+    t.equal(x.dtype, dtype, `${dtype}: dtype from the typed array`);
+    t.same(x.shape, [4]);
+    t.equal(x.data, typed, `${dtype}: wraps the typed array without copying`);
+    const y = array(typed as Float32Array, { shape: [2, 2] });
+    t.same(y.shape, [2, 2]);
+    t.same(y.toNested(), [[typed[0], typed[1]], [typed[2], typed[3]]]);
+  }
+  const converted = array(new Float64Array([1.5, -2.5]), { dtype: 'int32' });
+  t.equal(converted.dtype, 'int32');
+  t.same(converted.toNested(), [1, -2], 'explicit dtype converts');
+  t.throws(() => array(new Float32Array(5), { shape: [2, 2] }), ShapeError, 'size mismatch with shape');
+});
+
+t.test('array() and fromNdarray() from a scijs ndarray', async (t) => {
+  const data = new Float32Array([1, 2, 3, 4, 5, 6]);
+  const nd = ndarray(data, [2, 3]);
+  const x = array(nd);
+  t.same(x.shape, [2, 3]);
+  t.equal(x.dtype, 'float32');
+  t.equal(x.data, data, 'shares the buffer');
+  t.same(x.toNested(), [[1, 2, 3], [4, 5, 6]]);
+  // A strided scijs view: transposed, then a column picked out.
+  const tv = fromNdarray(nd.transpose(1, 0));
+  t.same(tv.shape, [3, 2]);
+  t.same(tv.strides, [1, 3]);
+  t.same(tv.toNested(), [[1, 4], [2, 5], [3, 6]]);
+  const stepped = array(ndarray(new Float64Array([0, 1, 2, 3, 4, 5, 6, 7]), [4], [2], 1));
+  t.equal(stepped.dtype, 'float64');
+  t.same(stepped.toNested(), [1, 3, 5, 7], 'stride 2, offset 1');
+  t.same(add(stepped, 1).toNested(), [2, 4, 6, 8], 'ops read strided views');
+  t.same(Array.from(stepped.toTyped()), [1, 3, 5, 7], 'toTyped is a contiguous copy');
+});
+
+t.test('toNested round trip', async (t) => {
+  const dtypes: [DType, fc.Arbitrary<number>][] = [
+    ['float64', fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }).map((v) => (Object.is(v, -0) ? 0 : v))],
+    ['float32', fc.float({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }).map((v) => (Object.is(v, -0) ? 0 : v))],
+    ['int32', fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })],
+    ['uint32', fc.integer({ min: 0, max: 2 ** 32 - 1 })],
+    ['bool', fc.integer({ min: 0, max: 1 })],
+  ];
+  for (const [dtype, values] of dtypes) {
+    prop(
+      t,
+      `${dtype}: array(nested).toNested() returns the nested input`,
+      [shapeArb(0, 4, 3).chain((s) => fc.tuple(fc.constant(s), fc.array(values, { minLength: sizeOfShape(s), maxLength: sizeOfShape(s) })))],
+      ([shape, flat]) => {
+        const nested = nest(flat, shape);
+        const x = array(nested, { dtype });
+        if (x.shape.join() !== shape.join()) throw new Error(`shape [${x.shape}] vs [${shape}]`);
+        const back = JSON.stringify(x.toNested());
+        if (back !== JSON.stringify(nested)) throw new Error(`round trip: ${back} vs ${JSON.stringify(nested)}`);
+        const again = JSON.stringify(array(x.toNested(), { dtype }).toNested());
+        if (again !== back) throw new Error('second round trip differs');
+      },
+      30,
+    );
+  }
+});
+
+t.test('views share data', async (t) => {
+  const x = array([[1, 2, 3], [4, 5, 6]]);
+  const r = concrete(reshape(x, [3, 2]));
+  t.equal(r.data, x.data, 'reshape of contiguous data: same buffer');
+  t.same(r.strides, [2, 1]);
+  t.same(r.toNested(), [[1, 2], [3, 4], [5, 6]]);
+  const tr = concrete(transpose(x));
+  t.equal(tr.data, x.data, 'transpose: same buffer');
+  t.same(tr.shape, [3, 2]);
+  t.same(tr.strides, [1, 3], 'transpose permutes the strides');
+  t.same(tr.toNested(), [[1, 4], [2, 5], [3, 6]]);
+  t.notOk(tr.isContiguous());
+  const sl = concrete(slice(x, [1, 1], [1, 2]));
+  t.equal(sl.data, x.data, 'slice: same buffer');
+  t.same(sl.shape, [1, 2]);
+  t.same(sl.strides, [3, 1]);
+  t.equal(sl.offset, 4, 'slice: offset of the first element');
+  t.same(sl.toNested(), [[5, 6]]);
+  const v = array([10, 20, 30]);
+  const bc = concrete(broadcastTo(v, [4, 3]));
+  t.equal(bc.data, v.data, 'broadcastTo: same buffer');
+  t.same(bc.shape, [4, 3]);
+  t.same(bc.strides, [0, 1], 'broadcast axis has stride 0');
+  t.same(bc.toNested(), [[10, 20, 30], [10, 20, 30], [10, 20, 30], [10, 20, 30]]);
+  const col = concrete(broadcastTo(array([[1], [2]]), [2, 3]));
+  t.same(col.strides, [1, 0], 'broadcast of a column: stride 0 on the last axis');
+  t.same(col.toNested(), [[1, 1, 1], [2, 2, 2]]);
+  const ed = concrete(expandDims(x, 1));
+  t.equal(ed.data, x.data, 'expandDims: same buffer');
+  t.same(ed.shape, [2, 1, 3]);
+  t.equal(concrete(squeeze(ed)).data, x.data, 'squeeze: same buffer');
+  // Reshaping a non-contiguous view must copy, and still give row-major order of the view.
+  const rt = concrete(reshape(tr, [6]));
+  t.same(rt.toNested(), [1, 4, 2, 5, 3, 6], 'reshape of a transposed view reads it in row-major order');
+  t.not(rt.data, x.data, 'reshape of a non-contiguous view copies');
+  // Chained views over one buffer.
+  const chain = concrete(slice(transpose(broadcastTo(v, [2, 3])), [1, 0], [2, 2]));
+  t.equal(chain.data, v.data, 'slice of transpose of broadcast: still the same buffer');
+  t.same(chain.toNested(), [[20, 20], [30, 30]]);
+  // Arrays are immutable: ops on a view never write into the shared buffer.
+  mul(bc, 2);
+  add(tr, 1);
+  t.same(Array.from(x.data), [1, 2, 3, 4, 5, 6]);
+  t.same(Array.from(v.data), [10, 20, 30]);
+});
+
+t.test('dtype promotion and weak typing of JS numbers', async (t) => {
+  const i = array([1, 2], { dtype: 'int32' });
+  const f = array([0.5, 0.25]);
+  const d = array([0.1, 0.2], { dtype: 'float64' });
+  const u = array([3, 4], { dtype: 'uint32' });
+  const b = greater(f, 0.3);
+  t.equal(add(i, f).dtype, 'float32', 'int32 + float32 -> float32');
+  t.same(add(i, f).toNested(), [1.5, 2.25]);
+  t.equal(add(f, i).dtype, 'float32', 'float32 + int32 -> float32');
+  t.equal(mul(f, d).dtype, 'float64', 'float32 * float64 -> float64');
+  t.same(mul(f, d).toNested(), [0.5 * 0.1, 0.25 * 0.2]);
+  t.equal(add(i, u).dtype, 'int32', 'int32 + uint32 -> int32');
+  t.equal(add(b, i).dtype, 'int32', 'bool + int32 -> int32');
+  t.same(add(b, i).toNested(), [2, 2]);
+  t.equal(b.dtype, 'bool');
+  // JS numbers take the tensor's dtype.
+  t.equal(add(i, 1).dtype, 'int32', 'int32 + 1 stays int32');
+  t.same(add(i, 1.5).toNested(), [2, 3], 'the number is converted to int32 (1.5 -> 1)');
+  t.equal(sub(10, i).dtype, 'int32', 'number on the left');
+  t.same(sub(10, i).toNested(), [9, 8]);
+  t.equal(mul(f, 3).dtype, 'float32');
+  t.equal(add(d, 0.1).dtype, 'float64', 'float64 + number stays float64');
+  t.same(add(d, 0.1).toNested(), [0.1 + 0.1, 0.2 + 0.1], 'in full float64 precision');
+  t.same(add(array([1]), 0.1).toNested(), [Math.fround(1 + Math.fround(0.1))], 'float32 + number rounds the number to float32');
+  t.equal(div(u, 2).dtype, 'uint32');
+  t.equal(cast(i, 'float64').dtype, 'float64');
+  t.equal(add(1, 2).dtype, 'float32', 'two numbers: float32');
+});
+
+t.test('creation helpers', async (t) => {
+  t.same(zeros([2, 2]).toNested(), [[0, 0], [0, 0]]);
+  t.same(ones([3], 'int32').toNested(), [1, 1, 1]);
+  t.equal(ones([3], 'int32').dtype, 'int32');
+  t.same(full([2], 7.5, 'float64').toNested(), [7.5, 7.5]);
+  t.same(arange(4).toNested(), [0, 1, 2, 3]);
+  t.equal(arange(4).dtype, 'int32');
+  t.same(arange(1, 2, 0.25, 'float32').toNested(), [1, 1.25, 1.5, 1.75]);
+});
