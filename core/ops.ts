@@ -251,7 +251,12 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const flat = bind1('matmul', [reshape(x2, [sizeOf(lead), k]), y2], {});
     out = reshape(flat, [...lead, y2.shape[1]]);
   } else {
-    const batch = broadcastShapes('matmul', x2.shape.slice(0, -2), y2.shape.slice(0, -2));
+    let batch: number[];
+    try {
+      batch = broadcastShapes('matmul', x2.shape.slice(0, -2), y2.shape.slice(0, -2));
+    } catch {
+      throw new ShapeError(`matmul: batch dimensions of ${fmtShape(a.shape)} and ${fmtShape(b.shape)} do not broadcast`);
+    }
     const xb = broadcastTo(x2, [...batch, ...x2.shape.slice(-2)]);
     const yb = broadcastTo(y2, [...batch, ...y2.shape.slice(-2)]);
     out = bind1('matmul', [xb, yb], {});

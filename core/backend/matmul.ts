@@ -28,6 +28,9 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
   const sbk = bv.strides[r - 2];
   const A = a.data;
   const B = bv.data;
+  // Skipping zeros of A is exact only when B holds no Inf/NaN (0 * Inf = NaN); check once.
+  let bFinite = true;
+  for (let i = 0; i < B.length && bFinite; i++) if (!Number.isFinite(B[i])) bFinite = false;
   const idx = new Array<number>(batchShape.length).fill(0);
   for (let t = 0; t < batch; t++) {
     let ao = a.offset;
@@ -36,7 +39,7 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
       ao += idx[d] * a.strides[d];
       bo += idx[d] * bv.strides[d];
     }
-    gemm(A, ao, sam, sak, B, bo, sbk, out, t * m * n, m, k, n);
+    gemm(A, ao, sam, sak, B, bo, sbk, out, t * m * n, m, k, n, bFinite);
     for (let d = batchShape.length - 1; d >= 0; d--) {
       if (++idx[d] < batchShape[d]) break;
       idx[d] = 0;
@@ -47,7 +50,7 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
 }
 
 /** C[m,n] = A[m,k] B[k,n]; B rows contiguous (stride 1 along n), A any strides. */
-function gemm(A: TypedArray, ao: number, sam: number, sak: number, B: TypedArray, bo: number, sbk: number, C: TypedArray, co: number, m: number, k: number, n: number): void {
+function gemm(A: TypedArray, ao: number, sam: number, sak: number, B: TypedArray, bo: number, sbk: number, C: TypedArray, co: number, m: number, k: number, n: number, skipZeros: boolean): void {
   for (let j0 = 0; j0 < n; j0 += BLOCK_N) {
     const j1 = Math.min(n, j0 + BLOCK_N);
     if (sak === 1 || sam !== 1) {
@@ -57,7 +60,7 @@ function gemm(A: TypedArray, ao: number, sam: number, sak: number, B: TypedArray
         const arow = ao + i * sam;
         for (let kk = 0; kk < k; kk++) {
           const av = A[arow + kk * sak];
-          if (av === 0) continue;
+          if (av === 0 && skipZeros) continue;
           const brow = bo + kk * sbk;
           for (let j = j0; j < j1; j++) C[crow + j] += av * B[brow + j];
         }
@@ -69,7 +72,7 @@ function gemm(A: TypedArray, ao: number, sam: number, sak: number, B: TypedArray
         const acol = ao + kk * sak;
         for (let i = 0; i < m; i++) {
           const av = A[acol + i];
-          if (av === 0) continue;
+          if (av === 0 && skipZeros) continue;
           const crow = co + i * n;
           for (let j = j0; j < j1; j++) C[crow + j] += av * B[brow + j];
         }
