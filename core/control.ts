@@ -1,9 +1,9 @@
 /** Control flow and custom differentiation: scan and customVjp, over pytrees. */
-import { fmtShape, ShapeError } from './shape.js';
+import { fmtShape, ShapeError, shapesEqual } from './shape.js';
 import { Tensor } from './tensor.js';
 import { avalOf, bind, constsAsArgs, traceToJaxpr } from './trace.js';
-import { numLeaves, treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree, type TreeDef } from './tree.js';
-import type { FlatBwd, FlatFwd } from './primitives.js';
+import { zerosLike } from './ops.js';
+import { treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree, type TreeDef } from './tree.js';
 
 export interface ScanOptions {
   /** Iterate from the last element of xs to the first (ys stay in xs order). */
@@ -71,37 +71,60 @@ export function customVjp<A extends Tree[], O extends Tree, R>(f: (...args: A) =
   const name = f.name || 'anonymous';
   return (...args: A): O => {
     const [leaves, inDef] = treeFlatten(args);
+    const argAvals = leaves.map(avalOf);
+    // f, fwd and bwd are all traced now, into jaxprs whose closed-over values become inputs of
+    // the call: the call can then be re-evaluated later (a scan's VJP does) without holding on
+    // to tracers of the trace it was made in.
     let outDef: TreeDef | null = null;
-    const closed = traceToJaxpr((xs) => {
+    const fun = traceToJaxpr((xs) => {
       const [o, d] = treeFlatten(f(...(treeUnflatten(inDef, xs) as A)));
       outDef = d;
       return o;
-    }, leaves.map(avalOf));
-    const flatFwd: FlatFwd = (xs) => {
+    }, argAvals);
+    let resDef: TreeDef | null = null;
+    let numOuts = 0;
+    const fwdJ = traceToJaxpr((xs) => {
       const res = fwd(...(treeUnflatten(inDef, xs) as A));
       if (!Array.isArray(res) || res.length !== 2) throw new TypeError(`customVjp(${name}): fwd must return [output, residuals]`);
       const [o, d] = treeFlatten(res[0]);
       if (!treeDefsEqual(d, outDef!)) throw new TreeStructureError(`customVjp(${name}): fwd output structure ${treeDefString(d)} differs from f's ${treeDefString(outDef!)}`);
-      return { outs: o, residuals: res[1] };
-    };
-    const flatBwd: FlatBwd = (residuals, cts) => {
-      const r = bwd(residuals as R, treeUnflatten(outDef!, cts) as O);
+      const [r, rd] = treeFlatten(res[1]);
+      resDef = rd;
+      numOuts = o.length;
+      return [...o, ...r];
+    }, argAvals);
+    const resAvals = fwdJ.jaxpr.outvars.slice(numOuts).map((v) => v.aval);
+    const outAvals = fun.jaxpr.outvars.map((v) => v.aval);
+    const bwdJ = traceToJaxpr((xs) => {
+      const residuals = treeUnflatten(resDef!, xs.slice(0, resAvals.length)) as R;
+      const cts = treeUnflatten(outDef!, xs.slice(resAvals.length)) as O;
+      const r = bwd(residuals, cts);
       if (!Array.isArray(r) || r.length !== args.length) throw new TreeStructureError(`customVjp(${name}): bwd must return an array of ${args.length} cotangent(s), got ${Array.isArray(r) ? r.length : typeof r}`);
-      const out: (Tensor | null)[] = [];
+      const out: Tensor[] = [];
       r.forEach((ct, i) => {
         const [argLeaves, argDef] = treeFlatten(args[i]);
         if (ct === null || ct === undefined) {
-          for (let k = 0; k < argLeaves.length; k++) out.push(null);
+          for (const l of argLeaves) out.push(zerosLike(l));
           return;
         }
         const [ctLeaves, ctDef] = treeFlatten(ct);
         if (!treeDefsEqual(ctDef, argDef)) throw new TreeStructureError(`customVjp(${name}): cotangent ${i} has structure ${treeDefString(ctDef)}, argument has ${treeDefString(argDef)}`);
+        ctLeaves.forEach((c, j) => {
+          if (!shapesEqual(c.shape, argLeaves[j].shape)) throw new ShapeError(`customVjp(${name}): bwd returned a cotangent of shape ${fmtShape(c.shape)} for an argument of shape ${fmtShape(argLeaves[j].shape)}`);
+        });
         out.push(...ctLeaves);
       });
-      void numLeaves;
       return out;
-    };
-    const outs = bind('custom_vjp_call', [...closed.consts, ...leaves], { fun: closed.jaxpr, numConsts: closed.consts.length, fwd: flatFwd, bwd: flatBwd, name });
+    }, [...resAvals, ...outAvals]);
+    const outs = bind('custom_vjp_call', [...fun.consts, ...fwdJ.consts, ...bwdJ.consts, ...leaves], {
+      fun: constsAsArgs(fun.jaxpr),
+      fwd: constsAsArgs(fwdJ.jaxpr),
+      bwd: constsAsArgs(bwdJ.jaxpr),
+      numFunConsts: fun.consts.length,
+      numFwdConsts: fwdJ.consts.length,
+      numBwdConsts: bwdJ.consts.length,
+      name,
+    });
     return treeUnflatten(outDef!, outs) as O;
   };
 }

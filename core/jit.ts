@@ -4,7 +4,8 @@ import { printJaxpr, type ClosedJaxpr } from './ir.js';
 import { NDArray } from './ndarray.js';
 import { SHORT_NAME } from './dtype.js';
 import { Tensor } from './tensor.js';
-import { avalOf, getBackend, traceToJaxpr, Tracer } from './trace.js';
+import { avalOf, bind1, broadcastAxes, compactView, getBackend, traceToJaxpr, Tracer } from './trace.js';
+import { shapesEqual } from './shape.js';
 import { treeDefString, treeFlatten, treeUnflatten, type TreeDef } from './tree.js';
 
 interface Compiled {
@@ -21,8 +22,13 @@ export interface Jitted<A extends unknown[], R> {
   readonly cacheSize: number;
 }
 
+/** Cache key: structure, avals, and which axes of each input are broadcast (stride 0). */
 function signature(def: TreeDef, leaves: Tensor[]): string {
-  return `${treeDefString(def)}|${leaves.map((l) => `${SHORT_NAME[l.dtype]}[${l.shape.join(',')}]`).join(';')}`;
+  const leafKey = (l: Tensor): string => {
+    const b = l instanceof NDArray ? broadcastAxes(l) : [];
+    return `${SHORT_NAME[l.dtype]}[${l.shape.join(',')}]${b.length ? `b${b.join(',')}` : ''}`;
+  };
+  return `${treeDefString(def)}|${leaves.map(leafKey).join(';')}`;
 }
 
 /**
@@ -42,11 +48,15 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R): Jitted<A, R> 
     let entry = cache.get(key);
     if (entry === undefined) {
       let outDef: TreeDef | null = null;
+      // Inputs with stride-0 axes are traced as broadcast_to of their compact data: the compiled
+      // program then computes once along those axes wherever the math allows (broadcast sinking).
+      const compact = leaves.map((l) => (l instanceof NDArray ? compactView(l) : l));
       const closed = traceToJaxpr((xs) => {
-        const [outs, d] = treeFlatten(call(...(treeUnflatten(def, xs) as unknown[])));
+        const full = xs.map((x, i) => (x.shape === leaves[i].shape || shapesEqual(x.shape, leaves[i].shape) ? x : bind1('broadcast_to', [x], { shape: leaves[i].shape.slice() })));
+        const [outs, d] = treeFlatten(call(...(treeUnflatten(def, full) as unknown[])));
         outDef = d;
         return outs;
-      }, leaves.map(avalOf));
+      }, compact.map(avalOf));
       if (debugEnabled('jaxpr')) console.error(`[spiketrace jit ${f.name || 'anonymous'}]\n${printJaxpr(closed.jaxpr)}`);
       entry = { closed, outDef: outDef!, run: getBackend().compile(closed.jaxpr) };
       cache.set(key, entry);
@@ -62,7 +72,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R): Jitted<A, R> 
       cache.clear();
       return call(...args);
     }
-    const outs = entry.run(entry.closed.consts as NDArray[], leaves as NDArray[]);
+    const outs = entry.run(entry.closed.consts as NDArray[], (leaves as NDArray[]).map(compactView));
     return treeUnflatten(entry.outDef, outs);
   }) as unknown as Jitted<A, R>;
   Object.defineProperty(jitted, 'cacheSize', { get: () => cache.size });

@@ -8,7 +8,7 @@ import { arange, scalar } from './ndarray.js';
 import type { BinaryPrim, ComparePrim, UnaryPrim } from './primitives.js';
 import { broadcastShapes, fmtShape, normalizeAxes, normalizeAxis, ShapeError, shapesEqual, sizeOf } from './shape.js';
 import { Tensor } from './tensor.js';
-import { bind1 } from './trace.js';
+import { bind1, broadcastSourceOf } from './trace.js';
 
 /** Anything an op accepts: a tensor or a JS number (which takes the other operand's dtype). */
 export type TensorLike = Tensor | number;
@@ -246,6 +246,12 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const k = x2.shape[x2.ndim - 1];
   if (k !== y2.shape[y2.ndim - 2]) throw new ShapeError(`matmul: inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${k} vs ${y2.shape[y2.ndim - 2]})`);
   let out: Tensor;
+  const xb = y2.ndim === 2 && x2.ndim > 2 ? broadcastSourceOf(x2) : null;
+  if (xb !== null && !xb.axes.includes(x2.ndim - 1)) {
+    // Rows that are copies along broadcast axes (a time-tiled input) are multiplied once; the
+    // result is broadcast back. Exact, and the gradient of y2 then sums before its matmul too.
+    return finishMatmul(broadcastTo(matmul(xb.source, y2), [...x2.shape.slice(0, -1), y2.shape[1]]), a, b);
+  }
   if (y2.ndim === 2 && x2.ndim > 2) {
     const lead = x2.shape.slice(0, -1);
     const flat = bind1('matmul', [reshape(x2, [sizeOf(lead), k]), y2], {});
@@ -261,6 +267,10 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const yb = broadcastTo(y2, [...batch, ...y2.shape.slice(-2)]);
     out = bind1('matmul', [xb, yb], {});
   }
+  return finishMatmul(out, a, b);
+}
+
+function finishMatmul(out: Tensor, a: Tensor, b: Tensor): Tensor {
   if (a.ndim === 1) out = squeeze(out, out.ndim - 2);
   if (b.ndim === 1) out = squeeze(out, out.ndim - 1);
   return out;

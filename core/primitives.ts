@@ -5,14 +5,9 @@
 import { isFloat, type DType } from './dtype.js';
 import type { Aval, Jaxpr } from './ir.js';
 import { fmtShape, shapesEqual, ShapeError, sizeOf } from './shape.js';
-import type { Tensor } from './tensor.js';
 
 type NoParams = Record<string, never>;
 
-/** The backward function of a custom VJP over flat tensor lists. */
-export type FlatBwd = (residuals: unknown, cts: Tensor[]) => (Tensor | null)[];
-/** The forward function of a custom VJP over flat tensor lists. */
-export type FlatFwd = (args: Tensor[]) => { outs: Tensor[]; residuals: unknown };
 
 export interface PrimParams {
   neg: NoParams;
@@ -62,7 +57,13 @@ export interface PrimParams {
   random_randint: { shape: number[]; minval: number; maxval: number };
   random_permutation: { n: number };
   scan: { body: Jaxpr; numConsts: number; numCarry: number; length: number; reverse: boolean };
-  custom_vjp_call: { fun: Jaxpr; numConsts: number; fwd: FlatFwd; bwd: FlatBwd; name: string };
+  /**
+   * Inputs: [...funConsts, ...fwdConsts, ...bwdConsts, ...args]. `fun` and `fwd` take
+   * [...theirConsts, ...args]; fwd returns [...outs, ...residuals]; `bwd` takes
+   * [...bwdConsts, ...residuals, ...outCts] and returns one cotangent per arg. All three are
+   * jaxprs, so the call can be re-evaluated anywhere (inside scan bodies, under jit).
+   */
+  custom_vjp_call: { fun: Jaxpr; fwd: Jaxpr; bwd: Jaxpr; numFunConsts: number; numFwdConsts: number; numBwdConsts: number; name: string };
 }
 
 export type Primitive = keyof PrimParams;

@@ -6,8 +6,8 @@
  */
 import { Literal, Var, type Atom, type Aval, type ClosedJaxpr, type Eqn, type Jaxpr } from './ir.js';
 import { NDArray } from './ndarray.js';
-import { shapeRules, type PrimParams, type Primitive } from './primitives.js';
-import { fmtShape, ShapeError } from './shape.js';
+import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from './primitives.js';
+import { fmtShape, shapesEqual, ShapeError } from './shape.js';
 import { ConcretizationError, Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
 
@@ -115,6 +115,16 @@ export class JaxprTrace extends Trace {
     if (x instanceof JaxprTracer && x.trace === this) return x.variable;
     if (x instanceof NDArray && x.ndim === 0) return new Literal(x.item(), x.dtype);
     let v = this.constIndex.get(x);
+    if (v === undefined && x instanceof NDArray && broadcastAxes(x).length > 0) {
+      // A broadcast constant (stride-0 axes) enters as broadcast_to of its compact data, so the
+      // broadcast rewrites can see through it.
+      const compact = compactView(x);
+      const cv = new Var(avalOf(compact));
+      this.constvars.push(cv);
+      this.consts.push(compact);
+      v = this.emit('broadcast_to', [cv], { shape: x.shape.slice() });
+      this.constIndex.set(x, v);
+    }
     if (v === undefined) {
       v = new Var(avalOf(x));
       this.constIndex.set(x, v);
@@ -124,12 +134,37 @@ export class JaxprTrace extends Trace {
     return v;
   }
 
+  private readonly producers = new Map<Var, Eqn>();
+
   process<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor[] {
     const atoms = inputs.map((x) => this.atom(x));
-    const outAvals = shapeRules[prim](inputs.map(avalOf), params);
+    return this.record(prim, atoms, params);
+  }
+
+  private record<P extends Primitive>(prim: P, atoms: Atom[], params: PrimParams[P]): JaxprTracer[] {
+    const rewritten = rewriteBroadcast(this, prim, atoms, params);
+    if (rewritten !== null) return [rewritten];
+    const outAvals = shapeRules[prim](atoms.map((a) => a.aval), params);
     const outputs = outAvals.map((a) => new Var(a));
-    this.eqns.push({ prim, inputs: atoms, params, outputs } as Eqn);
+    const eqn = { prim, inputs: atoms, params, outputs } as Eqn;
+    this.eqns.push(eqn);
+    for (const v of outputs) this.producers.set(v, eqn);
     return outputs.map((v) => new JaxprTracer(this, v));
+  }
+
+  /** Records an equation on atoms of this trace (used by the rewrite rules). */
+  emit<P extends Primitive>(prim: P, atoms: Atom[], params: PrimParams[P]): Var {
+    return this.record(prim, atoms, params)[0].variable;
+  }
+
+  /** If `v` was made by broadcast_to, its source and the axes the broadcast expanded. */
+  broadcastOf(v: Atom): { source: Atom; axes: number[] } | null {
+    if (!(v instanceof Var)) return null;
+    const e = this.producers.get(v);
+    if (e === undefined || e.prim !== 'broadcast_to') return null;
+    const src = e.inputs[0];
+    const axes = v.aval.shape.map((d, i) => (src.aval.shape[i] === 1 && d !== 1 ? i : -1)).filter((i) => i >= 0);
+    return axes.length ? { source: src, axes } : null;
   }
 
   finish(outs: Tensor[]): ClosedJaxpr {
@@ -137,6 +172,90 @@ export class JaxprTrace extends Trace {
     const jaxpr = dce({ constvars: this.constvars, invars: this.invars, eqns: this.eqns, outvars });
     return { jaxpr, consts: this.consts };
   }
+}
+
+/**
+ * Broadcast sinking, applied as equations are recorded: an op on values that are broadcast along
+ * some axes runs on the compact values and is broadcast afterwards. Exact (the broadcast values
+ * are equal along those axes), and it is what makes a time-tiled input cost one time step: the
+ * input's stride-0 time axis reaches matmul as a broadcast_to, matmul runs once per example, and
+ * the backward pass, which sums over the broadcast axes, stays compact too.
+ */
+function rewriteBroadcast<P extends Primitive>(trace: JaxprTrace, prim: P, atoms: Atom[], params: PrimParams[P]): JaxprTracer | null {
+  const wrap = (v: Var): JaxprTracer => new JaxprTracer(trace, v);
+  if (prim === 'broadcast_to') {
+    const inner = trace.broadcastOf(atoms[0]);
+    if (inner === null) return null;
+    // broadcast_to(broadcast_to(c)) = broadcast_to(c)
+    return wrap(trace.emit('broadcast_to', [inner.source], params as PrimParams['broadcast_to']));
+  }
+  if (prim === 'transpose') {
+    const b = trace.broadcastOf(atoms[0]);
+    if (b === null) return null;
+    const { perm } = params as PrimParams['transpose'];
+    const t = trace.emit('transpose', [b.source], { perm });
+    return wrap(trace.emit('broadcast_to', [t], { shape: perm.map((p) => atoms[0].aval.shape[p]) }));
+  }
+  if (prim === 'reshape') {
+    const b = trace.broadcastOf(atoms[0]);
+    if (b === null) return null;
+    const { shape } = params as PrimParams['reshape'];
+    const from = atoms[0].aval.shape;
+    const k = Math.max(...b.axes) + 1;
+    // Only reshapes that leave every axis up to the last broadcast one alone keep the structure.
+    if (shape.length < k || from.slice(0, k).some((d, i) => d !== shape[i])) return null;
+    const compact = shape.map((d, i) => (b.axes.includes(i) ? 1 : d));
+    const r = trace.emit('reshape', [b.source], { shape: compact });
+    return wrap(trace.emit('broadcast_to', [r], { shape: shape.slice() }));
+  }
+  if (ELEMENTWISE.has(prim)) {
+    const vars = atoms.filter((a): a is Var => a instanceof Var);
+    if (vars.length === 0) return null;
+    const infos = vars.map((v) => trace.broadcastOf(v));
+    if (infos.some((i) => i === null)) return null;
+    let common = infos[0]!.axes;
+    for (const i of infos) common = common.filter((a) => i!.axes.includes(a));
+    if (common.length === 0) return null;
+    const full = vars[0].aval.shape;
+    const compactShape = full.map((d, i) => (common.includes(i) ? 1 : d));
+    const compactAtoms = atoms.map((a) => {
+      if (!(a instanceof Var)) return a;
+      const src = trace.broadcastOf(a)!.source;
+      return shapesEqual(src.aval.shape, compactShape) ? src : trace.emit('broadcast_to', [src], { shape: compactShape });
+    });
+    const y = trace.emit(prim, compactAtoms, params);
+    return wrap(trace.emit('broadcast_to', [y], { shape: full.slice() }));
+  }
+  return null;
+}
+
+/**
+ * If `x` is known to be a broadcast (a concrete stride-0 view, or a traced broadcast_to), the
+ * compact source (same rank, size 1 on the broadcast axes) and those axes.
+ */
+export function broadcastSourceOf(x: Tensor): { source: Tensor; axes: number[] } | null {
+  if (x instanceof NDArray) {
+    const axes = broadcastAxes(x);
+    return axes.length ? { source: compactView(x), axes } : null;
+  }
+  if (x instanceof JaxprTracer && x.trace.alive) {
+    const b = x.trace.broadcastOf(x.variable);
+    if (b === null) return null;
+    return { source: b.source instanceof Var ? new JaxprTracer(x.trace, b.source) : literalArray(b.source), axes: b.axes };
+  }
+  return null;
+}
+
+/** Axes of a concrete array that are broadcast (stride 0, size > 1). */
+export function broadcastAxes(x: NDArray): number[] {
+  return x.shape.map((d, i) => (d > 1 && x.strides[i] === 0 ? i : -1)).filter((i) => i >= 0);
+}
+
+/** The same data with its broadcast axes cut to size 1 (a view). */
+export function compactView(x: NDArray): NDArray {
+  const axes = broadcastAxes(x);
+  if (axes.length === 0) return x;
+  return new NDArray(x.nd.hi(...x.shape.map((d, i) => (axes.includes(i) ? 1 : d))), x.dtype);
 }
 
 /** Drops equations whose outputs are never used (no primitive here has side effects). */

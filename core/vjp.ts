@@ -198,21 +198,18 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
   random_normal: noGrad('random_normal'),
   random_randint: noGrad('random_randint'),
   random_permutation: noGrad('random_permutation'),
-  custom_vjp_call: (primals, { numConsts, fwd, bwd, name }) => {
-    const args = primals.slice(numConsts);
-    const { outs, residuals } = fwd(args);
+  // Forward through the user's fwd (outputs and residuals); backward through the user's bwd.
+  custom_vjp_call: (primals, { fwd, bwd, numFunConsts, numFwdConsts, numBwdConsts, fun }) => {
+    const fwdConsts = primals.slice(numFunConsts, numFunConsts + numFwdConsts);
+    const bwdConsts = primals.slice(numFunConsts + numFwdConsts, numFunConsts + numFwdConsts + numBwdConsts);
+    const args = primals.slice(numFunConsts + numFwdConsts + numBwdConsts);
+    const res = evalJaxpr(fwd, [], [...fwdConsts, ...args]);
+    const nOut = fun.outvars.length;
+    const outs = res.slice(0, nOut);
+    const residuals = res.slice(nOut);
     return {
       outs,
-      backward: (cts) => {
-        const inCts = bwd(residuals, cts);
-        if (inCts.length !== args.length) throw new TreeStructureError(`customVjp(${name}): bwd returned ${inCts.length} cotangents for ${args.length} arguments`);
-        inCts.forEach((c, i) => {
-          if (c !== null && !shapesEqual(c.shape, args[i].shape)) {
-            throw new ShapeError(`customVjp(${name}): bwd returned a cotangent of shape ${fmtShape(c.shape)} for argument ${i} of shape ${fmtShape(args[i].shape)}`);
-          }
-        });
-        return [...primals.slice(0, numConsts).map(() => null), ...inCts];
-      },
+      backward: (cts) => [...primals.slice(0, numFunConsts + numFwdConsts + numBwdConsts).map(() => null), ...evalJaxpr(bwd, [], [...bwdConsts, ...residuals, ...cts])],
     };
   },
   scan: (primals, params) => scanVjp(primals, params),

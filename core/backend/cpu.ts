@@ -214,7 +214,8 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   },
   ...randomKernels,
   scan: (inputs, params) => runScan(inputs, params),
-  custom_vjp_call: (inputs, { fun, numConsts }) => evalJaxpr(fun, inputs.slice(0, numConsts), inputs.slice(numConsts)) as NDArray[],
+  custom_vjp_call: (inputs, { fun, numFunConsts, numFwdConsts, numBwdConsts }) =>
+    evalJaxpr(fun, [], [...inputs.slice(0, numFunConsts), ...inputs.slice(numFunConsts + numFwdConsts + numBwdConsts)]) as NDArray[],
 };
 
 /** The eager scan: runs the compiled body once per step over views of xs. */

@@ -1,0 +1,199 @@
+/**
+ * A tiny WebAssembly binary encoder: just the sections and instructions the matmul kernel needs
+ * (i32 arithmetic, structured control flow, and a handful of 128-bit SIMD ops). Writing the bytes
+ * here keeps the kernel generated at load time from TypeScript, with no assembler dependency and
+ * no binary blob in the repository.
+ *
+ * Reference: the WebAssembly core specification, "Binary Format" (sections 5.x), and the SIMD
+ * proposal's opcode table (all SIMD instructions are `0xfd` followed by a LEB128 sub-opcode).
+ */
+
+/** Value types. */
+export const I32 = 0x7f;
+export const F32 = 0x7d;
+export const V128 = 0x7b;
+export type ValType = typeof I32 | typeof F32 | typeof V128;
+
+/** Block type with no result. */
+const EMPTY = 0x40;
+
+export function uleb(value: number): number[] {
+  const out: number[] = [];
+  let v = value >>> 0;
+  do {
+    let byte = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (v !== 0);
+  return out;
+}
+
+export function sleb(value: number): number[] {
+  const out: number[] = [];
+  let v = value | 0;
+  for (;;) {
+    const byte = v & 0x7f;
+    v >>= 7;
+    const done = (v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0);
+    out.push(done ? byte : byte | 0x80);
+    if (done) return out;
+  }
+}
+
+function str(s: string): number[] {
+  const bytes = Array.from(new TextEncoder().encode(s));
+  return [...uleb(bytes.length), ...bytes];
+}
+
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+/**
+ * Instruction emitter for one function body. Methods push opcodes and return `this`, so bodies
+ * read like the WebAssembly text format: `f.get(x).i32(4).add().set(x)`.
+ */
+export class Code {
+  readonly bytes: number[] = [];
+
+  private op(...b: number[]): this {
+    for (const x of b) this.bytes.push(x);
+    return this;
+  }
+  private simd(sub: number, ...rest: number[]): this {
+    return this.op(0xfd, ...uleb(sub), ...rest);
+  }
+  private memarg(alignLog2: number, offset: number): number[] {
+    return [...uleb(alignLog2), ...uleb(offset)];
+  }
+
+  // Variables and constants.
+  get(local: number): this {
+    return this.op(0x20, ...uleb(local));
+  }
+  set(local: number): this {
+    return this.op(0x21, ...uleb(local));
+  }
+  tee(local: number): this {
+    return this.op(0x22, ...uleb(local));
+  }
+  i32(value: number): this {
+    return this.op(0x41, ...sleb(value));
+  }
+
+  // i32 arithmetic and comparisons.
+  add(): this {
+    return this.op(0x6a);
+  }
+  sub(): this {
+    return this.op(0x6b);
+  }
+  mul(): this {
+    return this.op(0x6c);
+  }
+  eqz(): this {
+    return this.op(0x45);
+  }
+  ltU(): this {
+    return this.op(0x49);
+  }
+  geU(): this {
+    return this.op(0x4f);
+  }
+
+  // Control flow. Labels are relative depths, as in the binary format.
+  block(): this {
+    return this.op(0x02, EMPTY);
+  }
+  loop(): this {
+    return this.op(0x03, EMPTY);
+  }
+  if(): this {
+    return this.op(0x04, EMPTY);
+  }
+  else(): this {
+    return this.op(0x05);
+  }
+  end(): this {
+    return this.op(0x0b);
+  }
+  br(depth: number): this {
+    return this.op(0x0c, ...uleb(depth));
+  }
+  brIf(depth: number): this {
+    return this.op(0x0d, ...uleb(depth));
+  }
+  call(funcIndex: number): this {
+    return this.op(0x10, ...uleb(funcIndex));
+  }
+
+  // SIMD (opcodes from the fixed-width SIMD proposal, now part of WebAssembly 2.0).
+  /** v128.load: 16 bytes at address + offset. */
+  v128Load(offset = 0, alignLog2 = 4): this {
+    return this.simd(0x00, ...this.memarg(alignLog2, offset));
+  }
+  /** v128.load32_splat: one f32/i32 at address + offset, copied to all four lanes. */
+  v128Load32Splat(offset = 0): this {
+    return this.simd(0x09, ...this.memarg(2, offset));
+  }
+  /** v128.store: [address, value] -> (). */
+  v128Store(offset = 0, alignLog2 = 4): this {
+    return this.simd(0x0b, ...this.memarg(alignLog2, offset));
+  }
+  /** v128.const with all bits zero (+0.0 in every f32 lane). */
+  v128Zero(): this {
+    return this.simd(0x0c, ...new Array<number>(16).fill(0));
+  }
+  f32x4Add(): this {
+    return this.simd(0xe4);
+  }
+  f32x4Mul(): this {
+    return this.simd(0xe6);
+  }
+}
+
+export interface FuncDef {
+  name?: string;
+  params: ValType[];
+  results: ValType[];
+  /** Extra locals, numbered after the params. */
+  locals: ValType[];
+  body: Code;
+}
+
+/** Encodes a module with one exported, growable memory ("memory") and the given functions. */
+export function encodeModule(funcs: FuncDef[], memoryPages = 1): Uint8Array<ArrayBuffer> {
+  const typeSec = vec(funcs.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))]));
+  const funcSec = vec(funcs.map((_, i) => uleb(i)));
+  const memSec = vec([[0x00, ...uleb(memoryPages)]]);
+  const exports: number[][] = [[...str('memory'), 0x02, 0x00]];
+  funcs.forEach((f, i) => {
+    if (f.name) exports.push([...str(f.name), 0x00, ...uleb(i)]);
+  });
+  const codeSec = vec(
+    funcs.map((f) => {
+      // Run-length encode the locals' types.
+      const groups: number[][] = [];
+      for (const t of f.locals) {
+        const last = groups[groups.length - 1];
+        if (last && last[1] === t) last[0]++;
+        else groups.push([1, t]);
+      }
+      const body = [...vec(groups.map(([count, t]) => [...uleb(count), t])), ...f.body.bytes, 0x0b];
+      return [...uleb(body.length), ...body];
+    }),
+  );
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, typeSec),
+    ...section(3, funcSec),
+    ...section(5, memSec),
+    ...section(7, vec(exports)),
+    ...section(10, codeSec),
+  ]);
+}
