@@ -1,5 +1,5 @@
 /** Losses and metrics over (yTrue, yPred) batches; each returns a scalar (mean over the batch). */
-import { argmax, cast, equal, fmtShapeOf, log, logSoftmax, maximum, mean, minimum, mul, neg, oneHot, square, sub, sum, ShapeError, type Tensor } from './core-ext.js';
+import { argmax, cast, div, equal, fmtShapeOf, log, logSoftmax, maximum, mean, minimum, mul, neg, oneHot, square, sub, sum, ShapeError, type Tensor } from './core-ext.js';
 
 export type LossFn = (yTrue: Tensor, yPred: Tensor) => Tensor;
 export type MetricFn = ((yTrue: Tensor, yPred: Tensor) => Tensor) & { readonly metricName: string };
@@ -37,7 +37,8 @@ export function categoricalCrossentropy(options: { fromLogits?: boolean } = {}):
     if (yTrue.ndim !== yPred.ndim || yTrue.shape.some((d, i) => d !== yPred.shape[i])) {
       throw new ShapeError(`categoricalCrossentropy: targets of shape ${fmtShapeOf(yTrue)} do not match predictions ${fmtShapeOf(yPred)}`);
     }
-    const logp = fromLogits ? logSoftmax(yPred, -1) : log(clipProbs(yPred));
+    // From probabilities, Keras first rescales each row to sum to one, then clips.
+    const logp = fromLogits ? logSoftmax(yPred, -1) : log(clipProbs(div(yPred, sum(yPred, -1, { keepdims: true }))));
     return neg(mean(sum(mul(cast(yTrue, yPred.dtype), logp), -1)));
   };
 }

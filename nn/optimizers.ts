@@ -2,7 +2,7 @@
  * Optimizers as pure { init, update } pairs (Optax's design), composed with `chain`.
  * `update(grads, state, params)` returns [updates, newState]; `applyUpdates` adds them.
  */
-import { add, cast, floor, neg, div, mul, pow, scalar, sqrt, sub, treeMap, treeZipMap, where, less, zerosLike, type Tensor, type Tree, type TensorLike } from '../core/index.js';
+import { add, cast, floor, neg, div, mul, pow, scalar, sqrt, sub, treeMap, treeZipMap, where, lessEqual, zerosLike, type Tensor, type Tree, type TensorLike } from '../core/index.js';
 
 export interface GradientTransformation<S extends Tree = Tree> {
   init(params: Tree): S;
@@ -112,12 +112,12 @@ export function sgd(learningRate: Schedule = 0.01, options: { momentum?: number;
   return m > 0 ? chain(traceMomentum(m, options.nesterov ?? false), scaleByLearningRate(learningRate)) : chain(scaleByLearningRate(learningRate));
 }
 
-/** lr = values[i] for boundaries[i-1] <= step < boundaries[i]. */
+/** lr = values[i] for boundaries[i-1] < step <= boundaries[i] (Keras's PiecewiseConstantDecay). */
 export function piecewiseConstant(boundaries: readonly number[], values: readonly number[]): (step: Tensor) => Tensor {
   if (values.length !== boundaries.length + 1) throw new RangeError(`piecewiseConstant: needs ${boundaries.length + 1} values for ${boundaries.length} boundaries, got ${values.length}`);
   return (step) => {
     let out: Tensor = cast(zerosLike(step), 'float32').add(values[values.length - 1]);
-    for (let i = boundaries.length - 1; i >= 0; i--) out = where(less(step, boundaries[i]), values[i], out);
+    for (let i = boundaries.length - 1; i >= 0; i--) out = where(lessEqual(step, boundaries[i]), values[i], out);
     return out;
   };
 }

@@ -125,6 +125,14 @@ t.test('categoricalCrossentropy against hand values', async (t) => {
   const wantProbs = meanOf(p.map((r, i) => target[i].reduce((a, ti, j) => a - ti * Math.log(clip(r[j])), 0)));
   const gotP = categoricalCrossentropy()(f64(target), f64(p)).item();
   t.ok(Math.abs(gotP - wantProbs) < 1e-12, `probabilities (clipped): ${gotP} vs ${wantProbs}`);
+  // Rows that do not sum to one are rescaled first, as Keras does.
+  const q = [
+    [0.2, 1.2, 0.6],
+    [1, 2, 1],
+  ];
+  const wantScaled = meanOf(q.map((r, i) => { const z2 = r.reduce((a, c) => a + c, 0); return target[i].reduce((a, ti, j) => a - ti * Math.log(clip(r[j] / z2)), 0); }));
+  const gotQ = categoricalCrossentropy()(f64(target), f64(q)).item();
+  t.ok(Math.abs(gotQ - wantScaled) < 1e-12, `unnormalised probabilities: ${gotQ} vs ${wantScaled}`);
   // One-hot targets agree with the sparse version.
   const sparse = sparseCategoricalCrossentropy({ fromLogits: true })(labels([1, 2]), f64(z)).item();
   const dense = categoricalCrossentropy({ fromLogits: true })(f64([[0, 1, 0], [0, 0, 1]]), f64(z)).item();

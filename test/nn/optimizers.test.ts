@@ -192,9 +192,9 @@ t.test('sgd: plain, momentum and nesterov follow the hand recurrences', async (t
 
 const lrOf = (f: (s: Tensor) => unknown, step: number): number => (f(scalar(step)) as Tensor).item();
 
-t.test('piecewiseConstant: values[i] on [boundaries[i-1], boundaries[i])', async (t) => {
+t.test("piecewiseConstant: values[i] on (boundaries[i-1], boundaries[i]] as Keras's PiecewiseConstantDecay", async (t) => {
   const f = piecewiseConstant([3, 6], [1, 0.5, 0.25]);
-  const hand = (s: number): number => (s < 3 ? 1 : s < 6 ? 0.5 : 0.25);
+  const hand = (s: number): number => (s <= 3 ? 1 : s <= 6 ? 0.5 : 0.25);
   for (let s = 0; s <= 9; s++) t.equal(lrOf(f, s), hand(s), `step ${s}`);
   t.equal(lrOf(piecewiseConstant([], [0.125]), 100), 0.125, 'no boundaries: a constant');
   t.throws(() => piecewiseConstant([1, 2], [1, 2]), /needs 3 values for 2 boundaries/, 'values/boundaries mismatch is an error');
@@ -230,7 +230,7 @@ t.test('schedules drive the optimizer step by step (step count starts at 0)', as
       t.ok(Math.abs(got + hand(s)) < 1e-7, `${name}: update ${s} is -lr(${s}) = ${-hand(s)}, got ${got}`);
     }
   };
-  check('piecewiseConstant', piecewiseConstant([2, 5], [0.5, 0.25, 0.125]), (s) => (s < 2 ? 0.5 : s < 5 ? 0.25 : 0.125));
+  check('piecewiseConstant', piecewiseConstant([2, 5], [0.5, 0.25, 0.125]), (s) => (s <= 2 ? 0.5 : s <= 5 ? 0.25 : 0.125));
   check('exponentialDecay staircase', exponentialDecay(0.5, 3, 0.5, { staircase: true }), (s) => 0.5 * Math.pow(0.5, Math.floor(s / 3)));
   check('exponentialDecay smooth', exponentialDecay(0.5, 3, 0.5), (s) => 0.5 * Math.pow(0.5, s / 3));
   // Adam with a schedule: lr enters as lr(t-1) times the bias correction of step t.
@@ -244,7 +244,7 @@ t.test('schedules drive the optimizer step by step (step count starts at 0)', as
     const [u, next] = opt.update({ w: f64(g[s]) }, state, params);
     state = next;
     params = applyUpdates(params, u);
-    const lr = s < 1 ? 0.5 : 0.25;
+    const lr = s <= 1 ? 0.5 : 0.25;
     const lrT = (lr * Math.sqrt(1 - 0.999 ** (s + 1))) / (1 - 0.9 ** (s + 1));
     const want = g[s].map((gi, i) => {
       m[i] = 0.9 * m[i] + 0.1 * gi;
