@@ -9,16 +9,21 @@ import t from 'tap';
 import {
   abs,
   add,
+  argmax,
+  argsort,
   array,
   broadcastTo,
   cast,
   concatenate,
   ConcretizationError,
   div,
+  equal,
   exp,
+  expandDims,
   fromTyped,
   grad,
   greater,
+  indexAxis,
   jit,
   log,
   logSoftmax,
@@ -38,16 +43,21 @@ import {
   sigmoid,
   slice,
   softplus,
+  sort,
   sqrt,
   sub,
   sum,
+  take,
+  takeAlongAxis,
   tanh,
   transpose,
   valueAndGrad,
+  zeros,
+  zerosLike,
   where,
   type Tensor,
 } from '../../core/index.js';
-import { expectClose, expectShape, firstMismatch, prop, sizeOfShape, thrown, valuesArb } from './helpers.js';
+import { expectClose, expectShape, firstMismatch, prop, sizeOfShape, thrown, valuesArb } from './fixtures/helpers.js';
 
 interface Env {
   m: number;
@@ -96,6 +106,12 @@ const OPS: [string, (a: Tensor, b: Tensor, e: Env) => Tensor][] = [
   ['shift right by slice + pad', (a, _b, e) => pad(slice(a, [0, 0], [e.m, e.n - 1]), [0, 1], [0, 0])],
   ['concatenate slices of a and b', (a, b, e) => concatenate([slice(a, [0, 0], [e.m, 1]), slice(exp(neg(abs(b))), [0, 1], [e.m, e.n - 1])], 1)],
   ['a * b^T-ish: a * reshape(transpose(b))', (a, b, e) => mul(a, reshape(transpose(b), [e.m, e.n]))],
+  ['int32 chain: float(int(4a) * 3 + 1) / 8', (a) => div(cast(add(mul(cast(mul(a, 4), 'int32'), 3), 1), 'float32'), 8)],
+  ['bool logic: float((a > 0) == (b > 0))', (a, b) => cast(equal(greater(a, 0), greater(b, 0)), 'float32')],
+  ['sort(a, 1)', (a) => sort(a, 1)],
+  ['columns permuted by argsort(sum(b, 0))', (a, b) => take(a, argsort(sum(b, 0)), 1)],
+  ['running sum over rows (scan)', (a, _b, e) => scan((c: Tensor, row: Tensor) => [add(c, row), mul(add(c, row), e.v)], zerosLike(indexAxis(a, 0, 0)), a)[1] as Tensor],
+  ['takeAlongAxis by argmax', (a, b) => mul(b, takeAlongAxis(a, expandDims(argmax(b, 1), 1), 1))],
 ];
 
 type Step = [number, number, number];
@@ -110,7 +126,7 @@ function runProgram(steps: Step[], X: Tensor, Y: Tensor, v: Tensor, c: Tensor, P
   return { out, total: sum(out), colMax: max(out, 0), rows: [sum(vals[vals.length - 2], 1), mean(out, 1)] };
 }
 
-type Layout = 'contiguous' | 'transposed' | 'sliced' | 'broadcast';
+type Layout = 'contiguous' | 'transposed' | 'sliced' | 'broadcast' | 'broadcastCol' | 'broadcastAll';
 
 /** Builds a concrete [r, s] float32 array with the given memory layout from a pool of values. */
 function withLayout(pool: number[], shape: [number, number], layout: Layout): NDArray {
@@ -130,12 +146,18 @@ function withLayout(pool: number[], shape: [number, number], layout: Layout): ND
     case 'broadcast':
       x = broadcastTo(f32(pool.slice(0, s), [s]), [r, s]);
       break;
+    case 'broadcastCol':
+      x = broadcastTo(f32(pool.slice(0, r), [r, 1]), [r, s]);
+      break;
+    case 'broadcastAll':
+      x = broadcastTo(f32(pool.slice(0, 1), [1, 1]), [r, s]);
+      break;
   }
   if (!(x instanceof NDArray)) throw new Error('expected an eager view');
   return x;
 }
 
-const layoutArb = fc.constantFrom<Layout>('contiguous', 'transposed', 'sliced', 'broadcast');
+const layoutArb = fc.constantFrom<Layout>('contiguous', 'transposed', 'sliced', 'broadcast', 'broadcastCol', 'broadcastAll');
 
 function copyOf(x: Tensor): NDArray {
   return fromTyped(x.toTyped(), x.shape, x.dtype);
@@ -182,7 +204,7 @@ t.test('jit(f)(x) equals f(x) for random compositions', async (t) => {
       const X = withLayout(pool, [m, n], layouts[0]);
       const Y = withLayout(pool.slice(3), [m, n], layouts[1]);
       const P = withLayout(pool.slice(7), [n, n], layouts[2]);
-      const c = withLayout(pool.slice(11), [m, 1], layouts[3] === 'broadcast' ? 'contiguous' : layouts[3]);
+      const c = withLayout(pool.slice(11), [m, 1], layouts[3] === 'broadcast' || layouts[3] === 'broadcastCol' ? 'contiguous' : layouts[3]);
       const v = slice(fromTyped(Float32Array.from(pool.slice(20, 20 + n + 1)), [n + 1], 'float32'), [1], [n]);
       const f = (a: Tensor, b: Tensor, vv: Tensor, cc: Tensor, pp: Tensor) => runProgram(steps, a, b, vv, cc, pp);
       const eager = f(X, Y, v, c, P);
@@ -197,6 +219,80 @@ t.test('jit(f)(x) equals f(x) for random compositions', async (t) => {
       if (jf.cacheSize !== 1) throw new Error(`cacheSize ${jf.cacheSize} after two calls with one signature`);
     },
     40,
+  );
+});
+
+t.test('jit(grad(f)) equals grad(f) for random compositions', async (t) => {
+  const programArb = fc.record({
+    m: fc.integer({ min: 1, max: 3 }),
+    n: fc.integer({ min: 2, max: 3 }),
+    steps: fc.array(fc.tuple(fc.nat(OPS.length - 1), fc.nat(20), fc.nat(20)), { minLength: 1, maxLength: 5 }),
+    pool: valuesArb(40, -2, 2),
+    layouts: fc.tuple(layoutArb, layoutArb, layoutArb),
+  });
+  prop(
+    t,
+    'gradients wrt X, Y, v and P: compiled backward pass equals the eager one (float32, rtol 1e-6)',
+    [programArb],
+    ({ m, n, steps, pool, layouts }) => {
+      const X = withLayout(pool, [m, n], layouts[0]);
+      const Y = withLayout(pool.slice(3), [m, n], layouts[1]);
+      const P = withLayout(pool.slice(7), [n, n], layouts[2]);
+      const c = withLayout(pool.slice(11), [m, 1], 'contiguous');
+      const v = fromTyped(Float32Array.from(pool.slice(20, 20 + n)), [n], 'float32');
+      const loss = (a: Tensor, b: Tensor, vv: Tensor, pp: Tensor) => {
+        const r = runProgram(steps, a, b, vv, c, pp);
+        return add(sum(mul(r.out, r.out)), r.total);
+      };
+      const g = (a: Tensor, b: Tensor, vv: Tensor, pp: Tensor) => grad(loss, { argnums: [0, 1, 2, 3] })(a, b, vv, pp) as Tensor[];
+      const eager = g(X, Y, v, P);
+      const compiled = jit(g)(X, Y, v, P);
+      expectTreeClose(compiled, eager, 1e-6, 1e-6, `jit(grad) vs grad, program ${steps.map(([o]) => OPS[o % OPS.length][0]).join(' -> ')}`);
+    },
+    25,
+  );
+});
+
+t.test('time-tiled (stride-0) inputs through matmul, reshape, transpose and scan', async (t) => {
+  const arb = fc.record({
+    B: fc.integer({ min: 1, max: 3 }),
+    T: fc.integer({ min: 1, max: 4 }),
+    n: fc.integer({ min: 1, max: 3 }),
+    p: fc.integer({ min: 1, max: 3 }),
+    tiled: fc.constantFrom<number[]>([1], [0], [0, 1], [1, 2], []),
+    pool: valuesArb(60, -1.5, 1.5),
+  });
+  prop(
+    t,
+    'jit, eager on the stride-0 view and eager on a contiguous copy agree (values and grads)',
+    [arb],
+    ({ B, T, n, p, tiled, pool }) => {
+      const full = [B, T, n];
+      const compact = full.map((d, i) => (tiled.includes(i) ? 1 : d));
+      const x = broadcastTo(fromTyped(Float32Array.from(pool.slice(0, sizeOfShape(compact))), compact, 'float32'), full) as NDArray;
+      const W = fromTyped(Float32Array.from(pool.slice(20, 20 + n * p)), [n, p], 'float32');
+      const U = fromTyped(Float32Array.from(pool.slice(30, 30 + p * p)), [p, p], 'float32');
+      const b = fromTyped(Float32Array.from(pool.slice(40, 40 + p)), [p], 'float32');
+      const f = (xx: Tensor, w: Tensor, u: Tensor, bb: Tensor) => {
+        const a = tanh(add(matmul(xx, w), bb)); // [B, T, p]
+        const flat = matmul(reshape(xx, [B * T, n]), w); // [B*T, p]
+        const tb = transpose(xx, [1, 0, 2]); // [T, B, n]
+        const [h, hs] = scan((hh: Tensor, xt: Tensor) => {
+          const h2 = tanh(add(matmul(hh, u), matmul(xt, w)));
+          return [h2, h2];
+        }, zeros([B, p]), tb) as [Tensor, Tensor];
+        const loss = add(add(sum(mul(a, a)), mean(flat)), add(sum(h), sum(mul(hs, hs))));
+        return { a, flat, h, hs, loss, meanT: mean(exp(xx), 1) };
+      };
+      const gradOf = (xx: Tensor, w: Tensor, u: Tensor, bb: Tensor) => grad((x2: Tensor, w2: Tensor, u2: Tensor, b2: Tensor) => f(x2, w2, u2, b2).loss, { argnums: [0, 1, 2, 3] })(xx, w, u, bb) as Tensor[];
+      const eager = f(x, W, U, b);
+      expectTreeClose(eager, f(copyOf(x), W, U, b), 1e-6, 1e-6, 'eager view vs copy');
+      expectTreeClose(jit(f)(x, W, U, b), eager, 1e-6, 1e-6, 'jit vs eager');
+      const g = gradOf(x, W, U, b);
+      expectTreeClose(gradOf(copyOf(x), W, U, b), g, 1e-6, 1e-6, 'grads: eager view vs copy');
+      expectTreeClose(jit(gradOf)(x, W, U, b), g, 1e-6, 1e-6, 'grads: jit vs eager');
+    },
+    25,
   );
 });
 
@@ -292,6 +388,9 @@ t.test('jit composes with grad both ways, and with closed-over arrays', async (t
   const inner = jit(loss);
   const throughJit = grad((xx: Tensor, bb: Tensor) => inner(xx, bb), { argnums: [0, 1] })(x, b) as Tensor[];
   t.doesNotThrow(() => expectTreeClose(throughJit, eager, 1e-6, 1e-6), 'grad(jit(f)) equals grad(f) (jit inlines under grad)');
+  // A jitted function closing over a tracer of the enclosing grad (nothing cacheable): inlined.
+  const closure = grad((bb: Tensor) => jit((xx: Tensor) => loss(xx, bb))(x))(b) as Tensor;
+  t.doesNotThrow(() => expectTreeClose(closure, eager[1], 1e-6, 1e-6), 'grad through a jitted closure over the differentiated value');
   const [v, g] = jit((xx: Tensor) => valueAndGrad((z: Tensor) => loss(z, b))(xx))(x) as [Tensor, Tensor];
   t.equal(v.item(), loss(x, b).item());
   t.doesNotThrow(() => expectTreeClose(g, eager[0], 1e-6, 1e-6));

@@ -8,6 +8,8 @@ import t from 'tap';
 import {
   add,
   array,
+  cast,
+  greater,
   grad,
   indexAxis,
   jit,
@@ -22,7 +24,7 @@ import {
   type Tensor,
   type Tree,
 } from '../../core/index.js';
-import { expectClose, f64, fdGrad, prop, valuesArb } from './helpers.js';
+import { expectClose, f64, fdGrad, prop, valuesArb } from './fixtures/helpers.js';
 
 const RTOL = 1e-10;
 const ATOL = 1e-12;
@@ -52,34 +54,37 @@ function expectTreeClose(actual: Tree, expected: Tree, rtol: number, atol: numbe
 type Carry = { h: Tensor; s: Tensor };
 type Xs = { a: Tensor; b: Tensor };
 
-/** One step: h <- tanh(h * a + b), s <- s + sum(h * h); y = h * s. No constants are closed over. */
-function step(c: Carry, x: Xs): [Carry, Tensor] {
+/** One step: h <- tanh(h * a + b), s <- s + sum(h * h); ys = {p: h * s, q: [s]}. No constants are closed over. */
+type Ys = { p: Tensor; q: Tensor[] };
+function step(c: Carry, x: Xs): [Carry, Ys] {
   const h = tanh(add(mul(c.h, x.a), x.b));
   const s = add(c.s, sum(mul(h, h)));
-  return [{ h, s }, mul(h, s)];
+  return [{ h, s }, { p: mul(h, s), q: [s] }];
 }
 
 /** The same loop unrolled in JS; ys stacked in xs order. */
-function unrolled(init: Carry, xs: Xs, reverse = false): [Carry, Tensor] {
+function unrolled(init: Carry, xs: Xs, reverse = false): [Carry, Ys] {
   const T = xs.a.shape[0];
   let c = init;
-  const ys: Tensor[] = new Array(T);
+  const ps: Tensor[] = new Array(T);
+  const qs: Tensor[] = new Array(T);
   for (let i = 0; i < T; i++) {
     const k = reverse ? T - 1 - i : i;
     const [c2, y] = step(c, { a: indexAxis(xs.a, 0, k), b: indexAxis(xs.b, 0, k) });
     c = c2;
-    ys[k] = y;
+    ps[k] = y.p;
+    qs[k] = y.q[0];
   }
-  return [c, stack(ys, 0)];
+  return [c, { p: stack(ps, 0), q: [stack(qs, 0)] }];
 }
 
-const scanned = (init: Carry, xs: Xs, reverse = false): [Carry, Tensor] => scan(step, init, xs, { reverse }) as [Carry, Tensor];
+const scanned = (init: Carry, xs: Xs, reverse = false): [Carry, Ys] => scan(step, init, xs, { reverse }) as [Carry, Ys];
 
 /** A scalar loss of the carry and the ys, weighted so every element matters. */
-function lossOf(run: (init: Carry, xs: Xs) => [Carry, Tensor], wh: Tensor, wy: Tensor) {
+function lossOf(run: (init: Carry, xs: Xs) => [Carry, Ys], wh: Tensor, wy: Tensor) {
   return (init: Carry, xs: Xs): Tensor => {
     const [c, ys] = run(init, xs);
-    return add(add(sum(mul(wh, c.h)), c.s), sum(mul(wy, ys)));
+    return add(add(sum(mul(wh, c.h)), c.s), add(sum(mul(wy, ys.p)), sum(mul(ys.q[0], ys.q[0]))));
   };
 }
 
@@ -98,7 +103,7 @@ const problemArb = fc
     };
   });
 
-t.test('scan forward equals the unrolled loop (pytree carry, xs, ys)', async (t) => {
+t.test('scan forward equals the unrolled loop (pytree carry, xs and ys)', async (t) => {
   prop(
     t,
     'forward values',
@@ -232,6 +237,20 @@ t.test('grad through scan with constants closed over by the body', async (t) => 
     gj = jitted(W, h0, xs);
   }, 'jit(grad(f)) with a scan that closes over a jit argument');
   if (gj) t.doesNotThrow(() => expectTreeClose(gj as Tree, expected, 1e-9, 1e-12, 'grads'));
+  prop(
+    t,
+    'random W, h0, xs: grads of the scan wrt the closed-over W, h0 and xs equal the unrolled ones',
+    [fc.record({ T: fc.integer({ min: 1, max: 4 }), d: fc.integer({ min: 1, max: 3 }), pool: valuesArb(40, -1, 1) })],
+    ({ T, d, pool }) => {
+      const w = f64(pool.slice(0, d * d), [d, d]);
+      const h = f64(pool.slice(9, 9 + d), [d]);
+      const x = f64(pool.slice(12, 12 + T * d), [T, d]);
+      const g1 = grad(rnnScan, { argnums: [0, 1, 2] })(w, h, x) as Tensor[];
+      const g2 = grad(rnnUnrolled, { argnums: [0, 1, 2] })(w, h, x) as Tensor[];
+      expectTreeClose(g1, g2, RTOL, ATOL, 'grads');
+    },
+    20,
+  );
   // The forward scan under jit with a closed-over argument works.
   t.doesNotThrow(() => expectClose(jit(rnnScan)(W, h0, xs).toTyped(), [rnnUnrolled(W, h0, xs).item()], 1e-12, 0, 'jit forward'));
 });
@@ -293,4 +312,47 @@ t.test('grad of grad through a scan', async (t) => {
       t.doesNotThrow(() => expectClose(analytic!.toTyped(), fd, 1e-5, 1e-6, 'grad of grad'));
     }
   });
+});
+
+t.test('nested scans and mixed-dtype carries under grad', async (t) => {
+  const W = f64([0.5, -0.2, 0.3, 0.1], [2, 2]);
+  const xs = f64([1, 2, 0.5, 0.1, -1, 0.3, 0.2, 0.4, 0.1, 0.1, -0.3, 0.9], [3, 2, 2]);
+  // The inner body closes over W and over the outer body's carry h.
+  const nested = (w: Tensor, h0: Tensor) =>
+    sum(
+      scan((h: Tensor, xrow: Tensor) => {
+        const [h2] = scan((g: Tensor, x: Tensor) => [tanh(add(matmul(g, w), mul(x, h))), null], h, xrow) as [Tensor, null];
+        return [h2, null];
+      }, h0, xs)[0] as Tensor,
+    );
+  const unrolledNested = (w: Tensor, h0: Tensor) => {
+    let h = h0;
+    for (let i = 0; i < 3; i++) {
+      let g = h;
+      for (let j = 0; j < 2; j++) g = tanh(add(matmul(g, w), mul(indexAxis(indexAxis(xs, 0, i), 0, j), h)));
+      h = g;
+    }
+    return sum(h);
+  };
+  const h0 = f64([0.1, -0.3], [2]);
+  t.doesNotThrow(() => expectClose([nested(W, h0).item()], [unrolledNested(W, h0).item()], 1e-14, 0, 'forward'));
+  const want = grad(unrolledNested, { argnums: [0, 1] })(W, h0) as Tensor[];
+  t.doesNotThrow(() => expectTreeClose(grad(nested, { argnums: [0, 1] })(W, h0) as Tensor[], want, RTOL, ATOL, 'grad'), 'grad of nested scans');
+  t.doesNotThrow(() => expectTreeClose(jit((w: Tensor, h: Tensor) => grad(nested, { argnums: [0, 1] })(w, h) as Tensor[])(W, h0), want, RTOL, ATOL, 'jit grad'), 'jit(grad) of nested scans');
+  const gg = (f: typeof nested) => grad((h: Tensor) => sum(grad(f, { argnums: 1 })(W, h) as Tensor))(h0) as Tensor;
+  t.doesNotThrow(() => expectClose(gg(nested).toTyped(), gg(unrolledNested).toTyped(), RTOL, ATOL, 'grad of grad'), 'grad of grad of nested scans');
+
+  // Carry [count: int32, total: float64]; ys = the running total entering each step.
+  const x3 = f64([1, 2, 3], [3]);
+  const mixed = (x: Tensor) => {
+    const [[n, tot], ys] = scan((c: Tensor[], xi: Tensor) => [[add(c[0], cast(greater(xi, 1.5), 'int32')), add(c[1], mul(xi, xi))], c[1]], [array(0, { dtype: 'int32' }), f64([0], [])], x) as [Tensor[], Tensor];
+    return { n, tot, ys };
+  };
+  const r = mixed(x3);
+  t.equal(r.n.item(), 2, 'int32 count');
+  t.equal(r.n.dtype, 'int32');
+  t.same(r.ys.toNested(), [0, 1, 5]);
+  // d/dx [sum x^2 + (x0^2) + (x0^2 + x1^2)] = [2x0 + 4x0, 2x1 + 2x1, 2x2].
+  const g = grad((x: Tensor) => add(mixed(x).tot, sum(mixed(x).ys)))(x3) as Tensor;
+  t.same(g.toNested(), [6, 8, 6], 'the int32 carry gets no cotangent, the float one does');
 });

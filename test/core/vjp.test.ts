@@ -2,6 +2,7 @@
  * Property tests: the VJP of every differentiable op against central finite differences, in
  * float64. Each property draws random shapes and values from a domain where the op is smooth,
  * a random weight w, and compares grad(sum(w * f(x))) with (F(x + h e_i) - F(x - h e_i)) / 2h.
+ * The second part of the file checks the second-order VJPs the same way.
  */
 import fc from 'fast-check';
 import t from 'tap';
@@ -26,6 +27,7 @@ import {
   logSoftmax,
   logsumexp,
   matmul,
+  matrixTranspose,
   max,
   maximum,
   mean,
@@ -59,7 +61,7 @@ import {
   type Tensor,
   type Tree,
 } from '../../core/index.js';
-import { awayFromZeroArb, axesArb, checkVjp, distinctArb, expectExact, expectShape, f64, prop, shapeArb, sizeOfShape, valuesArb, weightsArb, type Shape } from './helpers.js';
+import { awayFromZeroArb, axesArb, checkVjp, distinctArb, expectExact, expectShape, f64, fdGrad, firstMismatch, prop, shapeArb, sizeOfShape, valuesArb, weightsArb, type Shape } from './fixtures/helpers.js';
 
 const RUNS = 25;
 
@@ -84,6 +86,28 @@ const broadcastPairArb: fc.Arbitrary<[Shape, Shape]> = shapeArb(0, 3, 3).chain((
       return swap ? [b, s] : [s, b];
     }),
 );
+
+t.test('the finite-difference reference itself', async (t) => {
+  // F(x, y) = sum(x^3 * y + sin x), computed in plain JS: dF/dx = 3x^2 y + cos x, dF/dy = x^3.
+  const xv = [0.3, -1.2, 2.0];
+  const yv = [1.5, -0.5, 0.25];
+  const F = (x: NDArray, y: NDArray): number => {
+    const a = x.toTyped();
+    const b = y.toTyped();
+    let s = 0;
+    for (let i = 0; i < a.length; i++) s += a[i] ** 3 * b[i] + Math.sin(a[i]);
+    return s;
+  };
+  const [gx, gy] = fdGrad(F as (...xs: NDArray[]) => number, [f64(xv, [3]), f64(yv, [3])]);
+  t.equal(firstMismatch(gx, xv.map((x, i) => 3 * x * x * yv[i] + Math.cos(x)), 1e-7, 1e-8), null, 'dF/dx');
+  t.equal(firstMismatch(gy, xv.map((x) => x ** 3), 1e-7, 1e-8), null, 'dF/dy');
+  t.match(firstMismatch([1, 2], [1, 2.1], 1e-6, 0), /element 1/, 'firstMismatch flags a difference');
+  t.match(firstMismatch([NaN], [0], 1, 1), /element 0/, 'firstMismatch flags NaN');
+  // checkVjp passes on a correct pair and throws when the tolerance cannot be met.
+  const x = f64([0.5, -0.25], [2]);
+  t.doesNotThrow(() => checkVjp('x^2', (a) => mul(a, a), [x], [1, -2]));
+  t.throws(() => checkVjp('x^2 (impossible tolerance)', (a) => mul(a, a), [x], [1, -2], { rtol: 0, atol: -1 }));
+});
 
 t.test('unary elementwise ops', async (t) => {
   const cases: [string, (x: Tensor) => Tensor, (n: number) => fc.Arbitrary<number[]>][] = [
@@ -526,5 +550,62 @@ t.test('integer and bool outputs carry no gradient', async (t) => {
     t.equal((b as Tensor).dtype, 'bool');
     const [g2] = back2(equal(x, x)) as Tensor[];
     t.same(g2.toNested(), [[0, 0, 0], [0, 0, 0]]);
+  });
+});
+
+// =============================================================================================
+// Second order
+
+t.test('second-order VJPs', async (t) => {
+  /*
+   * Second-order property tests: the backward rules are written with ops, so they are themselves
+   * differentiable. For each op, G(x) = grad(sum(w1 * f))(x) is checked like a first-order op:
+   * grad(sum(w2 * G(x))) against central finite differences of G (float64, random shapes).
+   */
+  const arr = (values: (n: number) => fc.Arbitrary<number[]>) => shapeArb(1, 3, 3).chain((s) => values(sizeOfShape(s)).map((v) => f64(v, s)));
+  const range = (lo: number, hi: number) => (n: number) => valuesArb(n, lo, hi);
+  const awayFromZero = (n: number) => awayFromZeroArb(n, 0.1, 2);
+  const idx = array([0, 0], { dtype: 'int32' });
+
+  /** x -> grad of sum(w1 * f(x)) at x. */
+  const firstDerivative = (f: (x: Tensor) => Tensor, w1: readonly number[]) => (x: Tensor): Tensor => {
+    const y = f(x);
+    const w = f64(Array.from({ length: y.size }, (_, i) => w1[i % w1.length]), y.shape);
+    return grad((z: Tensor) => sum(mul(w, f(z))))(x) as Tensor;
+  };
+
+  const cases: [string, (x: Tensor) => Tensor, (n: number) => fc.Arbitrary<number[]>][] = [
+    ['exp', exp, range(-2, 2)],
+    ['log', log, range(0.3, 3)],
+    ['sqrt', sqrt, range(0.3, 3)],
+    ['tanh', tanh, range(-2, 2)],
+    ['sigmoid', sigmoid, range(-3, 3)],
+    ['abs * x', (x) => mul(abs(x), x), awayFromZero],
+    ['relu * x', (x) => mul(relu(x), x), awayFromZero],
+    ['softplus', softplus, awayFromZero],
+    ['1 / x', (x) => div(1, x), (n) => awayFromZeroArb(n, 0.5, 2)],
+    ['x ** x', (x) => pow(x, x), range(0.5, 2)],
+    ['max * x', (x) => mul(max(x, -1, { keepdims: true }), x), (n) => distinctArb(n, 0.05)],
+    ['min * x', (x) => mul(min(x, 0, { keepdims: true }), x), (n) => distinctArb(n, 0.05)],
+    ['maximum(x, x/2) * x', (x) => mul(maximum(x, mul(x, 0.5)), x), awayFromZero],
+    ['logsumexp', (x) => logsumexp(x, -1), range(-2, 2)],
+    ['softmax', (x) => softmax(x, 0), range(-2, 2)],
+    ['logSoftmax', (x) => logSoftmax(x), range(-2, 2)],
+    ['mean * mean', (x) => mul(mean(x, 0), mean(x)), range(-2, 2)],
+    ['sort * x', (x) => mul(sort(x, -1), x), (n) => distinctArb(n, 0.05)],
+    ['take ** 2', (x) => mul(take(x, idx, 0), take(x, idx, 0)), range(-2, 2)],
+    ['tanh(m) @ m^T', (x) => { const m = reshape(x, [x.shape[0], -1]); return matmul(tanh(m), matrixTranspose(m)); }, range(-2, 2)],
+    ['pad * pad', (x) => mul(pad(x, x.shape.map(() => 1), x.shape.map(() => 0)), pad(x, x.shape.map(() => 0), x.shape.map(() => 1))), range(-2, 2)],
+    ['concatenate * concatenate', (x) => mul(concatenate([x, exp(x)], 0), concatenate([x, x], 0)), range(-2, 2)],
+    ['broadcastTo * tanh', (x) => mul(broadcastTo(x, [2, ...x.shape]), tanh(x)), range(-2, 2)],
+    ['transpose * transpose', (x) => mul(transpose(x), transpose(exp(x))), range(-2, 2)],
+    ['where(x > 0, x^2, e^x)', (x) => where(greater(x, 0), mul(x, x), exp(x)), awayFromZero],
+    ['cast f64 -> f64 * x', (x) => mul(cast(x, 'float64'), x), range(-2, 2)],
+  ];
+
+  t.test('second-order VJPs match finite differences', async (t) => {
+    for (const [name, f, values] of cases) {
+      prop(t, name, [arr(values), weightsArb, weightsArb], (x, w1, w2) => checkVjp(`d2 ${name}`, firstDerivative(f, w1), [x], w2), 10);
+    }
   });
 });
