@@ -168,7 +168,7 @@ export function reshapeView(x: NDArray, shape: readonly number[]): NDArray {
 
 export function full(shape: readonly number[], value: number, dtype: DType = 'float32'): NDArray {
   const data = allocate(dtype, sizeOf(shape));
-  if (value !== 0) data.fill(coerceScalar(value, dtype));
+  if (!Object.is(value, 0)) data.fill(coerceScalar(value, dtype));
   return fromTyped(data, shape, dtype);
 }
 export function zeros(shape: readonly number[], dtype: DType = 'float32'): NDArray {

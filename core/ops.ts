@@ -51,7 +51,11 @@ const unary = (prim: UnaryPrim) => (x: TensorLike): Tensor => bind1(prim, [asTen
 export const add = (a: TensorLike, b: TensorLike): Tensor => binary('add', a, b);
 export const sub = (a: TensorLike, b: TensorLike): Tensor => binary('sub', a, b);
 export const mul = (a: TensorLike, b: TensorLike): Tensor => binary('mul', a, b);
-export const div = (a: TensorLike, b: TensorLike): Tensor => binary('div', a, b);
+/** True division: integer operands are promoted to float32 first (numpy's / and jnp.divide). */
+export const div = (a: TensorLike, b: TensorLike): Tensor => {
+  const [x, y] = coerce('div', a, b);
+  return isFloat(x.dtype) ? binary('div', x, y) : binary('div', cast(x, 'float32'), cast(y, 'float32'));
+};
 export const maximum = (a: TensorLike, b: TensorLike): Tensor => binary('max', a, b);
 export const minimum = (a: TensorLike, b: TensorLike): Tensor => binary('min', a, b);
 export const pow = (a: TensorLike, b: TensorLike): Tensor => binary('pow', a, b);
@@ -220,7 +224,9 @@ export function argmax(x: Tensor, axis = -1): Tensor {
 }
 /** log(sum(exp(x))) along axis, shifted by the max for stability. */
 export function logsumexp(x: Tensor, axis: number | readonly number[] = -1, opts: ReduceOptions = {}): Tensor {
-  const m = stopGradient(max(x, axis, { keepdims: true }));
+  // Shift by the max for stability; an all -Infinity row shifts by 0 so the result is -Infinity.
+  const mx = max(x, axis, { keepdims: true });
+  const m = stopGradient(where(equal(mx, -Infinity), 0, mx));
   const s = log(sum(exp(sub(x, m)), axis, { keepdims: true }));
   const out = add(s, m);
   return opts.keepdims ? out : squeeze(out, normalizeAxes('logsumexp', axis, x.ndim));

@@ -320,11 +320,11 @@ export function vjpFlat(fn: (xs: Tensor[]) => Tensor[], primals: Tensor[]): [Ten
  * const [y, back] = vjp((x) => mul(x, x), array([3]));
  * back(array([1])); // [[6]]
  */
-export function vjp<Out extends Tree>(f: (...args: Tree[]) => Out, ...primals: Tree[]): [Out, (ct: Out) => Tree[]] {
+export function vjp<A extends Tree[], Out extends Tree>(f: (...args: A) => Out, ...primals: A): [Out, (ct: Out) => Tree[]] {
   const [leaves, inDef] = treeFlatten(primals);
   let outDef = treeFlatten(null)[1];
   const [outs, back] = vjpFlat((xs) => {
-    const args = treeUnflatten(inDef, xs) as Tree[];
+    const args = treeUnflatten(inDef, xs) as A;
     const [o, d] = treeFlatten(f(...args));
     outDef = d;
     return o;

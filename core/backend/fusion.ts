@@ -59,7 +59,8 @@ export const elementwiseCode: { [P in ElementwisePrim]: Code } = {
   eq: b((a, c) => `(${a}===${c})`),
   ne: b((a, c) => `(${a}!==${c})`),
   where: (args) => `(${args[0]}?${args[1]}:${args[2]})`,
-  cast: u((a) => a),
+  // To bool, NaN counts as true as in numpy (a plain truthiness test would make it false).
+  cast: (args, _p, dt) => (dt === 'bool' ? `(${args[0]}!=0||${args[0]}!==${args[0]})` : args[0]),
   stop_gradient: u((a) => a),
 };
 

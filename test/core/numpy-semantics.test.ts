@@ -1,0 +1,30 @@
+// Edge cases where spiketrace follows numpy/JAX semantics.
+import t from 'tap';
+import { array, cast, div, full, logsumexp, scalar, vjp, mul, type Tensor } from '../../core/index.js';
+
+t.test('logsumexp of an all -Infinity row is -Infinity, not NaN (as JAX)', async (t) => {
+  const r = logsumexp(array([[-Infinity, -Infinity], [0, Math.log(3)]], { dtype: 'float64' }), -1).toNested() as number[];
+  t.equal(r[0], -Infinity);
+  t.ok(Math.abs(r[1] - Math.log(4)) < 1e-12, `log(1 + 3) = ${r[1]}`);
+});
+
+t.test('cast of NaN to bool is true (numpy)', async (t) => {
+  t.same(cast(array([NaN, 0, -0, 2]), 'bool').toNested(), [1, 0, 0, 1]);
+});
+
+t.test('integer division is true division (numpy /, jnp.divide)', async (t) => {
+  const q = div(array([7, -7], { dtype: 'int32' }), array([2, 2], { dtype: 'int32' }));
+  t.equal(q.dtype, 'float32');
+  t.same(q.toNested(), [3.5, -3.5]);
+});
+
+t.test('full keeps the sign of -0', async (t) => {
+  t.ok(Object.is(full([2], -0, 'float64').toNested()[0 as never] as unknown as number, -0));
+  t.ok(Object.is(scalar(-0, 'float64').item(), -0));
+});
+
+t.test('vjp is typed by its function', async (t) => {
+  const [y, back] = vjp((x: Tensor) => mul(x, x), array([3], { dtype: 'float64' }));
+  t.same(y.toNested(), [9]);
+  t.same((back(array([1], { dtype: 'float64' }))[0] as Tensor).toNested(), [6]);
+});
