@@ -7,6 +7,7 @@ import ndarray from 'ndarray';
 import { allocate, type TypedArray } from '../dtype.js';
 import { NDArray } from '../ndarray.js';
 import { contiguousStrides } from '../shape.js';
+import { gemm as wasmGemm, matmulBackendName } from './wasm/index.js';
 
 /** Columns of B per block: keeps a block of output rows and B rows in L1/L2. */
 const BLOCK_N = 256;
@@ -19,6 +20,20 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
   const batchShape = a.shape.slice(0, r - 2);
   const batch = batchShape.reduce((p, c) => p * c, 1);
   const out = allocate(a.dtype, batch * m * n);
+  if (a.dtype === 'float32' && matmulBackendName() === 'wasm-simd') {
+    // WebAssembly SIMD kernel: any strides, IEEE semantics, ~50x the JS loop here.
+    forEachBatch(batchShape, (t, idx) => {
+      let ao = a.offset;
+      let bo = b.offset;
+      for (let d = 0; d < batchShape.length; d++) {
+        ao += idx[d] * a.strides[d];
+        bo += idx[d] * b.strides[d];
+      }
+      wasmGemm(a.data as Float32Array, ao, a.strides[r - 2], a.strides[r - 1], b.data as Float32Array, bo, b.strides[r - 2], b.strides[r - 1], out as Float32Array, t * m * n, m, k, n);
+    });
+    const shape = [...batchShape, m, n];
+    return new NDArray(ndarray(out, shape, contiguousStrides(shape), 0), a.dtype);
+  }
   // B must be row-contiguous for the streaming loops; copy it otherwise (it is the smaller operand
   // in every use here: weights, or a gradient block).
   let bv = b;
@@ -47,6 +62,18 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
   }
   const shape = [...batchShape, m, n];
   return new NDArray(ndarray(out, shape, contiguousStrides(shape), 0), a.dtype);
+}
+
+function forEachBatch(batchShape: readonly number[], fn: (t: number, idx: number[]) => void): void {
+  const batch = batchShape.reduce((p, c) => p * c, 1);
+  const idx = new Array<number>(batchShape.length).fill(0);
+  for (let t = 0; t < batch; t++) {
+    fn(t, idx);
+    for (let d = batchShape.length - 1; d >= 0; d--) {
+      if (++idx[d] < batchShape[d]) break;
+      idx[d] = 0;
+    }
+  }
 }
 
 /** C[m,n] = A[m,k] B[k,n]; B rows contiguous (stride 1 along n), A any strides. */

@@ -3,12 +3,14 @@
  * (and this folder's JS fallback), single-threaded, on the MLP shapes of the Fashion-MNIST
  * tutorial (batch 320 or 32, 784 -> 128):
  *
- *   npx tsx core/backend/wasm/bench.ts [--trials 5] [--mr 4 --nr 8 --unroll 4 --kc 256 --mc 128] [--quick]
+ *   npx tsx core/backend/wasm/bench.ts [--trials 5] [--mr 4 --nr 8 --unroll 4 --kc 256 --mc 128 --nc 256] [--quick]
  *
  * Each figure is the best of `trials` timings (each timing averages enough repetitions to run
- * ~0.2 s), since other jobs may share the machine. Operands are dense random normals: the JS loop
+ * ~0.1 s), since other jobs may share the machine (the load average is printed; rerun and take
+ * the best when it is high). Operands are dense random normals: the JS loop
  * skips zeros of A, so on spike/relu data it gets faster than shown here.
  */
+import { cpus, loadavg } from 'node:os';
 import ndarray from 'ndarray';
 import { NDArray, fromTyped } from '../../ndarray.js';
 import { matmulKernel } from '../matmul.js';
@@ -21,7 +23,7 @@ function opt(name: string): number | undefined {
 }
 const trials = opt('trials') ?? 5;
 const quick = args.includes('--quick');
-const kernelOptions: WasmGemmOptions = { mr: opt('mr'), nr: opt('nr'), unroll: opt('unroll'), kcMax: opt('kc'), mc: opt('mc') };
+const kernelOptions: WasmGemmOptions = { mr: opt('mr'), nr: opt('nr'), unroll: opt('unroll'), kcMax: opt('kc'), mc: opt('mc'), nc: opt('nc') };
 
 function randn(size: number, seed: number): Float32Array {
   // Small LCG + Box-Muller: reproducible without the library's PRNG.
@@ -33,7 +35,7 @@ function randn(size: number, seed: number): Float32Array {
 }
 
 /** Best-of-`trials` seconds per call. */
-function time(fn: () => void, minSeconds = quick ? 0.05 : 0.2): number {
+function time(fn: () => void, minSeconds = quick ? 0.05 : 0.1): number {
   fn();
   fn();
   let best = Infinity;
@@ -71,7 +73,7 @@ const cases: Case[] = [
 ];
 
 const wasm = createWasmGemm(kernelOptions);
-console.log(`backend: ${matmulBackendName()}  kernel: ${JSON.stringify(kernelOptions)}  trials: ${trials}`);
+console.log(`backend: ${matmulBackendName()}  kernel: ${JSON.stringify(kernelOptions)}  trials: ${trials}  cpu: ${cpus()[0]?.model} x${cpus().length}  load: ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 const rows: string[][] = [['shape', 'wasm-simd GFLOP/s', 'ms', 'fallback GFLOP/s', 'matmul.ts JS GFLOP/s', 'ms', 'speedup', 'max rel err']];
 for (const c of cases) {
   const { m, k, n } = c;
@@ -87,11 +89,11 @@ for (const c of cases) {
   const C2 = new Float32Array(m * n);
   const run = (g: GemmF32, out: Float32Array) => () => g(aData, 0, ars, acs, bData, 0, brs, bcs, out, 0, m, k, n);
   const tW = wasm ? time(run(wasm, C)) : NaN;
-  const tF = time(run(gemmF32Fallback, C2), quick ? 0.05 : 0.1);
+  const tF = time(run(gemmF32Fallback, C2));
   let ref: NDArray | undefined;
   const tJ = time(() => {
     ref = matmulKernel(aView, bView);
-  }, quick ? 0.05 : 0.2);
+  });
   let err = 0;
   const r = ref!.data;
   for (let i = 0; i < m * n; i++) err = Math.max(err, Math.abs(C[i] - r[i]) / (Math.abs(r[i]) + 1));

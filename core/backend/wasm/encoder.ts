@@ -96,6 +96,12 @@ export class Code {
   mul(): this {
     return this.op(0x6c);
   }
+  eq(): this {
+    return this.op(0x46);
+  }
+  ne(): this {
+    return this.op(0x47);
+  }
   eqz(): this {
     return this.op(0x45);
   }
@@ -130,6 +136,20 @@ export class Code {
   }
   call(funcIndex: number): this {
     return this.op(0x10, ...uleb(funcIndex));
+  }
+
+  // Scalar memory access (bit-exact copies: integer loads/stores never touch float payloads).
+  i32Load(offset = 0): this {
+    return this.op(0x28, ...this.memarg(2, offset));
+  }
+  i64Load(offset = 0): this {
+    return this.op(0x29, ...this.memarg(3, offset));
+  }
+  i32Store(offset = 0): this {
+    return this.op(0x36, ...this.memarg(2, offset));
+  }
+  i64Store(offset = 0): this {
+    return this.op(0x37, ...this.memarg(3, offset));
   }
 
   // SIMD (opcodes from the fixed-width SIMD proposal, now part of WebAssembly 2.0).

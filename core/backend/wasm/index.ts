@@ -2,23 +2,35 @@
  * Float32 matmul for the CPU backend: a WebAssembly 128-bit SIMD kernel, generated at load time
  * (core/backend/wasm/kernel.ts, encoded by core/backend/wasm/encoder.ts), with a plain-JS fallback.
  *
- * All three entry points share one signature over strided 2-D views:
+ * All entry points share one signature over strided 2-D views:
  *
  *   C[cOffset + i*n + j] = sum_p A[aOffset + i*aRowStride + p*aColStride] * B[bOffset + p*bRowStride + j*bColStride]
  *
- * for i < m, j < n, p < k; any strides (transposed views, stride 0 for broadcasts); C is written
- * as a contiguous row-major m x n block and never read. Every C[i, j] is accumulated in float32,
- * starting from +0, strictly in p order, with IEEE float32 products and sums (no zero skipping,
- * so 0 * Inf = NaN propagates): the SIMD kernel and the fallback give bit-identical results
- * (up to NaN payloads). C may share its buffer with A or B: the operands are packed before C is
- * written.
+ * for i < m, j < n, p < k; any strides (transposed views, stride 0 for broadcasts, negative); C is
+ * written as a contiguous row-major m x n block and never read. Every C[i, j] is accumulated in
+ * float32, starting from +0, strictly in p order, with IEEE float32 products and sums (no zero
+ * skipping, so 0 * Inf = NaN propagates): the SIMD kernel and the fallback give bit-identical
+ * results (up to NaN payloads). C may share its buffer with A or B: the operands are copied into
+ * the module's memory before C is written.
+ *
+ * How operands reach the kernel (one module instance, one linear memory grown geometrically and
+ * reused; per call only a few typed-array views are created):
+ * - A with aColStride 1 (row-major, also broadcast rows with aRowStride 0): rows copied with
+ *   TypedArray.set, read in place by the micro-kernel;
+ * - A with aRowStride 1 (a transposed view): copied, then packed into MR-row panels in WebAssembly;
+ * - B with bColStride 1: copied, packed into NR-column panels in WebAssembly;
+ * - B with bRowStride 1 (a transposed view, as in g @ W^T): copied, interleaved into panels in WebAssembly;
+ * - any other strides: gathered element by element in JS (correct, slower).
+ * Then Goto-style blocking (NC columns, MC rows, KC depth) over a 5 x 8 micro-kernel.
  *
  * @example
  * import { gemm, matmulBackendName } from './wasm/index.js';
  * // C (m x n) = A (m x k, row-major) @ B (k x n, row-major)
  * gemm(A, 0, k, 1, B, 0, n, 1, C, 0, m, k, n);
- * // A given transposed (stored k x m): aRowStride = 1, aColStride = m
+ * // A given transposed (stored k x m, as in x^T @ g): aRowStride = 1, aColStride = m
  * gemm(At, 0, 1, m, B, 0, n, 1, C, 0, m, k, n);
+ * // B given transposed (W stored n x k, as in g @ W^T): bRowStride = 1, bColStride = k
+ * gemm(A, 0, k, 1, W, 0, 1, k, C, 0, m, k, n);
  * matmulBackendName(); // 'wasm-simd' or 'js'
  */
 import { DEFAULT_KERNEL, gemmModuleBytes, SIMD_PROBE, type KernelShape } from './kernel.js';
@@ -43,43 +55,64 @@ export type GemmF32 = (
 const KC_MAX = 256;
 /** Rows of A per M block (an MC x KC block of packed A stays in L2). */
 const MC = 128;
+/** Columns of B per N block (a KC x NC block of packed B stays in L2). */
+const NC = 256;
 const PAGE = 65536;
+
+/**
+ * Whether `wasm` (default: the global WebAssembly) validates a module that uses 128-bit SIMD;
+ * false when it is null (no WebAssembly) or its validate throws. Uncached; `wasmSimdAvailable`
+ * is the cached answer.
+ */
+export function probeWasmSimd(wasm: Pick<typeof WebAssembly, 'validate'> | null | undefined = globalThis.WebAssembly): boolean {
+  try {
+    return typeof wasm === 'object' && wasm !== null && typeof wasm.validate === 'function' && wasm.validate(SIMD_PROBE) === true;
+  } catch {
+    return false;
+  }
+}
 
 let simdProbe: boolean | undefined;
 
-/** True when this engine validates a WebAssembly module that uses 128-bit SIMD. */
+/** True when this engine validates a WebAssembly module that uses 128-bit SIMD (probed once). */
 export function wasmSimdAvailable(): boolean {
-  if (simdProbe === undefined) {
-    try {
-      simdProbe = typeof WebAssembly === 'object' && typeof WebAssembly.validate === 'function' && WebAssembly.validate(SIMD_PROBE);
-    } catch {
-      simdProbe = false;
-    }
-  }
+  if (simdProbe === undefined) simdProbe = probeWasmSimd();
   return simdProbe;
 }
 
-type BlockFn = (
-  aPtr: number,
-  bPtr: number,
-  cPtr: number,
-  mPanels: number,
-  nPanels: number,
-  kc: number,
-  aPanelBytes: number,
-  bPanelBytes: number,
-  ldc: number,
-  accumulate: number,
-) => void;
+interface KernelExports {
+  memory: WebAssembly.Memory;
+  block: (aPtr: number, aRow: number, aCol: number, aPanel: number, bPtr: number, bPanel: number, cPtr: number, ldc: number, mPanels: number, nPanels: number, kc: number, accumulate: number) => void;
+  packCopyA: (src: number, ld: number, dst: number, lines: number, panels: number, panelBytes: number) => void;
+  packCopyB: (src: number, ld: number, dst: number, lines: number, panels: number, panelBytes: number) => void;
+  packInterleaveB: (src: number, ld: number, dst: number, lines: number, k: number, panelBytes: number) => void;
+  compact: (c: number, ldc: number, rowBytes: number, m: number) => void;
+}
 
 export interface WasmGemmOptions extends Partial<KernelShape> {
   /** Largest K block (default 256). */
   kcMax?: number;
   /** Rows of A per M block (default 128). */
   mc?: number;
+  /** Columns of B per N block (default 256). */
+  nc?: number;
 }
 
 const align64 = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+/**
+ * Copies `lines` lines of `len` floats, `ld` apart in X from `s0`, into heap at float index `dst`,
+ * compactly (len apart), with TypedArray.set (a memcpy; JS element loops run ~20x slower).
+ */
+function copyLines(heap: Float32Array, dst: number, X: Float32Array, s0: number, ld: number, lines: number, len: number): void {
+  if (ld === len || lines === 1) {
+    heap.set(s0 === 0 && lines * len === X.length ? X : X.subarray(s0, s0 + lines * len), dst);
+  } else if (len >= 16) {
+    for (let l = 0, s = s0, d = dst; l < lines; l++, s += ld, d += len) heap.set(X.subarray(s, s + len), d);
+  } else {
+    for (let l = 0, s = s0, d = dst; l < lines; l++, s += ld, d += len) for (let j = 0; j < len; j++) heap[d + j] = X[s + j];
+  }
+}
 
 /**
  * Builds a SIMD matmul with its own module instance and linear memory (reused and grown between
@@ -93,15 +126,15 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   const NR = shape.nr;
   const kcMax = Math.max(1, options.kcMax ?? KC_MAX);
   const mcPanels = Math.max(1, Math.floor((options.mc ?? MC) / MR));
-  let memory: WebAssembly.Memory;
-  let block: BlockFn;
+  const ncPanels = Math.max(1, Math.floor((options.nc ?? NC) / NR));
+  let wasm: KernelExports;
   try {
     const instance = new WebAssembly.Instance(new WebAssembly.Module(gemmModuleBytes(shape)), {});
-    memory = instance.exports.memory as WebAssembly.Memory;
-    block = instance.exports.block as unknown as BlockFn;
+    wasm = instance.exports as unknown as KernelExports;
   } catch {
     return null;
   }
+  const memory = wasm.memory;
   /** f32 view of the whole memory; refreshed after every grow. */
   let heap = new Float32Array(memory.buffer);
 
@@ -110,7 +143,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const have = memory.buffer.byteLength;
     if (bytes <= have) return true;
     // Grow geometrically so that a sequence of growing shapes reallocates O(log) times.
-    const want = Math.max(Math.ceil(bytes / PAGE), Math.ceil((have * 1.5) / PAGE));
+    const want = Math.min(65536, Math.max(Math.ceil(bytes / PAGE), Math.ceil((have * 1.5) / PAGE)));
     try {
       memory.grow(want - have / PAGE);
     } catch {
@@ -124,75 +157,6 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     return true;
   }
 
-  /** Packs A (m x k, strided) into MR-row panels at float index `dst`; rows past m are zero. */
-  function packA(dst: number, A: Float32Array, ao: number, ars: number, acs: number, m: number, k: number): void {
-    const h = heap;
-    const panels = Math.ceil(m / MR);
-    const panelSize = MR * k;
-    if (ars === 1 && acs !== 1) {
-      // Column-major A (a transposed view): read MR consecutive values per p.
-      for (let ip = 0; ip < panels; ip++) {
-        const i0 = ip * MR;
-        const rows = Math.min(MR, m - i0);
-        let d = dst + ip * panelSize;
-        let s = ao + i0;
-        for (let p = 0; p < k; p++, d += MR, s += acs) {
-          let r = 0;
-          for (; r < rows; r++) h[d + r] = A[s + r];
-          for (; r < MR; r++) h[d + r] = 0;
-        }
-      }
-      return;
-    }
-    // Row-major (or any other) A: stream each row, scatter with stride MR.
-    for (let i = 0; i < m; i++) {
-      const r = i % MR;
-      let d = dst + (i - r) * k + r;
-      let s = ao + i * ars;
-      for (let p = 0; p < k; p++, d += MR, s += acs) h[d] = A[s];
-    }
-    for (let i = m; i < panels * MR; i++) {
-      const r = i % MR;
-      let d = dst + (i - r) * k + r;
-      for (let p = 0; p < k; p++, d += MR) h[d] = 0;
-    }
-  }
-
-  /** Packs B (k x n, strided) into NR-column panels at float index `dst`; columns past n are zero. */
-  function packB(dst: number, B: Float32Array, bo: number, brs: number, bcs: number, k: number, n: number): void {
-    const h = heap;
-    const panels = Math.ceil(n / NR);
-    const panelSize = NR * k;
-    if (brs === 1 && bcs !== 1) {
-      // Column-major B (a transposed view): stream each column, scatter with stride NR.
-      for (let j = 0; j < n; j++) {
-        const c = j % NR;
-        let d = dst + (j - c) * k + c;
-        let s = bo + j * bcs;
-        for (let p = 0; p < k; p++, d += NR, s += brs) h[d] = B[s];
-      }
-      for (let j = n; j < panels * NR; j++) {
-        const c = j % NR;
-        let d = dst + (j - c) * k + c;
-        for (let p = 0; p < k; p++, d += NR) h[d] = 0;
-      }
-      return;
-    }
-    // Row-major (or any other) B: copy NR consecutive columns of each row into each panel.
-    for (let p = 0; p < k; p++) {
-      const s0 = bo + p * brs;
-      for (let jp = 0; jp < panels; jp++) {
-        const j0 = jp * NR;
-        const cols = Math.min(NR, n - j0);
-        const d = dst + jp * panelSize + p * NR;
-        let s = s0 + j0 * bcs;
-        let c = 0;
-        for (; c < cols; c++, s += bcs) h[d + c] = B[s];
-        for (; c < NR; c++) h[d + c] = 0;
-      }
-    }
-  }
-
   return (A, aOffset, aRowStride, aColStride, B, bOffset, bRowStride, bColStride, C, cOffset, m, k, n) => {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
@@ -203,40 +167,99 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const nPanels = Math.ceil(n / NR);
     const mPad = mPanels * MR;
     const nPad = nPanels * NR;
+    // Layout: [A: row-major copy or packed panels | packed B | C | scratch for raw copies].
+    const aRowMajor = aColStride === 1;
+    const aTransposed = !aRowMajor && aRowStride === 1;
+    const bRowMajor = bColStride === 1;
+    const bTransposed = !bRowMajor && bRowStride === 1;
     const aBase = 0;
     const bBase = align64(aBase + mPad * k * 4);
     const cBase = align64(bBase + nPad * k * 4);
-    const end = cBase + mPad * nPad * 4;
+    const sBase = align64(cBase + mPad * nPad * 4);
+    const scratch = (aTransposed ? m * k : 0) + (bRowMajor || bTransposed ? n * k : 0);
+    const end = sBase + scratch * 4 + 64 * NR;
     if (end > 0xffff0000 || !reserve(end)) {
       // More than the 4 GiB a 32-bit memory can address (or the engine refuses to grow).
       gemmF32Fallback(A, aOffset, aRowStride, aColStride, B, bOffset, bRowStride, bColStride, C, cOffset, m, k, n);
       return;
     }
-    packA(aBase >> 2, A, aOffset, aRowStride, aColStride, m, k);
-    packB(bBase >> 2, B, bOffset, bRowStride, bColStride, k, n);
+    const h = heap;
+
+    // A: rows read in place (a row-major copy), or MR-row panels.
+    let aRow: number;
+    let aCol: number;
+    let aPanel: number;
+    if (aRowMajor) {
+      copyLines(h, aBase >> 2, A, aOffset, aRowStride, m, k);
+      aRow = 4 * k;
+      aCol = 4;
+      aPanel = 4 * MR * k;
+    } else {
+      aRow = 4;
+      aCol = 4 * MR;
+      aPanel = 4 * MR * k;
+      if (aTransposed) {
+        copyLines(h, sBase >> 2, A, aOffset, aColStride, k, m);
+        wasm.packCopyA(sBase, 4 * m, aBase, k, mPanels, aPanel);
+      } else {
+        // Any other strides (broadcast rows, strided slices): gather element by element.
+        const a0 = aBase >> 2;
+        for (let i = 0; i < mPad; i++) {
+          const r = i % MR;
+          let d = a0 + (i - r) * k + r;
+          if (i >= m) {
+            for (let p = 0; p < k; p++, d += MR) h[d] = 0;
+            continue;
+          }
+          let s = aOffset + i * aRowStride;
+          for (let p = 0; p < k; p++, d += MR, s += aColStride) h[d] = A[s];
+        }
+      }
+    }
+
+    // B: NR-column panels.
+    const bPanel = 4 * NR * k;
+    const bScratch = sBase + (aTransposed ? 4 * m * k : 0);
+    if (bRowMajor) {
+      copyLines(h, bScratch >> 2, B, bOffset, bRowStride, k, n);
+      wasm.packCopyB(bScratch, 4 * n, bBase, k, nPanels, bPanel);
+    } else if (bTransposed) {
+      copyLines(h, bScratch >> 2, B, bOffset, bColStride, n, k);
+      wasm.packInterleaveB(bScratch, 4 * k, bBase, n, k, bPanel);
+    } else {
+      const b0 = bBase >> 2;
+      for (let j = 0; j < nPad; j++) {
+        const c = j % NR;
+        let d = b0 + (j - c) * k + c;
+        if (j >= n) {
+          for (let p = 0; p < k; p++, d += NR) h[d] = 0;
+          continue;
+        }
+        let s = bOffset + j * bColStride;
+        for (let p = 0; p < k; p++, d += NR, s += bRowStride) h[d] = B[s];
+      }
+    }
 
     const ldc = nPad * 4;
     const nK = Math.ceil(k / kcMax);
     const kc = Math.ceil(k / nK);
-    for (let ip0 = 0; ip0 < mPanels; ip0 += mcPanels) {
-      const mp = Math.min(mcPanels, mPanels - ip0);
-      for (let p0 = 0; p0 < k; p0 += kc) {
-        const kcur = Math.min(kc, k - p0);
-        block(aBase + (ip0 * MR * k + p0 * MR) * 4, bBase + p0 * NR * 4, cBase + ip0 * MR * ldc, mp, nPanels, kcur, MR * k * 4, NR * k * 4, ldc, p0 > 0 ? 1 : 0);
+    const block = wasm.block;
+    // Goto-style blocking: an NC-column block of packed B and an MC-row block of A stay in L2;
+    // each K block of C is accumulated onto the previous one.
+    for (let jp0 = 0; jp0 < nPanels; jp0 += ncPanels) {
+      const np = Math.min(ncPanels, nPanels - jp0);
+      for (let ip0 = 0; ip0 < mPanels; ip0 += mcPanels) {
+        const mp = Math.min(mcPanels, mPanels - ip0);
+        for (let p0 = 0; p0 < k; p0 += kc) {
+          const kcur = Math.min(kc, k - p0);
+          block(aBase + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bBase + jp0 * bPanel + p0 * NR * 4, bPanel, cBase + ip0 * MR * ldc + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0);
+        }
       }
     }
 
-    const h = heap;
+    if (nPad !== n) wasm.compact(cBase, ldc, 4 * n, m);
     const c0 = cBase >> 2;
-    if (nPad === n) {
-      C.set(h.subarray(c0, c0 + m * n), cOffset);
-    } else {
-      for (let i = 0; i < m; i++) {
-        const s = c0 + i * nPad;
-        const d = cOffset + i * n;
-        for (let j = 0; j < n; j++) C[d + j] = h[s + j];
-      }
-    }
+    C.set(h.subarray(c0, c0 + m * n), cOffset);
   };
 }
 

@@ -1,22 +1,36 @@
 /**
- * Generates the WebAssembly SIMD matmul kernel.
+ * Generates the WebAssembly SIMD matmul kernel module.
  *
- * Layout in linear memory (all f32, byte addresses):
- * - packed A: panels of MR rows; panel `ip` holds, for every p in 0..k, the MR values
- *   A[ip*MR + r, p] contiguously (rows past m are zero);
- * - packed B: panels of NR columns; panel `jp` holds, for every p, the NR values B[p, jp*NR + c]
- *   contiguously (columns past n are zero);
- * - C: row-major mPad x nPad (ldc bytes per row).
+ * Operands in linear memory (f32, byte addresses):
+ * - A: any layout with a constant byte step between rows (`aRow`) and between k steps (`aCol`):
+ *   a row-major copy of A (aRow = 4 * lda, aCol = 4), or MR-row panels packed by `packCopy` from
+ *   a transposed A (aRow = 4, aCol = 4 * MR). Micro-panels are `aPanel` bytes apart.
+ * - B: NR-column panels; panel `jp` holds, for every p, the NR values B[p, jp*NR + c]
+ *   contiguously (`packCopy` from a row-major B, `packInterleave` from a transposed B).
+ * - C: row-major mPad x nPad (`ldc` bytes per row).
+ * Rows of A past m and columns of B past n hold whatever the buffers held (they only reach rows
+ * and columns of C that are never copied out).
  *
  * Exports:
- * - `micro(ap, bp, cp, kc, ldc, accumulate)`: the register-blocked MR x NR micro-kernel. It keeps
- *   MR * NR / 4 f32x4 accumulators in locals (registers), and per step p loads NR / 4 vectors of B,
- *   splats MR values of A, and does MR * NR / 4 f32x4.mul + f32x4.add (no FMA in base SIMD). The
- *   p loop is unrolled UNROLL times with constant memarg offsets. Accumulators start at +0 or
- *   from C (`accumulate`), so every C[i, j] is summed strictly in p order, like the JS fallback.
- * - `block(aPtr, bPtr, cPtr, mPanels, nPanels, kc, aPanelBytes, bPanelBytes, ldc, accumulate)`:
- *   one K block of one M block: for each B micro-panel (kept in L1), run the micro-kernel over
+ * - `micro(ap, aRow, aCol, bp, cp, kc, ldc, accumulate)`: the register-blocked MR x NR
+ *   micro-kernel. MR * NR / 4 f32x4 accumulators live in locals (registers); per k step it loads
+ *   NR / 4 vectors of B, splats MR values of A, and does MR * NR / 4 f32x4.mul + f32x4.add (no
+ *   FMA in base SIMD). Accumulators start at +0, or from C when `accumulate` (the next K block),
+ *   so each C[i, j] is summed strictly in p order, exactly as the JS fallback does.
+ * - `block(aPtr, aRow, aCol, aPanel, bPtr, bPanel, cPtr, ldc, mPanels, nPanels, kc, accumulate)`:
+ *   one K block of one M x N block: for each B micro-panel (kept in L1), the micro-kernel over
  *   all A micro-panels of the block (kept in L2).
+ * - `packCopyA` / `packCopyB(src, ld, dst, lines, panels, panelBytes)`: for each of `lines` rows
+ *   of a row-major source (ld bytes apart), copies consecutive W-float chunks into successive
+ *   panels (W = MR for a transposed A, W = NR for a row-major B).
+ * - `packInterleaveB(src, ld, dst, lines, k, panelBytes)`: source line `l` (k contiguous floats)
+ *   becomes lane `l % NR` of panel `l / NR` (a transposed B).
+ * - `compact(c, ldc, rowBytes, m)`: moves rows 1..m-1 of C from stride ldc to stride rowBytes.
+ *
+ * Tile choice (V8 / TurboFan on x64, kernel alone, 320x784x128): 5 x 8 ran ~52 GFLOP/s, 4 x 8
+ * and 2 x 16 ~44, 6 x 8 ~28 (10 accumulators + 2 B vectors + the A splat + one product fit the
+ * 15 allocatable xmm registers; 12 accumulators spill). Unrolling the k loop made it slower (~30):
+ * TurboFan hoists the loads of all unrolled steps and spills accumulators, so unroll is 1.
  */
 import { Code, encodeModule, I32, V128, type FuncDef, type ValType } from './encoder.js';
 
@@ -25,29 +39,37 @@ export interface KernelShape {
   mr: number;
   /** Columns of the micro-tile (a multiple of 4). */
   nr: number;
-  /** Unroll factor of the p loop. */
+  /** Unroll factor of the k loop. */
   unroll: number;
 }
 
-export const DEFAULT_KERNEL: KernelShape = { mr: 4, nr: 8, unroll: 4 };
+export const DEFAULT_KERNEL: KernelShape = { mr: 5, nr: 8, unroll: 1 };
+
+const i32s = (count: number): ValType[] => new Array<ValType>(count).fill(I32);
 
 function microKernel({ mr, nr, unroll }: KernelShape): FuncDef {
   const nv = nr / 4;
   // Params.
   const AP = 0;
-  const BP = 1;
-  const CP = 2;
-  const KC = 3;
-  const LDC = 4;
-  const ACC = 5;
-  // Locals.
-  const RP = 6;
-  const acc = (r: number, c: number) => 7 + r * nv + c;
-  const bv = (c: number) => 7 + mr * nv + c;
-  const av = 7 + mr * nv + nv;
-  const locals: ValType[] = [I32, ...new Array<ValType>(mr * nv + nv + 1).fill(V128)];
+  const A_ROW = 1;
+  const A_COL = 2;
+  const BP = 3;
+  const CP = 4;
+  const KC = 5;
+  const LDC = 6;
+  const ACC = 7;
+  // i32 locals: a row pointer into C, then the byte offsets r * aRow of A's rows 2.. (row 1 is aRow).
+  const RP = 8;
+  const rowOff = (r: number) => (r === 1 ? A_ROW : 9 + (r - 2));
+  const nOff = Math.max(0, mr - 2);
+  const v0 = 9 + nOff;
+  const acc = (r: number, c: number) => v0 + r * nv + c;
+  const bv = (c: number) => v0 + mr * nv + c;
+  const av = v0 + mr * nv + nv;
+  const locals: ValType[] = [...i32s(1 + nOff), ...new Array<ValType>(mr * nv + nv + 1).fill(V128)];
 
   const f = new Code();
+  for (let r = 2; r < mr; r++) f.get(A_ROW).i32(r).mul().set(rowOff(r));
   // Accumulators: from C, or +0.
   f.get(ACC).if();
   f.get(CP).set(RP);
@@ -59,33 +81,34 @@ function microKernel({ mr, nr, unroll }: KernelShape): FuncDef {
   for (let r = 0; r < mr; r++) for (let c = 0; c < nv; c++) f.v128Zero().set(acc(r, c));
   f.end();
 
+  // One k step; `u` is the step within an unrolled group (A is addressed through the pointer,
+  // advanced by aCol after every step; B through constant offsets).
   const step = (u: number) => {
     for (let c = 0; c < nv; c++) f.get(BP).v128Load(4 * (u * nr + 4 * c)).set(bv(c));
     for (let r = 0; r < mr; r++) {
-      f.get(AP).v128Load32Splat(4 * (u * mr + r)).set(av);
+      f.get(AP);
+      if (r > 0) f.get(rowOff(r)).add();
+      f.v128Load32Splat().set(av);
       for (let c = 0; c < nv; c++) f.get(acc(r, c)).get(av).get(bv(c)).f32x4Mul().f32x4Add().set(acc(r, c));
     }
+    f.get(AP).get(A_COL).add().set(AP);
   };
 
-  // Unrolled main loop: while kc >= unroll.
   if (unroll > 1) {
     f.block();
     f.get(KC).i32(unroll).ltU().brIf(0);
     f.loop();
     for (let u = 0; u < unroll; u++) step(u);
-    f.get(AP).i32(4 * mr * unroll).add().set(AP);
     f.get(BP).i32(4 * nr * unroll).add().set(BP);
     f.get(KC).i32(unroll).sub().tee(KC);
     f.i32(unroll).geU().brIf(0);
     f.end();
     f.end();
   }
-  // Remainder: one p at a time.
   f.block();
   f.get(KC).eqz().brIf(0);
   f.loop();
   step(0);
-  f.get(AP).i32(4 * mr).add().set(AP);
   f.get(BP).i32(4 * nr).add().set(BP);
   f.get(KC).i32(1).sub().tee(KC);
   f.brIf(0);
@@ -98,29 +121,31 @@ function microKernel({ mr, nr, unroll }: KernelShape): FuncDef {
     for (let c = 0; c < nv; c++) f.get(RP).get(acc(r, c)).v128Store(16 * c);
     if (r < mr - 1) f.get(RP).get(LDC).add().set(RP);
   }
-  return { name: 'micro', params: [I32, I32, I32, I32, I32, I32], results: [], locals, body: f };
+  return { name: 'micro', params: i32s(8), results: [], locals, body: f };
 }
 
 function blockLoop({ mr, nr }: KernelShape, microIndex: number): FuncDef {
   // Params.
   const A_PTR = 0;
-  const B_PTR = 1;
-  const C_PTR = 2;
-  const M_PANELS = 3;
-  const N_PANELS = 4;
-  const KC = 5;
-  const A_PANEL_BYTES = 6;
-  const B_PANEL_BYTES = 7;
-  const LDC = 8;
-  const ACC = 9;
+  const A_ROW = 1;
+  const A_COL = 2;
+  const A_PANEL = 3;
+  const B_PTR = 4;
+  const B_PANEL = 5;
+  const C_PTR = 6;
+  const LDC = 7;
+  const M_PANELS = 8;
+  const N_PANELS = 9;
+  const KC = 10;
+  const ACC = 11;
   // Locals.
-  const JP = 10;
-  const IP = 11;
-  const AP = 12;
-  const BP = 13;
-  const C_COL = 14;
-  const CP = 15;
-  const C_ROW_STEP = 16;
+  const JP = 12;
+  const IP = 13;
+  const AP = 14;
+  const BP = 15;
+  const C_COL = 16;
+  const CP = 17;
+  const C_ROW_STEP = 18;
 
   const f = new Code();
   f.get(LDC).i32(mr).mul().set(C_ROW_STEP);
@@ -134,32 +159,162 @@ function blockLoop({ mr, nr }: KernelShape, microIndex: number): FuncDef {
     f.get(C_COL).set(CP);
     f.loop(); // over A micro-panels (mPanels >= 1)
     {
-      f.get(AP).get(BP).get(CP).get(KC).get(LDC).get(ACC).call(microIndex);
-      f.get(AP).get(A_PANEL_BYTES).add().set(AP);
+      f.get(AP).get(A_ROW).get(A_COL).get(BP).get(CP).get(KC).get(LDC).get(ACC).call(microIndex);
+      f.get(AP).get(A_PANEL).add().set(AP);
       f.get(CP).get(C_ROW_STEP).add().set(CP);
       f.get(IP).i32(1).add().tee(IP);
       f.get(M_PANELS).ltU().brIf(0);
     }
     f.end();
-    f.get(BP).get(B_PANEL_BYTES).add().set(BP);
+    f.get(BP).get(B_PANEL).add().set(BP);
     f.get(C_COL).i32(4 * nr).add().set(C_COL);
     f.get(JP).i32(1).add().tee(JP);
     f.get(N_PANELS).ltU().brIf(0);
   }
   f.end();
-  return {
-    name: 'block',
-    params: new Array<ValType>(10).fill(I32),
-    results: [],
-    locals: new Array<ValType>(7).fill(I32),
-    body: f,
-  };
+  return { name: 'block', params: i32s(12), results: [], locals: i32s(7), body: f };
+}
+
+/** Copies `bytes` bytes from the address in local `s` to the one in local `d`, in 16/8/4-byte moves. */
+function copyChunk(f: Code, s: number, d: number, bytes: number): void {
+  let o = 0;
+  for (; o + 16 <= bytes; o += 16) f.get(d).get(s).v128Load(o, 0).v128Store(o, 0);
+  for (; o + 8 <= bytes; o += 8) f.get(d).get(s).i64Load(o).i64Store(o);
+  for (; o + 4 <= bytes; o += 4) f.get(d).get(s).i32Load(o).i32Store(o);
+}
+
+function packCopy(name: string, width: number): FuncDef {
+  const SRC = 0;
+  const LD = 1;
+  const DST = 2;
+  const LINES = 3;
+  const PANELS = 4;
+  const PANEL_BYTES = 5;
+  const S = 6;
+  const D = 7;
+  const P = 8;
+  const f = new Code();
+  // Panel by panel: the writes are contiguous, and the source lines' cache lines are reused by the
+  // next panel (for narrow panels) while they are still in L1.
+  f.loop(); // panels >= 1
+  {
+    f.get(SRC).set(S);
+    f.get(DST).set(D);
+    f.get(LINES).set(P);
+    f.loop(); // lines >= 1
+    {
+      copyChunk(f, S, D, 4 * width);
+      f.get(S).get(LD).add().set(S);
+      f.get(D).i32(4 * width).add().set(D);
+      f.get(P).i32(1).sub().tee(P);
+      f.brIf(0);
+    }
+    f.end();
+    f.get(SRC).i32(4 * width).add().set(SRC);
+    f.get(DST).get(PANEL_BYTES).add().set(DST);
+    f.get(PANELS).i32(1).sub().tee(PANELS);
+    f.brIf(0);
+  }
+  f.end();
+  return { name, params: i32s(6), results: [], locals: i32s(3), body: f };
+}
+
+function packInterleave(name: string, width: number): FuncDef {
+  const SRC = 0;
+  const LD = 1;
+  const DST = 2;
+  const LINES = 3;
+  const K = 4;
+  const PANEL_BYTES = 5;
+  const S = 6;
+  const D = 7;
+  const P = 8;
+  const R = 9;
+  const f = new Code();
+  f.i32(0).set(R);
+  f.loop(); // lines >= 1
+  {
+    f.get(SRC).set(S);
+    f.get(DST).get(R).i32(4).mul().add().set(D);
+    f.get(K).set(P);
+    f.loop(); // k >= 1
+    {
+      f.get(D).get(S).i32Load().i32Store();
+      f.get(S).i32(4).add().set(S);
+      f.get(D).i32(4 * width).add().set(D);
+      f.get(P).i32(1).sub().tee(P);
+      f.brIf(0);
+    }
+    f.end();
+    f.get(SRC).get(LD).add().set(SRC);
+    // Next lane; after the last lane, the next panel.
+    f.get(R).i32(1).add().tee(R);
+    f.i32(width).eq().if();
+    f.i32(0).set(R);
+    f.get(DST).get(PANEL_BYTES).add().set(DST);
+    f.end();
+    f.get(LINES).i32(1).sub().tee(LINES);
+    f.brIf(0);
+  }
+  f.end();
+  return { name, params: i32s(6), results: [], locals: i32s(4), body: f };
+}
+
+function compact(): FuncDef {
+  const C = 0;
+  const LDC = 1;
+  const ROW_BYTES = 2;
+  const M = 3;
+  const S = 4;
+  const D = 5;
+  const Q = 6;
+  const I = 7;
+  const SRC = 8;
+  const DST = 9;
+  const f = new Code();
+  // Rows move to lower addresses, front to back, 16 bytes at a time: every chunk is loaded
+  // before any store can reach it (the destination never passes the source).
+  f.block();
+  f.get(M).i32(2).ltU().brIf(0);
+  f.i32(1).set(I);
+  f.get(C).get(LDC).add().set(SRC);
+  f.get(C).get(ROW_BYTES).add().set(DST);
+  f.loop();
+  {
+    f.get(SRC).set(S);
+    f.get(DST).set(D);
+    f.get(ROW_BYTES).i32(15).add().i32(16).sub().set(Q); // bytes left after this chunk, rounded up
+    f.loop();
+    {
+      f.get(D).get(S).v128Load(0, 0).v128Store(0, 0);
+      f.get(S).i32(16).add().set(S);
+      f.get(D).i32(16).add().set(D);
+      f.get(Q).i32(16).ltU().eqz(); // another chunk while q >= 16
+      f.get(Q).i32(16).sub().set(Q);
+      f.brIf(0);
+    }
+    f.end();
+    f.get(SRC).get(LDC).add().set(SRC);
+    f.get(DST).get(ROW_BYTES).add().set(DST);
+    f.get(I).i32(1).add().tee(I);
+    f.get(M).ltU().brIf(0);
+  }
+  f.end();
+  f.end();
+  return { name: 'compact', params: i32s(4), results: [], locals: i32s(6), body: f };
 }
 
 /** The kernel module's bytes for a micro-tile shape. */
 export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL): Uint8Array<ArrayBuffer> {
   if (shape.nr % 4 !== 0 || shape.nr < 4 || shape.mr < 1 || shape.unroll < 1) throw new Error(`gemm kernel: bad micro-tile ${JSON.stringify(shape)}`);
-  return encodeModule([microKernel(shape), blockLoop(shape, 0)]);
+  return encodeModule([
+    microKernel(shape),
+    blockLoop(shape, 0),
+    packCopy('packCopyA', shape.mr),
+    packCopy('packCopyB', shape.nr),
+    packInterleave('packInterleaveB', shape.nr),
+    compact(),
+  ]);
 }
 
 /**
