@@ -15,5 +15,6 @@ export { shapeRules, type Primitive, type PrimParams } from './primitives.js';
 export { bind, getBackend, setBackend, registerBackend, Tracer, type Backend } from './trace.js';
 export { cpuKernels, cpuBackend } from './backend/cpu.js';
 export { kernelStats } from './backend/fusion.js';
+export { matmulBackendName } from './backend/wasm/index.js';
 export * as random from './random.js';
 export { treeFlatten, treeUnflatten, treeLeaves, treeMap, treeZipMap, treeDefString, TreeStructureError, type Tree, type TreeDef } from './tree.js';

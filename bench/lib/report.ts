@@ -1,0 +1,151 @@
+/** The benchmark's tables (markdown, also printed) and the issue's targets. */
+import { BATCH, STEPS_PER_EPOCH, TRAIN_ROWS, type CaseName, type MatmulResult, type PeerName, type TrainResult, type WorkerReport } from './common.js';
+
+export const CASE_TITLES: Record<CaseName, string> = {
+  matmul: '1. matmul 320x784x128 float32',
+  m1: '2. M1: Dense(128, relu) -> Dense(10) on flattened 784 inputs',
+  m2: '3. M2: 10 steps of the repeated image, TimeDistributed Dense(128) -> relu -> mean over time -> Dense(10)',
+  spiking: "4. spiking-aware M2: spikingActivation('relu', { dt: 0.01 }) (spiketrace only; peers' rows are their M2)",
+  poisson: '5. spiking-aware M2 on Poisson spike input (time-varying, spiketrace only; peers\' rows are their M2)',
+};
+
+/** Seconds per 60k epoch: measured when a whole epoch ran, else extrapolated from the measured steps. */
+export function secondsPerEpoch(r: TrainResult): number {
+  if (r.warmupSteps === 0 && r.measuredSteps >= STEPS_PER_EPOCH) return r.measuredS;
+  return (r.measuredS / r.measuredSteps) * STEPS_PER_EPOCH;
+}
+
+const f = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+/** 3 significant digits, without exponent notation for the sizes we print. */
+const g3 = (x: number): string => (!Number.isFinite(x) ? '-' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toPrecision(3));
+const mean = (a: readonly number[]): number => a.reduce((s, v) => s + v, 0) / a.length;
+
+type Results = ReadonlyMap<string, WorkerReport>;
+export const key = (peer: PeerName, c: CaseName): string => `${peer}/${c}`;
+
+function train(results: Results, peer: PeerName, c: CaseName): TrainResult | undefined {
+  const r = results.get(key(peer, c));
+  return r?.ok && r.result?.kind === 'train' ? r.result : undefined;
+}
+function matmul(results: Results, peer: PeerName): MatmulResult | undefined {
+  const r = results.get(key(peer, 'matmul'));
+  return r?.ok && r.result?.kind === 'matmul' ? r.result : undefined;
+}
+
+function table(header: string[], rows: string[][]): string {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+function failedRows(results: Results, c: CaseName, width: number): string[][] {
+  return [...results.values()]
+    .filter((r) => r.job.case === c && !r.ok)
+    .map((r) => [r.job.peer, `failed: ${(r.error ?? '?').replace(/\|/g, '/').slice(0, 160)}`, ...new Array<string>(width - 2).fill('')]);
+}
+
+function matmulTable(results: Results, peers: readonly PeerName[]): string {
+  const st = matmul(results, 'spiketrace');
+  const rows = peers.flatMap((p) => {
+    const r = matmul(results, p);
+    const rep = results.get(key(p, 'matmul'));
+    if (!r || !rep) return [];
+    const ratio = st && p !== 'spiketrace' ? `${f(st.gflops / r.gflops, 3)}x` : '-';
+    return [[p, rep.backend, f(r.gflops, 2), f(r.bestMs, 3), `best of ${r.reps} x ${r.callsPerRep}`, f(rep.peakRssMB, 0), r.checksum.toFixed(1), ratio]];
+  });
+  const header = ['peer', 'backend', 'GFLOP/s', 'ms/matmul', 'repetitions', 'peak RSS MB', 'sum of output', 'spiketrace/peer GFLOP/s (higher is better)'];
+  return table(header, [...rows, ...failedRows(results, 'matmul', header.length)]);
+}
+
+/**
+ * A training case: one row per peer. For the spiking cases the peers' rows are their M2 runs (the
+ * peers have no spiking neuron), so the ratio compares spiketrace's spiking model with their M2.
+ * Loss sanity check: from the same weights on the same batches, the first step's loss agrees to
+ * float32 rounding, and the mean loss over the steps both ran stays close to spiketrace's.
+ */
+function trainTable(results: Results, c: Exclude<CaseName, 'matmul'>, peers: readonly PeerName[]): string {
+  const spikingCase = c === 'spiking' || c === 'poisson';
+  const entries = peers.flatMap((p) => {
+    const pc: CaseName = spikingCase && p !== 'spiketrace' ? 'm2' : c;
+    const r = train(results, p, pc);
+    const rep = results.get(key(p, pc));
+    return r && rep ? [{ peer: p, label: pc === c ? p : `${p} (M2)`, sameModel: pc === c, r, rep }] : [];
+  });
+  const st = entries.find((e) => e.peer === 'spiketrace');
+  const rows = entries.map(({ peer, label, sameModel, r, rep }) => {
+    const s = secondsPerEpoch(r);
+    const ratio = st && peer !== 'spiketrace' ? `${f(secondsPerEpoch(st.r) / s, 3)}x` : '-';
+    const how = r.warmupSteps === 0 && r.measuredSteps >= STEPS_PER_EPOCH ? `full epoch (${r.measuredSteps} steps)` : `extrapolated from ${r.measuredSteps} steps`;
+    const samples = (r.measuredSteps * BATCH) / r.measuredS;
+    // Steps shared with spiketrace (all of this row's steps for spiketrace itself).
+    const k = st && sameModel ? Math.min(r.losses.length, st.r.losses.length) : r.losses.length;
+    const stMean = st && sameModel && peer !== 'spiketrace' ? f(mean(st.r.losses.slice(0, k)), 4) : '-';
+    return [label, rep.backend, g3(s), how, f(samples, 0), f(r.firstStepS, 2), f(rep.peakRssMB, 0), f(r.losses[0], 5), `${f(mean(r.losses.slice(0, k)), 4)} (1-${k})`, stMean, ratio];
+  });
+  const header = ['peer', 'backend', 's/epoch', 'how', 'samples/s', '1st step s', 'peak RSS MB', 'loss step 1', 'mean loss (steps)', 'spiketrace, same steps', 'spiketrace/peer time (lower is better)'];
+  return table(header, [...rows, ...failedRows(results, c, header.length)]);
+}
+
+/**
+ * Peers whose first-step loss differs from spiketrace's on the same model (M1, M2): from the same
+ * weights on the same batch it must agree to float32 rounding, so a difference means one side
+ * computed something else (a bug, or a different model).
+ */
+export function lossMismatches(results: Results, tolerance = 1e-3): string[] {
+  const out: string[] = [];
+  for (const c of ['m1', 'm2'] as const) {
+    const st = train(results, 'spiketrace', c);
+    if (!st?.losses.length) continue;
+    for (const r of results.values()) {
+      if (r.job.case !== c || r.job.peer === 'spiketrace' || !r.ok || r.result?.kind !== 'train' || !r.result.losses.length) continue;
+      const a = st.losses[0];
+      const b = r.result.losses[0];
+      if (!(Math.abs(a - b) <= tolerance * Math.max(1, Math.abs(b)))) out.push(`${c}: spiketrace ${f(a, 5)} vs ${r.job.peer} ${f(b, 5)}`);
+    }
+  }
+  return out;
+}
+
+export interface Target {
+  readonly text: string;
+  readonly measured: string;
+  readonly status: 'met' | 'not met' | 'n/a';
+}
+
+/** The issue's targets, each from spiketrace's and one peer's numbers. */
+export function targets(results: Results): Target[] {
+  const out: Target[] = [];
+  const mmSt = matmul(results, 'spiketrace');
+  const mmTf = matmul(results, 'tfjs-wasm');
+  out.push(
+    mmSt && mmTf
+      ? { text: 'matmul GFLOP/s >= 1.0x tfjs-wasm', measured: `${f(mmSt.gflops, 2)} / ${f(mmTf.gflops, 2)} = ${f(mmSt.gflops / mmTf.gflops, 3)}x`, status: mmSt.gflops / mmTf.gflops >= 1 ? 'met' : 'not met' }
+      : { text: 'matmul GFLOP/s >= 1.0x tfjs-wasm', measured: 'needs matmul of spiketrace and tfjs-wasm', status: 'n/a' },
+  );
+  const timeTarget = (text: string, c: CaseName, peerCase: CaseName, limit: number): Target => {
+    const a = train(results, 'spiketrace', c);
+    const b = train(results, 'jax-js', peerCase);
+    if (!a || !b) return { text, measured: `needs ${c} of spiketrace and ${peerCase} of jax-js`, status: 'n/a' };
+    const ratio = secondsPerEpoch(a) / secondsPerEpoch(b);
+    return { text, measured: `${g3(secondsPerEpoch(a))} s / ${g3(secondsPerEpoch(b))} s = ${f(ratio, 3)}x`, status: ratio <= limit ? 'met' : 'not met' };
+  };
+  out.push(timeTarget('M1 epoch <= 0.5x jax-js M1', 'm1', 'm1', 0.5));
+  out.push(timeTarget('spiking-aware epoch <= 0.25x jax-js M2', 'spiking', 'm2', 0.25));
+  out.push(timeTarget('time-varying (Poisson) spiking epoch <= 1.0x jax-js M2', 'poisson', 'm2', 1.0));
+  return out;
+}
+
+export interface ReportContext {
+  readonly title: string;
+  readonly notes: readonly string[];
+  readonly cases: readonly CaseName[];
+  readonly peers: readonly PeerName[];
+}
+
+export function renderReport(results: Results, ctx: ReportContext): string {
+  const parts = [`# ${ctx.title}`, '', ...ctx.notes.map((n) => `- ${n}`), ''];
+  for (const c of ctx.cases) {
+    parts.push(`## ${CASE_TITLES[c]}`, '', c === 'matmul' ? matmulTable(results, ctx.peers) : trainTable(results, c, ctx.peers), '');
+  }
+  parts.push('## Targets (issue 6)', '', table(['target', 'measured', 'status'], targets(results).map((t) => [t.text, t.measured, t.status])), '');
+  parts.push(`Epoch = ${TRAIN_ROWS} samples = ${STEPS_PER_EPOCH} steps of batch ${BATCH}. Ratios below 1 in the time columns mean spiketrace is faster.`, '');
+  return parts.join('\n');
+}

@@ -1,0 +1,184 @@
+/**
+ * Issue 6's benchmark: spiketrace against jax-js and TensorFlow.js (wasm and cpu backends) on the
+ * same data, the same initial weights and the same batch order.
+ *
+ *   npx tsx bench/run.ts [--quick] [--only matmul,m1,m2,spiking,poisson]
+ *                        [--peers spiketrace,jax-js,tfjs-wasm,tfjs-cpu] [--synthetic] [--seed N] [--out FILE]
+ *
+ * Every (peer, case) runs in its own child process (bench/worker.ts), one after another, so each
+ * reports its own peak RSS and no two share the CPU. The parent builds the inputs once and writes
+ * them to a temporary folder that every child reads. Results are printed and written as markdown
+ * to bench/results.md (or --out).
+ */
+import { fork } from 'node:child_process';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { BATCH, CASES, PEERS, SPIKETRACE_ONLY, STEPS_PER_EPOCH, TRAIN_ROWS, hashArrays, writeInputs, type CaseName, type Job, type WorkerReport } from './lib/common.js';
+import { buildInputs } from './lib/inputs.js';
+import { key, lossMismatches, renderReport, secondsPerEpoch, targets } from './lib/report.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+const USAGE = `usage: npx tsx bench/run.ts [--quick] [--only ${CASES.join(',')}] [--peers ${PEERS.join(',')}] [--synthetic] [--seed N] [--out FILE]`;
+
+function parseList<T extends string>(flag: string, value: string | undefined, all: readonly T[]): T[] {
+  if (value === undefined) return [...all];
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = items.filter((s) => !(all as readonly string[]).includes(s));
+  if (bad.length) throw new RangeError(`${flag}: unknown ${bad.map((b) => `'${b}'`).join(', ')}; choose from ${all.join(', ')}`);
+  // Keep the canonical order, whatever order was asked for.
+  return all.filter((a) => items.includes(a));
+}
+
+/** How long each kind of job runs, per mode. */
+interface Plan {
+  readonly warmupSteps: number;
+  readonly maxSteps: number;
+  readonly budgetS: number | null;
+  readonly reps: number;
+  readonly repMs: number;
+  /** A child running longer than this is killed and reported as failed. */
+  readonly timeoutS: number;
+}
+
+/** Seconds of measured steps per training job in a --quick run. */
+const QUICK_BUDGET_S = 1.5;
+
+function planFor(c: CaseName, quick: boolean): Plan {
+  if (!quick) return { warmupSteps: 0, maxSteps: STEPS_PER_EPOCH, budgetS: null, reps: 10, repMs: 500, timeoutS: 4 * 3600 };
+  // Quick: 10 warm-up steps (JS kernels need a few to reach V8's optimizing tier), then up to a
+  // few hundred steps or 1.5 s, whichever comes first (the whole --quick run must stay under a
+  // minute). The spiking cases run fewer steps in that time, and the Poisson case encodes its
+  // input up front (about 2 ms per image), so it gets fewer rows.
+  const maxSteps = c === 'poisson' ? 24 : c === 'spiking' ? 100 : 300;
+  return { warmupSteps: 10, maxSteps, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 120 };
+}
+
+/** Runs one job in a child process; resolves with its report (a failed report if it crashed). */
+function runChild(job: Job, timeoutS: number): Promise<WorkerReport> {
+  return new Promise((resolve) => {
+    const child = fork(join(here, 'worker.ts'), [JSON.stringify(job)], { execArgv: process.execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    let output = '';
+    let report: WorkerReport | undefined;
+    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('message', (m) => (report = m as WorkerReport));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (report) return resolve(report);
+      const why = signal === 'SIGKILL' ? `killed after ${timeoutS} s` : `exited with ${code ?? signal}`;
+      const tail = output.trim().split('\n').slice(-3).join(' / ');
+      resolve({ job, ok: false, error: `${why}${tail ? `: ${tail}` : ''}`, peakRssMB: NaN, backend: '?', weightsHash: '', dataSource: '-' });
+    });
+  });
+}
+
+function describe(r: WorkerReport): string {
+  const head = `${r.job.case.padEnd(8)} ${r.job.peer.padEnd(11)}`;
+  if (!r.ok || !r.result) return `${head} FAILED: ${r.error}`;
+  const rss = `${r.peakRssMB.toFixed(0)} MB`;
+  if (r.result.kind === 'matmul') return `${head} ${r.result.gflops.toFixed(2)} GFLOP/s (${r.result.bestMs.toFixed(3)} ms), ${rss}`;
+  const t = r.result;
+  const loss = t.losses.length ? t.losses[t.losses.length - 1].toFixed(4) : '-';
+  return `${head} ${secondsPerEpoch(t).toFixed(2)} s/epoch, ${t.measuredSteps} steps in ${t.measuredS.toFixed(2)} s, first step ${t.firstStepS.toFixed(2)} s, loss after ${t.losses.length} steps ${loss}, ${rss}`;
+}
+
+function atomicWrite(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      peers: { type: 'string' },
+      synthetic: { type: 'boolean', default: false },
+      seed: { type: 'string', default: '0' },
+      out: { type: 'string', default: join(here, 'results.md') },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const quick = values.quick ?? false;
+  const cases = parseList('--only', values.only, CASES);
+  const peers = parseList('--peers', values.peers, PEERS);
+  const seed = Number(values.seed);
+  if (!Number.isInteger(seed)) throw new RangeError(`--seed: expected an integer, got '${values.seed}'`);
+  const out = values.out ?? join(here, 'results.md');
+
+  const jobs: { job: Omit<Job, 'inputsDir'>; timeoutS: number }[] = [];
+  for (const c of cases) {
+    for (const peer of peers) {
+      if (SPIKETRACE_ONLY.has(c) && peer !== 'spiketrace') continue;
+      const { timeoutS, ...plan } = planFor(c, quick);
+      jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+    }
+  }
+  if (!jobs.length) throw new RangeError(`nothing to run: the cases ${cases.join(', ')} have no job for the peers ${peers.join(', ')}`);
+
+  const started = Date.now();
+  const loadBefore = loadavg()[0];
+  const rows = Math.min(TRAIN_ROWS, Math.max(0, ...jobs.filter((j) => j.job.case !== 'matmul').map((j) => (j.job.warmupSteps + j.job.maxSteps) * BATCH)));
+  const inputs = await buildInputs(rows, seed, values.synthetic ?? false);
+  const inputsDir = mkdtempSync(join(tmpdir(), 'spiketrace-bench-'));
+  const results = new Map<string, WorkerReport>();
+  try {
+    writeInputs(inputsDir, inputs);
+    console.log(`spiketrace benchmark (${quick ? 'quick' : 'full'}): ${jobs.length} jobs, one child process each; data ${inputs.data?.source ?? '-'}, ${rows} rows`);
+    for (const { job, timeoutS } of jobs) {
+      const t = Date.now();
+      const report = await runChild({ ...job, inputsDir }, timeoutS);
+      results.set(key(job.peer, job.case), report);
+      console.log(`${describe(report)} [child ${((Date.now() - t) / 1000).toFixed(1)} s]`);
+    }
+  } finally {
+    rmSync(inputsDir, { recursive: true, force: true });
+  }
+  const wallS = (Date.now() - started) / 1000;
+  const loadAfter = loadavg()[0];
+
+  // Every peer must have trained from the same bytes.
+  const expected = { weights: hashArrays([inputs.weights.w1, inputs.weights.b1, inputs.weights.w2, inputs.weights.b2]), matmul: hashArrays([inputs.matmul.a, inputs.matmul.b]) };
+  const mismatched = [...results.values()].filter((r) => r.ok && r.weightsHash !== (r.job.case === 'matmul' ? expected.matmul : expected.weights));
+  const lossDiffs = lossMismatches(results);
+  const cpu = cpus();
+  const busy = Math.max(loadBefore, loadAfter) > 0.5 * cpu.length;
+  const notes = [
+    `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${quick ? '`--quick`' : 'full'} run, ${wallS.toFixed(0)} s wall; Node ${process.version}, ${cpu.length} x ${cpu[0]?.model.trim() ?? '?'}`,
+    `load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after${busy ? ' **(the machine was busy: timings are unreliable)**' : ''}`,
+    `data: ${inputs.data ? `${inputs.data.source}, one seeded shuffle (seed ${seed}), batch ${BATCH}, the same batches in the same order for every peer` : '-'}`,
+    `initial weights: glorot-uniform kernels, zero biases, seed ${seed}, hash ${expected.weights}; ${mismatched.length ? `**MISMATCH in ${mismatched.map((r) => `${r.job.peer}/${r.job.case}`).join(', ')}**` : 'every peer received the same bytes'}`,
+    'optimizer: Adam (lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7); loss: sparse softmax cross-entropy from logits',
+    lossDiffs.length ? `**first-step losses differ (same weights, same batch): ${lossDiffs.join('; ')}**` : 'first-step losses: every peer agrees with spiketrace (same weights, same batch)',
+    quick
+      ? `s/epoch is extrapolated to ${STEPS_PER_EPOCH} steps from the steps measured after ${planFor('m1', true).warmupSteps} warm-up steps (at most ${planFor('m1', true).maxSteps} steps, fewer for the spiking cases, or ${QUICK_BUDGET_S} s); samples/s over the measured steps`
+      : `s/epoch is one measured epoch of ${STEPS_PER_EPOCH} steps, the first (compiling) step included`,
+    'peak RSS: the high-water mark of the child process of that row (VmHWM; the shared inputs it read included)',
+  ];
+  const report = renderReport(results, { title: `spiketrace benchmark${quick ? ' (--quick)' : ''}`, notes, cases, peers });
+  atomicWrite(out, report);
+  console.log(`\n${report}`);
+  console.log(`written to ${out}`);
+  for (const t of targets(results)) console.log(`target: ${t.text}: ${t.measured} -> ${t.status}`);
+  for (const d of lossDiffs) console.log(`WARNING: first-step loss differs, ${d}`);
+  return [...results.values()].some((r) => !r.ok) || mismatched.length || lossDiffs.length ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(e instanceof Error ? e.message : e);
+    console.error(USAGE);
+    process.exit(2);
+  },
+);
