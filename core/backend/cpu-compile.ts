@@ -7,14 +7,12 @@ import { debugEnabled } from '../debug.js';
 import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
 import type { NDArray } from '../ndarray.js';
 import { ELEMENTWISE, type PrimParams, type Primitive } from '../primitives.js';
-import { shapesEqual } from '../shape.js';
 import { literalArray } from '../trace.js';
 import { elementwiseCode, runFused, storeAs, type ElementwisePrim, type FusedProgram, type ReduceOp } from './fusion.js';
 
 type KernelTable = { [P in Primitive]: (inputs: NDArray[], params: PrimParams[P]) => NDArray[] };
 type Step = { run: (env: (NDArray | undefined)[]) => void; describe: string; reads: number[]; release: number[] };
 
-const VIEW_OPS = new Set<Primitive>(['broadcast_to', 'transpose', 'slice', 'reshape']);
 const REDUCE: Partial<Record<Primitive, ReduceOp>> = { reduce_sum: 'sum', reduce_max: 'max', reduce_min: 'min' };
 
 interface Group {
@@ -49,7 +47,6 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
 
   const steps: Step[] = [];
   const read = (a: Atom, env: (NDArray | undefined)[]): NDArray => (a instanceof Literal ? literalArray(a) : (env[slots.get(a)!] as NDArray));
-  let group: Group | null = null;
 
   const emitKernel = (e: Eqn): void => {
     const kernel = kernels[e.prim] as (inputs: NDArray[], params: unknown) => NDArray[];
@@ -69,10 +66,13 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     });
   };
 
-  const flush = (): void => {
-    const g = group;
-    group = null;
-    if (g === null) return;
+  // Open groups, one per output shape: interleaved chains (an optimizer's update of several
+  // parameter leaves) still fuse into one kernel per shape.
+  const groups = new Map<string, Group>();
+  const groupOfVar = new Map<Var, Group>();
+  const flushGroup = (g: Group): void => {
+    groups.delete(g.shape.join(','));
+    for (const v of g.temps.keys()) groupOfVar.delete(v);
     const members = new Set(g.eqns.map((e) => eqnIndex.get(e)!));
     const needed = (v: Var): boolean => outSet.has(v) || (consumers.get(v) ?? []).some((c) => !members.has(c));
     const produced = g.eqns.flatMap((e) => e.outputs);
@@ -109,49 +109,59 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     }
     if (reduceEqn) emitKernel(reduceEqn);
   };
-
-  const producedInGroup = (a: Atom): boolean => group !== null && a instanceof Var && group.temps.has(a);
+  const flushAll = (): void => {
+    for (const g of [...groups.values()]) flushGroup(g);
+  };
+  const groupOf = (a: Atom): Group | undefined => (a instanceof Var ? groupOfVar.get(a) : undefined);
+  /** Flushes the open groups that produce any of `atoms` (they must be written before a kernel reads them). */
+  const flushProducers = (atoms: readonly Atom[]): void => {
+    for (const a of atoms) {
+      const g = groupOf(a);
+      if (g !== undefined) flushGroup(g);
+    }
+  };
 
   for (const e of jaxpr.eqns) {
     if (ELEMENTWISE.has(e.prim)) {
       const shape = e.outputs[0].aval.shape;
-      if (group === null || group.reduce || !shapesEqual(group.shape, shape)) {
-        flush();
-        group = { shape, eqns: [], inputs: [], temps: new Map(), lines: [] };
+      const key = shape.join(',');
+      let g = groups.get(key);
+      if (g === undefined) {
+        g = { shape, eqns: [], inputs: [], temps: new Map(), lines: [] };
+        groups.set(key, g);
       }
-      const g: Group = group;
+      const grp: Group = g;
       const args = e.inputs.map((a) => {
         if (a instanceof Literal) return `(${String(a.value)})`;
-        const t = g.temps.get(a);
+        const t = grp.temps.get(a);
         if (t !== undefined) return t;
-        let i = g.inputs.indexOf(a);
-        if (i < 0) i = g.inputs.push(a) - 1;
+        let i = grp.inputs.indexOf(a);
+        if (i < 0) i = grp.inputs.push(a) - 1;
         return `v${i}`;
       });
       const out = e.outputs[0];
-      const name = `t${g.temps.size}`;
+      const name = `t${grp.temps.size}`;
       const code = elementwiseCode[e.prim as ElementwisePrim](args, e.params as Record<string, unknown>, out.aval.dtype);
-      g.lines.push(`const ${name}=${storeAs(code, out.aval.dtype)};`);
-      g.temps.set(out, name);
-      g.eqns.push(e);
+      grp.lines.push(`const ${name}=${storeAs(code, out.aval.dtype)};`);
+      grp.temps.set(out, name);
+      groupOfVar.set(out, grp);
+      grp.eqns.push(e);
       continue;
     }
     const op = REDUCE[e.prim];
-    if (op && producedInGroup(e.inputs[0]) && group !== null && !group.reduce) {
-      group.reduce = { op, axes: (e.params as { axes: number[] }).axes, input: e.inputs[0] as Var, output: e.outputs[0] };
-      group.eqns.push(e);
-      flush();
+    const src = groupOf(e.inputs[0]);
+    if (op && src !== undefined) {
+      src.reduce = { op, axes: (e.params as { axes: number[] }).axes, input: e.inputs[0] as Var, output: e.outputs[0] };
+      src.eqns.push(e);
+      flushGroup(src);
       continue;
     }
-    if (VIEW_OPS.has(e.prim) && !producedInGroup(e.inputs[0])) {
-      // A view of something already computed: O(rank) index arithmetic, hoisted before the group.
-      emitKernel(e);
-      continue;
-    }
-    flush();
+    // Views of computed values are O(rank) index arithmetic; other kernels run in order. Either
+    // way, the groups that produce their inputs are written out first.
+    flushProducers(e.inputs);
     emitKernel(e);
   }
-  flush();
+  flushAll();
 
   // Release each intermediate after the step that reads it last (inputs and outputs stay).
   const keep = new Set<number>([...jaxpr.invars.map(slotOf), ...jaxpr.constvars.map(slotOf), ...[...outSet].map(slotOf)]);

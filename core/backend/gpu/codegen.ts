@@ -1,0 +1,223 @@
+/**
+ * Source generation for the gpu.js backend: every kernel is a JS function, given to gpu.js as
+ * source text and transpiled by it to GLSL. Shapes, strides and offsets are baked into the source
+ * as constants (one kernel per program and shape). Each array lives on the device as a flat 1-D
+ * float32 texture; a value is a strided view of one (shape, strides, offset), like NDArray, so
+ * broadcast_to / transpose / slice / reshape are metadata only.
+ *
+ * Index arithmetic runs in float32 (GLSL ES 1.0 has no reliable integer ops across devices): the
+ * quotient is rounded and corrected once, so it is exact for indices below 2^24.
+ */
+import type { DType } from '../../dtype.js';
+import type { ElementwisePrim, ReduceOp } from '../fusion.js';
+
+/** The dtypes the GPU kernels handle: float32, and bool held as 0.0 / 1.0. */
+export function gpuDtype(dtype: DType): boolean {
+  return dtype === 'float32' || dtype === 'bool';
+}
+
+/** Largest flat index the float32 index arithmetic handles exactly. */
+export const MAX_GPU_INDEX = 1 << 24;
+
+/** A float literal GLSL accepts (always with a decimal point); infinities as 1/0; null for NaN. */
+export function lit(v: number): string | null {
+  if (Number.isNaN(v)) return null;
+  if (!Number.isFinite(v)) return v > 0 ? '(1.0 / 0.0)' : '(-1.0 / 0.0)';
+  const s = String(Math.fround(v));
+  const t = /[.e]/.test(s) ? s : `${s}.0`;
+  return v < 0 || Object.is(v, -0) ? `(${t.startsWith('-') ? t : '-' + t})` : t;
+}
+
+type Code = (a: string[], params: Record<string, unknown>) => string | null;
+const u = (f: (a: string) => string): Code => (a) => f(a[0]);
+const b = (f: (a: string, c: string) => string): Code => (a) => f(a[0], a[1]);
+
+/**
+ * One gpu.js-JS expression per elementwise primitive (the GPU counterpart of `elementwiseCode`).
+ * Values are float32; comparisons yield 1.0 / 0.0. Differences from the CPU: NaN propagation of
+ * max/min and NaN compares follow the GPU, not numpy.
+ */
+export const gpuCode: { [P in ElementwisePrim]: Code } = {
+  neg: u((a) => `(-${a})`),
+  exp: u((a) => `Math.exp(${a})`),
+  log: u((a) => `Math.log(${a})`),
+  sqrt: u((a) => `Math.sqrt(${a})`),
+  // GLSL ES 1.0 has no tanh: 1 - 2 / (e^2a + 1) saturates correctly at both ends.
+  tanh: u((a) => `(1.0 - 2.0 / (Math.exp(2.0 * ${a}) + 1.0))`),
+  logistic: u((a) => `(1.0 / (1.0 + Math.exp(-${a})))`),
+  abs: u((a) => `Math.abs(${a})`),
+  sign: u((a) => `(${a} > 0.0 ? 1.0 : (${a} < 0.0 ? -1.0 : 0.0))`),
+  floor: u((a) => `Math.floor(${a})`),
+  add: b((a, c) => `(${a} + ${c})`),
+  sub: b((a, c) => `(${a} - ${c})`),
+  mul: b((a, c) => `(${a} * ${c})`),
+  div: b((a, c) => `(${a} / ${c})`),
+  max: b((a, c) => `Math.max(${a}, ${c})`),
+  min: b((a, c) => `Math.min(${a}, ${c})`),
+  // GLSL pow is undefined for a negative base: integer exponents get their sign back by hand.
+  pow: b(
+    (a, c) =>
+      `(${a} >= 0.0 ? Math.pow(${a}, ${c}) : (Math.floor(${c}) === ${c} ? (Math.abs(${c} - 2.0 * Math.floor(${c} * 0.5)) > 0.5 ? -Math.pow(-${a}, ${c}) : Math.pow(-${a}, ${c})) : Math.sqrt(-1.0 - Math.abs(${a}))))`,
+  ),
+  lt: b((a, c) => `(${a} < ${c} ? 1.0 : 0.0)`),
+  le: b((a, c) => `(${a} <= ${c} ? 1.0 : 0.0)`),
+  gt: b((a, c) => `(${a} > ${c} ? 1.0 : 0.0)`),
+  ge: b((a, c) => `(${a} >= ${c} ? 1.0 : 0.0)`),
+  eq: b((a, c) => `(${a} === ${c} ? 1.0 : 0.0)`),
+  ne: b((a, c) => `(${a} !== ${c} ? 1.0 : 0.0)`),
+  where: (a) => `(${a[0]} > 0.5 ? ${a[1]} : ${a[2]})`,
+  cast: (a, p) => (p.dtype === 'float32' ? a[0] : p.dtype === 'bool' ? `(${a[0]} !== 0.0 ? 1.0 : 0.0)` : null),
+  stop_gradient: u((a) => a),
+};
+
+/** How one input of a kernel is read: a strided view of a flat texture. */
+export interface InputView {
+  readonly strides: readonly number[];
+  readonly offset: number;
+  /** A scalar inlined into the source (a size-1 host constant): not a kernel argument. */
+  readonly literal?: string;
+}
+
+/**
+ * Merges adjacent axes every operand walks contiguously and drops size-1 axes (as the CPU fusion
+ * does), so the common cases need one or two index digits.
+ */
+export function coalesce(shape: readonly number[], strides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  shape.forEach((d, ax) => {
+    if (d === 1) return;
+    const last = outShape.length - 1;
+    if (last >= 0 && strides.every((s, i) => outStrides[i][last] === s[ax] * d)) {
+      outShape[last] *= d;
+      strides.forEach((s, i) => (outStrides[i][last] = s[ax]));
+    } else {
+      outShape.push(d);
+      strides.forEach((s, i) => outStrides[i].push(s[ax]));
+    }
+  });
+  return { shape: outShape, strides: outStrides };
+}
+
+/**
+ * Statements that split the float index `src` into digits `${p}0..` over `shape` (row-major).
+ * Exact below 2^24: the rounded quotient is corrected by one step.
+ */
+function digits(src: string, shape: readonly number[], p: string, out: string[]): string[] {
+  const names = shape.map((_, d) => `${p}${d}`);
+  if (shape.length === 0) return names;
+  let rem = src;
+  for (let d = 0; d < shape.length - 1; d++) {
+    const span = shape.slice(d + 1).reduce((a, c) => a * c, 1);
+    const q = names[d];
+    const r = `${p}r${d}`;
+    const s = lit(span)!;
+    out.push(`let ${q} = Math.floor((${rem} + 0.5) / ${s});`);
+    out.push(`let ${r} = ${rem} - ${q} * ${s};`);
+    out.push(`if (${r} < 0.0) { ${q} = ${q} - 1.0; ${r} = ${r} + ${s}; }`);
+    out.push(`if (${r} >= ${s}) { ${q} = ${q} + 1.0; ${r} = ${r} - ${s}; }`);
+    rem = r;
+  }
+  out.push(`let ${names[shape.length - 1]} = ${rem};`);
+  return names;
+}
+
+/** `offset + sum digit * stride` as a float expression (terms with stride 0 dropped). */
+function offsetExpr(offset: number, names: readonly string[], strides: readonly number[]): string {
+  const terms = [lit(offset)!];
+  names.forEach((n, d) => {
+    if (strides[d] !== 0) terms.push(strides[d] === 1 ? n : `${n} * ${lit(strides[d])}`);
+  });
+  return terms.join(' + ');
+}
+
+/** A fused elementwise program over inputs v0..: lines `t_k = expr`, and the temp to return. */
+export interface GpuProgram {
+  readonly numInputs: number;
+  /** `[name, expression]` pairs in order. */
+  readonly lines: readonly (readonly [string, string])[];
+  readonly output: string;
+  readonly reduce?: { readonly op: ReduceOp; readonly axes: readonly number[] };
+}
+
+/**
+ * Kernel source for a fused program over inputs viewed with `views` on the index space `shape`;
+ * with `reduce`, the output runs over the kept axes and each thread loops over the reduced ones.
+ */
+export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], views: readonly InputView[]): string {
+  const n = prog.numInputs;
+  const args = Array.from({ length: n }, (_, i) => `A${i}`).filter((_, i) => views[i].literal === undefined);
+  const body: string[] = ['let x = this.thread.x + 0.0;'];
+  const compute = (offsets: string[]): string[] => [
+    ...offsets.map((o, i) => `let v${i} = ${views[i].literal ?? `A${i}[${o}]`};`),
+    ...prog.lines.map(([name, e]) => `let ${name} = ${e};`),
+  ];
+  const axes = prog.reduce?.axes ?? [];
+  const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const outer = coalesce(
+    kept.map((i) => shape[i]),
+    views.map((v) => kept.map((i) => v.strides[i])),
+  );
+  const od = digits('x', outer.shape, 'o', body);
+  const bases = views.map((v, i) => offsetExpr(v.offset, od, outer.strides[i]));
+  if (!prog.reduce) {
+    body.push(...compute(bases));
+    body.push(`return ${prog.output};`);
+  } else {
+    bases.forEach((e, i) => body.push(`let b${i} = ${e};`));
+    const inner = coalesce(
+      axes.map((i) => shape[i]),
+      views.map((v) => axes.map((i) => v.strides[i])),
+    );
+    const count = inner.shape.reduce((a, c) => a * c, 1);
+    const op = prog.reduce.op;
+    const step = (j: string): string[] => {
+      const lines: string[] = [];
+      const id = digits(j, inner.shape, 'r', lines);
+      lines.push(...compute(views.map((_, i) => offsetExpr(0, id, inner.strides[i]).replace(/^0\.0/, `b${i}`))));
+      return lines;
+    };
+    const acc = (t: string): string => (op === 'sum' ? `acc = acc + ${t};` : op === 'max' ? `acc = Math.max(acc, ${t});` : `acc = Math.min(acc, ${t});`);
+    // max/min start from the first element (no infinite literal needed); sum from zero.
+    if (op === 'sum') body.push('let acc = 0.0;');
+    else body.push('let acc = 0.0;', '{', 'let jf = 0.0;', ...step('jf'), `acc = ${prog.output};`, '}');
+    body.push(`for (let j = ${op === 'sum' ? 0 : 1}; j < ${count}; j++) {`, 'let jf = j + 0.0;', ...step('jf'), acc(prog.output), '}');
+    body.push('return acc;');
+  }
+  return `function fused(${args.join(', ')}) {\n  ${body.join('\n  ')}\n}`;
+}
+
+/**
+ * Kernel source for C[...b, m, n] = A[...b, m, k] @ B[...b, k, n] over strided views; output
+ * flat and contiguous. The k loop is unrolled by 4 (the tail handled separately).
+ */
+export function matmulKernelSource(batch: readonly number[], m: number, k: number, n: number, a: InputView, bv: InputView): string {
+  const body: string[] = ['let x = this.thread.x + 0.0;'];
+  const r = batch.length;
+  const outShape = [...batch, m, n];
+  const d = digits('x', outShape, 'o', body);
+  const bd = d.slice(0, r);
+  const i = d[r];
+  const j = d[r + 1];
+  const aBase = offsetExpr(a.offset, [...bd, i], [...a.strides.slice(0, r), a.strides[r]]);
+  const bBase = offsetExpr(bv.offset, [...bd, j], [...bv.strides.slice(0, r), bv.strides[r + 1]]);
+  const sak = lit(a.strides[r + 1])!;
+  const sbk = lit(bv.strides[r])!;
+  body.push(`let ao = ${aBase};`, `let bo = ${bBase};`, 'let acc = 0.0;');
+  const k4 = Math.floor(k / 4);
+  if (k4 > 0) {
+    body.push(`for (let q = 0; q < ${k4}; q++) {`);
+    body.push('let kf = (q + 0.0) * 4.0;');
+    body.push(`let pa = ao + kf * ${sak};`, `let pb = bo + kf * ${sbk};`);
+    body.push(
+      `acc = acc + A[pa] * B[pb] + A[pa + ${sak}] * B[pb + ${sbk}] + A[pa + 2.0 * ${sak}] * B[pb + 2.0 * ${sbk}] + A[pa + 3.0 * ${sak}] * B[pb + 3.0 * ${sbk}];`,
+    );
+    body.push('}');
+  }
+  for (let t = k4 * 4; t < k; t++) body.push(`acc = acc + A[ao + ${lit(t)} * ${sak}] * B[bo + ${lit(t)} * ${sbk}];`);
+  body.push('return acc;');
+  return `function matmul(A, B) {\n  ${body.join('\n  ')}\n}`;
+}
+
+/** The upload kernel: copies a host Float32Array into a texture. */
+export const UPLOAD_SOURCE = 'function upload(a) {\n  return a[this.thread.x];\n}';
