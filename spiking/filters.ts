@@ -1,5 +1,5 @@
 /** Lowpass and Alpha synaptic filters: zero-order-hold discretisations run as a scan over time. */
-import { add, broadcastTo, exp, div, maximum, mul, neg, scalar, scan, ShapeError, sub, transpose, indexAxis, zeros, type Tensor, type Tree } from '../core/index.js';
+import { add, broadcastTo, cast, exp, div, maximum, mul, neg, scalar, scan, ShapeError, sub, transpose, indexAxis, zeros, type Tensor, type Tree } from '../core/index.js';
 import { uniqueName, type Layer, type LayerShape } from '../nn/index.js';
 import { checkDt, getDefaultDt } from './dt.js';
 
@@ -56,7 +56,11 @@ function filterLayer(kind: 'Lowpass' | 'Alpha', prefix: string, tau: number, opt
       const perm = [1, 0, ...x.shape.slice(2).map((_, i) => i + 2)];
       let y: Tensor;
       if (ctx.training && !during) y = timeMajor ? x : transpose(x, perm);
-      else y = run(timeMajor ? x : transpose(x, perm), params, state.dt);
+      else {
+        // The filter runs in the input's precision (float64 inputs give float64-exact responses).
+        const p = x.dtype === params.tau.dtype ? params : { tau: cast(params.tau, x.dtype), initialLevel: cast(params.initialLevel, x.dtype) };
+        y = run(timeMajor ? x : transpose(x, perm), p, cast(state.dt, x.dtype));
+      }
       y = returnSequences ? (timeMajor ? y : transpose(y, perm)) : indexAxis(y, 0, -1);
       return { y, state, losses: [] };
     },
@@ -120,7 +124,7 @@ export function alpha(tau: number, options: FilterOptions = {}): Layer<FilterPar
       const a11 = mul(e, add(1, r));
       const b0 = mul(e, div(r, t));
       const b1 = sub(1, mul(e, add(1, r)));
-      const init: Tree = [zeros(unit), broadcastTo(params.initialLevel, unit)];
+      const init: Tree = [zeros(unit, u.dtype), broadcastTo(params.initialLevel, unit)];
       const [, ys] = scan((xs: Tree, ut: Tensor) => {
         const [x0, x1] = xs as [Tensor, Tensor];
         const n0 = add(add(mul(a00, x0), mul(a01, x1)), mul(b0, ut));

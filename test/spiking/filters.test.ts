@@ -15,7 +15,8 @@ t.test('step responses match the closed forms', async (t) => {
   const K = 60;
   for (const dt of [0.001, 0.005, 0.02]) {
     for (const tau of [0.01, 0.05]) {
-      const x = broadcastTo(array([[[1]]]), [1, K, 1]);
+      for (const dtype of ['float32', 'float64'] as const) {
+      const x = broadcastTo(array([[[1]]], { dtype }), [1, K, 1]);
       for (const [name, layer, resp] of [
         ['lowpass', lowpass(tau, { dt }), (s: number) => 1 - Math.exp(-s / tau)],
         ['alpha', alpha(tau, { dt }), (s: number) => 1 - Math.exp(-s / tau) * (1 + s / tau)],
@@ -30,14 +31,17 @@ t.test('step responses match the closed forms', async (t) => {
           if (e > worst) { worst = e; at = k; }
         }
         t.ok(worst <= tol, `${name} dt=${dt} tau=${tau} (${y.dtype}): max err ${worst} at step ${at} (tol ${tol})`);
+        t.equal(y.dtype, dtype, 'the filter runs in the input precision');
+      }
       }
     }
   }
 });
 
-t.test('float64 input to a filter (reported: scan carry dtype mismatch)', { todo: 'float64 inputs throw a scan ShapeError: float32 params carry vs float64 body' }, async (t) => {
+t.test('float64 input to a filter runs in float64', async (t) => {
   const x = broadcastTo(array([[[1]]], { dtype: 'float64' }), [1, 5, 1]);
-  t.doesNotThrow(() => runFilter(lowpass(0.05, { dt: 0.01 }), x));
+  t.equal(runFilter(lowpass(0.05, { dt: 0.01 }), x).y.dtype, 'float64');
+  t.equal(runFilter(alpha(0.05, { dt: 0.01 }), x).y.dtype, 'float64');
 });
 
 t.test('unit DC gain', async (t) => {
