@@ -52,7 +52,7 @@ export interface PrimParams {
   random_bits: { shape: number[] };
   random_split: { n: number };
   random_fold_in: { data: number };
-  random_uniform: { shape: number[]; dtype: DType };
+  random_uniform: { shape: number[]; dtype: DType; minval: number; maxval: number };
   random_normal: { shape: number[]; dtype: DType };
   random_randint: { shape: number[]; minval: number; maxval: number };
   random_permutation: { n: number };

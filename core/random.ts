@@ -50,11 +50,11 @@ export interface UniformOptions {
 /** Uniform floats in [minval, maxval) (default [0, 1)). */
 export function uniform(k: Tensor, shape: readonly number[], opts: UniformOptions = {}): Tensor {
   checkKey('uniform', k);
-  const u = bind1('random_uniform', [k], { shape: shape.slice(), dtype: opts.dtype ?? 'float32' });
-  const lo = opts.minval ?? 0;
-  const hi = opts.maxval ?? 1;
-  if (!(hi > lo)) throw new RangeError(`uniform: maxval (${hi}) must exceed minval (${lo})`);
-  return lo === 0 && hi === 1 ? u : ops.add(ops.mul(u, hi - lo), lo);
+  const minval = opts.minval ?? 0;
+  const maxval = opts.maxval ?? 1;
+  if (!(maxval > minval)) throw new RangeError(`uniform: maxval (${maxval}) must exceed minval (${minval})`);
+  // The range is applied inside the sampler (one rounding, as JAX's fused multiply-add; never maxval).
+  return bind1('random_uniform', [k], { shape: shape.slice(), dtype: opts.dtype ?? 'float32', minval, maxval });
 }
 /** Standard normal floats. */
 export function normal(k: Tensor, shape: readonly number[], opts: { dtype?: DType } = {}): Tensor {

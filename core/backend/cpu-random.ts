@@ -17,9 +17,9 @@ export const randomKernels: { [P in RandomPrim]: (inputs: NDArray[], params: Pri
   random_bits: ([k], { shape }) => out(prng.randomBits(keyOf(k), sizeOf(shape)), shape, 'uint32'),
   random_split: ([k], { n }) => out(prng.splitKey(keyOf(k), n), [n, 2], 'uint32'),
   random_fold_in: ([k], { data }) => out(prng.foldIn(keyOf(k), data), [2], 'uint32'),
-  random_uniform: ([k], { shape, dtype }) => {
+  random_uniform: ([k], { shape, dtype, minval, maxval }) => {
     if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`uniform: dtype must be float32 or float64, got ${dtype}`);
-    return out(prng.uniform(keyOf(k), sizeOf(shape), { dtype }), shape, dtype);
+    return out(prng.uniform(keyOf(k), sizeOf(shape), { dtype, minval, maxval }), shape, dtype);
   },
   random_normal: ([k], { shape, dtype }) => {
     if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`normal: dtype must be float32 or float64, got ${dtype}`);

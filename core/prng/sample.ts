@@ -116,6 +116,11 @@ export function uniform(key: Uint32Array, count: number, options?: UniformOption
     const bits = randomBits(key, count, layout);
     const out = new Float32Array(count);
     const top = below32(hi);
+    if (lo === 0 && scale === 1) {
+      // [0, 1): u * 1 + 0 is exact, so the FMA emulation is not needed (the common case).
+      for (let i = 0; i < count; i++) out[i] = (bits[i] >>> 9) * TWO_M23;
+      return out;
+    }
     for (let i = 0; i < count; i++) {
       // (bits >>> 9 | 0x3f800000) as float32, minus 1, is exactly (bits >>> 9) * 2^-23.
       const u = (bits[i] >>> 9) * TWO_M23;

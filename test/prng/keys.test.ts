@@ -136,3 +136,12 @@ t.test('property: number and bigint seeds agree; x32 mode keeps only the low wor
   );
   t.pass('500 random safe integers');
 });
+
+t.test('random.uniform with a range equals the sampler (one rounding, never maxval)', async (t) => {
+  const { random: r } = await import('../../core/index.js');
+  const { uniform: raw, keyFromSeed } = await import('../../core/prng/index.js');
+  const got = Array.from(r.uniform(r.key(7), [1000], { minval: -2, maxval: 3 }).toTyped());
+  const want = Array.from(raw(keyFromSeed(7), 1000, { minval: -2, maxval: 3 }));
+  t.same(got, want);
+  t.ok(got.every((v) => v >= -2 && v < 3));
+});
