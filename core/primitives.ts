@@ -171,6 +171,8 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
     return [{ shape: perm.map((p) => x.shape[p]), dtype: x.dtype }];
   },
   broadcast_to: ([x], { shape }) => {
+    // Same rank (sizes 1 -> n), or a rank-0 scalar to any shape.
+    if (x.shape.length === 0) return [{ shape, dtype: x.dtype }];
     if (shape.length !== x.shape.length || x.shape.some((d, i) => d !== 1 && d !== shape[i])) {
       fail('broadcast_to', `cannot broadcast ${fmtShape(x.shape)} to ${fmtShape(shape)}`);
     }

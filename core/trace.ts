@@ -115,6 +115,11 @@ export class JaxprTrace extends Trace {
     if (x instanceof JaxprTracer && x.trace === this) return x.variable;
     if (x instanceof NDArray && x.ndim === 0) return new Literal(x.item(), x.dtype);
     let v = this.constIndex.get(x);
+    if (v === undefined && x instanceof NDArray && x.size > 0 && broadcastAxes(x).length > 0 && compactView(x).size === 1) {
+      // One value broadcast to a shape: a literal, which fused kernels inline as a constant.
+      v = this.emit('broadcast_to', [new Literal(compactView(x).toTyped()[0], x.dtype)], { shape: x.shape.slice() });
+      this.constIndex.set(x, v);
+    }
     if (v === undefined && x instanceof NDArray && broadcastAxes(x).length > 0) {
       // A broadcast constant (stride-0 axes) enters as broadcast_to of its compact data, so the
       // broadcast rewrites can see through it.
@@ -163,7 +168,8 @@ export class JaxprTrace extends Trace {
     const e = this.producers.get(v);
     if (e === undefined || e.prim !== 'broadcast_to') return null;
     const src = e.inputs[0];
-    const axes = v.aval.shape.map((d, i) => (src.aval.shape[i] === 1 && d !== 1 ? i : -1)).filter((i) => i >= 0);
+    const scalarSource = src.aval.shape.length === 0;
+    const axes = v.aval.shape.map((d, i) => ((scalarSource || src.aval.shape[i] === 1) && d !== 1 ? i : -1)).filter((i) => i >= 0);
     return axes.length ? { source: src, axes } : null;
   }
 
@@ -193,7 +199,7 @@ function rewriteBroadcast<P extends Primitive>(trace: JaxprTrace, prim: P, atoms
     const b = trace.broadcastOf(atoms[0]);
     if (b === null) return null;
     const { perm } = params as PrimParams['transpose'];
-    const t = trace.emit('transpose', [b.source], { perm });
+    const t = b.source.aval.shape.length === 0 ? b.source : trace.emit('transpose', [b.source], { perm });
     return wrap(trace.emit('broadcast_to', [t], { shape: perm.map((p) => atoms[0].aval.shape[p]) }));
   }
   if (prim === 'reshape') {
@@ -205,7 +211,7 @@ function rewriteBroadcast<P extends Primitive>(trace: JaxprTrace, prim: P, atoms
     // Only reshapes that leave every axis up to the last broadcast one alone keep the structure.
     if (shape.length < k || from.slice(0, k).some((d, i) => d !== shape[i])) return null;
     const compact = shape.map((d, i) => (b.axes.includes(i) ? 1 : d));
-    const r = trace.emit('reshape', [b.source], { shape: compact });
+    const r = b.source.aval.shape.length === 0 ? b.source : trace.emit('reshape', [b.source], { shape: compact });
     return wrap(trace.emit('broadcast_to', [r], { shape: shape.slice() }));
   }
   if (ELEMENTWISE.has(prim)) {

@@ -103,6 +103,7 @@ const noGrad =
 
 /** Sums a cotangent over the axes that broadcast_to expanded, back to the input shape. */
 function unbroadcast(ct: Tensor, shape: readonly number[]): Tensor {
+  if (shape.length === 0) return ops.sum(ct);
   const axes = shape.map((d, i) => (d === 1 && ct.shape[i] !== 1 ? i : -1)).filter((i) => i >= 0);
   return axes.length ? ops.sum(ct, axes, { keepdims: true }) : ct;
 }

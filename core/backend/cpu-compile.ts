@@ -121,7 +121,10 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     }
   };
 
+  // Vars that are one literal broadcast to a shape: fused kernels inline the value.
+  const literalOf = new Map<Var, Literal>();
   for (const e of jaxpr.eqns) {
+    if (e.prim === 'broadcast_to' && e.inputs[0] instanceof Literal) literalOf.set(e.outputs[0], e.inputs[0]);
     if (ELEMENTWISE.has(e.prim)) {
       const shape = e.outputs[0].aval.shape;
       const key = shape.join(',');
@@ -133,6 +136,8 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
       const grp: Group = g;
       const args = e.inputs.map((a) => {
         if (a instanceof Literal) return `(${String(a.value)})`;
+        const lit = literalOf.get(a);
+        if (lit !== undefined) return `(${String(lit.value)})`;
         const t = grp.temps.get(a);
         if (t !== undefined) return t;
         let i = grp.inputs.indexOf(a);

@@ -120,7 +120,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   reshape: ([x], { shape }) => [reshapeView(x, shape)],
   transpose: ([x], { perm }) => [new NDArray(x.nd.transpose(...perm), x.dtype)],
   broadcast_to: ([x], { shape }) => {
-    const stride = x.shape.map((d, i) => (d === 1 && shape[i] !== 1 ? 0 : x.strides[i]));
+    const stride = x.ndim === 0 ? shape.map(() => 0) : x.shape.map((d, i) => (d === 1 && shape[i] !== 1 ? 0 : x.strides[i]));
     return [new NDArray(ndarray(x.data, shape.slice(), stride, x.offset), x.dtype)];
   },
   slice: ([x], { starts, limits }) => [new NDArray(x.nd.hi(...limits).lo(...starts), x.dtype)],

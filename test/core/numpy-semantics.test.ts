@@ -28,3 +28,13 @@ t.test('vjp is typed by its function', async (t) => {
   t.same(y.toNested(), [9]);
   t.same((back(array([1], { dtype: 'float64' }))[0] as Tensor).toNested(), [6]);
 });
+
+t.test('broadcast scalar constants enter jit as literals and give the eager values', async (t) => {
+  const { jit, add, mul, zeros, scalar, broadcastTo, grad, sum } = await import('../../core/index.js');
+  const f = (x: Tensor): Tensor => add(mul(x, broadcastTo(scalar(0.5), x.shape)), 2);
+  const x = array([[1, 2, 3], [4, 5, 6]]);
+  const jf = jit(f);
+  t.same(jf(x).toNested(), f(x).toNested());
+  t.match(jf.lower(x), /broadcast_to\[shape=\[2,3\]\] 0\.5:f32/, 'the constant is a literal in the jaxpr');
+  t.same((jit(grad((y: Tensor) => sum(f(y))))(zeros([2, 3])) as Tensor).toNested(), [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]);
+});

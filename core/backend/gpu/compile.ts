@@ -111,7 +111,8 @@ function viewDev<P extends Primitive>(prim: P, x: DevArray, params: PrimParams[P
   switch (prim) {
     case 'broadcast_to': {
       const { shape } = params as PrimParams['broadcast_to'];
-      return { ...base, shape: shape.slice(), strides: x.strides.map((s, i) => (x.shape[i] === 1 && shape[i] !== 1 ? 0 : s)), offset: x.offset };
+      // A rank-0 source (a scalar) broadcasts along every axis.
+      return { ...base, shape: shape.slice(), strides: shape.map((d, i) => (x.shape.length === 0 || (x.shape[i] === 1 && d !== 1) ? 0 : x.strides[i])), offset: x.offset };
     }
     case 'transpose': {
       const { perm } = params as PrimParams['transpose'];
