@@ -28,7 +28,8 @@ function signature(def: TreeDef, leaves: Tensor[]): string {
     const b = l instanceof NDArray ? broadcastAxes(l) : [];
     return `${SHORT_NAME[l.dtype]}[${l.shape.join(',')}]${b.length ? `b${b.join(',')}` : ''}`;
   };
-  return `${treeDefString(def)}|${leaves.map(leafKey).join(';')}`;
+  // The backend is part of the key: a program compiled for one backend never runs on another.
+  return `${getBackend().name}|${treeDefString(def)}|${leaves.map(leafKey).join(';')}`;
 }
 
 /**

@@ -38,3 +38,20 @@ t.test('broadcast scalar constants enter jit as literals and give the eager valu
   t.match(jf.lower(x), /broadcast_to\[shape=\[2,3\]\] 0\.5:f32/, 'the constant is a literal in the jaxpr');
   t.same((jit(grad((y: Tensor) => sum(f(y))))(zeros([2, 3])) as Tensor).toNested(), [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]);
 });
+
+t.test('jit caches per backend', async (t) => {
+  const { jit, mul, registerBackend, setBackend, cpuBackend } = await import('../../core/index.js');
+  let runs = 0;
+  registerBackend({ name: 'counting-cpu', run: (p, i, q) => cpuBackend.run(p, i, q), compile: (j) => { runs++; return cpuBackend.compile(j); } });
+  const f = jit((x: Tensor) => mul(x, 2));
+  const x = array([1, 2]);
+  f(x);
+  setBackend('counting-cpu');
+  try {
+    t.same(f(x).toNested(), [2, 4]);
+    t.equal(runs, 1, 'the function was compiled again for the new backend');
+    t.equal(f.cacheSize, 2);
+  } finally {
+    setBackend('cpu');
+  }
+});
