@@ -204,12 +204,23 @@ export function gatherRows(x: NDArray, indices: ArrayLike<number>): NDArray {
   const out = allocate(x.dtype, indices.length * rowSize);
   const rowStrides = x.strides.slice(1).map((s, i) => (broadcastAxes[i + 1] ? 0 : s));
   const compactRow = ndarray(out, [indices.length, ...rowShape], contiguousStrides([indices.length, ...rowShape]), 0);
-  for (let r = 0; r < indices.length; r++) {
-    const i = indices[r];
-    if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`gatherRows: index ${i} out of range for ${n} rows`);
-    const src = ndarray(x.data, rowShape, rowStrides, x.offset + i * x.strides[0]);
-    const dst = compactRow.pick(r, ...new Array<null>(rowShape.length).fill(null));
-    copyStrided(dst, src);
+  const expected = contiguousStrides(rowShape);
+  if (rowShape.every((d, i) => d === 1 || rowStrides[i] === expected[i])) {
+    // Contiguous rows (the usual dataset layout): one block copy per row.
+    for (let r = 0; r < indices.length; r++) {
+      const i = indices[r];
+      if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`gatherRows: index ${i} out of range for ${n} rows`);
+      const start = x.offset + i * x.strides[0];
+      out.set(x.data.subarray(start, start + rowSize) as ArrayLike<number>, r * rowSize);
+    }
+  } else {
+    for (let r = 0; r < indices.length; r++) {
+      const i = indices[r];
+      if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`gatherRows: index ${i} out of range for ${n} rows`);
+      const src = ndarray(x.data, rowShape, rowStrides, x.offset + i * x.strides[0]);
+      const dst = compactRow.pick(r, ...new Array<null>(rowShape.length).fill(null));
+      copyStrided(dst, src);
+    }
   }
   const compact = new NDArray(compactRow, x.dtype);
   if (!broadcastAxes.some(Boolean)) return compact;
