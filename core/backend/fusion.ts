@@ -11,7 +11,8 @@ import ndarray from 'ndarray';
 import { debugEnabled } from '../debug.js';
 
 export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
-export type ReduceOp = 'sum' | 'max' | 'min';
+import type { ReduceOp } from './plan.js';
+export type { ReduceOp };
 
 /** Wraps an intermediate so it holds exactly what an array of `dtype` would store. */
 export function storeAs(expr: string, dtype: DType): string {

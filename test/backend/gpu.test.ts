@@ -9,6 +9,7 @@
  * the reason, unless SPIKETRACE_REQUIRE_GPU=1 (set by .ci/run), where that is a failure.
  */
 import t from 'tap';
+import { rng } from './fixtures/rng.js';
 import {
   add,
   array,
@@ -49,16 +50,6 @@ const ATOL = 2e-6;
 const RTOL_LOOSE = 1e-4;
 const ATOL_LOOSE = 1e-5;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function rand(shape: number[], seed: number, scale = 1): NDArray {
   const next = rng(seed);
   const n = shape.reduce((a, c) => a * c, 1);

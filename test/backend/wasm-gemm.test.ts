@@ -8,6 +8,7 @@
  */
 import fc from 'fast-check';
 import t from 'tap';
+import { rng } from './fixtures/rng.js';
 import {
   createWasmGemm,
   gemm,
@@ -35,17 +36,6 @@ interface Operand {
   cols: number;
 }
 
-/** Mulberry32: a tiny seeded generator for the matrix entries (fast-check picks the seed). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = s;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function makeOperand(rows: number, cols: number, layout: Layout, pad: number, extraOffset: number, next: () => number, special = 0): Operand {
   let rowStride: number;

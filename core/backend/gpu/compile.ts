@@ -10,10 +10,11 @@ import { debugEnabled } from '../../debug.js';
 import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../../ir.js';
 import { NDArray } from '../../ndarray.js';
 import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from '../../primitives.js';
-import { contiguousStrides, shapesEqual } from '../../shape.js';
+import { contiguousStrides } from '../../shape.js';
 import { avalOf, literalArray } from '../../trace.js';
 import { cpuKernels } from '../cpu.js';
-import type { ElementwisePrim, ReduceOp } from '../fusion.js';
+import type { ElementwisePrim } from '../fusion.js';
+import { planFusion, REDUCE_OPS } from '../plan.js';
 import { MAX_GPU_INDEX, fusedKernelSource, gpuCode, gpuDtype, lit, matmulKernelSource, type GpuProgram, type InputView } from './codegen.js';
 import { launch, readback, release, upload, uploadBuffer, type DevArray } from './runtime.js';
 
@@ -47,7 +48,6 @@ function finish(ctx: Ctx): void {
   ctx.made.length = 0;
 }
 
-const REDUCE: Partial<Record<Primitive, ReduceOp>> = { reduce_sum: 'sum', reduce_max: 'max', reduce_min: 'min' };
 const sizeOf = (s: readonly number[]): number => s.reduce((a, c) => a * c, 1);
 const fitsGpu = (s: readonly number[]): boolean => sizeOf(s) > 0 && sizeOf(s) < MAX_GPU_INDEX;
 
@@ -171,7 +171,7 @@ export function gpuRun<P extends Primitive>(prim: P, inputs: NDArray[], params: 
         return [readback(out)];
       }
     }
-    const op = REDUCE[prim];
+    const op = REDUCE_OPS[prim];
     if (op && inputs[0].dtype === 'float32' && fitsGpu(inputs[0].shape) && fitsGpu(outAval.shape)) {
       const { axes } = params as PrimParams['reduce_sum'];
       const prog: GpuProgram = { numInputs: 1, lines: [], output: 'v0', reduce: { op, axes } };
@@ -200,14 +200,6 @@ interface Step {
   run: (env: Env, ctx: Ctx) => void;
 }
 
-interface Group {
-  shape: readonly number[];
-  eqns: Eqn[];
-  inputs: Var[];
-  temps: Map<Var, string>;
-  lines: [string, string][];
-  reduce?: { op: ReduceOp; axes: number[]; input: Var; output: Var };
-}
 
 export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) => NDArray[] {
   const slots = new Map<Var, number>();
@@ -218,12 +210,6 @@ export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) =
   };
   jaxpr.constvars.forEach(slotOf);
   jaxpr.invars.forEach(slotOf);
-  const consumers = new Map<Var, number[]>();
-  jaxpr.eqns.forEach((e, i) => {
-    for (const a of e.inputs) if (a instanceof Var) consumers.set(a, [...(consumers.get(a) ?? []), i]);
-  });
-  const outSet = new Set<Var>(jaxpr.outvars.filter((a): a is Var => a instanceof Var));
-  const eqnIndex = new Map<Eqn, number>(jaxpr.eqns.map((e, i) => [e, i]));
   const steps: Step[] = [];
   const read = (a: Atom, env: Env): Val => (a instanceof Literal ? literalArray(a) : (env[slots.get(a)!] as Val));
 
@@ -273,83 +259,50 @@ export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) =
     });
   };
 
-  let group: Group | null = null;
-  const flush = (): void => {
-    const g = group;
-    group = null;
-    if (g === null) return;
-    const members = new Set(g.eqns.map((e) => eqnIndex.get(e)!));
-    const needed = (v: Var): boolean => outSet.has(v) || (consumers.get(v) ?? []).some((c) => !members.has(c));
-    let reduce = g.reduce;
-    let outputs = g.eqns.flatMap((e) => e.outputs).filter(needed);
-    if (reduce && (outputs.length !== 1 || outputs[0] !== reduce.output || needed(reduce.input))) reduce = undefined;
-    let lateReduce: Group['reduce'];
-    if (g.reduce && !reduce) {
-      lateReduce = g.reduce;
-      members.delete(eqnIndex.get(g.eqns[g.eqns.length - 1])!);
-      outputs = g.eqns.slice(0, -1).flatMap((e) => e.outputs).filter(needed);
-    }
-    const names = g.eqns.map((e) => e.prim).join(',');
-    if (reduce) {
-      const prog: GpuProgram = { numInputs: g.inputs.length, lines: g.lines, output: g.temps.get(reduce.input)!, reduce: { op: reduce.op, axes: reduce.axes } };
-      emitProgram(`gpu fused[${names}]`, prog, g.shape, g.inputs, reduce.output);
-    } else {
-      for (const v of outputs) emitProgram(`gpu fused[${names}] -> ${g.temps.get(v)}`, { numInputs: g.inputs.length, lines: g.lines, output: g.temps.get(v)! }, g.shape, g.inputs, v);
-    }
-    if (lateReduce) {
-      const prog: GpuProgram = { numInputs: 1, lines: [], output: 'v0', reduce: { op: lateReduce.op, axes: lateReduce.axes } };
-      emitProgram(`gpu reduce_${lateReduce.op}`, prog, lateReduce.input.aval.shape, [lateReduce.input], lateReduce.output);
-    }
+  // One literal broadcast to a shape: inlined into the kernels that read it.
+  const literalVars = new Map<Var, Literal>();
+  for (const e of jaxpr.eqns) if (e.prim === 'broadcast_to' && e.inputs[0] instanceof Literal) literalVars.set(e.outputs[0], e.inputs[0]);
+  const literalCode = (a: Var): string | null => {
+    const l = literalVars.get(a);
+    return l === undefined ? null : lit(l.value);
   };
-  const producedInGroup = (a: Atom): boolean => group !== null && a instanceof Var && group.temps.has(a);
+  const plan = planFusion(jaxpr, {
+    fusible: (e) =>
+      fitsGpu(e.outputs[0].aval.shape) &&
+      e.inputs.every((a) => !(a instanceof Var) || !literalVars.has(a) || literalCode(a) !== null) &&
+      eqnCode(e.prim, e.inputs, e.outputs[0].aval.dtype, e.params, () => 'x') !== null,
+    reducible: (e) => e.inputs[0].aval.dtype === 'float32' && fitsGpu(e.inputs[0].aval.shape) && fitsGpu(e.outputs[0].aval.shape),
+  });
+  const reducible = (e: Eqn): boolean => e.inputs[0].aval.dtype === 'float32' && fitsGpu(e.inputs[0].aval.shape) && fitsGpu(e.outputs[0].aval.shape);
 
-  for (const e of jaxpr.eqns) {
-    const out = e.outputs[0];
-    if (ELEMENTWISE.has(e.prim) && fitsGpu(out.aval.shape)) {
-      const shape = out.aval.shape;
-      const fresh = group === null || group.reduce !== undefined || !shapesEqual(group.shape, shape);
-      const g: Group = fresh ? { shape, eqns: [], inputs: [], temps: new Map(), lines: [] } : group!;
-      const before = g.inputs.length;
-      const code = eqnCode(e.prim, e.inputs, out.aval.dtype, e.params, (a) => {
-        const t = g.temps.get(a);
-        if (t !== undefined) return t;
-        let i = g.inputs.indexOf(a);
-        if (i < 0) i = g.inputs.push(a) - 1;
-        return `v${i}`;
+  for (const item of plan.items) {
+    if (item.kind === 'group') {
+      const g = item.group;
+      const temps = new Map<Var, string>();
+      const lines: [string, string][] = g.eqns.map((e, k) => {
+        const code = eqnCode(e.prim, e.inputs, e.outputs[0].aval.dtype, e.params, (a) => literalCode(a) ?? temps.get(a) ?? `v${g.inputs.indexOf(a)}`)!;
+        temps.set(e.outputs[0], `t${k}`);
+        return [`t${k}`, code];
       });
-      if (code !== null) {
-        if (fresh) {
-          flush();
-          group = g;
-        }
-        const name = `t${g.temps.size}`;
-        g.lines.push([name, code]);
-        g.temps.set(out, name);
-        g.eqns.push(e);
-        continue;
+      const names = g.eqns.map((e) => e.prim).join(',');
+      const r = g.reduce;
+      if (r) {
+        const prog: GpuProgram = { numInputs: g.inputs.length, lines, output: temps.get(r.input)!, reduce: { op: r.op, axes: r.axes } };
+        emitProgram(`gpu fused[${names},reduce_${r.op}]`, prog, r.input.aval.shape, g.inputs, r.output);
+      } else {
+        // gpu.js kernels have one output: one program per value the group writes out.
+        for (const v of g.outputs) emitProgram(`gpu fused[${names}] -> ${temps.get(v)}`, { numInputs: g.inputs.length, lines, output: temps.get(v)! }, g.shape, g.inputs, v);
       }
-      g.inputs.length = before;
-    }
-    const op = REDUCE[e.prim];
-    if (op && e.inputs[0].aval.dtype === 'float32' && fitsGpu(e.inputs[0].aval.shape) && fitsGpu(out.aval.shape)) {
-      const axes = (e.params as { axes: number[] }).axes;
-      if (producedInGroup(e.inputs[0]) && group !== null && !group.reduce) {
-        group.reduce = { op, axes, input: e.inputs[0] as Var, output: out };
-        group.eqns.push(e);
-        flush();
-        continue;
-      }
-      flush();
-      emitProgram(`gpu reduce_${op}`, { numInputs: 1, lines: [], output: 'v0', reduce: { op, axes } }, e.inputs[0].aval.shape, [e.inputs[0]], out);
       continue;
     }
-    if (VIEW_OPS.has(e.prim)) {
-      if (producedInGroup(e.inputs[0])) flush();
+    const e = item.eqn;
+    const out = e.outputs[0];
+    const op = REDUCE_OPS[e.prim];
+    if (op && reducible(e)) {
+      emitProgram(`gpu reduce_${op}`, { numInputs: 1, lines: [], output: 'v0', reduce: { op, axes: (e.params as { axes: number[] }).axes } }, e.inputs[0].aval.shape, [e.inputs[0]], out);
+    } else if (VIEW_OPS.has(e.prim)) {
       emitView(e);
-      continue;
-    }
-    flush();
-    if (e.prim === 'matmul' && out.aval.dtype === 'float32' && e.inputs.every((a) => fitsGpu(a.aval.shape)) && fitsGpu(out.aval.shape)) {
+    } else if (e.prim === 'matmul' && out.aval.dtype === 'float32' && e.inputs.every((a) => fitsGpu(a.aval.shape)) && fitsGpu(out.aval.shape)) {
       const [a, b] = e.inputs;
       const outSlot = slotOf(out);
       steps.push({
@@ -360,11 +313,10 @@ export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) =
           env[outSlot] = d;
         },
       });
-      continue;
+    } else {
+      emitCpu(e);
     }
-    emitCpu(e);
   }
-  flush();
 
   if (debugEnabled('plan')) console.error(`[spiketrace gpujs plan]\n${printJaxpr(jaxpr)}\n${steps.map((s) => '  ' + s.describe).join('\n')}`);
   const nSlots = slots.size;

@@ -87,15 +87,20 @@ export function upload(x: NDArray): DevArray {
   const bAxes = x.shape.map((d, i) => d > 1 && x.strides[i] === 0);
   const compactShape = x.shape.map((d, i) => (bAxes[i] ? 1 : d));
   const compact = bAxes.some(Boolean) ? new NDArray(x.nd.hi(...compactShape), x.dtype) : x;
-  const flat = compact.toTyped();
-  const data = flat instanceof Float32Array ? flat : Float32Array.from(flat as ArrayLike<number>);
+  const { tex, size } = uploadFlat(compact.toTyped());
+  const strides = contiguousStrides(compactShape).map((s, i) => (bAxes[i] ? 0 : s));
+  return { tex, bufSize: size, shape: x.shape.slice(), strides, offset: 0, dtype: x.dtype };
+}
+
+/** Uploads flat values as a float32 texture (one texel at least) and counts the transfer. */
+function uploadFlat(values: ArrayLike<number>): { tex: Texture; size: number } {
+  const data = values instanceof Float32Array ? values : Float32Array.from(values);
   const size = Math.max(1, data.length);
   const k = kernelFor(UPLOAD_SOURCE, size);
   const tex = k(data.length ? data : new Float32Array(1)) as unknown as Texture;
   stats.uploads++;
   stats.uploadBytes += data.byteLength;
-  const strides = contiguousStrides(compactShape).map((s, i) => (bAxes[i] ? 0 : s));
-  return { tex, bufSize: size, shape: x.shape.slice(), strides, offset: 0, dtype: x.dtype };
+  return { tex, size };
 }
 
 /**
@@ -103,13 +108,7 @@ export function upload(x: NDArray): DevArray {
  * transpose, an input and its reshape) shares one texture; the result has the view's strides.
  */
 export function uploadBuffer(x: NDArray): DevArray {
-  const src = x.data;
-  const data = src instanceof Float32Array ? src : Float32Array.from(src as ArrayLike<number>);
-  const size = Math.max(1, data.length);
-  const k = kernelFor(UPLOAD_SOURCE, size);
-  const tex = k(data.length ? data : new Float32Array(1)) as unknown as Texture;
-  stats.uploads++;
-  stats.uploadBytes += data.byteLength;
+  const { tex, size } = uploadFlat(x.data);
   return { tex, bufSize: size, shape: x.shape.slice(), strides: x.strides.slice(), offset: x.offset, dtype: x.dtype };
 }
 

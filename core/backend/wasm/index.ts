@@ -203,17 +203,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
         wasm.packCopyA(sBase, 4 * m, aBase, k, mPanels, aPanel);
       } else {
         // Any other strides (broadcast rows, strided slices): gather element by element.
-        const a0 = aBase >> 2;
-        for (let i = 0; i < mPad; i++) {
-          const r = i % MR;
-          let d = a0 + (i - r) * k + r;
-          if (i >= m) {
-            for (let p = 0; p < k; p++, d += MR) h[d] = 0;
-            continue;
-          }
-          let s = aOffset + i * aRowStride;
-          for (let p = 0; p < k; p++, d += MR, s += aColStride) h[d] = A[s];
-        }
+        gatherPanels(h, aBase >> 2, A, aOffset, aRowStride, aColStride, m, mPad, k, MR);
       }
     }
 
@@ -227,17 +217,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       copyLines(h, bScratch >> 2, B, bOffset, bColStride, n, k);
       wasm.packInterleaveB(bScratch, 4 * k, bBase, n, k, bPanel);
     } else {
-      const b0 = bBase >> 2;
-      for (let j = 0; j < nPad; j++) {
-        const c = j % NR;
-        let d = b0 + (j - c) * k + c;
-        if (j >= n) {
-          for (let p = 0; p < k; p++, d += NR) h[d] = 0;
-          continue;
-        }
-        let s = bOffset + j * bColStride;
-        for (let p = 0; p < k; p++, d += NR, s += bRowStride) h[d] = B[s];
-      }
+      gatherPanels(h, bBase >> 2, B, bOffset, bColStride, bRowStride, n, nPad, k, NR);
     }
 
     const ldc = nPad * 4;
@@ -269,6 +249,24 @@ let defaultGemm: GemmF32 | null | undefined;
 function getDefault(): GemmF32 | null {
   if (defaultGemm === undefined) defaultGemm = createWasmGemm();
   return defaultGemm;
+}
+
+/**
+ * Packs `lines` strided lines of `k` elements (line i starts at offset + i * lineStride, elements
+ * elemStride apart) into panels of `width` interleaved lines, zero-filling up to `linesPad`: the
+ * layout the micro-kernel reads, for operands whose strides the in-WASM packers do not cover.
+ */
+function gatherPanels(h: Float32Array, base: number, src: Float32Array, offset: number, lineStride: number, elemStride: number, lines: number, linesPad: number, k: number, width: number): void {
+  for (let i = 0; i < linesPad; i++) {
+    const r = i % width;
+    let d = base + (i - r) * k + r;
+    if (i >= lines) {
+      for (let p = 0; p < k; p++, d += width) h[d] = 0;
+      continue;
+    }
+    let s = offset + i * lineStride;
+    for (let p = 0; p < k; p++, d += width, s += elemStride) h[d] = src[s];
+  }
 }
 
 /**
