@@ -3,16 +3,25 @@
  * generated JS loops and kernel calls, then runs it with a slot array, releasing each
  * intermediate after its last use.
  */
-import { debugEnabled } from '../debug.js';
+import { debugEnabled, profileRecord } from '../debug.js';
 import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
 import type { NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import { literalArray } from '../trace.js';
 import { elementwiseCode, runFused, storeAs, type ElementwisePrim, type FusedProgram } from './fusion.js';
 import { planFusion, type FusionGroup } from './plan.js';
+import { runWasmFused, wasmFusedSpec } from './wasm/elementwise.js';
+import { giveBuffer, recyclable } from './pool.js';
+import type { TypedArray } from '../dtype.js';
+
+/**
+ * Fewest elements for which a float32 group runs as WebAssembly SIMD rather than a JS loop
+ * (below it the copies and the call cost more than the loop; measured with npm run bench:kernels).
+ */
+const WASM_ELEMENTWISE_MIN = 64;
 
 type KernelTable = { [P in Primitive]: (inputs: NDArray[], params: PrimParams[P]) => NDArray[] };
-type Step = { run: (env: (NDArray | undefined)[]) => void; describe: string; reads: number[]; release: number[] };
+type Step = { run: (env: (NDArray | undefined)[]) => void; describe: string; reads: number[]; writes: number[]; release: number[] };
 
 
 export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArray[], args: NDArray[]) => NDArray[] {
@@ -38,6 +47,7 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     steps.push({
       describe: e.prim,
       reads: inputs.filter((a): a is Var => a instanceof Var).map(slotOf),
+      writes: outSlots,
       release: [],
       run: (env) => {
         const outs = kernel(
@@ -69,16 +79,16 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     const inSlots = g.inputs.map(slotOf);
     const outSlots = g.outputs.map(slotOf);
     const shape = r ? r.input.aval.shape : g.shape;
+    const size = shape.reduce((a, c) => a * c, 1);
+    const wasmSpec = r || size < WASM_ELEMENTWISE_MIN ? null : wasmFusedSpec(g.eqns, g.inputs, g.outputs, plan.literalOf);
     steps.push({
-      describe: `fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}` : ''}]`,
+      describe: `${wasmSpec ? 'wasm-' : ''}fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}` : ''}]`,
       reads: inSlots,
+      writes: outSlots,
       release: [],
       run: (env) => {
-        const outs = runFused(
-          prog,
-          inSlots.map((sl) => env[sl] as NDArray),
-          shape,
-        );
+        const ins = inSlots.map((sl) => env[sl] as NDArray);
+        const outs = (wasmSpec && runWasmFused(wasmSpec, ins, shape)) || runFused(prog, ins, shape);
         for (let i = 0; i < outSlots.length; i++) env[outSlots[i]] = outs[i];
       },
     });
@@ -100,13 +110,40 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
   const outAtoms = jaxpr.outvars;
   if (debugEnabled('plan')) console.error(`[spiketrace plan]\n${printJaxpr(jaxpr)}\n${steps.map((s) => '  ' + s.describe).join('\n')}`);
   const nSlots = slots.size;
+  const profile = debugEnabled('profile');
+  // Buffers are recycled by reference count over the live slots: a view (reshape, transpose,
+  // broadcast) shares its source's buffer, so a buffer goes back to the pool only when the last
+  // slot holding it is released; buffers of inputs, constants and outputs are never released.
+  const writes = steps.map((st) => st.writes);
   return (consts, args) => {
     const env = new Array<NDArray | undefined>(nSlots);
+    const live = new Map<TypedArray, number>();
+    const hold = (x: NDArray | undefined): void => {
+      if (x !== undefined && recyclable(x.data)) live.set(x.data, (live.get(x.data) ?? 0) + 1);
+    };
     jaxpr.constvars.forEach((v, i) => (env[slots.get(v)!] = consts[i]));
     jaxpr.invars.forEach((v, i) => (env[slots.get(v)!] = args[i]));
-    for (const s of steps) {
-      s.run(env);
-      for (const r of s.release) env[r] = undefined;
+    // Caller-owned buffers count once more so that they are never given back.
+    for (const x of env) hold(x);
+    for (let k = 0; k < steps.length; k++) {
+      const s = steps[k];
+      if (profile) {
+        const t0 = performance.now();
+        s.run(env);
+        profileRecord(s.describe, performance.now() - t0);
+      } else s.run(env);
+      for (const w of writes[k]) hold(env[w]);
+      for (const r of s.release) {
+        const x = env[r];
+        env[r] = undefined;
+        if (x === undefined || !recyclable(x.data)) continue;
+        const n = live.get(x.data)! - 1;
+        if (n > 0) live.set(x.data, n);
+        else {
+          live.delete(x.data);
+          giveBuffer(x.data, x.dtype);
+        }
+      }
     }
     return outAtoms.map((a) => read(a, env));
   };

@@ -9,6 +9,7 @@ import type { ComparePrim, BinaryPrim, UnaryPrim, PrimParams } from '../primitiv
 import { contiguousStrides } from '../shape.js';
 import ndarray from 'ndarray';
 import { debugEnabled } from '../debug.js';
+import { takeBuffer } from './pool.js';
 
 export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
 import type { ReduceOp } from './plan.js';
@@ -152,7 +153,7 @@ function getKernel(prog: FusedProgram, rank: number, innerRank: number): KernelF
  * Merges adjacent axes that every operand walks contiguously, and drops size-1 axes, so the usual
  * cases (all contiguous; one broadcast operand) run as one or two flat loops.
  */
-function coalesce(shape: number[], strides: number[][]): { shape: number[]; strides: number[][] } {
+export function coalesce(shape: number[], strides: number[][]): { shape: number[]; strides: number[][] } {
   const keep = shape.map((d) => d !== 1);
   let outShape: number[] = [];
   let outStrides: number[][] = strides.map(() => []);
@@ -184,7 +185,8 @@ export function runFused(prog: FusedProgram, inputs: readonly NDArray[], shape: 
   const order = [...kept, ...axes];
   const outShape = kept.map((i) => shape[i]);
   const outSize = outShape.reduce((a, c) => a * c, 1);
-  const outs = prog.outDtypes.map((dt) => allocate(dt, outSize));
+  // Every output element is written (a reduction writes each kept position once).
+  const outs = prog.outDtypes.map((dt) => takeBuffer(dt, outSize));
   const totalSize = shape.reduce((a, c) => a * c, 1);
   if (totalSize === 0) {
     if (prog.reduce && prog.reduce.op !== 'sum') throw new Error(`reduce_${prog.reduce.op}: reduction over an empty axis`);

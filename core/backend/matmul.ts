@@ -8,6 +8,7 @@ import { allocate, type TypedArray } from '../dtype.js';
 import { NDArray } from '../ndarray.js';
 import { contiguousStrides } from '../shape.js';
 import { gemm as wasmGemm, matmulBackendName } from './wasm/index.js';
+import { takeBuffer } from './pool.js';
 
 /** Columns of B per block: keeps a block of output rows and B rows in L1/L2. */
 const BLOCK_N = 256;
@@ -19,8 +20,9 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
   const n = b.shape[r - 1];
   const batchShape = a.shape.slice(0, r - 2);
   const batch = batchShape.reduce((p, c) => p * c, 1);
-  const out = allocate(a.dtype, batch * m * n);
   if (a.dtype === 'float32' && matmulBackendName() === 'wasm-simd') {
+    // The SIMD kernel writes every element of C and never reads it.
+    const out = takeBuffer('float32', batch * m * n);
     // WebAssembly SIMD kernel: any strides, IEEE semantics, ~50x the JS loop here.
     forEachBatch(batchShape, (t, idx) => {
       let ao = a.offset;
@@ -34,6 +36,7 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
     const shape = [...batchShape, m, n];
     return new NDArray(ndarray(out, shape, contiguousStrides(shape), 0), a.dtype);
   }
+  const out = allocate(a.dtype, batch * m * n);
   // B must be row-contiguous for the streaming loops; copy it otherwise (it is the smaller operand
   // in every use here: weights, or a gradient block).
   let bv = b;

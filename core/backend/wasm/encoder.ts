@@ -175,7 +175,38 @@ export class Code {
   f32x4Mul(): this {
     return this.simd(0xe6);
   }
+  /** v128.const with four f32 lanes of `value` (rounded to float32). */
+  f32x4Const(value: number): this {
+    const lane = new Uint8Array(new Float32Array([value]).buffer);
+    return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
+  }
+  /** Any instruction of the SIMD table by its sub-opcode (see SIMD_OP). */
+  simdOp(sub: number): this {
+    return this.simd(sub);
+  }
 }
+
+/** Sub-opcodes of the 0xfd-prefixed SIMD instructions used by the generated elementwise kernels. */
+export const SIMD_OP = {
+  f32x4Eq: 0x41,
+  f32x4Ne: 0x42,
+  f32x4Lt: 0x43,
+  f32x4Gt: 0x44,
+  f32x4Le: 0x45,
+  f32x4Ge: 0x46,
+  v128Not: 0x4d,
+  v128And: 0x4e,
+  v128Or: 0x50,
+  v128Bitselect: 0x52,
+  f32x4Floor: 0x68,
+  f32x4Abs: 0xe0,
+  f32x4Neg: 0xe1,
+  f32x4Sqrt: 0xe3,
+  f32x4Add: 0xe4,
+  f32x4Sub: 0xe5,
+  f32x4Mul: 0xe6,
+  f32x4Div: 0xe7,
+} as const;
 
 export interface FuncDef {
   name?: string;
@@ -186,12 +217,17 @@ export interface FuncDef {
   body: Code;
 }
 
-/** Encodes a module with one exported, growable memory ("memory") and the given functions. */
-export function encodeModule(funcs: FuncDef[], memoryPages = 1): Uint8Array<ArrayBuffer> {
+/**
+ * Encodes a module with the given functions and one growable memory: its own, exported as
+ * "memory" (`memoryPages` initial pages), or, with `importMemory`, one imported as "env"."memory"
+ * so that several generated modules can share one memory.
+ */
+export function encodeModule(funcs: FuncDef[], memoryPages = 1, importMemory = false): Uint8Array<ArrayBuffer> {
   const typeSec = vec(funcs.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))]));
   const funcSec = vec(funcs.map((_, i) => uleb(i)));
   const memSec = vec([[0x00, ...uleb(memoryPages)]]);
-  const exports: number[][] = [[...str('memory'), 0x02, 0x00]];
+  const importSec = vec([[...str('env'), ...str('memory'), 0x02, 0x00, ...uleb(memoryPages)]]);
+  const exports: number[][] = importMemory ? [] : [[...str('memory'), 0x02, 0x00]];
   funcs.forEach((f, i) => {
     if (f.name) exports.push([...str(f.name), 0x00, ...uleb(i)]);
   });
@@ -211,8 +247,9 @@ export function encodeModule(funcs: FuncDef[], memoryPages = 1): Uint8Array<Arra
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, typeSec),
+    ...(importMemory ? section(2, importSec) : []),
     ...section(3, funcSec),
-    ...section(5, memSec),
+    ...(importMemory ? [] : section(5, memSec)),
     ...section(7, vec(exports)),
     ...section(10, codeSec),
   ]);

@@ -1,0 +1,322 @@
+/**
+ * Fused float32 elementwise groups as WebAssembly 128-bit SIMD kernels, generated at run time from
+ * the fusion plan (one small module per group and operand layout, all sharing one linear memory).
+ *
+ * Why: on V8 a generated JS loop pays a float64 <-> float32 conversion around every operation
+ * (`Math.fround`), so an Adam update over 100k parameters costs ~13 ns per element here; the same
+ * program in f32x4 lanes costs a small fraction of that, and copying the operands into the
+ * module's memory and the results out (TypedArray.set / slice: memcpy) is cheap beside it.
+ *
+ * Exactness: every supported operation is one IEEE float32 operation in both paths (JS computes
+ * + - * / sqrt in float64 and rounds once, which equals the float32 result for these operations),
+ * comparisons and selects are bit manipulations, and maximum/minimum are built from compares and
+ * selects with the JS path's NaN and signed-zero rules. So a group gives bit-identical results
+ * on either path (NaN payloads aside); test/backend/wasm-elementwise.test.ts checks it on random
+ * programs, layouts and special values. Groups with other dtypes or with operations WebAssembly
+ * has no instruction for (exp, log, tanh, logistic, pow) stay on the JS path.
+ *
+ * Layouts: after merging axes (fusion.ts `coalesce`) an iteration space of rank <= 2 (rows x
+ * cols) runs here; each operand is copied in as a contiguous block, one broadcast row, a column
+ * of per-row scalars, or one scalar; anything else (rank 3+ after merging) returns null and the
+ * caller runs its JS loop. Rows are processed in order with whole 4-lane vectors, so a row whose
+ * length is not a multiple of 4 writes a few lanes into the next row's start, which that row then
+ * overwrites (every buffer is padded by one vector).
+ */
+import { Literal, Var, type Atom, type Eqn } from '../../ir.js';
+import { NDArray } from '../../ndarray.js';
+import { contiguousStrides } from '../../shape.js';
+import ndarray from 'ndarray';
+import { Code, I32, SIMD_OP, V128, encodeModule, type ValType } from './encoder.js';
+import { wasmSimdAvailable } from './index.js';
+import { coalesce } from '../fusion.js';
+import { takeBuffer } from '../pool.js';
+
+/** An operand of a fused equation: a group input, an earlier equation's result, or a literal. */
+export type WasmOperand = { readonly input: number } | { readonly temp: number } | { readonly literal: number };
+/** A value in the kernel: float32 lanes, or a lane mask (the bool dtype). */
+type LaneType = 'f32' | 'mask';
+
+export interface WasmFusedEqn {
+  readonly op: WasmOp;
+  readonly args: readonly WasmOperand[];
+}
+type WasmOp =
+  | 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min'
+  | 'neg' | 'abs' | 'sqrt' | 'floor' | 'sign'
+  | 'lt' | 'le' | 'gt' | 'ge' | 'eq' | 'ne'
+  | 'where' | 'copy' | 'maskToF32' | 'f32ToMask';
+
+/** A fused group in the form the WebAssembly generator takes (see `wasmFusedSpec`). */
+export interface WasmFusedSpec {
+  readonly numInputs: number;
+  readonly eqns: readonly WasmFusedEqn[];
+  /** Temps written out, in order. */
+  readonly outputs: readonly number[];
+}
+
+const F32_BINARY: Partial<Record<string, WasmOp>> = { add: 'add', sub: 'sub', mul: 'mul', div: 'div', max: 'max', min: 'min' };
+const F32_UNARY: Partial<Record<string, WasmOp>> = { neg: 'neg', abs: 'abs', sqrt: 'sqrt', floor: 'floor', sign: 'sign' };
+const COMPARES: Partial<Record<string, WasmOp>> = { lt: 'lt', le: 'le', gt: 'gt', ge: 'ge', eq: 'eq', ne: 'ne' };
+
+/**
+ * Translates a fused group (its equations in order, the vars it reads, the vars it writes, and the
+ * literal each broadcast-literal var stands for) to a WasmFusedSpec; null when the group needs
+ * something this generator does not do (a dtype other than float32 at the boundary, float64 or
+ * integer intermediates, exp/log/tanh/logistic/pow, a literal float32 cannot hold exactly).
+ */
+export function wasmFusedSpec(
+  eqns: readonly Eqn[],
+  inputs: readonly Var[],
+  outputs: readonly Var[],
+  literalOf: (a: Atom) => Literal | undefined,
+): WasmFusedSpec | null {
+  if (inputs.some((v) => v.aval.dtype !== 'float32') || outputs.some((v) => v.aval.dtype !== 'float32')) return null;
+  const temps = new Map<Var, number>();
+  const types: LaneType[] = [];
+  const out: WasmFusedEqn[] = [];
+  const operand = (a: Atom): { o: WasmOperand; t: LaneType } | null => {
+    const lit = literalOf(a);
+    if (lit !== undefined) return lit.dtype === 'float32' && Math.fround(lit.value) === lit.value ? { o: { literal: lit.value }, t: 'f32' } : null;
+    const v = a as Var;
+    const k = temps.get(v);
+    if (k !== undefined) return { o: { temp: k }, t: types[k] };
+    const i = inputs.indexOf(v);
+    return i >= 0 ? { o: { input: i }, t: 'f32' } : null;
+  };
+  for (const e of eqns) {
+    const args = e.inputs.map(operand);
+    if (args.some((x) => x === null)) return null;
+    const a = args as { o: WasmOperand; t: LaneType }[];
+    const outDtype = e.outputs[0].aval.dtype;
+    const allF32 = a.every((x) => x.t === 'f32');
+    let op: WasmOp | undefined;
+    let t: LaneType | undefined;
+    if (F32_BINARY[e.prim] && allF32 && outDtype === 'float32') [op, t] = [F32_BINARY[e.prim], 'f32'];
+    else if (F32_UNARY[e.prim] && allF32 && outDtype === 'float32') [op, t] = [F32_UNARY[e.prim], 'f32'];
+    else if (COMPARES[e.prim] && allF32) [op, t] = [COMPARES[e.prim], 'mask'];
+    else if (e.prim === 'where' && a[0].t === 'mask' && a[1].t === 'f32' && a[2].t === 'f32') [op, t] = ['where', 'f32'];
+    else if (e.prim === 'stop_gradient') [op, t] = ['copy', a[0].t];
+    else if (e.prim === 'cast' && outDtype === 'float32') [op, t] = a[0].t === 'f32' ? ['copy', 'f32'] : ['maskToF32', 'f32'];
+    else if (e.prim === 'cast' && outDtype === 'bool') [op, t] = a[0].t === 'f32' ? ['f32ToMask', 'mask'] : ['copy', 'mask'];
+    if (op === undefined || t === undefined) return null;
+    temps.set(e.outputs[0], out.length);
+    types.push(t);
+    out.push({ op, args: a.map((x) => x.o) });
+  }
+  const outTemps = outputs.map((v) => temps.get(v));
+  if (outTemps.some((k) => k === undefined || types[k] !== 'f32')) return null;
+  return { numInputs: inputs.length, eqns: out, outputs: outTemps as number[] };
+}
+
+/** How an operand is laid out in the module's memory for one call. */
+type Layout = 'vector' | 'splat';
+
+/**
+ * The kernel's signature: (rows, vectorsPerRow, outRowBytes, [inPtr, inRowStrideBytes] per input,
+ * outPtr per output). Splat inputs hold one value per row (read once per row).
+ */
+function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Array<ArrayBuffer> {
+  const nIn = spec.numInputs;
+  const nOut = spec.outputs.length;
+  const ROWS = 0;
+  const VECS = 1;
+  const OUT_ROW = 2;
+  const inPtr = (i: number) => 3 + 2 * i;
+  const inStride = (i: number) => 4 + 2 * i;
+  const outPtr = (j: number) => 3 + 2 * nIn + j;
+  const params: ValType[] = [I32, I32, I32, ...new Array<ValType>(2 * nIn + nOut).fill(I32)];
+  let next = params.length;
+  const R = next++;
+  const C = next++;
+  const p = Array.from({ length: nIn }, () => next++);
+  const q = Array.from({ length: nOut }, () => next++);
+  const val = Array.from({ length: nIn }, () => next++);
+  const tmp = spec.eqns.map(() => next++);
+  const locals: ValType[] = [...new Array<ValType>(2 + nIn + nOut).fill(I32), ...new Array<ValType>(nIn + spec.eqns.length).fill(V128)];
+
+  const f = new Code();
+  const push = (o: WasmOperand): void => {
+    if ('input' in o) f.get(val[o.input]);
+    else if ('temp' in o) f.get(tmp[o.temp]);
+    else f.f32x4Const(o.literal);
+  };
+  const op = (sub: number) => f.simdOp(sub);
+  f.loop(); // rows
+  f.i32(0).set(C);
+  for (let i = 0; i < nIn; i++) {
+    if (layouts[i] === 'vector') f.get(inPtr(i)).set(p[i]);
+    else f.get(inPtr(i)).v128Load32Splat().set(val[i]);
+  }
+  for (let j = 0; j < nOut; j++) f.get(outPtr(j)).set(q[j]);
+  f.loop(); // vectors of the row
+  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).v128Load(0, 0).set(val[i]);
+  spec.eqns.forEach((e, k) => {
+    const [a, b, c] = e.args;
+    switch (e.op) {
+      case 'add': case 'sub': case 'mul': case 'div':
+        push(a); push(b);
+        op({ add: SIMD_OP.f32x4Add, sub: SIMD_OP.f32x4Sub, mul: SIMD_OP.f32x4Mul, div: SIMD_OP.f32x4Div }[e.op]);
+        break;
+      case 'lt': case 'le': case 'gt': case 'ge': case 'eq': case 'ne':
+        push(a); push(b);
+        op({ lt: SIMD_OP.f32x4Lt, le: SIMD_OP.f32x4Le, gt: SIMD_OP.f32x4Gt, ge: SIMD_OP.f32x4Ge, eq: SIMD_OP.f32x4Eq, ne: SIMD_OP.f32x4Ne }[e.op]);
+        break;
+      case 'max': case 'min':
+        // (a > b || a != a) ? a : b, the JS path's NaN-propagating rule (f32x4.max differs on signed zeros).
+        push(a); push(b);
+        push(a); push(b); op(e.op === 'max' ? SIMD_OP.f32x4Gt : SIMD_OP.f32x4Lt);
+        push(a); push(a); op(SIMD_OP.f32x4Ne); op(SIMD_OP.v128Or);
+        op(SIMD_OP.v128Bitselect);
+        break;
+      case 'neg': case 'abs': case 'sqrt': case 'floor':
+        push(a);
+        op({ neg: SIMD_OP.f32x4Neg, abs: SIMD_OP.f32x4Abs, sqrt: SIMD_OP.f32x4Sqrt, floor: SIMD_OP.f32x4Floor }[e.op]);
+        break;
+      case 'sign':
+        // Math.sign: 1 where a > 0, -1 where a < 0, else a itself (keeps -0, +0 and NaN).
+        f.f32x4Const(-1);
+        f.f32x4Const(1); push(a); push(a); f.v128Zero(); op(SIMD_OP.f32x4Gt); op(SIMD_OP.v128Bitselect);
+        push(a); f.v128Zero(); op(SIMD_OP.f32x4Lt); op(SIMD_OP.v128Bitselect);
+        break;
+      case 'where':
+        push(b); push(c); push(a); op(SIMD_OP.v128Bitselect);
+        break;
+      case 'copy':
+        push(a);
+        break;
+      case 'maskToF32':
+        push(a); f.f32x4Const(1); op(SIMD_OP.v128And);
+        break;
+      case 'f32ToMask':
+        // NaN counts as true, as in the JS path (a != 0 is true for NaN).
+        push(a); f.v128Zero(); op(SIMD_OP.f32x4Ne);
+        break;
+    }
+    f.set(tmp[k]);
+  });
+  for (let j = 0; j < nOut; j++) f.get(q[j]).get(tmp[spec.outputs[j]]).v128Store(0, 0);
+  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).i32(16).add().set(p[i]);
+  for (let j = 0; j < nOut; j++) f.get(q[j]).i32(16).add().set(q[j]);
+  f.get(C).i32(1).add().tee(C).get(VECS).ltU().brIf(0);
+  f.end();
+  for (let i = 0; i < nIn; i++) f.get(inPtr(i)).get(inStride(i)).add().set(inPtr(i));
+  for (let j = 0; j < nOut; j++) f.get(outPtr(j)).get(OUT_ROW).add().set(outPtr(j));
+  f.get(R).i32(1).add().tee(R).get(ROWS).ltU().brIf(0);
+  f.end();
+  return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, true);
+}
+
+type KernelFn = (...args: number[]) => void;
+
+const PAGE = 65536;
+let memory: WebAssembly.Memory | null = null;
+let heap = new Float32Array(0);
+const kernels = new Map<string, KernelFn>();
+const specKeys = new WeakMap<WasmFusedSpec, string>();
+export const wasmElementwiseStats = { compiled: 0, calls: 0 };
+
+export type ElementwiseBackend = 'wasm-simd' | 'js';
+let choice: ElementwiseBackend | 'auto' = 'auto';
+
+/** Chooses where fused float32 elementwise groups run ('auto': WebAssembly SIMD where available). */
+export function setElementwiseBackend(c: ElementwiseBackend | 'auto'): void {
+  choice = c;
+}
+
+/** Where eligible fused float32 elementwise groups run now. */
+export function elementwiseBackendName(): ElementwiseBackend {
+  return choice !== 'js' && wasmSimdAvailable() ? 'wasm-simd' : 'js';
+}
+
+function ensureBytes(bytes: number): void {
+  if (memory === null) memory = new WebAssembly.Memory({ initial: Math.max(16, Math.ceil(bytes / PAGE)) });
+  const have = memory.buffer.byteLength;
+  if (bytes > have) memory.grow(Math.max(Math.ceil(bytes / PAGE) - have / PAGE, have / PAGE));
+  if (heap.buffer !== memory.buffer) heap = new Float32Array(memory.buffer);
+}
+
+function kernelFor(spec: WasmFusedSpec, layouts: readonly Layout[]): KernelFn {
+  let sk = specKeys.get(spec);
+  if (sk === undefined) {
+    sk = JSON.stringify(spec);
+    specKeys.set(spec, sk);
+  }
+  const key = `${layouts.map((l) => l[0]).join('')}|${sk}`;
+  let fn = kernels.get(key);
+  if (fn === undefined) {
+    ensureBytes(PAGE);
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(kernelBytes(spec, layouts)), { env: { memory: memory! } });
+    fn = instance.exports.run as KernelFn;
+    kernels.set(key, fn);
+    wasmElementwiseStats.compiled++;
+  }
+  return fn;
+}
+
+/** Float offset of each operand's block and how the kernel walks it. */
+interface Placement {
+  layout: Layout;
+  at: number;
+  rowStrideBytes: number;
+  floats: number;
+}
+
+/**
+ * Runs `spec` over inputs of equal logical `shape` (strided views, broadcasts included) and
+ * returns its outputs as fresh contiguous float32 arrays; null when WebAssembly SIMD is off or
+ * unavailable, or the layout has more than two axes after merging (the caller's JS loop then runs).
+ */
+export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[]): NDArray[] | null {
+  if (elementwiseBackendName() !== 'wasm-simd') return null;
+  const size = shape.reduce((a, c) => a * c, 1);
+  if (size === 0) return null;
+  const merged = coalesce([...shape], inputs.map((x) => [...x.strides]));
+  const rank = merged.shape.length;
+  if (rank > 2) return null;
+  const rows = rank === 2 ? merged.shape[0] : 1;
+  const cols = rank === 0 ? 1 : merged.shape[rank - 1];
+  const vecs = Math.ceil(cols / 4);
+  let used = 0;
+  const reserve = (floats: number): number => {
+    const at = used;
+    used += Math.ceil(floats / 4) * 4 + 4; // one vector of padding for the last row's over-run
+    return at;
+  };
+  const placements: Placement[] = inputs.map((_, i) => {
+    const st = merged.strides[i];
+    const si = rank === 0 ? 0 : st[rank - 1];
+    const so = rank === 2 ? st[0] : 0;
+    if (si === 0 && (so === 0 || rows === 1)) return { layout: 'splat', at: reserve(1), rowStrideBytes: 0, floats: 1 };
+    if (si === 0) return { layout: 'splat', at: reserve(rows), rowStrideBytes: 4, floats: rows };
+    if (si === 1 && so === 0) return { layout: 'vector', at: reserve(cols), rowStrideBytes: 0, floats: cols };
+    return { layout: 'vector', at: reserve(rows * cols), rowStrideBytes: cols * 4, floats: rows * cols };
+  });
+  const outAt = spec.outputs.map(() => reserve(rows * cols));
+  ensureBytes(used * 4);
+  const h = heap;
+  inputs.forEach((x, i) => {
+    const pl = placements[i];
+    const st = merged.strides[i];
+    const si = rank === 0 ? 0 : st[rank - 1];
+    const so = rank === 2 ? st[0] : 0;
+    const data = x.data as Float32Array;
+    const off = x.offset;
+    if (pl.floats === 1) h[pl.at] = data[off];
+    else if (pl.layout === 'splat') for (let r = 0; r < rows; r++) h[pl.at + r] = data[off + r * so];
+    else if (si === 1 && (pl.floats === cols || so === cols)) h.set(data.subarray(off, off + pl.floats), pl.at);
+    else if (si === 1) for (let r = 0; r < rows; r++) h.set(data.subarray(off + r * so, off + r * so + cols), pl.at + r * cols);
+    else for (let r = 0, d = pl.at; r < rows; r++) for (let c = 0; c < cols; c++) h[d++] = data[off + r * so + c * si];
+  });
+  const fn = kernelFor(spec, placements.map((pl) => pl.layout));
+  const args: number[] = [rows, vecs, cols * 4];
+  for (const pl of placements) args.push(pl.at * 4, pl.rowStrideBytes);
+  for (const at of outAt) args.push(at * 4);
+  fn(...args);
+  wasmElementwiseStats.calls++;
+  const strides = contiguousStrides(shape as number[]);
+  return outAt.map((at) => {
+    const out = takeBuffer('float32', size);
+    out.set(h.subarray(at, at + size));
+    return new NDArray(ndarray(out, [...shape], strides, 0), 'float32');
+  });
+}
