@@ -11,11 +11,26 @@ import { treeDefString, treeFlatten, treeUnflatten, type TreeDef } from './tree.
 interface Compiled {
   closed: ClosedJaxpr;
   outDef: TreeDef;
-  run: (consts: NDArray[], args: NDArray[]) => NDArray[];
+  run: (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[];
+}
+
+export interface JitOptions {
+  /**
+   * Arguments (by position) whose buffers the compiled program may reuse once it has read them
+   * for the last time, as JAX's donate_argnums: after the call the donated arrays must not be
+   * used again (their contents are unspecified). A training loop donates the parameters and
+   * optimizer state it replaces, so each step writes its outputs into the previous step's memory.
+   */
+  readonly donateArgnums?: readonly number[];
 }
 
 export interface Jitted<A extends unknown[], R> {
   (...args: A): R;
+  /**
+   * The same compiled function (sharing its cache) donating the given arguments on this call;
+   * see JitOptions.donateArgnums.
+   */
+  donating(argnums: readonly number[]): (...args: A) => R;
   /** The jaxpr traced for these arguments, printed. */
   lower(...args: A): string;
   /** How many distinct (structure, shapes, dtypes) signatures were traced. */
@@ -40,7 +55,7 @@ function signature(def: TreeDef, leaves: Tensor[]): string {
  * const step = jit((w, x) => tanh(matmul(x, w)));
  * step(w, x); // traced and compiled on the first call, cached afterwards
  */
-export function jit<A extends unknown[], R>(f: (...args: A) => R): Jitted<A, R> {
+export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOptions = {}): Jitted<A, R> {
   const call = f as unknown as (...a: unknown[]) => unknown;
   const cache = new Map<string, Compiled>();
   const prepare = (args: unknown[]): { entry: Compiled; leaves: Tensor[] } => {
@@ -64,7 +79,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R): Jitted<A, R> 
     }
     return { entry, leaves };
   };
-  const jitted = ((...args: unknown[]) => {
+  const invoke = (args: unknown[], donate: readonly number[] | undefined): unknown => {
     const [leaves] = treeFlatten(args);
     if (leaves.some((l) => l instanceof Tracer)) return call(...args);
     const { entry } = prepare(args);
@@ -73,9 +88,22 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R): Jitted<A, R> 
       cache.clear();
       return call(...args);
     }
-    const outs = entry.run(entry.closed.consts as NDArray[], (leaves as NDArray[]).map(compactView));
+    let donated: boolean[] | undefined;
+    if (donate !== undefined && donate.length > 0) {
+      donated = [];
+      args.forEach((a, i) => {
+        const n = treeFlatten(a)[0].length;
+        for (let j = 0; j < n; j++) donated!.push(donate.includes(i));
+      });
+    }
+    const outs = entry.run(entry.closed.consts as NDArray[], (leaves as NDArray[]).map(compactView), donated);
     return treeUnflatten(entry.outDef, outs);
-  }) as unknown as Jitted<A, R>;
+  };
+  for (const i of options.donateArgnums ?? []) {
+    if (!Number.isInteger(i) || i < 0) throw new RangeError(`jit: donateArgnums must hold argument positions (integers >= 0), got ${i}`);
+  }
+  const jitted = ((...args: unknown[]) => invoke(args, options.donateArgnums)) as unknown as Jitted<A, R>;
+  jitted.donating = (argnums) => ((...args: unknown[]) => invoke(args, argnums)) as unknown as (...args: A) => R;
   Object.defineProperty(jitted, 'cacheSize', { get: () => cache.size });
   jitted.lower = ((...args: unknown[]) => printJaxpr(prepare(args).entry.closed.jaxpr)) as unknown as Jitted<A, R>['lower'];
   return jitted;

@@ -30,7 +30,11 @@ export interface Backend {
   /** Runs one primitive on concrete arrays. */
   run<P extends Primitive>(prim: P, inputs: NDArray[], params: PrimParams[P]): NDArray[];
   /** Compiles a jaxpr to a function of (consts, args). */
-  compile(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) => NDArray[];
+  /**
+   * Compiles a jaxpr. The program may recycle the buffers of arguments flagged in `donated` once
+   * it has read them for the last time (the caller promises nothing else uses them).
+   */
+  compile(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[];
 }
 
 const backends = new Map<string, Backend>();

@@ -129,10 +129,40 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
   const metrics = opts.metrics ?? [];
   const step = makeTrainStep(model, opts);
   let key = opts.key ?? random.key(0);
+  // The variables live here; callbacks reach them through ctl's accessors. A step's outputs that
+  // no callback has read are donated to the next step (its compiled program reuses their memory
+  // for the new values); anything a callback read or set, and the caller's own variables, never is.
+  let params = variables.params;
+  let state = variables.state;
+  let optState = variables.optState ?? opts.optimizer.init(variables.params);
+  let ownParams = false;
+  let ownState = false;
+  let ownOptState = false;
   const ctl: TrainingControl = {
-    params: variables.params,
-    state: variables.state,
-    optState: variables.optState ?? opts.optimizer.init(variables.params),
+    get params() {
+      ownParams = false;
+      return params;
+    },
+    set params(p) {
+      params = p;
+      ownParams = false;
+    },
+    get state() {
+      ownState = false;
+      return state;
+    },
+    set state(s) {
+      state = s;
+      ownState = false;
+    },
+    get optState() {
+      ownOptState = false;
+      return optState;
+    },
+    set optState(o) {
+      optState = o;
+      ownOptState = false;
+    },
     epoch: 0,
     batch: 0,
     stepsPerEpoch: steps,
@@ -162,11 +192,13 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
       const idx = order.subarray(b * batchSize, Math.min(n, (b + 1) * batchSize));
       const xb = gatherRows(x, idx);
       const yb = gatherRows(y, idx);
-      const out = step(ctl.params, ctl.state, ctl.optState, xb, yb, random.foldIn(epochKey, b));
+      const donate = [ownParams ? 0 : -1, ownState ? 1 : -1, ownOptState ? 2 : -1].filter((i) => i >= 0);
+      const out = step.donating(donate)(params, state, optState, xb, yb, random.foldIn(epochKey, b));
       const lossValue = out.loss.item();
-      ctl.params = out.params;
-      ctl.state = out.state;
-      ctl.optState = out.optState;
+      params = out.params;
+      state = out.state;
+      optState = out.optState;
+      ownParams = ownState = ownOptState = true;
       const m = idx.length;
       seen += m;
       lossSum += lossValue * m;
@@ -182,7 +214,7 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
     const elapsed = (Date.now() - start) / 1000;
     if (opts.validationData) {
       const [vx, vy] = opts.validationData;
-      const v = evaluate(model, { params: ctl.params, state: ctl.state }, vx, vy, { loss: opts.loss, metrics, batchSize, verbose: 0 });
+      const v = evaluate(model, { params, state }, vx, vy, { loss: opts.loss, metrics, batchSize, verbose: 0 });
       for (const [k, val] of Object.entries(v)) logs[`val_${k}`] = val;
     }
     if (verbose) write(`${isTTY && verbose === 1 ? '\r' : ''}${progressLine(ctl.batch + 1, steps, elapsed, logs, true)}\n`);
@@ -195,7 +227,7 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
     history.stopReason = ctl.stopReason;
     if (verbose) write(`${ctl.stopReason}\n`);
   }
-  return { params: ctl.params, state: ctl.state, optState: ctl.optState, history };
+  return { params, state, optState, history };
 }
 
 export interface EvaluateOptions {

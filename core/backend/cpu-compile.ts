@@ -18,13 +18,13 @@ import type { TypedArray } from '../dtype.js';
  * Fewest elements for which a float32 group runs as WebAssembly SIMD rather than a JS loop
  * (below it the copies and the call cost more than the loop; measured with npm run bench:kernels).
  */
-const WASM_ELEMENTWISE_MIN = 64;
+const WASM_ELEMENTWISE_MIN = 256;
 
 type KernelTable = { [P in Primitive]: (inputs: NDArray[], params: PrimParams[P]) => NDArray[] };
 type Step = { run: (env: (NDArray | undefined)[]) => void; describe: string; reads: number[]; writes: number[]; release: number[] };
 
 
-export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArray[], args: NDArray[]) => NDArray[] {
+export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[] {
   const slots = new Map<Var, number>();
   const slotOf = (v: Var): number => {
     let s = slots.get(v);
@@ -106,6 +106,14 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
   const lastRead = new Map<number, number>();
   steps.forEach((st, i) => st.reads.forEach((slot) => lastRead.set(slot, i)));
   for (const [slot, i] of lastRead) if (!keep.has(slot)) steps[i].release.push(slot);
+  // Donated arguments (not themselves outputs) are released after their last reader, if asked.
+  const outSlots = new Set(outVars.map(slotOf));
+  const releaseDonated: { arg: number; slot: number }[][] = steps.map(() => []);
+  jaxpr.invars.forEach((v, arg) => {
+    const slot = slotOf(v);
+    const i = lastRead.get(slot);
+    if (i !== undefined && !outSlots.has(slot)) releaseDonated[i].push({ arg, slot });
+  });
 
   const outAtoms = jaxpr.outvars;
   if (debugEnabled('plan')) console.error(`[spiketrace plan]\n${printJaxpr(jaxpr)}\n${steps.map((s) => '  ' + s.describe).join('\n')}`);
@@ -115,16 +123,32 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
   // broadcast) shares its source's buffer, so a buffer goes back to the pool only when the last
   // slot holding it is released; buffers of inputs, constants and outputs are never released.
   const writes = steps.map((st) => st.writes);
-  return (consts, args) => {
+  return (consts, args, donated) => {
     const env = new Array<NDArray | undefined>(nSlots);
     const live = new Map<TypedArray, number>();
     const hold = (x: NDArray | undefined): void => {
       if (x !== undefined && recyclable(x.data)) live.set(x.data, (live.get(x.data) ?? 0) + 1);
     };
+    const drop = (slot: number): void => {
+      const x = env[slot];
+      env[slot] = undefined;
+      if (x === undefined || !recyclable(x.data)) return;
+      const n = live.get(x.data)! - 1;
+      if (n > 0) live.set(x.data, n);
+      else {
+        live.delete(x.data);
+        giveBuffer(x.data, x.dtype);
+      }
+    };
     jaxpr.constvars.forEach((v, i) => (env[slots.get(v)!] = consts[i]));
     jaxpr.invars.forEach((v, i) => (env[slots.get(v)!] = args[i]));
-    // Caller-owned buffers count once more so that they are never given back.
+    // Every buffer in the environment counts once per slot holding it; caller-owned ones (not
+    // donated) count once more, so that they are never given back.
     for (const x of env) hold(x);
+    for (const x of consts) hold(x);
+    args.forEach((x, i) => {
+      if (donated?.[i] !== true) hold(x);
+    });
     for (let k = 0; k < steps.length; k++) {
       const s = steps[k];
       if (profile) {
@@ -133,17 +157,8 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
         profileRecord(s.describe, performance.now() - t0);
       } else s.run(env);
       for (const w of writes[k]) hold(env[w]);
-      for (const r of s.release) {
-        const x = env[r];
-        env[r] = undefined;
-        if (x === undefined || !recyclable(x.data)) continue;
-        const n = live.get(x.data)! - 1;
-        if (n > 0) live.set(x.data, n);
-        else {
-          live.delete(x.data);
-          giveBuffer(x.data, x.dtype);
-        }
-      }
+      for (const r of s.release) drop(r);
+      if (donated !== undefined) for (const { arg, slot } of releaseDonated[k]) if (donated[arg] === true) drop(slot);
     }
     return outAtoms.map((a) => read(a, env));
   };

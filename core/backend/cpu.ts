@@ -224,13 +224,18 @@ function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse
   let carry = inputs.slice(numConsts, numConsts + numCarry);
   const xs = inputs.slice(numConsts + numCarry);
   const step = compiledBody(body);
+  const donated = new Array<boolean>(inputs.length).fill(false);
+  const callerOwned = new Set(inputs.map((x) => x.data));
   const ysAvals = body.outvars.slice(numCarry).map((v) => v.aval);
   const ysData = ysAvals.map((a) => allocate(a.dtype, length * a.shape.reduce((p, c) => p * c, 1)));
   const ysSize = ysAvals.map((a) => a.shape.reduce((p, c) => p * c, 1));
   for (let i = 0; i < length; i++) {
     const t = reverse ? length - 1 - i : i;
     const xt = xs.map((x) => new NDArray(x.nd.pick(t, ...new Array<null>(x.ndim - 1).fill(null)), x.dtype));
-    const outs = step([], [...consts, ...carry, ...xt]);
+    // The previous step's carry is donated (the body may write this step's values into its
+    // memory), except a buffer the caller passed in (a carry the body returns unchanged).
+    for (let j = 0; j < numCarry; j++) donated[numConsts + j] = i > 0 && !callerOwned.has(carry[j].data);
+    const outs = step([], [...consts, ...carry, ...xt], donated);
     carry = outs.slice(0, numCarry);
     outs.slice(numCarry).forEach((y, j) => {
       const dst = ysData[j];
@@ -242,8 +247,8 @@ function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse
   return [...carry, ...ys];
 }
 
-const bodyCache = new WeakMap<object, (consts: NDArray[], args: NDArray[]) => NDArray[]>();
-function compiledBody(body: PrimParams['scan']['body']): (consts: NDArray[], args: NDArray[]) => NDArray[] {
+const bodyCache = new WeakMap<object, (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[]>();
+function compiledBody(body: PrimParams['scan']['body']): (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[] {
   let fn = bodyCache.get(body);
   if (fn === undefined) {
     fn = compileJaxpr(body, cpuKernels);
