@@ -9,6 +9,7 @@ import { NDArray } from '../ndarray.js';
 import { contiguousStrides } from '../shape.js';
 import { gemm as wasmGemm, matmulBackendName } from './wasm/index.js';
 import { takeBuffer } from './pool.js';
+import { sparseGemm } from './wasm/sparse.js';
 
 /** Columns of B per block: keeps a block of output rows and B rows in L1/L2. */
 const BLOCK_N = 256;
@@ -31,7 +32,9 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
         ao += idx[d] * a.strides[d];
         bo += idx[d] * b.strides[d];
       }
-      wasmGemm(a.data as Float32Array, ao, a.strides[r - 2], a.strides[r - 1], b.data as Float32Array, bo, b.strides[r - 2], b.strides[r - 1], out as Float32Array, t * m * n, m, k, n);
+      const args = [a.data as Float32Array, ao, a.strides[r - 2], a.strides[r - 1], b.data as Float32Array, bo, b.strides[r - 2], b.strides[r - 1], out as Float32Array, t * m * n, m, k, n] as const;
+      // A mostly-zero left operand (spikes, relu outputs) visits only its nonzeros, bit-identically.
+      if (!sparseGemm(...args)) wasmGemm(...args);
     });
     const shape = [...batchShape, m, n];
     return new NDArray(ndarray(out, shape, contiguousStrides(shape), 0), a.dtype);

@@ -180,6 +180,26 @@ export class Code {
     const lane = new Uint8Array(new Float32Array([value]).buffer);
     return this.simd(0x0c, ...lane, ...lane, ...lane, ...lane);
   }
+  // Scalar f32 and the few other scalar instructions the sparse kernels use.
+  f32Load(offset = 0): this {
+    return this.op(0x2a, ...this.memarg(2, offset));
+  }
+  f32Store(offset = 0): this {
+    return this.op(0x38, ...this.memarg(2, offset));
+  }
+  f32Const(value: number): this {
+    return this.op(0x43, ...new Uint8Array(new Float32Array([value]).buffer));
+  }
+  f32Ne(): this {
+    return this.op(0x5c);
+  }
+  gtU(): this {
+    return this.op(0x4b);
+  }
+  /** i32x4.extract_lane */
+  i32x4ExtractLane(lane: number): this {
+    return this.simd(0x1b, lane);
+  }
   /** Any instruction of the SIMD table by its sub-opcode (see SIMD_OP). */
   simdOp(sub: number): this {
     return this.simd(sub);
@@ -198,6 +218,8 @@ export const SIMD_OP = {
   v128And: 0x4e,
   v128Or: 0x50,
   v128Bitselect: 0x52,
+  v128AnyTrue: 0x53,
+  i32x4Sub: 0xb1,
   f32x4Floor: 0x68,
   f32x4Abs: 0xe0,
   f32x4Neg: 0xe1,
