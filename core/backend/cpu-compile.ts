@@ -11,6 +11,7 @@ import { literalArray } from '../trace.js';
 import { elementwiseCode, runFused, storeAs, type ElementwisePrim, type FusedProgram } from './fusion.js';
 import { planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec } from './wasm/elementwise.js';
+import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { giveBuffer, recyclable } from './pool.js';
 import type { TypedArray } from '../dtype.js';
 
@@ -81,14 +82,21 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     const shape = r ? r.input.aval.shape : g.shape;
     const size = shape.reduce((a, c) => a * c, 1);
     const wasmSpec = r || size < WASM_ELEMENTWISE_MIN ? null : wasmFusedSpec(g.eqns, g.inputs, g.outputs, plan.literalOf);
+    let reduceSpec: WasmReduceSpec | null = null;
+    if (r && size >= WASM_ELEMENTWISE_MIN && r.output.aval.dtype === 'float32') {
+      const i = g.inputs.indexOf(r.input);
+      const prologue = i >= 0 && g.eqns.length === 0 ? { numInputs: g.inputs.length, eqns: [], outputs: [] } : wasmFusedSpec(g.eqns, g.inputs, [r.input], plan.literalOf);
+      if (prologue) reduceSpec = { prologue, reduced: i >= 0 && g.eqns.length === 0 ? { input: i } : { temp: prologue.outputs[0] }, op: r.op };
+    }
     steps.push({
-      describe: `${wasmSpec ? 'wasm-' : ''}fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}` : ''}]`,
+      describe: `${wasmSpec || reduceSpec ? 'wasm-' : ''}fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}` : ''}]`,
       reads: inSlots,
       writes: outSlots,
       release: [],
       run: (env) => {
         const ins = inSlots.map((sl) => env[sl] as NDArray);
-        const outs = (wasmSpec && runWasmFused(wasmSpec, ins, shape)) || runFused(prog, ins, shape);
+        const reduced = reduceSpec && runWasmReduce(reduceSpec, ins, shape, r!.axes);
+        const outs = reduced ? [reduced] : (wasmSpec && runWasmFused(wasmSpec, ins, shape)) || runFused(prog, ins, shape);
         for (let i = 0; i < outSlots.length; i++) env[outSlots[i]] = outs[i];
       },
     });

@@ -8,6 +8,7 @@ import { contiguousStrides } from '../shape.js';
 import { evalJaxpr, registerBackend, avalOf, type Backend } from '../trace.js';
 import { shapeRules } from '../primitives.js';
 import { runFused, singleOpProgram, type ElementwisePrim, type FusedProgram } from './fusion.js';
+import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { compileJaxpr } from './cpu-compile.js';
 import { randomKernels } from './cpu-random.js';
 import { matmulKernel } from './matmul.js';
@@ -25,9 +26,20 @@ const elementwise =
     return runFused(singleOpProgram(prim, params, inputs.map((x) => x.dtype), outDtype), inputs, inputs[0].shape);
   };
 
+/** A plain reduction of one float32 input, for the WebAssembly path. */
+const REDUCE_SPECS: Record<'sum' | 'max' | 'min', WasmReduceSpec> = {
+  sum: { prologue: { numInputs: 1, eqns: [], outputs: [] }, reduced: { input: 0 }, op: 'sum' },
+  max: { prologue: { numInputs: 1, eqns: [], outputs: [] }, reduced: { input: 0 }, op: 'max' },
+  min: { prologue: { numInputs: 1, eqns: [], outputs: [] }, reduced: { input: 0 }, op: 'min' },
+};
+
 const reduction =
   (op: 'sum' | 'max' | 'min') =>
   ([x]: NDArray[], { axes }: { axes: number[] }): NDArray[] => {
+    if (x.dtype === 'float32' && x.size >= 256) {
+      const r = runWasmReduce(REDUCE_SPECS[op], [x], x.shape, axes);
+      if (r) return [r];
+    }
     const prog: FusedProgram = { numInputs: 1, lines: [], outputs: ['v0'], outDtypes: [x.dtype], reduce: { op, axes } };
     return runFused(prog, [x], x.shape);
   };

@@ -112,45 +112,17 @@ export function wasmFusedSpec(
 type Layout = 'vector' | 'splat';
 
 /**
- * The kernel's signature: (rows, vectorsPerRow, outRowBytes, [inPtr, inRowStrideBytes] per input,
- * outPtr per output). Splat inputs hold one value per row (read once per row).
+ * Emits the equations of a fused program on f32x4 lanes: input i is in v128 local val[i], the
+ * result of equation k goes to v128 local tmp[k].
  */
-function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Array<ArrayBuffer> {
-  const nIn = spec.numInputs;
-  const nOut = spec.outputs.length;
-  const ROWS = 0;
-  const VECS = 1;
-  const OUT_ROW = 2;
-  const inPtr = (i: number) => 3 + 2 * i;
-  const inStride = (i: number) => 4 + 2 * i;
-  const outPtr = (j: number) => 3 + 2 * nIn + j;
-  const params: ValType[] = [I32, I32, I32, ...new Array<ValType>(2 * nIn + nOut).fill(I32)];
-  let next = params.length;
-  const R = next++;
-  const C = next++;
-  const p = Array.from({ length: nIn }, () => next++);
-  const q = Array.from({ length: nOut }, () => next++);
-  const val = Array.from({ length: nIn }, () => next++);
-  const tmp = spec.eqns.map(() => next++);
-  const locals: ValType[] = [...new Array<ValType>(2 + nIn + nOut).fill(I32), ...new Array<ValType>(nIn + spec.eqns.length).fill(V128)];
-
-  const f = new Code();
+export function emitEqns(f: Code, eqns: readonly WasmFusedEqn[], val: readonly number[], tmp: readonly number[]): void {
   const push = (o: WasmOperand): void => {
     if ('input' in o) f.get(val[o.input]);
     else if ('temp' in o) f.get(tmp[o.temp]);
     else f.f32x4Const(o.literal);
   };
   const op = (sub: number) => f.simdOp(sub);
-  f.loop(); // rows
-  f.i32(0).set(C);
-  for (let i = 0; i < nIn; i++) {
-    if (layouts[i] === 'vector') f.get(inPtr(i)).set(p[i]);
-    else f.get(inPtr(i)).v128Load32Splat().set(val[i]);
-  }
-  for (let j = 0; j < nOut; j++) f.get(outPtr(j)).set(q[j]);
-  f.loop(); // vectors of the row
-  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).v128Load(0, 0).set(val[i]);
-  spec.eqns.forEach((e, k) => {
+  eqns.forEach((e, k) => {
     const [a, b, c] = e.args;
     switch (e.op) {
       case 'add': case 'sub': case 'mul': case 'div':
@@ -194,6 +166,42 @@ function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Arra
     }
     f.set(tmp[k]);
   });
+}
+
+/**
+ * The kernel's signature: (rows, vectorsPerRow, outRowBytes, [inPtr, inRowStrideBytes] per input,
+ * outPtr per output). Splat inputs hold one value per row (read once per row).
+ */
+function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Array<ArrayBuffer> {
+  const nIn = spec.numInputs;
+  const nOut = spec.outputs.length;
+  const ROWS = 0;
+  const VECS = 1;
+  const OUT_ROW = 2;
+  const inPtr = (i: number) => 3 + 2 * i;
+  const inStride = (i: number) => 4 + 2 * i;
+  const outPtr = (j: number) => 3 + 2 * nIn + j;
+  const params: ValType[] = [I32, I32, I32, ...new Array<ValType>(2 * nIn + nOut).fill(I32)];
+  let next = params.length;
+  const R = next++;
+  const C = next++;
+  const p = Array.from({ length: nIn }, () => next++);
+  const q = Array.from({ length: nOut }, () => next++);
+  const val = Array.from({ length: nIn }, () => next++);
+  const tmp = spec.eqns.map(() => next++);
+  const locals: ValType[] = [...new Array<ValType>(2 + nIn + nOut).fill(I32), ...new Array<ValType>(nIn + spec.eqns.length).fill(V128)];
+
+  const f = new Code();
+  f.loop(); // rows
+  f.i32(0).set(C);
+  for (let i = 0; i < nIn; i++) {
+    if (layouts[i] === 'vector') f.get(inPtr(i)).set(p[i]);
+    else f.get(inPtr(i)).v128Load32Splat().set(val[i]);
+  }
+  for (let j = 0; j < nOut; j++) f.get(outPtr(j)).set(q[j]);
+  f.loop(); // vectors of the row
+  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).v128Load(0, 0).set(val[i]);
+  emitEqns(f, spec.eqns, val, tmp);
   for (let j = 0; j < nOut; j++) f.get(q[j]).get(tmp[spec.outputs[j]]).v128Store(0, 0);
   for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).i32(16).add().set(p[i]);
   for (let j = 0; j < nOut; j++) f.get(q[j]).i32(16).add().set(q[j]);

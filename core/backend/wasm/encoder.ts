@@ -200,6 +200,17 @@ export class Code {
   i32x4ExtractLane(lane: number): this {
     return this.simd(0x1b, lane);
   }
+  f32DemoteF64(): this {
+    return this.op(0xb6);
+  }
+  /** A SIMD instruction with one lane-index immediate (extract_lane, replace_lane). */
+  simdLaneOp(sub: number, lane: number): this {
+    return this.simd(sub, lane);
+  }
+  /** i8x16.shuffle with its 16 lane indices. */
+  shuffle(lanes: readonly number[]): this {
+    return this.simd(0x0d, ...lanes);
+  }
   /** Any instruction of the SIMD table by its sub-opcode (see SIMD_OP). */
   simdOp(sub: number): this {
     return this.simd(sub);
@@ -219,6 +230,9 @@ export const SIMD_OP = {
   v128Or: 0x50,
   v128Bitselect: 0x52,
   v128AnyTrue: 0x53,
+  f64x2ExtractLane: 0x21,
+  f64x2PromoteLowF32x4: 0x5f,
+  f64x2Add: 0xf0,
   i32x4Sub: 0xb1,
   f32x4Floor: 0x68,
   f32x4Abs: 0xe0,

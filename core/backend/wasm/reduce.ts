@@ -1,0 +1,187 @@
+/**
+ * Reductions of fused float32 programs (reduce_sum / reduce_max / reduce_min after an
+ * elementwise prologue) as WebAssembly SIMD kernels, for the layout training steps produce: the
+ * innermost kept axis is contiguous and the reduced axes are outer to it (a bias gradient summed
+ * over the batch, a mean over time of [batch, time, units]). Four adjacent outputs are reduced at
+ * once, one per lane.
+ *
+ * Exactness: as in the JS loop (core/backend/fusion.ts), each output is accumulated strictly in
+ * the reduced axes' order, sums in float64 from +0 (lanes promoted to f64x2), rounded to float32
+ * once at the end; max/min compare in float32 with the JS loop's NaN rule. The prologue is the
+ * same f32x4 code as core/backend/wasm/elementwise.ts. So results are bit-identical to the JS
+ * loop (NaN payloads aside); other layouts return null and the JS loop runs.
+ */
+import { NDArray } from '../../ndarray.js';
+import { contiguousStrides } from '../../shape.js';
+import ndarray from 'ndarray';
+import { Code, I32, SIMD_OP, V128, encodeModule, type ValType } from './encoder.js';
+import { elementwiseBackendName, emitEqns, type WasmFusedSpec, type WasmOperand } from './elementwise.js';
+import { coalesce } from '../fusion.js';
+import { takeBuffer } from '../pool.js';
+import type { ReduceOp } from '../plan.js';
+
+export interface WasmReduceSpec {
+  /** The elementwise prologue over the group's inputs (its outputs are ignored). */
+  readonly prologue: WasmFusedSpec;
+  /** The value reduced: a prologue temp or a group input. */
+  readonly reduced: WasmOperand;
+  readonly op: ReduceOp;
+}
+
+type Layout = 'vector' | 'splat';
+type KernelFn = (...args: number[]) => void;
+
+const PAGE = 65536;
+let memory: WebAssembly.Memory | null = null;
+let heap = new Float32Array(0);
+const kernels = new Map<string, KernelFn>();
+const keys = new WeakMap<WasmReduceSpec, string>();
+export const wasmReduceStats = { calls: 0 };
+
+/** (O, R, Kv, outRowBytes, outPtr, [ptr, strideOBytes, strideRBytes] per input) */
+function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Array<ArrayBuffer> {
+  const nIn = spec.prologue.numInputs;
+  const [O, R, KV, OUT_ROW, OUT] = [0, 1, 2, 3, 4];
+  const ptr = (i: number) => 5 + 3 * i;
+  const so = (i: number) => 6 + 3 * i;
+  const sr = (i: number) => 7 + 3 * i;
+  const params: ValType[] = new Array<ValType>(5 + 3 * nIn).fill(I32);
+  let next = params.length;
+  const [IO, C, IR, Q] = [next++, next++, next++, next++];
+  const p = Array.from({ length: nIn }, () => next++);
+  const kp = Array.from({ length: nIn }, () => next++);
+  const val = Array.from({ length: nIn }, () => next++);
+  const tmp = spec.prologue.eqns.map(() => next++);
+  const [ACC, ACC2, V] = [next++, next++, next++];
+  const locals: ValType[] = [...new Array<ValType>(4 + 2 * nIn).fill(I32), ...new Array<ValType>(nIn + tmp.length + 3).fill(V128)];
+  const f = new Code();
+  const op = (sub: number) => f.simdOp(sub);
+  f.loop(); // o
+  f.get(OUT).get(IO).get(OUT_ROW).mul().add().set(Q);
+  for (let i = 0; i < nIn; i++) f.get(ptr(i)).set(kp[i]);
+  f.i32(0).set(C);
+  f.loop(); // vectors of K
+  if (spec.op === 'sum') f.v128Zero().set(ACC).v128Zero().set(ACC2);
+  else f.f32x4Const(spec.op === 'max' ? -Infinity : Infinity).set(ACC);
+  for (let i = 0; i < nIn; i++) f.get(kp[i]).set(p[i]);
+  f.i32(0).set(IR);
+  f.loop(); // r
+  for (let i = 0; i < nIn; i++) {
+    if (layouts[i] === 'vector') f.get(p[i]).v128Load(0, 0).set(val[i]);
+    else f.get(p[i]).v128Load32Splat().set(val[i]);
+  }
+  emitEqns(f, spec.prologue.eqns, val, tmp);
+  const r = spec.reduced;
+  if ('input' in r) f.get(val[r.input]);
+  else if ('temp' in r) f.get(tmp[r.temp]);
+  else f.f32x4Const(r.literal);
+  f.set(V);
+  if (spec.op === 'sum') {
+    f.get(ACC).get(V);
+    op(SIMD_OP.f64x2PromoteLowF32x4);
+    op(SIMD_OP.f64x2Add);
+    f.set(ACC);
+    f.get(ACC2).get(V).get(V).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
+    op(SIMD_OP.f64x2PromoteLowF32x4);
+    op(SIMD_OP.f64x2Add);
+    f.set(ACC2);
+  } else {
+    // acc = (v > acc || v != v) ? v : acc   (v < acc for min)
+    f.get(V).get(ACC).get(V).get(ACC);
+    op(spec.op === 'max' ? SIMD_OP.f32x4Gt : SIMD_OP.f32x4Lt);
+    f.get(V).get(V);
+    op(SIMD_OP.f32x4Ne);
+    op(SIMD_OP.v128Or);
+    op(SIMD_OP.v128Bitselect);
+    f.set(ACC);
+  }
+  for (let i = 0; i < nIn; i++) f.get(p[i]).get(sr(i)).add().set(p[i]);
+  f.get(IR).i32(1).add().tee(IR).get(R).ltU().brIf(0);
+  f.end();
+  if (spec.op === 'sum') {
+    for (let lane = 0; lane < 4; lane++) {
+      f.get(Q).get(lane < 2 ? ACC : ACC2).simdLaneOp(SIMD_OP.f64x2ExtractLane, lane % 2).f32DemoteF64().f32Store(4 * lane);
+    }
+  } else f.get(Q).get(ACC).v128Store(0, 0);
+  f.get(Q).i32(16).add().set(Q);
+  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(kp[i]).i32(16).add().set(kp[i]);
+  f.get(C).i32(1).add().tee(C).get(KV).ltU().brIf(0);
+  f.end();
+  for (let i = 0; i < nIn; i++) f.get(ptr(i)).get(so(i)).add().set(ptr(i));
+  f.get(IO).i32(1).add().tee(IO).get(O).ltU().brIf(0);
+  f.end();
+  return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, true);
+}
+
+function ensureBytes(bytes: number): void {
+  if (memory === null) memory = new WebAssembly.Memory({ initial: Math.max(16, Math.ceil(bytes / PAGE)) });
+  const have = memory.buffer.byteLength;
+  if (bytes > have) memory.grow(Math.max(Math.ceil(bytes / PAGE) - have / PAGE, have / PAGE));
+  if (heap.buffer !== memory.buffer) heap = new Float32Array(memory.buffer);
+}
+
+function kernelFor(spec: WasmReduceSpec, layouts: readonly Layout[]): KernelFn {
+  let sk = keys.get(spec);
+  if (sk === undefined) {
+    sk = JSON.stringify(spec);
+    keys.set(spec, sk);
+  }
+  const key = `${layouts.map((l) => l[0]).join('')}|${sk}`;
+  let fn = kernels.get(key);
+  if (fn === undefined) {
+    ensureBytes(PAGE);
+    fn = new WebAssembly.Instance(new WebAssembly.Module(kernelBytes(spec, layouts)), { env: { memory: memory! } }).exports.run as KernelFn;
+    kernels.set(key, fn);
+  }
+  return fn;
+}
+
+/**
+ * Reduces `spec` over `axes` of inputs of logical `shape`; the output has the kept axes, as
+ * fresh contiguous float32. Null when WebAssembly SIMD is off or the layout is not the one above.
+ */
+export function runWasmReduce(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: readonly number[], axes: readonly number[]): NDArray | null {
+  if (elementwiseBackendName() !== 'wasm-simd') return null;
+  const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const outShape = kept.map((i) => shape[i]);
+  const outSize = outShape.reduce((a, c) => a * c, 1);
+  const redSize = axes.reduce((a, ax) => a * shape[ax], 1);
+  if (outSize === 0 || redSize === 0) return null;
+  if (inputs.some((x) => x.strides.some((s) => s < 0))) return null;
+  const keptPart = coalesce(kept.map((i) => shape[i]), inputs.map((x) => kept.map((i) => x.strides[i])));
+  const redPart = coalesce(axes.map((i) => shape[i]), inputs.map((x) => axes.map((i) => x.strides[i])));
+  const kr = keptPart.shape.length;
+  if (kr < 1 || kr > 2 || redPart.shape.length !== 1) return null;
+  const K = keptPart.shape[kr - 1];
+  if (K < 4) return null;
+  const O = kr === 2 ? keptPart.shape[0] : 1;
+  const Rn = redPart.shape[0];
+  const layouts: Layout[] = [];
+  for (let i = 0; i < inputs.length; i++) {
+    const sk = keptPart.strides[i][kr - 1];
+    if (sk !== 0 && sk !== 1) return null;
+    layouts.push(sk === 1 ? 'vector' : 'splat');
+  }
+  // Each input's whole span is copied (views stay views: the kernel walks their strides).
+  const spans = inputs.map((x) => x.shape.reduce((a, d, ax) => a + (d - 1) * x.strides[ax], 0) + 1);
+  if (spans.some((sp, i) => sp > 2 * inputs[i].size + 64)) return null;
+  let used = 0;
+  const at = spans.map((sp) => {
+    const a = used;
+    used += Math.ceil(sp / 4) * 4 + 4;
+    return a;
+  });
+  const outAt = used;
+  used += O * K + 4;
+  ensureBytes(used * 4);
+  const h = heap;
+  inputs.forEach((x, i) => h.set((x.data as Float32Array).subarray(x.offset, x.offset + spans[i]), at[i]));
+  const fn = kernelFor(spec, layouts);
+  const args = [O, Rn, Math.ceil(K / 4), K * 4, outAt * 4];
+  inputs.forEach((_, i) => args.push(at[i] * 4, (kr === 2 ? keptPart.strides[i][0] : 0) * 4, redPart.strides[i][0] * 4));
+  fn(...args);
+  wasmReduceStats.calls++;
+  const out = takeBuffer('float32', outSize);
+  out.set(h.subarray(outAt, outAt + outSize));
+  return new NDArray(ndarray(out, outShape, contiguousStrides(outShape), 0), 'float32');
+}
