@@ -88,3 +88,16 @@ function formatParams(params: Record<string, unknown>, indent: string): string {
   const parts = entries.map(([k, v]) => (isJaxpr(v) ? `${k}=\n${printJaxpr(v, indent + '  ')}\n${indent}` : `${k}=${JSON.stringify(v)}`));
   return `[${parts.join(' ')}]`;
 }
+
+/**
+ * A number as JS source text and cache-key text: like String(v), but keeps -0 (String(-0) is
+ * "0", which would turn a -0 literal into +0 in generated code and confuse cache keys).
+ */
+export function numberText(v: number): string {
+  return Object.is(v, -0) ? '-0' : String(v);
+}
+
+/** JSON for cache keys that keeps -0, NaN and the infinities apart (JSON writes them as 0 / null). */
+export function keyJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'number' ? numberText(v) : v));
+}

@@ -4,7 +4,7 @@
  * Each transformation runs under a Trace with a level; `bind` hands a primitive to the highest
  * level among its operands' tracers, or runs the active backend's eager kernel when there is none.
  */
-import { Literal, Var, type Atom, type Aval, type ClosedJaxpr, type Eqn, type Jaxpr } from './ir.js';
+import { Literal, Var, numberText, type Atom, type Aval, type ClosedJaxpr, type Eqn, type Jaxpr } from './ir.js';
 import { NDArray } from './ndarray.js';
 import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from './primitives.js';
 import { fmtShape, shapesEqual, ShapeError } from './shape.js';
@@ -327,7 +327,7 @@ export function evalJaxpr(jaxpr: Jaxpr, consts: readonly Tensor[], args: readonl
 
 const literalCache = new Map<string, NDArray>();
 export function literalArray(lit: Literal): NDArray {
-  const k = `${lit.dtype}:${lit.value}`;
+  const k = `${lit.dtype}:${numberText(lit.value)}`;
   let a = literalCache.get(k);
   if (a === undefined) {
     a = scalarArray(lit.value, lit.dtype);

@@ -4,7 +4,7 @@
  * intermediate after its last use.
  */
 import { debugEnabled, profileRecord } from '../debug.js';
-import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
+import { Literal, Var, numberText, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
 import type { NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import { literalArray } from '../trace.js';
@@ -66,7 +66,7 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     const lines = g.eqns.map((e, k) => {
       const args = e.inputs.map((a) => {
         const lit = plan.literalOf(a);
-        if (lit !== undefined) return `(${String(lit.value)})`;
+        if (lit !== undefined) return `(${numberText(lit.value)})`;
         return temps.get(a as Var) ?? `v${g.inputs.indexOf(a as Var)}`;
       });
       const out = e.outputs[0];

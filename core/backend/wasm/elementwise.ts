@@ -22,7 +22,7 @@
  * length is not a multiple of 4 writes a few lanes into the next row's start, which that row then
  * overwrites (every buffer is padded by one vector).
  */
-import { Literal, Var, type Atom, type Eqn } from '../../ir.js';
+import { Literal, Var, keyJson, type Atom, type Eqn } from '../../ir.js';
 import { NDArray } from '../../ndarray.js';
 import { contiguousStrides } from '../../shape.js';
 import ndarray from 'ndarray';
@@ -246,7 +246,7 @@ function ensureBytes(bytes: number): void {
 function kernelFor(spec: WasmFusedSpec, layouts: readonly Layout[]): KernelFn {
   let sk = specKeys.get(spec);
   if (sk === undefined) {
-    sk = JSON.stringify(spec);
+    sk = keyJson(spec);
     specKeys.set(spec, sk);
   }
   const key = `${layouts.map((l) => l[0]).join('')}|${sk}`;

@@ -11,6 +11,7 @@
  * same f32x4 code as core/backend/wasm/elementwise.ts. So results are bit-identical to the JS
  * loop (NaN payloads aside); other layouts return null and the JS loop runs.
  */
+import { keyJson } from '../../ir.js';
 import { NDArray } from '../../ndarray.js';
 import { contiguousStrides } from '../../shape.js';
 import ndarray from 'ndarray';
@@ -123,7 +124,7 @@ function ensureBytes(bytes: number): void {
 function kernelFor(spec: WasmReduceSpec, layouts: readonly Layout[]): KernelFn {
   let sk = keys.get(spec);
   if (sk === undefined) {
-    sk = JSON.stringify(spec);
+    sk = keyJson(spec);
     keys.set(spec, sk);
   }
   const key = `${layouts.map((l) => l[0]).join('')}|${sk}`;
