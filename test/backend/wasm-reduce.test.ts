@@ -1,0 +1,77 @@
+/**
+ * Reductions as WebAssembly SIMD kernels (core/backend/wasm/reduce.ts): sum / max / min over the
+ * axes a training step reduces (batch, time, both), alone and after a fused prologue, on inputs
+ * with NaN, +-0, +-Inf and values whose float32 sums round differently from float64 ones; each
+ * result is bit-identical to the JS loop (float64 accumulation in order, one rounding) and, for
+ * sums, to a float64 reference computed here.
+ */
+import fc from 'fast-check';
+import t from 'tap';
+import { rng } from './fixtures/rng.js';
+import { fromTyped, jit, max, min, sum, type NDArray, type Tensor } from '../../core/index.js';
+import { setElementwiseBackend } from '../../core/backend/wasm/elementwise.js';
+import { wasmReduceStats } from '../../core/backend/wasm/reduce.js';
+import { wasmSimdAvailable } from '../../core/backend/wasm/index.js';
+
+const simd = wasmSimdAvailable();
+const sameBits = (a: ArrayLike<number>, b: ArrayLike<number>): boolean =>
+  a.length === b.length && Array.from(a).every((x, i) => Object.is(x, b[i]) || (Number.isNaN(x) && Number.isNaN(b[i])));
+
+function run(backend: 'js' | 'wasm-simd', f: (x: Tensor) => Tensor, x: NDArray): { out: Float32Array; calls: number } {
+  setElementwiseBackend(backend);
+  const before = wasmReduceStats.calls;
+  const out = (jit(f)(x) as NDArray).toTyped() as Float32Array;
+  const calls = wasmReduceStats.calls - before;
+  setElementwiseBackend('auto');
+  return { out, calls };
+}
+
+t.test('bit-identical to the JS loop over shapes, axes, ops and special values', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
+  let wasmRuns = 0;
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 40 }),
+      fc.integer({ min: 1, max: 12 }),
+      fc.integer({ min: 4, max: 70 }),
+      fc.constantFrom('sum', 'max', 'min'),
+      fc.constantFrom('time', 'batch', 'both'),
+      fc.boolean(),
+      fc.double({ min: 0, max: 0.05, noNaN: true }),
+      fc.integer(),
+      (b, n, k, op, over, prologue, special, seed) => {
+        const next = rng(seed);
+        const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
+        const data = Float32Array.from({ length: b * n * k }, () => (next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2)));
+        const x = fromTyped(data, [b, n, k]);
+        const axes = over === 'time' ? [1] : over === 'batch' ? [0] : [0, 1];
+        const reduce = op === 'sum' ? sum : op === 'max' ? max : min;
+        const f = (v: Tensor): Tensor => reduce(prologue ? v.mul(v).sub(1) : v, axes);
+        const js = run('js', f, x);
+        const wasm = run('wasm-simd', f, x);
+        if (js.calls !== 0) return false;
+        if (wasm.calls > 0) wasmRuns++;
+        return sameBits(js.out, wasm.out);
+      },
+    ),
+    { numRuns: 150, seed: 77 },
+  );
+  t.ok(wasmRuns >= 75, `WebAssembly reduced in ${wasmRuns} of 150 cases`);
+});
+
+t.test('a sum over time equals a float64 reference rounded once', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
+  const [b, n, k] = [32, 10, 130];
+  const next = rng(3);
+  // Terms of very different magnitudes: a float32 running sum would lose the small ones.
+  const data = Float32Array.from({ length: b * n * k }, (_, i) => (i % 3 === 0 ? 1e8 * (next() - 0.5) : next()));
+  const { out, calls } = run('wasm-simd', (v) => sum(v, 1), fromTyped(data, [b, n, k]));
+  t.ok(calls > 0, 'WebAssembly ran');
+  let ok = true;
+  for (let i = 0; i < b && ok; i++) {
+    for (let c = 0; c < k && ok; c++) {
+      let acc = 0;
+      for (let j = 0; j < n; j++) acc += data[(i * n + j) * k + c];
+      ok = Object.is(Math.fround(acc), out[i * k + c]);
+    }
+  }
+  t.ok(ok, 'every output is the float64 sum rounded to float32');
+});
