@@ -45,16 +45,18 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     const kernel = kernels[e.prim] as (inputs: NDArray[], params: unknown) => NDArray[];
     const outSlots = e.outputs.map(slotOf);
     const inputs = e.inputs;
+    // Literal operands are resolved once, here; variables by slot at run time.
+    const fixed = inputs.map((a) => (a instanceof Literal ? literalArray(a) : undefined));
+    const inSlots = inputs.map((a) => (a instanceof Var ? slotOf(a) : -1));
     steps.push({
       describe: e.prim,
       reads: inputs.filter((a): a is Var => a instanceof Var).map(slotOf),
       writes: outSlots,
       release: [],
       run: (env) => {
-        const outs = kernel(
-          inputs.map((a) => read(a, env)),
-          e.params,
-        );
+        const args = new Array<NDArray>(inSlots.length);
+        for (let i = 0; i < inSlots.length; i++) args[i] = fixed[i] ?? (env[inSlots[i]] as NDArray);
+        const outs = kernel(args, e.params);
         for (let i = 0; i < outSlots.length; i++) env[outSlots[i]] = outs[i];
       },
     });

@@ -136,7 +136,18 @@ function generate(prog: FusedProgram, rank: number, innerRank: number): string {
   return src.join('\n');
 }
 
+/** Per program object, its kernels by rank (a compiled program reuses one program object). */
+const kernelsOfProgram = new WeakMap<FusedProgram, Map<number, KernelFn>>();
+
 function getKernel(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
+  let byRank = kernelsOfProgram.get(prog);
+  if (byRank === undefined) {
+    byRank = new Map();
+    kernelsOfProgram.set(prog, byRank);
+  }
+  const rankKey = rank * 64 + innerRank;
+  const known = byRank.get(rankKey);
+  if (known !== undefined) return known;
   const key = `${rank}|${innerRank}|${prog.reduce?.op ?? ''}|${prog.numInputs}|${prog.outputs.join(',')}|${prog.lines.join('')}`;
   let fn = kernelCache.get(key);
   if (fn === undefined) {
@@ -146,6 +157,7 @@ function getKernel(prog: FusedProgram, rank: number, innerRank: number): KernelF
     kernelCache.set(key, fn);
     kernelStats.compiled++;
   }
+  byRank.set(rankKey, fn);
   return fn;
 }
 

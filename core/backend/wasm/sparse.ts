@@ -195,10 +195,10 @@ function reserve(memory: WebAssembly.Memory, bytes: number): boolean {
   return true;
 }
 
-/** Fraction of nonzeros among ~2048 entries of the strided m x k operand, spread evenly. */
+/** Fraction of nonzeros among ~1024 entries of the strided m x k operand, spread evenly. */
 function sampleDensity(A: Float32Array, off: number, rs: number, cs: number, m: number, k: number): number {
   const total = m * k;
-  const step = Math.max(1, Math.floor(total / 2048));
+  const step = Math.max(1, Math.floor(total / 1024));
   let nz = 0;
   let n = 0;
   for (let q = 0; q < total; q += step, n++) {
