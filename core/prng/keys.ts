@@ -115,6 +115,8 @@ export function splitKey(key: Uint32Array, n: number = 2, options?: ThreefryOpti
   return out;
 }
 
+const ZERO_COUNTER = Uint32Array.of(0);
+
 /**
  * Derives a new key from `key` and a 32-bit integer: JAX's
  * `jax.random.fold_in(key, data)`. Distinct `data` give independent keys,
@@ -137,7 +139,9 @@ export function foldIn(key: Uint32Array, data: number): Uint32Array {
   // block (0, data).
   const y0 = new Uint32Array(1);
   const y1 = new Uint32Array(1);
-  threefryInto(key[0], key[1], [0], [data], y0, y1, 1);
+  // Typed counters, as every other caller passes: plain arrays here would make the hot
+  // threefry loop's loads polymorphic.
+  threefryInto(key[0], key[1], ZERO_COUNTER, Uint32Array.of(data), y0, y1, 1);
   return Uint32Array.of(y0[0], y1[0]);
 }
 
