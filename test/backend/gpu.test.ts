@@ -3,7 +3,8 @@
  * each against a float64 reference within float32 tolerances: eager and jit'd elementwise chains
  * with broadcasting, reductions (last axes, leading axes, all axes), matmul (2-D, batched,
  * transposed views), jit(grad(f)) of a small MLP loss; plus which gpu.js mode ran and how many
- * transfers one jit'd MLP step makes.
+ * transfers one jit'd MLP step makes. Scans on the device (spiking layers, filters, the seed's
+ * model) are in gpu-scan.test.ts.
  *
  * Needs the native 'gl' package and an X display (`xvfb-run -a`). Without them the file skips with
  * the reason, unless SPIKETRACE_REQUIRE_GPU=1 (set by .ci/run), where that is a failure.
@@ -200,7 +201,7 @@ if (!enabled.ok) {
       const s = gpuTransferStats();
       t.comment(`one step: ${JSON.stringify(s)}`);
       // Uploads: 4 parameters, x, y, and the one non-scalar constant of the traced program (scalar
-      // constants are inlined into the kernels); readbacks: the 4 gradients only.
+      // constants are float arguments of the kernels); readbacks: the 4 gradients only.
       t.ok(s.uploads <= 7, `uploads ${s.uploads} <= 7`);
       t.equal(s.readbacks, 4, `readbacks ${s.readbacks} = 4 (the gradients)`);
       t.ok(s.kernelRuns > 0, 'kernels ran on the device');

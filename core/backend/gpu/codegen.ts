@@ -74,8 +74,26 @@ export const gpuCode: { [P in ElementwisePrim]: Code } = {
 export interface InputView {
   readonly strides: readonly number[];
   readonly offset: number;
-  /** A scalar inlined into the source (a size-1 host constant): not a kernel argument. */
-  readonly literal?: string;
+  /**
+   * A size-1 host value passed as a float argument (a uniform) instead of a texture: scalars
+   * computed at run time (an optimizer's bias corrections, a dt) never change the kernel source.
+   */
+  readonly scalar?: boolean;
+  /**
+   * A run-time offset added to `offset`: the kernel takes it as a scalar argument (`D<i>`) right
+   * after the input's texture, so one kernel serves every step of a scan.
+   */
+  readonly dynamic?: boolean;
+}
+
+/** The kernel parameters of an input: its texture (or scalar), then its run-time offset if any. */
+function params(name: string, v: InputView): string[] {
+  return v.dynamic && !v.scalar ? [name, `D${name}`] : [name];
+}
+/** `offsetExpr` plus the input's run-time offset, if it has one. */
+function baseExpr(name: string, v: InputView, names: readonly string[], strides: readonly number[]): string {
+  const e = offsetExpr(v.offset, names, strides);
+  return v.dynamic ? `${e} + D${name}` : e;
 }
 
 /**
@@ -143,13 +161,24 @@ export interface GpuProgram {
 /**
  * Kernel source for a fused program over inputs viewed with `views` on the index space `shape`;
  * with `reduce`, the output runs over the kept axes and each thread loops over the reduced ones.
+ * `texOf[i]` is the texture parameter input i reads (inputs that share a texture share one
+ * parameter, hence one texture unit); default: one each. Parameters: the textures T0.., then, in
+ * input order, each scalar input's value (A<i>) and each run-time offset (D<i>).
  */
-export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], views: readonly InputView[]): string {
+export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], views: readonly InputView[], texOf?: readonly number[]): string {
   const n = prog.numInputs;
-  const args = Array.from({ length: n }, (_, i) => `A${i}`).filter((_, i) => views[i].literal === undefined);
+  let slots = 0;
+  const tex = texOf ?? views.map((v) => (v.scalar ? -1 : slots++));
+  const numTex = Math.max(-1, ...tex.filter((_, i) => !views[i].scalar)) + 1;
+  const args = [
+    ...Array.from({ length: numTex }, (_, j) => `T${j}`),
+    ...Array.from({ length: n }, (_, i) => (views[i].scalar ? [`A${i}`] : views[i].dynamic ? [`D${i}`] : [])).flat(),
+  ];
+  const read = (i: number, o: string): string => (views[i].scalar ? `A${i}` : `T${tex[i]}[${o}]`);
+  const dynBase = (i: number, e: string): string => (views[i].dynamic && !views[i].scalar ? `${e} + D${i}` : e);
   const body: string[] = ['let x = this.thread.x + 0.0;'];
   const compute = (offsets: string[]): string[] => [
-    ...offsets.map((o, i) => `let v${i} = ${views[i].literal ?? `A${i}[${o}]`};`),
+    ...offsets.map((o, i) => `let v${i} = ${read(i, o)};`),
     ...prog.lines.map(([name, e]) => `let ${name} = ${e};`),
   ];
   const axes = prog.reduce?.axes ?? [];
@@ -159,7 +188,7 @@ export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], vi
     views.map((v) => kept.map((i) => v.strides[i])),
   );
   const od = digits('x', outer.shape, 'o', body);
-  const bases = views.map((v, i) => offsetExpr(v.offset, od, outer.strides[i]));
+  const bases = views.map((v, i) => dynBase(i, offsetExpr(v.offset, od, outer.strides[i])));
   if (!prog.reduce) {
     body.push(...compute(bases));
     body.push(`return ${prog.output};`);
@@ -199,8 +228,8 @@ export function matmulKernelSource(batch: readonly number[], m: number, k: numbe
   const bd = d.slice(0, r);
   const i = d[r];
   const j = d[r + 1];
-  const aBase = offsetExpr(a.offset, [...bd, i], [...a.strides.slice(0, r), a.strides[r]]);
-  const bBase = offsetExpr(bv.offset, [...bd, j], [...bv.strides.slice(0, r), bv.strides[r + 1]]);
+  const aBase = baseExpr('A', a, [...bd, i], [...a.strides.slice(0, r), a.strides[r]]);
+  const bBase = baseExpr('B', bv, [...bd, j], [...bv.strides.slice(0, r), bv.strides[r + 1]]);
   const sak = lit(a.strides[r + 1])!;
   const sbk = lit(bv.strides[r])!;
   body.push(`let ao = ${aBase};`, `let bo = ${bBase};`, 'let acc = 0.0;');
@@ -216,7 +245,39 @@ export function matmulKernelSource(batch: readonly number[], m: number, k: numbe
   }
   for (let t = k4 * 4; t < k; t++) body.push(`acc = acc + A[ao + ${lit(t)} * ${sak}] * B[bo + ${lit(t)} * ${sbk}];`);
   body.push('return acc;');
-  return `function matmul(A, B) {\n  ${body.join('\n  ')}\n}`;
+  return `function matmul(${[...params('A', a), ...params('B', bv)].join(', ')}) {\n  ${body.join('\n  ')}\n}`;
+}
+
+/** Most inputs one stacking kernel reads (texture units are few: WebGL 1 guarantees 8). */
+export const STACK_FANIN = 8;
+
+/**
+ * Kernel source that concatenates its inputs, each read through its own view over its own shape,
+ * into one flat contiguous output (input k fills the next prod(shapes[k]) elements): how a scan
+ * assembles the per-step outputs it kept on the device. A scalar input fills its rows with its value.
+ */
+export function stackKernelSource(items: readonly { readonly shape: readonly number[]; readonly view: InputView }[]): string {
+  const body: string[] = ['let x = this.thread.x + 0.0;', 'let r = 0.0;'];
+  let start = 0;
+  items.forEach(({ shape, view }, k) => {
+    const size = shape.reduce((a, c) => a * c, 1);
+    const end = start + size;
+    const cond = items.length === 1 ? 'x > -1.0' : k === 0 ? `x < ${lit(end - 0.5)}` : k === items.length - 1 ? `x > ${lit(start - 0.5)}` : `x > ${lit(start - 0.5)} && x < ${lit(end - 0.5)}`;
+    body.push(`if (${cond}) {`);
+    if (view.scalar) body.push(`r = A${k};`);
+    else {
+      const c = coalesce(shape, [view.strides]);
+      const lines: string[] = [`let j${k} = x - ${lit(start)};`];
+      const d = digits(`j${k}`, c.shape, `s${k}_`, lines);
+      lines.push(`r = A${k}[${baseExpr(`A${k}`, view, d, c.strides[0])}];`);
+      body.push(...lines);
+    }
+    body.push('}');
+    start = end;
+  });
+  body.push('return r;');
+  const args = items.map(({ view }, k) => params(`A${k}`, view)).flat();
+  return `function stack(${args.join(', ')}) {\n  ${body.join('\n  ')}\n}`;
 }
 
 /** The upload kernel: copies a host Float32Array into a texture. */

@@ -2,11 +2,15 @@
  * The gpujs backend's kernels and jaxpr compiler. The planner follows core/backend/cpu-compile.ts:
  * maximal chains of same-shape elementwise equations become one fused program (ending, where it
  * can, in a reduction that absorbs its prologue); matmul and reductions are GPU kernels; views
- * (broadcast_to, transpose, slice, reshape) of device values are metadata; everything else runs
- * through `cpuKernels` with explicit readback of its inputs. Values stay on the device between
- * GPU steps; only what a CPU step needs and the program's outputs are read back.
+ * (broadcast_to, transpose, slice, reshape) of device values are metadata; a scan whose body
+ * compiles to device steps only runs on the device (its carry stays in textures from step to step,
+ * x_t is a view of the stacked xs at a run-time offset, the y_t are assembled on the device);
+ * custom_vjp_call is inlined (its primal function). Everything else runs through `cpuKernels`
+ * with explicit readback of its inputs. Values stay on the device between GPU steps; only what a
+ * CPU step needs and the program's outputs are read back.
  */
 import { debugEnabled } from '../../debug.js';
+import ndarray from 'ndarray';
 import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../../ir.js';
 import { NDArray } from '../../ndarray.js';
 import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from '../../primitives.js';
@@ -15,8 +19,8 @@ import { avalOf, literalArray } from '../../trace.js';
 import { cpuKernels } from '../cpu.js';
 import type { ElementwisePrim } from '../fusion.js';
 import { planFusion, REDUCE_OPS } from '../plan.js';
-import { MAX_GPU_INDEX, fusedKernelSource, gpuCode, gpuDtype, lit, matmulKernelSource, type GpuProgram, type InputView } from './codegen.js';
-import { launch, readback, release, upload, uploadBuffer, type DevArray } from './runtime.js';
+import { MAX_GPU_INDEX, STACK_FANIN, fusedKernelSource, gpuCode, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
+import { launch, launchArgs, readback, release, upload, uploadBuffer, type DevArray } from './runtime.js';
 
 type Val = NDArray | DevArray;
 const isDev = (v: Val): v is DevArray => !(v instanceof NDArray);
@@ -66,35 +70,101 @@ function eqnCode(prim: Primitive, inputs: readonly Atom[], outDtype: string, par
   return gpuCode[prim as ElementwisePrim](args, params as Record<string, unknown>);
 }
 
-const viewOf = (d: DevArray): InputView => ({ strides: d.strides, offset: d.offset });
+const viewOf = (d: DevArray): InputView => ({ strides: d.strides, offset: d.offset, dynamic: d.dyn !== undefined });
 
-/** A size-1 host value as a literal (inlined into the kernel instead of uploaded), or null. */
-function scalarLiteral(v: Val): string | null {
+/** A size-1 host value (possibly broadcast), passed to kernels as a float argument; else null. */
+function scalarValue(v: Val): number | null {
   // One value, possibly broadcast (every axis of size > 1 has stride 0).
   if (isDev(v) || v.size === 0 || !v.shape.every((d, i) => d === 1 || v.strides[i] === 0)) return null;
-  return lit(v.data[v.offset]);
+  return Number(v.data[v.offset]);
 }
 
 /**
- * Runs a fused program (index space `shape`). Size-1 host inputs become literals in the source
- * (one kernel per value: they are the scalar constants of a traced program); others are uploaded.
+ * Most textures one kernel reads. gpu.js binds texture arguments to units 0, 1, ... and uses unit
+ * 15 as scratch whenever it makes an output texture, so a 16th texture argument would read what
+ * that leaves there (seen on llvmpipe as a slightly wrong alpha-filter gradient).
+ */
+const MAX_KERNEL_TEXTURES = 15;
+
+/**
+ * Copies `vals` (each read through its view) into new textures, STACK_FANIN per texture, and
+ * returns contiguous views of the copies: how a kernel with too many texture inputs gets under
+ * MAX_KERNEL_TEXTURES.
+ */
+function packDev(vals: readonly DevArray[], ctx: Ctx): DevArray[] {
+  const out: DevArray[] = [];
+  for (let i = 0; i < vals.length; i += STACK_FANIN) {
+    const group = vals.slice(i, i + STACK_FANIN);
+    const total = group.reduce((a, v) => a + sizeOf(v.shape), 0);
+    const packed = launch(stackKernelSource(group.map((v) => ({ shape: v.shape, view: viewOf(v) }))), group, [total], 'float32');
+    ctx.made.push(packed);
+    let start = 0;
+    for (const v of group) {
+      out.push({ tex: packed.tex, bufSize: packed.bufSize, dtype: v.dtype, shape: v.shape.slice(), strides: contiguousStrides(v.shape), offset: start });
+      start += sizeOf(v.shape);
+    }
+  }
+  return out;
+}
+
+const textureCount = (inputs: readonly (DevArray | null)[]): number => new Set(inputs.filter((d): d is DevArray => d !== null).map((d) => d.tex)).size;
+
+/** Packs inputs (from the last) until they read at most MAX_KERNEL_TEXTURES textures. */
+function fitTextures(inputs: readonly (DevArray | null)[], ctx: Ctx): (DevArray | null)[] {
+  const out = inputs.slice();
+  let i = out.length - 1;
+  while (textureCount(out) > MAX_KERNEL_TEXTURES) {
+    const group: number[] = [];
+    for (; i >= 0 && group.length < STACK_FANIN; i--) if (out[i] !== null) group.push(i);
+    if (group.length < 2) throw new Error(`gpujs: a kernel reads ${textureCount(out)} textures, more than ${MAX_KERNEL_TEXTURES}`);
+    const packed = packDev(
+      group.map((k) => out[k]!),
+      ctx,
+    );
+    group.forEach((k, j) => (out[k] = packed[j]));
+  }
+  return out;
+}
+
+/**
+ * Runs a fused program (index space `shape`). Size-1 host inputs are float arguments (so a value
+ * computed at run time does not make a new kernel); others are uploaded. Inputs that share a
+ * texture share its kernel parameter.
  */
 function runProgram(prog: GpuProgram, shape: readonly number[], vals: Val[], outDtype: 'float32' | 'bool' | string, sources: Map<string, string>, ctx: Ctx): DevArray {
-  const lits = vals.map(scalarLiteral);
-  const inputs = vals.map((v, i) => (lits[i] === null ? toDev(v, ctx) : null));
-  const key = inputs.map((d, i) => (d === null ? `=${lits[i]}` : `${d.bufSize}:${d.strides.join(',')}@${d.offset}`)).join('|');
+  const scalars = vals.map(scalarValue);
+  let inputs = vals.map((v, i) => (scalars[i] === null ? toDev(v, ctx) : null));
+  if (textureCount(inputs) > MAX_KERNEL_TEXTURES) inputs = fitTextures(inputs, ctx);
+  const textures: DevArray[] = [];
+  const slotOfTex = new Map<DevArray['tex'], number>();
+  const texOf = inputs.map((d) => {
+    if (d === null) return -1;
+    let j = slotOfTex.get(d.tex);
+    if (j === undefined) {
+      slotOfTex.set(d.tex, (j = textures.length));
+      textures.push(d);
+    }
+    return j;
+  });
+  const key = inputs.map((d, i) => (d === null ? 's' : `${texOf[i]}:${d.bufSize}:${d.strides.join(',')}@${d.offset}${d.dyn === undefined ? '' : '+d'}`)).join('|');
   let src = sources.get(key);
   if (src === undefined) {
     src = fusedKernelSource(
       prog,
       shape,
-      inputs.map((d, i) => (d === null ? { strides: [], offset: 0, literal: lits[i]! } : viewOf(d))),
+      inputs.map((d) => (d === null ? { strides: shape.map(() => 0), offset: 0, scalar: true } : viewOf(d))),
+      texOf,
     );
     sources.set(key, src);
   }
   const axes = prog.reduce?.axes ?? [];
   const outShape = shape.filter((_, i) => !axes.includes(i));
-  return launch(src, inputs.filter((d): d is DevArray => d !== null), outShape, outDtype as 'float32');
+  const extras: number[] = [];
+  inputs.forEach((d, i) => {
+    if (d === null) extras.push(scalars[i]!);
+    else if (d.dyn !== undefined) extras.push(d.dyn);
+  });
+  return launchArgs(src, [...textures, ...extras], outShape, outDtype as 'float32');
 }
 
 function runMatmul(a: DevArray, b: DevArray): DevArray {
@@ -107,7 +177,7 @@ function runMatmul(a: DevArray, b: DevArray): DevArray {
 
 /** A device view op (no data moves), or null when it needs a copy (reshape of a strided view). */
 function viewDev<P extends Primitive>(prim: P, x: DevArray, params: PrimParams[P], ctx: Ctx): DevArray {
-  const base = { tex: x.tex, bufSize: x.bufSize, dtype: x.dtype };
+  const base = { tex: x.tex, bufSize: x.bufSize, dtype: x.dtype, dyn: x.dyn };
   switch (prim) {
     case 'broadcast_to': {
       const { shape } = params as PrimParams['broadcast_to'];
@@ -126,7 +196,7 @@ function viewDev<P extends Primitive>(prim: P, x: DevArray, params: PrimParams[P
       const { shape } = params as PrimParams['reshape'];
       const contiguous = contiguousStrides(x.shape).every((s, i) => x.shape[i] === 1 || x.strides[i] === s);
       const src = contiguous ? x : copyDev(x, ctx);
-      return { tex: src.tex, bufSize: src.bufSize, dtype: src.dtype, shape: shape.slice(), strides: contiguousStrides(shape), offset: src.offset };
+      return { tex: src.tex, bufSize: src.bufSize, dtype: src.dtype, dyn: src.dyn, shape: shape.slice(), strides: contiguousStrides(shape), offset: src.offset };
     }
   }
   throw new Error(`gpujs: ${prim} is not a view op`);
@@ -185,6 +255,7 @@ export function gpuRun<P extends Primitive>(prim: P, inputs: NDArray[], params: 
       ctx.made.push(out);
       return [readback(out)];
     }
+    if (prim === 'scan') return eagerScan(inputs, params as PrimParams['scan']);
     return (cpuKernels[prim] as (i: NDArray[], p: PrimParams[P]) => NDArray[])(inputs, params);
   } finally {
     finish(ctx);
@@ -196,12 +267,61 @@ export function gpuRun<P extends Primitive>(prim: P, inputs: NDArray[], params: 
 
 type Env = (Val | undefined)[];
 interface Step {
-  describe: string;
+  /** One line, or several (a scan's body, indented). */
+  describe: string[];
   run: (env: Env, ctx: Ctx) => void;
 }
 
+/** A jaxpr compiled to device steps; `compileGpu` wraps the top level, scans call their bodies. */
+interface Compiled {
+  /**
+   * Runs the steps on `vals` (constvars, then invars); returns the outvars as they are, device
+   * arrays where a kernel made them (nothing is read back). Textures made go to `ctx.made`.
+   */
+  run(ctx: Ctx, vals: readonly Val[]): Val[];
+  /** The plan, one line per step. */
+  describe: string[];
+  /** The primitives that run on the CPU (with a readback of their inputs), in order. */
+  cpu: string[];
+}
 
-export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) => NDArray[] {
+/**
+ * Replaces every custom_vjp_call by the equations of its primal function (what the call computes;
+ * its fwd and bwd matter only to differentiation, which has already happened when a jaxpr is
+ * compiled), so a spiking neuron's scan is planned like any other. Scan bodies are inlined when
+ * they are compiled.
+ */
+function inlineCustomVjp(jaxpr: Jaxpr): Jaxpr {
+  if (!jaxpr.eqns.some((e) => e.prim === 'custom_vjp_call')) return jaxpr;
+  const subst = new Map<Var, Atom>();
+  const sub = (a: Atom): Atom => (a instanceof Var ? (subst.get(a) ?? a) : a);
+  const eqns: Eqn[] = [];
+  for (const e of jaxpr.eqns) {
+    const inputs = e.inputs.map(sub);
+    if (e.prim !== 'custom_vjp_call') {
+      eqns.push(inputs.every((a, i) => a === e.inputs[i]) ? e : { ...e, inputs });
+      continue;
+    }
+    const p = e.params as PrimParams['custom_vjp_call'];
+    const fun = inlineCustomVjp(p.fun);
+    const args = [...inputs.slice(0, p.numFunConsts), ...inputs.slice(p.numFunConsts + p.numFwdConsts + p.numBwdConsts)];
+    const local = new Map<Var, Atom>();
+    fun.invars.forEach((v, i) => local.set(v, args[i]));
+    const loc = (a: Atom): Atom => (a instanceof Var ? (local.get(a) ?? a) : a);
+    for (const fe of fun.eqns) {
+      // Fresh output vars: the same function may be inlined more than once.
+      const outputs = fe.outputs.map((v) => new Var(v.aval));
+      const ins = fe.inputs.map(loc);
+      fe.outputs.forEach((v, i) => local.set(v, outputs[i]));
+      eqns.push({ prim: fe.prim, inputs: ins, params: fe.params, outputs });
+    }
+    e.outputs.forEach((v, i) => subst.set(v, loc(fun.outvars[i])));
+  }
+  return { constvars: jaxpr.constvars, invars: jaxpr.invars, eqns, outvars: jaxpr.outvars.map(sub) };
+}
+
+function compileSteps(input: Jaxpr): Compiled {
+  const jaxpr = inlineCustomVjp(input);
   const slots = new Map<Var, number>();
   const slotOf = (v: Var): number => {
     let s = slots.get(v);
@@ -211,13 +331,15 @@ export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) =
   jaxpr.constvars.forEach(slotOf);
   jaxpr.invars.forEach(slotOf);
   const steps: Step[] = [];
+  const cpu: string[] = [];
   const read = (a: Atom, env: Env): Val => (a instanceof Literal ? literalArray(a) : (env[slots.get(a)!] as Val));
 
-  const emitCpu = (e: Eqn): void => {
+  const emitCpu = (e: Eqn, describe = `cpu ${e.prim}`): void => {
     const kernel = cpuKernels[e.prim] as (inputs: NDArray[], params: unknown) => NDArray[];
     const outSlots = e.outputs.map(slotOf);
+    cpu.push(e.prim);
     steps.push({
-      describe: `cpu ${e.prim}`,
+      describe: [describe],
       run: (env) => {
         const outs = kernel(
           e.inputs.map((a) => toHost(read(a, env))),
@@ -231,7 +353,7 @@ export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) =
     const out = slotOf(e.outputs[0]);
     const kernel = cpuKernels[e.prim] as (inputs: NDArray[], params: unknown) => NDArray[];
     steps.push({
-      describe: `view ${e.prim}`,
+      describe: [`view ${e.prim}`],
       run: (env, ctx) => {
         const x = read(e.inputs[0], env);
         env[out] = isDev(x) ? viewDev(e.prim, x, e.params as never, ctx) : kernel([x], e.params)[0];
@@ -243,7 +365,7 @@ export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) =
     const outSlot = slotOf(out);
     const sources = new Map<string, string>();
     steps.push({
-      describe,
+      describe: [describe],
       run: (env, ctx) => {
         const d = runProgram(
           prog,
@@ -255,6 +377,24 @@ export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) =
         );
         ctx.made.push(d);
         env[outSlot] = d;
+      },
+    });
+  };
+  const emitScan = (e: Eqn): void => {
+    const p = e.params as PrimParams['scan'];
+    const body = compileSteps(p.body);
+    const blockers = scanBlockers(e, body);
+    const head = `scan[length=${p.length}${p.reverse ? ', reverse' : ''}, ${p.numConsts} const, ${p.numCarry} carry, ${e.inputs.length - p.numConsts - p.numCarry} xs]`;
+    if (blockers.length > 0) {
+      emitCpu(e, `cpu ${head} (not on the device: ${blockers.join('; ')})`);
+      return;
+    }
+    const outSlots = e.outputs.map(slotOf);
+    steps.push({
+      describe: [`gpu ${head}, body:`, ...body.describe.map((l) => `    ${l}`)],
+      run: (env, ctx) => {
+        const outs = runScanDev(body, p, e.inputs.map((a) => read(a, env)), ctx);
+        outSlots.forEach((s, i) => (env[s] = outs[i]));
       },
     });
   };
@@ -306,28 +446,222 @@ export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) =
       const [a, b] = e.inputs;
       const outSlot = slotOf(out);
       steps.push({
-        describe: 'gpu matmul',
+        describe: ['gpu matmul'],
         run: (env, ctx) => {
           const d = runMatmul(toDev(read(a, env), ctx), toDev(read(b, env), ctx));
           ctx.made.push(d);
           env[outSlot] = d;
         },
       });
+    } else if (e.prim === 'scan') {
+      emitScan(e);
     } else {
       emitCpu(e);
     }
   }
 
-  if (debugEnabled('plan')) console.error(`[spiketrace gpujs plan]\n${printJaxpr(jaxpr)}\n${steps.map((s) => '  ' + s.describe).join('\n')}`);
   const nSlots = slots.size;
+  const inVars = [...jaxpr.constvars, ...jaxpr.invars].map((v) => slots.get(v)!);
+  return {
+    describe: steps.flatMap((s) => s.describe),
+    cpu,
+    run: (ctx, vals) => {
+      const env: Env = new Array(nSlots);
+      inVars.forEach((s, i) => (env[s] = vals[i]));
+      for (const s of steps) s.run(env, ctx);
+      return jaxpr.outvars.map((a) => read(a, env));
+    },
+  };
+}
+
+/** Why a scan cannot run on the device (empty when it can). */
+function scanBlockers(e: Eqn, body: Compiled): string[] {
+  const p = e.params as PrimParams['scan'];
+  const why: string[] = [];
+  if (body.cpu.length > 0) why.push(`its body runs ${[...new Set(body.cpu)].join(', ')} on the CPU`);
+  const avals = [...e.inputs, ...e.outputs].map((a) => a.aval);
+  const bad = [...new Set(avals.filter((a) => !gpuDtype(a.dtype)).map((a) => a.dtype))];
+  if (bad.length > 0) why.push(`${bad.join(', ')} values`);
+  if (p.length < 1) why.push('no steps');
+  else if (!avals.every((a) => fitsGpu(a.shape))) why.push(`a value has no elements or ${MAX_GPU_INDEX} or more`);
+  return why;
+}
+
+/** x_t: the view of stacked `x` at step t (a run-time offset on the device, so kernels are shared). */
+function stepView(x: Val, t: number): Val {
+  if (!isDev(x)) return new NDArray(x.nd.pick(t, ...new Array<null>(x.ndim - 1).fill(null)), x.dtype);
+  const dyn = x.strides[0] === 0 ? x.dyn : (x.dyn ?? 0) + t * x.strides[0];
+  return { tex: x.tex, bufSize: x.bufSize, dtype: x.dtype, shape: x.shape.slice(1), strides: x.strides.slice(1), offset: x.offset, dyn };
+}
+
+/** `v` repeated `n` times along a new leading axis (stride 0: no copy). */
+function prependAxis(v: Val, n: number): Val {
+  if (isDev(v)) return { ...v, host: undefined, shape: [n, ...v.shape], strides: [0, ...v.strides] };
+  return new NDArray(ndarray(v.data, [n, ...v.shape], [0, ...v.strides], v.offset), v.dtype);
+}
+
+/**
+ * Runs a scan whose body compiled to device steps only: the carry moves from step to step as
+ * textures (no readback), x_t is a view of the (uploaded once) xs at a run-time offset, and each
+ * y_t is kept until STACK_FANIN of them are concatenated by one kernel (then chunks of chunks),
+ * so the stacked ys are assembled on the device. Textures a step makes are deleted as soon as
+ * nothing holds them; what the scan returns goes to `ctx.made`.
+ */
+function runScanDev(body: Compiled, p: PrimParams['scan'], ins: readonly Val[], ctx: Ctx): Val[] {
+  const { numConsts: nC, numCarry: nK, length: T, reverse } = p;
+  // Host values are uploaded once, before the loop, except scalars (float arguments of the kernels).
+  const prep = (v: Val): Val => (isDev(v) || scalarValue(v) !== null ? v : toDev(v, ctx));
+  let consts = ins.slice(0, nC).map(prep);
+  let carry = ins.slice(nC, nC + nK).map(prep);
+  const xs = ins.slice(nC + nK).map(prep);
+  // A body reading more textures than a kernel may would pack some at every step: pack the
+  // constants once instead (carries count as textures: after the first step they are).
+  const devConsts = consts.filter(isDev);
+  if (devConsts.length > 1 && textureCount([...devConsts, ...xs.filter(isDev)]) + nK > MAX_KERNEL_TEXTURES) {
+    const packed = packDev(devConsts, ctx);
+    let k = 0;
+    consts = consts.map((c) => (isDev(c) ? packed[k++] : c));
+  }
+
+  // Textures this scan made and still uses (carries, kept y_t, stacked chunks), with holders.
+  const owned = new Map<DevArray['tex'], { n: number; d: DevArray }>();
+  const adopt = (d: DevArray): void => {
+    if (!owned.has(d.tex)) owned.set(d.tex, { n: 0, d });
+  };
+  const hold = (v: Val): void => {
+    const o = isDev(v) ? owned.get(v.tex) : undefined;
+    if (o !== undefined) o.n++;
+  };
+  const drop = (v: Val): void => {
+    const o = isDev(v) ? owned.get(v.tex) : undefined;
+    if (o !== undefined && --o.n <= 0) {
+      owned.delete(o.d.tex);
+      release(o.d);
+    }
+  };
+
+  interface Item {
+    v: Val;
+    rows: number;
+  }
+  /** Collects y_t in push (iteration) order; memory order is step order (reversed for reverse). */
+  const stacker = (shape: readonly number[], dtype: string): { push(v: Val): void; finish(): Val } => {
+    const size = sizeOf(shape);
+    const levels: Item[][] = [];
+    const concat = (items: Item[]): Item => {
+      const ordered = reverse ? items.slice().reverse() : items;
+      const specs = ordered.map(({ v }) => ({ shape: v.shape, view: isDev(v) ? viewOf(v) : { strides: [], offset: 0, scalar: true } }));
+      const rows = items.reduce((a, it) => a + it.rows, 0);
+      const out = launch(stackKernelSource(specs), ordered.map(({ v }) => (isDev(v) ? v : scalarValue(v)!)), [rows * size], dtype as 'float32');
+      adopt(out);
+      hold(out);
+      for (const it of items) drop(it.v);
+      return { v: out, rows };
+    };
+    const add = (level: number, item: Item): void => {
+      const l = (levels[level] ??= []);
+      l.push(item);
+      if (l.length === STACK_FANIN) {
+        levels[level] = [];
+        add(level + 1, concat(l));
+      }
+    };
+    return {
+      push(y: Val): void {
+        const v = isDev(y) || scalarValue(y) !== null ? y : toDev(y, ctx);
+        hold(v);
+        add(0, { v, rows: 1 });
+      },
+      finish(): Val {
+        // Earlier pushes sit at higher levels.
+        let seq = levels.slice().reverse().flat();
+        while (seq.length > 1) {
+          const next: Item[] = [];
+          for (let i = 0; i < seq.length; i += STACK_FANIN) {
+            const g = seq.slice(i, i + STACK_FANIN);
+            next.push(g.length === 1 ? g[0] : concat(g));
+          }
+          seq = next;
+        }
+        const only = seq[0];
+        if (only.rows === 1) return prependAxis(only.v, 1);
+        const d = only.v as DevArray;
+        const full = [T, ...shape];
+        return { tex: d.tex, bufSize: d.bufSize, dtype: d.dtype, shape: full, strides: contiguousStrides(full), offset: 0 };
+      },
+    };
+  };
+
+  const bodyIn = p.body.invars;
+  const yOuts = p.body.outvars.slice(nK);
+  // A y that is a literal, a constant or x_t itself needs no per-step work.
+  const direct: (Val | undefined)[] = yOuts.map((a) => {
+    if (a instanceof Literal) return (cpuKernels.broadcast_to([literalArray(a)], { shape: [T] }) as NDArray[])[0];
+    const k = bodyIn.indexOf(a);
+    if (k >= 0 && k < nC) return prependAxis(consts[k], T);
+    if (k >= nC + nK) return xs[k - nC - nK];
+    return undefined;
+  });
+  const stacks = yOuts.map((a, j) => (direct[j] === undefined ? stacker(a.aval.shape, a.aval.dtype) : null));
+
+  try {
+    for (let i = 0; i < T; i++) {
+      const t = reverse ? T - 1 - i : i;
+      const stepCtx: Ctx = { made: [], uploaded: new Map() };
+      let outs: Val[];
+      try {
+        outs = body.run(stepCtx, [...consts, ...carry, ...xs.map((x) => stepView(x, t))]);
+      } catch (err) {
+        finish(stepCtx);
+        throw err;
+      }
+      for (const d of stepCtx.made) adopt(d);
+      const next = outs.slice(0, nK);
+      next.forEach(hold);
+      outs.slice(nK).forEach((y, j) => stacks[j]?.push(y));
+      carry.forEach(drop);
+      carry = next;
+      // What this step made and nothing holds (intermediates) goes now.
+      for (const d of stepCtx.made) {
+        const o = owned.get(d.tex);
+        if (o !== undefined && o.n === 0) {
+          owned.delete(d.tex);
+          release(d);
+        }
+      }
+    }
+    const ys = yOuts.map((_, j) => direct[j] ?? stacks[j]!.finish());
+    return [...carry, ...ys];
+  } finally {
+    // Whatever the scan still holds is its results (or, after an error, leftovers): the run's
+    // context deletes them with its other textures.
+    for (const o of owned.values()) ctx.made.push(o.d);
+  }
+}
+
+/** An eager scan on gpujs: the one-equation program, compiled once per body and input avals. */
+const eagerScans = new WeakMap<Jaxpr, Map<string, (consts: NDArray[], args: NDArray[]) => NDArray[]>>();
+function eagerScan(inputs: NDArray[], params: PrimParams['scan']): NDArray[] {
+  let m = eagerScans.get(params.body);
+  if (m === undefined) eagerScans.set(params.body, (m = new Map()));
+  const key = JSON.stringify([params.numConsts, params.numCarry, params.length, params.reverse, inputs.map((x) => [x.dtype, x.shape])]);
+  let fn = m.get(key);
+  if (fn === undefined) {
+    const invars = inputs.map((x) => new Var(avalOf(x)));
+    const outvars = shapeRules.scan(inputs.map(avalOf), params).map((a) => new Var(a));
+    fn = compileGpu({ constvars: [], invars, eqns: [{ prim: 'scan', inputs: invars, params, outputs: outvars }], outvars });
+    m.set(key, fn);
+  }
+  return fn([], inputs);
+}
+
+export function compileGpu(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[]) => NDArray[] {
+  const c = compileSteps(jaxpr);
+  if (debugEnabled('plan')) console.error(`[spiketrace gpujs plan]\n${printJaxpr(jaxpr)}\n${c.describe.map((l) => '  ' + l).join('\n')}`);
   return (consts, args) => {
-    const env: Env = new Array(nSlots);
-    jaxpr.constvars.forEach((v, i) => (env[slots.get(v)!] = consts[i]));
-    jaxpr.invars.forEach((v, i) => (env[slots.get(v)!] = args[i]));
     const ctx: Ctx = { made: [], uploaded: new Map() };
     try {
-      for (const s of steps) s.run(env, ctx);
-      return jaxpr.outvars.map((a) => toHost(read(a, env)));
+      return c.run(ctx, [...consts, ...args]).map(toHost);
     } finally {
       finish(ctx);
     }

@@ -1,7 +1,9 @@
 /**
  * The gpu.js backend ('gpujs', issue 7): float32 matmul, fused elementwise programs and
- * reductions as gpu.js kernels (transpiled to GLSL); every other primitive runs on the CPU
- * kernels with explicit upload/readback. Not registered on import: call `enableGpuBackend()`.
+ * reductions as gpu.js kernels (transpiled to GLSL), and scans whose bodies are made of those
+ * (the spiking neuron, the lowpass and alpha filters, forward and backward) run step by step on
+ * the device; every other primitive runs on the CPU kernels with explicit upload/readback. Not
+ * registered on import: call `enableGpuBackend()`.
  *
  * @example
  * import { setBackend } from 'spiketrace/core';

@@ -20,6 +20,11 @@ export interface DevArray {
   readonly strides: readonly number[];
   readonly offset: number;
   readonly dtype: DType;
+  /**
+   * A run-time part of the offset, passed to kernels as a uniform (not baked into their source):
+   * a scan's per-step view of its stacked inputs, so every step runs the same kernels.
+   */
+  readonly dyn?: number;
   /** The host copy, once read back. */
   host?: NDArray;
 }
@@ -57,9 +62,14 @@ export function currentMode(): GpuMode | null {
 
 const KERNEL_SETTINGS = { pipeline: true, immutable: true, precision: 'single', tactic: 'precision', loopMaxIterations: 1 << 24 } as const;
 
-/** Builds (or finds) the kernel for `source` with a flat output of `size` elements. */
-export function kernelFor(source: string, size: number): IKernelRunShortcut {
-  const key = `${size}|${source}`;
+/**
+ * Builds (or finds) the kernel for `source` with a flat output of `size` elements, for texture
+ * arguments of the sizes `args` describes: gpu.js bakes each texture argument's dimensions into
+ * the shader when it first runs and never checks them again, so one source read from textures of
+ * another size (a scan's xs of another length, a view of a bigger buffer) needs its own kernel.
+ */
+export function kernelFor(source: string, size: number, args = ''): IKernelRunShortcut {
+  const key = `${size}|${args}|${source}`;
   let k = kernels.get(key);
   if (k === undefined) {
     if (gpu === null) throw new Error('gpujs backend: not enabled (call enableGpuBackend())');
@@ -71,11 +81,31 @@ export function kernelFor(source: string, size: number): IKernelRunShortcut {
   return k;
 }
 
-/** Runs a compiled kernel on device arrays; returns a new contiguous device array. */
-export function launch(source: string, inputs: readonly DevArray[], shape: readonly number[], dtype: DType): DevArray {
+/**
+ * Runs a compiled kernel on device arrays and scalars (float arguments); returns a new contiguous
+ * device array. An input with a run-time offset (`dyn`) is passed as its texture followed by that
+ * offset (the kernel's source declares the extra argument: codegen's `InputView.dynamic`).
+ */
+export function launch(source: string, inputs: readonly (DevArray | number)[], shape: readonly number[], dtype: DType): DevArray {
+  const args: (DevArray | number)[] = [];
+  for (const x of inputs) {
+    args.push(x);
+    if (typeof x !== 'number' && x.dyn !== undefined) args.push(x.dyn);
+  }
+  return launchArgs(source, args, shape, dtype);
+}
+
+/** Runs a kernel on its arguments exactly as given: device arrays pass their texture. */
+export function launchArgs(source: string, args: readonly (DevArray | number)[], shape: readonly number[], dtype: DType): DevArray {
   const size = shape.reduce((a, c) => a * c, 1);
-  const k = kernelFor(source, size);
-  const tex = k(...inputs.map((x) => x.tex)) as unknown as Texture;
+  const sizes: string[] = [];
+  const raw = args.map((x) => {
+    if (typeof x === 'number') return x;
+    sizes.push(`${(x.tex as unknown as { size: number[] }).size.join('x')}:${x.bufSize}`);
+    return x.tex;
+  });
+  const k = kernelFor(source, size, sizes.join(','));
+  const tex = (k as unknown as (...a: (Texture | number)[]) => Texture)(...raw);
   stats.kernelRuns++;
   return { tex, bufSize: size, shape: shape.slice(), strides: contiguousStrides(shape), offset: 0, dtype };
 }
@@ -123,7 +153,7 @@ export function readback(x: DevArray): NDArray {
     data = allocate(x.dtype, x.bufSize);
     for (let i = 0; i < x.bufSize; i++) data[i] = raw[i];
   } else if (raw.length !== x.bufSize) data = raw.slice(0, x.bufSize);
-  x.host = new NDArray(ndarray(data, x.shape.slice(), x.strides.slice(), x.offset), x.dtype);
+  x.host = new NDArray(ndarray(data, x.shape.slice(), x.strides.slice(), x.offset + (x.dyn ?? 0)), x.dtype);
   return x.host;
 }
 
