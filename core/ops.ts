@@ -39,9 +39,22 @@ export function broadcastTo(x: TensorLike, shape: readonly number[]): Tensor {
   return shapesEqual(r.shape, shape) ? r : bind1('broadcast_to', [r], { shape: shape.slice() });
 }
 
+/** The public function behind a primitive whose name differs, for error messages. */
+const PUBLIC_NAME: Partial<Record<BinaryPrim | ComparePrim, string>> = {
+  max: 'maximum',
+  min: 'minimum',
+  gt: 'greater',
+  ge: 'greaterEqual',
+  lt: 'less',
+  le: 'lessEqual',
+  eq: 'equal',
+  ne: 'notEqual',
+};
+
 function binary(prim: BinaryPrim | ComparePrim, a: TensorLike, b: TensorLike): Tensor {
-  const [x, y] = coerce(prim, a, b);
-  const shape = broadcastShapes(prim, x.shape, y.shape);
+  const name = PUBLIC_NAME[prim] ?? prim;
+  const [x, y] = coerce(name, a, b);
+  const shape = broadcastShapes(name, x.shape, y.shape);
   return bind1(prim, [broadcastTo(x, shape), broadcastTo(y, shape)], {});
 }
 

@@ -1,6 +1,6 @@
 // Edge cases where spiketrace follows numpy/JAX semantics.
 import t from 'tap';
-import { array, cast, div, full, logsumexp, scalar, vjp, mul, type Tensor } from '../../core/index.js';
+import { array, cast, div, equal, full, greater, lessEqual, logsumexp, maximum, minimum, notEqual, scalar, vjp, mul, type Tensor } from '../../core/index.js';
 
 t.test('logsumexp of an all -Infinity row is -Infinity, not NaN (as JAX)', async (t) => {
   const r = logsumexp(array([[-Infinity, -Infinity], [0, Math.log(3)]], { dtype: 'float64' }), -1).toNested() as number[];
@@ -54,4 +54,18 @@ t.test('jit caches per backend', async (t) => {
   } finally {
     setBackend('cpu');
   }
+});
+
+t.test('broadcast errors name the public function, not the primitive', async (t) => {
+  const a = array([1, 2, 3]);
+  const b = array([1, 2]);
+  const cases: [string, () => unknown][] = [
+    ['maximum', () => maximum(a, b)],
+    ['minimum', () => minimum(a, b)],
+    ['greater', () => greater(a, b)],
+    ['lessEqual', () => lessEqual(a, b)],
+    ['equal', () => equal(a, b)],
+    ['notEqual', () => notEqual(a, b)],
+  ];
+  for (const [name, f] of cases) t.throws(f, new RegExp(`^${name}: shapes \\[3\\] and \\[2\\] cannot be broadcast together`), name);
 });
