@@ -18,6 +18,7 @@ import {
   div,
   expandDims,
   fromNdarray,
+  fromTyped,
   full,
   gatherRows,
   grad,
@@ -426,4 +427,23 @@ t.test('bad input', async (t) => {
     const e2 = thrown(() => add(leaked!, 1));
     t.ok(e2 instanceof ConcretizationError, `using a leaked tracer later throws ConcretizationError (${e2})`);
   });
+});
+
+t.test('toTyped of views with contiguous rows (row copies) equals an element-by-element gather', async (t) => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 16, max: 40 }), fc.boolean(), fc.nat(3), (a, b, c, swap, cut) => {
+      const base = fromTyped(Float32Array.from({ length: a * b * c }, (_, i) => i), [a, b, c]);
+      // Outer axes swapped (a transposed batch) and the last axis sliced: rows stay contiguous.
+      let view = swap ? (transpose(base, [1, 0, 2]) as NDArray) : base;
+      const lo = Math.min(cut, c - 16);
+      view = new NDArray(view.nd.lo(0, 0, lo), 'float32');
+      const got = Array.from(view.toTyped());
+      const want: number[] = [];
+      const [d0, d1, d2] = view.shape;
+      for (let i = 0; i < d0; i++) for (let j = 0; j < d1; j++) for (let k = 0; k < d2; k++) want.push(view.data[view.offset + i * view.strides[0] + j * view.strides[1] + k * view.strides[2]]);
+      return got.length === want.length && got.every((v, i) => v === want[i]);
+    }),
+    { numRuns: 100 },
+  );
+  t.pass('row-copy path agrees with the gather');
 });
