@@ -15,10 +15,9 @@
  * programs, layouts and special values. Groups with other dtypes or with operations WebAssembly
  * has no instruction for (exp, log, tanh, logistic, pow) stay on the JS path.
  *
- * Layouts: after merging axes (fusion.ts `coalesce`) an iteration space of rank <= 2 (rows x
- * cols) runs here; each operand is copied in as a contiguous block, one broadcast row, a column
- * of per-row scalars, or one scalar; anything else (rank 3+ after merging) returns null and the
- * caller runs its JS loop. Rows are processed in order with whole 4-lane vectors, so a row whose
+ * Layouts: after merging axes (fusion.ts `coalesce`) the last axis is the row and every other
+ * axis is flattened into rows; each operand is copied in as a contiguous block, rows one by one (a
+ * transposed batch), one broadcast row, a column of per-row scalars, or one scalar. Rows are processed in order with whole 4-lane vectors, so a row whose
  * length is not a multiple of 4 writes a few lanes into the next row's start, which that row then
  * overwrites (every buffer is padded by one vector).
  */
@@ -272,7 +271,7 @@ interface Placement {
 /**
  * Runs `spec` over inputs of equal logical `shape` (strided views, broadcasts included) and
  * returns its outputs as fresh contiguous float32 arrays; null when WebAssembly SIMD is off or
- * unavailable, or the layout has more than two axes after merging (the caller's JS loop then runs).
+ * unavailable (the caller's JS loop then runs).
  */
 export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[]): NDArray[] | null {
   if (elementwiseBackendName() !== 'wasm-simd') return null;
@@ -280,23 +279,42 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   if (size === 0) return null;
   const merged = coalesce([...shape], inputs.map((x) => [...x.strides]));
   const rank = merged.shape.length;
-  if (rank > 2) return null;
-  const rows = rank === 2 ? merged.shape[0] : 1;
+  // Every axis but the last is flattened into rows; an operand's row r starts at rowStart(i, r).
+  const outer = merged.shape.slice(0, Math.max(0, rank - 1));
+  const rows = outer.reduce((a, c) => a * c, 1);
   const cols = rank === 0 ? 1 : merged.shape[rank - 1];
   const vecs = Math.ceil(cols / 4);
+  const rowStarts = (i: number): Int32Array => {
+    // Odometer over the outer axes with operand i's strides (used only past two axes).
+    const st = merged.strides[i];
+    const out = new Int32Array(rows);
+    const idx = new Array<number>(outer.length).fill(0);
+    let o = inputs[i].offset;
+    for (let r = 0; r < rows; r++) {
+      out[r] = o;
+      for (let d = outer.length - 1; d >= 0; d--) {
+        idx[d]++;
+        o += st[d];
+        if (idx[d] < outer[d]) break;
+        o -= st[d] * outer[d];
+        idx[d] = 0;
+      }
+    }
+    return out;
+  };
   let used = 0;
   const reserve = (floats: number): number => {
     const at = used;
     used += Math.ceil(floats / 4) * 4 + 4; // one vector of padding for the last row's over-run
     return at;
   };
+  const innerStride = (i: number): number => (rank === 0 ? 0 : merged.strides[i][rank - 1]);
+  const outerFixed = (i: number): boolean => rows === 1 || merged.strides[i].slice(0, rank - 1).every((x) => x === 0);
   const placements: Placement[] = inputs.map((_, i) => {
-    const st = merged.strides[i];
-    const si = rank === 0 ? 0 : st[rank - 1];
-    const so = rank === 2 ? st[0] : 0;
-    if (si === 0 && (so === 0 || rows === 1)) return { layout: 'splat', at: reserve(1), rowStrideBytes: 0, floats: 1 };
+    const si = innerStride(i);
+    if (si === 0 && outerFixed(i)) return { layout: 'splat', at: reserve(1), rowStrideBytes: 0, floats: 1 };
     if (si === 0) return { layout: 'splat', at: reserve(rows), rowStrideBytes: 4, floats: rows };
-    if (si === 1 && so === 0) return { layout: 'vector', at: reserve(cols), rowStrideBytes: 0, floats: cols };
+    if (si === 1 && outerFixed(i)) return { layout: 'vector', at: reserve(cols), rowStrideBytes: 0, floats: cols };
     return { layout: 'vector', at: reserve(rows * cols), rowStrideBytes: cols * 4, floats: rows * cols };
   });
   const outAt = spec.outputs.map(() => reserve(rows * cols));
@@ -304,16 +322,23 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   const h = heap;
   inputs.forEach((x, i) => {
     const pl = placements[i];
-    const st = merged.strides[i];
-    const si = rank === 0 ? 0 : st[rank - 1];
-    const so = rank === 2 ? st[0] : 0;
+    const si = innerStride(i);
     const data = x.data as Float32Array;
     const off = x.offset;
-    if (pl.floats === 1) h[pl.at] = data[off];
-    else if (pl.layout === 'splat') for (let r = 0; r < rows; r++) h[pl.at + r] = data[off + r * so];
-    else if (si === 1 && (pl.floats === cols || so === cols)) h.set(data.subarray(off, off + pl.floats), pl.at);
-    else if (si === 1) for (let r = 0; r < rows; r++) h.set(data.subarray(off + r * so, off + r * so + cols), pl.at + r * cols);
-    else for (let r = 0, d = pl.at; r < rows; r++) for (let c = 0; c < cols; c++) h[d++] = data[off + r * so + c * si];
+    if (pl.floats === 1) {
+      h[pl.at] = data[off];
+      return;
+    }
+    if (si === 1 && pl.floats === cols) {
+      h.set(data.subarray(off, off + cols), pl.at);
+      return;
+    }
+    const starts = rank === 2 ? null : rowStarts(i);
+    const start = (r: number): number => (starts === null ? off + r * merged.strides[i][0] : starts[r]);
+    if (pl.layout === 'splat') for (let r = 0; r < rows; r++) h[pl.at + r] = data[start(r)];
+    else if (si === 1 && start(rows - 1) - start(0) === (rows - 1) * cols && (starts === null || starts.every((o, r) => o === off + r * cols))) h.set(data.subarray(off, off + rows * cols), pl.at);
+    else if (si === 1) for (let r = 0; r < rows; r++) h.set(data.subarray(start(r), start(r) + cols), pl.at + r * cols);
+    else for (let r = 0, d = pl.at; r < rows; r++) for (let c = 0, o = start(r); c < cols; c++, o += si) h[d++] = data[o];
   });
   const fn = kernelFor(spec, placements.map((pl) => pl.layout));
   const args: number[] = [rows, vecs, cols * 4];
