@@ -31,10 +31,10 @@
  * const { params: loaded } = await loadTensors('model.safetensors', { params, opt: optState });
  * // Python: safetensors.numpy.load_file('model.safetensors')['params.dense.kernel']
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { open, readFile, rename, rm } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import type * as FsModule from 'node:fs';
+import type * as FsPromisesModule from 'node:fs/promises';
+import type * as CryptoModule from 'node:crypto';
+import type * as PathModule from 'node:path';
 import { fromTyped, treeFlatten, type DType, type Tensor, type Tree, type TreeDef, type TypedArray } from '../core/index.js';
 
 /** The `__metadata__` key under which the record's structure is stored. */
@@ -47,6 +47,21 @@ export type SafetensorsDType = 'F32' | 'F64' | 'I32' | 'U32' | 'BOOL';
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
 }
+
+/**
+ * Node's built-in modules, looked up when a file function runs (not imported), so that the rest
+ * of this module, and nn as a whole, loads in a browser; there the file functions throw.
+ */
+function nodeModule<T>(id: string, fn: string): T {
+  const lookup = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
+  const m = typeof lookup === 'function' ? lookup(id) : undefined;
+  if (m === undefined) throw new SafetensorsError(`${fn}: needs Node's ${id} (file access); without it, use tensorsToBytes / tensorsFromBytes`);
+  return m as T;
+}
+const fs = (fn: string) => nodeModule<typeof FsModule>('node:fs', fn);
+const fsp = (fn: string) => nodeModule<typeof FsPromisesModule>('node:fs/promises', fn);
+const nodePath = (fn: string) => nodeModule<typeof PathModule>('node:path', fn);
+const nodeCrypto = (fn: string) => nodeModule<typeof CryptoModule>('node:crypto', fn);
 
 /** The reference implementation refuses headers above 100 MB. */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -255,8 +270,9 @@ export function tensorsToBytes(tree: Tree, metadata?: Readonly<Record<string, st
   return out;
 }
 
-function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+function tempPathFor(path: string, fn: string): string {
+  const { basename, dirname, join } = nodePath(fn);
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${nodeCrypto(fn).randomBytes(6).toString('hex')}.tmp`);
 }
 
 function saveError(op: string, path: string, e: unknown): SafetensorsError {
@@ -280,7 +296,8 @@ export async function saveTensors(path: string, tree: Tree, metadata?: Readonly<
   } catch (e) {
     throw saveError('saveTensors', path, e);
   }
-  const tmp = tempPathFor(path);
+  const { open, rename, rm } = fsp('saveTensors');
+  const tmp = tempPathFor(path, 'saveTensors');
   let created = false;
   try {
     const fh = await open(tmp, 'wx');
@@ -297,7 +314,7 @@ export async function saveTensors(path: string, tree: Tree, metadata?: Readonly<
     if (created) await rm(tmp, { force: true }).catch(() => undefined);
     throw saveError('saveTensors', path, e);
   }
-  await syncDirectory(dirname(path));
+  await syncDirectory(nodePath('saveTensors').dirname(path));
 }
 
 /** The synchronous {@link saveTensors} (same atomic write). */
@@ -308,7 +325,8 @@ export function saveTensorsSync(path: string, tree: Tree, metadata?: Readonly<Re
   } catch (e) {
     throw saveError('saveTensorsSync', path, e);
   }
-  const tmp = tempPathFor(path);
+  const { openSync, writeFileSync, fsyncSync, closeSync, renameSync, rmSync } = fs('saveTensorsSync');
+  const tmp = tempPathFor(path, 'saveTensorsSync');
   let created = false;
   try {
     const fd = openSync(tmp, 'wx');
@@ -331,13 +349,13 @@ export function saveTensorsSync(path: string, tree: Tree, metadata?: Readonly<Re
     }
     throw saveError('saveTensorsSync', path, e);
   }
-  syncDirectorySync(dirname(path));
+  syncDirectorySync(nodePath('saveTensorsSync').dirname(path));
 }
 
 /** Best effort: makes the rename durable (not possible on every platform). */
 async function syncDirectory(dir: string): Promise<void> {
   try {
-    const fh = await open(dir, 'r');
+    const fh = await fsp('saveTensors').open(dir, 'r');
     try {
       await fh.sync();
     } finally {
@@ -349,6 +367,7 @@ async function syncDirectory(dir: string): Promise<void> {
 }
 
 function syncDirectorySync(dir: string): void {
+  const { openSync, fsyncSync, closeSync } = fs('saveTensorsSync');
   try {
     const fd = openSync(dir, 'r');
     try {
@@ -672,14 +691,14 @@ function asBytes(buf: Buffer): Uint8Array {
 export async function loadTensors(path: string, template?: undefined): Promise<Tree>;
 export async function loadTensors<T extends Tree>(path: string, template: T): Promise<T>;
 export async function loadTensors(path: string, template?: Tree): Promise<Tree> {
-  return tensorsFromBytes(asBytes(await readFile(path)), template, path);
+  return tensorsFromBytes(asBytes(await fsp('loadTensors').readFile(path)), template, path);
 }
 
 /** The synchronous {@link loadTensors}. */
 export function loadTensorsSync(path: string, template?: undefined): Tree;
 export function loadTensorsSync<T extends Tree>(path: string, template: T): T;
 export function loadTensorsSync(path: string, template?: Tree): Tree {
-  return tensorsFromBytes(asBytes(readFileSync(path)), template, path);
+  return tensorsFromBytes(asBytes(fs('loadTensorsSync').readFileSync(path)), template, path);
 }
 
 /**
@@ -690,10 +709,10 @@ export function loadTensorsSync(path: string, template?: Tree): Tree {
  * (await readTensorMetadata('ckpt.safetensors')).step; // '1000'
  */
 export async function readTensorMetadata(path: string): Promise<Record<string, string>> {
-  return tensorMetadataFromBytes(asBytes(await readFile(path)), path);
+  return tensorMetadataFromBytes(asBytes(await fsp('readTensorMetadata').readFile(path)), path);
 }
 
 /** The synchronous {@link readTensorMetadata}. */
 export function readTensorMetadataSync(path: string): Record<string, string> {
-  return tensorMetadataFromBytes(asBytes(readFileSync(path)), path);
+  return tensorMetadataFromBytes(asBytes(fs('readTensorMetadataSync').readFileSync(path)), path);
 }

@@ -17,7 +17,13 @@
  * bytes is reported, never silently padded or cut, because a dataset that is
  * quietly wrong costs far more than one that fails to load.
  */
-import { gunzipSync, gzipSync } from 'node:zlib';
+import type * as ZlibModule from 'node:zlib';
+import { requireNodeBuiltin } from '../../core/node-builtin.js';
+
+// zlib is looked up when a .gz file is read or written, so the parser loads in a browser.
+const zlib = () => requireNodeBuiltin<typeof ZlibModule>('node:zlib', 'IDX gzip');
+const gunzipSync = (bytes: Uint8Array, options: { maxOutputLength: number }): Uint8Array => zlib().gunzipSync(bytes, options);
+const gzipSync = (bytes: Uint8Array): Uint8Array => zlib().gzipSync(bytes);
 import { IdxFormatError } from './errors.js';
 
 /** Element types an IDX file can hold, named as typed arrays name them. */

@@ -29,11 +29,30 @@
  * the gzip file name dropped and the timestamp reset, so its `.gz` files have
  * other sha256s while holding identical bytes.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
-import { open, rename, rm, mkdir } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import type * as CryptoModule from 'node:crypto';
+import type * as FsModule from 'node:fs';
+import type * as FsPromisesModule from 'node:fs/promises';
+import type * as OsModule from 'node:os';
+import type * as PathModule from 'node:path';
+import { requireNodeBuiltin } from '../../core/node-builtin.js';
+
+// Node built-ins are looked up when a loader runs, so that importing the data module (tileTime,
+// poissonEncode, the IDX parser) works in a browser; the file loaders need Node.
+const CALLER = 'spiketrace data loader';
+const fs = () => requireNodeBuiltin<typeof FsModule>('node:fs', CALLER);
+const fsp = () => requireNodeBuiltin<typeof FsPromisesModule>('node:fs/promises', CALLER);
+const path = () => requireNodeBuiltin<typeof PathModule>('node:path', CALLER);
+const readFileSync = (p: string): Uint8Array => fs().readFileSync(p);
+const statSync = (p: string): FsModule.Stats => fs().statSync(p);
+const open = (p: string, flags: string, mode?: number): Promise<FsPromisesModule.FileHandle> => fsp().open(p, flags, mode);
+const rename = (from: string, to: string): Promise<void> => fsp().rename(from, to);
+const rm = (p: string, options: { force: boolean }): Promise<void> => fsp().rm(p, options);
+const mkdir = (p: string, options: { recursive: true }): Promise<string | undefined> => fsp().mkdir(p, options);
+const homedir = (): string => requireNodeBuiltin<typeof OsModule>('node:os', CALLER).homedir();
+const join = (...parts: string[]): string => path().join(...parts);
+const resolve = (...parts: string[]): string => path().resolve(...parts);
+const createHash = (algorithm: string): CryptoModule.Hash => requireNodeBuiltin<typeof CryptoModule>('node:crypto', CALLER).createHash(algorithm);
+const randomBytes = (n: number): Uint8Array & { toString(encoding: 'hex'): string } => requireNodeBuiltin<typeof CryptoModule>('node:crypto', CALLER).randomBytes(n);
 import { ChecksumError, DatasetError } from './errors.js';
 import { gunzipIfNeeded, parseIdx, type IdxArray } from './idx.js';
 

@@ -691,3 +691,18 @@ t.test('concurrent saves to one path leave one complete file', async (t) => {
   t.equal(treeDiff(back, trees[back.i.item()]), null);
   t.same(readdirSync(dir), ['race.safetensors']);
 });
+
+t.test('without Node built-ins (a browser), the file functions say what to use; bytes still work', async (t) => {
+  const proc = process as unknown as { getBuiltinModule?: unknown };
+  const saved = proc.getBuiltinModule;
+  proc.getBuiltinModule = undefined;
+  try {
+    const tree = { w: array([1, 2, 3]) };
+    t.throws(() => saveTensorsSync('/tmp/never.safetensors', tree), /saveTensorsSync: needs Node's node:fs \(file access\); without it, use tensorsToBytes \/ tensorsFromBytes/);
+    await t.rejects(loadTensors('/tmp/never.safetensors'), /loadTensors: needs Node's node:fs\/promises/);
+    const back = tensorsFromBytes(tensorsToBytes(tree)) as { w: NDArray };
+    t.same(Array.from(back.w.toTyped()), [1, 2, 3], 'bytes round trip');
+  } finally {
+    proc.getBuiltinModule = saved;
+  }
+});
