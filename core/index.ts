@@ -12,7 +12,7 @@ export { jit, makeJaxpr, type Jitted } from './jit.js';
 export { scan, customVjp, type ScanOptions } from './control.js';
 export { printJaxpr, type Jaxpr, type ClosedJaxpr, type Aval } from './ir.js';
 export { shapeRules, type Primitive, type PrimParams } from './primitives.js';
-export { bind, getBackend, setBackend, registerBackend, Tracer, type Backend } from './trace.js';
+export { bind, getBackend, setBackend, withBackend, registerBackend, Tracer, type Backend } from './trace.js';
 export { cpuKernels, cpuBackend } from './backend/cpu.js';
 export { kernelStats } from './backend/fusion.js';
 export { matmulBackendName } from './backend/wasm/index.js';

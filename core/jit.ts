@@ -4,7 +4,7 @@ import { printJaxpr, type ClosedJaxpr } from './ir.js';
 import { NDArray } from './ndarray.js';
 import { SHORT_NAME } from './dtype.js';
 import { Tensor } from './tensor.js';
-import { avalOf, bind1, broadcastAxes, compactView, getBackend, traceToJaxpr, Tracer } from './trace.js';
+import { avalOf, bind1, broadcastAxes, compactView, getBackend, traceToJaxpr, Tracer, withBackend } from './trace.js';
 import { shapesEqual } from './shape.js';
 import { treeDefString, treeFlatten, treeUnflatten, type TreeDef } from './tree.js';
 
@@ -22,6 +22,11 @@ export interface JitOptions {
    * optimizer state it replaces, so each step writes its outputs into the previous step's memory.
    */
   readonly donateArgnums?: readonly number[];
+  /**
+   * The backend this function compiles for and runs on ('cpu', 'gpujs', ...), whatever
+   * setBackend chose globally; by default the active backend at each call.
+   */
+  readonly backend?: string;
 }
 
 export interface Jitted<A extends unknown[], R> {
@@ -102,10 +107,12 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
   for (const i of options.donateArgnums ?? []) {
     if (!Number.isInteger(i) || i < 0) throw new RangeError(`jit: donateArgnums must hold argument positions (integers >= 0), got ${i}`);
   }
-  const jitted = ((...args: unknown[]) => invoke(args, options.donateArgnums)) as unknown as Jitted<A, R>;
-  jitted.donating = (argnums) => ((...args: unknown[]) => invoke(args, argnums)) as unknown as (...args: A) => R;
+  const pinned = options.backend;
+  const run = (args: unknown[], donate: readonly number[] | undefined): unknown => (pinned === undefined ? invoke(args, donate) : withBackend(pinned, () => invoke(args, donate)));
+  const jitted = ((...args: unknown[]) => run(args, options.donateArgnums)) as unknown as Jitted<A, R>;
+  jitted.donating = (argnums) => ((...args: unknown[]) => run(args, argnums)) as unknown as (...args: A) => R;
   Object.defineProperty(jitted, 'cacheSize', { get: () => cache.size });
-  jitted.lower = ((...args: unknown[]) => printJaxpr(prepare(args).entry.closed.jaxpr)) as unknown as Jitted<A, R>['lower'];
+  jitted.lower = ((...args: unknown[]) => printJaxpr((pinned === undefined ? prepare(args) : withBackend(pinned, () => prepare(args))).entry.closed.jaxpr)) as unknown as Jitted<A, R>['lower'];
   return jitted;
 }
 

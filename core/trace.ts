@@ -56,6 +56,25 @@ export function setBackend(name: string): void {
   active = b;
 }
 
+/**
+ * Runs `fn` with backend `name` active (eager ops and jit inside it use it), then restores the
+ * previous one, also when fn throws.
+ *
+ * @example
+ * const y = withBackend('gpujs', () => matmul(a, b));
+ */
+export function withBackend<T>(name: string, fn: () => T): T {
+  const b = backends.get(name);
+  if (!b) throw new Error(`withBackend: unknown backend '${name}'; registered: ${[...backends.keys()].join(', ')}`);
+  const previous = active;
+  active = b;
+  try {
+    return fn();
+  } finally {
+    active = previous;
+  }
+}
+
 export function avalOf(x: Tensor): Aval {
   return { shape: x.shape, dtype: x.dtype };
 }

@@ -36,6 +36,10 @@ import {
   mul,
   neg,
   NDArray,
+  registerBackend,
+  cpuBackend,
+  getBackend,
+  withBackend,
   pad,
   relu,
   reshape,
@@ -443,4 +447,36 @@ t.test('matmul follows IEEE arithmetic: a 0 in the left operand does not hide In
   const spikes = array([[0, 1]], { dtype: 'float64' });
   t.same(matmul(array([[1, 0]], { dtype: 'float64' }), array([[1, 2], [3, 4]], { dtype: 'float64' })).toNested(), [[1, 2]], 'finite case unaffected');
   t.ok(Number.isNaN(matmul(spikes, nanW).toTyped()[0]), 'a NaN weight shows in the output even when its input is 0');
+});
+
+t.test('a backend per call: jit({ backend }) and withBackend, whatever setBackend chose', async (t) => {
+  let compiled = 0;
+  let ran = 0;
+  registerBackend({
+    name: 'counting-cpu',
+    run: (prim, inputs, params) => {
+      ran++;
+      return cpuBackend.run(prim, inputs, params);
+    },
+    compile: (jaxpr) => {
+      compiled++;
+      return cpuBackend.compile(jaxpr);
+    },
+  });
+  t.equal(getBackend().name, 'cpu', 'registering does not switch the default');
+  const f = jit((x: Tensor) => x.mul(2).add(1), { backend: 'counting-cpu' });
+  const y = f(array([1, 2, 3])) as NDArray;
+  t.same(Array.from(y.toTyped()), [3, 5, 7]);
+  t.equal(compiled, 1, 'compiled for the pinned backend');
+  t.equal(getBackend().name, 'cpu', 'the global backend is unchanged');
+  jit((x: Tensor) => x.mul(3))(array([1]));
+  t.equal(compiled, 1, 'an unpinned jit compiles for the global backend');
+  const z = withBackend('counting-cpu', () => add(array([1, 2]), 1)) as NDArray;
+  t.same(Array.from(z.toTyped()), [2, 3]);
+  t.ok(ran > 0, 'eager ops inside withBackend ran on it');
+  t.equal(getBackend().name, 'cpu', 'restored after withBackend');
+  t.throws(() => withBackend('counting-cpu', () => { throw new Error('boom'); }), /boom/);
+  t.equal(getBackend().name, 'cpu', 'restored after a throw');
+  t.throws(() => withBackend('nope', () => 0), /withBackend: unknown backend 'nope'; registered: .*cpu/);
+  t.throws(() => jit((x: Tensor) => x, { backend: 'nope' })(array([1])), /withBackend: unknown backend 'nope'/);
 });
