@@ -34,6 +34,7 @@
  * matmulBackendName(); // 'wasm-simd' or 'js'
  */
 import { DEFAULT_KERNEL, gemmModuleBytes, SIMD_PROBE, type KernelShape } from './kernel.js';
+import { nodeBuiltin } from '../../node-builtin.js';
 
 export type GemmF32 = (
   A: Float32Array,
@@ -90,6 +91,12 @@ interface KernelExports {
 }
 
 export interface WasmGemmOptions extends Partial<KernelShape> {
+  /**
+   * Threads for large products (default: 2 where worker threads, shared WebAssembly memory and a
+   * second core exist, else 1; SPIKETRACE_THREADS=1 turns them off). Results do not depend on it:
+   * the threads compute disjoint tiles of C, each exactly as one thread would.
+   */
+  threads?: number;
   /** Largest K block (default 256). */
   kcMax?: number;
   /** Rows of A per M block (default 128). */
@@ -114,6 +121,92 @@ function copyLines(heap: Float32Array, dst: number, X: Float32Array, s0: number,
   }
 }
 
+/** How many products were split across threads (tests and benchmarks read it). */
+export const gemmThreadStats = { split: 0 };
+
+/** Pages of the shared memory a threaded gemm may grow to (2 GiB). */
+const SHARED_MAX_PAGES = 32768;
+/** Fewest multiply-adds for which a product is split across threads (a hand-off costs ~15 us). */
+const THREAD_MIN_WORK = 1 << 22;
+
+/** The worker's code: run the posted block calls over the shared memory, then signal. */
+const HELPER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, control } = workerData;
+const ctl = new Int32Array(control);
+const block = new WebAssembly.Instance(module, { env: { memory } }).exports.block;
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, 0, seen);
+  const seq = Atomics.load(ctl, 0);
+  if (seq < 0) break;
+  seen = seq;
+  const calls = new Int32Array(memory.buffer, ctl[2], 12 * ctl[3]);
+  for (let o = 0; o < calls.length; o += 12) {
+    block(calls[o], calls[o + 1], calls[o + 2], calls[o + 3], calls[o + 4], calls[o + 5], calls[o + 6], calls[o + 7], calls[o + 8], calls[o + 9], calls[o + 10], calls[o + 11]);
+  }
+  Atomics.store(ctl, 1, seq);
+  Atomics.notify(ctl, 1);
+}`;
+
+interface HelperThread {
+  /** Posts `count` block calls stored at byte `ptr`; returns the job's sequence number. */
+  post(ptr: number, count: number): number;
+  /** Waits for job `seq`; false if the helper is gone (the caller then runs the calls itself). */
+  wait(seq: number): boolean;
+}
+
+interface WorkerLike {
+  on(event: 'error' | 'exit', listener: () => void): void;
+  unref(): void;
+}
+type WorkerThreadsModule = { Worker: new (source: string, options: { eval: true; workerData: unknown }) => WorkerLike };
+type OsModule = { availableParallelism?: () => number; cpus: () => unknown[] };
+
+function defaultThreads(): number {
+  const env = typeof process !== 'undefined' ? process.env?.SPIKETRACE_THREADS : undefined;
+  if (env !== undefined && Number(env) >= 1) return Math.floor(Number(env));
+  if (typeof SharedArrayBuffer === 'undefined' || nodeBuiltin<WorkerThreadsModule>('node:worker_threads') === undefined) return 1;
+  const os = nodeBuiltin<OsModule>('node:os');
+  const cores = os === undefined ? 1 : (os.availableParallelism?.() ?? os.cpus().length);
+  return cores >= 2 ? 2 : 1;
+}
+
+function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory): HelperThread {
+  const wt = nodeBuiltin<WorkerThreadsModule>('node:worker_threads');
+  if (wt === undefined) throw new Error('no worker_threads');
+  const control = new SharedArrayBuffer(16);
+  const ctl = new Int32Array(control);
+  const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control } });
+  let alive = true;
+  worker.on('error', () => (alive = false));
+  worker.on('exit', () => (alive = false));
+  // A helper blocked in Atomics.wait must not keep the process alive.
+  worker.unref();
+  let seq = 0;
+  return {
+    post(ptr, count) {
+      seq++;
+      ctl[2] = ptr;
+      ctl[3] = count;
+      Atomics.store(ctl, 0, seq);
+      Atomics.notify(ctl, 0);
+      return seq;
+    },
+    wait(job) {
+      // Bounded waits, so that a helper that died (or never started) cannot hang the caller.
+      for (let waited = 0; Atomics.load(ctl, 1) !== job; waited++) {
+        if (!alive || waited > 2000) {
+          alive = false;
+          return false;
+        }
+        Atomics.wait(ctl, 1, Atomics.load(ctl, 1), 5);
+      }
+      return true;
+    },
+  };
+}
+
 /**
  * Builds a SIMD matmul with its own module instance and linear memory (reused and grown between
  * calls). Returns null when WebAssembly SIMD is unavailable or the module does not build.
@@ -127,14 +220,30 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   const kcMax = Math.max(1, options.kcMax ?? KC_MAX);
   const mcPanels = Math.max(1, Math.floor((options.mc ?? MC) / MR));
   const ncPanels = Math.max(1, Math.floor((options.nc ?? NC) / NR));
-  let wasm: KernelExports;
+  let wasm!: KernelExports;
+  let memory!: WebAssembly.Memory;
+  let helper: HelperThread | null = null;
   try {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(gemmModuleBytes(shape)), {});
-    wasm = instance.exports as unknown as KernelExports;
+    const threads = options.threads ?? defaultThreads();
+    if (threads > 1) {
+      // One shared memory: the helper thread instantiates the same module over it.
+      try {
+        memory = new WebAssembly.Memory({ initial: 1, maximum: SHARED_MAX_PAGES, shared: true });
+        const module = new WebAssembly.Module(gemmModuleBytes(shape, SHARED_MAX_PAGES));
+        wasm = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+        helper = startHelperThread(module, memory);
+      } catch {
+        helper = null;
+      }
+    }
+    if (helper === null) {
+      wasm = new WebAssembly.Instance(new WebAssembly.Module(gemmModuleBytes(shape)), {}).exports as unknown as KernelExports;
+      memory = wasm.memory;
+    }
   } catch {
     return null;
   }
-  const memory = wasm.memory;
+  const maxPages = helper === null ? 65536 : SHARED_MAX_PAGES;
   /** f32 view of the whole memory; refreshed after every grow. */
   let heap = new Float32Array(memory.buffer);
 
@@ -143,7 +252,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const have = memory.buffer.byteLength;
     if (bytes <= have) return true;
     // Grow geometrically so that a sequence of growing shapes reallocates O(log) times.
-    const want = Math.min(65536, Math.max(Math.ceil(bytes / PAGE), Math.ceil((have * 1.5) / PAGE)));
+    const want = Math.min(maxPages, Math.max(Math.ceil(bytes / PAGE), Math.ceil((have * 1.5) / PAGE)));
     try {
       memory.grow(want - have / PAGE);
     } catch {
@@ -177,7 +286,12 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const cBase = align64(bBase + nPad * k * 4);
     const sBase = align64(cBase + mPad * nPad * 4);
     const scratch = (aTransposed ? m * k : 0) + (bRowMajor || bTransposed ? n * k : 0);
-    const end = sBase + scratch * 4 + 64 * NR;
+    const nK = Math.ceil(k / kcMax);
+    const kc = Math.ceil(k / nK);
+    // The block calls a helper thread runs are written here (12 i32 each).
+    const listBase = align64(sBase + scratch * 4 + 64 * NR);
+    const maxCalls = (Math.ceil(nPanels / ncPanels) + 1) * (Math.ceil(mPanels / mcPanels) + 1) * nK;
+    const end = listBase + 48 * maxCalls;
     if (end > 0xffff0000 || !reserve(end)) {
       // More than the 4 GiB a 32-bit memory can address (or the engine refuses to grow).
       gemmF32Fallback(A, aOffset, aRowStride, aColStride, B, bOffset, bRowStride, bColStride, C, cOffset, m, k, n);
@@ -221,21 +335,43 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     }
 
     const ldc = nPad * 4;
-    const nK = Math.ceil(k / kcMax);
-    const kc = Math.ceil(k / nK);
     const block = wasm.block;
-    // Goto-style blocking: an NC-column block of packed B and an MC-row block of A stay in L2;
-    // each K block of C is accumulated onto the previous one.
-    for (let jp0 = 0; jp0 < nPanels; jp0 += ncPanels) {
-      const np = Math.min(ncPanels, nPanels - jp0);
-      for (let ip0 = 0; ip0 < mPanels; ip0 += mcPanels) {
-        const mp = Math.min(mcPanels, mPanels - ip0);
-        for (let p0 = 0; p0 < k; p0 += kc) {
-          const kcur = Math.min(kc, k - p0);
-          block(aBase + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bBase + jp0 * bPanel + p0 * NR * 4, bPanel, cBase + ip0 * MR * ldc + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0);
+    // Goto-style blocking over the panels [m0, m1) x [n0, n1): an NC-column block of packed B and
+    // an MC-row block of A stay in L2; each K block of C is accumulated onto the previous one.
+    const blocks = (m0: number, m1: number, n0: number, n1: number, emit: (...args: number[]) => void): void => {
+      for (let jp0 = n0; jp0 < n1; jp0 += ncPanels) {
+        const np = Math.min(ncPanels, n1 - jp0);
+        for (let ip0 = m0; ip0 < m1; ip0 += mcPanels) {
+          const mp = Math.min(mcPanels, m1 - ip0);
+          for (let p0 = 0; p0 < k; p0 += kc) {
+            const kcur = Math.min(kc, k - p0);
+            emit(aBase + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bBase + jp0 * bPanel + p0 * NR * 4, bPanel, cBase + ip0 * MR * ldc + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0);
+          }
         }
       }
-    }
+    };
+    if (helper !== null && m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1)) {
+      // Two halves of C's tiles (along whichever axis has more panels): the helper's block calls
+      // go into memory for it, the main thread runs the other half, then waits for the helper.
+      const splitN = nPanels >= mPanels;
+      const mid = Math.ceil((splitN ? nPanels : mPanels) / 2);
+      const list = new Int32Array(memory.buffer, listBase, 12 * maxCalls);
+      let count = 0;
+      const record = (...args: number[]): void => {
+        list.set(args, 12 * count++);
+      };
+      if (splitN) blocks(0, mPanels, mid, nPanels, record);
+      else blocks(mid, mPanels, 0, nPanels, record);
+      const job = helper.post(listBase, count);
+      gemmThreadStats.split++;
+      if (splitN) blocks(0, mPanels, 0, mid, block);
+      else blocks(0, mid, 0, nPanels, block);
+      // If the helper died, its half runs here (same tiles, same values).
+      if (!helper.wait(job)) {
+        helper = null;
+        for (let c = 0; c < count; c++) block(...(Array.from(list.subarray(12 * c, 12 * c + 12)) as Parameters<typeof block>));
+      }
+    } else blocks(0, mPanels, 0, nPanels, block);
 
     if (nPad !== n) wasm.compact(cBase, ldc, 4 * n, m);
     const c0 = cBase >> 2;

@@ -304,17 +304,17 @@ function compact(): FuncDef {
   return { name: 'compact', params: i32s(4), results: [], locals: i32s(6), body: f };
 }
 
-/** The kernel module's bytes for a micro-tile shape. */
-export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL): Uint8Array<ArrayBuffer> {
+/**
+ * The kernel module's bytes for a micro-tile shape: with its own memory, or (`sharedMaxPages`)
+ * importing a shared memory, so that worker threads can run blocks on the same operands.
+ */
+export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL, sharedMaxPages?: number): Uint8Array<ArrayBuffer> {
   if (shape.nr % 4 !== 0 || shape.nr < 4 || shape.mr < 1 || shape.unroll < 1) throw new Error(`gemm kernel: bad micro-tile ${JSON.stringify(shape)}`);
-  return encodeModule([
-    microKernel(shape),
-    blockLoop(shape, 0),
-    packCopy('packCopyA', shape.mr),
-    packCopy('packCopyB', shape.nr),
-    packInterleave('packInterleaveB', shape.nr),
-    compact(),
-  ]);
+  return encodeModule(
+    [microKernel(shape), blockLoop(shape, 0), packCopy('packCopyA', shape.mr), packCopy('packCopyB', shape.nr), packInterleave('packInterleaveB', shape.nr), compact()],
+    1,
+    sharedMaxPages === undefined ? false : { sharedMaxPages },
+  );
 }
 
 /**

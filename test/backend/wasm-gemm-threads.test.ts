@@ -1,0 +1,45 @@
+/**
+ * The two-thread WebAssembly matmul (a helper worker runs half of C's tiles over a shared memory):
+ * bit-identical to the one-thread kernel for large products in every operand layout, with rows and
+ * columns that do not fill the micro-tiles, split along either axis; small products stay on one
+ * thread.
+ */
+import t from 'tap';
+import { rng } from './fixtures/rng.js';
+import { createWasmGemm, gemmThreadStats, wasmSimdAvailable } from '../../core/backend/wasm/index.js';
+
+const simd = wasmSimdAvailable();
+const threadsPossible = typeof SharedArrayBuffer !== 'undefined';
+
+t.test('two threads give the one-thread bits', { skip: (!simd || !threadsPossible) && 'no SIMD or no shared memory' }, async (t) => {
+  const two = createWasmGemm({ threads: 2 });
+  const one = createWasmGemm({ threads: 1 });
+  t.ok(two && one, 'both built');
+  if (!two || !one) return;
+  const next = rng(11);
+  // (m, k, n, A transposed, B transposed): splits along N (more column panels) and along M.
+  const cases: [number, number, number, boolean, boolean][] = [
+    [320, 784, 128, false, false],
+    [784, 320, 129, true, false],
+    [1001, 70, 90, false, true],
+    [97, 600, 333, true, true],
+  ];
+  for (const [m, k, n, at, bt] of cases) {
+    const A = Float32Array.from({ length: m * k }, () => next() - 0.5);
+    const B = Float32Array.from({ length: k * n }, () => next() * 3 - 1);
+    const [ars, acs] = at ? [1, m] : [k, 1];
+    const [brs, bcs] = bt ? [1, k] : [n, 1];
+    const c1 = new Float32Array(m * n);
+    const c2 = new Float32Array(m * n).fill(NaN);
+    one(A, 0, ars, acs, B, 0, brs, bcs, c1, 0, m, k, n);
+    const before = gemmThreadStats.split;
+    two(A, 0, ars, acs, B, 0, brs, bcs, c2, 0, m, k, n);
+    t.equal(gemmThreadStats.split, before + 1, `${m}x${k}x${n} was split across threads`);
+    t.ok(c1.every((x, i) => Object.is(x, c2[i])), `${m}x${k}x${n} (A${at ? '^T' : ''}, B${bt ? '^T' : ''}) bit-identical`);
+  }
+  const before = gemmThreadStats.split;
+  const small = new Float32Array(16 * 16);
+  two(new Float32Array(16 * 16).fill(1), 0, 16, 1, new Float32Array(16 * 16).fill(2), 0, 16, 1, small, 0, 16, 16, 16);
+  t.equal(gemmThreadStats.split, before, 'a small product stays on one thread');
+  t.ok(small.every((x) => x === 32), 'and is right');
+});
