@@ -179,15 +179,22 @@ export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, 
   };
 }
 
-/** A stateless function as a layer (functional-style models). */
-export function lambda(fn: (x: Tensor) => Tensor, options: { name?: string; outputShape?: (inputShape: LayerShape) => LayerShape } = {}): Layer<Record<string, never>, Record<string, never>> {
+/**
+ * A stateless function as a layer (functional-style models). It also receives the apply context:
+ * `training`, and a per-layer PRNG `key` in fit / evaluate / predict (an input encoder that draws
+ * fresh spikes every batch, say).
+ *
+ * @example
+ * const encode = lambda((x, { key }) => poissonEncode(key!, x, 20), { outputShape: (s) => [s[0], 20, ...s.slice(1)] });
+ */
+export function lambda(fn: (x: Tensor, ctx: ApplyContext) => Tensor, options: { name?: string; outputShape?: (inputShape: LayerShape) => LayerShape } = {}): Layer<Record<string, never>, Record<string, never>> {
   const name = uniqueName('lambda', options.name);
   return {
     kind: 'Lambda',
     name,
     config: {},
     init: (_key, inputShape) => ({ params: {}, state: {}, outputShape: options.outputShape ? options.outputShape(inputShape) : inputShape }),
-    apply: (params, x, _ctx, state) => ({ y: fn(x), state, losses: [] }),
+    apply: (params, x, ctx, state) => ({ y: fn(x, ctx), state, losses: [] }),
     with: () => lambda(fn, { ...options, name }),
   };
 }
