@@ -11,7 +11,7 @@
  *
  *   npm run example:spikes -- [--quick] [--epochs N] [--steps T]
  */
-import { random, slice, type NDArray } from '../core/index.js';
+import { mul, random, slice, type NDArray, type Tensor } from '../core/index.js';
 import { loadFashionMnist, poissonEncode } from '../data/index.js';
 import * as nn from '../nn/index.js';
 import * as spiking from '../spiking/index.js';
@@ -32,15 +32,18 @@ const t0 = Date.now();
 const { train, test, source } = await loadFashionMnist({ limit: quick ? { train: 1024, test: 256 } : undefined });
 console.log(`Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${steps} steps of ${dt * 1000} ms`);
 
-// Images (n, 28, 28) -> spike trains (n, steps, 28, 28) of height 1/dt, fresh for every call.
-const encoder = nn.lambda((x, { key }) => poissonEncode(key ?? random.key(0), x, steps, { dt, maxRate: 1 / dt }), {
+// Images (n, 28, 28) -> spike trains (n, steps, 28, 28), fresh for every call. poissonEncode's
+// spikes have height 1/dt (their mean over time is the rate); scaled by dt they are 0/1 events,
+// so the first layer sees inputs on the images' scale.
+const encode = (key: Tensor, x: Tensor): Tensor => mul(poissonEncode(key, x, steps, { dt, maxRate: 1 / dt }), dt);
+const encoder = nn.lambda((x, { key }) => encode(key ?? random.key(0), x), {
   name: 'poisson',
   outputShape: (s) => [steps, ...s],
 });
 const network = nn.sequential(
   [
     nn.reshape([-1, 784]),
-    nn.timeDistributed(nn.dense(128)),
+    nn.timeDistributed(nn.dense(128), { name: 'hidden' }),
     spiking.spikingActivation('relu', { dt, activityRegularizer: spiking.regularizers.l2({ l2: 1e-4, target: [10, 30] }) }),
     spiking.lowpass(0.02, { dt, returnSequences: false }),
     nn.dense(10),
@@ -64,11 +67,16 @@ console.log(`\nTest accuracy on fresh spike trains: ${(100 * logs.accuracy).toFi
 
 // The network alone, on one fixed draw of test spike trains: rates and energy.
 const examples = Math.min(200, test.labels.shape[0]);
-const spikes = poissonEncode(random.key(3), slice(test.images, [0], [examples]), steps, { dt, maxRate: 1 / dt }) as NDArray;
+const spikes = encode(random.key(3), slice(test.images, [0], [examples])) as NDArray;
 const networkVars = { params: (trained.params as Record<string, nn.Variables['params']>).network, state: (trained.state as Record<string, nn.Variables['state']>).network };
 const stats = spiking.spikeStats(network, networkVars, spikes, { labels: slice(test.labels, [0], [examples]) as NDArray, key: random.key(4) });
 console.log(`Hidden spike rate per neuron (Hz): min=${stats.rateHz.min.toFixed(2)} mean=${stats.rateHz.mean.toFixed(2)} max=${stats.rateHz.max.toFixed(2)} (target band 10-30)`);
-const energy = spiking.modelEnergy(network, networkVars, [steps, 28, 28], spikes);
+// The energy model reads each layer's input rate in Hz, i.e. spikes of height 1/dt (KerasSpiking's
+// convention), while this network consumes 0/1 events. The hidden Dense is linear, so the same
+// network with its kernel scaled by dt, fed spikes of height 1/dt, has exactly the same activity.
+const params = networkVars.params as Record<string, Record<string, Tensor>>;
+const hzParams = { ...params, hidden: { ...params.hidden, kernel: mul(params.hidden.kernel, dt) } };
+const energy = spiking.modelEnergy(network, { params: hzParams, state: networkVars.state }, [steps, 28, 28], mul(spikes, 1 / dt) as NDArray);
 console.log(`\nEstimated energy per inference (${steps} steps):\n${energy.summary(['cpu', 'loihi'])}`);
 const ratio = energy.energy('cpu').total / energy.energy('loihi').total;
 console.log(`\nloihi uses ${ratio.toFixed(1)}x less energy than the cpu for this network at these rates.`);
