@@ -1,5 +1,5 @@
 /** spiketrace/data: datasets as arrays, time tiling, encoders for time-varying input. */
-import { broadcastTo, cast, fromTyped, less, mul, NDArray, random, reshape, type Tensor } from '../core/index.js';
+import { broadcastTo, cast, fromTyped, gatherRows, less, mul, NDArray, random, reshape, type Tensor } from '../core/index.js';
 
 import { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashion-mnist.js';
 
@@ -65,6 +65,42 @@ export function tileTime(x: NDArray, steps: number): NDArray {
 export function poissonEncode(key: Tensor, x: Tensor, steps: number, options: { dt?: number; maxRate?: number } = {}): Tensor {
   const dt = options.dt ?? 0.001;
   const maxRate = options.maxRate ?? 100;
+  if (!Number.isInteger(steps) || steps <= 0) throw new RangeError(`poissonEncode: steps must be a positive integer, got ${steps}`);
+  if (!(dt > 0)) throw new RangeError(`poissonEncode: dt must be positive, got ${dt}`);
+  if (!(maxRate >= 0)) throw new RangeError(`poissonEncode: maxRate must be >= 0 Hz, got ${maxRate}`);
+  // One Bernoulli draw per step: at most one spike per step, so rates above 1/dt cannot be met.
+  if (maxRate * dt > 1 + 1e-12) throw new RangeError(`poissonEncode: maxRate * dt = ${maxRate * dt} > 1; at most one spike per step, so maxRate must be <= 1/dt = ${1 / dt} Hz`);
+  if (x.ndim < 1) throw new RangeError(`poissonEncode: x must have a leading example axis, got shape []`);
   const p = broadcastTo(reshape(x.mul(maxRate * dt), [x.shape[0], 1, ...x.shape.slice(1)]), [x.shape[0], steps, ...x.shape.slice(1)]);
   return mul(cast(less(random.uniform(key, p.shape), p), 'float32'), 1 / dt);
+}
+
+/** One mini-batch from `batches`: the rows, and which rows of the dataset they are. */
+export interface Batch {
+  readonly x: NDArray;
+  readonly y?: NDArray;
+  readonly index: Int32Array;
+}
+
+/**
+ * Mini-batches of (x, y) for one epoch, in an order drawn from `key` (a permutation, as fit
+ * shuffles), or in dataset order when `key` is null. Each batch is a contiguous copy of its rows
+ * (a stride-0 time axis stays a view). The last, smaller batch is kept unless `dropRemainder`.
+ *
+ * @example
+ * for (const { x, y } of batches(random.foldIn(key, epoch), train.images, train.labels, 32)) {
+ *   [params, opt] = step(params, opt, x, y);
+ * }
+ */
+export function* batches(key: Tensor | null, x: NDArray, y: NDArray | null, batchSize: number, options: { dropRemainder?: boolean } = {}): Generator<Batch> {
+  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new RangeError(`batches: batchSize must be a positive integer, got ${batchSize}`);
+  if (x.ndim < 1) throw new RangeError('batches: x must have a leading example axis, got shape []');
+  const n = x.shape[0];
+  if (y !== null && (y.ndim < 1 || y.shape[0] !== n)) throw new RangeError(`batches: x has ${n} examples but y has shape [${y.shape.join(', ')}]`);
+  const order = key === null ? Int32Array.from({ length: n }, (_, i) => i) : (random.permutation(key, n) as NDArray).toTyped() as Int32Array;
+  const end = options.dropRemainder ? n - (n % batchSize) : n;
+  for (let start = 0; start < end; start += batchSize) {
+    const index = order.subarray(start, Math.min(end, start + batchSize));
+    yield y === null ? { x: gatherRows(x, index), index } : { x: gatherRows(x, index), y: gatherRows(y, index), index };
+  }
 }
