@@ -1,7 +1,8 @@
 /**
  * Node's built-in modules looked up when a function needs them (process.getBuiltinModule), not
  * imported: modules that only touch files inside some functions then still load in a browser,
- * where those functions throw `unavailable`'s error instead.
+ * where those functions throw instead. process.getBuiltinModule exists from Node 20.16 / 22.3
+ * (package.json engines).
  */
 export function nodeBuiltin<T>(id: string): T | undefined {
   const lookup = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
