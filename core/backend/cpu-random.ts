@@ -5,6 +5,11 @@ import { NDArray } from '../ndarray.js';
 import type { PrimParams } from '../primitives.js';
 import { contiguousStrides, sizeOf } from '../shape.js';
 import * as prng from '../prng/index.js';
+import { isPartitionable } from '../prng/bits.js';
+import { wasmRandomBits, wasmUniform01 } from './wasm/threefry.js';
+
+/** Fewest words for which the WebAssembly threefry (same words) beats the JS loop's call cost. */
+const WASM_RANDOM_MIN = 256;
 
 type RandomPrim = 'random_bits' | 'random_split' | 'random_fold_in' | 'random_uniform' | 'random_normal' | 'random_randint' | 'random_permutation';
 
@@ -14,12 +19,22 @@ function out(data: TypedArray, shape: readonly number[], dtype: DType): NDArray[
 const keyOf = (k: NDArray): Uint32Array => k.toTyped() as Uint32Array;
 
 export const randomKernels: { [P in RandomPrim]: (inputs: NDArray[], params: PrimParams[P]) => NDArray[] } = {
-  random_bits: ([k], { shape }) => out(prng.randomBits(keyOf(k), sizeOf(shape)), shape, 'uint32'),
+  random_bits: ([k], { shape }) => {
+    const key = keyOf(k);
+    const n = sizeOf(shape);
+    const fast = n >= WASM_RANDOM_MIN && !isPartitionable(undefined) && key.length === 2 ? wasmRandomBits(key[0], key[1], n) : null;
+    return out(fast ?? prng.randomBits(key, n), shape, 'uint32');
+  },
   random_split: ([k], { n }) => out(prng.splitKey(keyOf(k), n), [n, 2], 'uint32'),
   random_fold_in: ([k], { data }) => out(prng.foldIn(keyOf(k), data), [2], 'uint32'),
   random_uniform: ([k], { shape, dtype, minval, maxval }) => {
     if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`uniform: dtype must be float32 or float64, got ${dtype}`);
-    return out(prng.uniform(keyOf(k), sizeOf(shape), { dtype, minval, maxval }), shape, dtype);
+    const key = keyOf(k);
+    const n = sizeOf(shape);
+    // [0, 1) float32 in the classic layout: the same bits and floats from the WebAssembly threefry.
+    const simple = dtype === 'float32' && minval === 0 && maxval === 1 && n >= WASM_RANDOM_MIN && !isPartitionable(undefined) && key.length === 2;
+    const fast = simple ? wasmUniform01(key[0], key[1], n) : null;
+    return out(fast ?? prng.uniform(key, n, { dtype, minval, maxval }), shape, dtype);
   },
   random_normal: ([k], { shape, dtype }) => {
     if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`normal: dtype must be float32 or float64, got ${dtype}`);

@@ -200,6 +200,14 @@ export class Code {
   i32x4ExtractLane(lane: number): this {
     return this.simd(0x1b, lane);
   }
+  xor(): this {
+    return this.op(0x73);
+  }
+  /** v128.const with four i32 lanes. */
+  i32x4Const(lanes: readonly [number, number, number, number]): this {
+    const bytes = new Uint8Array(new Int32Array(lanes).buffer);
+    return this.simd(0x0c, ...bytes);
+  }
   f32DemoteF64(): this {
     return this.op(0xb6);
   }
