@@ -4,6 +4,7 @@ import { broadcastTo, cast, fromTyped, gatherRows, less, mul, NDArray, random, r
 import { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashion-mnist.js';
 
 export { parseIdx, encodeIdx } from './raw/idx.js';
+export { DatasetError, ChecksumError, IdxFormatError } from './raw/errors.js';
 export { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashion-mnist.js';
 
 export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;

@@ -43,7 +43,11 @@ export interface Layer<P extends Tree = Tree, S extends Tree = Tree> extends Lay
   constrain?(params: P): P;
   /** The layers inside a container (sequential, timeDistributed). */
   readonly children?: readonly Layer[];
-  /** A copy of this layer with changed options (parameters stay compatible). */
+  /**
+   * A copy of this layer with changed options (parameters stay compatible). Layers without
+   * options of their own (reshape, flatten, pooling, lambda, sequential) return an equivalent copy
+   * and ignore `changes`.
+   */
   with(changes: Record<string, unknown>): Layer<P, S>;
 }
 

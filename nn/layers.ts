@@ -1,5 +1,5 @@
 /** Keras's everyday layers as pure init/apply records. */
-import { add, matmul, mean, random, reshape as reshapeOp, ShapeError, Tensor, type Tree } from '../core/index.js';
+import { add, div, matmul, mean, random, reshape as reshapeOp, ShapeError, Tensor, type Tree } from '../core/index.js';
 import { activationName, resolveActivation, type ActivationFn, type ActivationName } from './activations.js';
 import { resolveInitializer, type Initializer, type InitializerName } from './initializers.js';
 import { checkInputShape, uniqueName, type ApplyContext, type ApplyResult, type Layer, type LayerShape } from './layer.js';
@@ -168,7 +168,12 @@ export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, 
     apply(params, x, ctx, state) {
       const [b, t] = x.shape;
       // Dense acts on the last axis already, so it runs on all steps at once without a reshape.
-      if (inner.kind === 'Dense') return inner.apply(params, x, ctx, state);
+      // Its activity penalty is divided by the batch size it saw (b); Keras's TimeDistributed
+      // feeds its layer b * t rows, so the penalty is divided by t as well.
+      if (inner.kind === 'Dense') {
+        const r = inner.apply(params, x, ctx, state);
+        return { ...r, losses: r.losses.map((l) => div(l, t)) };
+      }
       const flat = reshapeOp(x, [b * t, ...x.shape.slice(2)]);
       const r = inner.apply(params, flat, ctx, state);
       return { ...r, y: reshapeOp(r.y, [b, t, ...r.y.shape.slice(1)]) };

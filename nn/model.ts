@@ -41,9 +41,11 @@ export function summary(model: Layer, inputShape: LayerShape): string {
  * parameters and state of the kept layers still fit the new model.
  *
  * @example
- * // Evaluate with a longer dt and the full time series, as the seed's check_output does.
+ * // The full time series, as the seed's check_output shows it. dt lives in the state, so a new
+ * // dt goes there (spiking's setDt), not into with().
  * const probe = mapLayers(model, (l) => l.kind === 'GlobalAveragePooling1D' ? null
- *   : l.kind === 'SpikingActivation' ? l.with({ dt: 0.01, returnSequences: true }) : l);
+ *   : l.kind === 'SpikingActivation' ? l.with({ returnSequences: true }) : l);
+ * const state = setDt(probe, vars.state, 0.01);
  */
 export function mapLayers(model: Layer, fn: (layer: Layer) => Layer | null): Layer {
   if (model.kind !== 'Sequential' || !model.children) {

@@ -31,6 +31,7 @@
  * const { params: loaded } = await loadTensors('model.safetensors', { params, opt: optState });
  * // Python: safetensors.numpy.load_file('model.safetensors')['params.dense.kernel']
  */
+import { nodeBuiltin } from '../core/node-builtin.js';
 import type * as FsModule from 'node:fs';
 import type * as FsPromisesModule from 'node:fs/promises';
 import type * as CryptoModule from 'node:crypto';
@@ -53,10 +54,9 @@ export class SafetensorsError extends Error {
  * of this module, and nn as a whole, loads in a browser; there the file functions throw.
  */
 function nodeModule<T>(id: string, fn: string): T {
-  const lookup = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
-  const m = typeof lookup === 'function' ? lookup(id) : undefined;
+  const m = nodeBuiltin<T>(id);
   if (m === undefined) throw new SafetensorsError(`${fn}: needs Node's ${id} (file access); without it, use tensorsToBytes / tensorsFromBytes`);
-  return m as T;
+  return m;
 }
 const fs = (fn: string) => nodeModule<typeof FsModule>('node:fs', fn);
 const fsp = (fn: string) => nodeModule<typeof FsPromisesModule>('node:fs/promises', fn);

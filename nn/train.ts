@@ -290,6 +290,7 @@ export function predict(model: Layer, variables: Variables, x: NDArray, opts: { 
   const batchSize = opts.batchSize ?? 32;
   const key = opts.key ?? random.key(0);
   const n = x.shape[0];
+  if (n === 0) throw new RangeError(`predict: x has no examples (shape [${x.shape.join(', ')}])`);
   const f = predictStep(model);
   const parts: Tensor[] = [];
   for (let b = 0; b * batchSize < n; b++) {

@@ -79,7 +79,7 @@ export interface EnergyReport {
  * each layer's input rate is measured, which spiking devices need.
  *
  * @example
- * const report = modelEnergy(model, vars, testSequences.slice(0, 100));
+ * const report = modelEnergy(model, vars, [null, 28, 28], slice(testSequences, [0], [100]) as NDArray);
  * console.log(report.summary(['cpu', 'loihi']));
  */
 export function modelEnergy(model: Layer, variables: { params: Tree; state: Tree }, inputShape: LayerShape, exampleData?: NDArray): EnergyReport {

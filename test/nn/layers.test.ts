@@ -293,3 +293,21 @@ t.test('automatic names are Keras-style and unique', async (t) => {
   t.equal(lam.name, 'lambda');
   t.same(vals(lam.apply({}, array([1, 2]), ctx, {}).y), [2, 4]);
 });
+
+t.test('timeDistributed divides an inner activity penalty by batch x time, for dense as for any layer', async (t) => {
+  const [b, steps, din] = [3, 4, 5];
+  const x = fromTyped(Float32Array.from({ length: b * steps * din }, (_, i) => Math.sin(i)), [b, steps, din]);
+  const penalty = (y: Tensor): Tensor => sum(y.mul(y));
+  const td = timeDistributed(dense(2, { activityRegularizer: penalty }));
+  const vars = td.init(random.key(0), [steps, din]);
+  const r = td.apply(vars.params, x, { training: true }, vars.state);
+  const y = r.y as NDArray;
+  const expected = Array.from(y.toTyped()).reduce((s, v) => s + v * v, 0) / (b * steps);
+  t.ok(Math.abs((r.losses[0] as NDArray).item() - expected) < 1e-5 * expected, `dense fast path: ${(r.losses[0] as NDArray).item()} vs ${expected}`);
+  // The same dense inside a sequential takes the reshape path: the same penalty.
+  const viaReshape = timeDistributed(sequential([dense(2, { activityRegularizer: penalty, name: 'inner_dense' })]));
+  const v2 = viaReshape.init(random.key(0), [steps, din]);
+  const params2 = { inner_dense: (vars.params as Record<string, unknown>) } as unknown as typeof v2.params;
+  const r2 = viaReshape.apply(params2, x, { training: true }, v2.state);
+  t.ok(Math.abs((r2.losses[0] as NDArray).item() - expected) < 1e-5 * expected, 'reshape path gives the same');
+});

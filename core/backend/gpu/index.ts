@@ -7,7 +7,7 @@
  *
  * @example
  * import { setBackend } from 'spiketrace/core';
- * import { enableGpuBackend, gpuBackendInfo } from './core/backend/gpu/index.js';
+ * import { enableGpuBackend, gpuBackendInfo } from 'spiketrace/gpu';
  * const r = enableGpuBackend(); // { ok, mode, reason }: in Node needs the 'gl' package and a display (xvfb-run)
  * if (r.ok) setBackend('gpujs');
  */
