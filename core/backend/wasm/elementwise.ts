@@ -17,9 +17,10 @@
  *
  * Layouts: after merging axes (fusion.ts `coalesce`) the last axis is the row and every other
  * axis is flattened into rows; each operand is copied in as a contiguous block, rows one by one (a
- * transposed batch), one broadcast row, a column of per-row scalars, or one scalar. Rows are processed in order with whole 4-lane vectors, so a row whose
- * length is not a multiple of 4 writes a few lanes into the next row's start, which that row then
- * overwrites (every buffer is padded by one vector).
+ * transposed batch), one broadcast row, a column of per-row scalars, or one scalar. Rows are
+ * processed in order with whole 4-lane vectors, so a row whose length is not a multiple of 4
+ * writes a few lanes into the next row's start, which that row then overwrites (every buffer is
+ * padded by one vector). Outputs go to buffers from core/backend/pool.ts.
  */
 import { Literal, Var, keyJson, type Atom, type Eqn } from '../../ir.js';
 import { NDArray } from '../../ndarray.js';
