@@ -1,6 +1,6 @@
 import ndarray from 'ndarray';
 import { allocate, coerceScalar, dtypeOfTyped, type DType, type TypedArray } from './dtype.js';
-import { contiguousStrides, fmtShape, ShapeError, sizeOf } from './shape.js';
+import { contiguousStrides, fmtShape, ShapeError, sizeOf, stridedOffsets } from './shape.js';
 import { Tensor, type NestedArray } from './tensor.js';
 
 /** A scijs ndarray view over one of our typed arrays. */
@@ -59,16 +59,8 @@ export class NDArray extends Tensor {
     if (rank > 1 && stride[rank - 1] === 1 && inner >= 16) {
       // Contiguous rows (a transposed batch of vectors, a slice): copy them whole (memcpy); an
       // element loop costs ~10x more.
-      for (let dst = 0; dst < n; dst += inner) {
-        out.set(data.subarray(src, src + inner) as ArrayLike<number>, dst);
-        for (let d = rank - 2; d >= 0; d--) {
-          idx[d]++;
-          src += stride[d];
-          if (idx[d] < shape[d]) break;
-          src -= stride[d] * shape[d];
-          idx[d] = 0;
-        }
-      }
+      const starts = stridedOffsets(shape.slice(0, -1), stride.slice(0, -1), src);
+      for (let r = 0; r < starts.length; r++) out.set(data.subarray(starts[r], starts[r] + inner) as ArrayLike<number>, r * inner);
       return out;
     }
     for (let i = 0; i < n; i++) {

@@ -63,3 +63,24 @@ export function normalizeAxes(op: string, axes: number | readonly number[] | und
   if (new Set(out).size !== out.length) throw new ShapeError(`${op}: repeated axis in ${JSON.stringify(list)}`);
   return out.sort((x, y) => x - y);
 }
+
+/**
+ * The flat offsets of every position of a strided view over `shape` (row-major order), starting
+ * at `offset`: with a view's outer axes, the start of each of its rows.
+ */
+export function stridedOffsets(shape: Shape, strides: readonly number[], offset: number): Int32Array {
+  const out = new Int32Array(sizeOf(shape));
+  const idx = new Array<number>(shape.length).fill(0);
+  let o = offset;
+  for (let r = 0; r < out.length; r++) {
+    out[r] = o;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      idx[d]++;
+      o += strides[d];
+      if (idx[d] < shape[d]) break;
+      o -= strides[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+  return out;
+}

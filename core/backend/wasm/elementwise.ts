@@ -24,7 +24,7 @@
  */
 import { Literal, Var, keyJson, type Atom, type Eqn } from '../../ir.js';
 import { NDArray } from '../../ndarray.js';
-import { contiguousStrides } from '../../shape.js';
+import { contiguousStrides, stridedOffsets } from '../../shape.js';
 import ndarray from 'ndarray';
 import { Code, I32, SIMD_OP, V128, encodeModule, type ValType } from './encoder.js';
 import { wasmSimdAvailable } from './index.js';
@@ -285,24 +285,8 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   const rows = outer.reduce((a, c) => a * c, 1);
   const cols = rank === 0 ? 1 : merged.shape[rank - 1];
   const vecs = Math.ceil(cols / 4);
-  const rowStarts = (i: number): Int32Array => {
-    // Odometer over the outer axes with operand i's strides (used only past two axes).
-    const st = merged.strides[i];
-    const out = new Int32Array(rows);
-    const idx = new Array<number>(outer.length).fill(0);
-    let o = inputs[i].offset;
-    for (let r = 0; r < rows; r++) {
-      out[r] = o;
-      for (let d = outer.length - 1; d >= 0; d--) {
-        idx[d]++;
-        o += st[d];
-        if (idx[d] < outer[d]) break;
-        o -= st[d] * outer[d];
-        idx[d] = 0;
-      }
-    }
-    return out;
-  };
+  // Where operand i's rows start, over the outer axes with its strides (used only past two axes).
+  const rowStarts = (i: number): Int32Array => stridedOffsets(outer, merged.strides[i], inputs[i].offset);
   let used = 0;
   const reserve = (floats: number): number => {
     const at = used;
