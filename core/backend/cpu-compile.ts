@@ -10,7 +10,7 @@ import type { PrimParams, Primitive } from '../primitives.js';
 import { literalArray } from '../trace.js';
 import { elementwiseCode, runFused, storeAs, type ElementwisePrim, type FusedProgram } from './fusion.js';
 import { planFusion, type FusionGroup } from './plan.js';
-import { runWasmFused, wasmFusedSpec } from './wasm/elementwise.js';
+import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { giveBuffer, recyclable } from './pool.js';
 import type { TypedArray } from '../dtype.js';
@@ -85,9 +85,13 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
     const size = shape.reduce((a, c) => a * c, 1);
     const wasmSpec = r || size < WASM_ELEMENTWISE_MIN ? null : wasmFusedSpec(g.eqns, g.inputs, g.outputs, plan.literalOf);
     let reduceSpec: WasmReduceSpec | null = null;
-    if (r && size >= WASM_ELEMENTWISE_MIN && r.output.aval.dtype === 'float32') {
+    // The reduction kernel reads float32 operands only.
+    if (r && size >= WASM_ELEMENTWISE_MIN && r.output.aval.dtype === 'float32' && g.inputs.every((v) => v.aval.dtype === 'float32')) {
       const i = g.inputs.indexOf(r.input);
-      const prologue = i >= 0 && g.eqns.length === 0 ? { numInputs: g.inputs.length, eqns: [], outputs: [] } : wasmFusedSpec(g.eqns, g.inputs, [r.input], plan.literalOf);
+      const prologue: WasmFusedSpec | null =
+        i >= 0 && g.eqns.length === 0
+          ? { numInputs: g.inputs.length, eqns: [], outputs: [], inputTypes: g.inputs.map(() => 'f32' as const), outputTypes: [] }
+          : wasmFusedSpec(g.eqns, g.inputs, [r.input], plan.literalOf);
       if (prologue) reduceSpec = { prologue, reduced: i >= 0 && g.eqns.length === 0 ? { input: i } : { temp: prologue.outputs[0] }, op: r.op };
     }
     steps.push({

@@ -28,9 +28,9 @@ const elementwise =
 
 /** A plain reduction of one float32 input, for the WebAssembly path. */
 const REDUCE_SPECS: Record<'sum' | 'max' | 'min', WasmReduceSpec> = {
-  sum: { prologue: { numInputs: 1, eqns: [], outputs: [] }, reduced: { input: 0 }, op: 'sum' },
-  max: { prologue: { numInputs: 1, eqns: [], outputs: [] }, reduced: { input: 0 }, op: 'max' },
-  min: { prologue: { numInputs: 1, eqns: [], outputs: [] }, reduced: { input: 0 }, op: 'min' },
+  sum: { prologue: { numInputs: 1, eqns: [], outputs: [], inputTypes: ['f32'], outputTypes: [] }, reduced: { input: 0 }, op: 'sum' },
+  max: { prologue: { numInputs: 1, eqns: [], outputs: [], inputTypes: ['f32'], outputTypes: [] }, reduced: { input: 0 }, op: 'max' },
+  min: { prologue: { numInputs: 1, eqns: [], outputs: [], inputTypes: ['f32'], outputTypes: [] }, reduced: { input: 0 }, op: 'min' },
 };
 
 const reduction =

@@ -534,3 +534,41 @@ t.test('-0 and +0 literals keep their signs (eager, JS loops, WebAssembly, cache
   t.equal(z(f32(neg[1])[0]), '-0', 'broadcast -0 literal after a +0 one');
   setElementwiseBackend('auto');
 });
+
+t.test('bool masks at group boundaries (relu forward saves its mask, backward reads it) are bit-identical', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
+  const next = rng(21);
+  const vals = (n: number): Float32Array => Float32Array.from({ length: n }, () => (next() < 0.1 ? 0 : next() - 0.5));
+  const same = (a: Tensor, b: Tensor): boolean => {
+    const x = (a as NDArray).toTyped();
+    const y = (b as NDArray).toTyped();
+    return a.dtype === b.dtype && x.length === y.length && Array.prototype.every.call(x, (v: number, i: number) => Object.is(v, y[i]));
+  };
+  for (const [r, c] of [[32, 128], [33, 10], [1, 301], [9, 67]] as const) {
+    const x = fromTyped(vals(r * c), [r, c]);
+    const b = fromTyped(vals(c), [c]);
+    const g = fromTyped(vals(r * c), [r, c]);
+    const mask = greater(fromTyped(vals(r * c), [r, c]), 0) as NDArray;
+    const rowMask = greater(fromTyped(vals(c), [1, c]), 0) as NDArray;
+    const colMask = greater(fromTyped(vals(r), [r, 1]), 0) as NDArray;
+    const programs: [string, (...a: Tensor[]) => Tensor | Tensor[], Tensor[]][] = [
+      ['relu forward with its mask', (xx, bb) => {
+        const z = add(xx, bb);
+        const m = greater(z, 0);
+        return [where(m, z, 0), m];
+      }, [x, b]],
+      ['relu backward from a mask', (m, gg) => where(m, gg, 0), [mask, g]],
+      ['broadcast row mask', (m, gg) => where(broadcastTo(m, [r, c]), gg, mul(gg, 2)), [rowMask, g]],
+      ['broadcast column mask', (m, gg) => where(broadcastTo(m, [r, c]), gg, 0), [colMask, g]],
+      ['transposed mask', (m, gg) => where(transpose(m, [1, 0]), gg, 1), [transpose(mask, [1, 0]), g]],
+      ['a mask as the only output', (gg) => greater(mul(gg, gg), 0.0625), [g]],
+    ];
+    for (const [name, f, args] of programs) {
+      const jf = jit((...a: NDArray[]) => [f(...a)].flat()) as unknown as (...a: NDArray[]) => Tensor[];
+      const js = runWith('js', jf, args as NDArray[]);
+      const wasm = runWith('wasm-simd', jf, args as NDArray[]);
+      t.equal(wasm.calls, 1, `${name} ${r}x${c}: one WebAssembly call`);
+      t.ok(js.outs.every((o, i) => same(o, wasm.outs[i])), `${name} ${r}x${c}: bit-identical`);
+    }
+  }
+  setElementwiseBackend('auto');
+});

@@ -52,6 +52,9 @@ export interface WasmFusedSpec {
   readonly eqns: readonly WasmFusedEqn[];
   /** Temps written out, in order. */
   readonly outputs: readonly number[];
+  /** Lane type of each input and output: float32, or a mask stored as a bool (one byte). */
+  readonly inputTypes: readonly LaneType[];
+  readonly outputTypes: readonly LaneType[];
 }
 
 const F32_BINARY: Partial<Record<string, WasmOp>> = { add: 'add', sub: 'sub', mul: 'mul', div: 'div', max: 'max', min: 'min' };
@@ -70,7 +73,10 @@ export function wasmFusedSpec(
   outputs: readonly Var[],
   literalOf: (a: Atom) => Literal | undefined,
 ): WasmFusedSpec | null {
-  if (inputs.some((v) => v.aval.dtype !== 'float32') || outputs.some((v) => v.aval.dtype !== 'float32')) return null;
+  const boundary = (v: Var): LaneType | null => (v.aval.dtype === 'float32' ? 'f32' : v.aval.dtype === 'bool' ? 'mask' : null);
+  const inputTypes = inputs.map(boundary);
+  const outputTypes = outputs.map(boundary);
+  if (inputTypes.includes(null) || outputTypes.includes(null)) return null;
   const temps = new Map<Var, number>();
   const types: LaneType[] = [];
   const out: WasmFusedEqn[] = [];
@@ -81,7 +87,7 @@ export function wasmFusedSpec(
     const k = temps.get(v);
     if (k !== undefined) return { o: { temp: k }, t: types[k] };
     const i = inputs.indexOf(v);
-    return i >= 0 ? { o: { input: i }, t: 'f32' } : null;
+    return i >= 0 ? { o: { input: i }, t: inputTypes[i] as LaneType } : null;
   };
   for (const e of eqns) {
     const args = e.inputs.map(operand);
@@ -104,8 +110,8 @@ export function wasmFusedSpec(
     out.push({ op, args: a.map((x) => x.o) });
   }
   const outTemps = outputs.map((v) => temps.get(v));
-  if (outTemps.some((k) => k === undefined || types[k] !== 'f32')) return null;
-  return { numInputs: inputs.length, eqns: out, outputs: outTemps as number[] };
+  if (outTemps.some((k, j) => k === undefined || types[k] !== outputTypes[j])) return null;
+  return { numInputs: inputs.length, eqns: out, outputs: outTemps as number[], inputTypes: inputTypes as LaneType[], outputTypes: outputTypes as LaneType[] };
 }
 
 /** How an operand is laid out in the module's memory for one call. */
@@ -177,7 +183,7 @@ function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Arra
   const nOut = spec.outputs.length;
   const ROWS = 0;
   const VECS = 1;
-  const OUT_ROW = 2;
+  const COLS = 2;
   const inPtr = (i: number) => 3 + 2 * i;
   const inStride = (i: number) => 4 + 2 * i;
   const outPtr = (j: number) => 3 + 2 * nIn + j;
@@ -191,24 +197,60 @@ function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Arra
   const tmp = spec.eqns.map(() => next++);
   const locals: ValType[] = [...new Array<ValType>(2 + nIn + nOut).fill(I32), ...new Array<ValType>(nIn + spec.eqns.length).fill(V128)];
 
+  // Masks travel as bools (one byte per element): 4 bytes per vector, widened to i32 lanes and
+  // compared with 0 on load; narrowed to bytes of 0/1 on store.
+  const isMask = (t: LaneType): boolean => t === 'mask';
+  const maskFromBytes = (): void => {
+    f.simdOp(SIMD_OP.i16x8ExtendLowI8x16U);
+    f.simdOp(SIMD_OP.i32x4ExtendLowI16x8U);
+    f.v128Zero();
+    f.simdOp(SIMD_OP.i32x4Ne);
+  };
   const f = new Code();
   f.loop(); // rows
   f.i32(0).set(C);
   for (let i = 0; i < nIn; i++) {
     if (layouts[i] === 'vector') f.get(inPtr(i)).set(p[i]);
-    else f.get(inPtr(i)).v128Load32Splat().set(val[i]);
+    else if (isMask(spec.inputTypes[i])) {
+      f.get(inPtr(i)).v128Load8Splat();
+      f.v128Zero();
+      f.simdOp(SIMD_OP.i32x4Ne);
+      f.set(val[i]);
+    } else f.get(inPtr(i)).v128Load32Splat().set(val[i]);
   }
   for (let j = 0; j < nOut; j++) f.get(outPtr(j)).set(q[j]);
   f.loop(); // vectors of the row
-  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).v128Load(0, 0).set(val[i]);
+  for (let i = 0; i < nIn; i++) {
+    if (layouts[i] !== 'vector') continue;
+    if (isMask(spec.inputTypes[i])) {
+      f.get(p[i]).v128Load32Zero();
+      maskFromBytes();
+      f.set(val[i]);
+    } else f.get(p[i]).v128Load(0, 0).set(val[i]);
+  }
   emitEqns(f, spec.eqns, val, tmp);
-  for (let j = 0; j < nOut; j++) f.get(q[j]).get(tmp[spec.outputs[j]]).v128Store(0, 0);
-  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).i32(16).add().set(p[i]);
-  for (let j = 0; j < nOut; j++) f.get(q[j]).i32(16).add().set(q[j]);
+  for (let j = 0; j < nOut; j++) {
+    if (isMask(spec.outputTypes[j])) {
+      f.get(q[j]).get(tmp[spec.outputs[j]]);
+      f.i32x4Const([1, 1, 1, 1]);
+      f.simdOp(SIMD_OP.v128And);
+      f.v128Zero();
+      f.simdOp(SIMD_OP.i16x8NarrowI32x4U);
+      f.v128Zero();
+      f.simdOp(SIMD_OP.i8x16NarrowI16x8U);
+      f.v128Store32Lane(0);
+    } else f.get(q[j]).get(tmp[spec.outputs[j]]).v128Store(0, 0);
+  }
+  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).i32(isMask(spec.inputTypes[i]) ? 4 : 16).add().set(p[i]);
+  for (let j = 0; j < nOut; j++) f.get(q[j]).i32(isMask(spec.outputTypes[j]) ? 4 : 16).add().set(q[j]);
   f.get(C).i32(1).add().tee(C).get(VECS).ltU().brIf(0);
   f.end();
   for (let i = 0; i < nIn; i++) f.get(inPtr(i)).get(inStride(i)).add().set(inPtr(i));
-  for (let j = 0; j < nOut; j++) f.get(outPtr(j)).get(OUT_ROW).add().set(outPtr(j));
+  for (let j = 0; j < nOut; j++) {
+    f.get(outPtr(j)).get(COLS);
+    if (!isMask(spec.outputTypes[j])) f.i32(4).mul();
+    f.add().set(outPtr(j));
+  }
   f.get(R).i32(1).add().tee(R).get(ROWS).ltU().brIf(0);
   f.end();
   return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, true);
@@ -295,44 +337,58 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   };
   const innerStride = (i: number): number => (rank === 0 ? 0 : merged.strides[i][rank - 1]);
   const outerFixed = (i: number): boolean => rows === 1 || merged.strides[i].slice(0, rank - 1).every((x) => x === 0);
+  // Element size in bytes: 4 for float32, 1 for a mask kept as bool.
+  const inSize = spec.inputTypes.map((t) => (t === 'mask' ? 1 : 4));
+  const outSize = spec.outputTypes.map((t) => (t === 'mask' ? 1 : 4));
   const placements: Placement[] = inputs.map((_, i) => {
     const si = innerStride(i);
-    if (si === 0 && outerFixed(i)) return { layout: 'splat', at: reserve(1), rowStrideBytes: 0, floats: 1 };
-    if (si === 0) return { layout: 'splat', at: reserve(rows), rowStrideBytes: 4, floats: rows };
-    if (si === 1 && outerFixed(i)) return { layout: 'vector', at: reserve(cols), rowStrideBytes: 0, floats: cols };
-    return { layout: 'vector', at: reserve(rows * cols), rowStrideBytes: cols * 4, floats: rows * cols };
+    const e = inSize[i];
+    const room = (elements: number): number => reserve(Math.ceil((elements * e) / 4));
+    if (si === 0 && outerFixed(i)) return { layout: 'splat', at: room(1), rowStrideBytes: 0, floats: 1 };
+    if (si === 0) return { layout: 'splat', at: room(rows), rowStrideBytes: e, floats: rows };
+    if (si === 1 && outerFixed(i)) return { layout: 'vector', at: room(cols), rowStrideBytes: 0, floats: cols };
+    return { layout: 'vector', at: room(rows * cols), rowStrideBytes: cols * e, floats: rows * cols };
   });
-  const outAt = spec.outputs.map(() => reserve(rows * cols));
+  const outAt = spec.outputs.map((_, j) => reserve(Math.ceil((rows * cols * outSize[j]) / 4)));
   ensureBytes(used * 4);
   const h = heap;
+  const hb = new Uint8Array(h.buffer);
   inputs.forEach((x, i) => {
     const pl = placements[i];
     const si = innerStride(i);
-    const data = x.data as Float32Array;
+    // Copies in element units of the operand's own view (floats, or bytes for a mask).
+    const view: Float32Array | Uint8Array = inSize[i] === 1 ? hb : h;
+    const base = inSize[i] === 1 ? pl.at * 4 : pl.at;
+    const data = x.data as Float32Array | Uint8Array;
     const off = x.offset;
     if (pl.floats === 1) {
-      h[pl.at] = data[off];
+      view[base] = data[off];
       return;
     }
     if (si === 1 && pl.floats === cols) {
-      h.set(data.subarray(off, off + cols), pl.at);
+      view.set(data.subarray(off, off + cols), base);
       return;
     }
     const starts = rank === 2 ? null : rowStarts(i);
     const start = (r: number): number => (starts === null ? off + r * merged.strides[i][0] : starts[r]);
-    if (pl.layout === 'splat') for (let r = 0; r < rows; r++) h[pl.at + r] = data[start(r)];
-    else if (si === 1 && start(rows - 1) - start(0) === (rows - 1) * cols && (starts === null || starts.every((o, r) => o === off + r * cols))) h.set(data.subarray(off, off + rows * cols), pl.at);
-    else if (si === 1) for (let r = 0; r < rows; r++) h.set(data.subarray(start(r), start(r) + cols), pl.at + r * cols);
-    else for (let r = 0, d = pl.at; r < rows; r++) for (let c = 0, o = start(r); c < cols; c++, o += si) h[d++] = data[o];
+    if (pl.layout === 'splat') for (let r = 0; r < rows; r++) view[base + r] = data[start(r)];
+    else if (si === 1 && start(rows - 1) - start(0) === (rows - 1) * cols && (starts === null || starts.every((o, r) => o === off + r * cols))) view.set(data.subarray(off, off + rows * cols), base);
+    else if (si === 1) for (let r = 0; r < rows; r++) view.set(data.subarray(start(r), start(r) + cols), base + r * cols);
+    else for (let r = 0, d = base; r < rows; r++) for (let c = 0, o = start(r); c < cols; c++, o += si) view[d++] = data[o];
   });
   const fn = kernelFor(spec, placements.map((pl) => pl.layout));
-  const args: number[] = [rows, vecs, cols * 4];
+  const args: number[] = [rows, vecs, cols];
   for (const pl of placements) args.push(pl.at * 4, pl.rowStrideBytes);
   for (const at of outAt) args.push(at * 4);
   fn(...args);
   wasmElementwiseStats.calls++;
   const strides = contiguousStrides(shape as number[]);
-  return outAt.map((at) => {
+  return outAt.map((at, j) => {
+    if (outSize[j] === 1) {
+      const out = takeBuffer('bool', size) as Uint8Array;
+      out.set(hb.subarray(at * 4, at * 4 + size));
+      return new NDArray(ndarray(out, [...shape], strides, 0), 'bool');
+    }
     const out = takeBuffer('float32', size);
     out.set(h.subarray(at, at + size));
     return new NDArray(ndarray(out, [...shape], strides, 0), 'float32');

@@ -165,6 +165,18 @@ export class Code {
   v128Store(offset = 0, alignLog2 = 4): this {
     return this.simd(0x0b, ...this.memarg(alignLog2, offset));
   }
+  /** v128.load8_splat: one byte at address + offset, in all 16 lanes. */
+  v128Load8Splat(offset = 0): this {
+    return this.simd(0x07, ...this.memarg(0, offset));
+  }
+  /** v128.load32_zero: 4 bytes at address + offset into the low lane, zeros elsewhere. */
+  v128Load32Zero(offset = 0): this {
+    return this.simd(0x5c, ...this.memarg(0, offset));
+  }
+  /** v128.store32_lane: [address, value] -> (), stores i32 lane `lane`. */
+  v128Store32Lane(lane: number, offset = 0): this {
+    return this.simd(0x5a, ...this.memarg(0, offset), lane);
+  }
   /** v128.const with all bits zero (+0.0 in every f32 lane). */
   v128Zero(): this {
     return this.simd(0x0c, ...new Array<number>(16).fill(0));
@@ -238,6 +250,11 @@ export const SIMD_OP = {
   v128Or: 0x50,
   v128Bitselect: 0x52,
   v128AnyTrue: 0x53,
+  i8x16NarrowI16x8U: 0x66,
+  i16x8NarrowI32x4U: 0x86,
+  i16x8ExtendLowI8x16U: 0x89,
+  i32x4ExtendLowI16x8U: 0xa9,
+  i32x4Ne: 0x38,
   f64x2ExtractLane: 0x21,
   f64x2PromoteLowF32x4: 0x5f,
   f64x2Add: 0xf0,
