@@ -18,13 +18,13 @@
  */
 import t from 'tap';
 import { rng } from './fixtures/rng.js';
+import { expectAllClose, type Tap } from './fixtures/compare.js';
 import {
   add,
   array,
   broadcastTo,
   cast,
   fromTyped,
-  getBackend,
   grad,
   jit,
   makeJaxpr,
@@ -35,7 +35,7 @@ import {
   random,
   scalar,
   scan,
-  setBackend,
+  withBackend,
   square,
   sub,
   sum,
@@ -66,36 +66,10 @@ function rand(shape: number[], seed: number, lo = -1, hi = 1): NDArray {
   return fromTyped(d, shape);
 }
 const f64 = (x: Tensor): NDArray => array(x as NDArray, { dtype: 'float64' });
-type Tap = Pick<typeof t, 'same' | 'ok'>;
 
-function close(t: Tap, got: Tensor, ref: Tensor, msg: string, rtol = RTOL, atol = ATOL): void {
-  const g = (got as NDArray).toTyped();
-  const r = (ref as NDArray).toTyped();
-  t.same(got.shape, ref.shape, `${msg}: shape`);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < r.length; i++) {
-    const err = Math.abs(g[i] - r[i]) - (atol + rtol * Math.abs(r[i]));
-    if (!(err <= worst)) {
-      worst = Number.isNaN(err) ? Infinity : err;
-      at = i;
-    }
-  }
-  t.ok(at < 0, at < 0 ? msg : `${msg}: element ${at} got ${g[at]}, want ${r[at]} (rtol ${rtol}, atol ${atol})`);
-}
 
 const maxAbs = (x: Tensor): number => Array.from((x as NDArray).toTyped() as ArrayLike<number>).reduce((a, v) => Math.max(a, Math.abs(v)), 0);
 
-/** Runs `fn` with backend `name` active. */
-function on<T>(name: string, fn: () => T): T {
-  const prev = getBackend().name;
-  setBackend(name);
-  try {
-    return fn();
-  } finally {
-    setBackend(prev);
-  }
-}
 
 /** What `fn` prints with SPIKETRACE_DEBUG=plan (the plans of the programs it compiles). */
 function planOf(fn: () => void): string {
@@ -180,7 +154,7 @@ if (!enabled.ok) {
         const args: [Tensor, Tensor, Tensor, Tensor, Tensor] = [rand([4, 5], 1, 0.5, 0.9), rand([4, 5], 2), rand([4, 5], 3), rand([T, 4, 5], 4 + T), rand([T, 4, 5], 5 + T)];
         const f = cumulative(reverse);
         const ref = f(f64(args[0]), f64(args[1]), f64(args[2]), f64(args[3]), f64(args[4]));
-        on('gpujs', () => {
+        withBackend('gpujs', () => {
           const j = jit(f);
           let got: Tensor[] = [];
           const plan = planOf(() => (got = j(...args)));
@@ -202,7 +176,7 @@ if (!enabled.ok) {
     const h0 = rand([3, 6], 31);
     const xs = rand([12, 3, 6], 32);
     const [rh, [rs, rp]] = rnn(f64(w), f64(u), f64(h0), f64(xs));
-    on('gpujs', () => {
+    withBackend('gpujs', () => {
       const j = jit(rnn);
       let got: [Tensor, Tensor[]] = [scalar(0), []];
       const plan = planOf(() => (got = j(w, u, h0, xs) as [Tensor, Tensor[]]));
@@ -223,7 +197,7 @@ if (!enabled.ok) {
     const nc = rand([7], 42);
     for (const [name, x] of [['nested', nx], ['nested on xs broadcast over time', bx]] as const) {
       const nref = nested(f64(x), f64(nc)) as Tensor[];
-      on('gpujs', () => {
+      withBackend('gpujs', () => {
         const j = jit(nested);
         let got: Tensor[] = [];
         const plan = planOf(() => (got = j(x, nc) as Tensor[]));
@@ -238,7 +212,7 @@ if (!enabled.ok) {
     const xs = Array.from({ length: 20 }, (_, i) => rand([3, 7], 100 + i));
     const f = (...a: Tensor[]) => a.reduce((acc, x, i) => add(acc, mul(x, i + 1)));
     const ref = f(...xs.map(f64));
-    on('gpujs', () => close(t, jit(f)(...xs), ref, '20-input fused sum'));
+    withBackend('gpujs', () => close(t, jit(f)(...xs), ref, '20-input fused sum'));
   });
 
   t.test('a scan whose body needs the CPU falls back to the CPU scan and says so', async (t) => {
@@ -249,8 +223,8 @@ if (!enabled.ok) {
     }, c0, xs);
     const xs = rand([6, 8], 50);
     const c0 = rand([8], 51);
-    const ref = on('cpu', () => f(xs, c0)) as Tensor[];
-    on('gpujs', () => {
+    const ref = withBackend('cpu', () => f(xs, c0)) as Tensor[];
+    withBackend('gpujs', () => {
       let got: Tensor[] = [];
       const plan = planOf(() => (got = jit(f)(xs, c0) as Tensor[]));
       t.match(plan, /cpu scan\[length=6[^\n]*not on the device: its body runs cast on the CPU/, 'the plan says why the scan runs on the CPU');
@@ -273,7 +247,7 @@ if (!enabled.ok) {
     const v0 = rand([B, U], 61, 0, 0.999);
     const target = rand([B, T, U], 62, 0, 50);
     const measure = (name: string, f: (...a: never[]) => unknown, args: unknown[], inputs: Tensor[], outputs: number): void => {
-      on('gpujs', () => {
+      withBackend('gpujs', () => {
         const j = jit(f as (...a: unknown[]) => unknown);
         j(...args);
         resetGpuTransferStats();
@@ -323,7 +297,7 @@ if (!enabled.ok) {
         const loss = (x: Tensor, s: SpikingState) => sum(mul(mul(layer.apply({}, x, { training: true }, s).y, w), 1e-3));
         const results = Object.fromEntries(
           ['cpu', 'gpujs'].map((b) =>
-            on(b, () => {
+            withBackend(b, () => {
               const j = jit(run);
               const s1: SpikingState = { dt: scalar(dt), voltage: v0 };
               const [y1, v1] = j(x, s1);
@@ -367,7 +341,7 @@ if (!enabled.ok) {
             const yRef = fwd(params, f64(x));
             const gRef = treeLeaves(grad(loss, { argnums: [0, 1] })(params, f64(x)));
             for (const b of ['cpu', 'gpujs']) {
-              on(b, () => {
+              withBackend(b, () => {
                 let y: Tensor = scalar(0);
                 const plan = planOf(() => (y = jit(fwd)(params, x)));
                 if (b === 'gpujs' && (during || !training)) t.match(plan, /gpu scan\[length=12/, `${name}: the filter's scan runs on the device`);
@@ -385,7 +359,7 @@ if (!enabled.ok) {
     // The backward pass of a filter is a reverse scan: on the device too.
     const layer = lowpass(0.03, { dt: 0.01 });
     const init = layer.init(random.key(0), [12, 24]);
-    on('gpujs', () => {
+    withBackend('gpujs', () => {
       const plan = planOf(() => jit(grad((p: FilterParams, x: Tensor) => sum(layer.apply(p, x, { training: true }, init.state).y)))(init.params, x));
       t.match(plan, /gpu scan\[length=12, reverse/, 'the VJP of the filter scan (a reverse scan) runs on the device');
       t.notMatch(plan, /cpu scan/, 'no scan of the gradient runs on the CPU');
@@ -402,7 +376,7 @@ if (!enabled.ok) {
     const x = tileTime(fromTyped(pixels, [N, 28, 28]), 10);
     const y = fromTyped(labels, [N], 'int32');
     const train = (b: string): { losses: number[]; params: Tree; ms: number; stats: ReturnType<typeof gpuTransferStats> } =>
-      on(b, () => {
+      withBackend(b, () => {
         const model = nn.sequential([nn.reshape([-1, 784]), nn.timeDistributed(nn.dense(128)), spikingActivation('relu', { dt: 0.01 }), nn.globalAveragePooling1d(), nn.dense(10)]);
         const init = model.init(random.key(3), [null, 28, 28]);
         const losses: number[] = [];
@@ -431,4 +405,8 @@ if (!enabled.ok) {
     // One program per step: its readbacks are its outputs (parameters, optimizer state, loss), not per time step.
     t.ok(gpu.stats.readbacks <= 20 * 16, `readbacks ${gpu.stats.readbacks} <= 16 per step`);
   });
+}
+
+function close(t: Tap, got: Tensor, ref: Tensor, msg: string, rtol = RTOL, atol = ATOL): void {
+  expectAllClose(t, got, ref, msg, rtol, atol);
 }

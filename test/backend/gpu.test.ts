@@ -11,6 +11,7 @@
  */
 import t from 'tap';
 import { rng } from './fixtures/rng.js';
+import { expectAllClose, type Tap } from './fixtures/compare.js';
 import {
   add,
   array,
@@ -29,7 +30,7 @@ import {
   mul,
   NDArray,
   relu,
-  setBackend,
+  withBackend,
   sigmoid,
   sub,
   sum,
@@ -60,33 +61,7 @@ function rand(shape: number[], seed: number, scale = 1): NDArray {
 }
 const f64 = (x: NDArray): NDArray => array(x, { dtype: 'float64' });
 
-function close(t: Tap, got: Tensor, ref: Tensor, msg: string, rtol = RTOL, atol = ATOL): void {
-  const g = (got as NDArray).toTyped();
-  const r = (ref as NDArray).toTyped();
-  t.same(got.shape, ref.shape, `${msg}: shape`);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < r.length; i++) {
-    const err = Math.abs(g[i] - r[i]) - (atol + rtol * Math.abs(r[i]));
-    if (!(err <= worst)) {
-      worst = Number.isNaN(err) ? Infinity : err;
-      at = i;
-    }
-  }
-  t.ok(at < 0, at < 0 ? msg : `${msg}: element ${at} got ${g[at]}, want ${r[at]} (rtol ${rtol}, atol ${atol})`);
-}
-type Tap = Pick<typeof t, 'same' | 'ok'>;
 
-/** Runs `fn` with backend `name` active (the float64 reference always runs on 'cpu'). */
-function on<T>(name: string, fn: () => T): T {
-  const prev = getBackend().name;
-  setBackend(name);
-  try {
-    return fn();
-  } finally {
-    setBackend(prev);
-  }
-}
 
 const backends = ['cpu', 'gpujs'];
 
@@ -113,7 +88,7 @@ if (!enabled.ok) {
         return where(greater(a, 0), maximum(b, -0.25), exp(mul(b, 0.3)));
       };
       const ref = chain(f64(x), f64(row), f64(col));
-      on(name, () => {
+      withBackend(name, () => {
         close(t, chain(x, row, col), ref, 'eager', RTOL_LOOSE, ATOL_LOOSE);
         close(t, jit(chain)(x, row, col), ref, 'jit', RTOL_LOOSE, ATOL_LOOSE);
         // A stride-0 (broadcast) and a transposed input.
@@ -128,7 +103,7 @@ if (!enabled.ok) {
     t.test(`[${name}] reductions`, async (t) => {
       const x = rand([4, 6, 33], 6, 3);
       const x64 = f64(x);
-      on(name, () => {
+      withBackend(name, () => {
         close(t, sum(x, -1), sum(x64, -1), 'sum last axis', RTOL_LOOSE, ATOL_LOOSE);
         close(t, sum(x, [1, 2]), sum(x64, [1, 2]), 'sum last two axes', RTOL_LOOSE, ATOL_LOOSE);
         close(t, max(x, -1), max(x64, -1), 'max last axis');
@@ -149,7 +124,7 @@ if (!enabled.ok) {
       const bb = rand([3, 6, 4], 10);
       const at = rand([31, 17], 11); // used transposed
       const bt = rand([9, 31], 12);
-      on(name, () => {
+      withBackend(name, () => {
         close(t, matmul(a, b), matmul(f64(a), f64(b)), '2-D', RTOL_LOOSE, ATOL_LOOSE);
         close(t, matmul(ab, bb), matmul(f64(ab), f64(bb)), 'batched', RTOL_LOOSE, ATOL_LOOSE);
         const tv = transpose(at) as NDArray;
@@ -182,7 +157,7 @@ if (!enabled.ok) {
 
   for (const name of backends) {
     t.test(`[${name}] jit(grad(f)) of an MLP loss`, async (t) => {
-      on(name, () => {
+      withBackend(name, () => {
         const step = jit(grad(mlpLoss));
         for (let rep = 0; rep < 2; rep++) {
           const g = step(params, xs, ys) as unknown as Params;
@@ -193,7 +168,7 @@ if (!enabled.ok) {
   }
 
   t.test('transfers of one jit(grad) MLP step on gpujs', async (t) => {
-    on('gpujs', () => {
+    withBackend('gpujs', () => {
       const step = jit(grad(mlpLoss));
       step(params, xs, ys);
       resetGpuTransferStats();
@@ -208,4 +183,8 @@ if (!enabled.ok) {
       t.equal(s.kernelsBuilt, 0, 'the second call builds no kernels');
     });
   });
+}
+
+function close(t: Tap, got: Tensor, ref: Tensor, msg: string, rtol = RTOL, atol = ATOL): void {
+  expectAllClose(t, got, ref, msg, rtol, atol);
 }

@@ -11,6 +11,7 @@
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import { rng } from './fixtures/rng.js';
+import { firstBitDifference } from './fixtures/compare.js';
 import {
   abs,
   add,
@@ -48,17 +49,6 @@ t.teardown(() => setElementwiseBackend('auto'));
 
 // ----------------------------------------------------------------------------- comparing bits
 
-/** Index of the first element whose float32 bits differ (any NaN equals any NaN), or -1. */
-function firstBitDifference(x: Float32Array, y: Float32Array): number {
-  if (x.length !== y.length) return 0;
-  const xb = new Uint32Array(x.buffer, x.byteOffset, x.length);
-  const yb = new Uint32Array(y.buffer, y.byteOffset, y.length);
-  for (let i = 0; i < x.length; i++) {
-    if (Number.isNaN(x[i]) && Number.isNaN(y[i])) continue;
-    if (xb[i] !== yb[i]) return i;
-  }
-  return -1;
-}
 
 const show = (v: number): string => (Object.is(v, -0) ? '-0' : String(v));
 

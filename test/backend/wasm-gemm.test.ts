@@ -9,6 +9,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { rng } from './fixtures/rng.js';
+import { firstBitDifference } from './fixtures/compare.js';
 import {
   createWasmGemm,
   gemm,
@@ -112,16 +113,6 @@ function run(g: GemmF32, a: Operand, b: Operand, cOffset: number): { c: Float32A
   return { c: C.slice(cOffset, cOffset + m * n), sentinelsIntact };
 }
 
-/** Bitwise equality of two float32 blocks, any NaN equal to any NaN. */
-function firstBitDifference(x: Float32Array, y: Float32Array): number {
-  const xb = new Uint32Array(x.buffer, x.byteOffset, x.length);
-  const yb = new Uint32Array(y.buffer, y.byteOffset, y.length);
-  for (let i = 0; i < x.length; i++) {
-    if (Number.isNaN(x[i]) && Number.isNaN(y[i])) continue;
-    if (xb[i] !== yb[i]) return i;
-  }
-  return -1;
-}
 
 /** Index of the first entry off the reference by more than 2 sqrt(k) 2^-23 sum|a||b|, or -1. */
 function firstInaccurate(c: Float32Array, ref: { value: Float64Array; scale: Float64Array }, k: number): number {

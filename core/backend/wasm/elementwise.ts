@@ -22,7 +22,8 @@
  * writes a few lanes into the next row's start, which that row then overwrites (every buffer is
  * padded by one vector). Outputs go to buffers from core/backend/pool.ts.
  */
-import { Literal, Var, keyJson, type Atom, type Eqn } from '../../ir.js';
+import { Literal, Var, type Atom, type Eqn } from '../../ir.js';
+import { cachedKernel, kernelHeap } from './kernel-cache.js';
 import { NDArray } from '../../ndarray.js';
 import { contiguousStrides, stridedOffsets } from '../../shape.js';
 import ndarray from 'ndarray';
@@ -256,14 +257,7 @@ function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Arra
   return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, true);
 }
 
-type KernelFn = (...args: number[]) => void;
-
-const PAGE = 65536;
-let memory: WebAssembly.Memory | null = null;
-let heap = new Float32Array(0);
-const kernels = new Map<string, KernelFn>();
-const specKeys = new WeakMap<WasmFusedSpec, string>();
-export const wasmElementwiseStats = { compiled: 0, calls: 0 };
+export const wasmElementwiseStats = { calls: 0 };
 
 export type ElementwiseBackend = 'wasm-simd' | 'js';
 let choice: ElementwiseBackend | 'auto' = 'auto';
@@ -278,30 +272,7 @@ export function elementwiseBackendName(): ElementwiseBackend {
   return choice !== 'js' && wasmSimdAvailable() ? 'wasm-simd' : 'js';
 }
 
-function ensureBytes(bytes: number): void {
-  if (memory === null) memory = new WebAssembly.Memory({ initial: Math.max(16, Math.ceil(bytes / PAGE)) });
-  const have = memory.buffer.byteLength;
-  if (bytes > have) memory.grow(Math.max(Math.ceil(bytes / PAGE) - have / PAGE, have / PAGE));
-  if (heap.buffer !== memory.buffer) heap = new Float32Array(memory.buffer);
-}
 
-function kernelFor(spec: WasmFusedSpec, layouts: readonly Layout[]): KernelFn {
-  let sk = specKeys.get(spec);
-  if (sk === undefined) {
-    sk = keyJson(spec);
-    specKeys.set(spec, sk);
-  }
-  const key = `${layouts.map((l) => l[0]).join('')}|${sk}`;
-  let fn = kernels.get(key);
-  if (fn === undefined) {
-    ensureBytes(PAGE);
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(kernelBytes(spec, layouts)), { env: { memory: memory! } });
-    fn = instance.exports.run as KernelFn;
-    kernels.set(key, fn);
-    wasmElementwiseStats.compiled++;
-  }
-  return fn;
-}
 
 /** Float offset of each operand's block and how the kernel walks it. */
 interface Placement {
@@ -350,8 +321,7 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
     return { layout: 'vector', at: room(rows * cols), rowStrideBytes: cols * e, floats: rows * cols };
   });
   const outAt = spec.outputs.map((_, j) => reserve(Math.ceil((rows * cols * outSize[j]) / 4)));
-  ensureBytes(used * 4);
-  const h = heap;
+  const h = kernelHeap(used * 4);
   const hb = new Uint8Array(h.buffer);
   inputs.forEach((x, i) => {
     const pl = placements[i];
@@ -376,7 +346,8 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
     else if (si === 1) for (let r = 0; r < rows; r++) view.set(data.subarray(start(r), start(r) + cols), base + r * cols);
     else for (let r = 0, d = base; r < rows; r++) for (let c = 0, o = start(r); c < cols; c++, o += si) view[d++] = data[o];
   });
-  const fn = kernelFor(spec, placements.map((pl) => pl.layout));
+  const layouts = placements.map((pl) => pl.layout);
+  const fn = cachedKernel('elementwise', spec, layouts, () => kernelBytes(spec, layouts));
   const args: number[] = [rows, vecs, cols];
   for (const pl of placements) args.push(pl.at * 4, pl.rowStrideBytes);
   for (const at of outAt) args.push(at * 4);

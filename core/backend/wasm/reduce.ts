@@ -11,7 +11,7 @@
  * same f32x4 code as core/backend/wasm/elementwise.ts. So results are bit-identical to the JS
  * loop (NaN payloads aside); other layouts return null and the JS loop runs.
  */
-import { keyJson } from '../../ir.js';
+import { cachedKernel, kernelHeap } from './kernel-cache.js';
 import { NDArray } from '../../ndarray.js';
 import { contiguousStrides } from '../../shape.js';
 import ndarray from 'ndarray';
@@ -30,13 +30,6 @@ export interface WasmReduceSpec {
 }
 
 type Layout = 'vector' | 'splat';
-type KernelFn = (...args: number[]) => void;
-
-const PAGE = 65536;
-let memory: WebAssembly.Memory | null = null;
-let heap = new Float32Array(0);
-const kernels = new Map<string, KernelFn>();
-const keys = new WeakMap<WasmReduceSpec, string>();
 export const wasmReduceStats = { calls: 0 };
 
 /** (O, R, Kv, outRowBytes, outPtr, [ptr, strideOBytes, strideRBytes] per input) */
@@ -114,28 +107,7 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Arr
   return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, true);
 }
 
-function ensureBytes(bytes: number): void {
-  if (memory === null) memory = new WebAssembly.Memory({ initial: Math.max(16, Math.ceil(bytes / PAGE)) });
-  const have = memory.buffer.byteLength;
-  if (bytes > have) memory.grow(Math.max(Math.ceil(bytes / PAGE) - have / PAGE, have / PAGE));
-  if (heap.buffer !== memory.buffer) heap = new Float32Array(memory.buffer);
-}
 
-function kernelFor(spec: WasmReduceSpec, layouts: readonly Layout[]): KernelFn {
-  let sk = keys.get(spec);
-  if (sk === undefined) {
-    sk = keyJson(spec);
-    keys.set(spec, sk);
-  }
-  const key = `${layouts.map((l) => l[0]).join('')}|${sk}`;
-  let fn = kernels.get(key);
-  if (fn === undefined) {
-    ensureBytes(PAGE);
-    fn = new WebAssembly.Instance(new WebAssembly.Module(kernelBytes(spec, layouts)), { env: { memory: memory! } }).exports.run as KernelFn;
-    kernels.set(key, fn);
-  }
-  return fn;
-}
 
 /**
  * Reduces `spec` over `axes` of inputs of logical `shape`; the output has the kept axes, as
@@ -174,10 +146,9 @@ export function runWasmReduce(spec: WasmReduceSpec, inputs: readonly NDArray[], 
   });
   const outAt = used;
   used += O * K + 4;
-  ensureBytes(used * 4);
-  const h = heap;
+  const h = kernelHeap(used * 4);
   inputs.forEach((x, i) => h.set((x.data as Float32Array).subarray(x.offset, x.offset + spans[i]), at[i]));
-  const fn = kernelFor(spec, layouts);
+  const fn = cachedKernel('reduce', spec, layouts, () => kernelBytes(spec, layouts));
   const args = [O, Rn, Math.ceil(K / 4), K * 4, outAt * 4];
   inputs.forEach((_, i) => args.push(at[i] * 4, (kr === 2 ? keptPart.strides[i][0] : 0) * 4, redPart.strides[i][0] * 4));
   fn(...args);
