@@ -6,12 +6,13 @@ import { SHORT_NAME } from './dtype.js';
 import { Tensor } from './tensor.js';
 import { avalOf, bind1, broadcastAxes, compactView, getBackend, traceToJaxpr, Tracer, withBackend } from './trace.js';
 import { shapesEqual } from './shape.js';
+import { detachResident as detachArrays } from './backend/cpu-compile.js';
 import { treeDefString, treeFlatten, treeUnflatten, type TreeDef } from './tree.js';
 
 interface Compiled {
   closed: ClosedJaxpr;
   outDef: TreeDef;
-  run: (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[];
+  run: (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepResident?: boolean) => NDArray[];
 }
 
 export interface JitOptions {
@@ -29,13 +30,23 @@ export interface JitOptions {
   readonly backend?: string;
 }
 
+export interface DonatingOptions {
+  /**
+   * Let the results stay in the CPU backend's kernel memory, where the next call reads and writes
+   * them without copies (a training loop's parameters and optimizer state). The caller must then
+   * pass them back donated on the next call, or call `detachResident` on anything it keeps: a
+   * resident array's memory is recycled once it is donated. Other backends ignore it.
+   */
+  readonly keepResident?: boolean;
+}
+
 export interface Jitted<A extends unknown[], R> {
   (...args: A): R;
   /**
    * The same compiled function (sharing its cache) donating the given arguments on this call;
    * see JitOptions.donateArgnums.
    */
-  donating(argnums: readonly number[]): (...args: A) => R;
+  donating(argnums: readonly number[], options?: DonatingOptions): (...args: A) => R;
   /** The jaxpr traced for these arguments, printed. */
   lower(...args: A): string;
   /** How many distinct (structure, shapes, dtypes) signatures were traced. */
@@ -84,7 +95,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
     }
     return { entry, leaves };
   };
-  const invoke = (args: unknown[], donate: readonly number[] | undefined): unknown => {
+  const invoke = (args: unknown[], donate: readonly number[] | undefined, keepResident: boolean): unknown => {
     const [leaves] = treeFlatten(args);
     if (leaves.some((l) => l instanceof Tracer)) return call(...args);
     const { entry } = prepare(args);
@@ -101,16 +112,17 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
         for (let j = 0; j < n; j++) donated!.push(donate.includes(i));
       });
     }
-    const outs = entry.run(entry.closed.consts as NDArray[], (leaves as NDArray[]).map(compactView), donated);
+    const outs = entry.run(entry.closed.consts as NDArray[], (leaves as NDArray[]).map(compactView), donated, keepResident);
     return treeUnflatten(entry.outDef, outs);
   };
   for (const i of options.donateArgnums ?? []) {
     if (!Number.isInteger(i) || i < 0) throw new RangeError(`jit: donateArgnums must hold argument positions (integers >= 0), got ${i}`);
   }
   const pinned = options.backend;
-  const run = (args: unknown[], donate: readonly number[] | undefined): unknown => (pinned === undefined ? invoke(args, donate) : withBackend(pinned, () => invoke(args, donate)));
+  const run = (args: unknown[], donate: readonly number[] | undefined, keep = false): unknown =>
+    pinned === undefined ? invoke(args, donate, keep) : withBackend(pinned, () => invoke(args, donate, keep));
   const jitted = ((...args: unknown[]) => run(args, options.donateArgnums)) as unknown as Jitted<A, R>;
-  jitted.donating = (argnums) => ((...args: unknown[]) => run(args, argnums)) as unknown as (...args: A) => R;
+  jitted.donating = (argnums, opts) => ((...args: unknown[]) => run(args, argnums, opts?.keepResident === true)) as unknown as (...args: A) => R;
   Object.defineProperty(jitted, 'cacheSize', { get: () => cache.size });
   jitted.lower = ((...args: unknown[]) => printJaxpr((pinned === undefined ? prepare(args) : withBackend(pinned, () => prepare(args))).entry.closed.jaxpr)) as unknown as Jitted<A, R>['lower'];
   return jitted;
@@ -129,4 +141,25 @@ export function makeJaxpr<A extends unknown[]>(f: (...args: A) => unknown): (...
     const closed = traceToJaxpr((xs) => treeFlatten(call(...(treeUnflatten(def, xs) as unknown[])))[0], leaves.map(avalOf));
     return { ...closed, toString: () => printJaxpr(closed.jaxpr) };
   };
+}
+
+/**
+ * `tree` with every array that lives in the CPU backend's kernel memory replaced by an ordinary
+ * copy (other leaves unchanged): for results of `jitted.donating(argnums, { keepResident: true })`
+ * that the caller keeps rather than donates back.
+ *
+ * @example
+ * const step = trainStep.donating([0, 1], { keepResident: true });
+ * for (const [x, y] of batches) [params, opt] = step(params, opt, x, y);
+ * const final = detachResident(params); // safe to keep, save or hand to other code
+ *
+ * With `{ recycle: true }` the arena memory of the arrays copied is reused at once; the caller
+ * promises never to touch the originals again (as when donating them).
+ */
+export function detachResident<T>(tree: T, options: { readonly recycle?: boolean } = {}): T {
+  const [leaves, def] = treeFlatten(tree);
+  const arrays = leaves.map((l) => (l instanceof NDArray ? l : null));
+  const detached = detachArrays(arrays.filter((a): a is NDArray => a !== null), options.recycle === true);
+  let k = 0;
+  return treeUnflatten(def, leaves.map((l, i) => (arrays[i] === null ? l : detached[k++]))) as T;
 }

@@ -29,12 +29,13 @@ export interface Backend {
   readonly name: string;
   /** Runs one primitive on concrete arrays. */
   run<P extends Primitive>(prim: P, inputs: NDArray[], params: PrimParams[P]): NDArray[];
-  /** Compiles a jaxpr to a function of (consts, args). */
   /**
-   * Compiles a jaxpr. The program may recycle the buffers of arguments flagged in `donated` once
-   * it has read them for the last time (the caller promises nothing else uses them).
+   * Compiles a jaxpr to a function of (consts, args). The program may recycle the buffers of
+   * arguments flagged in `donated` once it has read them for the last time (the caller promises
+   * nothing else uses them). With `keepResident`, results may stay in backend memory (the CPU
+   * backend's kernel arena) until the caller passes them back donated or detaches them.
    */
-  compile(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[];
+  compile(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepResident?: boolean) => NDArray[];
 }
 
 const backends = new Map<string, Backend>();

@@ -2,7 +2,7 @@
  * The training loop: fit / evaluate / predict over concrete arrays, with a jit-compiled step,
  * Keras-style progress output and callbacks.
  */
-import { add, concatenate, gatherRows, jit, NDArray, random, scalar, ShapeError, valueAndGrad, type Tensor, type Tree } from '../core/index.js';
+import { add, concatenate, detachResident, gatherRows, jit, NDArray, random, scalar, ShapeError, valueAndGrad, type Tensor, type Tree } from '../core/index.js';
 import type { Layer } from './layer.js';
 import type { LossFn, MetricFn } from './losses.js';
 import { applyUpdates, type GradientTransformation } from './optimizers.js';
@@ -140,6 +140,8 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
   let ownOptState = false;
   const ctl: TrainingControl = {
     get params() {
+      // A callback keeps what it reads: an ordinary copy, never the step's arena memory.
+      if (ownParams) params = detachResident(params, { recycle: true });
       ownParams = false;
       return params;
     },
@@ -148,6 +150,8 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
       ownParams = false;
     },
     get state() {
+      // A callback keeps what it reads: an ordinary copy, never the step's arena memory.
+      if (ownState) state = detachResident(state, { recycle: true });
       ownState = false;
       return state;
     },
@@ -156,6 +160,8 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
       ownState = false;
     },
     get optState() {
+      // A callback keeps what it reads: an ordinary copy, never the step's arena memory.
+      if (ownOptState) optState = detachResident(optState, { recycle: true });
       ownOptState = false;
       return optState;
     },
@@ -193,7 +199,8 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
       const xb = gatherRows(x, idx);
       const yb = gatherRows(y, idx);
       const donate = [ownParams ? 0 : -1, ownState ? 1 : -1, ownOptState ? 2 : -1].filter((i) => i >= 0);
-      const out = step.donating(donate)(params, state, optState, xb, yb, random.foldIn(epochKey, b));
+      // Results stay in the kernels' arena between steps (no copies in or out); see detachResident.
+      const out = step.donating(donate, { keepResident: true })(params, state, optState, xb, yb, random.foldIn(epochKey, b));
       const lossValue = out.loss.item();
       params = out.params;
       state = out.state;
@@ -227,7 +234,12 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
     history.stopReason = ctl.stopReason;
     if (verbose) write(`${ctl.stopReason}\n`);
   }
-  return { params, state, optState, history };
+  return {
+    params: detachResident(params, { recycle: ownParams }),
+    state: detachResident(state, { recycle: ownState }),
+    optState: detachResident(optState, { recycle: ownOptState }),
+    history,
+  };
 }
 
 export interface EvaluateOptions {

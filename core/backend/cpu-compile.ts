@@ -5,15 +5,16 @@
  */
 import { debugEnabled, profileRecord } from '../debug.js';
 import { Literal, Var, numberText, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
-import type { NDArray } from '../ndarray.js';
+import { NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import { literalArray } from '../trace.js';
 import { elementwiseCode, runFused, storeAs, type ElementwisePrim, type FusedProgram } from './fusion.js';
 import { planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
-import { giveBuffer, recyclable } from './pool.js';
-import type { TypedArray } from '../dtype.js';
+import { giveBuffer, isResident, recyclable, residentActive, residentScope } from './pool.js';
+import ndarray from 'ndarray';
+import { allocate, type TypedArray } from '../dtype.js';
 
 /**
  * Fewest elements for which a float32 group runs as WebAssembly SIMD rather than a JS loop
@@ -25,7 +26,35 @@ type KernelTable = { [P in Primitive]: (inputs: NDArray[], params: PrimParams[P]
 type Step = { run: (env: (NDArray | undefined)[]) => void; describe: string; reads: number[]; writes: number[]; release: number[] };
 
 
-export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[] {
+/**
+ * A compiled program: `donated[i]` lets it recycle argument i's buffer after its last use;
+ * `keepResident` lets results stay in the kernels' arena (the caller then passes them back donated
+ * or copies them out with detachResident), otherwise the outermost call copies them out.
+ */
+export type CompiledProgram = (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepResident?: boolean) => NDArray[];
+
+/**
+ * Ordinary (non-arena) copies of the arrays that live in the kernels' arena; views keep their
+ * shape, strides and offset, and views of one buffer share one copy. With `recycle`, the arena
+ * buffers copied are given back to the pool (the caller promises never to use the originals).
+ */
+export function detachResident(xs: readonly NDArray[], recycle = false): NDArray[] {
+  const copies = new Map<TypedArray, TypedArray>();
+  const out = xs.map((x) => {
+    if (!isResident(x.data)) return x;
+    let copy = copies.get(x.data);
+    if (copy === undefined) {
+      copy = allocate(x.dtype, x.data.length);
+      copy.set(x.data as never);
+      copies.set(x.data, copy);
+    }
+    return new NDArray(ndarray(copy, x.shape.slice(), x.strides.slice(), x.offset), x.dtype);
+  });
+  if (recycle) for (const x of xs) if (copies.delete(x.data) && recyclable(x.data)) giveBuffer(x.data, x.dtype);
+  return out;
+}
+
+export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgram {
   const slots = new Map<Var, number>();
   const slotOf = (v: Var): number => {
     let s = slots.get(v);
@@ -137,7 +166,7 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
   // broadcast) shares its source's buffer, so a buffer goes back to the pool only when the last
   // slot holding it is released; buffers of inputs, constants and outputs are never released.
   const writes = steps.map((st) => st.writes);
-  return (consts, args, donated) => {
+  const runSteps = (consts: NDArray[], args: NDArray[], donated: readonly boolean[] | undefined): NDArray[] => {
     const env = new Array<NDArray | undefined>(nSlots);
     const live = new Map<TypedArray, number>();
     const hold = (x: NDArray | undefined): void => {
@@ -175,5 +204,24 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): (consts: NDArr
       if (donated !== undefined) for (const { arg, slot } of releaseDonated[k]) if (donated[arg] === true) drop(slot);
     }
     return outAtoms.map((a) => read(a, env));
+  };
+  return (consts, args, donated, keepResident) => {
+    // Called from another program's step (a scan body), results stay for that program to manage.
+    const nested = residentActive();
+    const outs = residentScope(true, () => runSteps(consts, args, donated));
+    if (nested || keepResident === true) return outs;
+    // The outermost call hands ordinary arrays to its caller: results made in the arena are
+    // copied out and their arena buffers recycled (never a caller's own buffer passed through).
+    if (!outs.some((x) => isResident(x.data))) return outs;
+    const passedIn = new Set<TypedArray>([...consts, ...args].map((x) => x.data));
+    const detached = detachResident(outs);
+    const recycled = new Set<TypedArray>();
+    for (const x of outs) {
+      if (isResident(x.data) && recyclable(x.data) && !passedIn.has(x.data) && !recycled.has(x.data)) {
+        recycled.add(x.data);
+        giveBuffer(x.data, x.dtype);
+      }
+    }
+    return detached;
   };
 }

@@ -10,6 +10,7 @@ import { shapeRules } from '../primitives.js';
 import { runFused, singleOpProgram, type ElementwisePrim, type FusedProgram } from './fusion.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { compileJaxpr } from './cpu-compile.js';
+import { giveBuffer, recyclable, residentScope } from './pool.js';
 import { randomKernels } from './cpu-random.js';
 import { matmulKernel } from './matmul.js';
 
@@ -226,8 +227,9 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   },
   ...randomKernels,
   scan: (inputs, params) => runScan(inputs, params),
+  // The eager interpreter drops its intermediates, so they must not come from the kernel arena.
   custom_vjp_call: (inputs, { fun, numFunConsts, numFwdConsts, numBwdConsts }) =>
-    evalJaxpr(fun, [], [...inputs.slice(0, numFunConsts), ...inputs.slice(numFunConsts + numFwdConsts + numBwdConsts)]) as NDArray[],
+    residentScope(false, () => evalJaxpr(fun, [], [...inputs.slice(0, numFunConsts), ...inputs.slice(numFunConsts + numFwdConsts + numBwdConsts)]) as NDArray[]),
 };
 
 /** The eager scan: runs the compiled body once per step over views of xs. */
@@ -247,13 +249,23 @@ function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse
     // The previous step's carry is donated (the body may write this step's values into its
     // memory), except a buffer the caller passed in (a carry the body returns unchanged).
     for (let j = 0; j < numCarry; j++) donated[numConsts + j] = i > 0 && !callerOwned.has(carry[j].data);
+    const carryIn = carry;
     const outs = step([], [...consts, ...carry, ...xt], donated);
     carry = outs.slice(0, numCarry);
-    outs.slice(numCarry).forEach((y, j) => {
+    const ysOut = outs.slice(numCarry);
+    ysOut.forEach((y, j) => {
       const dst = ysData[j];
       const flat = y.isContiguous() ? y.data.subarray(y.offset, y.offset + ysSize[j]) : y.toTyped();
       dst.set(flat as ArrayLike<number>, t * ysSize[j]);
     });
+    // This step's y buffers are copied: recycle them (not one a carry or an input still holds).
+    const held = new Set<TypedArray>([...carry, ...carryIn, ...consts, ...xt].map((x) => x.data));
+    for (const y of ysOut) {
+      if (recyclable(y.data) && !held.has(y.data)) {
+        held.add(y.data);
+        giveBuffer(y.data, y.dtype);
+      }
+    }
   }
   const ys = ysAvals.map((a, j) => contiguous(ysData[j], [length, ...a.shape], a.dtype));
   return [...carry, ...ys];

@@ -23,7 +23,7 @@
  * padded by one vector). Outputs go to buffers from core/backend/pool.ts.
  */
 import { Literal, Var, type Atom, type Eqn } from '../../ir.js';
-import { cachedKernel, kernelHeap } from './kernel-cache.js';
+import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset } from './kernel-cache.js';
 import { NDArray } from '../../ndarray.js';
 import { contiguousStrides, stridedOffsets } from '../../shape.js';
 import ndarray from 'ndarray';
@@ -254,7 +254,7 @@ function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Arra
   }
   f.get(R).i32(1).add().tee(R).get(ROWS).ltU().brIf(0);
   f.end();
-  return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, true);
+  return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, arenaImport());
 }
 
 export const wasmElementwiseStats = { calls: 0 };
@@ -274,18 +274,26 @@ export function elementwiseBackendName(): ElementwiseBackend {
 
 
 
-/** Float offset of each operand's block and how the kernel walks it. */
+/** Where an operand sits for the kernel (a byte address in the arena) and how it is walked. */
 interface Placement {
   layout: Layout;
-  at: number;
+  /** Byte address of the operand's first element (in place, or in the call's scratch block). */
+  ptr: number;
   rowStrideBytes: number;
-  floats: number;
+  /** Elements to copy into scratch (0: read in place, the operand is resident). */
+  copy: number;
+  /** Float offset of the copy within the scratch block. */
+  at: number;
 }
 
 /**
  * Runs `spec` over inputs of equal logical `shape` (strided views, broadcasts included) and
- * returns its outputs as fresh contiguous float32 arrays; null when WebAssembly SIMD is off or
- * unavailable (the caller's JS loop then runs).
+ * returns its outputs as contiguous float32 (or bool) arrays from the buffer pool; null when
+ * WebAssembly SIMD is off or unavailable (the caller's JS loop then runs).
+ *
+ * Operands that live in the arena (resident buffers, core/backend/pool.ts) are read in place when
+ * their rows have one stride; results are written in place when the pool hands out a resident
+ * buffer. Everything else is copied into a scratch block of the arena for the call.
  */
 export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[]): NDArray[] | null {
   if (elementwiseBackendName() !== 'wasm-simd') return null;
@@ -311,57 +319,68 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   // Element size in bytes: 4 for float32, 1 for a mask kept as bool.
   const inSize = spec.inputTypes.map((t) => (t === 'mask' ? 1 : 4));
   const outSize = spec.outputTypes.map((t) => (t === 'mask' ? 1 : 4));
-  const placements: Placement[] = inputs.map((_, i) => {
+  const placements: Placement[] = inputs.map((x, i) => {
     const si = innerStride(i);
     const e = inSize[i];
-    const room = (elements: number): number => reserve(Math.ceil((elements * e) / 4));
-    if (si === 0 && outerFixed(i)) return { layout: 'splat', at: room(1), rowStrideBytes: 0, floats: 1 };
-    if (si === 0) return { layout: 'splat', at: room(rows), rowStrideBytes: e, floats: rows };
-    if (si === 1 && outerFixed(i)) return { layout: 'vector', at: room(cols), rowStrideBytes: 0, floats: cols };
-    return { layout: 'vector', at: room(rows * cols), rowStrideBytes: cols * e, floats: rows * cols };
+    const layout: Layout = si === 0 ? 'splat' : 'vector';
+    const fixed = outerFixed(i);
+    const inPlace = residentOffset(x.data, x.offset);
+    // Rows one stride apart (two merged axes, or one): read in place if resident.
+    if (inPlace >= 0 && (si === 0 || si === 1) && (fixed || rank === 2)) {
+      return { layout, ptr: inPlace, rowStrideBytes: fixed ? 0 : merged.strides[i][0] * e, copy: 0, at: 0 };
+    }
+    const room = (elements: number): Placement => ({ layout, ptr: 0, rowStrideBytes: 0, copy: elements, at: reserve(Math.ceil((elements * e) / 4)) });
+    if (si === 0 && fixed) return room(1);
+    if (si === 0) return { ...room(rows), rowStrideBytes: e };
+    if (si === 1 && fixed) return room(cols);
+    return { ...room(rows * cols), rowStrideBytes: cols * e };
   });
-  const outAt = spec.outputs.map((_, j) => reserve(Math.ceil((rows * cols * outSize[j]) / 4)));
-  const h = kernelHeap(used * 4);
+  const outs = spec.outputs.map((_, j) => (outSize[j] === 1 ? (takeBuffer('bool', size) as Uint8Array) : (takeBuffer('float32', size) as Float32Array)));
+  const outPtr = outs.map((o) => residentOffset(o));
+  const outAt = outs.map((_, j) => (outPtr[j] >= 0 ? -1 : reserve(Math.ceil((rows * cols * outSize[j]) / 4))));
+  const block = used > 0 ? arenaAlloc(used * 4) : 0;
+  if (block < 0) return null;
+  const h = arenaF32();
   const hb = new Uint8Array(h.buffer);
+  const base = block >> 2;
   inputs.forEach((x, i) => {
     const pl = placements[i];
+    if (pl.copy === 0) return;
+    pl.ptr = block + pl.at * 4;
     const si = innerStride(i);
     // Copies in element units of the operand's own view (floats, or bytes for a mask).
     const view: Float32Array | Uint8Array = inSize[i] === 1 ? hb : h;
-    const base = inSize[i] === 1 ? pl.at * 4 : pl.at;
+    const at = inSize[i] === 1 ? pl.ptr : pl.ptr >> 2;
     const data = x.data as Float32Array | Uint8Array;
     const off = x.offset;
-    if (pl.floats === 1) {
-      view[base] = data[off];
+    if (pl.copy === 1) {
+      view[at] = data[off];
       return;
     }
-    if (si === 1 && pl.floats === cols) {
-      view.set(data.subarray(off, off + cols), base);
+    if (si === 1 && pl.copy === cols) {
+      view.set(data.subarray(off, off + cols), at);
       return;
     }
     const starts = rank === 2 ? null : rowStarts(i);
     const start = (r: number): number => (starts === null ? off + r * merged.strides[i][0] : starts[r]);
-    if (pl.layout === 'splat') for (let r = 0; r < rows; r++) view[base + r] = data[start(r)];
-    else if (si === 1 && start(rows - 1) - start(0) === (rows - 1) * cols && (starts === null || starts.every((o, r) => o === off + r * cols))) view.set(data.subarray(off, off + rows * cols), base);
-    else if (si === 1) for (let r = 0; r < rows; r++) view.set(data.subarray(start(r), start(r) + cols), base + r * cols);
-    else for (let r = 0, d = base; r < rows; r++) for (let c = 0, o = start(r); c < cols; c++, o += si) view[d++] = data[o];
+    if (pl.layout === 'splat') for (let r = 0; r < rows; r++) view[at + r] = data[start(r)];
+    else if (si === 1 && start(rows - 1) - start(0) === (rows - 1) * cols && (starts === null || starts.every((o, r) => o === off + r * cols))) view.set(data.subarray(off, off + rows * cols), at);
+    else if (si === 1) for (let r = 0; r < rows; r++) view.set(data.subarray(start(r), start(r) + cols), at + r * cols);
+    else for (let r = 0, d = at; r < rows; r++) for (let c = 0, o = start(r); c < cols; c++, o += si) view[d++] = data[o];
   });
   const layouts = placements.map((pl) => pl.layout);
   const fn = cachedKernel('elementwise', spec, layouts, () => kernelBytes(spec, layouts));
   const args: number[] = [rows, vecs, cols];
-  for (const pl of placements) args.push(pl.at * 4, pl.rowStrideBytes);
-  for (const at of outAt) args.push(at * 4);
+  for (const pl of placements) args.push(pl.ptr, pl.rowStrideBytes);
+  outAt.forEach((at, j) => args.push(at < 0 ? outPtr[j] : block + at * 4));
   fn(...args);
   wasmElementwiseStats.calls++;
-  const strides = contiguousStrides(shape as number[]);
-  return outAt.map((at, j) => {
-    if (outSize[j] === 1) {
-      const out = takeBuffer('bool', size) as Uint8Array;
-      out.set(hb.subarray(at * 4, at * 4 + size));
-      return new NDArray(ndarray(out, [...shape], strides, 0), 'bool');
-    }
-    const out = takeBuffer('float32', size);
-    out.set(h.subarray(at, at + size));
-    return new NDArray(ndarray(out, [...shape], strides, 0), 'float32');
+  outAt.forEach((at, j) => {
+    if (at < 0) return;
+    if (outSize[j] === 1) (outs[j] as Uint8Array).set(hb.subarray(block + at * 4, block + at * 4 + size));
+    else (outs[j] as Float32Array).set(h.subarray(base + at, base + at + size));
   });
+  if (used > 0) arenaFree(block, used * 4);
+  const strides = contiguousStrides(shape as number[]);
+  return outs.map((out, j) => new NDArray(ndarray(out, [...shape], strides, 0), outSize[j] === 1 ? 'bool' : 'float32'));
 }

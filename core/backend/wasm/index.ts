@@ -35,6 +35,7 @@
  */
 import { DEFAULT_KERNEL, gemmModuleBytes, SIMD_PROBE, type KernelShape } from './kernel.js';
 import { nodeBuiltin } from '../../node-builtin.js';
+import { arenaAlloc, arenaF32, arenaFree, arenaImport, arenaMemory, arenaResidentCapable, residentOffset } from './kernel-cache.js';
 
 export type GemmF32 = (
   A: Float32Array,
@@ -58,7 +59,6 @@ const KC_MAX = 256;
 const MC = 128;
 /** Columns of B per N block (a KC x NC block of packed B stays in L2). */
 const NC = 256;
-const PAGE = 65536;
 
 /**
  * Whether `wasm` (default: the global WebAssembly) validates a module that uses 128-bit SIMD;
@@ -124,8 +124,6 @@ function copyLines(heap: Float32Array, dst: number, X: Float32Array, s0: number,
 /** How many products were split across threads (tests and benchmarks read it). */
 export const gemmThreadStats = { split: 0 };
 
-/** Pages of the shared memory a threaded gemm may grow to (2 GiB). */
-const SHARED_MAX_PAGES = 32768;
 /** Fewest multiply-adds for which a product is split across threads (a hand-off costs ~15 us). */
 const THREAD_MIN_WORK = 1 << 22;
 
@@ -220,50 +218,24 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   const kcMax = Math.max(1, options.kcMax ?? KC_MAX);
   const mcPanels = Math.max(1, Math.floor((options.mc ?? MC) / MR));
   const ncPanels = Math.max(1, Math.floor((options.nc ?? NC) / NR));
+  // The module works on the kernels' arena (core/backend/wasm/kernel-cache.ts): operands that
+  // live there are packed or read in place, and a helper thread shares it when it is shared.
   let wasm!: KernelExports;
-  let memory!: WebAssembly.Memory;
   let helper: HelperThread | null = null;
+  const memory = arenaMemory();
   try {
+    const module = new WebAssembly.Module(gemmModuleBytes(shape, arenaImport()));
+    wasm = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
     const threads = options.threads ?? defaultThreads();
-    if (threads > 1) {
-      // One shared memory: the helper thread instantiates the same module over it.
+    if (threads > 1 && arenaResidentCapable()) {
       try {
-        memory = new WebAssembly.Memory({ initial: 1, maximum: SHARED_MAX_PAGES, shared: true });
-        const module = new WebAssembly.Module(gemmModuleBytes(shape, SHARED_MAX_PAGES));
-        wasm = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
         helper = startHelperThread(module, memory);
       } catch {
         helper = null;
       }
     }
-    if (helper === null) {
-      wasm = new WebAssembly.Instance(new WebAssembly.Module(gemmModuleBytes(shape)), {}).exports as unknown as KernelExports;
-      memory = wasm.memory;
-    }
   } catch {
     return null;
-  }
-  const maxPages = helper === null ? 65536 : SHARED_MAX_PAGES;
-  /** f32 view of the whole memory; refreshed after every grow. */
-  let heap = new Float32Array(memory.buffer);
-
-  /** Makes the memory at least `bytes` long; false if it cannot grow that far. */
-  function reserve(bytes: number): boolean {
-    const have = memory.buffer.byteLength;
-    if (bytes <= have) return true;
-    // Grow geometrically so that a sequence of growing shapes reallocates O(log) times.
-    const want = Math.min(maxPages, Math.max(Math.ceil(bytes / PAGE), Math.ceil((have * 1.5) / PAGE)));
-    try {
-      memory.grow(want - have / PAGE);
-    } catch {
-      try {
-        memory.grow(Math.ceil(bytes / PAGE) - have / PAGE);
-      } catch {
-        return false;
-      }
-    }
-    heap = new Float32Array(memory.buffer);
-    return true;
   }
 
   return (A, aOffset, aRowStride, aColStride, B, bOffset, bRowStride, bColStride, C, cOffset, m, k, n) => {
@@ -276,62 +248,92 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const nPanels = Math.ceil(n / NR);
     const mPad = mPanels * MR;
     const nPad = nPanels * NR;
-    // Layout: [A: row-major copy or packed panels | packed B | C | scratch for raw copies].
+    // Workspace layout: [A: row-major copy or packed panels | packed B | C | scratch for raw
+    // copies | block calls for the helper]. Operands in the arena are not copied: row-major A is
+    // read in place, and the packers read their sources in place.
     const aRowMajor = aColStride === 1;
     const aTransposed = !aRowMajor && aRowStride === 1;
     const bRowMajor = bColStride === 1;
     const bTransposed = !bRowMajor && bRowStride === 1;
+    let aSrc = residentOffset(A, aOffset);
+    const bSrc = residentOffset(B, bOffset);
+    // The micro-kernel reads whole MR-row panels: rows past m must still be inside the memory.
+    if (aRowMajor && aSrc >= 0 && aSrc + 4 * ((mPad - 1) * Math.max(aRowStride, 0) + k) > memory.buffer.byteLength) aSrc = -1;
+    const aInPlace = aSrc >= 0 && aRowMajor && aRowStride >= 0;
     const aBase = 0;
-    const bBase = align64(aBase + mPad * k * 4);
+    const bBase = align64(aBase + (aInPlace ? 0 : mPad * k * 4));
     const cBase = align64(bBase + nPad * k * 4);
     const sBase = align64(cBase + mPad * nPad * 4);
-    const scratch = (aTransposed ? m * k : 0) + (bRowMajor || bTransposed ? n * k : 0);
+    const aScratch = aTransposed && aSrc < 0 ? m * k : 0;
+    const bScratch0 = (bRowMajor || bTransposed) && bSrc < 0 ? n * k : 0;
     const nK = Math.ceil(k / kcMax);
     const kc = Math.ceil(k / nK);
     // The block calls a helper thread runs are written here (12 i32 each).
-    const listBase = align64(sBase + scratch * 4 + 64 * NR);
+    const listBase = align64(sBase + (aScratch + bScratch0) * 4 + 64 * NR);
     const maxCalls = (Math.ceil(nPanels / ncPanels) + 1) * (Math.ceil(mPanels / mcPanels) + 1) * nK;
     const end = listBase + 48 * maxCalls;
-    if (end > 0xffff0000 || !reserve(end)) {
-      // More than the 4 GiB a 32-bit memory can address (or the engine refuses to grow).
+    const ws = end > 0x7fff0000 ? -1 : arenaAlloc(end);
+    if (ws < 0) {
+      // More than a 32-bit memory can address (or the engine refuses to grow).
       gemmF32Fallback(A, aOffset, aRowStride, aColStride, B, bOffset, bRowStride, bColStride, C, cOffset, m, k, n);
       return;
     }
-    const h = heap;
+    const h = arenaF32();
 
-    // A: rows read in place (a row-major copy), or MR-row panels.
+    // A: rows read in place (or a row-major copy), or MR-row panels.
+    let aAt: number;
     let aRow: number;
     let aCol: number;
     let aPanel: number;
     if (aRowMajor) {
-      copyLines(h, aBase >> 2, A, aOffset, aRowStride, m, k);
-      aRow = 4 * k;
+      if (aInPlace) {
+        aAt = aSrc;
+        aRow = 4 * aRowStride;
+      } else {
+        aAt = ws + aBase;
+        copyLines(h, aAt >> 2, A, aOffset, aRowStride, m, k);
+        aRow = 4 * k;
+      }
       aCol = 4;
-      aPanel = 4 * MR * k;
+      aPanel = MR * aRow;
     } else {
+      aAt = ws + aBase;
       aRow = 4;
       aCol = 4 * MR;
       aPanel = 4 * MR * k;
       if (aTransposed) {
-        copyLines(h, sBase >> 2, A, aOffset, aColStride, k, m);
-        wasm.packCopyA(sBase, 4 * m, aBase, k, mPanels, aPanel);
+        let src = aSrc;
+        let ld = 4 * aColStride;
+        if (src < 0) {
+          src = ws + sBase;
+          ld = 4 * m;
+          copyLines(h, src >> 2, A, aOffset, aColStride, k, m);
+        }
+        wasm.packCopyA(src, ld, aAt, k, mPanels, aPanel);
       } else {
         // Any other strides (broadcast rows, strided slices): gather element by element.
-        gatherPanels(h, aBase >> 2, A, aOffset, aRowStride, aColStride, m, mPad, k, MR);
+        gatherPanels(h, aAt >> 2, A, aOffset, aRowStride, aColStride, m, mPad, k, MR);
       }
     }
 
     // B: NR-column panels.
     const bPanel = 4 * NR * k;
-    const bScratch = sBase + (aTransposed ? 4 * m * k : 0);
+    const bAt = ws + bBase;
+    const bScratch = ws + sBase + aScratch * 4;
     if (bRowMajor) {
-      copyLines(h, bScratch >> 2, B, bOffset, bRowStride, k, n);
-      wasm.packCopyB(bScratch, 4 * n, bBase, k, nPanels, bPanel);
+      if (bSrc >= 0) wasm.packCopyB(bSrc, 4 * bRowStride, bAt, k, nPanels, bPanel);
+      else {
+        copyLines(h, bScratch >> 2, B, bOffset, bRowStride, k, n);
+        wasm.packCopyB(bScratch, 4 * n, bAt, k, nPanels, bPanel);
+      }
     } else if (bTransposed) {
-      copyLines(h, bScratch >> 2, B, bOffset, bColStride, n, k);
-      wasm.packInterleaveB(bScratch, 4 * k, bBase, n, k, bPanel);
+      if (bSrc >= 0) wasm.packInterleaveB(bSrc, 4 * bColStride, bAt, n, k, bPanel);
+      else {
+        copyLines(h, bScratch >> 2, B, bOffset, bColStride, n, k);
+        wasm.packInterleaveB(bScratch, 4 * k, bAt, n, k, bPanel);
+      }
     } else {
-      gatherPanels(h, bBase >> 2, B, bOffset, bColStride, bRowStride, n, nPad, k, NR);
+      gatherPanels(h, bAt >> 2, B, bOffset, bColStride, bRowStride, n, nPad, k, NR);
     }
 
     const ldc = nPad * 4;
@@ -345,7 +347,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
           const mp = Math.min(mcPanels, m1 - ip0);
           for (let p0 = 0; p0 < k; p0 += kc) {
             const kcur = Math.min(kc, k - p0);
-            emit(aBase + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bBase + jp0 * bPanel + p0 * NR * 4, bPanel, cBase + ip0 * MR * ldc + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0);
+            emit(aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bAt + jp0 * bPanel + p0 * NR * 4, bPanel, ws + cBase + ip0 * MR * ldc + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0);
           }
         }
       }
@@ -355,14 +357,14 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       // go into memory for it, the main thread runs the other half, then waits for the helper.
       const splitN = nPanels >= mPanels;
       const mid = Math.ceil((splitN ? nPanels : mPanels) / 2);
-      const list = new Int32Array(memory.buffer, listBase, 12 * maxCalls);
+      const list = new Int32Array(memory.buffer, ws + listBase, 12 * maxCalls);
       let count = 0;
       const record = (...args: number[]): void => {
         list.set(args, 12 * count++);
       };
       if (splitN) blocks(0, mPanels, mid, nPanels, record);
       else blocks(mid, mPanels, 0, nPanels, record);
-      const job = helper.post(listBase, count);
+      const job = helper.post(ws + listBase, count);
       gemmThreadStats.split++;
       if (splitN) blocks(0, mPanels, 0, mid, block);
       else blocks(0, mid, 0, nPanels, block);
@@ -373,9 +375,10 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       }
     } else blocks(0, mPanels, 0, nPanels, block);
 
-    if (nPad !== n) wasm.compact(cBase, ldc, 4 * n, m);
-    const c0 = cBase >> 2;
+    if (nPad !== n) wasm.compact(ws + cBase, ldc, 4 * n, m);
+    const c0 = (ws + cBase) >> 2;
     C.set(h.subarray(c0, c0 + m * n), cOffset);
+    arenaFree(ws, end);
   };
 }
 

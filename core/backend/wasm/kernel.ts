@@ -305,15 +305,15 @@ function compact(): FuncDef {
 }
 
 /**
- * The kernel module's bytes for a micro-tile shape: with its own memory, or (`sharedMaxPages`)
- * importing a shared memory, so that worker threads can run blocks on the same operands.
+ * The kernel module's bytes for a micro-tile shape: with its own memory, or (`memoryImport`)
+ * importing one (the kernels' arena; shared, so that worker threads run blocks on the same operands).
  */
-export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL, sharedMaxPages?: number): Uint8Array<ArrayBuffer> {
+export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL, memoryImport: boolean | { readonly sharedMaxPages: number } = false): Uint8Array<ArrayBuffer> {
   if (shape.nr % 4 !== 0 || shape.nr < 4 || shape.mr < 1 || shape.unroll < 1) throw new Error(`gemm kernel: bad micro-tile ${JSON.stringify(shape)}`);
   return encodeModule(
     [microKernel(shape), blockLoop(shape, 0), packCopy('packCopyA', shape.mr), packCopy('packCopyB', shape.nr), packInterleave('packInterleaveB', shape.nr), compact()],
     1,
-    sharedMaxPages === undefined ? false : { sharedMaxPages },
+    memoryImport,
   );
 }
 

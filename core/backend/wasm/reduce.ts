@@ -11,7 +11,7 @@
  * same f32x4 code as core/backend/wasm/elementwise.ts. So results are bit-identical to the JS
  * loop (NaN payloads aside); other layouts return null and the JS loop runs.
  */
-import { cachedKernel, kernelHeap } from './kernel-cache.js';
+import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset } from './kernel-cache.js';
 import { NDArray } from '../../ndarray.js';
 import { contiguousStrides } from '../../shape.js';
 import ndarray from 'ndarray';
@@ -104,7 +104,7 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Arr
   for (let i = 0; i < nIn; i++) f.get(ptr(i)).get(so(i)).add().set(ptr(i));
   f.get(IO).i32(1).add().tee(IO).get(O).ltU().brIf(0);
   f.end();
-  return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, true);
+  return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, arenaImport());
 }
 
 
@@ -135,25 +135,35 @@ export function runWasmReduce(spec: WasmReduceSpec, inputs: readonly NDArray[], 
     if (sk !== 0 && sk !== 1) return null;
     layouts.push(sk === 1 ? 'vector' : 'splat');
   }
-  // Each input's whole span is copied (views stay views: the kernel walks their strides).
+  // Each input is read in place when it lives in the arena, otherwise its whole span is copied
+  // (views stay views: the kernel walks their strides).
   const spans = inputs.map((x) => x.shape.reduce((a, d, ax) => a + (d - 1) * x.strides[ax], 0) + 1);
-  if (spans.some((sp, i) => sp > 2 * inputs[i].size + 64)) return null;
+  const inPlace = inputs.map((x) => residentOffset(x.data, x.offset));
+  if (spans.some((sp, i) => inPlace[i] < 0 && sp > 2 * inputs[i].size + 64)) return null;
+  const out = takeBuffer('float32', outSize) as Float32Array;
+  const outInPlace = residentOffset(out);
   let used = 0;
-  const at = spans.map((sp) => {
+  const at = spans.map((sp, i) => {
+    if (inPlace[i] >= 0) return -1;
     const a = used;
     used += Math.ceil(sp / 4) * 4 + 4;
     return a;
   });
-  const outAt = used;
-  used += O * K + 4;
-  const h = kernelHeap(used * 4);
-  inputs.forEach((x, i) => h.set((x.data as Float32Array).subarray(x.offset, x.offset + spans[i]), at[i]));
+  const outAt = outInPlace >= 0 ? -1 : used;
+  if (outAt >= 0) used += O * K + 4;
+  const block = used > 0 ? arenaAlloc(used * 4) : 0;
+  if (block < 0) return null;
+  const h = arenaF32();
+  const base = block >> 2;
+  inputs.forEach((x, i) => {
+    if (at[i] >= 0) h.set((x.data as Float32Array).subarray(x.offset, x.offset + spans[i]), base + at[i]);
+  });
   const fn = cachedKernel('reduce', spec, layouts, () => kernelBytes(spec, layouts));
-  const args = [O, Rn, Math.ceil(K / 4), K * 4, outAt * 4];
-  inputs.forEach((_, i) => args.push(at[i] * 4, (kr === 2 ? keptPart.strides[i][0] : 0) * 4, redPart.strides[i][0] * 4));
+  const args = [O, Rn, Math.ceil(K / 4), K * 4, outAt < 0 ? outInPlace : block + outAt * 4];
+  inputs.forEach((_, i) => args.push(at[i] < 0 ? inPlace[i] : block + at[i] * 4, (kr === 2 ? keptPart.strides[i][0] : 0) * 4, redPart.strides[i][0] * 4));
   fn(...args);
   wasmReduceStats.calls++;
-  const out = takeBuffer('float32', outSize);
-  out.set(h.subarray(outAt, outAt + outSize));
+  if (outAt >= 0) out.set(h.subarray(base + outAt, base + outAt + outSize));
+  if (used > 0) arenaFree(block, used * 4);
   return new NDArray(ndarray(out, outShape, contiguousStrides(outShape), 0), 'float32');
 }
