@@ -7,6 +7,7 @@
 import t from 'tap';
 import { rng } from './fixtures/rng.js';
 import { createWasmGemm, gemmThreadStats, wasmSimdAvailable } from '../../core/backend/wasm/index.js';
+import { releaseResidentArray, residentArray } from '../../core/backend/wasm/kernel-cache.js';
 
 const simd = wasmSimdAvailable();
 const threadsPossible = typeof SharedArrayBuffer !== 'undefined';
@@ -24,9 +25,16 @@ t.test('two threads give the one-thread bits', { skip: (!simd || !threadsPossibl
     [1001, 70, 90, false, true],
     [97, 600, 333, true, true],
   ];
-  for (const [m, k, n, at, bt] of cases) {
-    const A = Float32Array.from({ length: m * k }, () => next() - 0.5);
-    const B = Float32Array.from({ length: k * n }, () => next() * 3 - 1);
+  // Operands in ordinary arrays (copied in), then living in the kernels' arena (each thread packs
+  // its half straight from them), as a compiled program's intermediates and parameters do.
+  for (const [m, k, n, at, bt, inArena] of [...cases.map((c) => [...c, false] as const), ...cases.map((c) => [...c, true] as const)]) {
+    const fill = (size: number, f: () => number): Float32Array => {
+      const x = (inArena ? residentArray('float32', size) : null) ?? new Float32Array(size);
+      for (let i = 0; i < size; i++) x[i] = f();
+      return x as Float32Array;
+    };
+    const A = fill(m * k, () => next() - 0.5);
+    const B = fill(k * n, () => next() * 3 - 1);
     const [ars, acs] = at ? [1, m] : [k, 1];
     const [brs, bcs] = bt ? [1, k] : [n, 1];
     const c1 = new Float32Array(m * n);
@@ -35,7 +43,8 @@ t.test('two threads give the one-thread bits', { skip: (!simd || !threadsPossibl
     const before = gemmThreadStats.split;
     two(A, 0, ars, acs, B, 0, brs, bcs, c2, 0, m, k, n);
     t.equal(gemmThreadStats.split, before + 1, `${m}x${k}x${n} was split across threads`);
-    t.ok(c1.every((x, i) => Object.is(x, c2[i])), `${m}x${k}x${n} (A${at ? '^T' : ''}, B${bt ? '^T' : ''}) bit-identical`);
+    t.ok(c1.every((x, i) => Object.is(x, c2[i])), `${m}x${k}x${n} (A${at ? '^T' : ''}, B${bt ? '^T' : ''}${inArena ? ', in the arena' : ''}) bit-identical`);
+    if (inArena) for (const x of [A, B]) if (x.buffer instanceof SharedArrayBuffer) releaseResidentArray(x);
   }
   const before = gemmThreadStats.split;
   const small = new Float32Array(16 * 16);

@@ -124,31 +124,47 @@ function copyLines(heap: Float32Array, dst: number, X: Float32Array, s0: number,
 /** How many products were split across threads (tests and benchmarks read it). */
 export const gemmThreadStats = { split: 0 };
 
-/** Fewest multiply-adds for which a product is split across threads (a hand-off costs ~15 us). */
+/**
+ * Fewest multiply-adds for which a product is split across threads. Measured here: a 32x784x128
+ * product alone runs 156 -> 96 us on two threads, yet an M1 training step got slower with its
+ * products split (the halves of C and packed B land in the other core's cache, and waking the
+ * helper costs tens of microseconds), so products of that size stay on one thread.
+ */
 const THREAD_MIN_WORK = 1 << 22;
 
-/** The worker's code: run the posted block calls over the shared memory, then signal. */
+/**
+ * A call posted to the helper: an operation (OP_*) and up to 12 i32 arguments. Packing is posted
+ * too, so that each thread packs the panels of its own half of C.
+ */
+const CALL_INTS = 13;
+const OP_BLOCK = 0;
+const OP_PACK_A = 1;
+const OP_PACK_B = 2;
+const OP_INTERLEAVE_B = 3;
+
+/** The worker's code: run the posted calls over the shared memory, then signal. */
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, control } = workerData;
 const ctl = new Int32Array(control);
-const block = new WebAssembly.Instance(module, { env: { memory } }).exports.block;
+const w = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const ops = [w.block, w.packCopyA, w.packCopyB, w.packInterleaveB];
 let seen = 0;
 for (;;) {
   Atomics.wait(ctl, 0, seen);
   const seq = Atomics.load(ctl, 0);
   if (seq < 0) break;
   seen = seq;
-  const calls = new Int32Array(memory.buffer, ctl[2], 12 * ctl[3]);
-  for (let o = 0; o < calls.length; o += 12) {
-    block(calls[o], calls[o + 1], calls[o + 2], calls[o + 3], calls[o + 4], calls[o + 5], calls[o + 6], calls[o + 7], calls[o + 8], calls[o + 9], calls[o + 10], calls[o + 11]);
+  const calls = new Int32Array(memory.buffer, ctl[2], ${CALL_INTS} * ctl[3]);
+  for (let o = 0; o < calls.length; o += ${CALL_INTS}) {
+    ops[calls[o]](calls[o + 1], calls[o + 2], calls[o + 3], calls[o + 4], calls[o + 5], calls[o + 6], calls[o + 7], calls[o + 8], calls[o + 9], calls[o + 10], calls[o + 11], calls[o + 12]);
   }
   Atomics.store(ctl, 1, seq);
   Atomics.notify(ctl, 1);
 }`;
 
 interface HelperThread {
-  /** Posts `count` block calls stored at byte `ptr`; returns the job's sequence number. */
+  /** Posts `count` calls (CALL_INTS i32 each) stored at byte `ptr`; returns the job's sequence number. */
   post(ptr: number, count: number): number;
   /** Waits for job `seq`; false if the helper is gone (the caller then runs the calls itself). */
   wait(seq: number): boolean;
@@ -192,6 +208,9 @@ function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memor
       return seq;
     },
     wait(job) {
+      // The helper's half takes about as long as this thread's: poll a little before sleeping.
+      const until = performance.now() + 2;
+      for (let i = 0; Atomics.load(ctl, 1) !== job; i++) if ((i & 255) === 0 && performance.now() > until) break;
       // Bounded waits, so that a helper that died (or never started) cannot hang the caller.
       for (let waited = 0; Atomics.load(ctl, 1) !== job; waited++) {
         if (!alive || waited > 2000) {
@@ -271,7 +290,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     // The block calls a helper thread runs are written here (12 i32 each).
     const listBase = align64(sBase + (aScratch + bScratch0) * 4 + 64 * NR);
     const maxCalls = (Math.ceil(nPanels / ncPanels) + 1) * (Math.ceil(mPanels / mcPanels) + 1) * nK;
-    const end = listBase + 48 * maxCalls;
+    const end = listBase + 4 * CALL_INTS * (maxCalls + 1);
     const ws = end > 0x7fff0000 ? -1 : arenaAlloc(end);
     if (ws < 0) {
       // More than a 32-bit memory can address (or the engine refuses to grow).
@@ -279,12 +298,19 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       return;
     }
     const h = arenaF32();
+    const call = (op: number, args: readonly number[]): void => {
+      if (op === OP_BLOCK) wasm.block(...(args as Parameters<KernelExports['block']>));
+      else if (op === OP_PACK_A) wasm.packCopyA(...(args as Parameters<KernelExports['packCopyA']>));
+      else if (op === OP_PACK_B) wasm.packCopyB(...(args as Parameters<KernelExports['packCopyB']>));
+      else wasm.packInterleaveB(...(args as Parameters<KernelExports['packInterleaveB']>));
+    };
 
-    // A: rows read in place (or a row-major copy), or MR-row panels.
+    // A: rows read in place (or a row-major copy), or MR-row panels packed from `aPack`.
     let aAt: number;
     let aRow: number;
     let aCol: number;
     let aPanel: number;
+    let aPack: { src: number; ld: number } | null = null;
     if (aRowMajor) {
       if (aInPlace) {
         aAt = aSrc;
@@ -302,78 +328,111 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       aCol = 4 * MR;
       aPanel = 4 * MR * k;
       if (aTransposed) {
-        let src = aSrc;
-        let ld = 4 * aColStride;
-        if (src < 0) {
-          src = ws + sBase;
-          ld = 4 * m;
-          copyLines(h, src >> 2, A, aOffset, aColStride, k, m);
+        aPack = { src: aSrc, ld: 4 * aColStride };
+        if (aSrc < 0) {
+          aPack = { src: ws + sBase, ld: 4 * m };
+          copyLines(h, aPack.src >> 2, A, aOffset, aColStride, k, m);
         }
-        wasm.packCopyA(src, ld, aAt, k, mPanels, aPanel);
       } else {
         // Any other strides (broadcast rows, strided slices): gather element by element.
         gatherPanels(h, aAt >> 2, A, aOffset, aRowStride, aColStride, m, mPad, k, MR);
       }
     }
+    /** The packing of A's panels [p0, p1) (a transposed A), or null. */
+    const packA = (p0: number, p1: number): [number, number[]] | null =>
+      aPack === null || p1 <= p0 ? null : [OP_PACK_A, [aPack.src + p0 * MR * 4, aPack.ld, aAt + p0 * aPanel, k, p1 - p0, aPanel]];
 
-    // B: NR-column panels.
+    // B: NR-column panels packed from `bPack` (row-major or transposed source).
     const bPanel = 4 * NR * k;
     const bAt = ws + bBase;
     const bScratch = ws + sBase + aScratch * 4;
+    let bPack: { src: number; ld: number; op: number } | null = null;
     if (bRowMajor) {
-      if (bSrc >= 0) wasm.packCopyB(bSrc, 4 * bRowStride, bAt, k, nPanels, bPanel);
-      else {
+      bPack = { src: bSrc, ld: 4 * bRowStride, op: OP_PACK_B };
+      if (bSrc < 0) {
+        bPack = { src: bScratch, ld: 4 * n, op: OP_PACK_B };
         copyLines(h, bScratch >> 2, B, bOffset, bRowStride, k, n);
-        wasm.packCopyB(bScratch, 4 * n, bAt, k, nPanels, bPanel);
       }
     } else if (bTransposed) {
-      if (bSrc >= 0) wasm.packInterleaveB(bSrc, 4 * bColStride, bAt, n, k, bPanel);
-      else {
+      bPack = { src: bSrc, ld: 4 * bColStride, op: OP_INTERLEAVE_B };
+      if (bSrc < 0) {
+        bPack = { src: bScratch, ld: 4 * k, op: OP_INTERLEAVE_B };
         copyLines(h, bScratch >> 2, B, bOffset, bColStride, n, k);
-        wasm.packInterleaveB(bScratch, 4 * k, bAt, n, k, bPanel);
       }
     } else {
       gatherPanels(h, bAt >> 2, B, bOffset, bColStride, bRowStride, n, nPad, k, NR);
     }
+    /** The packing of B's panels [p0, p1), or null. */
+    const packB = (p0: number, p1: number): [number, number[]] | null => {
+      if (bPack === null || p1 <= p0) return null;
+      if (bPack.op === OP_PACK_B) return [OP_PACK_B, [bPack.src + p0 * NR * 4, bPack.ld, bAt + p0 * bPanel, k, p1 - p0, bPanel]];
+      // Interleaving reads B's columns as lines: panel p0 starts at line p0 * NR.
+      return [OP_INTERLEAVE_B, [bPack.src + p0 * NR * bPack.ld, bPack.ld, bAt + p0 * bPanel, Math.min(n, p1 * NR) - p0 * NR, k, bPanel]];
+    };
 
     const ldc = nPad * 4;
-    const block = wasm.block;
     // Goto-style blocking over the panels [m0, m1) x [n0, n1): an NC-column block of packed B and
     // an MC-row block of A stay in L2; each K block of C is accumulated onto the previous one.
-    const blocks = (m0: number, m1: number, n0: number, n1: number, emit: (...args: number[]) => void): void => {
+    const blocks = (m0: number, m1: number, n0: number, n1: number, emit: (op: number, args: number[]) => void): void => {
       for (let jp0 = n0; jp0 < n1; jp0 += ncPanels) {
         const np = Math.min(ncPanels, n1 - jp0);
         for (let ip0 = m0; ip0 < m1; ip0 += mcPanels) {
           const mp = Math.min(mcPanels, m1 - ip0);
           for (let p0 = 0; p0 < k; p0 += kc) {
             const kcur = Math.min(kc, k - p0);
-            emit(aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bAt + jp0 * bPanel + p0 * NR * 4, bPanel, ws + cBase + ip0 * MR * ldc + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0);
+            emit(OP_BLOCK, [aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bAt + jp0 * bPanel + p0 * NR * 4, bPanel, ws + cBase + ip0 * MR * ldc + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0]);
           }
         }
       }
     };
+    const run = (c: [number, number[]] | null): void => {
+      if (c !== null) call(c[0], c[1]);
+    };
     if (helper !== null && m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1)) {
-      // Two halves of C's tiles (along whichever axis has more panels): the helper's block calls
-      // go into memory for it, the main thread runs the other half, then waits for the helper.
+      // Two halves of C's tiles, along whichever axis has more panels. Each thread packs the
+      // panels of the operand it splits (B's columns, or A's rows) for its own half, so no packing
+      // stays serial; the operand both halves read is packed first. The helper's calls go into
+      // memory for it, the main thread runs the other half, then waits for the helper.
       const splitN = nPanels >= mPanels;
       const mid = Math.ceil((splitN ? nPanels : mPanels) / 2);
-      const list = new Int32Array(memory.buffer, ws + listBase, 12 * maxCalls);
+      const list = new Int32Array(memory.buffer, ws + listBase, CALL_INTS * (maxCalls + 1));
       let count = 0;
-      const record = (...args: number[]): void => {
-        list.set(args, 12 * count++);
+      const record = (op: number, args: number[]): void => {
+        list[CALL_INTS * count] = op;
+        list.set(args, CALL_INTS * count + 1);
+        count++;
       };
-      if (splitN) blocks(0, mPanels, mid, nPanels, record);
-      else blocks(mid, mPanels, 0, nPanels, record);
+      const recordPack = (c: [number, number[]] | null): void => {
+        if (c !== null) record(c[0], c[1]);
+      };
+      if (splitN) {
+        run(packA(0, mPanels));
+        recordPack(packB(mid, nPanels));
+        blocks(0, mPanels, mid, nPanels, record);
+      } else {
+        run(packB(0, nPanels));
+        recordPack(packA(mid, mPanels));
+        blocks(mid, mPanels, 0, nPanels, record);
+      }
       const job = helper.post(ws + listBase, count);
       gemmThreadStats.split++;
-      if (splitN) blocks(0, mPanels, 0, mid, block);
-      else blocks(0, mid, 0, nPanels, block);
+      if (splitN) {
+        run(packB(0, mid));
+        blocks(0, mPanels, 0, mid, call);
+      } else {
+        run(packA(0, mid));
+        blocks(0, mid, 0, nPanels, call);
+      }
       // If the helper died, its half runs here (same tiles, same values).
       if (!helper.wait(job)) {
         helper = null;
-        for (let c = 0; c < count; c++) block(...(Array.from(list.subarray(12 * c, 12 * c + 12)) as Parameters<typeof block>));
+        for (let c = 0; c < count; c++) call(list[CALL_INTS * c], Array.from(list.subarray(CALL_INTS * c + 1, CALL_INTS * c + CALL_INTS)));
       }
-    } else blocks(0, mPanels, 0, nPanels, block);
+    } else {
+      run(packA(0, mPanels));
+      run(packB(0, nPanels));
+      blocks(0, mPanels, 0, nPanels, call);
+    }
 
     if (nPad !== n) wasm.compact(ws + cBase, ldc, 4 * n, m);
     const c0 = (ws + cBase) >> 2;
