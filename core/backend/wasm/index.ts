@@ -371,19 +371,32 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     };
 
     const ldc = nPad * 4;
+    // C in place: when C lives in the arena, its rows are whole micro-tiles wide (n = nPad) and it
+    // overlaps neither operand, the full MR-row panels are written straight into it; only a last,
+    // partial panel goes to the workspace (a tile always writes MR rows) and is copied after.
+    const cDirect = nPad === n ? residentOffset(C, cOffset) : -1;
+    const overlaps = (X: Float32Array): boolean => X.buffer === C.buffer && X.byteOffset < cDirect + 4 * m * n && cDirect < X.byteOffset + X.byteLength;
+    const fullPanels = cDirect >= 0 && !overlaps(A) && !overlaps(B) ? Math.floor(m / MR) : 0;
+    const cAt = (ip0: number): number => (ip0 < fullPanels ? cDirect : ws + cBase) + ip0 * MR * ldc;
     // Goto-style blocking over the panels [m0, m1) x [n0, n1): an NC-column block of packed B and
     // an MC-row block of A stay in L2; each K block of C is accumulated onto the previous one.
-    const blocks = (m0: number, m1: number, n0: number, n1: number, emit: (op: number, args: number[]) => void): void => {
+    const blockRange = (m0: number, m1: number, n0: number, n1: number, emit: (op: number, args: number[]) => void): void => {
       for (let jp0 = n0; jp0 < n1; jp0 += ncPanels) {
         const np = Math.min(ncPanels, n1 - jp0);
         for (let ip0 = m0; ip0 < m1; ip0 += mcPanels) {
           const mp = Math.min(mcPanels, m1 - ip0);
           for (let p0 = 0; p0 < k; p0 += kc) {
             const kcur = Math.min(kc, k - p0);
-            emit(OP_BLOCK, [aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bAt + jp0 * bPanel + p0 * NR * 4, bPanel, ws + cBase + ip0 * MR * ldc + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0]);
+            emit(OP_BLOCK, [aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bAt + jp0 * bPanel + p0 * NR * 4, bPanel, cAt(ip0) + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0]);
           }
         }
       }
+    };
+    // One block call covers panels of one C region: split the rows where direct C ends.
+    const blocks = (m0: number, m1: number, n0: number, n1: number, emit: (op: number, args: number[]) => void): void => {
+      const cut = Math.min(Math.max(fullPanels, m0), m1);
+      if (cut > m0) blockRange(m0, cut, n0, n1, emit);
+      if (m1 > cut) blockRange(cut, m1, n0, n1, emit);
     };
     const run = (c: [number, number[]] | null): void => {
       if (c !== null) call(c[0], c[1]);
@@ -435,8 +448,10 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     }
 
     if (nPad !== n) wasm.compact(ws + cBase, ldc, 4 * n, m);
+    // Rows not written in place (all of them, or the last partial panel's).
+    const r0 = fullPanels * MR;
     const c0 = (ws + cBase) >> 2;
-    C.set(h.subarray(c0, c0 + m * n), cOffset);
+    if (r0 < m) C.set(h.subarray(c0 + r0 * n, c0 + m * n), cOffset + r0 * n);
     arenaFree(ws, end);
   };
 }
