@@ -7,12 +7,46 @@ import { Tensor } from './tensor.js';
 import { avalOf, bind1, broadcastAxes, compactView, getBackend, traceToJaxpr, Tracer, withBackend } from './trace.js';
 import { shapesEqual } from './shape.js';
 import { detachResident as detachArrays } from './backend/cpu-compile.js';
-import { treeDefString, treeFlatten, treeUnflatten, type TreeDef } from './tree.js';
+import { sameTreeDef, treeDefString, treeFlatten, treeUnflatten, type TreeDef } from './tree.js';
 
 interface Compiled {
   closed: ClosedJaxpr;
   outDef: TreeDef;
   run: (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepResident?: boolean) => NDArray[];
+  /** Leaves of each positional argument (to expand donateArgnums to leaves). */
+  argLeafCounts: number[];
+}
+
+/** What of a leaf keys the cache: dtype, shape, and which axes are broadcast (stride 0). */
+interface LeafKind {
+  dtype: string;
+  shape: readonly number[];
+  broadcast: readonly boolean[];
+  concrete: boolean;
+}
+function leafKind(l: Tensor): LeafKind {
+  const nd = l instanceof NDArray;
+  return { dtype: l.dtype, shape: l.shape.slice(), broadcast: l.shape.map((d, i) => nd && d > 1 && (l as NDArray).strides[i] === 0), concrete: nd };
+}
+function sameLeaves(leaves: readonly Tensor[], kinds: readonly LeafKind[]): boolean {
+  if (leaves.length !== kinds.length) return false;
+  for (let i = 0; i < leaves.length; i++) {
+    const l = leaves[i];
+    const k = kinds[i];
+    if (!(l instanceof NDArray) || !k.concrete || l.dtype !== k.dtype) return false;
+    const shape = l.shape;
+    if (shape.length !== k.shape.length) return false;
+    const strides = l.strides;
+    for (let d = 0; d < shape.length; d++) if (shape[d] !== k.shape[d] || (shape[d] > 1 && strides[d] === 0) !== k.broadcast[d]) return false;
+  }
+  return true;
+}
+function countLeaves(def: TreeDef): number {
+  if (def.kind === 'leaf') return 1;
+  if (def.kind === 'static') return 0;
+  let n = 0;
+  for (const c of def.children) n += countLeaves(c);
+  return n;
 }
 
 export interface JitOptions {
@@ -74,8 +108,12 @@ function signature(def: TreeDef, leaves: Tensor[]): string {
 export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOptions = {}): Jitted<A, R> {
   const call = f as unknown as (...a: unknown[]) => unknown;
   const cache = new Map<string, Compiled>();
-  const prepare = (args: unknown[]): { entry: Compiled; leaves: Tensor[] } => {
-    const [leaves, def] = treeFlatten(args);
+  // The entry of the previous call, checked first without building the cache key (a training
+  // loop calls with the same structure and shapes every step).
+  let last: { def: TreeDef; backend: string; leaves: LeafKind[]; entry: Compiled } | null = null;
+  const prepareFlat = (leaves: Tensor[], def: TreeDef): Compiled => {
+    const backend = getBackend().name;
+    if (last !== null && last.backend === backend && sameLeaves(leaves, last.leaves) && sameTreeDef(def, last.def)) return last.entry;
     const key = signature(def, leaves);
     let entry = cache.get(key);
     if (entry === undefined) {
@@ -90,29 +128,36 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
         return outs;
       }, compact.map(avalOf));
       if (debugEnabled('jaxpr')) console.error(`[spiketrace jit ${f.name || 'anonymous'}]\n${printJaxpr(closed.jaxpr)}`);
-      entry = { closed, outDef: outDef!, run: getBackend().compile(closed.jaxpr) };
+      entry = { closed, outDef: outDef!, run: getBackend().compile(closed.jaxpr), argLeafCounts: def.kind === 'array' ? def.children.map(countLeaves) : [] };
       cache.set(key, entry);
     }
-    return { entry, leaves };
+    if (!leaves.some((l) => l instanceof Tracer)) last = { def, backend, leaves: leaves.map(leafKind), entry };
+    return entry;
+  };
+  const prepare = (args: unknown[]): { entry: Compiled; leaves: Tensor[] } => {
+    const [leaves, def] = treeFlatten(args);
+    return { entry: prepareFlat(leaves, def), leaves };
   };
   const invoke = (args: unknown[], donate: readonly number[] | undefined, keepResident: boolean): unknown => {
-    const [leaves] = treeFlatten(args);
-    if (leaves.some((l) => l instanceof Tracer)) return call(...args);
-    const { entry } = prepare(args);
+    const [leaves, def] = treeFlatten(args);
+    for (const l of leaves) if (l instanceof Tracer) return call(...args);
+    const entry = prepareFlat(leaves, def);
     if (entry.closed.consts.some((c) => c instanceof Tracer)) {
       // f closed over a value of an enclosing transformation: nothing reusable to cache.
       cache.clear();
+      last = null;
       return call(...args);
     }
     let donated: boolean[] | undefined;
     if (donate !== undefined && donate.length > 0) {
       donated = [];
-      args.forEach((a, i) => {
-        const n = treeFlatten(a)[0].length;
+      entry.argLeafCounts.forEach((n, i) => {
         for (let j = 0; j < n; j++) donated!.push(donate.includes(i));
       });
     }
-    const outs = entry.run(entry.closed.consts as NDArray[], (leaves as NDArray[]).map(compactView), donated, keepResident);
+    const compact = new Array<NDArray>(leaves.length);
+    for (let i = 0; i < leaves.length; i++) compact[i] = compactView(leaves[i] as NDArray);
+    const outs = entry.run(entry.closed.consts as NDArray[], compact, donated, keepResident);
     return treeUnflatten(entry.outDef, outs);
   };
   for (const i of options.donateArgnums ?? []) {

@@ -24,24 +24,85 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+const LEAF: TreeDef = { kind: 'leaf' };
+
+/** Object keys in sorted order (usually they already are: then no second array is made). */
+function sortedKeys(x: object): string[] {
+  const keys = Object.keys(x);
+  for (let i = 1; i < keys.length; i++) if (keys[i - 1] > keys[i]) return keys.sort();
+  return keys;
+}
+
+/** Where in `tree` the first unsupported value sits (for the error message only). */
+function pathOfUnsupported(x: unknown, path: string): string | null {
+  if (x instanceof Tensor || x === null || x === undefined || typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean') return null;
+  if (Array.isArray(x)) {
+    for (let i = 0; i < x.length; i++) {
+      const p = pathOfUnsupported(x[i], `${path}[${i}]`);
+      if (p !== null) return p;
+    }
+    return null;
+  }
+  if (isPlainObject(x)) {
+    for (const k of sortedKeys(x)) {
+      const p = pathOfUnsupported(x[k], `${path}.${k}`);
+      if (p !== null) return p;
+    }
+    return null;
+  }
+  return path || 'root';
+}
+
 /** Leaves in a fixed order (object keys sorted) and the structure to rebuild the tree. */
 export function treeFlatten(tree: unknown): [Tensor[], TreeDef] {
   const leaves: Tensor[] = [];
-  const walk = (x: unknown, path: string): TreeDef => {
+  // A training step flattens its parameters on every call: no per-node strings here.
+  const walk = (x: unknown): TreeDef => {
     if (x instanceof Tensor) {
       leaves.push(x);
-      return { kind: 'leaf' };
+      return LEAF;
     }
     if (x === null || x === undefined || typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean') return { kind: 'static', value: x };
-    if (Array.isArray(x)) return { kind: 'array', children: x.map((c, i) => walk(c, `${path}[${i}]`)) };
-    if (isPlainObject(x)) {
-      const keys = Object.keys(x).sort();
-      return { kind: 'object', keys, children: keys.map((k) => walk(x[k], `${path}.${k}`)) };
+    if (Array.isArray(x)) {
+      const children = new Array<TreeDef>(x.length);
+      for (let i = 0; i < x.length; i++) children[i] = walk(x[i]);
+      return { kind: 'array', children };
     }
-    throw new TreeStructureError(`pytree: unsupported value at ${path || 'root'}: ${(x as object).constructor?.name ?? typeof x} (use plain objects, arrays and tensors)`);
+    if (isPlainObject(x)) {
+      const keys = sortedKeys(x);
+      const children = new Array<TreeDef>(keys.length);
+      for (let i = 0; i < keys.length; i++) children[i] = walk(x[keys[i]]);
+      return { kind: 'object', keys, children };
+    }
+    const path = pathOfUnsupported(tree, '') ?? 'root';
+    throw new TreeStructureError(`pytree: unsupported value at ${path}: ${(x as object).constructor?.name ?? typeof x} (use plain objects, arrays and tensors)`);
   };
-  const def = walk(tree, '');
+  const def = walk(tree);
   return [leaves, def];
+}
+
+/** Whether two structures are the same (without building their strings). */
+export function sameTreeDef(a: TreeDef, b: TreeDef): boolean {
+  if (a === b) return true;
+  if (a.kind !== b.kind) return false;
+  switch (a.kind) {
+    case 'leaf':
+      return true;
+    case 'static':
+      return Object.is(a.value, (b as typeof a).value);
+    case 'array': {
+      const bc = (b as typeof a).children;
+      if (a.children.length !== bc.length) return false;
+      for (let i = 0; i < bc.length; i++) if (!sameTreeDef(a.children[i], bc[i])) return false;
+      return true;
+    }
+    case 'object': {
+      const bo = b as typeof a;
+      if (a.keys.length !== bo.keys.length) return false;
+      for (let i = 0; i < a.keys.length; i++) if (a.keys[i] !== bo.keys[i] || !sameTreeDef(a.children[i], bo.children[i])) return false;
+      return true;
+    }
+  }
 }
 
 export function treeUnflatten(def: TreeDef, leaves: readonly Tensor[]): Tree {

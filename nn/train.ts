@@ -2,7 +2,7 @@
  * The training loop: fit / evaluate / predict over concrete arrays, with a jit-compiled step,
  * Keras-style progress output and callbacks.
  */
-import { add, concatenate, detachResident, gatherRows, jit, NDArray, random, scalar, ShapeError, valueAndGrad, type Tensor, type Tree } from '../core/index.js';
+import { add, concatenate, detachResident, gatherRows, getBackend, jit, NDArray, random, scalar, ShapeError, valueAndGrad, type Tensor, type Tree } from '../core/index.js';
 import type { Layer } from './layer.js';
 import type { LossFn, MetricFn } from './losses.js';
 import { applyUpdates, type GradientTransformation } from './optimizers.js';
@@ -128,6 +128,7 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
   const steps = Math.ceil(n / batchSize);
   const metrics = opts.metrics ?? [];
   const step = makeTrainStep(model, opts);
+  const pooledBatches = getBackend().name === 'cpu';
   let key = opts.key ?? random.key(0);
   // The variables live here; callbacks reach them through ctl's accessors. A step's outputs that
   // no callback has read are donated to the next step (its compiled program reuses their memory
@@ -196,9 +197,11 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
       ctl.batch = b;
       callbacks.forEach((c) => c.onBatchBegin?.(b, ctl));
       const idx = order.subarray(b * batchSize, Math.min(n, (b + 1) * batchSize));
-      const xb = gatherRows(x, idx);
-      const yb = gatherRows(y, idx);
-      const donate = [ownParams ? 0 : -1, ownState ? 1 : -1, ownOptState ? 2 : -1].filter((i) => i >= 0);
+      // On the CPU backend each batch is copied into pooled memory and donated: the step reads it
+      // in place, then its memory holds the next batch (no fresh allocation per step).
+      const xb = gatherRows(x, idx, { pooled: pooledBatches });
+      const yb = gatherRows(y, idx, { pooled: pooledBatches });
+      const donate = [ownParams ? 0 : -1, ownState ? 1 : -1, ownOptState ? 2 : -1, pooledBatches ? 3 : -1, pooledBatches ? 4 : -1].filter((i) => i >= 0);
       // Results stay in the kernels' arena between steps (no copies in or out); see detachResident.
       const out = step.donating(donate, { keepResident: true })(params, state, optState, xb, yb, random.foldIn(epochKey, b));
       const lossValue = out.loss.item();

@@ -192,33 +192,76 @@ export function coalesce(shape: number[], strides: number[][]): { shape: number[
  * shape and `reduce.axes` the reduced axes; the output has the kept axes.
  */
 export function runFused(prog: FusedProgram, inputs: readonly NDArray[], shape: readonly number[]): NDArray[] {
+  const L = fusedLayout(prog, inputs, shape);
+  // Every output element is written (a reduction writes each kept position once).
+  const outs = new Array<TypedArray>(prog.outDtypes.length);
+  for (let j = 0; j < outs.length; j++) outs[j] = takeBuffer(prog.outDtypes[j], L.outSize);
+  if (L.kernel === null) {
+    if (prog.reduce && prog.reduce.op !== 'sum') throw new Error(`reduce_${prog.reduce.op}: reduction over an empty axis`);
+  } else {
+    for (let i = 0; i < inputs.length; i++) {
+      L.datas[i] = inputs[i].data;
+      L.offsets[i] = inputs[i].offset;
+    }
+    L.kernel(L.datas, L.offsets, L.fullStrides, outs, L.fullShape);
+    // The layout is cached: do not keep the inputs alive through it.
+    L.datas.fill(EMPTY);
+  }
+  const result = new Array<NDArray>(outs.length);
+  for (let j = 0; j < outs.length; j++) result[j] = wrap(outs[j], L.outShape, prog.outDtypes[j]);
+  return result;
+}
+
+const EMPTY = new Float32Array(0);
+
+/** How a program walks inputs of one shape and strides: computed once, reused while they recur. */
+interface FusedLayout {
+  shape: readonly number[];
+  strides: (readonly number[])[];
+  outShape: number[];
+  outSize: number;
+  fullShape: number[];
+  fullStrides: number[][];
+  kernel: KernelFn | null;
+  datas: TypedArray[];
+  offsets: number[];
+}
+const layouts = new WeakMap<FusedProgram, FusedLayout>();
+
+function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function fusedLayout(prog: FusedProgram, inputs: readonly NDArray[], shape: readonly number[]): FusedLayout {
+  const known = layouts.get(prog);
+  if (known !== undefined && known.strides.length === inputs.length && sameNumbers(known.shape, shape) && inputs.every((x, i) => sameNumbers(x.strides, known.strides[i]))) return known;
   const axes = prog.reduce?.axes ?? [];
   const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
   const order = [...kept, ...axes];
   const outShape = kept.map((i) => shape[i]);
   const outSize = outShape.reduce((a, c) => a * c, 1);
-  // Every output element is written (a reduction writes each kept position once).
-  const outs = prog.outDtypes.map((dt) => takeBuffer(dt, outSize));
   const totalSize = shape.reduce((a, c) => a * c, 1);
-  if (totalSize === 0) {
-    if (prog.reduce && prog.reduce.op !== 'sum') throw new Error(`reduce_${prog.reduce.op}: reduction over an empty axis`);
-    return outs.map((o, j) => wrap(o, outShape, prog.outDtypes[j]));
-  }
   const strides = inputs.map((x) => order.map((ax) => x.strides[ax]));
   const perm = order.map((ax) => shape[ax]);
   const outerPart = coalesce(perm.slice(0, kept.length), strides.map((s) => s.slice(0, kept.length)));
   const innerPart = coalesce(perm.slice(kept.length), strides.map((s) => s.slice(kept.length)));
   const fullShape = [...outerPart.shape, ...innerPart.shape];
   const fullStrides = strides.map((_, i) => [...outerPart.strides[i], ...innerPart.strides[i]]);
-  const kernel = getKernel(prog, fullShape.length, prog.reduce ? innerPart.shape.length : 0);
-  kernel(
-    inputs.map((x) => x.data),
-    inputs.map((x) => x.offset),
-    fullStrides,
-    outs,
+  const layout: FusedLayout = {
+    shape: shape.slice(),
+    strides: inputs.map((x) => x.strides.slice()),
+    outShape,
+    outSize,
     fullShape,
-  );
-  return outs.map((o, j) => wrap(o, outShape, prog.outDtypes[j]));
+    fullStrides,
+    kernel: totalSize === 0 ? null : getKernel(prog, fullShape.length, prog.reduce ? innerPart.shape.length : 0),
+    datas: inputs.map(() => EMPTY),
+    offsets: inputs.map(() => 0),
+  };
+  layouts.set(prog, layout);
+  return layout;
 }
 
 function wrap(data: TypedArray, shape: number[], dtype: DType): NDArray {
