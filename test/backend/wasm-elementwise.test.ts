@@ -38,11 +38,13 @@ import {
   sub,
   transpose,
   where,
-  type NDArray,
+  NDArray,
   type Tensor,
 } from '../../core/index.js';
 import { setElementwiseBackend, wasmElementwiseStats, elementwiseBackendName } from '../../core/backend/wasm/elementwise.js';
 import { wasmSimdAvailable } from '../../core/backend/wasm/index.js';
+import { residentArray } from '../../core/backend/wasm/kernel-cache.js';
+import ndarray from 'ndarray';
 
 const simd = wasmSimdAvailable();
 t.teardown(() => setElementwiseBackend('auto'));
@@ -55,6 +57,14 @@ const show = (v: number): string => (Object.is(v, -0) ? '-0' : String(v));
 function f32(x: Tensor): Float32Array {
   if (x.dtype !== 'float32') throw new Error(`expected float32, got ${x.dtype}`);
   return x.toTyped() as Float32Array;
+}
+
+/** The same view (shape, strides, offset) over a copy of its buffer that lives in the kernels' arena. */
+function toArena(x: NDArray): NDArray {
+  const copy = residentArray(x.dtype, x.data.length);
+  if (copy === null) return x;
+  copy.set(x.data as never);
+  return new NDArray(ndarray(copy, x.shape.slice(), x.strides.slice(), x.offset), x.dtype);
 }
 
 /** Runs `f(...args)` with the given elementwise backend; returns the outputs and the WASM calls made. */
@@ -309,11 +319,14 @@ t.test('random programs, layouts and special values: wasm-simd == js == eager, b
       if (js.calls !== 0) throw new Error(`the js backend made ${js.calls} WebAssembly calls`);
       const wasm = runWith('wasm-simd', f, args);
       const auto = runWith('auto', f, args);
+      // The same views over memory in the kernels' arena, results kept there: operands are read
+      // and results written in place (core/backend/wasm/kernel-cache.ts).
+      const inArena = runWith('wasm-simd', f.donating([], { keepResident: true }) as (...a: NDArray[]) => Tensor[], args.map(toArena));
       const eager = program(...args);
       const what = () => `shape [${c.shape}], inputs ${c.inputs.map((s) => s.kind).join(',')}: ${roots.map(showExpr).join(' ; ')}`;
       roots.forEach((_, j) => {
         const ref = f32(eager[j]);
-        for (const [name, r] of [['js', js], ['wasm-simd', wasm], ['auto', auto]] as const) {
+        for (const [name, r] of [['js', js], ['wasm-simd', wasm], ['auto', auto], ['wasm-simd in the arena', inArena]] as const) {
           const got = r.outs[j];
           if (got.shape.join() !== eager[j].shape.join()) throw new Error(`${name} output ${j}: shape [${got.shape}] vs eager [${eager[j].shape}] (${what()})`);
           const v = f32(got);

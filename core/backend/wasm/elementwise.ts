@@ -23,7 +23,7 @@
  * padded by one vector). Outputs go to buffers from core/backend/pool.ts.
  */
 import { Literal, Var, type Atom, type Eqn } from '../../ir.js';
-import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset } from './kernel-cache.js';
+import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
 import { NDArray } from '../../ndarray.js';
 import { contiguousStrides, stridedOffsets } from '../../shape.js';
 import ndarray from 'ndarray';
@@ -274,16 +274,124 @@ export function elementwiseBackendName(): ElementwiseBackend {
 
 
 
-/** Where an operand sits for the kernel (a byte address in the arena) and how it is walked. */
+/** How one operand reaches the kernel under a plan. */
 interface Placement {
   layout: Layout;
-  /** Byte address of the operand's first element (in place, or in the call's scratch block). */
-  ptr: number;
+  /** Read in place (the operand lives in the arena): rowStrideBytes is its own row stride. */
+  inPlace: boolean;
   rowStrideBytes: number;
-  /** Elements to copy into scratch (0: read in place, the operand is resident). */
+  /** Elements copied into the call's scratch block (0 when read in place). */
   copy: number;
   /** Float offset of the copy within the scratch block. */
   at: number;
+  /** Element stride along the row (0: broadcast, 1: contiguous, else gathered). */
+  innerStride: number;
+  /** Element stride between rows (rank 2). */
+  rowStride: number;
+  /** Offsets of the rows' starts relative to the operand's offset (rank 3 and up). */
+  rowStarts: Int32Array | null;
+  /** Whether the rows lie back to back (one block copy). */
+  contiguous: boolean;
+}
+
+/**
+ * Everything about a call that depends only on the shape, the operands' strides and which
+ * operands and results live in the arena: computed once, reused while those recur (a compiled
+ * program calls each group with the same layout on every step).
+ */
+interface Plan {
+  shape: number[];
+  strides: number[][];
+  residency: number;
+  rows: number;
+  cols: number;
+  vecs: number;
+  size: number;
+  placements: Placement[];
+  /** Float offset of each result's block in scratch, or -1 when written in place. */
+  outAt: number[];
+  /** Floats of scratch the call needs. */
+  used: number;
+  fn: KernelFn;
+  args: number[];
+}
+const plans = new WeakMap<WasmFusedSpec, Plan[]>();
+
+function sameNums(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function makePlan(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[], residency: number): Plan {
+  const size = shape.reduce((a, c) => a * c, 1);
+  const merged = coalesce([...shape], inputs.map((x) => [...x.strides]));
+  const rank = merged.shape.length;
+  // Every axis but the last is flattened into rows.
+  const outer = merged.shape.slice(0, Math.max(0, rank - 1));
+  const rows = outer.reduce((a, c) => a * c, 1);
+  const cols = rank === 0 ? 1 : merged.shape[rank - 1];
+  let used = 0;
+  const reserve = (floats: number): number => {
+    const at = used;
+    used += Math.ceil(floats / 4) * 4 + 4; // one vector of padding for the last row's over-run
+    return at;
+  };
+  const inSize = spec.inputTypes.map((t) => (t === 'mask' ? 1 : 4));
+  const outSize = spec.outputTypes.map((t) => (t === 'mask' ? 1 : 4));
+  const placements = inputs.map((_, i): Placement => {
+    const si = rank === 0 ? 0 : merged.strides[i][rank - 1];
+    const e = inSize[i];
+    const layout: Layout = si === 0 ? 'splat' : 'vector';
+    const fixed = rows === 1 || merged.strides[i].slice(0, rank - 1).every((x) => x === 0);
+    const rowStride = rank >= 2 ? merged.strides[i][0] : 0;
+    const base = { layout, innerStride: si, rowStride, rowStarts: null, contiguous: false, inPlace: false, copy: 0, at: 0, rowStrideBytes: 0 };
+    // Rows one stride apart (two merged axes, or one): read in place if resident.
+    if ((residency & (1 << i)) !== 0 && (si === 0 || si === 1) && (fixed || rank === 2)) {
+      return { ...base, inPlace: true, rowStrideBytes: fixed ? 0 : rowStride * e };
+    }
+    const room = (elements: number): number => reserve(Math.ceil((elements * e) / 4));
+    if (si === 0 && fixed) return { ...base, copy: 1, at: room(1) };
+    if (si === 0) return { ...base, copy: rows, at: room(rows), rowStrideBytes: e, rowStarts: rank > 2 ? stridedOffsets(outer, merged.strides[i], 0) : null };
+    if (si === 1 && fixed) return { ...base, copy: cols, at: room(cols) };
+    const rowStarts = rank > 2 ? stridedOffsets(outer, merged.strides[i], 0) : null;
+    const contiguous = si === 1 && (rowStarts === null ? rowStride === cols : rowStarts.every((o, r) => o === r * cols));
+    return { ...base, copy: rows * cols, at: room(rows * cols), rowStrideBytes: cols * e, rowStarts, contiguous };
+  });
+  const nIn = inputs.length;
+  const outAt = spec.outputs.map((_, j) => ((residency & (1 << (nIn + j))) !== 0 ? -1 : reserve(Math.ceil((rows * cols * outSize[j]) / 4))));
+  const layouts = placements.map((pl) => pl.layout);
+  const fn = cachedKernel('elementwise', spec, layouts, () => kernelBytes(spec, layouts));
+  return {
+    shape: shape.slice(),
+    strides: inputs.map((x) => x.strides.slice()),
+    residency,
+    rows,
+    cols,
+    vecs: Math.ceil(cols / 4),
+    size,
+    placements,
+    outAt,
+    used,
+    fn,
+    args: new Array<number>(3 + 2 * nIn + spec.outputs.length).fill(0),
+  };
+}
+
+function planFor(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[], residency: number): Plan {
+  let list = plans.get(spec);
+  if (list === undefined) {
+    list = [];
+    plans.set(spec, list);
+  }
+  for (const p of list) {
+    if (p.residency === residency && sameNums(p.shape, shape) && inputs.every((x, i) => sameNums(x.strides, p.strides[i]))) return p;
+  }
+  const plan = makePlan(spec, inputs, shape, residency);
+  // A few layouts per group (first steps with ordinary arrays, later ones resident).
+  if (list.length >= 4) list.shift();
+  list.push(plan);
+  return plan;
 }
 
 /**
@@ -297,90 +405,78 @@ interface Placement {
  */
 export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[]): NDArray[] | null {
   if (elementwiseBackendName() !== 'wasm-simd') return null;
-  const size = shape.reduce((a, c) => a * c, 1);
+  let size = 1;
+  for (const d of shape) size *= d;
   if (size === 0) return null;
-  const merged = coalesce([...shape], inputs.map((x) => [...x.strides]));
-  const rank = merged.shape.length;
-  // Every axis but the last is flattened into rows; an operand's row r starts at rowStart(i, r).
-  const outer = merged.shape.slice(0, Math.max(0, rank - 1));
-  const rows = outer.reduce((a, c) => a * c, 1);
-  const cols = rank === 0 ? 1 : merged.shape[rank - 1];
-  const vecs = Math.ceil(cols / 4);
-  // Where operand i's rows start, over the outer axes with its strides (used only past two axes).
-  const rowStarts = (i: number): Int32Array => stridedOffsets(outer, merged.strides[i], inputs[i].offset);
-  let used = 0;
-  const reserve = (floats: number): number => {
-    const at = used;
-    used += Math.ceil(floats / 4) * 4 + 4; // one vector of padding for the last row's over-run
-    return at;
-  };
-  const innerStride = (i: number): number => (rank === 0 ? 0 : merged.strides[i][rank - 1]);
-  const outerFixed = (i: number): boolean => rows === 1 || merged.strides[i].slice(0, rank - 1).every((x) => x === 0);
-  // Element size in bytes: 4 for float32, 1 for a mask kept as bool.
-  const inSize = spec.inputTypes.map((t) => (t === 'mask' ? 1 : 4));
-  const outSize = spec.outputTypes.map((t) => (t === 'mask' ? 1 : 4));
-  const placements: Placement[] = inputs.map((x, i) => {
-    const si = innerStride(i);
-    const e = inSize[i];
-    const layout: Layout = si === 0 ? 'splat' : 'vector';
-    const fixed = outerFixed(i);
-    const inPlace = residentOffset(x.data, x.offset);
-    // Rows one stride apart (two merged axes, or one): read in place if resident.
-    if (inPlace >= 0 && (si === 0 || si === 1) && (fixed || rank === 2)) {
-      return { layout, ptr: inPlace, rowStrideBytes: fixed ? 0 : merged.strides[i][0] * e, copy: 0, at: 0 };
-    }
-    const room = (elements: number): Placement => ({ layout, ptr: 0, rowStrideBytes: 0, copy: elements, at: reserve(Math.ceil((elements * e) / 4)) });
-    if (si === 0 && fixed) return room(1);
-    if (si === 0) return { ...room(rows), rowStrideBytes: e };
-    if (si === 1 && fixed) return room(cols);
-    return { ...room(rows * cols), rowStrideBytes: cols * e };
-  });
-  const outs = spec.outputs.map((_, j) => (outSize[j] === 1 ? (takeBuffer('bool', size) as Uint8Array) : (takeBuffer('float32', size) as Float32Array)));
-  const outPtr = outs.map((o) => residentOffset(o));
-  const outAt = outs.map((_, j) => (outPtr[j] >= 0 ? -1 : reserve(Math.ceil((rows * cols * outSize[j]) / 4))));
+  const nIn = inputs.length;
+  const nOut = spec.outputs.length;
+  const outs = new Array<Float32Array | Uint8Array>(nOut);
+  // Bit i: operand i lives in the arena; bit nIn + j: result j does (groups have far fewer than
+  // 31 operands; past that everything is copied).
+  let residency = 0;
+  for (let i = 0; i < nIn && i < 31; i++) if (residentOffset(inputs[i].data) >= 0) residency |= 1 << i;
+  for (let j = 0; j < nOut; j++) {
+    outs[j] = spec.outputTypes[j] === 'mask' ? (takeBuffer('bool', size) as Uint8Array) : (takeBuffer('float32', size) as Float32Array);
+    if (nIn + j < 31 && residentOffset(outs[j]) >= 0) residency |= 1 << (nIn + j);
+  }
+  const plan = planFor(spec, inputs, shape, residency);
+  const { rows, cols, used, args } = plan;
   const block = used > 0 ? arenaAlloc(used * 4) : 0;
   if (block < 0) return null;
   const h = arenaF32();
   const hb = new Uint8Array(h.buffer);
-  const base = block >> 2;
-  inputs.forEach((x, i) => {
-    const pl = placements[i];
-    if (pl.copy === 0) return;
-    pl.ptr = block + pl.at * 4;
-    const si = innerStride(i);
-    // Copies in element units of the operand's own view (floats, or bytes for a mask).
-    const view: Float32Array | Uint8Array = inSize[i] === 1 ? hb : h;
-    const at = inSize[i] === 1 ? pl.ptr : pl.ptr >> 2;
-    const data = x.data as Float32Array | Uint8Array;
+  args[0] = rows;
+  args[1] = plan.vecs;
+  args[2] = cols;
+  for (let i = 0; i < nIn; i++) {
+    const x = inputs[i];
+    const pl = plan.placements[i];
     const off = x.offset;
-    if (pl.copy === 1) {
-      view[at] = data[off];
-      return;
+    if (pl.inPlace) {
+      args[3 + 2 * i] = residentOffset(x.data, off);
+      args[4 + 2 * i] = pl.rowStrideBytes;
+      continue;
     }
-    if (si === 1 && pl.copy === cols) {
-      view.set(data.subarray(off, off + cols), at);
-      return;
+    const ptr = block + pl.at * 4;
+    args[3 + 2 * i] = ptr;
+    args[4 + 2 * i] = pl.rowStrideBytes;
+    // Copies in element units of the operand's own view (floats, or bytes for a mask).
+    const mask = spec.inputTypes[i] === 'mask';
+    const view: Float32Array | Uint8Array = mask ? hb : h;
+    const at = mask ? ptr : ptr >> 2;
+    const data = x.data as Float32Array | Uint8Array;
+    const si = pl.innerStride;
+    if (pl.copy === 1) view[at] = data[off];
+    else if (si === 1 && pl.copy === cols) view.set(data.subarray(off, off + cols), at);
+    else if (pl.contiguous) view.set(data.subarray(off, off + rows * cols), at);
+    else {
+      const starts = pl.rowStarts;
+      const rs = pl.rowStride;
+      if (pl.layout === 'splat') for (let r = 0; r < rows; r++) view[at + r] = data[off + (starts === null ? r * rs : starts[r])];
+      else if (si === 1) {
+        for (let r = 0; r < rows; r++) {
+          const o = off + (starts === null ? r * rs : starts[r]);
+          view.set(data.subarray(o, o + cols), at + r * cols);
+        }
+      } else {
+        for (let r = 0, d = at; r < rows; r++) for (let c = 0, o = off + (starts === null ? r * rs : starts[r]); c < cols; c++, o += si) view[d++] = data[o];
+      }
     }
-    const starts = rank === 2 ? null : rowStarts(i);
-    const start = (r: number): number => (starts === null ? off + r * merged.strides[i][0] : starts[r]);
-    if (pl.layout === 'splat') for (let r = 0; r < rows; r++) view[at + r] = data[start(r)];
-    else if (si === 1 && start(rows - 1) - start(0) === (rows - 1) * cols && (starts === null || starts.every((o, r) => o === off + r * cols))) view.set(data.subarray(off, off + rows * cols), at);
-    else if (si === 1) for (let r = 0; r < rows; r++) view.set(data.subarray(start(r), start(r) + cols), at + r * cols);
-    else for (let r = 0, d = at; r < rows; r++) for (let c = 0, o = start(r); c < cols; c++, o += si) view[d++] = data[o];
-  });
-  const layouts = placements.map((pl) => pl.layout);
-  const fn = cachedKernel('elementwise', spec, layouts, () => kernelBytes(spec, layouts));
-  const args: number[] = [rows, vecs, cols];
-  for (const pl of placements) args.push(pl.ptr, pl.rowStrideBytes);
-  outAt.forEach((at, j) => args.push(at < 0 ? outPtr[j] : block + at * 4));
-  fn(...args);
+  }
+  for (let j = 0; j < nOut; j++) args[3 + 2 * nIn + j] = plan.outAt[j] < 0 ? residentOffset(outs[j]) : block + plan.outAt[j] * 4;
+  plan.fn(...args);
   wasmElementwiseStats.calls++;
-  outAt.forEach((at, j) => {
-    if (at < 0) return;
-    if (outSize[j] === 1) (outs[j] as Uint8Array).set(hb.subarray(block + at * 4, block + at * 4 + size));
-    else (outs[j] as Float32Array).set(h.subarray(base + at, base + at + size));
-  });
-  if (used > 0) arenaFree(block, used * 4);
   const strides = contiguousStrides(shape as number[]);
-  return outs.map((out, j) => new NDArray(ndarray(out, [...shape], strides, 0), outSize[j] === 1 ? 'bool' : 'float32'));
+  const result = new Array<NDArray>(nOut);
+  for (let j = 0; j < nOut; j++) {
+    const at = plan.outAt[j];
+    const mask = spec.outputTypes[j] === 'mask';
+    if (at >= 0) {
+      if (mask) (outs[j] as Uint8Array).set(hb.subarray(block + at * 4, block + at * 4 + size));
+      else (outs[j] as Float32Array).set(h.subarray((block >> 2) + at, (block >> 2) + at + size));
+    }
+    result[j] = new NDArray(ndarray(outs[j], shape.slice(), strides, 0), mask ? 'bool' : 'float32');
+  }
+  if (used > 0) arenaFree(block, used * 4);
+  return result;
 }
