@@ -22,7 +22,7 @@ import { key, lossMismatches, renderReport, secondsPerEpoch, targets } from './l
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-const USAGE = `usage: npx tsx bench/run.ts [--quick] [--only ${CASES.join(',')}] [--peers ${PEERS.join(',')}] [--synthetic] [--seed N] [--out FILE]`;
+const USAGE = `usage: npx tsx bench/run.ts [--quick] [--only ${CASES.join(',')}] [--peers ${PEERS.join(',')}] [--synthetic] [--seed N] [--repeat N] [--out FILE]`;
 
 function parseList<T extends string>(flag: string, value: string | undefined, all: readonly T[]): T[] {
   if (value === undefined) return [...all];
@@ -87,6 +87,26 @@ function describe(r: WorkerReport): string {
   return `${head} ${secondsPerEpoch(t).toFixed(2)} s/epoch, ${t.measuredSteps} steps in ${t.measuredS.toFixed(2)} s, first step ${t.firstStepS.toFixed(2)} s, loss after ${t.losses.length} steps ${loss}, ${rss}`;
 }
 
+/** A run's figure: s/epoch of a training job, GFLOP/s of the matmul (NaN for a failed run). */
+function runFigure(r: WorkerReport): number {
+  if (!r.ok || !r.result) return NaN;
+  return r.result.kind === 'matmul' ? r.result.gflops : secondsPerEpoch(r.result);
+}
+
+function runSummary(r: WorkerReport): string {
+  const v = runFigure(r);
+  if (Number.isNaN(v)) return 'failed';
+  return r.result?.kind === 'matmul' ? `${v.toFixed(1)} GFLOP/s` : `${v.toFixed(2)} s`;
+}
+
+/** The median of repeated runs by their figure (a failed run, if any, so that it is reported). */
+function medianRun(list: readonly WorkerReport[]): WorkerReport {
+  const failed = list.find((r) => !r.ok || !r.result);
+  if (failed) return failed;
+  const sorted = [...list].sort((a, b) => runFigure(a) - runFigure(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
 function atomicWrite(path: string, text: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, text);
@@ -101,6 +121,7 @@ async function main(): Promise<number> {
       peers: { type: 'string' },
       synthetic: { type: 'boolean', default: false },
       seed: { type: 'string', default: '0' },
+      repeat: { type: 'string', default: '1' },
       out: { type: 'string', default: join(here, 'results.md') },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -115,13 +136,19 @@ async function main(): Promise<number> {
   const seed = Number(values.seed);
   if (!Number.isInteger(seed)) throw new RangeError(`--seed: expected an integer, got '${values.seed}'`);
   const out = values.out ?? join(here, 'results.md');
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`--repeat: expected an integer >= 1, got '${values.repeat}'`);
 
+  // With --repeat N the peers of a case take turns N times (A B A B ...), so that a machine whose
+  // speed drifts (shared cores) slows every peer alike; each row reports its median run.
   const jobs: { job: Omit<Job, 'inputsDir'>; timeoutS: number }[] = [];
   for (const c of cases) {
-    for (const peer of peers) {
-      if (SPIKETRACE_ONLY.has(c) && peer !== 'spiketrace') continue;
-      const { timeoutS, ...plan } = planFor(c, quick);
-      jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+    for (let r = 0; r < repeat; r++) {
+      for (const peer of peers) {
+        if (SPIKETRACE_ONLY.has(c) && peer !== 'spiketrace') continue;
+        const { timeoutS, ...plan } = planFor(c, quick);
+        jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+      }
     }
   }
   if (!jobs.length) throw new RangeError(`nothing to run: the cases ${cases.join(', ')} have no job for the peers ${peers.join(', ')}`);
@@ -131,14 +158,15 @@ async function main(): Promise<number> {
   const rows = Math.min(TRAIN_ROWS, Math.max(0, ...jobs.filter((j) => j.job.case !== 'matmul').map((j) => (j.job.warmupSteps + j.job.maxSteps) * BATCH)));
   const inputs = await buildInputs(rows, seed, values.synthetic ?? false);
   const inputsDir = mkdtempSync(join(tmpdir(), 'spiketrace-bench-'));
-  const results = new Map<string, WorkerReport>();
+  const runs = new Map<string, WorkerReport[]>();
   try {
     writeInputs(inputsDir, inputs);
     console.log(`spiketrace benchmark (${quick ? 'quick' : 'full'}): ${jobs.length} jobs, one child process each; data ${inputs.data?.source ?? '-'}, ${rows} rows`);
     for (const { job, timeoutS } of jobs) {
       const t = Date.now();
       const report = await runChild({ ...job, inputsDir }, timeoutS);
-      results.set(key(job.peer, job.case), report);
+      const k = key(job.peer, job.case);
+      runs.set(k, [...(runs.get(k) ?? []), report]);
       console.log(`${describe(report)} [child ${((Date.now() - t) / 1000).toFixed(1)} s]`);
     }
   } finally {
@@ -146,10 +174,13 @@ async function main(): Promise<number> {
   }
   const wallS = (Date.now() - started) / 1000;
   const loadAfter = loadavg()[0];
+  const results = new Map<string, WorkerReport>();
+  for (const [k, list] of runs) results.set(k, medianRun(list));
+  const spread = repeat > 1 ? [...runs.values()].map((list) => `${list[0].job.case} ${list[0].job.peer}: ${list.map(runSummary).join(', ')}`) : [];
 
   // Every peer must have trained from the same bytes.
   const expected = { weights: hashArrays([inputs.weights.w1, inputs.weights.b1, inputs.weights.w2, inputs.weights.b2]), matmul: hashArrays([inputs.matmul.a, inputs.matmul.b]) };
-  const mismatched = [...results.values()].filter((r) => r.ok && r.weightsHash !== (r.job.case === 'matmul' ? expected.matmul : expected.weights));
+  const mismatched = [...runs.values()].flat().filter((r) => r.ok && r.weightsHash !== (r.job.case === 'matmul' ? expected.matmul : expected.weights));
   const lossDiffs = lossMismatches(results);
   const cpu = cpus();
   const busy = Math.max(loadBefore, loadAfter) > 0.5 * cpu.length;
@@ -164,6 +195,7 @@ async function main(): Promise<number> {
       ? `s/epoch is extrapolated to ${STEPS_PER_EPOCH} steps from the steps measured after ${planFor('m1', true).warmupSteps} warm-up steps (at most ${planFor('m1', true).maxSteps} steps, fewer for the spiking cases, or ${QUICK_BUDGET_S} s); samples/s over the measured steps`
       : `s/epoch is one measured epoch of ${STEPS_PER_EPOCH} steps, the first (compiling) step included`,
     'peak RSS: the high-water mark of the child process of that row (VmHWM; the shared inputs it read included)',
+    ...(repeat > 1 ? [`--repeat ${repeat}: the peers of each case took turns ${repeat} times; every row is its median run. All runs: ${spread.join('; ')}`] : []),
   ];
   const report = renderReport(results, { title: `spiketrace benchmark${quick ? ' (--quick)' : ''}`, notes, cases, peers });
   atomicWrite(out, report);
@@ -171,7 +203,7 @@ async function main(): Promise<number> {
   console.log(`written to ${out}`);
   for (const t of targets(results)) console.log(`target: ${t.text}: ${t.measured} -> ${t.status}`);
   for (const d of lossDiffs) console.log(`WARNING: first-step loss differs, ${d}`);
-  return [...results.values()].some((r) => !r.ok) || mismatched.length || lossDiffs.length ? 1 : 0;
+  return [...runs.values()].flat().some((r) => !r.ok) || mismatched.length || lossDiffs.length ? 1 : 0;
 }
 
 main().then(
