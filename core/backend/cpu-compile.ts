@@ -142,6 +142,19 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
     if (item.kind === 'group') emitGroup(item.group);
     else emitKernel(item.eqn);
   }
+  // Steps nothing reads are dropped: chiefly literal broadcasts (an optimizer's constants) whose
+  // every consumer is a fused group that inlined the literal. Every primitive here is pure.
+  {
+    const needed = new Set<number>(jaxpr.outvars.filter((a): a is Var => a instanceof Var).map(slotOf));
+    const live: Step[] = [];
+    for (let i = steps.length - 1; i >= 0; i--) {
+      const st = steps[i];
+      if (!st.writes.some((w) => needed.has(w))) continue;
+      live.push(st);
+      for (const r of st.reads) needed.add(r);
+    }
+    steps.splice(0, steps.length, ...live.reverse());
+  }
 
   // Release each intermediate after the step that reads it last (inputs and outputs stay).
   const outVars = jaxpr.outvars.filter((a): a is Var => a instanceof Var);

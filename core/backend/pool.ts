@@ -20,13 +20,15 @@ const MIN_ELEMENTS = 256;
 /** Most bytes of resident (arena) buffers handed out at once; beyond it buffers are ordinary. */
 const RESIDENT_MAX_BYTES = 512 * 1024 * 1024;
 
-const idle = new Map<string, TypedArray[]>();
+/** Idle buffers by (resident, dtype) and then by length (numeric keys: no strings per call). */
+const idle = new Map<number, TypedArray[]>();
 let idleBytes = 0;
 const handedOut = new WeakSet<TypedArray>();
 let isIdle = new WeakSet<TypedArray>();
 export const poolStats = { reused: 0, fresh: 0, returned: 0, resident: 0, residentBytes: 0 };
 
-const keyOf = (dtype: DType, size: number, resident: boolean): string => `${resident ? 'r' : 'h'}${dtype}:${size}`;
+const DTYPE_CODE: Record<DType, number> = { float32: 0, float64: 1, int32: 2, uint32: 3, bool: 4 };
+const keyOf = (dtype: DType, size: number, resident: boolean): number => (size * 5 + DTYPE_CODE[dtype]) * 2 + (resident ? 1 : 0);
 
 /**
  * Resident buffers live in the kernels' arena (core/backend/wasm/kernel-cache.ts), where kernels

@@ -11,7 +11,7 @@
  * same f32x4 code as core/backend/wasm/elementwise.ts. So results are bit-identical to the JS
  * loop (NaN payloads aside); other layouts return null and the JS loop runs.
  */
-import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset } from './kernel-cache.js';
+import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
 import { NDArray } from '../../ndarray.js';
 import { contiguousStrides } from '../../shape.js';
 import ndarray from 'ndarray';
@@ -109,37 +109,90 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Arr
 
 
 
-/**
- * Reduces `spec` over `axes` of inputs of logical `shape`; the output has the kept axes, as
- * fresh contiguous float32. Null when WebAssembly SIMD is off or the layout is not the one above.
- */
-export function runWasmReduce(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: readonly number[], axes: readonly number[]): NDArray | null {
-  if (elementwiseBackendName() !== 'wasm-simd') return null;
+/** What a reduction call needs that depends only on the shapes and strides (cached per spec). */
+interface ReducePlan {
+  shape: number[];
+  axes: number[];
+  strides: number[][];
+  /** null: this layout is not one the kernel takes (the caller's JS loop runs). */
+  ok: {
+    outShape: number[];
+    outStrides: number[];
+    outSize: number;
+    O: number;
+    Rn: number;
+    K: number;
+    spans: number[];
+    keptStride: number[];
+    redStride: number[];
+    fn: KernelFn;
+  } | null;
+}
+const reducePlans = new WeakMap<WasmReduceSpec, ReducePlan[]>();
+/** Plans kept per spec: the plain reductions share one spec across a program's reduce steps. */
+const PLANS_PER_SPEC = 16;
+
+const sameNums = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: readonly number[], axes: readonly number[]): ReducePlan {
+  let list = reducePlans.get(spec);
+  if (list === undefined) {
+    list = [];
+    reducePlans.set(spec, list);
+  }
+  for (const known of list) {
+    if (sameNums(known.shape, shape) && sameNums(known.axes, axes) && known.strides.length === inputs.length && inputs.every((x, i) => sameNums(x.strides, known.strides[i]))) return known;
+  }
+  const plan: ReducePlan = { shape: shape.slice(), axes: axes.slice(), strides: inputs.map((x) => x.strides.slice()), ok: null };
+  if (list.length >= PLANS_PER_SPEC) list.shift();
+  list.push(plan);
   const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
   const outShape = kept.map((i) => shape[i]);
   const outSize = outShape.reduce((a, c) => a * c, 1);
   const redSize = axes.reduce((a, ax) => a * shape[ax], 1);
-  if (outSize === 0 || redSize === 0) return null;
-  if (inputs.some((x) => x.strides.some((s) => s < 0))) return null;
+  if (outSize === 0 || redSize === 0) return plan;
+  if (inputs.some((x) => x.strides.some((st) => st < 0))) return plan;
   const keptPart = coalesce(kept.map((i) => shape[i]), inputs.map((x) => kept.map((i) => x.strides[i])));
   const redPart = coalesce(axes.map((i) => shape[i]), inputs.map((x) => axes.map((i) => x.strides[i])));
   const kr = keptPart.shape.length;
-  if (kr < 1 || kr > 2 || redPart.shape.length !== 1) return null;
+  if (kr < 1 || kr > 2 || redPart.shape.length !== 1) return plan;
   const K = keptPart.shape[kr - 1];
-  if (K < 4) return null;
-  const O = kr === 2 ? keptPart.shape[0] : 1;
-  const Rn = redPart.shape[0];
+  if (K < 4) return plan;
   const layouts: Layout[] = [];
   for (let i = 0; i < inputs.length; i++) {
     const sk = keptPart.strides[i][kr - 1];
-    if (sk !== 0 && sk !== 1) return null;
+    if (sk !== 0 && sk !== 1) return plan;
     layouts.push(sk === 1 ? 'vector' : 'splat');
   }
+  plan.ok = {
+    outShape,
+    outStrides: contiguousStrides(outShape),
+    outSize,
+    O: kr === 2 ? keptPart.shape[0] : 1,
+    Rn: redPart.shape[0],
+    K,
+    spans: inputs.map((x) => x.shape.reduce((a, d, ax) => a + (d - 1) * x.strides[ax], 0) + 1),
+    keptStride: inputs.map((_, i) => (kr === 2 ? keptPart.strides[i][0] : 0)),
+    redStride: inputs.map((_, i) => redPart.strides[i][0]),
+    fn: cachedKernel('reduce', spec, layouts, () => kernelBytes(spec, layouts)),
+  };
+  return plan;
+}
+
+/**
+ * Reduces `spec` over `axes` of inputs of logical `shape`; the output has the kept axes, as
+ * contiguous float32 from the buffer pool. Null when WebAssembly SIMD is off or the layout is not
+ * the one above.
+ */
+export function runWasmReduce(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: readonly number[], axes: readonly number[]): NDArray | null {
+  if (elementwiseBackendName() !== 'wasm-simd') return null;
+  const p = reducePlan(spec, inputs, shape, axes).ok;
+  if (p === null) return null;
+  const { O, K, spans, outSize } = p;
   // Each input is read in place when it lives in the arena, otherwise its whole span is copied
   // (views stay views: the kernel walks their strides).
-  const spans = inputs.map((x) => x.shape.reduce((a, d, ax) => a + (d - 1) * x.strides[ax], 0) + 1);
   const inPlace = inputs.map((x) => residentOffset(x.data, x.offset));
-  if (spans.some((sp, i) => inPlace[i] < 0 && sp > 2 * inputs[i].size + 64)) return null;
+  for (let i = 0; i < inputs.length; i++) if (inPlace[i] < 0 && spans[i] > 2 * inputs[i].size + 64) return null;
   const out = takeBuffer('float32', outSize) as Float32Array;
   const outInPlace = residentOffset(out);
   let used = 0;
@@ -155,15 +208,15 @@ export function runWasmReduce(spec: WasmReduceSpec, inputs: readonly NDArray[], 
   if (block < 0) return null;
   const h = arenaF32();
   const base = block >> 2;
-  inputs.forEach((x, i) => {
+  const args = [O, p.Rn, Math.ceil(K / 4), K * 4, outAt < 0 ? outInPlace : block + outAt * 4];
+  for (let i = 0; i < inputs.length; i++) {
+    const x = inputs[i];
     if (at[i] >= 0) h.set((x.data as Float32Array).subarray(x.offset, x.offset + spans[i]), base + at[i]);
-  });
-  const fn = cachedKernel('reduce', spec, layouts, () => kernelBytes(spec, layouts));
-  const args = [O, Rn, Math.ceil(K / 4), K * 4, outAt < 0 ? outInPlace : block + outAt * 4];
-  inputs.forEach((_, i) => args.push(at[i] < 0 ? inPlace[i] : block + at[i] * 4, (kr === 2 ? keptPart.strides[i][0] : 0) * 4, redPart.strides[i][0] * 4));
-  fn(...args);
+    args.push(at[i] < 0 ? inPlace[i] : block + at[i] * 4, p.keptStride[i] * 4, p.redStride[i] * 4);
+  }
+  p.fn(...args);
   wasmReduceStats.calls++;
   if (outAt >= 0) out.set(h.subarray(base + outAt, base + outAt + outSize));
   if (used > 0) arenaFree(block, used * 4);
-  return new NDArray(ndarray(out, outShape, contiguousStrides(outShape), 0), 'float32');
+  return new NDArray(ndarray(out, p.outShape.slice(), p.outStrides, 0), 'float32');
 }
