@@ -4,6 +4,34 @@ import { contiguousStrides, fmtShape, ShapeError, sizeOf, stridedOffsets } from 
 import { Tensor, type NestedArray } from './tensor.js';
 import { residentScope, takeBuffer } from './backend/pool.js';
 
+type ViewMaker = (data: TypedArray, shape: readonly number[], stride: readonly number[], offset: number) => NdView;
+const viewMakers = new Map<unknown, ViewMaker[]>();
+
+/**
+ * `ndarray(data, shape, stride, offset)` without its per-call type sniffing (`arrayDType` runs a
+ * toString and a buffer check on every view, a measurable share of a small kernel's cost): the
+ * package's view class for (array type, rank) is looked up once, then constructed directly.
+ */
+export function makeView(data: TypedArray, shape: readonly number[], stride: readonly number[], offset: number): NdView {
+  const d = shape.length;
+  let byRank = viewMakers.get(data.constructor);
+  if (byRank === undefined) {
+    byRank = [];
+    viewMakers.set(data.constructor, byRank);
+  }
+  let make = byRank[d];
+  if (make === undefined) {
+    const Ctor = (ndarray(data, shape.slice(), stride.slice(), offset) as unknown as { constructor: new (...a: unknown[]) => NdView }).constructor;
+    if (d === 0) make = (a, _sh, _st, o) => new Ctor(a, o);
+    else if (d === 1) make = (a, sh, st, o) => new Ctor(a, sh[0], st[0], o);
+    else if (d === 2) make = (a, sh, st, o) => new Ctor(a, sh[0], sh[1], st[0], st[1], o);
+    else if (d === 3) make = (a, sh, st, o) => new Ctor(a, sh[0], sh[1], sh[2], st[0], st[1], st[2], o);
+    else make = (a, sh, st, o) => new Ctor(a, ...sh, ...st, o);
+    byRank[d] = make;
+  }
+  return make(data, shape, stride, offset);
+}
+
 /** A scijs ndarray view over one of our typed arrays. */
 export type NdView = ndarray.NdArray<TypedArray>;
 
@@ -98,7 +126,7 @@ export function fromTyped(data: TypedArray, shape: readonly number[], dtype?: DT
   if (data.length !== sizeOf(shape)) {
     throw new ShapeError(`array: ${data.length} values do not fit shape ${fmtShape(shape)} (${sizeOf(shape)} elements)`);
   }
-  return new NDArray(ndarray(data, shape.slice(), contiguousStrides(shape), 0), dtype);
+  return new NDArray(makeView(data, shape.slice(), contiguousStrides(shape), 0), dtype);
 }
 
 /** Wraps a scijs ndarray (any strides) without copying. */
@@ -171,7 +199,7 @@ function convert(src: TypedArray, dtype: DType): TypedArray {
 /** A reshape that copies only when the view is not contiguous. */
 export function reshapeView(x: NDArray, shape: readonly number[]): NDArray {
   if (sizeOf(shape) !== x.size) throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
-  if (x.isContiguous()) return new NDArray(ndarray(x.data, shape.slice(), contiguousStrides(shape), x.offset), x.dtype);
+  if (x.isContiguous()) return new NDArray(makeView(x.data, shape.slice(), contiguousStrides(shape), x.offset), x.dtype);
   return fromTyped(x.toTyped(), shape, x.dtype);
 }
 
@@ -217,21 +245,26 @@ export function gatherRows(x: NDArray, indices: ArrayLike<number>, options: { re
   const rowSize = sizeOf(rowShape);
   const out = options.pooled === true ? residentScope(true, () => takeBuffer(x.dtype, indices.length * rowSize)) : allocate(x.dtype, indices.length * rowSize);
   const rowStrides = x.strides.slice(1).map((s, i) => (broadcastAxes[i + 1] ? 0 : s));
-  const compactRow = ndarray(out, [indices.length, ...rowShape], contiguousStrides([indices.length, ...rowShape]), 0);
+  const compactRow = makeView(out, [indices.length, ...rowShape], contiguousStrides([indices.length, ...rowShape]), 0);
   const expected = contiguousStrides(rowShape);
   if (rowShape.every((d, i) => d === 1 || rowStrides[i] === expected[i])) {
-    // Contiguous rows (the usual dataset layout): one block copy per row.
-    for (let r = 0; r < indices.length; r++) {
+    // Contiguous rows (the usual dataset layout): one block copy per run of consecutive indices
+    // when rows lie back to back (an unshuffled batch is one copy), else one per row.
+    const rowsAdjacent = x.strides[0] === rowSize;
+    for (let r = 0; r < indices.length; ) {
       const i = indices[r];
       if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`gatherRows: index ${i} out of range for ${n} rows`);
+      let run = 1;
+      if (rowsAdjacent) while (r + run < indices.length && indices[r + run] === i + run && i + run < n) run++;
       const start = x.offset + i * x.strides[0];
-      out.set(x.data.subarray(start, start + rowSize) as ArrayLike<number>, r * rowSize);
+      out.set(x.data.subarray(start, start + run * rowSize) as ArrayLike<number>, r * rowSize);
+      r += run;
     }
   } else {
     for (let r = 0; r < indices.length; r++) {
       const i = indices[r];
       if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`gatherRows: index ${i} out of range for ${n} rows`);
-      const src = ndarray(x.data, rowShape, rowStrides, x.offset + i * x.strides[0]);
+      const src = makeView(x.data, rowShape, rowStrides, x.offset + i * x.strides[0]);
       const dst = compactRow.pick(r, ...new Array<null>(rowShape.length).fill(null));
       copyStrided(dst, src);
     }
@@ -240,7 +273,7 @@ export function gatherRows(x: NDArray, indices: ArrayLike<number>, options: { re
   if (!broadcastAxes.some(Boolean)) return compact;
   const shape = [indices.length, ...x.shape.slice(1)];
   const strides = compact.strides.map((s, i) => (broadcastAxes[i] ? 0 : s));
-  return new NDArray(ndarray(out, shape, strides, 0), x.dtype);
+  return new NDArray(makeView(out, shape, strides, 0), x.dtype);
 }
 
 function copyStrided(dst: NdView, src: NdView): void {

@@ -5,7 +5,7 @@
  */
 import { debugEnabled, profileRecord } from '../debug.js';
 import { Literal, Var, numberText, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
-import { NDArray } from '../ndarray.js';
+import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import { literalArray } from '../trace.js';
 import { elementwiseCode, runFused, storeAs, type ElementwisePrim, type FusedProgram } from './fusion.js';
@@ -13,7 +13,6 @@ import { planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { giveBuffer, isResident, recyclable, residentActive, residentScope } from './pool.js';
-import ndarray from 'ndarray';
 import { allocate, type TypedArray } from '../dtype.js';
 
 /**
@@ -48,7 +47,7 @@ export function detachResident(xs: readonly NDArray[], recycle = false): NDArray
       copy.set(x.data as never);
       copies.set(x.data, copy);
     }
-    return new NDArray(ndarray(copy, x.shape.slice(), x.strides.slice(), x.offset), x.dtype);
+    return new NDArray(makeView(copy, x.shape.slice(), x.strides.slice(), x.offset), x.dtype);
   });
   if (recycle) for (const x of xs) if (copies.delete(x.data) && recyclable(x.data)) giveBuffer(x.data, x.dtype);
   return out;

@@ -1,7 +1,6 @@
 /** Random primitives on the CPU: thin wrappers over the pure threefry functions in core/prng. */
-import ndarray from 'ndarray';
 import { type DType, type TypedArray } from '../dtype.js';
-import { NDArray } from '../ndarray.js';
+import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams } from '../primitives.js';
 import { contiguousStrides, sizeOf } from '../shape.js';
 import * as prng from '../prng/index.js';
@@ -14,7 +13,7 @@ const WASM_RANDOM_MIN = 256;
 type RandomPrim = 'random_bits' | 'random_split' | 'random_fold_in' | 'random_uniform' | 'random_normal' | 'random_randint' | 'random_permutation';
 
 function out(data: TypedArray, shape: readonly number[], dtype: DType): NDArray[] {
-  return [new NDArray(ndarray(data, shape.slice(), contiguousStrides(shape), 0), dtype)];
+  return [new NDArray(makeView(data, shape.slice(), contiguousStrides(shape), 0), dtype)];
 }
 const keyOf = (k: NDArray): Uint32Array => k.toTyped() as Uint32Array;
 

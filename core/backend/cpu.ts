@@ -1,8 +1,7 @@
 /** The CPU backend: one eager kernel per primitive over strided views, and the fusing compiler. */
-import ndarray from 'ndarray';
 import ops from 'ndarray-ops';
 import { allocate, type DType, type TypedArray } from '../dtype.js';
-import { NDArray, reshapeView, type NdView } from '../ndarray.js';
+import { makeView, NDArray, reshapeView, type NdView } from '../ndarray.js';
 import { ELEMENTWISE, type PrimParams, type Primitive } from '../primitives.js';
 import { contiguousStrides } from '../shape.js';
 import { evalJaxpr, registerBackend, avalOf, type Backend } from '../trace.js';
@@ -17,7 +16,7 @@ import { matmulKernel } from './matmul.js';
 export type Kernel<P extends Primitive> = (inputs: NDArray[], params: PrimParams[P]) => NDArray[];
 
 function contiguous(data: TypedArray, shape: readonly number[], dtype: DType): NDArray {
-  return new NDArray(ndarray(data, shape.slice(), contiguousStrides(shape), 0), dtype);
+  return new NDArray(makeView(data, shape.slice(), contiguousStrides(shape), 0), dtype);
 }
 
 const elementwise =
@@ -134,7 +133,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   transpose: ([x], { perm }) => [new NDArray(x.nd.transpose(...perm), x.dtype)],
   broadcast_to: ([x], { shape }) => {
     const stride = x.ndim === 0 ? shape.map(() => 0) : x.shape.map((d, i) => (d === 1 && shape[i] !== 1 ? 0 : x.strides[i]));
-    return [new NDArray(ndarray(x.data, shape.slice(), stride, x.offset), x.dtype)];
+    return [new NDArray(makeView(x.data, shape.slice(), stride, x.offset), x.dtype)];
   },
   slice: ([x], { starts, limits }) => [new NDArray(x.nd.hi(...limits).lo(...starts), x.dtype)],
   pad: ([x], { low, high }) => {

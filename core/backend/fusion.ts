@@ -4,10 +4,9 @@
  * path runs every elementwise primitive through a one-equation program; `jit` fuses chains.
  */
 import { allocate, type DType, type TypedArray } from '../dtype.js';
-import { NDArray } from '../ndarray.js';
+import { makeView, NDArray } from '../ndarray.js';
 import type { ComparePrim, BinaryPrim, UnaryPrim, PrimParams } from '../primitives.js';
 import { contiguousStrides } from '../shape.js';
-import ndarray from 'ndarray';
 import { debugEnabled } from '../debug.js';
 import { takeBuffer } from './pool.js';
 
@@ -265,5 +264,5 @@ function fusedLayout(prog: FusedProgram, inputs: readonly NDArray[], shape: read
 }
 
 function wrap(data: TypedArray, shape: number[], dtype: DType): NDArray {
-  return new NDArray(ndarray(data, shape, contiguousStrides(shape), 0), dtype);
+  return new NDArray(makeView(data, shape, contiguousStrides(shape), 0), dtype);
 }

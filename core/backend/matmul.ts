@@ -3,9 +3,8 @@
  * inner loop always streams contiguous rows (no transposed copies for x^T @ g or g @ W^T), and
  * zero entries of the left operand are skipped: spike trains and relu outputs are mostly zeros.
  */
-import ndarray from 'ndarray';
 import { allocate, type TypedArray } from '../dtype.js';
-import { NDArray } from '../ndarray.js';
+import { makeView, NDArray } from '../ndarray.js';
 import { contiguousStrides } from '../shape.js';
 import { gemm as wasmGemm, matmulBackendName } from './wasm/index.js';
 import { takeBuffer } from './pool.js';
@@ -37,13 +36,13 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
       if (!sparseGemm(...args)) wasmGemm(...args);
     });
     const shape = [...batchShape, m, n];
-    return new NDArray(ndarray(out, shape, contiguousStrides(shape), 0), a.dtype);
+    return new NDArray(makeView(out, shape, contiguousStrides(shape), 0), a.dtype);
   }
   const out = allocate(a.dtype, batch * m * n);
   // B must be row-contiguous for the streaming loops; copy it otherwise (it is the smaller operand
   // in every use here: weights, or a gradient block).
   let bv = b;
-  if (b.strides[r - 1] !== 1 && n > 1) bv = new NDArray(ndarray(b.toTyped(), b.shape.slice(), contiguousStrides(b.shape), 0), b.dtype);
+  if (b.strides[r - 1] !== 1 && n > 1) bv = new NDArray(makeView(b.toTyped(), b.shape.slice(), contiguousStrides(b.shape), 0), b.dtype);
   const sam = a.strides[r - 2];
   const sak = a.strides[r - 1];
   const sbk = bv.strides[r - 2];
@@ -67,7 +66,7 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
     }
   }
   const shape = [...batchShape, m, n];
-  return new NDArray(ndarray(out, shape, contiguousStrides(shape), 0), a.dtype);
+  return new NDArray(makeView(out, shape, contiguousStrides(shape), 0), a.dtype);
 }
 
 function forEachBatch(batchShape: readonly number[], fn: (t: number, idx: number[]) => void): void {

@@ -447,3 +447,51 @@ t.test('toTyped of views with contiguous rows (row copies) equals an element-by-
   );
   t.pass('row-copy path agrees with the gather');
 });
+
+t.test('gatherRows: runs of consecutive rows, repeats, sliced sources and pooled memory match picking rows one by one', async (t) => {
+  const rows = 50;
+  const data = Float32Array.from({ length: rows * 6 }, (_, i) => i * 0.5 - 3);
+  const full = fromTyped(data, [rows, 2, 3]);
+  // A view whose rows are not back to back (every other row, from row 1).
+  const strided = fromTyped(data, [rows, 6]).nd.lo(1, 0).step(2, 1);
+  const sources: [string, NDArray][] = [
+    ['contiguous', full],
+    ['every other row', new NDArray(strided)],
+  ];
+  const orders = [
+    [0, 1, 2, 3, 4],
+    [7, 8, 9, 3, 4, 20, 21, 21, 22, 0],
+    [24, 23, 22],
+    [5],
+  ];
+  for (const [name, x] of sources) {
+    const n = x.shape[0];
+    for (const order of orders) {
+      const idx = order.map((i) => i % n);
+      const want = idx.flatMap((i) => rowValues(x, i));
+      for (const pooled of [false, true]) {
+        const got = gatherRows(x, idx, { pooled });
+        t.same(got.shape, [idx.length, ...x.shape.slice(1)]);
+        t.same(Array.from(got.toTyped()), want, `${name}, rows ${idx}${pooled ? ', pooled' : ''}`);
+      }
+    }
+    t.throws(() => gatherRows(x, [0, n]), /gatherRows: index \d+ out of range/);
+  }
+});
+
+/** Row i of x as a flat list, read element by element through the view's strides. */
+function rowValues(x: NDArray, i: number): number[] {
+  const inner = x.shape.slice(1);
+  const size = inner.reduce((a, c) => a * c, 1);
+  const out: number[] = [];
+  for (let q = 0; q < size; q++) {
+    let rem = q;
+    let o = x.offset + i * x.strides[0];
+    for (let d = inner.length - 1; d >= 0; d--) {
+      o += (rem % inner[d]) * x.strides[d + 1];
+      rem = Math.floor(rem / inner[d]);
+    }
+    out.push(x.data[o]);
+  }
+  return out;
+}

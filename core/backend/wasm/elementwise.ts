@@ -24,9 +24,8 @@
  */
 import { Literal, Var, type Atom, type Eqn } from '../../ir.js';
 import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
-import { NDArray } from '../../ndarray.js';
+import { makeView, NDArray } from '../../ndarray.js';
 import { contiguousStrides, stridedOffsets } from '../../shape.js';
-import ndarray from 'ndarray';
 import { Code, I32, SIMD_OP, V128, encodeModule, type ValType } from './encoder.js';
 import { wasmSimdAvailable } from './index.js';
 import { coalesce } from '../fusion.js';
@@ -475,7 +474,7 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
       if (mask) (outs[j] as Uint8Array).set(hb.subarray(block + at * 4, block + at * 4 + size));
       else (outs[j] as Float32Array).set(h.subarray((block >> 2) + at, (block >> 2) + at + size));
     }
-    result[j] = new NDArray(ndarray(outs[j], shape.slice(), strides, 0), mask ? 'bool' : 'float32');
+    result[j] = new NDArray(makeView(outs[j], shape.slice(), strides, 0), mask ? 'bool' : 'float32');
   }
   if (used > 0) arenaFree(block, used * 4);
   return result;

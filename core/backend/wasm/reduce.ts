@@ -12,9 +12,8 @@
  * loop (NaN payloads aside); other layouts return null and the JS loop runs.
  */
 import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
-import { NDArray } from '../../ndarray.js';
+import { makeView, NDArray } from '../../ndarray.js';
 import { contiguousStrides } from '../../shape.js';
-import ndarray from 'ndarray';
 import { Code, I32, SIMD_OP, V128, encodeModule, type ValType } from './encoder.js';
 import { elementwiseBackendName, emitEqns, type WasmFusedSpec, type WasmOperand } from './elementwise.js';
 import { coalesce } from '../fusion.js';
@@ -218,5 +217,5 @@ export function runWasmReduce(spec: WasmReduceSpec, inputs: readonly NDArray[], 
   wasmReduceStats.calls++;
   if (outAt >= 0) out.set(h.subarray(base + outAt, base + outAt + outSize));
   if (used > 0) arenaFree(block, used * 4);
-  return new NDArray(ndarray(out, p.outShape.slice(), p.outStrides, 0), 'float32');
+  return new NDArray(makeView(out, p.outShape.slice(), p.outStrides, 0), 'float32');
 }
