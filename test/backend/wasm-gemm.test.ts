@@ -21,6 +21,7 @@ import {
   wasmSimdAvailable,
   type GemmF32,
 } from '../../core/backend/wasm/index.js';
+import { releaseResidentArray, residentArray } from '../../core/backend/wasm/kernel-cache.js';
 
 const simd = wasmSimdAvailable();
 
@@ -298,5 +299,42 @@ t.test('larger shapes: several K, M and N blocks, memory growth and reuse', { sk
     t.ok(w.sentinelsIntact, `${m}x${k}x${n} writes only C`);
     t.equal(firstBitDifference(w.c, fb), -1, `${m}x${k}x${n} (${al}, ${bl}) matches the fallback bit for bit`);
     if (m * n <= 2000) t.equal(firstInaccurate(w.c, reference(a, b), k), -1, `${m}x${k}x${n} within tolerance of float64`);
+  }
+});
+
+t.test('operands in the arena: B read unpacked (few rows of A), A and C in place; the bits of the copying path', { skip: !simd && 'no SIMD' }, async (t) => {
+  const g = createWasmGemm({ threads: 1 });
+  t.ok(g, 'built');
+  if (!g) return;
+  const next = rng(77);
+  // m up to 8 micro-panels (B unpacked) and past it; n off and on the 8-column tile; k past the
+  // 256-deep K block (partial sums accumulate in C); B a view with row stride > n.
+  const cases: [number, number, number, number][] = [
+    [32, 784, 128, 128],
+    [3, 600, 10, 10],
+    [40, 300, 29, 31],
+    [41, 50, 130, 130],
+    [7, 257, 16, 20],
+  ];
+  for (const [m, k, n, ldb] of cases) {
+    const A = Float32Array.from({ length: m * k }, () => next() * 2 - 1);
+    const B = Float32Array.from({ length: k * ldb }, () => next() * 2 - 1);
+    const want = new Float32Array(m * n);
+    g(A, 0, k, 1, B, 0, ldb, 1, want, 0, m, k, n);
+    const arena = (src: Float32Array): Float32Array => {
+      const x = residentArray('float32', src.length) as Float32Array;
+      x.set(src);
+      return x;
+    };
+    const rA = arena(A);
+    const rB = arena(B);
+    const rC = residentArray('float32', m * n) as Float32Array;
+    rC.fill(NaN);
+    g(rA, 0, k, 1, rB, 0, ldb, 1, rC, 0, m, k, n);
+    t.equal(firstBitDifference(rC, want), -1, `${m}x${k}x${n} (B rows ${ldb} apart), all in the arena`);
+    const heapC = new Float32Array(m * n);
+    g(A, 0, k, 1, rB, 0, ldb, 1, heapC, 0, m, k, n);
+    t.equal(firstBitDifference(heapC, want), -1, `${m}x${k}x${n}, only B in the arena`);
+    for (const x of [rA, rB, rC]) releaseResidentArray(x);
   }
 });

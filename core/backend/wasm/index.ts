@@ -87,6 +87,7 @@ interface KernelExports {
   packCopyA: (src: number, ld: number, dst: number, lines: number, panels: number, panelBytes: number) => void;
   packCopyB: (src: number, ld: number, dst: number, lines: number, panels: number, panelBytes: number) => void;
   packInterleaveB: (src: number, ld: number, dst: number, lines: number, k: number, panelBytes: number) => void;
+  blockStridedB: (aPtr: number, aRow: number, aCol: number, aPanel: number, bPtr: number, bPanel: number, cPtr: number, ldc: number, mPanels: number, nPanels: number, kc: number, accumulate: number, ldb: number) => void;
   compact: (c: number, ldc: number, rowBytes: number, m: number) => void;
 }
 
@@ -131,6 +132,9 @@ export const gemmThreadStats = { split: 0 };
  * helper costs tens of microseconds), so products of that size stay on one thread.
  */
 const THREAD_MIN_WORK = 1 << 22;
+
+/** Most MR-row panels of A for which a row-major B in the arena is read unpacked. */
+const STRIDED_B_MAX_PANELS = 8;
 
 /**
  * A call posted to the helper: an operation (OP_*) and up to 12 i32 arguments. Packing is posted
@@ -342,12 +346,18 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const packA = (p0: number, p1: number): [number, number[]] | null =>
       aPack === null || p1 <= p0 ? null : [OP_PACK_A, [aPack.src + p0 * MR * 4, aPack.ld, aAt + p0 * aPanel, k, p1 - p0, aPanel]];
 
+    const threaded = helper !== null && m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1);
+    // B read in place, unpacked: a row-major B in the arena times few rows of A (packing it would
+    // cost about as much as the product: x @ W for a batch of 32).
+    const bStrided = !threaded && bRowMajor && bSrc >= 0 && mPanels <= STRIDED_B_MAX_PANELS;
     // B: NR-column panels packed from `bPack` (row-major or transposed source).
     const bPanel = 4 * NR * k;
     const bAt = ws + bBase;
     const bScratch = ws + sBase + aScratch * 4;
     let bPack: { src: number; ld: number; op: number } | null = null;
-    if (bRowMajor) {
+    if (bStrided) {
+      // Nothing to pack.
+    } else if (bRowMajor) {
       bPack = { src: bSrc, ld: 4 * bRowStride, op: OP_PACK_B };
       if (bSrc < 0) {
         bPack = { src: bScratch, ld: 4 * n, op: OP_PACK_B };
@@ -387,7 +397,10 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
           const mp = Math.min(mcPanels, m1 - ip0);
           for (let p0 = 0; p0 < k; p0 += kc) {
             const kcur = Math.min(kc, k - p0);
-            emit(OP_BLOCK, [aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bAt + jp0 * bPanel + p0 * NR * 4, bPanel, cAt(ip0) + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0]);
+            if (bStrided) {
+              const ldb = 4 * bRowStride;
+              wasm.blockStridedB(aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bSrc + jp0 * NR * 4 + p0 * ldb, NR * 4, cAt(ip0) + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0, ldb);
+            } else emit(OP_BLOCK, [aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bAt + jp0 * bPanel + p0 * NR * 4, bPanel, cAt(ip0) + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0]);
           }
         }
       }
@@ -401,7 +414,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const run = (c: [number, number[]] | null): void => {
       if (c !== null) call(c[0], c[1]);
     };
-    if (helper !== null && m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1)) {
+    if (threaded && helper !== null) {
       // Two halves of C's tiles, along whichever axis has more panels. Each thread packs the
       // panels of the operand it splits (B's columns, or A's rows) for its own half, so no packing
       // stays serial; the operand both halves read is packed first. The helper's calls go into

@@ -47,7 +47,12 @@ export const DEFAULT_KERNEL: KernelShape = { mr: 5, nr: 8, unroll: 1 };
 
 const i32s = (count: number): ValType[] => new Array<ValType>(count).fill(I32);
 
-function microKernel({ mr, nr, unroll }: KernelShape): FuncDef {
+/**
+ * The MR x NR micro-kernel. With `stridedB` it reads B in place, row by row (a row-major B whose
+ * rows are LDB bytes apart, the extra last parameter) instead of from packed panels: for products
+ * with few rows of A, where packing B would cost as much as the product (k steps unrolled once).
+ */
+function microKernel({ mr, nr, unroll }: KernelShape, stridedB = false): FuncDef {
   const nv = nr / 4;
   // Params.
   const AP = 0;
@@ -58,11 +63,13 @@ function microKernel({ mr, nr, unroll }: KernelShape): FuncDef {
   const KC = 5;
   const LDC = 6;
   const ACC = 7;
+  const LDB = 8; // stridedB only
+  const nParams = stridedB ? 9 : 8;
   // i32 locals: a row pointer into C, then the byte offsets r * aRow of A's rows 2.. (row 1 is aRow).
-  const RP = 8;
-  const rowOff = (r: number) => (r === 1 ? A_ROW : 9 + (r - 2));
+  const RP = nParams;
+  const rowOff = (r: number) => (r === 1 ? A_ROW : nParams + 1 + (r - 2));
   const nOff = Math.max(0, mr - 2);
-  const v0 = 9 + nOff;
+  const v0 = nParams + 1 + nOff;
   const acc = (r: number, c: number) => v0 + r * nv + c;
   const bv = (c: number) => v0 + mr * nv + c;
   const av = v0 + mr * nv + nv;
@@ -94,7 +101,7 @@ function microKernel({ mr, nr, unroll }: KernelShape): FuncDef {
     f.get(AP).get(A_COL).add().set(AP);
   };
 
-  if (unroll > 1) {
+  if (unroll > 1 && !stridedB) {
     f.block();
     f.get(KC).i32(unroll).ltU().brIf(0);
     f.loop();
@@ -109,7 +116,8 @@ function microKernel({ mr, nr, unroll }: KernelShape): FuncDef {
   f.get(KC).eqz().brIf(0);
   f.loop();
   step(0);
-  f.get(BP).i32(4 * nr).add().set(BP);
+  if (stridedB) f.get(BP).get(LDB).add().set(BP);
+  else f.get(BP).i32(4 * nr).add().set(BP);
   f.get(KC).i32(1).sub().tee(KC);
   f.brIf(0);
   f.end();
@@ -121,10 +129,11 @@ function microKernel({ mr, nr, unroll }: KernelShape): FuncDef {
     for (let c = 0; c < nv; c++) f.get(RP).get(acc(r, c)).v128Store(16 * c);
     if (r < mr - 1) f.get(RP).get(LDC).add().set(RP);
   }
-  return { name: 'micro', params: i32s(8), results: [], locals, body: f };
+  return { name: stridedB ? 'microStridedB' : 'micro', params: i32s(nParams), results: [], locals, body: f };
 }
 
-function blockLoop({ mr, nr }: KernelShape, microIndex: number): FuncDef {
+/** The loop over micro-panels of one block; `stridedB`: B read in place (LDB, the 13th parameter). */
+function blockLoop({ mr, nr }: KernelShape, microIndex: number, stridedB = false): FuncDef {
   // Params.
   const A_PTR = 0;
   const A_ROW = 1;
@@ -138,14 +147,16 @@ function blockLoop({ mr, nr }: KernelShape, microIndex: number): FuncDef {
   const N_PANELS = 9;
   const KC = 10;
   const ACC = 11;
+  const LDB = 12; // stridedB only
+  const nParams = stridedB ? 13 : 12;
   // Locals.
-  const JP = 12;
-  const IP = 13;
-  const AP = 14;
-  const BP = 15;
-  const C_COL = 16;
-  const CP = 17;
-  const C_ROW_STEP = 18;
+  const JP = nParams;
+  const IP = nParams + 1;
+  const AP = nParams + 2;
+  const BP = nParams + 3;
+  const C_COL = nParams + 4;
+  const CP = nParams + 5;
+  const C_ROW_STEP = nParams + 6;
 
   const f = new Code();
   f.get(LDC).i32(mr).mul().set(C_ROW_STEP);
@@ -159,7 +170,9 @@ function blockLoop({ mr, nr }: KernelShape, microIndex: number): FuncDef {
     f.get(C_COL).set(CP);
     f.loop(); // over A micro-panels (mPanels >= 1)
     {
-      f.get(AP).get(A_ROW).get(A_COL).get(BP).get(CP).get(KC).get(LDC).get(ACC).call(microIndex);
+      f.get(AP).get(A_ROW).get(A_COL).get(BP).get(CP).get(KC).get(LDC).get(ACC);
+      if (stridedB) f.get(LDB);
+      f.call(microIndex);
       f.get(AP).get(A_PANEL).add().set(AP);
       f.get(CP).get(C_ROW_STEP).add().set(CP);
       f.get(IP).i32(1).add().tee(IP);
@@ -172,7 +185,7 @@ function blockLoop({ mr, nr }: KernelShape, microIndex: number): FuncDef {
     f.get(N_PANELS).ltU().brIf(0);
   }
   f.end();
-  return { name: 'block', params: i32s(12), results: [], locals: i32s(7), body: f };
+  return { name: stridedB ? 'blockStridedB' : 'block', params: i32s(nParams), results: [], locals: i32s(7), body: f };
 }
 
 /** Copies `bytes` bytes from the address in local `s` to the one in local `d`, in 16/8/4-byte moves. */
@@ -311,7 +324,16 @@ function compact(): FuncDef {
 export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL, memoryImport: boolean | { readonly sharedMaxPages: number } = false): Uint8Array<ArrayBuffer> {
   if (shape.nr % 4 !== 0 || shape.nr < 4 || shape.mr < 1 || shape.unroll < 1) throw new Error(`gemm kernel: bad micro-tile ${JSON.stringify(shape)}`);
   return encodeModule(
-    [microKernel(shape), blockLoop(shape, 0), packCopy('packCopyA', shape.mr), packCopy('packCopyB', shape.nr), packInterleave('packInterleaveB', shape.nr), compact()],
+    [
+      microKernel(shape),
+      blockLoop(shape, 0),
+      packCopy('packCopyA', shape.mr),
+      packCopy('packCopyB', shape.nr),
+      packInterleave('packInterleaveB', shape.nr),
+      compact(),
+      microKernel(shape, true),
+      blockLoop(shape, 6, true),
+    ],
     1,
     memoryImport,
   );
