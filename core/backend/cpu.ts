@@ -40,9 +40,22 @@ const reduction =
       const r = runWasmReduce(REDUCE_SPECS[op], [x], x.shape, axes);
       if (r) return [r];
     }
-    const prog: FusedProgram = { numInputs: 1, lines: [], outputs: ['v0'], outDtypes: [x.dtype], reduce: { op, axes } };
+    // One program object per equation (its params object) and dtype, so that runFused's layout
+    // and kernel caches hit on every step of a compiled program.
+    let byDtype = reductionPrograms.get(axes);
+    if (byDtype === undefined) {
+      byDtype = new Map();
+      reductionPrograms.set(axes, byDtype);
+    }
+    const key = `${op}:${x.dtype}`;
+    let prog = byDtype.get(key);
+    if (prog === undefined) {
+      prog = { numInputs: 1, lines: [], outputs: ['v0'], outDtypes: [x.dtype], reduce: { op, axes } };
+      byDtype.set(key, prog);
+    }
     return runFused(prog, [x], x.shape);
   };
+const reductionPrograms = new WeakMap<readonly number[], Map<string, FusedProgram>>();
 
 /** Moves `axis` last (a view), for kernels that walk one axis at a time. */
 function axisLast(x: NDArray, axis: number): NdView {
