@@ -22,7 +22,116 @@ import { allocate, type TypedArray } from '../dtype.js';
 const WASM_ELEMENTWISE_MIN = 256;
 
 type KernelTable = { [P in Primitive]: (inputs: NDArray[], params: PrimParams[P]) => NDArray[] };
-type Step = { run: (env: (NDArray | undefined)[]) => void; describe: string; reads: number[]; writes: number[]; release: number[] };
+/**
+ * A compiled step as plain data, run by the module-level `runStep` (not a closure per step): V8
+ * keeps type feedback and optimized code per closure, so closures made per step and per program
+ * would each start cold, and a training step's first hundreds of calls ran unoptimized.
+ */
+type Step = KernelStep | GroupStep;
+interface StepBase {
+  describe: string;
+  reads: number[];
+  writes: number[];
+  release: number[];
+  /** Donated arguments whose last reader this step is. */
+  releaseDonated: { arg: number; slot: number }[];
+}
+interface KernelStep extends StepBase {
+  kind: 'kernel';
+  kernel: (inputs: NDArray[], params: unknown) => NDArray[];
+  params: unknown;
+  inSlots: number[];
+  /** Literal operands, resolved at compile time (undefined: read the slot). */
+  fixed: (NDArray | undefined)[];
+  args: NDArray[];
+}
+interface GroupStep extends StepBase {
+  kind: 'group';
+  shape: readonly number[];
+  prog: FusedProgram;
+  wasmSpec: WasmFusedSpec | null;
+  reduceSpec: WasmReduceSpec | null;
+  axes: readonly number[];
+  ins: NDArray[];
+}
+
+function runStep(s: Step, env: (NDArray | undefined)[]): void {
+  if (s.kind === 'kernel') {
+    const args = s.args;
+    for (let i = 0; i < args.length; i++) args[i] = s.fixed[i] ?? (env[s.inSlots[i]] as NDArray);
+    const outs = s.kernel(args, s.params);
+    args.fill(NO_ARRAY);
+    for (let i = 0; i < s.writes.length; i++) env[s.writes[i]] = outs[i];
+    return;
+  }
+  const ins = s.ins;
+  for (let i = 0; i < ins.length; i++) ins[i] = env[s.reads[i]] as NDArray;
+  const reduced = s.reduceSpec !== null ? runWasmReduce(s.reduceSpec, ins, s.shape, s.axes) : null;
+  const outs = reduced !== null ? [reduced] : (s.wasmSpec !== null ? runWasmFused(s.wasmSpec, ins, s.shape) : null) ?? runFused(s.prog, ins, s.shape);
+  ins.fill(NO_ARRAY);
+  for (let i = 0; i < s.writes.length; i++) env[s.writes[i]] = outs[i];
+}
+
+/** Placeholder left in a step's reusable argument array between calls (holds no buffer alive). */
+const NO_ARRAY = undefined as unknown as NDArray;
+
+/** The per-program data the module-level runner needs. */
+interface Program {
+  steps: Step[];
+  nSlots: number;
+  constSlots: number[];
+  argSlots: number[];
+  outAtoms: readonly Atom[];
+  slots: Map<Var, number>;
+  profile: boolean;
+}
+
+/**
+ * Runs a program's steps. Buffers are recycled by reference count over the live slots: a view
+ * (reshape, transpose, broadcast) shares its source's buffer, so a buffer goes back to the pool
+ * only when the last slot holding it is released; buffers of inputs, constants and outputs are
+ * never released.
+ */
+function runProgram(p: Program, consts: NDArray[], args: NDArray[], donated: readonly boolean[] | undefined): NDArray[] {
+  const env = new Array<NDArray | undefined>(p.nSlots);
+  const live = new Map<TypedArray, number>();
+  for (let i = 0; i < consts.length; i++) env[p.constSlots[i]] = consts[i];
+  for (let i = 0; i < args.length; i++) env[p.argSlots[i]] = args[i];
+  // Every buffer in the environment counts once per slot holding it; caller-owned ones (not
+  // donated) count once more, so that they are never given back.
+  for (const x of env) hold(live, x);
+  for (const x of consts) hold(live, x);
+  for (let i = 0; i < args.length; i++) if (donated?.[i] !== true) hold(live, args[i]);
+  const steps = p.steps;
+  for (let k = 0; k < steps.length; k++) {
+    const s = steps[k];
+    if (p.profile) {
+      const t0 = performance.now();
+      runStep(s, env);
+      profileRecord(s.describe, performance.now() - t0);
+    } else runStep(s, env);
+    for (const w of s.writes) hold(live, env[w]);
+    for (const r of s.release) drop(live, env, r);
+    if (donated !== undefined) for (const { arg, slot } of s.releaseDonated) if (donated[arg] === true) drop(live, env, slot);
+  }
+  return p.outAtoms.map((a) => (a instanceof Literal ? literalArray(a) : (env[p.slots.get(a)!] as NDArray)));
+}
+
+function hold(live: Map<TypedArray, number>, x: NDArray | undefined): void {
+  if (x !== undefined && recyclable(x.data)) live.set(x.data, (live.get(x.data) ?? 0) + 1);
+}
+
+function drop(live: Map<TypedArray, number>, env: (NDArray | undefined)[], slot: number): void {
+  const x = env[slot];
+  env[slot] = undefined;
+  if (x === undefined || !recyclable(x.data)) return;
+  const n = live.get(x.data)! - 1;
+  if (n > 0) live.set(x.data, n);
+  else {
+    live.delete(x.data);
+    giveBuffer(x.data, x.dtype);
+  }
+}
 
 
 /**
@@ -67,7 +176,6 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
   jaxpr.invars.forEach(slotOf);
 
   const steps: Step[] = [];
-  const read = (a: Atom, env: (NDArray | undefined)[]): NDArray => (a instanceof Literal ? literalArray(a) : (env[slots.get(a)!] as NDArray));
 
   const emitKernel = (e: Eqn): void => {
     const kernel = kernels[e.prim] as (inputs: NDArray[], params: unknown) => NDArray[];
@@ -77,16 +185,17 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
     const fixed = inputs.map((a) => (a instanceof Literal ? literalArray(a) : undefined));
     const inSlots = inputs.map((a) => (a instanceof Var ? slotOf(a) : -1));
     steps.push({
+      kind: 'kernel',
       describe: e.prim,
       reads: inputs.filter((a): a is Var => a instanceof Var).map(slotOf),
       writes: outSlots,
       release: [],
-      run: (env) => {
-        const args = new Array<NDArray>(inSlots.length);
-        for (let i = 0; i < inSlots.length; i++) args[i] = fixed[i] ?? (env[inSlots[i]] as NDArray);
-        const outs = kernel(args, e.params);
-        for (let i = 0; i < outSlots.length; i++) env[outSlots[i]] = outs[i];
-      },
+      releaseDonated: [],
+      kernel,
+      params: e.params,
+      inSlots,
+      fixed,
+      args: new Array<NDArray>(inSlots.length).fill(NO_ARRAY),
     });
   };
 
@@ -123,16 +232,18 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
       if (prologue) reduceSpec = { prologue, reduced: i >= 0 && g.eqns.length === 0 ? { input: i } : { temp: prologue.outputs[0] }, op: r.op };
     }
     steps.push({
+      kind: 'group',
       describe: `${wasmSpec || reduceSpec ? 'wasm-' : ''}fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}` : ''}]`,
       reads: inSlots,
       writes: outSlots,
       release: [],
-      run: (env) => {
-        const ins = inSlots.map((sl) => env[sl] as NDArray);
-        const reduced = reduceSpec && runWasmReduce(reduceSpec, ins, shape, r!.axes);
-        const outs = reduced ? [reduced] : (wasmSpec && runWasmFused(wasmSpec, ins, shape)) || runFused(prog, ins, shape);
-        for (let i = 0; i < outSlots.length; i++) env[outSlots[i]] = outs[i];
-      },
+      releaseDonated: [],
+      shape,
+      prog,
+      wasmSpec,
+      reduceSpec,
+      axes: r?.axes ?? [],
+      ins: new Array<NDArray>(inSlots.length).fill(NO_ARRAY),
     });
   };
 
@@ -163,64 +274,26 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
   for (const [slot, i] of lastRead) if (!keep.has(slot)) steps[i].release.push(slot);
   // Donated arguments (not themselves outputs) are released after their last reader, if asked.
   const outSlots = new Set(outVars.map(slotOf));
-  const releaseDonated: { arg: number; slot: number }[][] = steps.map(() => []);
   jaxpr.invars.forEach((v, arg) => {
     const slot = slotOf(v);
     const i = lastRead.get(slot);
-    if (i !== undefined && !outSlots.has(slot)) releaseDonated[i].push({ arg, slot });
+    if (i !== undefined && !outSlots.has(slot)) steps[i].releaseDonated.push({ arg, slot });
   });
 
-  const outAtoms = jaxpr.outvars;
-  if (debugEnabled('plan')) console.error(`[spiketrace plan]\n${printJaxpr(jaxpr)}\n${steps.map((s) => '  ' + s.describe).join('\n')}`);
-  const nSlots = slots.size;
-  const profile = debugEnabled('profile');
-  // Buffers are recycled by reference count over the live slots: a view (reshape, transpose,
-  // broadcast) shares its source's buffer, so a buffer goes back to the pool only when the last
-  // slot holding it is released; buffers of inputs, constants and outputs are never released.
-  const writes = steps.map((st) => st.writes);
-  const runSteps = (consts: NDArray[], args: NDArray[], donated: readonly boolean[] | undefined): NDArray[] => {
-    const env = new Array<NDArray | undefined>(nSlots);
-    const live = new Map<TypedArray, number>();
-    const hold = (x: NDArray | undefined): void => {
-      if (x !== undefined && recyclable(x.data)) live.set(x.data, (live.get(x.data) ?? 0) + 1);
-    };
-    const drop = (slot: number): void => {
-      const x = env[slot];
-      env[slot] = undefined;
-      if (x === undefined || !recyclable(x.data)) return;
-      const n = live.get(x.data)! - 1;
-      if (n > 0) live.set(x.data, n);
-      else {
-        live.delete(x.data);
-        giveBuffer(x.data, x.dtype);
-      }
-    };
-    jaxpr.constvars.forEach((v, i) => (env[slots.get(v)!] = consts[i]));
-    jaxpr.invars.forEach((v, i) => (env[slots.get(v)!] = args[i]));
-    // Every buffer in the environment counts once per slot holding it; caller-owned ones (not
-    // donated) count once more, so that they are never given back.
-    for (const x of env) hold(x);
-    for (const x of consts) hold(x);
-    args.forEach((x, i) => {
-      if (donated?.[i] !== true) hold(x);
-    });
-    for (let k = 0; k < steps.length; k++) {
-      const s = steps[k];
-      if (profile) {
-        const t0 = performance.now();
-        s.run(env);
-        profileRecord(s.describe, performance.now() - t0);
-      } else s.run(env);
-      for (const w of writes[k]) hold(env[w]);
-      for (const r of s.release) drop(r);
-      if (donated !== undefined) for (const { arg, slot } of releaseDonated[k]) if (donated[arg] === true) drop(slot);
-    }
-    return outAtoms.map((a) => read(a, env));
+  if (debugEnabled('plan')) console.error(`[spiketrace plan]\n${printJaxpr(jaxpr)}\n${steps.map((st) => '  ' + st.describe).join('\n')}`);
+  const program: Program = {
+    steps,
+    nSlots: slots.size,
+    constSlots: jaxpr.constvars.map((v) => slots.get(v)!),
+    argSlots: jaxpr.invars.map((v) => slots.get(v)!),
+    outAtoms: jaxpr.outvars,
+    slots,
+    profile: debugEnabled('profile'),
   };
   return (consts, args, donated, keepResident) => {
     // Called from another program's step (a scan body), results stay for that program to manage.
     const nested = residentActive();
-    const outs = residentScope(true, () => runSteps(consts, args, donated));
+    const outs = residentScope(true, () => runProgram(program, consts, args, donated));
     if (nested || keepResident === true) return outs;
     // The outermost call hands ordinary arrays to its caller: results made in the arena are
     // copied out and their arena buffers recycled (never a caller's own buffer passed through).
