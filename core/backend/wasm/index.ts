@@ -245,18 +245,15 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   // live there are packed or read in place, and a helper thread shares it when it is shared.
   let wasm!: KernelExports;
   let helper: HelperThread | null = null;
+  // The helper starts with the first product large enough to split (a worker costs milliseconds
+  // to start, and a workload of small products never needs it).
+  let helperPending = false;
+  let module: WebAssembly.Module;
   const memory = arenaMemory();
   try {
-    const module = new WebAssembly.Module(gemmModuleBytes(shape, arenaImport()));
+    module = new WebAssembly.Module(gemmModuleBytes(shape, arenaImport()));
     wasm = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
-    const threads = options.threads ?? defaultThreads();
-    if (threads > 1 && arenaResidentCapable()) {
-      try {
-        helper = startHelperThread(module, memory);
-      } catch {
-        helper = null;
-      }
-    }
+    helperPending = (options.threads ?? defaultThreads()) > 1 && arenaResidentCapable();
   } catch {
     return null;
   }
@@ -346,7 +343,16 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const packA = (p0: number, p1: number): [number, number[]] | null =>
       aPack === null || p1 <= p0 ? null : [OP_PACK_A, [aPack.src + p0 * MR * 4, aPack.ld, aAt + p0 * aPanel, k, p1 - p0, aPanel]];
 
-    const threaded = helper !== null && m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1);
+    const splittable = m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1);
+    if (splittable && helperPending) {
+      helperPending = false;
+      try {
+        helper = startHelperThread(module, memory);
+      } catch {
+        helper = null;
+      }
+    }
+    const threaded = helper !== null && splittable;
     // B read in place, unpacked: a row-major B in the arena times few rows of A (packing it would
     // cost about as much as the product: x @ W for a batch of 32).
     const bStrided = !threaded && bRowMajor && bSrc >= 0 && mPanels <= STRIDED_B_MAX_PANELS;
