@@ -129,6 +129,18 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
   const metrics = opts.metrics ?? [];
   const step = makeTrainStep(model, opts);
   const pooledBatches = getBackend().name === 'cpu';
+  // The step with each combination of donated variables, made once (not a closure per step).
+  const donatingSteps = new Map<number, ReturnType<typeof step.donating>>();
+  const donatingStep = (p: boolean, s: boolean, o: boolean): ReturnType<typeof step.donating> => {
+    const code = (p ? 1 : 0) | (s ? 2 : 0) | (o ? 4 : 0);
+    let f = donatingSteps.get(code);
+    if (f === undefined) {
+      const donate = [p ? 0 : -1, s ? 1 : -1, o ? 2 : -1, pooledBatches ? 3 : -1, pooledBatches ? 4 : -1].filter((i) => i >= 0);
+      f = step.donating(donate, { keepResident: true });
+      donatingSteps.set(code, f);
+    }
+    return f;
+  };
   let key = opts.key ?? random.key(0);
   // The variables live here; callbacks reach them through ctl's accessors. A step's outputs that
   // no callback has read are donated to the next step (its compiled program reuses their memory
@@ -201,9 +213,8 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
       // in place, then its memory holds the next batch (no fresh allocation per step).
       const xb = gatherRows(x, idx, { pooled: pooledBatches });
       const yb = gatherRows(y, idx, { pooled: pooledBatches });
-      const donate = [ownParams ? 0 : -1, ownState ? 1 : -1, ownOptState ? 2 : -1, pooledBatches ? 3 : -1, pooledBatches ? 4 : -1].filter((i) => i >= 0);
       // Results stay in the kernels' arena between steps (no copies in or out); see detachResident.
-      const out = step.donating(donate, { keepResident: true })(params, state, optState, xb, yb, random.foldIn(epochKey, b));
+      const out = donatingStep(ownParams, ownState, ownOptState)(params, state, optState, xb, yb, random.foldIn(epochKey, b));
       const lossValue = out.loss.item();
       params = out.params;
       state = out.state;

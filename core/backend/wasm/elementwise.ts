@@ -23,7 +23,7 @@
  * padded by one vector). Outputs go to buffers from core/backend/pool.ts.
  */
 import { Literal, Var, type Atom, type Eqn } from '../../ir.js';
-import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
+import { arenaAlloc, arenaF32, arenaFree, arenaImport, arenaU8, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
 import { makeView, NDArray } from '../../ndarray.js';
 import { contiguousStrides, stridedOffsets } from '../../shape.js';
 import { Code, I32, SIMD_OP, V128, encodeModule, type ValType } from './encoder.js';
@@ -313,12 +313,18 @@ interface Plan {
   used: number;
   fn: KernelFn;
   args: number[];
+  outStrides: number[];
 }
 const plans = new WeakMap<WasmFusedSpec, Plan[]>();
 
 function sameNums(a: readonly number[], b: readonly number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameStrides(inputs: readonly NDArray[], strides: readonly (readonly number[])[]): boolean {
+  for (let i = 0; i < inputs.length; i++) if (!sameNums(inputs[i].strides, strides[i])) return false;
   return true;
 }
 
@@ -374,6 +380,7 @@ function makePlan(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readon
     used,
     fn,
     args: new Array<number>(3 + 2 * nIn + spec.outputs.length).fill(0),
+    outStrides: contiguousStrides(shape as number[]),
   };
 }
 
@@ -383,9 +390,7 @@ function planFor(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonl
     list = [];
     plans.set(spec, list);
   }
-  for (const p of list) {
-    if (p.residency === residency && sameNums(p.shape, shape) && inputs.every((x, i) => sameNums(x.strides, p.strides[i]))) return p;
-  }
+  for (const p of list) if (p.residency === residency && sameNums(p.shape, shape) && sameStrides(inputs, p.strides)) return p;
   const plan = makePlan(spec, inputs, shape, residency);
   // A few layouts per group (first steps with ordinary arrays, later ones resident).
   if (list.length >= 4) list.shift();
@@ -423,7 +428,7 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   const block = used > 0 ? arenaAlloc(used * 4) : 0;
   if (block < 0) return null;
   const h = arenaF32();
-  const hb = new Uint8Array(h.buffer);
+  const hb = arenaU8();
   args[0] = rows;
   args[1] = plan.vecs;
   args[2] = cols;
@@ -465,7 +470,7 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   for (let j = 0; j < nOut; j++) args[3 + 2 * nIn + j] = plan.outAt[j] < 0 ? residentOffset(outs[j]) : block + plan.outAt[j] * 4;
   plan.fn(...args);
   wasmElementwiseStats.calls++;
-  const strides = contiguousStrides(shape as number[]);
+  const strides = plan.outStrides;
   const result = new Array<NDArray>(nOut);
   for (let j = 0; j < nOut; j++) {
     const at = plan.outAt[j];

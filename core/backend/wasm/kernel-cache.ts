@@ -31,6 +31,7 @@ const TAIL = 64;
 let memory: WebAssembly.Memory | null = null;
 let shared = false;
 let heap = new Float32Array(0);
+let heapU8 = new Uint8Array(0);
 /** Every SharedArrayBuffer generation of the memory: views made on any of them are resident. */
 const generations = new WeakSet<ArrayBufferLike>();
 let top = ALIGN; // byte 0..63 stay unused, so a block offset is never 0
@@ -77,9 +78,16 @@ export function arenaF32(): Float32Array {
   const m = arenaMemory();
   if (heap.buffer !== m.buffer) {
     heap = new Float32Array(m.buffer);
+    heapU8 = new Uint8Array(m.buffer);
     generations.add(m.buffer);
   }
   return heap;
+}
+
+/** A byte view of the whole arena, like arenaF32. */
+export function arenaU8(): Uint8Array {
+  arenaF32();
+  return heapU8;
 }
 
 const rounded = (bytes: number): number => Math.ceil(Math.max(bytes, 1) / ALIGN) * ALIGN + TAIL;
