@@ -53,9 +53,44 @@ interface GroupStep extends StepBase {
   reduceSpec: WasmReduceSpec | null;
   axes: readonly number[];
   ins: NDArray[];
+  /** Input positions whose slot this step releases (intermediates, or donated arguments). */
+  releasedInputs: number[];
 }
 
-function runStep(s: Step, env: (NDArray | undefined)[]): void {
+/**
+ * Buffers a fused WebAssembly group may write its results into in place: inputs read for the last
+ * time here that nothing else holds (an Adam update's donated parameter and moments, a gradient),
+ * whole contiguous float32 or bool buffers of the result's size. Every element is read before it
+ * is written at the same position (all loads of a vector come before its stores), so writing
+ * over the inputs is exact, and it keeps an optimizer step's memory footprint to its inputs'.
+ */
+function inPlaceTargets(s: GroupStep, env: (NDArray | undefined)[], live: Map<TypedArray, number>, donated: readonly boolean[] | undefined, argOfSlot: Map<number, number>): (TypedArray | undefined)[] | undefined {
+  if (s.wasmSpec === null || s.releasedInputs.length === 0) return undefined;
+  // A row whose length is not a multiple of 4 lanes ends with a store into the next row's first
+  // elements before that row is read: only whole-vector rows (or one row) may alias an input.
+  const rank = s.shape.length;
+  if (rank > 1 && s.shape[rank - 1] % 4 !== 0) return undefined;
+  const size = s.shape.reduce((a, c) => a * c, 1);
+  let reuse: (TypedArray | undefined)[] | undefined;
+  for (const i of s.releasedInputs) {
+    const slot = s.reads[i];
+    const arg = argOfSlot.get(slot);
+    if (arg !== undefined && donated?.[arg] !== true) continue;
+    const x = env[slot];
+    if (x === undefined || x.offset !== 0 || x.data.length !== size || !recyclable(x.data) || live.get(x.data) !== 1 || !x.isContiguous()) continue;
+    const t = s.wasmSpec.inputTypes[i];
+    for (let j = 0; j < s.wasmSpec.outputTypes.length; j++) {
+      if (s.wasmSpec.outputTypes[j] !== t || reuse?.[j] !== undefined) continue;
+      if (t === 'f32' ? !(x.data instanceof Float32Array) : !(x.data instanceof Uint8Array)) break;
+      reuse ??= new Array<TypedArray | undefined>(s.wasmSpec.outputTypes.length);
+      reuse[j] = x.data;
+      break;
+    }
+  }
+  return reuse;
+}
+
+function runStep(s: Step, env: (NDArray | undefined)[], reuse?: (TypedArray | undefined)[]): void {
   if (s.kind === 'kernel') {
     const args = s.args;
     for (let i = 0; i < args.length; i++) args[i] = s.fixed[i] ?? (env[s.inSlots[i]] as NDArray);
@@ -67,7 +102,7 @@ function runStep(s: Step, env: (NDArray | undefined)[]): void {
   const ins = s.ins;
   for (let i = 0; i < ins.length; i++) ins[i] = env[s.reads[i]] as NDArray;
   const reduced = s.reduceSpec !== null ? runWasmReduce(s.reduceSpec, ins, s.shape, s.axes) : null;
-  const outs = reduced !== null ? [reduced] : (s.wasmSpec !== null ? runWasmFused(s.wasmSpec, ins, s.shape) : null) ?? runFused(s.prog, ins, s.shape);
+  const outs = reduced !== null ? [reduced] : (s.wasmSpec !== null ? runWasmFused(s.wasmSpec, ins, s.shape, reuse) : null) ?? runFused(s.prog, ins, s.shape);
   ins.fill(NO_ARRAY);
   for (let i = 0; i < s.writes.length; i++) env[s.writes[i]] = outs[i];
 }
@@ -83,6 +118,8 @@ interface Program {
   argSlots: number[];
   outAtoms: readonly Atom[];
   slots: Map<Var, number>;
+  /** Argument position of each argument slot. */
+  argOfSlot: Map<number, number>;
   profile: boolean;
 }
 
@@ -105,11 +142,12 @@ function runProgram(p: Program, consts: NDArray[], args: NDArray[], donated: rea
   const steps = p.steps;
   for (let k = 0; k < steps.length; k++) {
     const s = steps[k];
+    const reuse = s.kind === 'group' ? inPlaceTargets(s, env, live, donated, p.argOfSlot) : undefined;
     if (p.profile) {
       const t0 = performance.now();
-      runStep(s, env);
+      runStep(s, env, reuse);
       profileRecord(s.describe, performance.now() - t0);
-    } else runStep(s, env);
+    } else runStep(s, env, reuse);
     for (const w of s.writes) hold(live, env[w]);
     for (const r of s.release) drop(live, env, r);
     if (donated !== undefined) for (const { arg, slot } of s.releaseDonated) if (donated[arg] === true) drop(live, env, slot);
@@ -244,6 +282,7 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
       reduceSpec,
       axes: r?.axes ?? [],
       ins: new Array<NDArray>(inSlots.length).fill(NO_ARRAY),
+      releasedInputs: [],
     });
   };
 
@@ -288,8 +327,18 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
     argSlots: jaxpr.invars.map((v) => slots.get(v)!),
     outAtoms: jaxpr.outvars,
     slots,
+    argOfSlot: new Map(jaxpr.invars.map((v, i) => [slots.get(v)!, i] as [number, number])),
     profile: debugEnabled('profile'),
   };
+  // Which inputs of each group step are read for the last time there (candidates to be written
+  // over in place, when nothing else holds them at run time).
+  for (const st of steps) {
+    if (st.kind !== 'group') continue;
+    const gone = new Set<number>([...st.release, ...st.releaseDonated.map((d) => d.slot)]);
+    st.reads.forEach((slot, i) => {
+      if (gone.has(slot) && st.reads.indexOf(slot) === i) st.releasedInputs.push(i);
+    });
+  }
   return (consts, args, donated, keepResident) => {
     // Called from another program's step (a scan body), results stay for that program to manage.
     const nested = residentActive();

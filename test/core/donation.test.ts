@@ -106,3 +106,29 @@ t.test('fit: the caller variables and anything a callback read stay intact', asy
   t.same(snapshot(withCallback.params), snapshot(without.params), 'the same training with and without the callback');
   t.same(withCallback.history.history.loss, without.history.history.loss);
 });
+
+t.test('a fused update writes its results over donated inputs read for the last time (in place), exactly', async (t) => {
+  // Shapes whose rows are whole vectors (in place allowed) and one whose rows are not (a row's
+  // last vector would land on the next row before it is read: never in place).
+  for (const shape of [[4096], [64, 64], [63, 65]]) {
+    const size = shape.reduce((a, c) => a * c, 1);
+    const mk = (f: (i: number) => number): NDArray => fromTyped(Float32Array.from({ length: size }, (_, i) => f(i)), shape);
+    const keep = jit((x: Tensor) => x.mul(1)).donating([], { keepResident: true });
+    let w = keep(mk((i) => (i % 7) / 7 - 0.5)) as NDArray;
+    let m = keep(mk((i) => (i % 5) / 50)) as NDArray;
+    const g = mk((i) => ((i * 3) % 11) / 11 - 0.5);
+    let [pw, pm] = [fromTyped(Float32Array.from(w.toTyped() as Float32Array), shape), fromTyped(Float32Array.from(m.toTyped() as Float32Array), shape)];
+    const step = jit(update);
+    let inPlace = 0;
+    for (let k = 0; k < 5; k++) {
+      const before = [w.data, m.data];
+      [w, m] = step.donating([0, 1], { keepResident: true })(w, m, g) as unknown as [NDArray, NDArray];
+      if (before.includes(w.data) || before.includes(m.data)) inPlace++;
+      [pw, pm] = step(pw, pm, g) as unknown as [NDArray, NDArray];
+    }
+    t.same(Array.from(w.toTyped()), Array.from(pw.toTyped()), `[${shape}] w equals the undonated trajectory`);
+    t.same(Array.from(m.toTyped()), Array.from(pm.toTyped()), `[${shape}] m equals the undonated trajectory`);
+    if (shape[shape.length - 1] % 4 === 0) t.equal(inPlace, 5, `[${shape}] every step wrote over its donated inputs`);
+    else t.equal(inPlace, 0, `[${shape}] rows of 65: never in place`);
+  }
+});

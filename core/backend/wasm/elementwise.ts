@@ -29,6 +29,7 @@ import { contiguousStrides, stridedOffsets } from '../../shape.js';
 import { Code, I32, SIMD_OP, V128, encodeModule, type ValType } from './encoder.js';
 import { wasmSimdAvailable } from './index.js';
 import { coalesce } from '../fusion.js';
+import type { TypedArray } from '../../dtype.js';
 import { takeBuffer } from '../pool.js';
 
 /** An operand of a fused equation: a group input, an earlier equation's result, or a literal. */
@@ -407,7 +408,7 @@ function planFor(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonl
  * their rows have one stride; results are written in place when the pool hands out a resident
  * buffer. Everything else is copied into a scratch block of the arena for the call.
  */
-export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[]): NDArray[] | null {
+export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[], reuse?: readonly (TypedArray | undefined)[]): NDArray[] | null {
   if (elementwiseBackendName() !== 'wasm-simd') return null;
   let size = 1;
   for (const d of shape) size *= d;
@@ -420,7 +421,8 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   let residency = 0;
   for (let i = 0; i < nIn && i < 31; i++) if (residentOffset(inputs[i].data) >= 0) residency |= 1 << i;
   for (let j = 0; j < nOut; j++) {
-    outs[j] = spec.outputTypes[j] === 'mask' ? (takeBuffer('bool', size) as Uint8Array) : (takeBuffer('float32', size) as Float32Array);
+    // A caller-chosen buffer (an input read for the last time here) or one from the pool.
+    outs[j] = (reuse?.[j] as Float32Array | Uint8Array | undefined) ?? (spec.outputTypes[j] === 'mask' ? (takeBuffer('bool', size) as Uint8Array) : (takeBuffer('float32', size) as Float32Array));
     if (nIn + j < 31 && residentOffset(outs[j]) >= 0) residency |= 1 << (nIn + j);
   }
   const plan = planFor(spec, inputs, shape, residency);
