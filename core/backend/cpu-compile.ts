@@ -120,6 +120,8 @@ interface Program {
   slots: Map<Var, number>;
   /** Argument position of each argument slot. */
   argOfSlot: Map<number, number>;
+  /** Arguments no step reads and no output returns: released at once when donated. */
+  unreadArgs: { arg: number; slot: number }[];
   profile: boolean;
 }
 
@@ -139,6 +141,9 @@ function runProgram(p: Program, consts: NDArray[], args: NDArray[], donated: rea
   for (const x of env) hold(live, x);
   for (const x of consts) hold(live, x);
   for (let i = 0; i < args.length; i++) if (donated?.[i] !== true) hold(live, args[i]);
+  // A donated argument nothing reads (a scan carry or layer state the body overwrites) goes back
+  // now; otherwise its buffer would be lost to the pool.
+  if (donated !== undefined) for (const { arg, slot } of p.unreadArgs) if (donated[arg] === true) drop(live, env, slot);
   const steps = p.steps;
   for (let k = 0; k < steps.length; k++) {
     const s = steps[k];
@@ -311,6 +316,11 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
   const lastRead = new Map<number, number>();
   steps.forEach((st, i) => st.reads.forEach((slot) => lastRead.set(slot, i)));
   for (const [slot, i] of lastRead) if (!keep.has(slot)) steps[i].release.push(slot);
+  // Results nothing reads (a scan's final carry when only its ys are used) go back right after
+  // the step that made them.
+  steps.forEach((st) => {
+    for (const w of st.writes) if (!lastRead.has(w) && !keep.has(w) && !st.release.includes(w)) st.release.push(w);
+  });
   // Donated arguments (not themselves outputs) are released after their last reader, if asked.
   const outSlots = new Set(outVars.map(slotOf));
   jaxpr.invars.forEach((v, arg) => {
@@ -328,6 +338,10 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
     outAtoms: jaxpr.outvars,
     slots,
     argOfSlot: new Map(jaxpr.invars.map((v, i) => [slots.get(v)!, i] as [number, number])),
+    unreadArgs: jaxpr.invars.flatMap((v, arg) => {
+      const slot = slots.get(v)!;
+      return lastRead.has(slot) || outSlots.has(slot) ? [] : [{ arg, slot }];
+    }),
     profile: debugEnabled('profile'),
   };
   // Which inputs of each group step are read for the last time there (candidates to be written

@@ -270,8 +270,12 @@ function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse
       const flat = y.isContiguous() ? y.data.subarray(y.offset, y.offset + ysSize[j]) : y.toTyped();
       dst.set(flat as ArrayLike<number>, t * ysSize[j]);
     });
-    // This step's y buffers are copied: recycle them (not one a carry or an input still holds).
-    const held = new Set<TypedArray>([...carry, ...carryIn, ...consts, ...xt].map((x) => x.data));
+    // This step's y buffers are copied: recycle them (not one a carry or an input still holds; an
+    // input carry that was donated is free once read, also when the body returned it as y).
+    const held = new Set<TypedArray>([...carry, ...consts, ...xt].map((x) => x.data));
+    carryIn.forEach((c, j) => {
+      if (!donated[numConsts + j]) held.add(c.data);
+    });
     for (const y of ysOut) {
       if (recyclable(y.data) && !held.has(y.data)) {
         held.add(y.data);

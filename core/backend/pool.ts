@@ -25,7 +25,7 @@ const idle = new Map<number, TypedArray[]>();
 let idleBytes = 0;
 const handedOut = new WeakSet<TypedArray>();
 let isIdle = new WeakSet<TypedArray>();
-export const poolStats = { reused: 0, fresh: 0, returned: 0, resident: 0, residentBytes: 0 };
+export const poolStats = { reused: 0, fresh: 0, returned: 0, resident: 0, residentBytes: 0, residentFinalized: 0 };
 
 const DTYPE_CODE: Record<DType, number> = { float32: 0, float64: 1, int32: 2, uint32: 3, bool: 4 };
 const keyOf = (dtype: DType, size: number, resident: boolean): number => (size * 5 + DTYPE_CODE[dtype]) * 2 + (resident ? 1 : 0);
@@ -41,6 +41,7 @@ const finalizer =
   typeof FinalizationRegistry === 'undefined'
     ? null
     : new FinalizationRegistry<{ at: number; bytes: number }>(({ at, bytes }) => {
+        poolStats.residentFinalized++;
         poolStats.residentBytes -= bytes;
         releaseResidentArray({ byteOffset: at, byteLength: bytes } as TypedArray);
       });

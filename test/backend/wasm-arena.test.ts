@@ -165,6 +165,16 @@ t.test('no arena memory leaks over many steps: fit, a scan inside jit, callbacks
     const h2 = tanh(add(matmul(h, w), xt));
     return [h2, h2.mul(2)] as const;
   }, h0, xs)).donating([], { keepResident: true });
+  // A body that returns its previous carry as y (a filter emitting the state before the update):
+  // the donated input carry leaves as y and must be recycled after the copy; its final carry is
+  // unused by the caller.
+  const delayed = jit((c0: Tensor, xs: Tensor) => scan((c: Tensor, xt: Tensor) => [c.mul(0.9).add(xt), c] as const, c0, xs)[1]).donating([], { keepResident: true });
+  const c0 = fromTyped(randomF32(16 * 64, next), [16, 64]);
+  const xsD = fromTyped(randomF32(30 * 16 * 64, next), [30, 16, 64]);
+  detachResident(delayed(c0, xsD), { recycle: true });
+  const d0 = poolStats.residentBytes;
+  for (let i = 0; i < 10; i++) detachResident(delayed(c0, xsD), { recycle: true });
+  t.ok(poolStats.residentBytes <= d0, `a scan whose y is its previous carry, 10 calls: resident bytes flat (${d0} -> ${poolStats.residentBytes})`);
   const h0 = fromTyped(randomF32(16 * 64, next), [16, 64]);
   const xs = fromTyped(randomF32(50 * 16 * 64, next), [50, 16, 64]);
   const w = fromTyped(randomF32(64 * 64, next).map((v) => v * 0.1), [64, 64]);

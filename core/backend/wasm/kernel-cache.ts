@@ -90,7 +90,17 @@ export function arenaU8(): Uint8Array {
   return heapU8;
 }
 
-const rounded = (bytes: number): number => Math.ceil(Math.max(bytes, 1) / ALIGN) * ALIGN + TAIL;
+/**
+ * A block's size class: small blocks in 64-byte steps; from 8 kB up, the next of 4/4, 5/4, 6/4 or
+ * 7/4 times a power of two (at most 25% unused), so that the many sizes a long job asks for
+ * (shapes of other batches, of evaluation runs) share free blocks instead of growing the memory.
+ */
+function rounded(bytes: number): number {
+  const b = Math.max(bytes, 1);
+  if (b <= 8192) return Math.ceil(b / ALIGN) * ALIGN + TAIL;
+  const quarter = 2 ** (Math.floor(Math.log2(b)) - 2);
+  return Math.ceil(b / quarter) * quarter + TAIL;
+}
 
 function grow(toBytes: number): boolean {
   const m = arenaMemory();
@@ -127,15 +137,19 @@ export function arenaAlloc(bytes: number): number {
     arenaStats.blocks++;
     return list.pop()!;
   }
-  if (grow(top + size)) {
-    const at = top;
-    top += size;
-    arenaStats.blocks++;
-    return at;
-  }
-  // Out of room: the smallest free block that is large enough (used whole).
+  // A free block of up to twice the size before new memory; when the memory cannot grow, any
+  // larger free block (used whole).
   let best = -1;
-  for (const [s, l] of freeLists) if (s > size && l.length > 0 && (best < 0 || s < best)) best = s;
+  for (const [s, l] of freeLists) if (s > size && s <= 2 * size + TAIL && l.length > 0 && (best < 0 || s < best)) best = s;
+  if (best < 0) {
+    if (grow(top + size)) {
+      const at = top;
+      top += size;
+      arenaStats.blocks++;
+      return at;
+    }
+    for (const [s, l] of freeLists) if (s > size && l.length > 0 && (best < 0 || s < best)) best = s;
+  }
   if (best < 0) return -1;
   const at = freeLists.get(best)!.pop()!;
   blockSizes.set(at, best);
