@@ -13,8 +13,9 @@
  *
  * Blocks are 64-byte aligned and carry 64 spare bytes, so a kernel's last vector may run past the
  * logical end of an operand or a result without touching a neighbour. Freed blocks go onto a list
- * per rounded size (a training step asks for the same sizes every time); a request no list and no
- * growth can serve takes the smallest larger free block.
+ * per size class (a training step asks for the same sizes every time); a request its class cannot
+ * serve takes a free block of up to twice its size before the memory grows, and any larger free
+ * block once it cannot grow. The memory never shrinks (WebAssembly memories cannot).
  */
 import type { DType, TypedArray } from '../../dtype.js';
 import { keyJson } from '../../ir.js';
