@@ -81,27 +81,17 @@ export class NDArray extends Tensor {
     const shape = this.shape;
     const stride = this.nd.stride;
     const rank = shape.length;
-    const idx = new Array<number>(rank).fill(0);
-    let src = this.offset;
     const data = this.data;
-    const inner = rank > 0 ? shape[rank - 1] : 0;
-    if (rank > 1 && stride[rank - 1] === 1 && inner >= 16) {
+    const inner = rank > 0 ? shape[rank - 1] : 1;
+    const step = rank > 0 ? stride[rank - 1] : 0;
+    const starts = stridedOffsets(shape.slice(0, -1), stride.slice(0, -1), this.offset);
+    if (rank > 1 && step === 1 && inner >= 16) {
       // Contiguous rows (a transposed batch of vectors, a slice): copy them whole (memcpy); an
       // element loop costs ~10x more.
-      const starts = stridedOffsets(shape.slice(0, -1), stride.slice(0, -1), src);
       for (let r = 0; r < starts.length; r++) out.set(data.subarray(starts[r], starts[r] + inner) as ArrayLike<number>, r * inner);
       return out;
     }
-    for (let i = 0; i < n; i++) {
-      out[i] = data[src];
-      for (let d = rank - 1; d >= 0; d--) {
-        idx[d]++;
-        src += stride[d];
-        if (idx[d] < shape[d]) break;
-        src -= stride[d] * shape[d];
-        idx[d] = 0;
-      }
-    }
+    for (let r = 0, i = 0; r < starts.length; r++) for (let c = 0, o = starts[r]; c < inner; c++, o += step) out[i++] = data[o];
     return out;
   }
   override toNested(): NestedArray {

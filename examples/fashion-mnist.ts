@@ -8,14 +8,11 @@ import { random, type NDArray } from '../core/index.js';
 import { FASHION_MNIST_CLASSES, loadFashionMnist, tileTime } from '../data/index.js';
 import * as nn from '../nn/index.js';
 import * as spiking from '../spiking/index.js';
+import { parseCli } from './lib/cli.js';
 import { sampleGridFigure, spikeOutputFigure, writeFigure } from './lib/figures.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string): string | undefined => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-};
-const quick = args.includes('--quick');
+const { flag, has } = parseCli();
+const quick = has('--quick');
 const epochs = Number(flag('--epochs') ?? (quick ? 1 : 10));
 const outDir = flag('--out') ?? 'out/fashion-mnist';
 // --seed shifts every model's PRNG keys (to measure run-to-run spread); --models picks which of

@@ -15,13 +15,10 @@ import { mul, random, slice, type NDArray, type Tensor } from '../core/index.js'
 import { loadFashionMnist, poissonEncode } from '../data/index.js';
 import * as nn from '../nn/index.js';
 import * as spiking from '../spiking/index.js';
+import { parseCli } from './lib/cli.js';
 
-const args = process.argv.slice(2);
-const flag = (name: string): string | undefined => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-};
-const quick = args.includes('--quick');
+const { flag, has } = parseCli();
+const quick = has('--quick');
 const epochs = Number(flag('--epochs') ?? (quick ? 1 : 3));
 const steps = Number(flag('--steps') ?? 20);
 const dt = 0.01;

@@ -3,7 +3,7 @@ import ops from 'ndarray-ops';
 import { allocate, type DType, type TypedArray } from '../dtype.js';
 import { makeView, NDArray, reshapeView, type NdView } from '../ndarray.js';
 import { ELEMENTWISE, type PrimParams, type Primitive } from '../primitives.js';
-import { contiguousStrides } from '../shape.js';
+import { contiguousStrides, stridedOffsets } from '../shape.js';
 import { evalJaxpr, registerBackend, avalOf, type Backend } from '../trace.js';
 import { shapeRules } from '../primitives.js';
 import { runFused, singleOpProgram, type ElementwisePrim, type FusedProgram } from './fusion.js';
@@ -66,21 +66,8 @@ function axisLast(x: NDArray, axis: number): NdView {
 
 /** Calls fn(outerIndex, baseOffset) for each position of all but the last axis of a view. */
 function forEachRow(v: NdView, fn: (row: number, base: number) => void): void {
-  const shape = v.shape.slice(0, -1);
-  const stride = v.stride.slice(0, -1);
-  const n = shape.reduce((a, c) => a * c, 1);
-  const idx = new Array<number>(shape.length).fill(0);
-  let base = v.offset;
-  for (let r = 0; r < n; r++) {
-    fn(r, base);
-    for (let d = shape.length - 1; d >= 0; d--) {
-      idx[d]++;
-      base += stride[d];
-      if (idx[d] < shape[d]) break;
-      base -= stride[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
+  const starts = stridedOffsets(v.shape.slice(0, -1), v.stride.slice(0, -1), v.offset);
+  for (let r = 0; r < starts.length; r++) fn(r, starts[r]);
 }
 
 /** Output shape of a kernel that produced rows along a moved-last axis, moved back. */

@@ -7,6 +7,7 @@
  */
 import t from 'tap';
 import { rng } from './fixtures/rng.js';
+import { sameBits } from './fixtures/compare.js';
 import {
   add,
   broadcastTo,
@@ -54,12 +55,6 @@ function firstOff(got: ArrayLike<number>, want: ArrayLike<number>, tol: number):
   if (got.length !== want.length) return 0;
   for (let i = 0; i < want.length; i++) if (!(Math.abs(got[i] - want[i]) <= tol * (1 + Math.abs(want[i])))) return i;
   return -1;
-}
-
-function sameBits(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i]) && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
-  return true;
 }
 
 const vals = (x: Tensor): Float32Array => x.toTyped() as Float32Array;

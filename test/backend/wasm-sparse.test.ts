@@ -8,6 +8,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { rng } from './fixtures/rng.js';
+import { sameBits } from './fixtures/compare.js';
 import { gemmF32, wasmSimdAvailable } from '../../core/backend/wasm/index.js';
 import { SPARSE_MAX_DENSITY, setSparseMatmul, sparseGemm, sparseStats } from '../../core/backend/wasm/sparse.js';
 import { fromTyped, matmul, type NDArray } from '../../core/index.js';
@@ -20,7 +21,6 @@ function sparseMatrix(rows: number, cols: number, density: number, next: () => n
   return Float32Array.from({ length: rows * cols }, () => (next() < density ? kinds[Math.floor(next() * kinds.length)]() : next() < 0.5 ? 0 : -0));
 }
 
-const sameBits = (a: Float32Array, b: Float32Array): boolean => a.length === b.length && a.every((x, i) => Object.is(x, b[i]));
 
 t.test('bit-identical to the dense kernel over shapes, densities and layouts', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
   let used = 0;
