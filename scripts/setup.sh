@@ -6,10 +6,14 @@ cd "$(dirname "$0")/.."
 # Debian packages for: the data set; building gl from source (node-gyp: python3, make, g++; GL, X
 # headers); running it headless (Xvfb + Mesa's software rasterizer, llvmpipe).
 GL_PACKAGES="python3 make g++ pkg-config libxi-dev libgl1-mesa-dev mesa-common-dev libglu1-mesa-dev libglew-dev xvfb xauth libgl1-mesa-dri"
+# Independent references and peers for tests and benchmarks: the NIR reference package needs h5py
+# and numpy; PyTorch (with the OpenMP OpenBLAS, see bench/README.md) is a benchmark peer; Debian's
+# chromium runs the browser tests (driven by puppeteer-core, no browser download).
+PEER_PACKAGES="python3-h5py python3-numpy python3-torch libopenblas0-openmp chromium"
 if command -v apt-get >/dev/null 2>&1; then
   missing=""
   if [ ! -e /usr/share/datasets/fashion-mnist ] && [ -z "${FASHION_MNIST_DIR:-}" ]; then missing="dataset-fashion-mnist"; fi
-  for p in $GL_PACKAGES; do
+  for p in $GL_PACKAGES $PEER_PACKAGES; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
   done
   if [ -n "$missing" ]; then
