@@ -8,7 +8,7 @@ export { NDArray, array, fromTyped, fromNdarray, zeros, ones, full, scalar, aran
 export { ShapeError, broadcastShapes, sizeOf } from './shape.js';
 export * from './ops.js';
 export { grad, valueAndGrad, vjp, jvp, vjpRules, type GradOptions } from './vjp.js';
-export { jit, makeJaxpr, detachResident, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';
+export { jit, makeJaxpr, toHost, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';
 export { scan, customVjp, type ScanOptions } from './control.js';
 export { printJaxpr, type Jaxpr, type ClosedJaxpr, type Aval } from './ir.js';
 export { shapeRules, type Primitive, type PrimParams } from './primitives.js';

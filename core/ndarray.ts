@@ -2,7 +2,7 @@ import ndarray from 'ndarray';
 import { allocate, coerceScalar, dtypeOfTyped, type DType, type TypedArray } from './dtype.js';
 import { contiguousStrides, fmtShape, ShapeError, sizeOf, stridedOffsets } from './shape.js';
 import { Tensor, type NestedArray } from './tensor.js';
-import { residentScope, takeBuffer } from './backend/pool.js';
+import { getBackend } from './backends.js';
 
 type ViewMaker = (data: TypedArray, shape: readonly number[], stride: readonly number[], offset: number) => NdView;
 const viewMakers = new Map<unknown, ViewMaker[]>();
@@ -221,19 +221,20 @@ export function arange(start: number, stop?: number, step = 1, dtype: DType = 'i
  * (stride 0, e.g. a time axis made by tiling one image) stay broadcast: only the distinct data
  * is copied, so a batch of a time-tiled dataset costs what a batch of the images costs.
  *
- * With `{ pooled: true }` the rows are copied into memory from the CPU backend's buffer pool (in
- * the kernels' arena where possible), for a batch that is passed *donated* to a jitted step: the
- * step reads it in place and recycles the memory for the next batch, instead of a fresh
- * allocation per step. Such a batch must not be used after it was donated.
+ * With `{ donate: true }` the rows are copied into memory the active backend provides for inputs
+ * passed *donated* to a jitted step (the CPU backend: pooled memory in its kernel arena, which
+ * the step reads in place and recycles for the next batch instead of a fresh allocation per
+ * step). Such a batch must not be used after it was donated.
  */
-export function gatherRows(x: NDArray, indices: ArrayLike<number>, options: { readonly pooled?: boolean } = {}): NDArray {
+export function gatherRows(x: NDArray, indices: ArrayLike<number>, options: { readonly donate?: boolean } = {}): NDArray {
   if (x.ndim === 0) throw new ShapeError('gatherRows: cannot gather rows of a scalar');
   const n = x.shape[0];
   const broadcastAxes = x.shape.map((d, i) => i > 0 && d > 1 && x.strides[i] === 0);
   const compactShape = x.shape.map((d, i) => (broadcastAxes[i] ? 1 : d));
   const rowShape = compactShape.slice(1);
   const rowSize = sizeOf(rowShape);
-  const out = options.pooled === true ? residentScope(true, () => takeBuffer(x.dtype, indices.length * rowSize)) : allocate(x.dtype, indices.length * rowSize);
+  const backendBuffer = options.donate === true ? getBackend().inputBuffer : undefined;
+  const out = backendBuffer ? backendBuffer(x.dtype, indices.length * rowSize) : allocate(x.dtype, indices.length * rowSize);
   const rowStrides = x.strides.slice(1).map((s, i) => (broadcastAxes[i + 1] ? 0 : s));
   const compactRow = makeView(out, [indices.length, ...rowShape], contiguousStrides([indices.length, ...rowShape]), 0);
   const expected = contiguousStrides(rowShape);

@@ -11,7 +11,7 @@
  * const r = enableGpuBackend(); // { ok, mode, reason }: in Node needs the 'gl' package and a display (xvfb-run)
  * if (r.ok) setBackend('gpujs');
  */
-import { registerBackend, type Backend } from '../../trace.js';
+import { registerBackend, type Backend } from '../../backends.js';
 import { compileGpu, gpuRun } from './compile.js';
 import { currentMode, defaultModes, probes, startGpu, type GpuMode } from './runtime.js';
 
