@@ -17,6 +17,28 @@ import type { PrimParams, Primitive } from './primitives.js';
  */
 export type CompiledProgram = (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepInBackend?: boolean) => NDArray[];
 
+/** A buffer in a backend's own memory (a texture, a GPU buffer): opaque to the frontend. */
+export interface DeviceBuffer {
+  readonly dtype: DType;
+  /** Elements. */
+  readonly size: number;
+}
+
+/**
+ * A backend's own memory, for backends whose arrays can live off the host (a GPU). The frontend
+ * moves values in and out only through these; `NDArray` holds a buffer until it is read.
+ */
+export interface DeviceMemory {
+  /** A buffer of `size` elements of `dtype`, filled from `initial` (an upload) when given. */
+  malloc(dtype: DType, size: number, initial?: TypedArray): DeviceBuffer;
+  /** The buffer's values on the host. Asynchronous: a WebGPU readback (mapAsync) cannot block. */
+  read(buffer: DeviceBuffer): Promise<TypedArray>;
+  /** The same, blocking, where the backend can (WebGL's readPixels); absent where it cannot (WebGPU). */
+  readSync?(buffer: DeviceBuffer): TypedArray;
+  /** Frees the buffer; the caller never uses it again. */
+  free(buffer: DeviceBuffer): void;
+}
+
 /** Kernels, compilation and (optionally) memory management for one device. */
 export interface Backend {
   readonly name: string;
@@ -36,6 +58,18 @@ export interface Backend {
    * arrays copied is reused at once (the caller never touches the originals again).
    */
   toHost?(xs: readonly NDArray[], recycle: boolean): NDArray[];
+  /**
+   * Memory of the backend's own, for arrays that live on a device (`toDevice`, `NDArray.read`).
+   * Absent: the backend computes on host arrays (the CPU: synchronous all the way).
+   */
+  readonly memory?: DeviceMemory;
+}
+
+/** The backend registered under `name`, or an error naming `where` and the registered ones. */
+export function backendNamed(name: string, where: string): Backend {
+  const b = backends.get(name);
+  if (!b) throw new Error(`${where}: unknown backend '${name}'; registered: ${[...backends.keys()].join(', ')}`);
+  return b;
 }
 
 const backends = new Map<string, Backend>();

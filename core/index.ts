@@ -4,7 +4,7 @@
 import './backend/cpu.js';
 export type { DType, TypedArray } from './dtype.js';
 export { Tensor, ConcretizationError, type NestedArray } from './tensor.js';
-export { NDArray, array, fromTyped, fromNdarray, zeros, ones, full, scalar, arange, gatherRows, type ArrayOptions } from './ndarray.js';
+export { NDArray, array, fromTyped, fromNdarray, zeros, ones, full, scalar, arange, gatherRows, toDevice, type ArrayOptions } from './ndarray.js';
 export { ShapeError, broadcastShapes, sizeOf } from './shape.js';
 export * from './ops.js';
 export { grad, valueAndGrad, vjp, jvp, vjpRules, type GradOptions } from './vjp.js';

@@ -14,7 +14,8 @@ import { rng } from './fixtures/rng.js';
 import { gpuBackendOrSkip } from './fixtures/gpu.js';
 import { bind } from '../../core/trace.js';
 import { shapeRules, type Primitive, type PrimParams } from '../../core/primitives.js';
-import { customVjp, fromTyped, jit, mul, random, scan, type DType, type NDArray, type Tensor } from '../../core/index.js';
+import { customVjp, fromTyped, jit, mul, random, scan, toDevice, type DType, type NDArray, type Tensor } from '../../core/index.js';
+import { gpuTransferStats } from '../../core/backend/gpu/index.js';
 
 const enabled = gpuBackendOrSkip();
 
@@ -145,5 +146,22 @@ if (enabled) {
       const gpu = jit(c.f, { backend: 'gpujs' })(...inputs) as NDArray;
       t.equal(difference(cpu, gpu, c.rtol ?? TIGHT), '', prim);
     }
+  });
+}
+
+if (enabled) {
+  t.test('gpujs device memory: toDevice uploads once, a jit program reads the texture in place, read() returns the values', async (t) => {
+    const x = rand([64, 33], 31, -3, 3);
+    const uploads0 = gpuTransferStats().uploads;
+    const dev = toDevice(x, 'gpujs');
+    t.equal(dev.device, 'gpujs');
+    t.equal(gpuTransferStats().uploads, uploads0 + 1, 'one upload');
+    const f = jit((a: Tensor) => bind('tanh', [a], {})[0], { backend: 'gpujs' });
+    const onDevice = f(dev) as NDArray;
+    t.equal(gpuTransferStats().uploads, uploads0 + 1, 'the program read the device array without another upload');
+    const reference = f(x) as NDArray;
+    t.equal(difference(reference, onDevice, 0), '', 'same result as from the host array');
+    const back = await dev.toTypedAsync();
+    t.same(Array.from(back), Array.from(x.toTyped()), 'read() gives the uploaded values exactly');
   });
 }
