@@ -76,3 +76,16 @@ t.test('only core/backend/ and the core entry points import core/backend/', asyn
   }
   t.same(problems, [], 'the frontend imports no backend module');
 });
+
+t.test('examples import public entry points only (no core/internal, no module under a layer)', async (t) => {
+  const problems: string[] = [];
+  for (const file of sources(join(root, 'examples'))) {
+    for (const spec of imports(readFileSync(file, 'utf8'))) {
+      if (!spec.startsWith('.')) continue;
+      const target = relative(root, resolve(dirname(file), spec)).split(/[\\/]/).join('/');
+      const layer = target.split('/')[0];
+      if ((LAYERS as readonly string[]).includes(layer) && !/^[a-z]+\/index\.js$/.test(target)) problems.push(`${relative(root, file)} imports ${spec}`);
+    }
+  }
+  t.same(problems, [], 'examples use the public API');
+});

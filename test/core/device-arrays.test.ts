@@ -5,9 +5,8 @@
  * before a read must fail with a message that says what to do; host arrays read at once.
  */
 import t from 'tap';
-import { add, array, fromTyped, NDArray, registerBackend, toDevice, ShapeError } from '../../core/index.js';
-import { cpuBackend } from '../../core/backend/cpu.js';
-import type { DeviceBuffer, DeviceMemory } from '../../core/backends.js';
+import { add, array, fromTyped, NDArray, toDevice, ShapeError } from '../../core/index.js';
+import { cpuBackend, registerBackend, type DeviceBuffer, type DeviceMemory } from '../../core/internal.js';
 
 interface MockBuffer extends DeviceBuffer {
   values: Float64Array | null;
