@@ -7,7 +7,15 @@ import './backend/cpu.js';
 export { bind, bind1, evalJaxpr } from './trace.js';
 export { vjpRules } from './vjp.js';
 export { shapeRules, ELEMENTWISE, ELEMENTWISE_PRIMS, type ElementwisePrim, type Primitive, type PrimParams } from './primitives.js';
-export { registerBackend, registeredBackends, backendNamed, type Backend, type CompiledProgram, type DeviceBuffer, type DeviceMemory } from './backends.js';
+export {
+  registerBackend,
+  registeredBackends,
+  backendNamed,
+  type Backend,
+  type CompiledProgram,
+  type DeviceBuffer,
+  type DeviceMemory,
+} from './backends.js';
 export { cpuKernels, cpuBackend } from './backend/cpu.js';
 export { SCALAR_OPS, storeAs, storeValue, type ScalarOp, type SimdRender, type LaneType } from './backend/scalar-ops.js';
 export { kernelStats } from './backend/fusion.js';

@@ -214,6 +214,7 @@ t.test('scan carries that are views, shared, unchanged or xs slices survive carr
       const x = xs.subarray(s * N * N, (s + 1) * N * N);
       const a2 = transposeRef(Float32Array.from(a, (v, i) => fr(v + x[i])), N, N);
       a2.forEach((v, i) => (ys[s * N * N + i] = fr(fr(v * 2) + c[i])));
+      // eslint-disable-next-line no-self-assign -- b passes through the step unchanged, as in the scan body
       [a, b, c, d, e, f] = [a2, b, Float32Array.from(x), a2, f, Float32Array.from(e, (v, i) => fr(v + x[i]))];
     }
     const [[ga, gb, gc, gd, ge, gf], gys] = out;

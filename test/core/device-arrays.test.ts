@@ -47,7 +47,10 @@ t.test('a device array reads back asynchronously with its exact values', async (
     t.equal(y.dtype, dtype);
     const got = await y.toTypedAsync();
     t.equal(got.constructor, x.toTyped().constructor, `${dtype}: typed array of its dtype`);
-    t.ok(Array.from(got).every((v, i) => Object.is(v, x.toTyped()[i])), `${dtype}: values round-trip exactly`);
+    t.ok(
+      Array.from(got).every((v, i) => Object.is(v, x.toTyped()[i])),
+      `${dtype}: values round-trip exactly`,
+    );
   }
 });
 
