@@ -83,6 +83,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   neg: elementwise('neg'),
   exp: elementwise('exp'),
   log: elementwise('log'),
+  log1p: elementwise('log1p'),
   sqrt: elementwise('sqrt'),
   tanh: elementwise('tanh'),
   logistic: elementwise('logistic'),

@@ -39,6 +39,7 @@ export const elementwiseCode: { [P in ElementwisePrim]: Code } = {
   neg: u((a) => `(-${a})`),
   exp: u((a) => `Math.exp(${a})`),
   log: u((a) => `Math.log(${a})`),
+  log1p: u((a) => `Math.log1p(${a})`),
   sqrt: u((a) => `Math.sqrt(${a})`),
   tanh: u((a) => `Math.tanh(${a})`),
   logistic: u((a) => `(1/(1+Math.exp(-${a})))`),

@@ -34,13 +34,16 @@ const b = (f: (a: string, c: string) => string): Code => (a) => f(a[0], a[1]);
 
 /**
  * One gpu.js-JS expression per elementwise primitive (the GPU counterpart of `elementwiseCode`).
- * Values are float32; comparisons yield 1.0 / 0.0. Differences from the CPU: NaN propagation of
- * max/min and NaN compares follow the GPU, not numpy.
+ * Values are float32; comparisons yield 1.0 / 0.0. max/min are written with the CPU's NaN rule
+ * (a NaN operand wins) instead of GLSL's max/min, whose NaN result is undefined; how faithfully a
+ * GPU compares NaN is up to its driver.
  */
 export const gpuCode: { [P in ElementwisePrim]: Code } = {
   neg: u((a) => `(-${a})`),
   exp: u((a) => `Math.exp(${a})`),
   log: u((a) => `Math.log(${a})`),
+  // GLSL has no log1p: log(u) * a / (u - 1) with u = 1 + a cancels the rounding of u (exact to a few ulps).
+  log1p: u((a) => `((1.0 + ${a}) === 1.0 ? ${a} : Math.log(1.0 + ${a}) * ${a} / ((1.0 + ${a}) - 1.0))`),
   sqrt: u((a) => `Math.sqrt(${a})`),
   // GLSL ES 1.0 has no tanh: 1 - 2 / (e^2a + 1) saturates correctly at both ends.
   tanh: u((a) => `(1.0 - 2.0 / (Math.exp(2.0 * ${a}) + 1.0))`),
@@ -52,8 +55,8 @@ export const gpuCode: { [P in ElementwisePrim]: Code } = {
   sub: b((a, c) => `(${a} - ${c})`),
   mul: b((a, c) => `(${a} * ${c})`),
   div: b((a, c) => `(${a} / ${c})`),
-  max: b((a, c) => `Math.max(${a}, ${c})`),
-  min: b((a, c) => `Math.min(${a}, ${c})`),
+  max: b((a, c) => `((${a} > ${c} || ${a} !== ${a}) ? ${a} : ${c})`),
+  min: b((a, c) => `((${a} < ${c} || ${a} !== ${a}) ? ${a} : ${c})`),
   // GLSL pow is undefined for a negative base: integer exponents get their sign back by hand.
   pow: b(
     (a, c) =>
@@ -206,7 +209,7 @@ export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], vi
       lines.push(...compute(views.map((_, i) => offsetExpr(0, id, inner.strides[i]).replace(/^0\.0/, `b${i}`))));
       return lines;
     };
-    const acc = (t: string): string => (op === 'sum' ? `acc = acc + ${t};` : op === 'max' ? `acc = Math.max(acc, ${t});` : `acc = Math.min(acc, ${t});`);
+    const acc = (t: string): string => (op === 'sum' ? `acc = acc + ${t};` : op === 'max' ? `acc = (${t} > acc || ${t} !== ${t}) ? ${t} : acc;` : `acc = (${t} < acc || ${t} !== ${t}) ? ${t} : acc;`);
     // max/min start from the first element (no infinite literal needed); sum from zero.
     if (op === 'sum') body.push('let acc = 0.0;');
     else body.push('let acc = 0.0;', '{', 'let jf = 0.0;', ...step('jf'), `acc = ${prog.output};`, '}');
