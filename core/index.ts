@@ -10,6 +10,7 @@ export * from './ops.js';
 export { grad, valueAndGrad, vjp, jvp, vjpRules, type GradOptions } from './vjp.js';
 export { jit, makeJaxpr, detachResident, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';
 export { scan, customVjp, type ScanOptions } from './control.js';
+export { vmap, type VmapOptions, type AxisSpec } from './vmap.js';
 export { printJaxpr, type Jaxpr, type ClosedJaxpr, type Aval } from './ir.js';
 export { shapeRules, type Primitive, type PrimParams } from './primitives.js';
 export { bind, getBackend, setBackend, withBackend, registerBackend, Tracer, type Backend } from './trace.js';
