@@ -40,7 +40,7 @@ const rules = new Map<string, LayerRule>();
 
 /**
  * Registers the connection/neuron rule for a layer kind, for layers that declare no `energy`
- * capability (a layer's own `energy` is preferred: see nn/layer.ts).
+ * capability, or to override it (see nn/layer.ts).
  */
 export function registerLayerRule(kind: string, rule: LayerRule): void {
   rules.set(kind, rule);
@@ -89,12 +89,11 @@ export function modelEnergy(model: Layer, variables: { params: Tree; state: Tree
     const inner = l.childStates === 'shared' && l.children?.length === 1 ? l.children[0] : l;
     const r = l.init(random.key(0), shape);
     let counts = { connections: 0, neurons: 0, spiking: false };
-    if (l.energy) counts = l.energy(shape, r.outputShape);
-    else {
-      const rule = rules.get(inner.kind);
-      const wrapped = inner !== l;
-      if (rule) counts = rule(inner, wrapped ? shape.slice(1) : shape, wrapped ? r.outputShape.slice(1) : r.outputShape);
-    }
+    // A rule registered for the kind overrides what the layer declares.
+    const rule = rules.get(inner.kind);
+    const wrapped = inner !== l;
+    if (rule) counts = rule(inner, wrapped ? shape.slice(1) : shape, wrapped ? r.outputShape.slice(1) : r.outputShape);
+    else if (l.energy) counts = l.energy(shape, r.outputShape);
     let inputRate: number | undefined;
     if (x !== undefined) {
       inputRate = mean(abs(x)).item();
