@@ -163,9 +163,10 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
   // Fixed values become constants once (per dtype); learned ones come from the parameters.
   const fixed = new Map<string, Tensor | number>();
   for (const [name, s] of specs) if (!s.learn) fixed.set(name, typeof s.value === 'number' ? s.value : array(s.value as number[]));
-  const get = (p: Params, name: string, dtype: DType): Tensor | number => {
+  // Fixed numbers become scalars of the input's dtype, so float64 inputs compute in float64 throughout.
+  const get = (p: Params, name: string, dtype: DType): Tensor => {
     const v = specs.get(name)!.learn ? p[name] : fixed.get(name)!;
-    return typeof v === 'number' || v.dtype === dtype ? v : cast(v, dtype);
+    return typeof v === 'number' ? scalar(v, dtype) : v.dtype === dtype ? v : cast(v, dtype);
   };
   const lastAxis = (shape: readonly number[]): number => shape[shape.length - 1];
 
@@ -184,10 +185,9 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
   if (initialMembrane !== 'zeros') config.initialMembrane = initialMembrane;
 
   /** The decay a and input gain g of a first-order section with time constant `tauName` (continuous) or decay `betaName`. */
-  const section = (p: Params, dt: Tensor, dtype: DType, betaName: string, tauName: string, withR: boolean): [Tensor | number, Tensor | number] => {
+  const section = (p: Params, dt: Tensor, dtype: DType, betaName: string, tauName: string, withR: boolean): [Tensor, Tensor] => {
     if (!continuous) {
-      const b = get(p, betaName, dtype);
-      return [typeof b === 'number' ? Math.min(Math.max(b, 0), 1) : clip01(b), 1];
+      return [clip01(get(p, betaName, dtype)), scalar(1, dtype)];
     }
     const ratio = div(dt, get(p, tauName, dtype));
     const a = discretisation === 'exact' ? exp(neg(ratio)) : sub(1, ratio);
@@ -237,7 +237,7 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
         next.syn = add(mul(state.syn, as), mul(drive, gs));
         drive = next.syn;
       }
-      const [a, g] = variant.integrate ? [1, specs.has('r') ? mul(dt, get(p, 'r', dtype)) : 1] : section(p, dt, dtype, 'beta', 'tau', true);
+      const [a, g] = variant.integrate ? [scalar(1, dtype), specs.has('r') ? mul(dt, get(p, 'r', dtype)) : scalar(1, dtype)] : section(p, dt, dtype, 'beta', 'tau', true);
       // Leak and input: a U + (1 - a) v_leak + g x.
       let decayed: Tensor = mul(state.mem, a);
       if (continuous) decayed = add(decayed, mul(sub(1, a), get(p, 'vLeak', dtype)));
@@ -245,7 +245,7 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
         next.mem = add(decayed, mul(drive, g));
         return [next.mem, next];
       }
-      let thr: Tensor | number = get(p, 'threshold', dtype);
+      let thr: Tensor = get(p, 'threshold', dtype);
       let resetFrom: Tensor;
       if (variant.adaptive) {
         const rho = get(p, 'rho', dtype);
