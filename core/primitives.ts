@@ -13,6 +13,7 @@ export interface PrimParams {
   neg: NoParams;
   exp: NoParams;
   log: NoParams;
+  log1p: NoParams;
   sqrt: NoParams;
   tanh: NoParams;
   logistic: NoParams;
@@ -68,7 +69,7 @@ export interface PrimParams {
 
 export type Primitive = keyof PrimParams;
 
-export const UNARY = ['neg', 'exp', 'log', 'sqrt', 'tanh', 'logistic', 'abs', 'sign', 'floor'] as const;
+export const UNARY = ['neg', 'exp', 'log', 'log1p', 'sqrt', 'tanh', 'logistic', 'abs', 'sign', 'floor'] as const;
 export const BINARY = ['add', 'sub', 'mul', 'div', 'max', 'min', 'pow'] as const;
 export const COMPARE = ['lt', 'le', 'gt', 'ge', 'eq', 'ne'] as const;
 export type UnaryPrim = (typeof UNARY)[number];
@@ -124,6 +125,7 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
   neg: unary('neg', false),
   exp: unary('exp', true),
   log: unary('log', true),
+  log1p: unary('log1p', true),
   sqrt: unary('sqrt', true),
   tanh: unary('tanh', true),
   logistic: unary('logistic', true),

@@ -157,6 +157,14 @@ export const SCALAR_OPS: { readonly [P in ElementwisePrim]: ScalarOp } = {
   },
   exp: { arity: 1, js: js1((a) => `Math.exp(${a})`), evaluate: ([a]) => Math.exp(a), simd: null, gpu: gpu1((a) => `Math.exp(${a})`) },
   log: { arity: 1, js: js1((a) => `Math.log(${a})`), evaluate: ([a]) => Math.log(a), simd: null, gpu: gpu1((a) => `Math.log(${a})`) },
+  log1p: {
+    arity: 1,
+    js: js1((a) => `Math.log1p(${a})`),
+    evaluate: ([a]) => Math.log1p(a),
+    simd: null,
+    // GLSL has no log1p: log(u) * a / (u - 1) with u = 1 + a cancels the rounding of u (exact to a few ulps).
+    gpu: gpu1((a) => `((1.0 + ${a}) === 1.0 ? ${a} : Math.log(1.0 + ${a}) * ${a} / ((1.0 + ${a}) - 1.0))`),
+  },
   sqrt: {
     arity: 1,
     js: js1((a) => `Math.sqrt(${a})`),
@@ -250,14 +258,14 @@ export const SCALAR_OPS: { readonly [P in ElementwisePrim]: ScalarOp } = {
     js: js2(maxJs),
     evaluate: ([a, c]) => (a > c || a !== a ? a : c),
     simd: simdMaxMin(SIMD_OP.f32x4Gt),
-    gpu: gpu2((a, c) => `Math.max(${a}, ${c})`),
+    gpu: gpu2((a, c) => `((${a} > ${c} || ${a} !== ${a}) ? ${a} : ${c})`),
   },
   min: {
     arity: 2,
     js: js2(minJs),
     evaluate: ([a, c]) => (a < c || a !== a ? a : c),
     simd: simdMaxMin(SIMD_OP.f32x4Lt),
-    gpu: gpu2((a, c) => `Math.min(${a}, ${c})`),
+    gpu: gpu2((a, c) => `((${a} < ${c} || ${a} !== ${a}) ? ${a} : ${c})`),
   },
   pow: {
     arity: 2,

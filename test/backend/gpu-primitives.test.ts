@@ -70,6 +70,7 @@ const CASES: { [P in Primitive]: ParityCase } = {
   neg: unary('neg', -2, 2),
   exp: unary('exp', -3, 3, LOOSE),
   log: unary('log', 0.1, 5, LOOSE),
+  log1p: unary('log1p', -0.9, 5, LOOSE),
   sqrt: unary('sqrt', 0, 5),
   tanh: unary('tanh', -3, 3, LOOSE),
   logistic: unary('logistic', -5, 5, LOOSE),

@@ -46,6 +46,7 @@ const CASES: { [P in Primitive]: GradientCase | NoGradient } = {
   neg: unaryCase('neg', MIXED),
   exp: unaryCase('exp', MIXED),
   log: unaryCase('log', POSITIVE),
+  log1p: unaryCase('log1p', POSITIVE),
   sqrt: unaryCase('sqrt', POSITIVE),
   tanh: unaryCase('tanh', MIXED),
   logistic: unaryCase('logistic', MIXED),

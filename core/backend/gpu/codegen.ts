@@ -164,7 +164,7 @@ export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], vi
       lines.push(...compute(views.map((_, i) => offsetExpr(0, id, inner.strides[i]).replace(/^0\.0/, `b${i}`))));
       return lines;
     };
-    const acc = (t: string): string => (op === 'sum' ? `acc = acc + ${t};` : op === 'max' ? `acc = Math.max(acc, ${t});` : `acc = Math.min(acc, ${t});`);
+    const acc = (t: string): string => (op === 'sum' ? `acc = acc + ${t};` : op === 'max' ? `acc = (${t} > acc || ${t} !== ${t}) ? ${t} : acc;` : `acc = (${t} < acc || ${t} !== ${t}) ? ${t} : acc;`);
     // max/min start from the first element (no infinite literal needed); sum from zero.
     if (op === 'sum') body.push('let acc = 0.0;');
     else body.push('let acc = 0.0;', '{', 'let jf = 0.0;', ...step('jf'), `acc = ${prog.output};`, '}');
