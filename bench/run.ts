@@ -53,7 +53,7 @@ function planFor(c: CaseName, quick: boolean): Plan {
   // few hundred steps or 1.5 s, whichever comes first (the whole --quick run must stay under a
   // minute). The spiking cases run fewer steps in that time, and the Poisson case encodes its
   // input up front (about 2 ms per image), so it gets fewer rows.
-  const maxSteps = c === 'poisson' ? 24 : c === 'spiking' ? 100 : 300;
+  const maxSteps = c === 'poisson' ? 24 : c === 'spiking' || c === 'lif' || c === 'lifStopGradient' ? 100 : 300;
   return { warmupSteps: 10, maxSteps, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 120 };
 }
 
