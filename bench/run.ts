@@ -141,13 +141,22 @@ async function main(): Promise<number> {
 
   // With --repeat N the peers of a case take turns N times (A B A B ...), so that a machine whose
   // speed drifts (shared cores) slows every peer alike; each row reports its median run.
-  const jobs: { job: Omit<Job, 'inputsDir'>; timeoutS: number }[] = [];
+  // The two LIF cases compare one model's surrogate written two ways: they take turns as well.
+  const groups: CaseName[][] = [];
   for (const c of cases) {
+    const paired = c === 'lifStopGradient' && groups.length > 0 && groups[groups.length - 1][0] === 'lif';
+    if (paired) groups[groups.length - 1].push(c);
+    else groups.push([c]);
+  }
+  const jobs: { job: Omit<Job, 'inputsDir'>; timeoutS: number }[] = [];
+  for (const group of groups) {
     for (let r = 0; r < repeat; r++) {
-      for (const peer of peers) {
-        if (SPIKETRACE_ONLY.has(c) && peer !== 'spiketrace') continue;
-        const { timeoutS, ...plan } = planFor(c, quick);
-        jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+      for (const c of group) {
+        for (const peer of peers) {
+          if (SPIKETRACE_ONLY.has(c) && peer !== 'spiketrace') continue;
+          const { timeoutS, ...plan } = planFor(c, quick);
+          jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+        }
       }
     }
   }
