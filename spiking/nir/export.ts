@@ -147,8 +147,9 @@ function exportLayer(layer: Layer, params: Tree, state: Tree, inShape: number[],
     case 'Alpha': {
       if (layer.config.returnSequences === false) throw new NirError(`${where}: returnSequences false reduces over time, which NIR cannot express`);
       if (layer.config.initialLevel !== 0) throw new NirError(`${where}: initialLevel ${String(layer.config.initialLevel)}: NIR neurons start at 0`);
+      // The layer keeps dt as a float32 scalar: compare at that precision.
       const layerDt = (state as Record<string, Tensor> | undefined)?.dt?.item();
-      if (layerDt !== undefined && Math.abs(layerDt - dt) > 1e-12 * dt) throw new NirError(`${where}: it runs at dt = ${layerDt} s, the export's dt is ${dt} s`);
+      if (layerDt !== undefined && layerDt !== Math.fround(dt)) throw new NirError(`${where}: it runs at dt = ${String(layer.config.dt ?? layerDt)} s, the export's dt is ${dt} s`);
       const n = inShape.reduce((a, b) => a * b, 1);
       const tau = tensorArray(p.tau, inShape);
       const ones = nirArray(new Float64Array(n).fill(1), inShape);

@@ -192,10 +192,36 @@ function writeGroup(target: H5GroupHandle, group: H5Group): void {
       const data = entry.shape.length === 0 ? entry.values[0] : [...entry.values];
       target.create_dataset({ name: key, data, shape: entry.shape.length === 0 ? null : [...entry.shape] });
     } else {
-      const big = Array.from(entry.values, (v) => BigInt(v));
-      const data = entry.dtype === 'int64' ? BigInt64Array.from(big) : entry.dtype === 'uint64' ? BigUint64Array.from(big) : entry.values;
+      const data = typedFor(entry.dtype, entry.values);
       target.create_dataset({ name: key, data, shape: [...entry.shape], dtype: WRITE_DTYPE[entry.dtype] });
     }
+  }
+}
+
+/** Values in the typed array of the dtype h5wasm writes (it takes the bytes as they are). */
+function typedFor(dtype: H5NumericDType, values: Float64Array): ArrayBufferView {
+  const big = (): bigint[] => Array.from(values, (v) => BigInt(v));
+  switch (dtype) {
+    case 'float32':
+      return Float32Array.from(values);
+    case 'float64':
+      return values;
+    case 'int8':
+      return Int8Array.from(values);
+    case 'int16':
+      return Int16Array.from(values);
+    case 'int32':
+      return Int32Array.from(values);
+    case 'int64':
+      return BigInt64Array.from(big());
+    case 'uint8':
+      return Uint8Array.from(values);
+    case 'uint16':
+      return Uint16Array.from(values);
+    case 'uint32':
+      return Uint32Array.from(values);
+    case 'uint64':
+      return BigUint64Array.from(big());
   }
 }
 

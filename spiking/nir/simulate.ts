@@ -29,6 +29,7 @@ import {
   scalar,
   scan,
   slice,
+  indexAxis,
   sub,
   transpose,
   where,
@@ -312,6 +313,16 @@ function topologicalOrder(names: string[], edges: readonly FlatEdge[]): string[]
 }
 
 function findCycle(left: Set<string>, edges: readonly FlatEdge[]): string[] {
+  // Nodes downstream of a cycle are left too: drop sinks until every node has a way forward.
+  for (let dropped = true; dropped; ) {
+    dropped = false;
+    for (const n of left) {
+      if (!edges.some((e) => !e.recurrent && e.from === n && left.has(e.to))) {
+        left.delete(n);
+        dropped = true;
+      }
+    }
+  }
   const start = [...left][0];
   const path = [start];
   const seen = new Map([[start, 0]]);
@@ -454,11 +465,9 @@ function planNode(node: FlatNode, p: Record<string, Tensor>, dt: Tensor, discret
         step: (x, [buf]) => {
           // buf[k] holds x_{t-1-k}; element i reads x_{t - steps_i}.
           let y = where(equal(stepsT, 0), x, zeros(x.shape, x.dtype));
-          for (let k = 1; k <= depth; k++) {
-            const past = reshape(slice(buf, [k - 1], [k]), x.shape);
-            y = add(y, where(equal(stepsT, k), past, zeros(x.shape, x.dtype)));
-          }
-          const shifted = depth === 1 ? reshape(x, [1, ...x.shape]) : concatenate([reshape(x, [1, ...x.shape]), slice(buf, [0], [depth - 1])], 0);
+          for (let k = 1; k <= depth; k++) y = add(y, where(equal(stepsT, k), indexAxis(buf, 0, k - 1), zeros(x.shape, x.dtype)));
+          const now = reshape(x, [1, ...x.shape]);
+          const shifted = depth === 1 ? now : concatenate([now, slice(buf, [0], [depth - 1])], 0);
           return [y, [shifted]];
         },
       };
