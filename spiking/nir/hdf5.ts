@@ -57,6 +57,8 @@ interface H5Lib {
   Group: abstract new (...a: never[]) => H5GroupHandle;
   Dataset: abstract new (...a: never[]) => H5Dataset;
   FS: { writeFile(path: string, data: Uint8Array): void; readFile(path: string): Uint8Array; unlink(path: string): void };
+  /** HDF5's errors thrown as JS errors with its error stack as the message (instead of printed to stderr). */
+  quiet<T>(fn: () => T): T;
 }
 
 let libPromise: Promise<H5Lib> | null = null;
@@ -64,8 +66,16 @@ let libPromise: Promise<H5Lib> | null = null;
 async function h5lib(): Promise<H5Lib> {
   libPromise ??= (async () => {
     const mod = (await import('h5wasm')).default;
-    const module = await mod.ready;
-    return { File: mod.File, Group: mod.Group, Dataset: mod.Dataset, FS: module.FS } as unknown as H5Lib;
+    const module = (await mod.ready) as unknown as { FS: H5Lib['FS']; activate_throwing_error_handler(): number; deactivate_throwing_error_handler(): number };
+    const quiet = <T>(fn: () => T): T => {
+      module.activate_throwing_error_handler();
+      try {
+        return fn();
+      } finally {
+        module.deactivate_throwing_error_handler();
+      }
+    };
+    return { File: mod.File, Group: mod.Group, Dataset: mod.Dataset, FS: module.FS, quiet } as unknown as H5Lib;
   })();
   return libPromise;
 }
@@ -89,22 +99,32 @@ export async function readHdf5(bytes: Uint8Array, source: string): Promise<H5Gro
   let file: H5FileHandle | null = null;
   try {
     try {
-      file = new lib.File(name, 'r');
+      file = lib.quiet(() => new lib.File(name, 'r'));
     } catch (e) {
-      throw new NirError(`nir: ${source}: HDF5 could not open it (truncated or corrupt?): ${(e as Error).message ?? e}`, { cause: e });
+      throw new NirError(`nir: ${source}: HDF5 could not open it (truncated or corrupt?): ${hdf5Reason(e)}`, { cause: e });
     }
-    return readGroup(lib, file, source, '', 0);
+    const opened = file;
+    return lib.quiet(() => readGroup(lib, opened, source, '', 0));
   } catch (e) {
     if (e instanceof NirError) throw e;
-    throw new NirError(`nir: ${source}: HDF5 could not read it (truncated or corrupt?): ${(e as Error)?.message ?? e}`, { cause: e });
+    throw new NirError(`nir: ${source}: HDF5 could not read it (truncated or corrupt?): ${hdf5Reason(e)}`, { cause: e });
   } finally {
     try {
-      file?.close();
+      if (file !== null) lib.quiet(() => file!.close());
     } catch {
       /* the read's own error matters more */
     }
     lib.FS.unlink(name);
   }
+}
+
+/** The innermost cause in HDF5's error stack ("minor: ..." of its deepest entry), or the error's message. */
+function hdf5Reason(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  const minors = [...text.matchAll(/minor: (.+)/g)].map((m) => m[1].trim());
+  const details = [...text.matchAll(/#\d+: .* in ([A-Za-z0-9_]+)\(\): (.+)/g)].map((m) => m[2].trim());
+  if (details.length > 0) return `${details[details.length - 1]}${minors.length > 0 ? ` (${minors[minors.length - 1]})` : ''}`;
+  return text.split('\n')[0].slice(0, 300);
 }
 
 function readGroup(lib: H5Lib, group: H5GroupHandle, source: string, path: string, depth: number): H5Group {

@@ -112,8 +112,11 @@ function intrinsicShapes(node: NirLeafNode, name: string): { inShape: number[] |
       return same(['scale']);
     case 'Threshold':
       return same(['threshold']);
-    case 'Delay':
+    case 'Delay': {
+      const bad = Array.from(arr(node, 'delay', name).values).find((d) => !(d >= 0 && Number.isFinite(d)));
+      if (bad !== undefined) throw new NirError(`${where}: delays must be finite and >= 0 seconds, got ${bad}`);
       return same(['delay']);
+    }
     case 'I':
     case 'LI':
     case 'IF':
@@ -452,10 +455,7 @@ function planNode(node: FlatNode, p: Record<string, Tensor>, dt: Tensor, discret
       };
     }
     case 'Delay': {
-      const steps = Array.from(arr(node.node, 'delay', node.name).values, (d) => {
-        if (!(d >= 0) || !Number.isFinite(d)) throw new NirError(`nir: node '${node.name}' (Delay): delays must be finite and >= 0 seconds, got ${d}`);
-        return Math.round(d / dtSeconds);
-      });
+      const steps = Array.from(arr(node.node, 'delay', node.name).values, (d) => Math.round(d / dtSeconds));
       const depth = Math.max(...steps);
       if (depth > 100_000) throw new NirError(`nir: node '${node.name}' (Delay): a delay of ${depth} steps at dt = ${dtSeconds} s is more than this importer buffers (100000)`);
       const stepsT = fromTyped(Int32Array.from(steps), shape, 'int32');
