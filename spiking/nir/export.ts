@@ -50,13 +50,12 @@ export function graphFromModel(model: Layer, variables: { params: Tree; state?: 
   let last = input;
   for (const layer of layers) {
     const exported = exportLayer(layer, params[layer.name], state[layer.name], shape, options.dt);
-    for (const [k, node] of exported.nodes) {
-      const name = exported.nodes.length === 1 ? layer.name : `${layer.name}_${k}`;
-      nodes[name] = node;
-      edges.push([last, name]);
-      last = name;
-    }
-    for (const [from, to] of exported.cycles) edges.push([`${layer.name}_${from}`, `${layer.name}_${to}`]);
+    // The layer's main node takes the layer's name; its other nodes (a recurrent weight) `layer_key`.
+    const nameOf = (k: string): string => (k === exported.nodes[0][0] ? layer.name : `${layer.name}_${k}`);
+    for (const [k, node] of exported.nodes) nodes[nameOf(k)] = node;
+    edges.push([last, layer.name]);
+    for (const [from, to] of exported.cycles) edges.push([nameOf(from), nameOf(to)]);
+    last = layer.name;
     shape = exported.outShape;
   }
   const output = portName('output');
@@ -100,7 +99,7 @@ function inferInputShape(layers: readonly Layer[], params: Record<string, Tree>)
 }
 
 interface ExportedLayer {
-  /** Nodes in chain order, with a local key (the node name is the layer's, or `layer_key` when several). */
+  /** The layer's nodes by a local key; the first is the one the chain enters and leaves. */
   readonly nodes: readonly [string, NirLeafNode][];
   /** Extra edges between the layer's own nodes (recurrent connections), by local key. */
   readonly cycles: readonly [string, string][];
@@ -108,6 +107,10 @@ interface ExportedLayer {
 }
 
 const NO_COUNTERPART: Record<string, string> = {
+  Synaptic:
+    "synaptic's current enters the membrane within the same step through a per-step decay (alpha), which no NIR CubaLIF discretisation reproduces exactly; export leaky layers, or build the network from NIR's CubaLIF",
+  RecurrentSynaptic: 'as synaptic: no exact NIR CubaLIF counterpart',
+  AdaptiveLeaky: 'NIR has no adaptive-threshold neuron',
   SpikingActivation:
     "spikingActivation has no exact NIR node: it integrates f(x) with a remainder reset (v -= floor(v)) from random initial voltages and emits spikes of height 1/dt, which no NIR neuron does; replace it with a LIF-family neuron (leaky, integrateAndFire) to export",
   GlobalAveragePooling1D: 'globalAveragePooling1d averages over time, and NIR graphs run step by step with no time reduction; drop it from the exported model and average the outputs afterwards',
@@ -159,9 +162,102 @@ function exportLayer(layer: Layer, params: Tree, state: Tree, inShape: number[],
       const node: NirLeafNode = kind === 'Lowpass' ? { type: 'LI', params: { tau, r: ones, v_leak: zero } } : { type: 'CubaLI', params: { tau_syn: tau, tau_mem: tau, r: ones, v_leak: zero, w_in: ones } };
       return { nodes: [['0', node]], cycles: [], outShape: inShape };
     }
+    case 'Leaky':
+    case 'RecurrentLeaky':
+    case 'IntegrateAndFire':
+    case 'LeakyIntegrator':
+      return exportNeuron(layer, p, state, inShape, dt, where);
     default: {
       const why = NO_COUNTERPART[kind];
-      throw new NirError(`${where} has no NIR counterpart${why ? `: ${why}` : ' (exportable: dense, timeDistributed flatten, lowpass, alpha, models loaded from NIR)'}`);
+      throw new NirError(`${where} has no NIR counterpart${why ? `: ${why}` : ' (exportable: dense, timeDistributed flatten, lowpass, alpha, leaky, recurrentLeaky, integrateAndFire, leakyIntegrator, models loaded from NIR)'}`);
     }
   }
+}
+
+/**
+ * A LIF-family neuron layer as NIR nodes. Continuous-time layers (tau, r, vLeak) are written as
+ * they are. Discrete-time ones (beta) map so that NIR's exact (zero-order hold) discretisation at
+ * the same dt gives the same step: tau = -dt / ln(beta), r = 1 / (1 - beta), v_leak = 0 (then
+ * exp(-dt/tau) = beta and (1 - beta) r = 1). Load such files with discretisation 'exact'.
+ * NIR's LIF resets to v_reset in the step it fires; a `zero` reset with vReset = vLeak is the same
+ * dynamics, a `subtract` reset is not (it is refused).
+ */
+function exportNeuron(layer: Layer, p: Record<string, Tensor>, state: Tree, inShape: number[], dt: number, where: string): ExportedLayer {
+  const c = layer.config;
+  const n = inShape.reduce((a, b) => a * b, 1);
+  const learned = new Set((c.learn as string[] | undefined) ?? []);
+  const spiking = layer.kind !== 'LeakyIntegrator';
+  if (c.returnSequences === false) throw new NirError(`${where}: returnSequences false reduces over time, which NIR cannot express`);
+  if (c.initialMembrane === 'uniform') throw new NirError(`${where}: a random initial membrane cannot be written in NIR (its neurons start at 0)`);
+  if (c.output !== undefined && c.output !== 'spikes' && spiking) throw new NirError(`${where}: output '${String(c.output)}' (a state instead of the spikes) has no NIR node`);
+  const layerDt = (state as Record<string, Tensor> | undefined)?.dt?.item();
+  if (layerDt !== undefined && layerDt !== Math.fround(dt)) throw new NirError(`${where}: it runs at dt = ${String(c.dt ?? layerDt)} s, the export's dt is ${dt} s`);
+  const values = (name: string, fallback: number): Float64Array => {
+    const v = learned.has(name) ? p[name] : c[name];
+    let raw: ArrayLike<number>;
+    if (v === undefined || v === null) raw = [fallback];
+    else if (typeof v === 'number') raw = [v];
+    else if (Array.isArray(v)) raw = v as number[];
+    else raw = (v as Tensor).toTyped() as ArrayLike<number>;
+    if (raw.length !== 1 && raw.length !== n) throw new NirError(`${where}: ${name} has ${raw.length} values for ${n} units`);
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) out[i] = raw.length === 1 ? raw[0] : raw[i];
+    return out;
+  };
+  const arrayOf = (v: Float64Array): NirArray => nirArray(v, inShape, 'float32');
+  let tau: Float64Array | null = null;
+  let r: Float64Array;
+  let vLeak: Float64Array;
+  if (layer.kind === 'IntegrateAndFire') {
+    // The IF cell adds r dt x per step when r is given, x otherwise (r = 1/dt).
+    r = c.r === undefined ? new Float64Array(n).fill(1 / dt) : values('r', 1);
+    vLeak = new Float64Array(n);
+  } else if (c.tau !== undefined) {
+    tau = values('tau', 0);
+    r = values('r', 1);
+    vLeak = values('vLeak', 0);
+  } else {
+    const beta = values('beta', 0.9).map((b) => Math.min(1, Math.max(0, Math.fround(b))));
+    const bad = beta.find((b) => !(b > 0 && b < 1));
+    if (bad !== undefined) throw new NirError(`${where}: beta ${bad} has no NIR time constant (tau = -dt / ln(beta) needs 0 < beta < 1${bad === 1 ? '; a neuron without leak is integrateAndFire' : ''})`);
+    tau = beta.map((b) => -dt / Math.log(b));
+    r = beta.map((b) => 1 / (1 - b));
+    vLeak = new Float64Array(n);
+  }
+  const main = ((): NirLeafNode => {
+    if (!spiking) return { type: 'LI', params: { tau: arrayOf(tau!), r: arrayOf(r), v_leak: arrayOf(vLeak) } };
+    if (c.reset !== 'zero') throw new NirError(`${where}: its '${String(c.reset)}' reset has no NIR counterpart: NIR's ${tau ? 'LIF' : 'IF'} resets to v_reset in the step it fires, which is a neuron with reset: 'zero' (and vReset = vLeak)`);
+    const vReset = values('vReset', 0);
+    if (vReset.some((v, i) => v !== vLeak[i])) throw new NirError(`${where}: vReset differs from vLeak: after a zero reset the cell holds vReset for the next step, while NIR's neuron leaks from v_reset; they agree only when vReset = vLeak`);
+    const graded = values('graded', 1);
+    if (graded.some((g) => g !== 1)) throw new NirError(`${where}: graded spikes (height ${graded.find((g) => g !== 1)}) have no NIR node: NIR neurons emit 0/1`);
+    const threshold = arrayOf(values('threshold', 1));
+    return tau
+      ? { type: 'LIF', params: { tau: arrayOf(tau), r: arrayOf(r), v_leak: arrayOf(vLeak), v_threshold: threshold, v_reset: arrayOf(vReset) } }
+      : { type: 'IF', params: { r: arrayOf(r), v_threshold: threshold, v_reset: arrayOf(vReset) } };
+  })();
+  if (layer.kind !== 'RecurrentLeaky') return { nodes: [['0', main]], cycles: [], outShape: inShape };
+  // The recurrent drive S_{t-1} W (all-to-all) or S_{t-1} w (one-to-one) as a cycle through a Linear/Scale node.
+  if (inShape.length !== 1) throw new NirError(`${where}: recurrent weights are exported for one unit axis, got units ${fmt(inShape)}`);
+  const w = p.recurrent;
+  const rec: NirLeafNode =
+    c.recurrent === 'oneToOne'
+      ? { type: 'Scale', params: { scale: tensorArray(w, inShape) } }
+      : (() => {
+          const wv = w.toTyped() as ArrayLike<number>;
+          const t = new Float64Array(n * n);
+          for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = wv[i * n + j];
+          return { type: 'Linear', params: { weight: nirArray(t, [n, n], 'float32') } } as NirLeafNode;
+        })();
+  return {
+    nodes: [
+      ['0', main],
+      ['rec', rec],
+    ],
+    cycles: [
+      ['0', 'rec'],
+      ['rec', '0'],
+    ],
+    outShape: inShape,
+  };
 }

@@ -9,7 +9,7 @@
  * - a spiking node compares the updated potential with v_threshold (z_t = v' > v_threshold) and
  *   resets to v_reset in the same step: the stored v_t is the reset value where z_t = 1;
  * - 'euler' (default): v' = v + dt/tau ((v_leak - v) + r x_t); 'exact' holds x_t constant over the
- *   step (zero-order hold): v' = (1 - d)(r x_t + v_leak) + d v, d = exp(-dt/tau). CubaLI/CubaLIF
+ *   step (zero-order hold): v' = d v + (1 - d) v_leak + (1 - d) r x_t, d = exp(-dt/tau). CubaLI/CubaLIF
  *   update the synaptic current first, I' = I + dt/tau_syn (w_in x_t - I), and the membrane from I'
  *   (Euler, as snnTorch's Synaptic); 'exact' solves the two-state linear system over the step.
  */
@@ -479,14 +479,14 @@ function planNode(node: FlatNode, p: Record<string, Tensor>, dt: Tensor, discret
 
 /** The membrane update of LI/LIF: v' from v and the input x. */
 function leak(tau: Tensor, r: Tensor, vLeak: Tensor, dt: Tensor, discretisation: Discretisation): (v: Tensor, x: Tensor) => Tensor {
-  if (discretisation === 'euler') {
-    const k = div(dt, tau);
-    return (v, x) => add(v, mul(k, add(sub(vLeak, v), mul(r, x))));
-  }
-  // exp(-dt / max(tau, 1e-8)), as the lowpass filter computes its decay (so a lowpass exports bit-exactly).
-  const d = exp(neg(div(dt, maximum(tau, 1e-8))));
+  // v' = d v + (1 - d) v_leak + ((1 - d) r) x with d = 1 - dt/tau (Euler) or exp(-dt / max(tau, 1e-8))
+  // (exact): the operations of the lowpass filter and of the continuous-time neurons, in their
+  // order, so that those layers export and come back bit for bit.
+  const d = discretisation === 'euler' ? sub(1, div(dt, tau)) : exp(neg(div(dt, maximum(tau, 1e-8))));
   const oneMinusD = sub(1, d);
-  return (v, x) => add(mul(oneMinusD, add(mul(r, x), vLeak)), mul(d, v));
+  const leakTerm = mul(oneMinusD, vLeak);
+  const gain = mul(oneMinusD, r);
+  return (v, x) => add(add(mul(v, d), leakTerm), mul(x, gain));
 }
 
 /** The synaptic current and membrane updates of CubaLI/CubaLIF. */

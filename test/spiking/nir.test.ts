@@ -9,8 +9,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { array, fromTyped, random, zeros, type Tensor } from '../../core/index.js';
-import { dense, sequential, timeDistributed, flatten, activation, globalAveragePooling1d, resetLayerNames } from '../../nn/index.js';
-import { lowpass, alpha, spikingActivation } from '../../spiking/index.js';
+import { dense, sequential, timeDistributed, flatten, activation, globalAveragePooling1d, resetLayerNames, type Layer } from '../../nn/index.js';
+import { lowpass, alpha, spikingActivation, leaky, recurrentLeaky, leakyIntegrator, integrateAndFire, synaptic, adaptiveLeaky } from '../../spiking/index.js';
 import * as nir from '../../spiking/nir/index.js';
 import { nirArray, type NirGraph, type NirLeafNode, type NirNode } from '../../spiking/nir/index.js';
 
@@ -352,4 +352,44 @@ t.test('export errors name the layer', async (t) => {
   const x = random.normal(random.key(9), [2, 4, 2, 3]);
   t.same(values(back.model.apply(back.variables.params, x, { training: false }, {}).y), values(fl.apply(v.params, x, { training: false }, v.state).y), 'flatten + dense: same outputs');
   t.ok(array([1]).size === 1);
+});
+
+t.test('LIF-family layers -> NIR -> spiketrace: continuous-time layers bit for bit, discrete beta to rounding', async (t) => {
+  resetLayerNames();
+  const dt = 1e-3;
+  const x = random.normal(random.key(5), [3, 40, 6]).mul(2);
+  const run = async (layers: Layer[], discretisation: 'exact' | 'euler' = 'exact') => {
+    const m = sequential(layers);
+    const v = m.init(random.key(6), [null, 6]);
+    const want = values(m.apply(v.params, x, { training: false }, v.state).y);
+    const back = await nir.load(await nir.saveToBytes(m, v, { dt }), { dt, discretisation });
+    return { want, got: values(back.model.apply(back.variables.params, x, { training: false }, {}).y), graph: back.graph };
+  };
+  const tau = [0.004, 0.01, 0.02, 0.005, 0.008, 0.05];
+  for (const disc of ['exact', 'euler'] as const) {
+    const a = await run([dense(6), leaky({ tau, r: 2, reset: 'zero', dt, discretisation: disc }), dense(6), leakyIntegrator({ tau: 0.02, dt, discretisation: disc })], disc);
+    t.same(a.got, a.want, `dense -> leaky(tau, zero reset) -> dense -> leakyIntegrator (${disc}): bit for bit`);
+  }
+  const rec = await run([dense(6), recurrentLeaky({ tau, reset: 'zero', dt }), dense(6, { useBias: false }), leakyIntegrator({ tau: 0.02, dt })]);
+  t.same(rec.got, rec.want, 'recurrentLeaky (all-to-all) -> Linear cycle: bit for bit');
+  t.same(rec.graph.edges.filter(([a, b]) => a.startsWith('recurrent_leaky') && b.startsWith('recurrent_leaky')).length, 2, 'the recurrent weight is a cycle lif -> rec -> lif');
+  const one = await run([dense(6), recurrentLeaky({ tau, reset: 'zero', dt, recurrent: 'oneToOne' })]);
+  t.same(one.got, one.want, 'recurrentLeaky (one-to-one) -> Scale cycle: bit for bit');
+  const disc = await run([dense(6), leaky({ beta: 0.9, reset: 'zero', dt }), dense(6), leakyIntegrator({ beta: 0.8, dt })]);
+  const worst = Math.max(...disc.got.map((g, i) => Math.abs(g - disc.want[i]) / (1 + Math.abs(disc.want[i]))));
+  t.ok(worst < 1e-4, `discrete beta -> tau = -dt/ln(beta), r = 1/(1 - beta): readout within rounding (worst ${worst.toExponential(2)})`);
+  const ifl = await run([dense(6), integrateAndFire({ reset: 'zero', dt })]);
+  t.ok(ifl.got.filter((g, i) => g !== ifl.want[i]).length <= 2, 'integrateAndFire -> IF (r = 1/dt): the same spikes but for rounding ties');
+  const errors: [Layer, RegExp][] = [
+    [leaky({ dt }), /its 'subtract' reset has no NIR counterpart: NIR's LIF resets to v_reset/],
+    [leaky({ reset: 'zero', graded: 2, dt }), /graded spikes \(height 2\) have no NIR node/],
+    [leaky({ tau: 0.01, vLeak: 0.1, reset: 'zero', dt }), /vReset differs from vLeak/],
+    [leaky({ beta: 1, reset: 'zero', dt }), /beta 1 has no NIR time constant.*integrateAndFire/],
+    [synaptic({ dt }), /'synaptic' \(Synaptic\) has no NIR counterpart/],
+    [adaptiveLeaky({ dt }), /NIR has no adaptive-threshold neuron/],
+  ];
+  for (const [layer, re] of errors) {
+    const m = sequential([dense(6), layer]);
+    await t.rejects(nir.saveToBytes(m, m.init(random.key(0), [null, 6]), { dt }), re, re.source.slice(0, 50));
+  }
 });
