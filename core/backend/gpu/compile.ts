@@ -17,9 +17,9 @@ import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from '../../
 import { contiguousStrides } from '../../shape.js';
 import { avalOf, literalArray } from '../../trace.js';
 import { cpuKernels } from '../cpu.js';
-import type { ElementwisePrim } from '../fusion.js';
+import { SCALAR_OPS, type ElementwisePrim } from '../scalar-ops.js';
 import { inlineCustomVjp, planFusion, REDUCE_OPS } from '../plan.js';
-import { MAX_GPU_INDEX, STACK_FANIN, fusedKernelSource, gpuCode, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
+import { MAX_GPU_INDEX, STACK_FANIN, fusedKernelSource, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
 import { launch, launchArgs, readback, release, upload, uploadBuffer, type DevArray } from './runtime.js';
 
 type Val = NDArray | DevArray;
@@ -67,7 +67,7 @@ function eqnCode(prim: Primitive, inputs: readonly Atom[], outDtype: string, par
       args.push(l);
     } else args.push(name(a));
   }
-  return gpuCode[prim as ElementwisePrim](args, params as Record<string, unknown>);
+  return SCALAR_OPS[prim as ElementwisePrim].gpu(args, params as Record<string, unknown>);
 }
 
 const viewOf = (d: DevArray): InputView => ({ strides: d.strides, offset: d.offset, dynamic: d.dyn !== undefined });
