@@ -393,3 +393,20 @@ t.test('LIF-family layers -> NIR -> spiketrace: continuous-time layers bit for b
     await t.rejects(nir.saveToBytes(m, m.init(random.key(0), [null, 6]), { dt }), re, re.source.slice(0, 50));
   }
 });
+
+t.test('saving is atomic: a refused model or an unwritable path leaves the existing file as it was', async (t) => {
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'nir-atomic-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'model.nir');
+  writeFileSync(path, 'previous contents');
+  resetLayerNames();
+  const bad = sequential([dense(2), spikingActivation('relu', { dt: 0.01 })]);
+  await t.rejects(nir.save(path, bad, bad.init(random.key(0), [null, 2]), { dt: 0.01 }), /spikingActivation has no exact NIR node/);
+  t.equal(readFileSync(path, 'utf8'), 'previous contents');
+  const good = sequential([dense(2)]);
+  await t.rejects(nir.save(join(dir, 'missing', 'x.nir'), good, good.init(random.key(0), [null, 2]), { dt: 0.01 }), /nir.write: could not write .*missing\/x.nir/);
+  t.same(readdirSync(dir).sort(), ['model.nir'], 'no temporary file left behind');
+  await nir.save(path, good, good.init(random.key(0), [null, 2]), { dt: 0.01 });
+  t.same(Object.values((await nir.read(path)).graph.nodes).map((n) => n.type), ['Affine', 'Input', 'Output'], 'then replaced whole');
+});
