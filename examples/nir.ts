@@ -38,11 +38,22 @@ const dt = 1e-3;
 // beta = 0.95 per step as a time constant: exp(-dt / tau) = 0.95; r = 1 / (1 - 0.95) keeps a unit input gain.
 const tau = -dt / Math.log(0.95);
 const { train, test, source } = await loadFashionMnist({ limit: quick ? { train: 1024, test: 500 } : { train: 20000, test: 2000 } });
-console.log(`Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${steps} rate-coded steps of ${dt * 1000} ms`);
+console.log(
+  `Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${steps} rate-coded steps of ${dt * 1000} ms`,
+);
 
 const surrogate = spiking.surrogate.fastSigmoid(25);
 const lif = (name: string) => spiking.leaky({ tau, r: 20, reset: 'zero', dt, surrogate, name });
-const network = nn.sequential([nn.timeDistributed(nn.flatten(), { name: 'flatten' }), nn.timeDistributed(nn.dense(hidden), { name: 'fc1' }), lif('lif1'), nn.timeDistributed(nn.dense(10), { name: 'fc2' }), lif('lif2')], { name: 'network' });
+const network = nn.sequential(
+  [
+    nn.timeDistributed(nn.flatten(), { name: 'flatten' }),
+    nn.timeDistributed(nn.dense(hidden), { name: 'fc1' }),
+    lif('lif1'),
+    nn.timeDistributed(nn.dense(10), { name: 'fc2' }),
+    lif('lif2'),
+  ],
+  { name: 'network' },
+);
 const encoder = nn.lambda((x, { key }) => rateEncode(key ?? random.key(0), x, steps), { name: 'rate', outputShape: (s) => [steps, ...s] });
 const model = nn.sequential([encoder, network]);
 const trainStart = Date.now();
@@ -55,7 +66,10 @@ const trained = nn.fit(model, model.init(random.key(0), [28, 28]), train.images,
   verbose: 0,
 });
 const trainSeconds = (Date.now() - trainStart) / 1000;
-const networkVars = { params: (trained.params as Record<string, nn.Variables['params']>).network, state: (trained.state as Record<string, nn.Variables['state']>).network };
+const networkVars = {
+  params: (trained.params as Record<string, nn.Variables['params']>).network,
+  state: (trained.state as Record<string, nn.Variables['state']>).network,
+};
 
 const testSpikes = rateEncode(random.key(2), test.images, steps) as NDArray;
 const labels = test.labels.toTyped();
@@ -76,8 +90,14 @@ let identical = a.length === b.length;
 for (let i = 0; identical && i < a.length; i++) identical = Object.is(a[i], b[i]);
 const accuracyBefore = accuracyOf(before);
 const accuracyAfter = accuracyOf(after);
-console.log(`Exported ${file}: ${Object.entries(loaded.graph.nodes).map(([k, v]) => `${k} (${v.type})`).join(', ')}`);
-console.log(`Test accuracy: spiketrace ${(100 * accuracyBefore).toFixed(2)}%, after NIR export and import ${(100 * accuracyAfter).toFixed(2)}%; outputs ${identical ? 'identical bit for bit' : 'differ'}`);
+console.log(
+  `Exported ${file}: ${Object.entries(loaded.graph.nodes)
+    .map(([k, v]) => `${k} (${v.type})`)
+    .join(', ')}`,
+);
+console.log(
+  `Test accuracy: spiketrace ${(100 * accuracyBefore).toFixed(2)}%, after NIR export and import ${(100 * accuracyAfter).toFixed(2)}%; outputs ${identical ? 'identical bit for bit' : 'differ'}`,
+);
 console.log(`Training ${trainSeconds.toFixed(1)} s (${epochs} epoch${epochs > 1 ? 's' : ''}, hidden ${hidden})`);
 
 // ---------------------------------------------------------------- 2. a graph from another framework
@@ -93,17 +113,40 @@ if (existsSync(fixture)) {
   const z = run.traces[neuron].output;
   const asTimeByNeuron = (x: Tensor): number[][] => Array.from(x.toTyped() as Float32Array, (val) => [val]);
   const vThreshold = (rock.graph.nodes[neuron] as nir.NirLeafNode).params.v_threshold as nir.NirArray;
-  const trace = await membraneTrace(asTimeByNeuron(v), { dt: fixtureDt, threshold: vThreshold.values[0], title: `${neuron} from ${fixture.split('/').pop()}: membrane after each step (reset to 0 where it fired), step current 0.5 from 5 to 25 ms` });
+  const trace = await membraneTrace(asTimeByNeuron(v), {
+    dt: fixtureDt,
+    threshold: vThreshold.values[0],
+    title: `${neuron} from ${fixture.split('/').pop()}: membrane after each step (reset to 0 where it fired), step current 0.5 from 5 to 25 ms`,
+  });
   const raster = await spikeRaster(asTimeByNeuron(z), { dt: fixtureDt, title: `${neuron}: spikes` });
   const tracePaths = await writeFigure(join(out, 'fixture-membrane'), trace);
   const rasterPaths = await writeFigure(join(out, 'fixture-spikes'), raster);
   const spikeSteps = Array.from(z.toTyped() as Float32Array).flatMap((s, i) => (s > 0 ? [i] : []));
-  console.log(`Loaded ${fixture} (NIR ${rock.version}): ${rock.model.nir.flat.order.join(' -> ')}; ${spikeSteps.length} spikes at steps ${spikeSteps.slice(0, 8).join(', ')}${spikeSteps.length > 8 ? ', ...' : ''}`);
+  console.log(
+    `Loaded ${fixture} (NIR ${rock.version}): ${rock.model.nir.flat.order.join(' -> ')}; ${spikeSteps.length} spikes at steps ${spikeSteps.slice(0, 8).join(', ')}${spikeSteps.length > 8 ? ', ...' : ''}`,
+  );
   console.log(`Wrote ${tracePaths.pngPath} and ${rasterPaths.pngPath}`);
-  fixtureResult = { file: fixture, spikeSteps, figures: [tracePaths.pngPath, tracePaths.svgPath, rasterPaths.pngPath, rasterPaths.svgPath] };
+  fixtureResult = {
+    file: fixture,
+    spikeSteps,
+    figures: [tracePaths.pngPath, tracePaths.svgPath, rasterPaths.pngPath, rasterPaths.svgPath],
+  };
 } else console.log(`No fixture at ${fixture} (give --fixture FILE): skipping the import of a foreign graph`);
 
-const results = { epochs, hidden, steps, dt, tau, trainSeconds, accuracyBefore, accuracyAfter, identicalOutputs: identical, nirFile: file, fixture: fixtureResult, wallSeconds: (Date.now() - t0) / 1000 };
+const results = {
+  epochs,
+  hidden,
+  steps,
+  dt,
+  tau,
+  trainSeconds,
+  accuracyBefore,
+  accuracyAfter,
+  identicalOutputs: identical,
+  nirFile: file,
+  fixture: fixtureResult,
+  wallSeconds: (Date.now() - t0) / 1000,
+};
 const resultsPath = join(out, 'results.json');
 writeFileSync(`${resultsPath}.tmp`, JSON.stringify(results, null, 2));
 renameSync(`${resultsPath}.tmp`, resultsPath);

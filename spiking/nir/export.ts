@@ -30,7 +30,8 @@ function isNirModel(model: Layer): model is NirModel {
 
 /** The NIR graph of a model with its variables. */
 export function graphFromModel(model: Layer, variables: { params: Tree; state?: Tree }, options: ExportOptions): NirGraph {
-  if (!(typeof options?.dt === 'number' && options.dt > 0 && Number.isFinite(options.dt))) throw new NirError(`nir.save: dt must be a positive number of seconds, got ${options?.dt}`);
+  if (!(typeof options?.dt === 'number' && options.dt > 0 && Number.isFinite(options.dt)))
+    throw new NirError(`nir.save: dt must be a positive number of seconds, got ${options?.dt}`);
   if (isNirModel(model)) return graphWithParams(model.nir.graph, variables.params as NirParams, []);
   const layers = model.kind === 'Sequential' && model.children ? model.children : [model];
   const params = (model.kind === 'Sequential' ? variables.params : { [model.name]: variables.params }) as Record<string, Tree>;
@@ -80,7 +81,10 @@ function graphWithParams(graph: NirGraph, params: NirParams, path: string[]): Ni
     for (const [name, t] of Object.entries(p)) {
       const old = n.params[name];
       const shape = old !== undefined && typeof old !== 'string' ? old.shape : t.shape;
-      if (t.size !== shape.reduce((a, b) => a * b, 1)) throw new NirError(`nir.save: params of node '${[...path, k].join('.')}': '${name}' has shape ${fmt(t.shape)}, the graph's is ${fmt(shape)}`);
+      if (t.size !== shape.reduce((a, b) => a * b, 1))
+        throw new NirError(
+          `nir.save: params of node '${[...path, k].join('.')}': '${name}' has shape ${fmt(t.shape)}, the graph's is ${fmt(shape)}`,
+        );
       updated[name] = tensorArray(t, shape);
     }
     nodes[k] = { type: n.type, params: updated };
@@ -95,7 +99,9 @@ function inferInputShape(layers: readonly Layer[], params: Record<string, Tree>)
     const kernel = (params[first.name] as Record<string, Tensor>).kernel;
     return [kernel.shape[0]];
   }
-  throw new NirError(`nir.save: give options.inputShape (the per-step input shape): it cannot be inferred from the first layer '${first?.name}' (${first?.kind})`);
+  throw new NirError(
+    `nir.save: give options.inputShape (the per-step input shape): it cannot be inferred from the first layer '${first?.name}' (${first?.kind})`,
+  );
 }
 
 interface ExportedLayer {
@@ -112,8 +118,9 @@ const NO_COUNTERPART: Record<string, string> = {
   RecurrentSynaptic: 'as synaptic: no exact NIR CubaLIF counterpart',
   AdaptiveLeaky: 'NIR has no adaptive-threshold neuron',
   SpikingActivation:
-    "spikingActivation has no exact NIR node: it integrates f(x) with a remainder reset (v -= floor(v)) from random initial voltages and emits spikes of height 1/dt, which no NIR neuron does; replace it with a LIF-family neuron (leaky, integrateAndFire) to export",
-  GlobalAveragePooling1D: 'globalAveragePooling1d averages over time, and NIR graphs run step by step with no time reduction; drop it from the exported model and average the outputs afterwards',
+    'spikingActivation has no exact NIR node: it integrates f(x) with a remainder reset (v -= floor(v)) from random initial voltages and emits spikes of height 1/dt, which no NIR neuron does; replace it with a LIF-family neuron (leaky, integrateAndFire) to export',
+  GlobalAveragePooling1D:
+    'globalAveragePooling1d averages over time, and NIR graphs run step by step with no time reduction; drop it from the exported model and average the outputs afterwards',
   Reshape: 'NIR has no reshape node (only Flatten)',
   Lambda: 'a lambda layer is arbitrary code',
 };
@@ -126,40 +133,77 @@ function exportLayer(layer: Layer, params: Tree, state: Tree, inShape: number[],
   switch (kind) {
     case 'Dense': {
       const act = inner.config.activation;
-      if (act !== undefined && act !== null && act !== 'linear') throw new NirError(`${where}: its activation '${String(act)}' has no NIR node; export a dense layer without activation (put the nonlinearity in a neuron)`);
+      if (act !== undefined && act !== null && act !== 'linear')
+        throw new NirError(
+          `${where}: its activation '${String(act)}' has no NIR node; export a dense layer without activation (put the nonlinearity in a neuron)`,
+        );
       const k = p.kernel;
-      if (inShape.length !== 1 || inShape[0] !== k.shape[0]) throw new NirError(`${where}: its kernel is ${fmt(k.shape)} but the input per step is ${fmt(inShape)}`);
+      if (inShape.length !== 1 || inShape[0] !== k.shape[0])
+        throw new NirError(`${where}: its kernel is ${fmt(k.shape)} but the input per step is ${fmt(inShape)}`);
       // NIR's weight is (out x in): the transpose of a dense kernel.
       const [nIn, nOut] = k.shape;
       const kv = k.toTyped() as ArrayLike<number>;
       const w = new Float64Array(nIn * nOut);
       for (let i = 0; i < nIn; i++) for (let o = 0; o < nOut; o++) w[o * nIn + i] = kv[i * nOut + o];
       const weight = nirArray(w, [nOut, nIn], 'float32');
-      const node: NirLeafNode = p.bias !== undefined ? { type: 'Affine', params: { weight, bias: tensorArray(p.bias) } } : { type: 'Linear', params: { weight } };
+      const node: NirLeafNode =
+        p.bias !== undefined ? { type: 'Affine', params: { weight, bias: tensorArray(p.bias) } } : { type: 'Linear', params: { weight } };
       return { nodes: [['0', node]], cycles: [], outShape: [nOut] };
     }
     case 'Flatten': {
-      if (layer.kind !== 'TimeDistributed') throw new NirError(`${where}: a flatten on (batch, time, ...) would fold time into the features; wrap it in timeDistributed to export it`);
+      if (layer.kind !== 'TimeDistributed')
+        throw new NirError(
+          `${where}: a flatten on (batch, time, ...) would fold time into the features; wrap it in timeDistributed to export it`,
+        );
       const out = [inShape.reduce((a, b) => a * b, 1)];
-      return { nodes: [['0', { type: 'Flatten', params: { start_dim: nirArray([0], [], 'int64'), end_dim: nirArray([-1], [], 'int64'), input_type: nirArray(inShape, [inShape.length], 'int64') } }]], cycles: [], outShape: out };
+      return {
+        nodes: [
+          [
+            '0',
+            {
+              type: 'Flatten',
+              params: {
+                start_dim: nirArray([0], [], 'int64'),
+                end_dim: nirArray([-1], [], 'int64'),
+                input_type: nirArray(inShape, [inShape.length], 'int64'),
+              },
+            },
+          ],
+        ],
+        cycles: [],
+        outShape: out,
+      };
     }
     case 'Activation':
-      if (inner.config.activation === 'linear') return { nodes: [['0', { type: 'Scale', params: { scale: nirArray(new Float64Array(inShape.reduce((a, b) => a * b, 1)).fill(1), inShape) } }]], cycles: [], outShape: inShape };
+      if (inner.config.activation === 'linear')
+        return {
+          nodes: [
+            ['0', { type: 'Scale', params: { scale: nirArray(new Float64Array(inShape.reduce((a, b) => a * b, 1)).fill(1), inShape) } }],
+          ],
+          cycles: [],
+          outShape: inShape,
+        };
       throw new NirError(`${where}: the activation '${String(inner.config.activation)}' has no NIR node`);
     case 'Lowpass':
     case 'Alpha': {
-      if (layer.config.returnSequences === false) throw new NirError(`${where}: returnSequences false reduces over time, which NIR cannot express`);
-      if (layer.config.initialLevel !== 0) throw new NirError(`${where}: initialLevel ${String(layer.config.initialLevel)}: NIR neurons start at 0`);
+      if (layer.config.returnSequences === false)
+        throw new NirError(`${where}: returnSequences false reduces over time, which NIR cannot express`);
+      if (layer.config.initialLevel !== 0)
+        throw new NirError(`${where}: initialLevel ${String(layer.config.initialLevel)}: NIR neurons start at 0`);
       // The layer keeps dt as a float32 scalar: compare at that precision.
       const layerDt = (state as Record<string, Tensor> | undefined)?.dt?.item();
-      if (layerDt !== undefined && layerDt !== Math.fround(dt)) throw new NirError(`${where}: it runs at dt = ${String(layer.config.dt ?? layerDt)} s, the export's dt is ${dt} s`);
+      if (layerDt !== undefined && layerDt !== Math.fround(dt))
+        throw new NirError(`${where}: it runs at dt = ${String(layer.config.dt ?? layerDt)} s, the export's dt is ${dt} s`);
       const n = inShape.reduce((a, b) => a * b, 1);
       const tau = tensorArray(p.tau, inShape);
       const ones = nirArray(new Float64Array(n).fill(1), inShape);
       const zero = nirArray(new Float64Array(n), inShape);
       // Lowpass: y' = (u - y) / tau, an LI with r = 1 and v_leak = 0 (exact under 'exact').
       // Alpha: 1 / (tau s + 1)^2, a CubaLI with tau_syn = tau_mem = tau, r = 1, w_in = 1.
-      const node: NirLeafNode = kind === 'Lowpass' ? { type: 'LI', params: { tau, r: ones, v_leak: zero } } : { type: 'CubaLI', params: { tau_syn: tau, tau_mem: tau, r: ones, v_leak: zero, w_in: ones } };
+      const node: NirLeafNode =
+        kind === 'Lowpass'
+          ? { type: 'LI', params: { tau, r: ones, v_leak: zero } }
+          : { type: 'CubaLI', params: { tau_syn: tau, tau_mem: tau, r: ones, v_leak: zero, w_in: ones } };
       return { nodes: [['0', node]], cycles: [], outShape: inShape };
     }
     case 'Leaky':
@@ -169,7 +213,9 @@ function exportLayer(layer: Layer, params: Tree, state: Tree, inShape: number[],
       return exportNeuron(layer, p, state, inShape, dt, where);
     default: {
       const why = NO_COUNTERPART[kind];
-      throw new NirError(`${where} has no NIR counterpart${why ? `: ${why}` : ' (exportable: dense, timeDistributed flatten, lowpass, alpha, leaky, recurrentLeaky, integrateAndFire, leakyIntegrator, models loaded from NIR)'}`);
+      throw new NirError(
+        `${where} has no NIR counterpart${why ? `: ${why}` : ' (exportable: dense, timeDistributed flatten, lowpass, alpha, leaky, recurrentLeaky, integrateAndFire, leakyIntegrator, models loaded from NIR)'}`,
+      );
     }
   }
 }
@@ -188,10 +234,13 @@ function exportNeuron(layer: Layer, p: Record<string, Tensor>, state: Tree, inSh
   const learned = new Set((c.learn as string[] | undefined) ?? []);
   const spiking = layer.kind !== 'LeakyIntegrator';
   if (c.returnSequences === false) throw new NirError(`${where}: returnSequences false reduces over time, which NIR cannot express`);
-  if (c.initialMembrane === 'uniform') throw new NirError(`${where}: a random initial membrane cannot be written in NIR (its neurons start at 0)`);
-  if (c.output !== undefined && c.output !== 'spikes' && spiking) throw new NirError(`${where}: output '${String(c.output)}' (a state instead of the spikes) has no NIR node`);
+  if (c.initialMembrane === 'uniform')
+    throw new NirError(`${where}: a random initial membrane cannot be written in NIR (its neurons start at 0)`);
+  if (c.output !== undefined && c.output !== 'spikes' && spiking)
+    throw new NirError(`${where}: output '${String(c.output)}' (a state instead of the spikes) has no NIR node`);
   const layerDt = (state as Record<string, Tensor> | undefined)?.dt?.item();
-  if (layerDt !== undefined && layerDt !== Math.fround(dt)) throw new NirError(`${where}: it runs at dt = ${String(c.dt ?? layerDt)} s, the export's dt is ${dt} s`);
+  if (layerDt !== undefined && layerDt !== Math.fround(dt))
+    throw new NirError(`${where}: it runs at dt = ${String(c.dt ?? layerDt)} s, the export's dt is ${dt} s`);
   const values = (name: string, fallback: number): Float64Array => {
     const v = learned.has(name) ? p[name] : c[name];
     let raw: ArrayLike<number>;
@@ -219,21 +268,34 @@ function exportNeuron(layer: Layer, p: Record<string, Tensor>, state: Tree, inSh
   } else {
     const beta = values('beta', 0.9).map((b) => Math.min(1, Math.max(0, Math.fround(b))));
     const bad = beta.find((b) => !(b > 0 && b < 1));
-    if (bad !== undefined) throw new NirError(`${where}: beta ${bad} has no NIR time constant (tau = -dt / ln(beta) needs 0 < beta < 1${bad === 1 ? '; a neuron without leak is integrateAndFire' : ''})`);
+    if (bad !== undefined)
+      throw new NirError(
+        `${where}: beta ${bad} has no NIR time constant (tau = -dt / ln(beta) needs 0 < beta < 1${bad === 1 ? '; a neuron without leak is integrateAndFire' : ''})`,
+      );
     tau = beta.map((b) => -dt / Math.log(b));
     r = beta.map((b) => 1 / (1 - b));
     vLeak = new Float64Array(n);
   }
   const main = ((): NirLeafNode => {
     if (!spiking) return { type: 'LI', params: { tau: arrayOf(tau!), r: arrayOf(r), v_leak: arrayOf(vLeak) } };
-    if (c.reset !== 'zero') throw new NirError(`${where}: its '${String(c.reset)}' reset has no NIR counterpart: NIR's ${tau ? 'LIF' : 'IF'} resets to v_reset in the step it fires, which is a neuron with reset: 'zero' (and vReset = vLeak)`);
+    if (c.reset !== 'zero')
+      throw new NirError(
+        `${where}: its '${String(c.reset)}' reset has no NIR counterpart: NIR's ${tau ? 'LIF' : 'IF'} resets to v_reset in the step it fires, which is a neuron with reset: 'zero' (and vReset = vLeak)`,
+      );
     const vReset = values('vReset', 0);
-    if (vReset.some((v, i) => v !== vLeak[i])) throw new NirError(`${where}: vReset differs from vLeak: after a zero reset the cell holds vReset for the next step, while NIR's neuron leaks from v_reset; they agree only when vReset = vLeak`);
+    if (vReset.some((v, i) => v !== vLeak[i]))
+      throw new NirError(
+        `${where}: vReset differs from vLeak: after a zero reset the cell holds vReset for the next step, while NIR's neuron leaks from v_reset; they agree only when vReset = vLeak`,
+      );
     const graded = values('graded', 1);
-    if (graded.some((g) => g !== 1)) throw new NirError(`${where}: graded spikes (height ${graded.find((g) => g !== 1)}) have no NIR node: NIR neurons emit 0/1`);
+    if (graded.some((g) => g !== 1))
+      throw new NirError(`${where}: graded spikes (height ${graded.find((g) => g !== 1)}) have no NIR node: NIR neurons emit 0/1`);
     const threshold = arrayOf(values('threshold', 1));
     return tau
-      ? { type: 'LIF', params: { tau: arrayOf(tau), r: arrayOf(r), v_leak: arrayOf(vLeak), v_threshold: threshold, v_reset: arrayOf(vReset) } }
+      ? {
+          type: 'LIF',
+          params: { tau: arrayOf(tau), r: arrayOf(r), v_leak: arrayOf(vLeak), v_threshold: threshold, v_reset: arrayOf(vReset) },
+        }
       : { type: 'IF', params: { r: arrayOf(r), v_threshold: threshold, v_reset: arrayOf(vReset) } };
   })();
   if (layer.kind !== 'RecurrentLeaky') return { nodes: [['0', main]], cycles: [], outShape: inShape };

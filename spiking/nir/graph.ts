@@ -16,7 +16,26 @@ export interface NirArray {
 /** A parameter value: an array, or a string where NIR allows one (a convolution's padding 'same'/'valid'). */
 export type NirValue = NirArray | string;
 
-export const LEAF_NODE_TYPES = ['Input', 'Output', 'Affine', 'Linear', 'Scale', 'Flatten', 'Threshold', 'I', 'LI', 'IF', 'LIF', 'CubaLI', 'CubaLIF', 'Delay', 'Conv1d', 'Conv2d', 'SumPool2d', 'AvgPool2d'] as const;
+export const LEAF_NODE_TYPES = [
+  'Input',
+  'Output',
+  'Affine',
+  'Linear',
+  'Scale',
+  'Flatten',
+  'Threshold',
+  'I',
+  'LI',
+  'IF',
+  'LIF',
+  'CubaLI',
+  'CubaLIF',
+  'Delay',
+  'Conv1d',
+  'Conv2d',
+  'SumPool2d',
+  'AvgPool2d',
+] as const;
 export type NirLeafType = (typeof LEAF_NODE_TYPES)[number];
 export type NirNodeType = NirLeafType | 'NIRGraph';
 
@@ -69,7 +88,10 @@ export function graphFromHdf5(root: H5Group, source: string): { graph: NirGraph;
   const version = root.entries.get('version');
   const versionText = version?.kind === 'string' ? version.values[0] : 'unknown';
   const node = root.entries.get('node');
-  if (node === undefined || node.kind !== 'group') throw new NirError(`nir: ${source}: no 'node' group at the root; this is not a NIR file (root holds: ${[...root.entries.keys()].join(', ') || 'nothing'})`);
+  if (node === undefined || node.kind !== 'group')
+    throw new NirError(
+      `nir: ${source}: no 'node' group at the root; this is not a NIR file (root holds: ${[...root.entries.keys()].join(', ') || 'nothing'})`,
+    );
   const graph = nodeFromGroup(node, source, '<root>');
   if (graph.type !== 'NIRGraph') throw new NirError(`nir: ${source}: the root node is a ${graph.type}, expected a NIRGraph`);
   return { graph, version: versionText };
@@ -78,11 +100,13 @@ export function graphFromHdf5(root: H5Group, source: string): { graph: NirGraph;
 function nodeFromGroup(group: H5Group, source: string, name: string): NirNode {
   const typeEntry = group.entries.get('type');
   if (typeEntry === undefined) throw new NirError(`nir: ${source}: node '${name}' has no 'type' dataset`);
-  if (typeEntry.kind !== 'string' || typeEntry.values.length !== 1) throw new NirError(`nir: ${source}: node '${name}': 'type' must be one string, got ${describe(typeEntry)}`);
+  if (typeEntry.kind !== 'string' || typeEntry.values.length !== 1)
+    throw new NirError(`nir: ${source}: node '${name}': 'type' must be one string, got ${describe(typeEntry)}`);
   const type = typeEntry.values[0];
   if (type === 'NIRGraph') {
     const nodesEntry = group.entries.get('nodes');
-    if (nodesEntry === undefined || nodesEntry.kind !== 'group') throw new NirError(`nir: ${source}: graph node '${name}' has no 'nodes' group`);
+    if (nodesEntry === undefined || nodesEntry.kind !== 'group')
+      throw new NirError(`nir: ${source}: graph node '${name}' has no 'nodes' group`);
     const nodes: Record<string, NirNode> = {};
     for (const [k, v] of nodesEntry.entries) {
       const child = name === '<root>' ? k : `${name}.${k}`;
@@ -92,17 +116,21 @@ function nodeFromGroup(group: H5Group, source: string, name: string): NirNode {
     const edgesEntry = group.entries.get('edges');
     let edges: [string, string][] = [];
     if (edgesEntry !== undefined) {
-      if (edgesEntry.kind !== 'string') throw new NirError(`nir: ${source}: graph '${name}': 'edges' must hold strings, got ${describe(edgesEntry)}`);
+      if (edgesEntry.kind !== 'string')
+        throw new NirError(`nir: ${source}: graph '${name}': 'edges' must hold strings, got ${describe(edgesEntry)}`);
       const n = edgesEntry.values.length;
       const pairs = edgesEntry.shape.length === 2 && edgesEntry.shape[1] === 2;
-      if (!(pairs || n === 0)) throw new NirError(`nir: ${source}: graph '${name}': 'edges' must have shape (n, 2), got ${fmt(edgesEntry.shape)}`);
+      if (!(pairs || n === 0))
+        throw new NirError(`nir: ${source}: graph '${name}': 'edges' must have shape (n, 2), got ${fmt(edgesEntry.shape)}`);
       edges = [];
       for (let i = 0; i < n; i += 2) edges.push([edgesEntry.values[i], edgesEntry.values[i + 1]]);
     }
     return { type: 'NIRGraph', nodes, edges };
   }
   if (!(LEAF_NODE_TYPES as readonly string[]).includes(type)) {
-    throw new NirError(`nir: ${source}: node '${name}' has the unknown type '${type}' (known: ${[...LEAF_NODE_TYPES, 'NIRGraph'].join(', ')})`);
+    throw new NirError(
+      `nir: ${source}: node '${name}' has the unknown type '${type}' (known: ${[...LEAF_NODE_TYPES, 'NIRGraph'].join(', ')})`,
+    );
   }
   const leafType = type as NirLeafType;
   const spec = NODE_PARAMS[leafType];
@@ -110,10 +138,14 @@ function nodeFromGroup(group: H5Group, source: string, name: string): NirNode {
   for (const key of [...spec.required, ...spec.optional]) {
     const e = group.entries.get(key);
     if (e === undefined) {
-      if (spec.required.includes(key)) throw new NirError(`nir: ${source}: node '${name}' (${type}) is missing the parameter '${key}' (needs ${spec.required.join(', ')})`);
+      if (spec.required.includes(key))
+        throw new NirError(
+          `nir: ${source}: node '${name}' (${type}) is missing the parameter '${key}' (needs ${spec.required.join(', ')})`,
+        );
       continue;
     }
-    if (e.kind === 'group') throw new NirError(`nir: ${source}: node '${name}' (${type}): parameter '${key}' is a group, expected a dataset`);
+    if (e.kind === 'group')
+      throw new NirError(`nir: ${source}: node '${name}' (${type}): parameter '${key}' is a group, expected a dataset`);
     if (e.kind === 'string') {
       if (key === 'padding' && e.values.length === 1 && (e.values[0] === 'same' || e.values[0] === 'valid')) params[key] = e.values[0];
       else throw new NirError(`nir: ${source}: node '${name}' (${type}): parameter '${key}' must be numeric, got ${describe(e)}`);
@@ -152,7 +184,12 @@ function nodeToGroup(node: NirNode): H5Group {
     return { kind: 'group', entries };
   }
   for (const [k, v] of Object.entries(withDefaults(node).params)) {
-    entries.set(k, typeof v === 'string' ? { kind: 'string', shape: [], values: [v] } : { kind: 'numeric', dtype: v.dtype, shape: v.shape, values: v.values });
+    entries.set(
+      k,
+      typeof v === 'string'
+        ? { kind: 'string', shape: [], values: [v] }
+        : { kind: 'numeric', dtype: v.dtype, shape: v.shape, values: v.values },
+    );
   }
   return { kind: 'group', entries };
 }
@@ -165,7 +202,8 @@ export function withDefaults(node: NirLeafNode): NirLeafNode {
     return { dtype: ref.dtype, shape: ref.shape, values: new Float64Array(ref.values.length).fill(value) };
   };
   const extra: Record<string, NirValue> = {};
-  if ((node.type === 'IF' || node.type === 'LIF' || node.type === 'CubaLIF') && p.v_reset === undefined) extra.v_reset = like('v_threshold', 0);
+  if ((node.type === 'IF' || node.type === 'LIF' || node.type === 'CubaLIF') && p.v_reset === undefined)
+    extra.v_reset = like('v_threshold', 0);
   if ((node.type === 'CubaLI' || node.type === 'CubaLIF') && p.w_in === undefined) extra.w_in = like('v_leak', 1);
   return Object.keys(extra).length === 0 ? node : { type: node.type, params: { ...p, ...extra } };
 }
@@ -175,16 +213,21 @@ export const sizeOfShape = (shape: readonly number[]): number => shape.reduce((a
 
 /** A shape parameter (Input/Output shape, Flatten input_type) as integers, checked. */
 export function shapeParam(v: NirValue | undefined, where: string): number[] {
-  if (v === undefined || typeof v === 'string') throw new NirError(`${where}: expected an integer shape, got ${v === undefined ? 'nothing' : `'${v}'`}`);
+  if (v === undefined || typeof v === 'string')
+    throw new NirError(`${where}: expected an integer shape, got ${v === undefined ? 'nothing' : `'${v}'`}`);
   if (v.shape.length > 1) throw new NirError(`${where}: a shape must be a 1-D list of sizes, got an array of shape ${fmt(v.shape)}`);
   const dims = Array.from(v.values);
-  if (dims.some((d) => !Number.isInteger(d) || d < 1 || d > 2 ** 31)) throw new NirError(`${where}: sizes must be positive integers, got ${fmt(dims)}`);
+  if (dims.some((d) => !Number.isInteger(d) || d < 1 || d > 2 ** 31))
+    throw new NirError(`${where}: sizes must be positive integers, got ${fmt(dims)}`);
   if (sizeOfShape(dims) > 2 ** 31) throw new NirError(`${where}: shape ${fmt(dims)} has more than 2^31 elements`);
   return dims;
 }
 
 /** An integer scalar parameter (Flatten's start_dim, a convolution's groups). */
 export function intParam(v: NirValue | undefined, where: string): number {
-  if (v === undefined || typeof v === 'string' || v.values.length !== 1 || !Number.isInteger(v.values[0])) throw new NirError(`${where}: expected one integer, got ${v === undefined ? 'nothing' : typeof v === 'string' ? `'${v}'` : `${v.dtype} ${fmt(v.shape)}`}`);
+  if (v === undefined || typeof v === 'string' || v.values.length !== 1 || !Number.isInteger(v.values[0]))
+    throw new NirError(
+      `${where}: expected one integer, got ${v === undefined ? 'nothing' : typeof v === 'string' ? `'${v}'` : `${v.dtype} ${fmt(v.shape)}`}`,
+    );
   return v.values[0];
 }

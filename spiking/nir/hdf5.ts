@@ -66,7 +66,11 @@ let libPromise: Promise<H5Lib> | null = null;
 async function h5lib(): Promise<H5Lib> {
   libPromise ??= (async () => {
     const mod = (await import('h5wasm')).default;
-    const module = (await mod.ready) as unknown as { FS: H5Lib['FS']; activate_throwing_error_handler(): number; deactivate_throwing_error_handler(): number };
+    const module = (await mod.ready) as unknown as {
+      FS: H5Lib['FS'];
+      activate_throwing_error_handler(): number;
+      deactivate_throwing_error_handler(): number;
+    };
     const quiet = <T>(fn: () => T): T => {
       module.activate_throwing_error_handler();
       try {
@@ -91,7 +95,8 @@ export async function readHdf5(bytes: Uint8Array, source: string): Promise<H5Gro
   // HDF5's signature sits at offset 0 (or 512, 1024, ... after a user block); checking it first
   // gives a clear error for a file that is not HDF5 at all.
   let signed = false;
-  for (let at = 0; at + 8 <= bytes.length && !signed; at = at === 0 ? 512 : at * 2) signed = HDF5_SIGNATURE.every((b, i) => bytes[at + i] === b);
+  for (let at = 0; at + 8 <= bytes.length && !signed; at = at === 0 ? 512 : at * 2)
+    signed = HDF5_SIGNATURE.every((b, i) => bytes[at + i] === b);
   if (!signed) throw new NirError(`nir: ${source} is not an HDF5 file (no HDF5 signature in its ${bytes.length} bytes)`);
   const lib = await h5lib();
   const name = scratchName();
@@ -144,20 +149,28 @@ function readDataset(d: H5Dataset, source: string, where: string): H5Entry {
   const m = d.metadata;
   const shape = m.shape ?? [];
   const count = shape.reduce((a, b) => a * b, 1);
-  if (!(count <= MAX_DATASET_ELEMENTS)) throw new NirError(`nir: ${source}: dataset ${where} has shape [${shape.join(', ')}] (${count} elements), more than the ${MAX_DATASET_ELEMENTS} this reader accepts`);
+  if (!(count <= MAX_DATASET_ELEMENTS))
+    throw new NirError(
+      `nir: ${source}: dataset ${where} has shape [${shape.join(', ')}] (${count} elements), more than the ${MAX_DATASET_ELEMENTS} this reader accepts`,
+    );
   const value = d.value;
   if (m.type === 3) {
     const values = typeof value === 'string' ? [value] : Array.isArray(value) ? value.flat(Infinity) : null;
-    if (values === null || values.some((v) => typeof v !== 'string')) throw new NirError(`nir: ${source}: dataset ${where} is a string dataset whose value could not be read as strings`);
+    if (values === null || values.some((v) => typeof v !== 'string'))
+      throw new NirError(`nir: ${source}: dataset ${where} is a string dataset whose value could not be read as strings`);
     return { kind: 'string', shape, values: values as string[] };
   }
   const dtype = numericDType(m);
-  if (dtype === null) throw new NirError(`nir: ${source}: dataset ${where} has an HDF5 type (class ${m.type}, ${m.size} bytes) that NIR does not use; expected floats, integers or strings`);
+  if (dtype === null)
+    throw new NirError(
+      `nir: ${source}: dataset ${where} has an HDF5 type (class ${m.type}, ${m.size} bytes) that NIR does not use; expected floats, integers or strings`,
+    );
   const values = new Float64Array(count);
   if (typeof value === 'number' || typeof value === 'bigint') values[0] = toNumber(value, source, where);
   else if (ArrayBuffer.isView(value) && 'length' in value) {
     const arr = value as unknown as ArrayLike<number | bigint>;
-    if (arr.length !== count) throw new NirError(`nir: ${source}: dataset ${where} holds ${arr.length} values for shape [${shape.join(', ')}]`);
+    if (arr.length !== count)
+      throw new NirError(`nir: ${source}: dataset ${where} holds ${arr.length} values for shape [${shape.join(', ')}]`);
     for (let i = 0; i < count; i++) values[i] = toNumber(arr[i], source, where);
   } else throw new NirError(`nir: ${source}: dataset ${where} could not be read as numbers`);
   return { kind: 'numeric', dtype, shape, values };
@@ -165,7 +178,8 @@ function readDataset(d: H5Dataset, source: string, where: string): H5Entry {
 
 function toNumber(v: number | bigint, source: string, where: string): number {
   if (typeof v === 'number') return v;
-  if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) throw new NirError(`nir: ${source}: dataset ${where} holds the integer ${v}, beyond 2^53`);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER))
+    throw new NirError(`nir: ${source}: dataset ${where} holds the integer ${v}, beyond 2^53`);
   return Number(v);
 }
 
@@ -179,7 +193,18 @@ function numericDType(m: H5Dataset['metadata']): H5NumericDType | null {
   return null;
 }
 
-const WRITE_DTYPE: Record<H5NumericDType, string> = { float32: '<f', float64: '<d', int8: '<b', int16: '<h', int32: '<i', int64: '<q', uint8: '<B', uint16: '<H', uint32: '<I', uint64: '<Q' };
+const WRITE_DTYPE: Record<H5NumericDType, string> = {
+  float32: '<f',
+  float64: '<d',
+  int8: '<b',
+  int16: '<h',
+  int32: '<i',
+  int64: '<q',
+  uint8: '<B',
+  uint16: '<H',
+  uint32: '<I',
+  uint64: '<Q',
+};
 
 /** A tree as the bytes of an HDF5 file. */
 export async function writeHdf5(root: H5Group): Promise<Uint8Array> {
@@ -249,7 +274,8 @@ type FsPromises = typeof FsPromisesModule;
 function nodeFs(caller: string): { fsp: FsPromises; path: typeof PathModule } {
   const fsp = nodeBuiltin<FsPromises>('node:fs/promises');
   const path = nodeBuiltin<typeof PathModule>('node:path');
-  if (fsp === undefined || path === undefined) throw new NirError(`${caller}: file paths need Node's fs; in a browser pass the file's bytes (a Uint8Array) instead`);
+  if (fsp === undefined || path === undefined)
+    throw new NirError(`${caller}: file paths need Node's fs; in a browser pass the file's bytes (a Uint8Array) instead`);
   return { fsp, path };
 }
 
@@ -269,7 +295,10 @@ export async function readFileBytes(filePath: string, caller: string): Promise<U
  */
 export async function writeFileAtomic(filePath: string, bytes: Uint8Array, caller: string): Promise<void> {
   const { fsp, path } = nodeFs(caller);
-  const tmp = path.join(path.dirname(filePath), `.${path.basename(filePath)}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
+  const tmp = path.join(
+    path.dirname(filePath),
+    `.${path.basename(filePath)}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`,
+  );
   let created = false;
   try {
     const fh = await fsp.open(tmp, 'wx');

@@ -16,8 +16,31 @@ import type { Layer } from '../../nn/index.js';
 import type { Tree } from '../../core/index.js';
 
 export { NirError, MAX_DATASET_ELEMENTS } from './hdf5.js';
-export { NIR_VERSION, LEAF_NODE_TYPES, NODE_PARAMS, nirArray, type NirArray, type NirValue, type NirGraph, type NirNode, type NirLeafNode, type NirLeafType, type NirNodeType } from './graph.js';
-export { modelFromGraph, type Discretisation, type NirModel, type NirModelInfo, type NirParams, type NodeTrace, type RunOptions, type FlatGraph, type FlatNode, type FlatEdge } from './simulate.js';
+export {
+  NIR_VERSION,
+  LEAF_NODE_TYPES,
+  NODE_PARAMS,
+  nirArray,
+  type NirArray,
+  type NirValue,
+  type NirGraph,
+  type NirNode,
+  type NirLeafNode,
+  type NirLeafType,
+  type NirNodeType,
+} from './graph.js';
+export {
+  modelFromGraph,
+  type Discretisation,
+  type NirModel,
+  type NirModelInfo,
+  type NirParams,
+  type NodeTrace,
+  type RunOptions,
+  type FlatGraph,
+  type FlatNode,
+  type FlatEdge,
+} from './simulate.js';
 export { graphFromModel, type ExportOptions } from './export.js';
 
 /** A file path (Node) or the file's bytes (Node and browsers). */
@@ -53,7 +76,10 @@ export interface LoadOptions {
  * time, ...output shape) as one scan over time; `variables.params` holds every numeric node
  * parameter as a float32 tensor, nested by node name.
  */
-export async function load(source: NirSource, options: LoadOptions): Promise<{ model: NirModel; variables: { params: NirParams; state: Record<string, never> }; graph: NirGraph; version: string }> {
+export async function load(
+  source: NirSource,
+  options: LoadOptions,
+): Promise<{ model: NirModel; variables: { params: NirParams; state: Record<string, never> }; graph: NirGraph; version: string }> {
   const { graph, version } = await read(source);
   const { model, variables } = modelFromGraph(graph, options);
   return { model, variables, graph, version };

@@ -42,7 +42,18 @@ import {
 } from '../../core/index.js';
 import { uniqueName, type Layer, type LayerShape } from '../../nn/index.js';
 import { NirError } from './hdf5.js';
-import { intParam, NODE_PARAMS, shapeParam, sizeOfShape, withDefaults, type NirArray, type NirGraph, type NirLeafNode, type NirLeafType, type NirNode } from './graph.js';
+import {
+  intParam,
+  NODE_PARAMS,
+  shapeParam,
+  sizeOfShape,
+  withDefaults,
+  type NirArray,
+  type NirGraph,
+  type NirLeafNode,
+  type NirLeafType,
+  type NirNode,
+} from './graph.js';
 
 export type Discretisation = 'euler' | 'exact';
 
@@ -77,7 +88,10 @@ const squeezed = (s: readonly number[]): string => s.filter((d) => d !== 1).join
 
 function arr(node: NirLeafNode, key: string, name: string): NirArray {
   const v = node.params[key];
-  if (v === undefined) throw new NirError(`nir: node '${name}' (${node.type}) is missing the parameter '${key}' (needs ${NODE_PARAMS[node.type].required.join(', ')})`);
+  if (v === undefined)
+    throw new NirError(
+      `nir: node '${name}' (${node.type}) is missing the parameter '${key}' (needs ${NODE_PARAMS[node.type].required.join(', ')})`,
+    );
   if (typeof v === 'string') throw new NirError(`nir: node '${name}' (${node.type}): parameter '${key}' must be numeric, got '${v}'`);
   return v;
 }
@@ -88,7 +102,9 @@ function intrinsicShapes(node: NirLeafNode, name: string): { inShape: number[] |
   const same = (keys: readonly string[]): { inShape: number[]; outShape: number[] } => {
     const shapes = keys.filter((k) => node.params[k] !== undefined).map((k) => [k, arr(node, k, name).shape] as const);
     const [k0, s0] = shapes[0];
-    for (const [k, s] of shapes) if (s.join() !== s0.join()) throw new NirError(`${where}: parameter '${k}' has shape ${fmt(s)} but '${k0}' has ${fmt(s0)}; all must match`);
+    for (const [k, s] of shapes)
+      if (s.join() !== s0.join())
+        throw new NirError(`${where}: parameter '${k}' has shape ${fmt(s)} but '${k0}' has ${fmt(s0)}; all must match`);
     if (s0.length === 0) throw new NirError(`${where}: parameter '${k0}' is a scalar; NIR gives one value per neuron (shape [n, ...])`);
     return { inShape: [...s0], outShape: [...s0] };
   };
@@ -104,7 +120,8 @@ function intrinsicShapes(node: NirLeafNode, name: string): { inShape: number[] |
       if (w.shape.length !== 2) throw new NirError(`${where}: 'weight' must be a matrix (out x in), got shape ${fmt(w.shape)}`);
       if (node.type === 'Affine') {
         const b = arr(node, 'bias', name);
-        if (b.shape.join() !== String(w.shape[0])) throw new NirError(`${where}: 'bias' must have shape [${w.shape[0]}] (weight is ${fmt(w.shape)}), got ${fmt(b.shape)}`);
+        if (b.shape.join() !== String(w.shape[0]))
+          throw new NirError(`${where}: 'bias' must have shape [${w.shape[0]}] (weight is ${fmt(w.shape)}), got ${fmt(b.shape)}`);
       }
       return { inShape: [w.shape[1]], outShape: [w.shape[0]] };
     }
@@ -130,7 +147,9 @@ function intrinsicShapes(node: NirLeafNode, name: string): { inShape: number[] |
       return { inShape: s, outShape: flattenShape(s, node, name) };
     }
     default:
-      throw new NirError(`${where}: this node type is not supported by the importer yet (supported: Input, Output, Affine, Linear, Scale, Flatten, Threshold, I, LI, IF, LIF, CubaLI, CubaLIF, Delay, NIRGraph)`);
+      throw new NirError(
+        `${where}: this node type is not supported by the importer yet (supported: Input, Output, Affine, Linear, Scale, Flatten, Threshold, I, LI, IF, LIF, CubaLI, CubaLIF, Delay, NIRGraph)`,
+      );
   }
 }
 
@@ -141,7 +160,8 @@ function flattenShape(inShape: readonly number[], node: NirLeafNode, name: strin
   const norm = (d: number): number => (d < 0 ? d + n : d);
   const start = norm(intParam(node.params.start_dim, `${where}: 'start_dim'`));
   const end = norm(intParam(node.params.end_dim, `${where}: 'end_dim'`));
-  if (!(start >= 0 && end < n && start <= end)) throw new NirError(`${where}: start_dim/end_dim select axes ${start}..${end} of an input of shape ${fmt(inShape)}`);
+  if (!(start >= 0 && end < n && start <= end))
+    throw new NirError(`${where}: start_dim/end_dim select axes ${start}..${end} of an input of shape ${fmt(inShape)}`);
   return [...inShape.slice(0, start), sizeOfShape(inShape.slice(start, end + 1)), ...inShape.slice(end + 1)];
 }
 
@@ -155,7 +175,9 @@ export function flattenGraph(graph: NirGraph, dt: number): FlatGraph {
     const ins = names.filter((k) => g.nodes[k].type === 'Input');
     const outs = names.filter((k) => g.nodes[k].type === 'Output');
     if (ins.length !== 1 || outs.length !== 1) {
-      throw new NirError(`nir: graph ${label} has ${ins.length} Input and ${outs.length} Output nodes (${[...ins, ...outs].join(', ') || 'none'}); the importer runs graphs with exactly one of each`);
+      throw new NirError(
+        `nir: graph ${label} has ${ins.length} Input and ${outs.length} Output nodes (${[...ins, ...outs].join(', ') || 'none'}); the importer runs graphs with exactly one of each`,
+      );
     }
     return { entry: prefix + ins[0], exit: prefix + outs[0] };
   };
@@ -165,13 +187,21 @@ export function flattenGraph(graph: NirGraph, dt: number): FlatGraph {
       if (n === undefined) {
         const dot = name.indexOf('.');
         const outer = dot > 0 ? g.nodes[name.slice(0, dot)] : undefined;
-        if (outer?.type === 'NIRGraph' && outer.nodes[name.slice(dot + 1)] !== undefined && outer.nodes[name.slice(dot + 1)].type !== 'NIRGraph') return prefix + name;
-        throw new NirError(`nir: graph ${label}: edge ${edge} names '${name}', which is not a node of that graph (nodes: ${Object.keys(g.nodes).join(', ')})`);
+        if (
+          outer?.type === 'NIRGraph' &&
+          outer.nodes[name.slice(dot + 1)] !== undefined &&
+          outer.nodes[name.slice(dot + 1)].type !== 'NIRGraph'
+        )
+          return prefix + name;
+        throw new NirError(
+          `nir: graph ${label}: edge ${edge} names '${name}', which is not a node of that graph (nodes: ${Object.keys(g.nodes).join(', ')})`,
+        );
       }
       return n.type === 'NIRGraph' ? ports(n, `${prefix}${name}.`, `'${prefix}${name}'`)[side] : prefix + name;
     };
     for (const [k, n] of Object.entries(g.nodes)) {
-      if (k.includes('.')) throw new NirError(`nir: graph ${label}: node name '${k}' contains '.', which the importer uses to name nodes of nested graphs`);
+      if (k.includes('.'))
+        throw new NirError(`nir: graph ${label}: node name '${k}' contains '.', which the importer uses to name nodes of nested graphs`);
       if (n.type === 'NIRGraph') visit(n, `${prefix}${k}.`, [...path, k], `'${prefix}${k}'`);
       else nodes.set(prefix + k, { path: [...path, k], node: withDefaults(n) });
     }
@@ -188,11 +218,14 @@ export function flattenGraph(graph: NirGraph, dt: number): FlatGraph {
   for (const [name, { node }] of nodes) shapes.set(name, intrinsicShapes(node, name));
   const incoming = new Map<string, string[]>([...nodes.keys()].map((n) => [n, []]));
   for (const [a, b] of edges) incoming.get(b)!.push(a);
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     for (const [name, s] of shapes) {
       if (s.inShape !== null) continue;
-      const from = incoming.get(name)!.map((a) => shapes.get(a)!.outShape).find((o) => o !== null);
+      const from = incoming
+        .get(name)!
+        .map((a) => shapes.get(a)!.outShape)
+        .find((o) => o !== null);
       if (from) {
         const node = nodes.get(name)!.node;
         shapes.set(name, { inShape: from, outShape: flattenShape(from, node, name) });
@@ -200,7 +233,9 @@ export function flattenGraph(graph: NirGraph, dt: number): FlatGraph {
       }
     }
   }
-  for (const [name, s] of shapes) if (s.inShape === null) throw new NirError(`nir: node '${name}' (${nodes.get(name)!.node.type}): its input shape is not given and no input edge brings one`);
+  for (const [name, s] of shapes)
+    if (s.inShape === null)
+      throw new NirError(`nir: node '${name}' (${nodes.get(name)!.node.type}): its input shape is not given and no input edge brings one`);
   for (const [a, b] of edges) {
     const out = shapes.get(a)!.outShape!;
     const want = shapes.get(b)!.inShape!;
@@ -209,9 +244,12 @@ export function flattenGraph(graph: NirGraph, dt: number): FlatGraph {
     // LIF of shape [1]): the same values, so they are accepted.
     const port = ['Input', 'Output'].includes(nodes.get(a)!.node.type) || ['Input', 'Output'].includes(nodes.get(b)!.node.type);
     if (port && squeezed(out) === squeezed(want)) continue;
-    throw new NirError(`nir: shape mismatch on the edge '${a}' -> '${b}': '${a}' (${nodes.get(a)!.node.type}) gives ${fmt(out)}, '${b}' (${nodes.get(b)!.node.type}) expects ${fmt(want)}`);
+    throw new NirError(
+      `nir: shape mismatch on the edge '${a}' -> '${b}': '${a}' (${nodes.get(a)!.node.type}) gives ${fmt(out)}, '${b}' (${nodes.get(b)!.node.type}) expects ${fmt(want)}`,
+    );
   }
-  if (incoming.get(input)!.length > 0) throw new NirError(`nir: the Input node '${input}' has incoming edges (from ${incoming.get(input)!.join(', ')})`);
+  if (incoming.get(input)!.length > 0)
+    throw new NirError(`nir: the Input node '${input}' has incoming edges (from ${incoming.get(input)!.join(', ')})`);
 
   const stateful = (name: string): boolean => {
     const n = nodes.get(name)!.node;
@@ -310,14 +348,16 @@ function topologicalOrder(names: string[], edges: readonly FlatEdge[]): string[]
   if (order.length < names.length) {
     const left = new Set(names.filter((n) => !order.includes(n)));
     const cycle = findCycle(left, edges);
-    throw new NirError(`nir: a cycle without state: ${cycle.join(' -> ')}; every cycle must pass through a neuron (I, LI, IF, LIF, CubaLI, CubaLIF) or a Delay of at least one step, whose input edge then reads the previous step`);
+    throw new NirError(
+      `nir: a cycle without state: ${cycle.join(' -> ')}; every cycle must pass through a neuron (I, LI, IF, LIF, CubaLI, CubaLIF) or a Delay of at least one step, whose input edge then reads the previous step`,
+    );
   }
   return order;
 }
 
 function findCycle(left: Set<string>, edges: readonly FlatEdge[]): string[] {
   // Nodes downstream of a cycle are left too: drop sinks until every node has a way forward.
-  for (let dropped = true; dropped; ) {
+  for (let dropped = true; dropped;) {
     dropped = false;
     for (const n of left) {
       if (!edges.some((e) => !e.recurrent && e.from === n && left.has(e.to))) {
@@ -329,7 +369,7 @@ function findCycle(left: Set<string>, edges: readonly FlatEdge[]): string[] {
   const start = [...left][0];
   const path = [start];
   const seen = new Map([[start, 0]]);
-  for (let cur = start; ; ) {
+  for (let cur = start; ;) {
     const e = edges.find((x) => !x.recurrent && x.from === cur && left.has(x.to));
     if (e === undefined) return path;
     if (seen.has(e.to)) return [...path.slice(seen.get(e.to)!), e.to];
@@ -377,7 +417,8 @@ function nodeParams(params: NirParams, node: FlatNode): Record<string, Tensor> {
   let at: NirParams | Tensor = params;
   for (const p of node.path) {
     at = (at as NirParams)[p];
-    if (at === undefined) throw new NirError(`nir: the params hold nothing for node '${node.name}' (the variables do not belong to this model?)`);
+    if (at === undefined)
+      throw new NirError(`nir: the params hold nothing for node '${node.name}' (the variables do not belong to this model?)`);
   }
   return at as unknown as Record<string, Tensor>;
 }
@@ -391,7 +432,8 @@ interface StepPlan {
 function planNode(node: FlatNode, p: Record<string, Tensor>, dt: Tensor, discretisation: Discretisation, dtSeconds: number): StepPlan {
   const shape = node.outShape;
   const none: Tensor[] = [];
-  const zerosFor = (count: number) => (batch: number, dtype: Tensor['dtype']) => Array.from({ length: count }, () => zeros([batch, ...shape], dtype));
+  const zerosFor = (count: number) => (batch: number, dtype: Tensor['dtype']) =>
+    Array.from({ length: count }, () => zeros([batch, ...shape], dtype));
   const stateless = (f: (x: Tensor) => Tensor): StepPlan => ({ state: () => none, step: (x) => [f(x), none] });
   const spike = (v: Tensor): [Tensor, Tensor] => {
     const z = greater(v, p.v_threshold);
@@ -457,7 +499,10 @@ function planNode(node: FlatNode, p: Record<string, Tensor>, dt: Tensor, discret
     case 'Delay': {
       const steps = Array.from(arr(node.node, 'delay', node.name).values, (d) => Math.round(d / dtSeconds));
       const depth = Math.max(...steps);
-      if (depth > 100_000) throw new NirError(`nir: node '${node.name}' (Delay): a delay of ${depth} steps at dt = ${dtSeconds} s is more than this importer buffers (100000)`);
+      if (depth > 100_000)
+        throw new NirError(
+          `nir: node '${node.name}' (Delay): a delay of ${depth} steps at dt = ${dtSeconds} s is more than this importer buffers (100000)`,
+        );
       const stepsT = fromTyped(Int32Array.from(steps), shape, 'int32');
       if (depth === 0) return stateless((x) => x);
       return {
@@ -490,7 +535,11 @@ function leak(tau: Tensor, r: Tensor, vLeak: Tensor, dt: Tensor, discretisation:
 }
 
 /** The synaptic current and membrane updates of CubaLI/CubaLIF. */
-function cuba(p: Record<string, Tensor>, dt: Tensor, discretisation: Discretisation): (i: Tensor, v: Tensor, x: Tensor) => [Tensor, Tensor] {
+function cuba(
+  p: Record<string, Tensor>,
+  dt: Tensor,
+  discretisation: Discretisation,
+): (i: Tensor, v: Tensor, x: Tensor) => [Tensor, Tensor] {
   if (discretisation === 'euler') {
     const ks = div(dt, p.tau_syn);
     const km = div(dt, p.tau_mem);
@@ -529,14 +578,23 @@ export interface NodeTrace {
 }
 
 /** Runs the graph over x (batch, time, ...input shape): one scan over time. */
-export function runGraph(flat: FlatGraph, params: NirParams, x: Tensor, dtSeconds: number, discretisation: Discretisation, options: RunOptions = {}): { y: Tensor; traces: Record<string, NodeTrace> } {
+export function runGraph(
+  flat: FlatGraph,
+  params: NirParams,
+  x: Tensor,
+  dtSeconds: number,
+  discretisation: Discretisation,
+  options: RunOptions = {},
+): { y: Tensor; traces: Record<string, NodeTrace> } {
   const inNode = flat.nodes.get(flat.input)!;
   const want = inNode.outShape;
   if (x.ndim < 3 || !(x.shape.slice(2).join() === want.join() || squeezed(x.shape.slice(2)) === squeezed(want))) {
     throw new NirError(`nir model: expected input (batch, time, ${want.join(', ')}), got shape ${fmt(x.shape)}`);
   }
   const record = options.record ?? [];
-  for (const r of record) if (!flat.nodes.has(r)) throw new NirError(`nir model: cannot record '${r}': no such node (nodes: ${[...flat.nodes.keys()].join(', ')})`);
+  for (const r of record)
+    if (!flat.nodes.has(r))
+      throw new NirError(`nir model: cannot record '${r}': no such node (nodes: ${[...flat.nodes.keys()].join(', ')})`);
   const batch = x.shape[0];
   const dtype = x.dtype;
   const dt = scalar(dtSeconds, dtype);
@@ -580,7 +638,10 @@ export function runGraph(flat: FlatGraph, params: NirParams, x: Tensor, dtSecond
       for (const name of delayedSources) previous[name] = outs.get(name)!;
       const recorded: Record<string, Tensor[]> = {};
       for (const r of record) recorded[r] = [outs.get(r)!, ...states[r]];
-      return [{ states, previous }, { y: outs.get(flat.output)!, recorded }] as [Carry, Tree];
+      return [
+        { states, previous },
+        { y: outs.get(flat.output)!, recorded },
+      ] as [Carry, Tree];
     },
     init,
     timeMajor,
@@ -608,11 +669,16 @@ export interface NirModel extends Layer<NirParams, Record<string, never>> {
 }
 
 /** A model running `graph` with time step `dt` (seconds); its initial params are the graph's. */
-export function modelFromGraph(graph: NirGraph, options: { dt: number; discretisation?: Discretisation; name?: string }): { model: NirModel; variables: { params: NirParams; state: Record<string, never> } } {
+export function modelFromGraph(
+  graph: NirGraph,
+  options: { dt: number; discretisation?: Discretisation; name?: string },
+): { model: NirModel; variables: { params: NirParams; state: Record<string, never> } } {
   const dt = options.dt;
-  if (!(typeof dt === 'number' && dt > 0 && Number.isFinite(dt))) throw new NirError(`nir.load: dt must be a positive number of seconds, got ${dt}`);
+  if (!(typeof dt === 'number' && dt > 0 && Number.isFinite(dt)))
+    throw new NirError(`nir.load: dt must be a positive number of seconds, got ${dt}`);
   const discretisation = options.discretisation ?? 'euler';
-  if (discretisation !== 'euler' && discretisation !== 'exact') throw new NirError(`nir.load: discretisation must be 'euler' or 'exact', got '${String(discretisation)}'`);
+  if (discretisation !== 'euler' && discretisation !== 'exact')
+    throw new NirError(`nir.load: discretisation must be 'euler' or 'exact', got '${String(discretisation)}'`);
   const flat = flattenGraph(graph, dt);
   const initial = paramsOf(flat);
   const name = uniqueName('nir_graph', options.name);
@@ -626,7 +692,9 @@ export function modelFromGraph(graph: NirGraph, options: { dt: number; discretis
     init(_key, inputShape: LayerShape) {
       const given = inputShape.slice(1);
       if (inputShape.length < 2 || (given.join() !== inShape.join() && squeezed(given as number[]) !== squeezed(inShape))) {
-        throw new NirError(`nir model '${name}': expected input shape (batch, time, ${inShape.join(', ')}), got (None, ${inputShape.map((d) => d ?? 'None').join(', ')})`);
+        throw new NirError(
+          `nir model '${name}': expected input shape (batch, time, ${inShape.join(', ')}), got (None, ${inputShape.map((d) => d ?? 'None').join(', ')})`,
+        );
       }
       return { params: initial, state: {}, outputShape: [inputShape[0], ...outShape] };
     },

@@ -84,7 +84,12 @@ check = sys.argv[1] == 'check'
 print(json.dumps({p: dump(nir.read(p, type_check=check)) for p in sys.argv[2:]}))
 `;
 
-type Dump = { type: string; nodes?: Record<string, Dump>; edges?: string[][]; params?: Record<string, { shape: number[]; values: number[] }> };
+type Dump = {
+  type: string;
+  nodes?: Record<string, Dump>;
+  edges?: string[][];
+  params?: Record<string, { shape: number[]; values: number[] }>;
+};
 
 if (python !== null) {
   const dir = mkdtempSync(join(tmpdir(), 'nir-py-'));
@@ -95,7 +100,12 @@ if (python !== null) {
   // One reader run for every file (numpy's start costs more than the reads).
   let dumps: Promise<Record<string, Dump>> | null = null;
   const dumpAll = (): Promise<Record<string, Dump>> =>
-    (dumps ??= Promise.all(names.map((n) => written.get(n)!)).then(() => JSON.parse(runPython(python, DUMP, ['nocheck', ...names.flatMap((n) => [join(dir, `${n}.nir`), join(dir, `${n}-back.nir`)])])) as Record<string, Dump>));
+    (dumps ??= Promise.all(names.map((n) => written.get(n)!)).then(
+      () =>
+        JSON.parse(
+          runPython(python, DUMP, ['nocheck', ...names.flatMap((n) => [join(dir, `${n}.nir`), join(dir, `${n}-back.nir`)])]),
+        ) as Record<string, Dump>,
+    ));
   const written = new Map<string, Promise<void>>();
   for (const name of names) {
     let done!: () => void;
@@ -108,21 +118,36 @@ if (python !== null) {
       const y = model.apply(variables.params, x, { training: false }, variables.state).y;
       const yv = Array.from(y.toTyped() as Float32Array);
       t.ok(yv.every(Number.isFinite), `it runs (${yv.length} finite outputs)`);
-      if (name === 'recurrent') t.same(model.nir.flat.edges.filter((e) => e.recurrent).map((e) => `${e.from}->${e.to}`), ['w_rec->lif']);
+      if (name === 'recurrent')
+        t.same(
+          model.nir.flat.edges.filter((e) => e.recurrent).map((e) => `${e.from}->${e.to}`),
+          ['w_rec->lif'],
+        );
       t.ok(Object.keys(graph.nodes).length > 2);
       const back = join(dir, `${name}-back.nir`);
       await nir.save(back, model, variables, { dt: 1e-3 });
       done();
       if (name !== names[names.length - 1]) return;
       const all = await dumpAll();
-      for (const n of names) t.same(all[join(dir, `${n}-back.nir`)], all[join(dir, `${n}.nir`)], `${n}: nodes, edges, parameter values (float32) and shapes as the reference reads them`);
+      for (const n of names)
+        t.same(
+          all[join(dir, `${n}-back.nir`)],
+          all[join(dir, `${n}.nir`)],
+          `${n}: nodes, edges, parameter values (float32) and shapes as the reference reads them`,
+        );
     });
   }
 
   t.test('spiketrace models exported to NIR pass the reference reader with type checks', async (t) => {
     resetLayerNames();
     const dt = 0.005;
-    const model = sequential([timeDistributed(flatten()), dense(5), lowpass(0.02, { dt }), dense(3, { useBias: false }), alpha(0.01, { dt })]);
+    const model = sequential([
+      timeDistributed(flatten()),
+      dense(5),
+      lowpass(0.02, { dt }),
+      dense(3, { useBias: false }),
+      alpha(0.01, { dt }),
+    ]);
     const vars = model.init(random.key(2), [null, 2, 4]);
     const file = join(dir, 'exported.nir');
     await nir.save(file, model, vars, { dt, inputShape: [2, 4] });
@@ -137,10 +162,18 @@ if (python !== null) {
       for (const [p, v] of Object.entries(n.params)) {
         if (typeof v === 'string') continue;
         t.same(d.params![p].shape, v.shape, `${k}.${p}: shape`);
-        t.same(d.params![p].values, Array.from(v.values, (x) => (v.dtype.startsWith('float') ? Math.fround(x) : x)), `${k}.${p}: values`);
+        t.same(
+          d.params![p].values,
+          Array.from(v.values, (x) => (v.dtype.startsWith('float') ? Math.fround(x) : x)),
+          `${k}.${p}: values`,
+        );
       }
     }
     const kernel = Array.from((vars.params as Record<string, Record<string, { toTyped(): Float32Array }>>).dense.kernel.toTyped());
-    t.equal(dumped.nodes!.dense.params!.weight.values[1 * 8 + 0], kernel[0 * 5 + 1], 'Affine weight = the dense kernel transposed (out x in)');
+    t.equal(
+      dumped.nodes!.dense.params!.weight.values[1 * 8 + 0],
+      kernel[0 * 5 + 1],
+      'Affine weight = the dense kernel transposed (out x in)',
+    );
   });
 }

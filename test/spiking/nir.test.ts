@@ -9,8 +9,27 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { array, fromTyped, random, zeros, type Tensor } from '../../core/index.js';
-import { dense, sequential, timeDistributed, flatten, activation, globalAveragePooling1d, resetLayerNames, type Layer } from '../../nn/index.js';
-import { lowpass, alpha, spikingActivation, leaky, recurrentLeaky, leakyIntegrator, integrateAndFire, synaptic, adaptiveLeaky } from '../../spiking/index.js';
+import {
+  dense,
+  sequential,
+  timeDistributed,
+  flatten,
+  activation,
+  globalAveragePooling1d,
+  resetLayerNames,
+  type Layer,
+} from '../../nn/index.js';
+import {
+  lowpass,
+  alpha,
+  spikingActivation,
+  leaky,
+  recurrentLeaky,
+  leakyIntegrator,
+  integrateAndFire,
+  synaptic,
+  adaptiveLeaky,
+} from '../../spiking/index.js';
 import * as nir from '../../spiking/nir/index.js';
 import { nirArray, type NirGraph, type NirLeafNode, type NirNode } from '../../spiking/nir/index.js';
 
@@ -19,8 +38,15 @@ const fixture = (name: string): string => join(import.meta.dirname, '..', '..', 
 
 const f32 = (values: number[]) => nirArray(values, [values.length], 'float32');
 const node = (type: NirLeafNode['type'], params: NirLeafNode['params']): NirLeafNode => ({ type, params });
-const io = (n: number): Record<string, NirNode> => ({ in: node('Input', { shape: nirArray([n], [1], 'int64') }), out: node('Output', { shape: nirArray([n], [1], 'int64') }) });
-const chain = (nodes: Record<string, NirNode>, names: string[]): NirGraph => ({ type: 'NIRGraph', nodes, edges: names.slice(1).map((n, i) => [names[i], n] as const) });
+const io = (n: number): Record<string, NirNode> => ({
+  in: node('Input', { shape: nirArray([n], [1], 'int64') }),
+  out: node('Output', { shape: nirArray([n], [1], 'int64') }),
+});
+const chain = (nodes: Record<string, NirNode>, names: string[]): NirGraph => ({
+  type: 'NIRGraph',
+  nodes,
+  edges: names.slice(1).map((n, i) => [names[i], n] as const),
+});
 
 function values(x: Tensor): number[] {
   return Array.from(x.toTyped() as ArrayLike<number>);
@@ -64,7 +90,12 @@ t.test('lif_rockpool.nir at dt = 0.1 ms with a step current: the exact LIF solut
   const { graph } = await nir.read(fixture('lif_rockpool.nir'));
   const lif = graph.nodes['1_LIFNeuronTorch'] as NirLeafNode;
   const get = (n: NirLeafNode, k: string) => (n.params[k] as nir.NirArray).values[0];
-  const p = { w: get(graph.nodes['0_LinearTorch'] as NirLeafNode, 'weight'), r: get(lif, 'r'), tau: get(lif, 'tau'), thr: get(lif, 'v_threshold') };
+  const p = {
+    w: get(graph.nodes['0_LinearTorch'] as NirLeafNode, 'weight'),
+    r: get(lif, 'r'),
+    tau: get(lif, 'tau'),
+    thr: get(lif, 'v_threshold'),
+  };
   const T = 200;
   const current = Array.from({ length: T }, (_, i) => (i < 20 ? 0 : i < 150 ? 0.5 : 0));
   const want = exactLif(current, p, dt);
@@ -78,7 +109,11 @@ t.test('lif_rockpool.nir at dt = 0.1 ms with a step current: the exact LIF solut
     const tol = dtype === 'float64' ? 1e-12 : 2e-6;
     const worst = Math.max(...v.map((vi, i) => Math.abs(vi - want.v[i])));
     t.ok(worst <= tol, `${dtype}: voltage within ${tol} of the exact solution (worst ${worst.toExponential(2)})`);
-    t.same(z.flatMap((s, i) => (s === 1 ? [i] : [])), want.spikes, `${dtype}: spikes at the same steps`);
+    t.same(
+      z.flatMap((s, i) => (s === 1 ? [i] : [])),
+      want.spikes,
+      `${dtype}: spikes at the same steps`,
+    );
     t.same(values(run.y), z, 'the graph output is the neuron spikes');
   }
 });
@@ -89,7 +124,15 @@ t.test('each neuron type against a float64 loop of its NIR equations (euler and 
   const T = 60;
   const n = 3;
   const xs = Array.from({ length: T * n }, (_, i) => 1.5 + Math.sin(i * 0.37) * 1.2);
-  const P = { tau: [0.01, 0.02, 0.005], r: [1.2, 0.8, 2], v_leak: [0.1, 0, -0.2], v_threshold: [0.5, 0.4, 0.6], v_reset: [0, -0.1, 0.05], tau_syn: [0.004, 0.02, 0.005], w_in: [1, 0.5, 2] };
+  const P = {
+    tau: [0.01, 0.02, 0.005],
+    r: [1.2, 0.8, 2],
+    v_leak: [0.1, 0, -0.2],
+    v_threshold: [0.5, 0.4, 0.6],
+    v_reset: [0, -0.1, 0.05],
+    tau_syn: [0.004, 0.02, 0.005],
+    w_in: [1, 0.5, 2],
+  };
   type Kind = 'I' | 'LI' | 'IF' | 'LIF' | 'CubaLI' | 'CubaLIF';
   const params: Record<Kind, string[]> = {
     I: ['r'],
@@ -124,7 +167,8 @@ t.test('each neuron type against a float64 loop of its NIR equations (euler and 
           let vn: number;
           if (kind === 'I' || kind === 'IF') vn = v[j] + dt * r * xj;
           else if (kind === 'LI' || kind === 'LIF') {
-            vn = disc === 'euler' ? v[j] + (dt / tau) * (leak - v[j] + r * xj) : leak + r * xj + (v[j] - leak - r * xj) * Math.exp(-dt / tau);
+            vn =
+              disc === 'euler' ? v[j] + (dt / tau) * (leak - v[j] + r * xj) : leak + r * xj + (v[j] - leak - r * xj) * Math.exp(-dt / tau);
           } else {
             const ts = p('tau_syn')[j];
             const w = p('w_in')[j];
@@ -166,7 +210,14 @@ t.test('stateless nodes, fan-in (sum), fan-out, Delay, Scale, Threshold, Flatten
     [0.5, 3],
     [-1, 1],
   ];
-  const inner: NirGraph = chain({ in: node('Input', { shape: nirArray([3], [1], 'int64') }), sc: node('Scale', { scale: f32([2, -1, 0.5]) }), out: node('Output', { shape: nirArray([3], [1], 'int64') }) }, ['in', 'sc', 'out']);
+  const inner: NirGraph = chain(
+    {
+      in: node('Input', { shape: nirArray([3], [1], 'int64') }),
+      sc: node('Scale', { scale: f32([2, -1, 0.5]) }),
+      out: node('Output', { shape: nirArray([3], [1], 'int64') }),
+    },
+    ['in', 'sc', 'out'],
+  );
   const g: NirGraph = {
     type: 'NIRGraph',
     nodes: {
@@ -204,7 +255,10 @@ t.test('stateless nodes, fan-in (sum), fan-out, Delay, Scale, Threshold, Flatten
   const want: number[] = [];
   for (let s = 0; s < T; s++) {
     const x = [xs[2 * s], xs[2 * s + 1]];
-    const summed = [0, 1, 2].map((o) => Math.fround(W[o][0]) * x[0] + Math.fround(W[o][1]) * x[1] + Math.fround([0.1, 0.2, 0.3][o]) + lin[o][0] * x[0] + lin[o][1] * x[1]);
+    const summed = [0, 1, 2].map(
+      (o) =>
+        Math.fround(W[o][0]) * x[0] + Math.fround(W[o][1]) * x[1] + Math.fround([0.1, 0.2, 0.3][o]) + lin[o][0] * x[0] + lin[o][1] * x[1],
+    );
     const sc = summed.map((v, o) => v * scale[o]);
     hist.push(sc);
     const delayed = [sc[0], s >= 2 ? hist[s - 2][1] : 0, s >= 1 ? hist[s - 1][2] : 0];
@@ -213,7 +267,11 @@ t.test('stateless nodes, fan-in (sum), fan-out, Delay, Scale, Threshold, Flatten
   const sc = values(run.traces['sub.sc'].output);
   t.ok(Math.max(...hist.flat().map((v, i) => Math.abs(v - sc[i]))) < 1e-12, 'fan-in sums both paths; the nested Scale sees it');
   t.same(values(run.y), want, 'delays of 0, 2 and 1 steps, then the threshold');
-  t.same(model.nir.flat.edges.filter((e) => e.recurrent), [], 'a feed-forward graph has no recurrent edge');
+  t.same(
+    model.nir.flat.edges.filter((e) => e.recurrent),
+    [],
+    'a feed-forward graph has no recurrent edge',
+  );
 });
 
 t.test('a recurrent LIF (cycle through a Linear): the cycle edge reads the previous step', async (t) => {
@@ -221,7 +279,11 @@ t.test('a recurrent LIF (cycle through a Linear): the cycle edge reads the previ
   const Wr = [0, -0.6, 0.4, 0];
   const g: NirGraph = {
     type: 'NIRGraph',
-    nodes: { ...io(n), lif: node('LIF', { tau: f32([0.01, 0.01]), r: f32([1, 1]), v_leak: f32([0, 0]), v_threshold: f32([0.3, 0.3]) }), rec: node('Linear', { weight: nirArray(Wr, [2, 2]) }) },
+    nodes: {
+      ...io(n),
+      lif: node('LIF', { tau: f32([0.01, 0.01]), r: f32([1, 1]), v_leak: f32([0, 0]), v_threshold: f32([0.3, 0.3]) }),
+      rec: node('Linear', { weight: nirArray(Wr, [2, 2]) }),
+    },
     edges: [
       ['in', 'lif'],
       ['lif', 'rec'],
@@ -261,15 +323,48 @@ t.test('a recurrent LIF (cycle through a Linear): the cycle edge reads the previ
 
 t.test('clear errors naming the node', async (t) => {
   const bad = (g: NirGraph, re: RegExp, label: string) => t.throws(() => nir.modelFromGraph(g, { dt: 1e-3 }), re, label);
-  bad(chain({ ...io(2), a: node('Affine', { weight: nirArray([1, 2, 3, 4, 5, 6], [3, 2]), bias: f32([0, 0, 0]) }) }, ['in', 'a', 'out']), /shape mismatch on the edge 'a' -> 'out'.*\[3\].*\[2\]/, 'shape mismatch');
-  bad(chain({ ...io(2), a: node('LIF', { tau: f32([1, 1]), r: f32([1, 1]), v_leak: f32([0, 0]), v_threshold: f32([1]) }) }, ['in', 'a', 'out']), /node 'a' \(LIF\): parameter 'v_threshold' has shape \[1\]/, 'parameter shapes');
   bad(
-    { type: 'NIRGraph', nodes: { ...io(2), s: node('Scale', { scale: f32([1, 1]) }), q: node('Scale', { scale: f32([1, 1]) }) }, edges: [['in', 's'], ['s', 'q'], ['q', 's'], ['q', 'out']] },
+    chain({ ...io(2), a: node('Affine', { weight: nirArray([1, 2, 3, 4, 5, 6], [3, 2]), bias: f32([0, 0, 0]) }) }, ['in', 'a', 'out']),
+    /shape mismatch on the edge 'a' -> 'out'.*\[3\].*\[2\]/,
+    'shape mismatch',
+  );
+  bad(
+    chain({ ...io(2), a: node('LIF', { tau: f32([1, 1]), r: f32([1, 1]), v_leak: f32([0, 0]), v_threshold: f32([1]) }) }, [
+      'in',
+      'a',
+      'out',
+    ]),
+    /node 'a' \(LIF\): parameter 'v_threshold' has shape \[1\]/,
+    'parameter shapes',
+  );
+  bad(
+    {
+      type: 'NIRGraph',
+      nodes: { ...io(2), s: node('Scale', { scale: f32([1, 1]) }), q: node('Scale', { scale: f32([1, 1]) }) },
+      edges: [
+        ['in', 's'],
+        ['s', 'q'],
+        ['q', 's'],
+        ['q', 'out'],
+      ],
+    },
     /cycle without state: (s -> q -> s|q -> s -> q)/,
     'a cycle of stateless nodes',
   );
   bad(chain({ ...io(2) }, ['in', 'nowhere', 'out']), /'nowhere', which is not a node/, 'an edge to a missing node');
-  bad({ type: 'NIRGraph', nodes: { a: node('Input', { shape: nirArray([1], [1], 'int64') }), b: node('Input', { shape: nirArray([1], [1], 'int64') }), out: node('Output', { shape: nirArray([1], [1], 'int64') }) }, edges: [] }, /2 Input and 1 Output/, 'two inputs');
+  bad(
+    {
+      type: 'NIRGraph',
+      nodes: {
+        a: node('Input', { shape: nirArray([1], [1], 'int64') }),
+        b: node('Input', { shape: nirArray([1], [1], 'int64') }),
+        out: node('Output', { shape: nirArray([1], [1], 'int64') }),
+      },
+      edges: [],
+    },
+    /2 Input and 1 Output/,
+    'two inputs',
+  );
   t.throws(() => nir.modelFromGraph(chain(io(1), ['in', 'out']), { dt: 0 }), /dt must be a positive number/);
   t.throws(() => nir.modelFromGraph(chain(io(1), ['in', 'out']), { dt: 1, discretisation: 'rk4' as 'euler' }), /'euler' or 'exact'/);
   const { model, variables } = nir.modelFromGraph(chain(io(2), ['in', 'out']), { dt: 1 });
@@ -284,15 +379,23 @@ t.test('round trip: NIR model -> file -> model gives the same outputs bit for bi
       const a = await nir.load(fixture(`${file}.nir`), { dt: 1e-4, discretisation: disc });
       const path = join(dir, `${file}-${disc}.nir`);
       await nir.save(path, a.model, a.variables, { dt: 1e-4 });
-      t.same(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');
+      t.same(
+        readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+        [],
+        'no temporary file left',
+      );
       const b = await nir.load(path, { dt: 1e-4, discretisation: disc });
       const x = random.uniform(random.key(3), [4, 50, 1]).mul(30);
       const record = a.model.nir.flat.order;
       const ra = a.model.run(a.variables.params, x, { record });
       const rb = b.model.run(b.variables.params, x, { record });
       t.same(values(rb.y), values(ra.y), `${file} ${disc}: identical outputs`);
-      for (const n of record) t.same(rb.traces[n].state.map(values), ra.traces[n].state.map(values), `${file} ${disc}: identical states of '${n}'`);
-      t.ok(record.some((n) => values(ra.traces[n].output).includes(1)), 'a neuron spikes');
+      for (const n of record)
+        t.same(rb.traces[n].state.map(values), ra.traces[n].state.map(values), `${file} ${disc}: identical states of '${n}'`);
+      t.ok(
+        record.some((n) => values(ra.traces[n].output).includes(1)),
+        'a neuron spikes',
+      );
     }
   }
 });
@@ -309,7 +412,11 @@ t.test('round trip: a sequential spiketrace model -> NIR -> spiketrace, bit for 
   t.same(
     Object.entries(graph.nodes)
       .map(([k, v]) => [k, v.type])
-      .sort((a, b) => ['Input', 'Affine', 'LI', 'Linear', 'Output'].indexOf(a[1]) - ['Input', 'Affine', 'LI', 'Linear', 'Output'].indexOf(b[1]) || a[0].localeCompare(b[0])),
+      .sort(
+        (a, b) =>
+          ['Input', 'Affine', 'LI', 'Linear', 'Output'].indexOf(a[1]) - ['Input', 'Affine', 'LI', 'Linear', 'Output'].indexOf(b[1]) ||
+          a[0].localeCompare(b[0]),
+      ),
     [
       ['input', 'Input'],
       ['time_distributed', 'Affine'],
@@ -333,9 +440,15 @@ t.test('export errors name the layer', async (t) => {
   resetLayerNames();
   const dt = 0.01;
   const cases: [ReturnType<typeof sequential>, RegExp][] = [
-    [sequential([dense(4), spikingActivation('relu', { dt })]), /layer 'spiking_activation' \(SpikingActivation\) has no NIR counterpart: spikingActivation has no exact NIR node/],
+    [
+      sequential([dense(4), spikingActivation('relu', { dt })]),
+      /layer 'spiking_activation' \(SpikingActivation\) has no NIR counterpart: spikingActivation has no exact NIR node/,
+    ],
     [sequential([dense(4, { activation: 'relu' })]), /layer 'dense_1' \(Dense\): its activation 'relu' has no NIR node/],
-    [sequential([dense(4), globalAveragePooling1d()]), /'global_average_pooling1d' \(GlobalAveragePooling1D\) has no NIR counterpart: globalAveragePooling1d averages over time/],
+    [
+      sequential([dense(4), globalAveragePooling1d()]),
+      /'global_average_pooling1d' \(GlobalAveragePooling1D\) has no NIR counterpart: globalAveragePooling1d averages over time/,
+    ],
     [sequential([dense(4), activation('tanh')]), /'activation' \(Activation\): the activation 'tanh' has no NIR node/],
     [sequential([timeDistributed(flatten())]), /give options.inputShape/],
     [sequential([dense(4), lowpass(0.1, { dt: 0.001 })]), /runs at dt = 0.001 s, the export's dt is 0.01 s/],
@@ -347,10 +460,17 @@ t.test('export errors name the layer', async (t) => {
   const fl = sequential([timeDistributed(flatten()), dense(2)]);
   const v = fl.init(random.key(0), [null, 2, 3]);
   const g = nir.graphFromModel(fl, v, { dt, inputShape: [2, 3] });
-  t.same(Object.values(g.nodes).map((n) => n.type), ['Input', 'Flatten', 'Affine', 'Output']);
+  t.same(
+    Object.values(g.nodes).map((n) => n.type),
+    ['Input', 'Flatten', 'Affine', 'Output'],
+  );
   const back = nir.modelFromGraph(g, { dt });
   const x = random.normal(random.key(9), [2, 4, 2, 3]);
-  t.same(values(back.model.apply(back.variables.params, x, { training: false }, {}).y), values(fl.apply(v.params, x, { training: false }, v.state).y), 'flatten + dense: same outputs');
+  t.same(
+    values(back.model.apply(back.variables.params, x, { training: false }, {}).y),
+    values(fl.apply(v.params, x, { training: false }, v.state).y),
+    'flatten + dense: same outputs',
+  );
   t.ok(array([1]).size === 1);
 });
 
@@ -367,12 +487,29 @@ t.test('LIF-family layers -> NIR -> spiketrace: continuous-time layers bit for b
   };
   const tau = [0.004, 0.01, 0.02, 0.005, 0.008, 0.05];
   for (const disc of ['exact', 'euler'] as const) {
-    const a = await run([dense(6), leaky({ tau, r: 2, reset: 'zero', dt, discretisation: disc }), dense(6), leakyIntegrator({ tau: 0.02, dt, discretisation: disc })], disc);
+    const a = await run(
+      [
+        dense(6),
+        leaky({ tau, r: 2, reset: 'zero', dt, discretisation: disc }),
+        dense(6),
+        leakyIntegrator({ tau: 0.02, dt, discretisation: disc }),
+      ],
+      disc,
+    );
     t.same(a.got, a.want, `dense -> leaky(tau, zero reset) -> dense -> leakyIntegrator (${disc}): bit for bit`);
   }
-  const rec = await run([dense(6), recurrentLeaky({ tau, reset: 'zero', dt }), dense(6, { useBias: false }), leakyIntegrator({ tau: 0.02, dt })]);
+  const rec = await run([
+    dense(6),
+    recurrentLeaky({ tau, reset: 'zero', dt }),
+    dense(6, { useBias: false }),
+    leakyIntegrator({ tau: 0.02, dt }),
+  ]);
   t.same(rec.got, rec.want, 'recurrentLeaky (all-to-all) -> Linear cycle: bit for bit');
-  t.same(rec.graph.edges.filter(([a, b]) => a.startsWith('recurrent_leaky') && b.startsWith('recurrent_leaky')).length, 2, 'the recurrent weight is a cycle lif -> rec -> lif');
+  t.same(
+    rec.graph.edges.filter(([a, b]) => a.startsWith('recurrent_leaky') && b.startsWith('recurrent_leaky')).length,
+    2,
+    'the recurrent weight is a cycle lif -> rec -> lif',
+  );
   const one = await run([dense(6), recurrentLeaky({ tau, reset: 'zero', dt, recurrent: 'oneToOne' })]);
   t.same(one.got, one.want, 'recurrentLeaky (one-to-one) -> Scale cycle: bit for bit');
   const disc = await run([dense(6), leaky({ beta: 0.9, reset: 'zero', dt }), dense(6), leakyIntegrator({ beta: 0.8, dt })]);
@@ -405,8 +542,15 @@ t.test('saving is atomic: a refused model or an unwritable path leaves the exist
   await t.rejects(nir.save(path, bad, bad.init(random.key(0), [null, 2]), { dt: 0.01 }), /spikingActivation has no exact NIR node/);
   t.equal(readFileSync(path, 'utf8'), 'previous contents');
   const good = sequential([dense(2)]);
-  await t.rejects(nir.save(join(dir, 'missing', 'x.nir'), good, good.init(random.key(0), [null, 2]), { dt: 0.01 }), /nir.write: could not write .*missing\/x.nir/);
+  await t.rejects(
+    nir.save(join(dir, 'missing', 'x.nir'), good, good.init(random.key(0), [null, 2]), { dt: 0.01 }),
+    /nir.write: could not write .*missing\/x.nir/,
+  );
   t.same(readdirSync(dir).sort(), ['model.nir'], 'no temporary file left behind');
   await nir.save(path, good, good.init(random.key(0), [null, 2]), { dt: 0.01 });
-  t.same(Object.values((await nir.read(path)).graph.nodes).map((n) => n.type), ['Affine', 'Input', 'Output'], 'then replaced whole');
+  t.same(
+    Object.values((await nir.read(path)).graph.nodes).map((n) => n.type),
+    ['Affine', 'Input', 'Output'],
+    'then replaced whole',
+  );
 });
