@@ -8,7 +8,7 @@
  * const y = model.apply(variables.params, x, { training: false }, variables.state).y; // x: (batch, time, ...)
  * await nir.save('back.nir', model, variables, { dt: 1e-3 });
  */
-import { NirError, readFileBytes, readHdf5, writeFileAtomic, writeHdf5 } from './hdf5.js';
+import { readFileBytes, readHdf5, writeFileAtomic, writeHdf5 } from './hdf5.js';
 import { graphFromHdf5, graphToHdf5, type NirGraph } from './graph.js';
 import { modelFromGraph, type Discretisation, type NirModel, type NirParams } from './simulate.js';
 import { graphFromModel, type ExportOptions } from './export.js';
