@@ -17,7 +17,9 @@ import { loadFashionMnist, rateEncode } from '../data/index.js';
 import * as nn from '../nn/index.js';
 import { membraneTrace, spikeRaster, writeFigure } from '../plot/index.js';
 import * as spiking from '../spiking/index.js';
-import * as nir from '../spiking/nir/index.js';
+
+// `spiketrace/nir` in a package install; the same module as spiking.nir.
+const { nir } = spiking;
 import { parseCli } from './lib/cli.js';
 
 const { flag, has } = parseCli();
@@ -112,7 +114,7 @@ if (existsSync(fixture)) {
   const v = run.traces[neuron].state[0];
   const z = run.traces[neuron].output;
   const asTimeByNeuron = (x: Tensor): number[][] => Array.from(x.toTyped() as Float32Array, (val) => [val]);
-  const vThreshold = (rock.graph.nodes[neuron] as nir.NirLeafNode).params.v_threshold as nir.NirArray;
+  const vThreshold = (rock.graph.nodes[neuron] as spiking.nir.NirLeafNode).params.v_threshold as spiking.nir.NirArray;
   const trace = await membraneTrace(asTimeByNeuron(v), {
     dt: fixtureDt,
     threshold: vThreshold.values[0],
