@@ -150,6 +150,22 @@ function convImpl(op: string, input: Tensor, kernelIn: Tensor, options: ConvOpti
   return channelsFromLast(y, r, format);
 }
 
+/**
+ * The output spatial sizes of `convGeneral` (or a pooling op, whose window is a kernel's) for an
+ * input with these spatial sizes, without computing anything: for layers' output shapes.
+ */
+export function convOutputShape(spatial: readonly number[], window: readonly number[], options: Omit<ConvOptions, 'groups' | 'dataFormat'> = {}, op = 'convOutputShape'): number[] {
+  const r = window.length;
+  if (spatial.length !== r) throw new ShapeError(`${op}: ${spatial.length} spatial sizes for a ${r}-D window`);
+  const strides = perAxis(op, 'strides', options.strides, r, 1);
+  const dilation = perAxis(op, 'dilation', options.dilation, r, 1);
+  const lhsDilation = perAxis(op, 'lhsDilation', options.lhsDilation, r, 1);
+  const [padLow, padHigh] = resolvePadding(op, options.padding ?? 'valid', spatial, window, strides, dilation, lhsDilation);
+  const out = convOutputSpatial(spatial, window, { strides, padLow, padHigh, lhsDilation, rhsDilation: dilation, featureGroupCount: 1 });
+  if (typeof out === 'string') throw new ShapeError(`${op}: spatial sizes ${fmtShape(spatial)}, window ${fmtShape(window)}: ${out}`);
+  return out;
+}
+
 /** The primitive over leading axes flattened into one batch axis. */
 function convFlat(x: Tensor, kernel: Tensor, params: ConvParams, r: number): Tensor {
   const lead = x.shape.slice(0, x.ndim - r - 1);

@@ -152,6 +152,13 @@ export function globalAveragePooling1d(options: { name?: string } = {}): Layer<R
   };
 }
 
+/**
+ * Layers that act on the trailing axes and take any leading axes as batch axes: timeDistributed
+ * hands them (batch, time, ...) as it is, without a reshape, so broadcast sinking sees a
+ * time-tiled input (a Dense or a convolution then runs once per example, not once per step).
+ */
+const LEADING_AXES_KINDS = new Set(['Dense', 'Conv1D', 'Conv2D']);
+
 /** Applies `inner` to every time step: (batch, time, ...) -> (batch, time, ...inner output). */
 export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, S>, options: { name?: string } = {}): Layer<P, S> {
   const name = uniqueName('time_distributed', options.name);
@@ -167,10 +174,10 @@ export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, 
     },
     apply(params, x, ctx, state) {
       const [b, t] = x.shape;
-      // Dense acts on the last axis already, so it runs on all steps at once without a reshape.
-      // Its activity penalty is divided by the batch size it saw (b); Keras's TimeDistributed
+      // Dense and convolutions act on the trailing axes already, so they run on all steps at once
+      // without a reshape. Their activity penalty is divided by the batch size it saw (b); Keras's TimeDistributed
       // feeds its layer b * t rows, so the penalty is divided by t as well.
-      if (inner.kind === 'Dense') {
+      if (LEADING_AXES_KINDS.has(inner.kind)) {
         const r = inner.apply(params, x, ctx, state);
         return { ...r, losses: r.losses.map((l) => div(l, t)) };
       }

@@ -49,6 +49,24 @@ const rules = new Map<string, LayerRule>([
   ['SpikingActivation', (_l, _i, outShape) => ({ connections: 0, neurons: size(outShape), spiking: true })],
 ]);
 
+/**
+ * A convolution: every output element sums window * (input channels per group) inputs, so its
+ * synaptic operations are outputs x that fan-in. Average pooling sums its window (one synop per
+ * tap, no neuron); max pooling, global pools and normalization add none.
+ */
+const channelsOf = (shape: LayerShape, layer: Layer): number => (layer.config.dataFormat === 'channelsFirst' ? shape[0] : shape[shape.length - 1]) ?? 1;
+const convRule: LayerRule = (layer, inShape, outShape) => {
+  const taps = (layer.config.kernelSize as number[]).reduce((a, k) => a * k, 1);
+  const fanIn = (taps * channelsOf(inShape, layer)) / (layer.config.groups as number);
+  const outputSize = size(outShape);
+  return { connections: outputSize * fanIn, neurons: layer.config.activation === 'linear' ? 0 : outputSize, spiking: false };
+};
+rules.set('Conv1D', convRule);
+rules.set('Conv2D', convRule);
+const averagePoolRule: LayerRule = (layer, _inShape, outShape) => ({ connections: size(outShape) * (layer.config.poolSize as number[]).reduce((a, k) => a * k, 1), neurons: 0, spiking: false });
+rules.set('AveragePooling1D', averagePoolRule);
+rules.set('AveragePooling2D', averagePoolRule);
+
 /** Registers the connection/neuron rule for a layer kind (e.g. a user's own layer). */
 export function registerLayerRule(kind: string, rule: LayerRule): void {
   rules.set(kind, rule);
