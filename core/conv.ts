@@ -318,6 +318,12 @@ function poolImpl(op: string, kind: PoolKind, input: Tensor, windowIn: number | 
   const [padLow, padHigh] = resolvePadding(op, options.padding ?? 'valid', spatial, window, strides, dilation, new Array<number>(r).fill(1));
   const outSpatial = convOutputSpatial(spatial, window, { strides, padLow, padHigh, lhsDilation: new Array<number>(r).fill(1), rhsDilation: dilation, featureGroupCount: 1 });
   if (typeof outSpatial === 'string') throw new ShapeError(`${op}: input ${fmtShape(input.shape)}, window ${fmtShape(window)}: ${outSpatial}`);
+  const b = lead.length > 1 ? broadcastSourceOf(x0) : null;
+  if (b !== null && b.axes.every((a) => a < lead.length)) {
+    // Copies along broadcast batch axes are pooled once (exact), as convolutions are.
+    const y = poolImpl(op, kind, b.source, window, r, { ...options, strides, dilation, dataFormat: 'channelsLast' });
+    return channelsFromLast(ops.broadcastTo(y, [...lead, ...y.shape.slice(lead.length)]), r, format);
+  }
   const n = sizeOf(lead);
   const x = ops.reshape(x0, [n, ...spatial, channels]);
   const taps = sizeOf(window);

@@ -13,7 +13,7 @@
  * inference on a CPU and on Loihi, wall time; writes results.json and a figure (one test image,
  * the first spiking layer's spikes, the class probabilities over time).
  *
- *   npm run example:cnn -- [--quick] [--epochs N] [--train N (first N training images)] [--gain G] [--out DIR]
+ *   npm run example:cnn -- [--quick] [--epochs N] [--train N] [--test N] (first N images) [--gain G] [--out DIR]
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,8 +34,9 @@ const dt = 0.01;
 mkdirSync(outDir, { recursive: true });
 
 const t0 = Date.now();
-const trainLimit = flag('--train') === undefined ? undefined : Number(flag('--train'));
-const { train, test, source } = await loadFashionMnist({ limit: quick ? { train: 512, test: 256 } : trainLimit === undefined ? undefined : { train: trainLimit, test: 10000 } });
+const trainLimit = Number(flag('--train') ?? (quick ? 512 : 60000));
+const testLimit = Number(flag('--test') ?? (quick ? 256 : 10000));
+const { train, test, source } = await loadFashionMnist({ limit: { train: trainLimit, test: testLimit } });
 console.log(`Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${nSteps} steps of ${dt * 1000} ms`);
 
 // (n, 28, 28) -> (n, 28, 28, 1) -> (n, steps, 28, 28, 1), a stride-0 view: no copy.
@@ -86,7 +87,7 @@ console.log(`\nTest accuracy: ${(100 * logs.accuracy).toFixed(2)}%`);
 
 // Rates of each spiking layer: spikeStats reports its model's first spiking layer, so the second
 // is measured on the model from its input on.
-const examples = Math.min(quick ? 128 : 1000, test.labels.shape[0]);
+const examples = Math.min(quick ? 128 : 500, test.labels.shape[0]);
 const probeX = slice(testSequences, [0], [examples]) as NDArray;
 const probeLabels = slice(test.labels, [0], [examples]) as NDArray;
 const stats1 = spiking.spikeStats(model, trained, probeX, { labels: probeLabels });

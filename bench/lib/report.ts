@@ -7,6 +7,7 @@ export const CASE_TITLES: Record<CaseName, string> = {
   m2: '3. M2: 10 steps of the repeated image, TimeDistributed Dense(128) -> relu -> mean over time -> Dense(10)',
   spiking: "4. spiking-aware M2: spikingActivation('relu', { dt: 0.01 }) (spiketrace only; peers' rows are their M2)",
   poisson: '5. spiking-aware M2 on Poisson spike input (time-varying, spiketrace only; peers\' rows are their M2)',
+  conv: '6. conv: the spiking CNN example with relu neurons, 10 steps of the repeated image, TimeDistributed Conv2D(32, 3x3) -> relu -> AvgPool(2) -> Conv2D(64, 3x3) -> relu -> AvgPool(2) -> mean over time -> Dense(10)',
 };
 
 /** Seconds per 60k epoch: measured when a whole epoch ran, else extrapolated from the measured steps. */
