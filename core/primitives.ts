@@ -13,6 +13,7 @@ export interface PrimParams {
   neg: NoParams;
   exp: NoParams;
   log: NoParams;
+  log1p: NoParams;
   sqrt: NoParams;
   tanh: NoParams;
   logistic: NoParams;
@@ -76,14 +77,14 @@ export interface PrimParams {
 
 export type Primitive = keyof PrimParams;
 
-export interface ConvParams {
+export type ConvParams = {
   strides: number[];
   padLow: number[];
   padHigh: number[];
   lhsDilation: number[];
   rhsDilation: number[];
   featureGroupCount: number;
-}
+};
 
 /** Output spatial sizes of a conv, or a message saying why there are none. */
 export function convOutputSpatial(inSpatial: readonly number[], window: readonly number[], p: ConvParams): number[] | string {
@@ -95,7 +96,7 @@ export function convOutputSpatial(inSpatial: readonly number[], window: readonly
   return inputs.map((d, i) => Math.floor((d - windows[i]) / p.strides[i]) + 1);
 }
 
-export const UNARY = ['neg', 'exp', 'log', 'sqrt', 'tanh', 'logistic', 'abs', 'sign', 'floor'] as const;
+export const UNARY = ['neg', 'exp', 'log', 'log1p', 'sqrt', 'tanh', 'logistic', 'abs', 'sign', 'floor'] as const;
 export const BINARY = ['add', 'sub', 'mul', 'div', 'max', 'min', 'pow'] as const;
 export const COMPARE = ['lt', 'le', 'gt', 'ge', 'eq', 'ne'] as const;
 export type UnaryPrim = (typeof UNARY)[number];
@@ -103,7 +104,9 @@ export type BinaryPrim = (typeof BINARY)[number];
 export type ComparePrim = (typeof COMPARE)[number];
 
 /** Primitives computed one element at a time: the fusing compilers group these. */
-export const ELEMENTWISE = new Set<Primitive>([...UNARY, ...BINARY, ...COMPARE, 'where', 'cast', 'stop_gradient']);
+export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
+export const ELEMENTWISE_PRIMS: readonly ElementwisePrim[] = [...UNARY, ...BINARY, ...COMPARE, 'where', 'cast', 'stop_gradient'];
+export const ELEMENTWISE: ReadonlySet<Primitive> = new Set<Primitive>(ELEMENTWISE_PRIMS);
 
 export type ShapeRule<P extends Primitive> = (avals: Aval[], params: PrimParams[P]) => Aval[];
 
@@ -149,6 +152,7 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
   neg: unary('neg', false),
   exp: unary('exp', true),
   log: unary('log', true),
+  log1p: unary('log1p', true),
   sqrt: unary('sqrt', true),
   tanh: unary('tanh', true),
   logistic: unary('logistic', true),

@@ -91,6 +91,16 @@ function convLayer(kind: 'Conv1D' | 'Conv2D', r: 1 | 2, filters: number, kernelS
     kind,
     name,
     config: { filters, kernelSize: window, strides, padding, dilation, groups, activation: activationName(options.activation), useBias, dataFormat: format },
+    // Any leading axes are batch axes: timeDistributed passes (batch, time, ...) unreshaped, so a
+    // time-tiled image is convolved once per image (broadcast sinking).
+    perStep: true,
+    // Every output sums window x (input channels per group) inputs.
+    energy(inShape, outShape) {
+      const channels = (format === 'channelsLast' ? inShape[inShape.length - 1] : inShape[0]) ?? 1;
+      const outputs = outShape.reduce<number>((a, d) => a * (d ?? 1), 1);
+      const fanIn = (window.reduce((a, k) => a * k, 1) * channels) / groups;
+      return { connections: outputs * fanIn, neurons: activationName(options.activation) === 'linear' ? 0 : outputs, spiking: false };
+    },
     init(key, inputShape) {
       const { spatial, channels } = splitShape(where, inputShape, r, format);
       if (channels === null || channels % groups !== 0) throw new ShapeError(`${where}: the channel axis must be known and divisible by groups (${groups}), got ${JSON.stringify(inputShape)}`);
@@ -157,6 +167,10 @@ function poolingLayer(kind: 'MaxPooling1D' | 'MaxPooling2D' | 'AveragePooling1D'
     kind,
     name,
     config: { poolSize: window, strides, padding, dataFormat: format },
+    // Average pooling sums its window: one synaptic operation per tap; max pooling compares only.
+    energy: kind.startsWith('Average')
+      ? (_inShape, outShape) => ({ connections: outShape.reduce<number>((a, d) => a * (d ?? 1), 1) * window.reduce((a, k) => a * k, 1), neurons: 0, spiking: false })
+      : undefined,
     init(_key, inputShape) {
       const { spatial, channels } = splitShape(where, inputShape, r, format);
       return { params: {}, state: {}, outputShape: joinShape(outSpatial(where, spatial, window, { strides, padding, dilation: window.map(() => 1) }), channels, format) };
