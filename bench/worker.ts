@@ -18,6 +18,8 @@ async function createPeer(name: PeerName, training: boolean): Promise<Peer> {
       return (await import('./peers/tfjs.js')).createPeer('wasm', training);
     case 'tfjs-cpu':
       return (await import('./peers/tfjs.js')).createPeer('cpu', training);
+    case 'pytorch':
+      throw new Error('worker: the pytorch peer runs in Python (bench/peers/pytorch.py, started by bench/lib/python.ts)');
   }
 }
 
@@ -38,7 +40,7 @@ async function runJob(job: Job): Promise<Omit<WorkerReport, 'peakRssMB'>> {
       const result: MatmulResult = { kind: 'matmul', bestMs, gflops, reps: job.reps, callsPerRep, checksum: sum(run()) };
       return { job, ok: true, result, backend, weightsHash, dataSource };
     }
-    const w = inputs.weights;
+    const w = job.case === 'lif' ? inputs.lifWeights : inputs.weights;
     weightsHash = hashArrays([w.w1, w.b1, w.w2, w.b2]);
     if (!inputs.data) throw new Error('worker: the inputs hold no training data');
     dataSource = inputs.data.source;

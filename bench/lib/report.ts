@@ -1,18 +1,19 @@
-/** The benchmark's tables (markdown, also printed) and the issue's targets. */
-import { BATCH, STEPS_PER_EPOCH, TRAIN_ROWS, type CaseName, type MatmulResult, type PeerName, type TrainResult, type WorkerReport } from './common.js';
+/** The benchmark's tables (markdown, also printed) and the issues' targets. */
+import { CASE_PEERS, TRAIN_ROWS, batchOf, stepsPerEpoch, type CaseName, type MatmulResult, type PeerName, type TrainResult, type WorkerReport } from './common.js';
 
 export const CASE_TITLES: Record<CaseName, string> = {
   matmul: '1. matmul 320x784x128 float32',
   m1: '2. M1: Dense(128, relu) -> Dense(10) on flattened 784 inputs',
   m2: '3. M2: 10 steps of the repeated image, TimeDistributed Dense(128) -> relu -> mean over time -> Dense(10)',
-  spiking: "4. spiking-aware M2: spikingActivation('relu', { dt: 0.01 }) (spiketrace only; peers' rows are their M2)",
-  poisson: '5. spiking-aware M2 on Poisson spike input (time-varying, spiketrace only; peers\' rows are their M2)',
+  spiking: "4. spiking-aware M2: spikingActivation('relu', { dt: 0.01 }) (PyTorch: a custom autograd function; jax-js and tfjs rows are their M2)",
+  poisson: '5. spiking-aware M2 on Poisson spike input (time-varying; jax-js and tfjs rows are their M2)',
+  lif: '6. LIF: rate-coded images over 25 steps, Dense(1000) -> Leaky -> Dense(10) -> Leaky, cross-entropy on spike counts, batch 128',
 };
 
 /** Seconds per 60k epoch: measured when a whole epoch ran, else extrapolated from the measured steps. */
 export function secondsPerEpoch(r: TrainResult): number {
-  if (r.warmupSteps === 0 && r.measuredSteps >= STEPS_PER_EPOCH) return r.measuredS;
-  return (r.measuredS / r.measuredSteps) * STEPS_PER_EPOCH;
+  if (r.warmupSteps === 0 && r.measuredSteps >= r.stepsPerEpoch) return r.measuredS;
+  return (r.measuredS / r.measuredSteps) * r.stepsPerEpoch;
 }
 
 const f = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
@@ -64,7 +65,7 @@ function matmulTable(results: Results, peers: readonly PeerName[]): string {
 function trainTable(results: Results, c: Exclude<CaseName, 'matmul'>, peers: readonly PeerName[]): string {
   const spikingCase = c === 'spiking' || c === 'poisson';
   const entries = peers.flatMap((p) => {
-    const pc: CaseName = spikingCase && p !== 'spiketrace' ? 'm2' : c;
+    const pc: CaseName = spikingCase && !CASE_PEERS[c].includes(p) ? 'm2' : c;
     const r = train(results, p, pc);
     const rep = results.get(key(p, pc));
     return r && rep ? [{ peer: p, label: pc === c ? p : `${p} (M2)`, sameModel: pc === c, r, rep }] : [];
@@ -73,8 +74,8 @@ function trainTable(results: Results, c: Exclude<CaseName, 'matmul'>, peers: rea
   const rows = entries.map(({ peer, label, sameModel, r, rep }) => {
     const s = secondsPerEpoch(r);
     const ratio = st && peer !== 'spiketrace' ? `${f(secondsPerEpoch(st.r) / s, 3)}x` : '-';
-    const how = r.warmupSteps === 0 && r.measuredSteps >= STEPS_PER_EPOCH ? `full epoch (${r.measuredSteps} steps)` : `extrapolated from ${r.measuredSteps} steps`;
-    const samples = (r.measuredSteps * BATCH) / r.measuredS;
+    const how = r.warmupSteps === 0 && r.measuredSteps >= r.stepsPerEpoch ? `full epoch (${r.measuredSteps} steps)` : `extrapolated from ${r.measuredSteps} steps`;
+    const samples = (r.measuredSteps * batchOf(c)) / r.measuredS;
     // Steps shared with spiketrace (all of this row's steps for spiketrace itself).
     const k = st && sameModel ? Math.min(r.losses.length, st.r.losses.length) : r.losses.length;
     const stMean = st && sameModel && peer !== 'spiketrace' ? f(mean(st.r.losses.slice(0, k)), 4) : '-';
@@ -85,13 +86,14 @@ function trainTable(results: Results, c: Exclude<CaseName, 'matmul'>, peers: rea
 }
 
 /**
- * Peers whose first-step loss differs from spiketrace's on the same model (M1, M2): from the same
- * weights on the same batch it must agree to float32 rounding, so a difference means one side
- * computed something else (a bug, or a different model).
+ * Peers whose first-step loss differs from spiketrace's on the same model (M1, M2, LIF on the
+ * parent's spikes): from the same weights on the same batch it must agree to float32 rounding, so a
+ * difference means one side computed something else (a bug, or a different model). The spiking
+ * and Poisson cases draw random initial voltages or spikes with each library's own generator.
  */
 export function lossMismatches(results: Results, tolerance = 1e-3): string[] {
   const out: string[] = [];
-  for (const c of ['m1', 'm2'] as const) {
+  for (const c of ['m1', 'm2', 'lif'] as const) {
     const st = train(results, 'spiketrace', c);
     if (!st?.losses.length) continue;
     for (const r of results.values()) {
@@ -120,16 +122,22 @@ export function targets(results: Results): Target[] {
       ? { text: 'matmul GFLOP/s >= 1.0x tfjs-wasm', measured: `${f(mmSt.gflops, 2)} / ${f(mmTf.gflops, 2)} = ${f(mmSt.gflops / mmTf.gflops, 3)}x`, status: mmSt.gflops / mmTf.gflops >= 1 ? 'met' : 'not met' }
       : { text: 'matmul GFLOP/s >= 1.0x tfjs-wasm', measured: 'needs matmul of spiketrace and tfjs-wasm', status: 'n/a' },
   );
-  const timeTarget = (text: string, c: CaseName, peerCase: CaseName, limit: number): Target => {
+  const timeTarget = (text: string, c: CaseName, peerCase: CaseName, limit: number, peer: PeerName = 'jax-js'): Target => {
     const a = train(results, 'spiketrace', c);
-    const b = train(results, 'jax-js', peerCase);
-    if (!a || !b) return { text, measured: `needs ${c} of spiketrace and ${peerCase} of jax-js`, status: 'n/a' };
+    const b = train(results, peer, peerCase);
+    if (!a || !b) return { text, measured: `needs ${c} of spiketrace and ${peerCase} of ${peer}`, status: 'n/a' };
     const ratio = secondsPerEpoch(a) / secondsPerEpoch(b);
     return { text, measured: `${g3(secondsPerEpoch(a))} s / ${g3(secondsPerEpoch(b))} s = ${f(ratio, 3)}x`, status: ratio <= limit ? 'met' : 'not met' };
   };
   out.push(timeTarget('M1 epoch <= 0.5x jax-js M1', 'm1', 'm1', 0.5));
   out.push(timeTarget('spiking-aware epoch <= 0.25x jax-js M2', 'spiking', 'm2', 0.25));
   out.push(timeTarget('time-varying (Poisson) spiking epoch <= 1.0x jax-js M2', 'poisson', 'm2', 1.0));
+  // Issue 17: against PyTorch 1.13 on the CPU (2 threads, OpenMP OpenBLAS).
+  out.push(timeTarget('M1 epoch <= 0.7x PyTorch M1', 'm1', 'm1', 0.7, 'pytorch'));
+  out.push(timeTarget('M1 epoch <= 0.4x jax-js M1', 'm1', 'm1', 0.4));
+  out.push(timeTarget('M2 epoch <= 0.4x PyTorch M2', 'm2', 'm2', 0.4, 'pytorch'));
+  out.push(timeTarget('spiking-aware epoch <= 0.4x PyTorch spiking', 'spiking', 'spiking', 0.4, 'pytorch'));
+  out.push(timeTarget('LIF epoch <= 0.5x PyTorch LIF', 'lif', 'lif', 0.5, 'pytorch'));
   return out;
 }
 
@@ -145,7 +153,7 @@ export function renderReport(results: Results, ctx: ReportContext): string {
   for (const c of ctx.cases) {
     parts.push(`## ${CASE_TITLES[c]}`, '', c === 'matmul' ? matmulTable(results, ctx.peers) : trainTable(results, c, ctx.peers), '');
   }
-  parts.push('## Targets (issue 6)', '', table(['target', 'measured', 'status'], targets(results).map((t) => [t.text, t.measured, t.status])), '');
-  parts.push(`Epoch = ${TRAIN_ROWS} samples = ${STEPS_PER_EPOCH} steps of batch ${BATCH}. Ratios below 1 in the time columns mean spiketrace is faster.`, '');
+  parts.push('## Targets (issues 6 and 17)', '', table(['target', 'measured', 'status'], targets(results).map((t) => [t.text, t.measured, t.status])), '');
+  parts.push(`Epoch = ${TRAIN_ROWS} samples = ${stepsPerEpoch('m1')} steps of batch ${batchOf('m1')} (lif: ${stepsPerEpoch('lif')} steps of ${batchOf('lif')}). Ratios below 1 in the time columns mean spiketrace is faster.`, '');
   return parts.join('\n');
 }
