@@ -37,7 +37,10 @@ async function runJob(job: Job): Promise<Omit<WorkerReport, 'peakRssMB'>> {
       const run = peer.matmul(a, b, MATMUL.m, MATMUL.k, MATMUL.n);
       const { bestMs, callsPerRep } = bestOf(run, job.reps, job.repMs);
       const gflops = (2 * MATMUL.m * MATMUL.k * MATMUL.n) / (bestMs * 1e6);
-      const result: MatmulResult = { kind: 'matmul', bestMs, gflops, reps: job.reps, callsPerRep, checksum: sum(run()) };
+      const checksum = sum(run());
+      // The machine's SIMD peak, the matmul row's denominator: measured once, by spiketrace's job.
+      const simdPeak = job.peer === 'spiketrace' ? await (await import('./lib/simd-peak.js')).measureSimdPeak(job.reps, job.repMs / 5) : undefined;
+      const result: MatmulResult = { kind: 'matmul', bestMs, gflops, reps: job.reps, callsPerRep, checksum, simdPeak };
       return { job, ok: true, result, backend, weightsHash, dataSource };
     }
     const w = job.case === 'lif' ? inputs.lifWeights : inputs.weights;

@@ -90,6 +90,11 @@ export interface MatmulResult {
   readonly callsPerRep: number;
   /** Sum of the output, to check that the peers computed the same product. */
   readonly checksum: number;
+  /**
+   * spiketrace's job only: this machine's WebAssembly SIMD multiply-add peak (bench/lib/simd-peak.ts),
+   * GFLOP/s on one thread and on all threads (two here) at once, measured after the product.
+   */
+  readonly simdPeak?: { readonly oneThread: number; readonly allThreads: number; readonly threads: number };
 }
 
 export interface TrainResult {
