@@ -4,6 +4,7 @@
  * poissonEncode (inside the step, through a lambda layer).
  */
 import { fromTyped, getBackend, matmul, random, type NDArray, type Tensor, type Tree } from '../../core/index.js';
+import { gemmFmaActive } from '../../core/backend/wasm/index.js';
 import { poissonEncode, tileTime } from '../../data/index.js';
 import * as nn from '../../nn/index.js';
 import * as spiking from '../../spiking/index.js';
@@ -51,7 +52,7 @@ function withWeights(params: Tree, w: DenseWeights): Tree {
 
 export async function createPeer(): Promise<Peer> {
   return {
-    backend: `${getBackend().name} backend`,
+    backend: `${getBackend().name} backend${gemmFmaActive() ? ', FMA matmul' : ''}`,
     matmul(a, b, m, k, n) {
       const A = fromTyped(a, [m, k]);
       const B = fromTyped(b, [k, n]);
