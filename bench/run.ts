@@ -53,8 +53,8 @@ function planFor(c: CaseName, quick: boolean): Plan {
   if (!quick) return { warmupSteps: 0, maxSteps: stepsPerEpoch(c), budgetS: null, reps: 10, repMs: 500, timeoutS: 4 * 3600 };
   // Quick: 10 warm-up steps (JS kernels need a few to reach V8's optimizing tier), then up to a
   // few hundred steps or 1.5 s, whichever comes first (the whole --quick run must stay under a
-  // minute). The spiking cases run fewer steps in that time, and the Poisson case encodes its
-  // input up front (about 2 ms per image), so it gets fewer rows. A LIF step (batch 128, 25 steps,
+  // minute). The spiking cases run fewer steps in that time, and so does the Poisson case, which
+  // draws its spikes inside each step. A LIF step (batch 128, 25 steps,
   // 1000 units) takes a few hundred ms: 2 warm-up steps.
   if (c === 'lif') return { warmupSteps: 2, maxSteps: 20, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 180 };
   const maxSteps = c === 'poisson' ? 24 : c === 'spiking' ? 100 : 300;
