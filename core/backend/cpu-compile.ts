@@ -8,8 +8,9 @@ import { Literal, Var, numberText, printJaxpr, type Atom, type Eqn, type Jaxpr }
 import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import { literalArray } from '../trace.js';
-import { elementwiseCode, runFused, storeAs, type ElementwisePrim, type FusedProgram } from './fusion.js';
-import { planFusion, type FusionGroup } from './plan.js';
+import { runFused, type FusedProgram } from './fusion.js';
+import { SCALAR_OPS, storeAs, type ElementwisePrim } from './scalar-ops.js';
+import { inlineCustomVjp, planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { giveBuffer, isResident, recyclable, residentActive, residentScope } from './pool.js';
@@ -205,7 +206,9 @@ export function detachResident(xs: readonly NDArray[], recycle = false): NDArray
   return out;
 }
 
-export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgram {
+export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgram {
+  // A custom_vjp_call computes its primal function: compiled inline, it fuses like any other code.
+  const jaxpr = inlineCustomVjp(input);
   const slots = new Map<Var, number>();
   const slotOf = (v: Var): number => {
     let s = slots.get(v);
@@ -253,7 +256,7 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
       });
       const out = e.outputs[0];
       temps.set(out, `t${k}`);
-      return `const t${k}=${storeAs(elementwiseCode[e.prim as ElementwisePrim](args, e.params as Record<string, unknown>, out.aval.dtype), out.aval.dtype)};`;
+      return `const t${k}=${storeAs(SCALAR_OPS[e.prim as ElementwisePrim].js(args, e.params, out.aval.dtype), out.aval.dtype)};`;
     });
     const r = g.reduce;
     const prog: FusedProgram = r
