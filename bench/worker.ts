@@ -48,7 +48,7 @@ async function runJob(job: Job): Promise<Omit<WorkerReport, 'peakRssMB'>> {
     if (!inputs.data) throw new Error('worker: the inputs hold no training data');
     dataSource = inputs.data.source;
     const clock = new StepClock(job);
-    peer.train(job.case, w, inputs.data, clock, job.seed);
+    peer.train(job.case, w, inputs.data, clock, job.seed, inputs.lifSpikes0);
     return { job, ok: true, result: clock.result(), backend, weightsHash, dataSource };
   } catch (e) {
     const error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);

@@ -22,7 +22,7 @@ export type ModelCase = Exclude<CaseName, 'matmul'>;
 /**
  * The peers that run each case. jax-js and tfjs have no spiking neuron: the spiking cases' tables
  * show their M2 rows. PyTorch writes the spiking neuron as a custom autograd function and the LIF
- * network in plain PyTorch. spiketrace's side of `lif` waits for the neuron layers (issue 16).
+ * network in plain PyTorch.
  */
 export const CASE_PEERS: Readonly<Record<CaseName, readonly PeerName[]>> = {
   matmul: PEERS,
@@ -30,7 +30,7 @@ export const CASE_PEERS: Readonly<Record<CaseName, readonly PeerName[]>> = {
   m2: PEERS,
   spiking: ['spiketrace', 'pytorch'],
   poisson: ['spiketrace', 'pytorch'],
-  lif: ['pytorch'],
+  lif: ['spiketrace', 'pytorch'],
 };
 
 export const IMAGE = 784;

@@ -3,17 +3,17 @@
  * verbose 0 (a callback reads each step's loss for the clock), the data module's tileTime and
  * poissonEncode (inside the step, through a lambda layer).
  */
-import { fromTyped, getBackend, matmul, random, type NDArray, type Tensor, type Tree } from '../../core/index.js';
+import { fromTyped, getBackend, jit, matmul, random, sum, transpose, valueAndGrad, type NDArray, type Tensor, type Tree } from '../../core/index.js';
 import { gemmFmaActive } from '../../core/backend/wasm/index.js';
 import { poissonEncode, tileTime } from '../../data/index.js';
 import * as nn from '../../nn/index.js';
 import * as spiking from '../../spiking/index.js';
-import { BATCH, HIDDEN, CLASSES, IMAGE, SPIKING_DT, TIME_STEPS, type DenseWeights, type ModelCase, type StepClock } from '../lib/common.js';
+import { BATCH, HIDDEN, CLASSES, IMAGE, LIF, SPIKING_DT, TIME_STEPS, type DenseWeights, type ModelCase, type StepClock, type TrainData } from '../lib/common.js';
 import type { Peer } from '../lib/peer.js';
 
 /** The case's model; the two dense layers are named 'hidden' and 'logits' so weights can be set. */
 function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerShape } {
-  if (model === 'lif') throw new RangeError("spiketrace peer: the 'lif' case needs the neuron layers of issue 16 (CASE_PEERS does not list spiketrace for it)");
+  if (model === 'lif') throw new RangeError("spiketrace peer: the 'lif' case trains with trainLif");
   if (model === 'm1') {
     return { layer: nn.sequential([nn.flatten(), nn.dense(HIDDEN, { activation: 'relu', name: 'hidden' }), nn.dense(CLASSES, { name: 'logits' })]), inputShape: [28, 28] };
   }
@@ -50,6 +50,61 @@ function withWeights(params: Tree, w: DenseWeights): Tree {
   return { ...p, hidden: set('hidden', w.w1, w.b1), logits: set('logits', w.w2, w.b2) };
 }
 
+/**
+ * The LIF example's network, trained by a hand-written jitted step (valueAndGrad + Adam), as a
+ * user of the neuron layers writes it: timeDistributed dense layers and `leaky` neurons (reset by
+ * subtraction, fast-sigmoid surrogate), cross-entropy on the output spike counts. The first batch
+ * trains on the parent's shared spikes (so its loss compares with PyTorch's); every later batch is
+ * rate-coded inside the step (poissonEncode at dt 1 and 1 Hz per unit intensity: Bernoulli(x)).
+ */
+function trainLif(weights: DenseWeights, data: TrainData, clock: StepClock, seed: number, spikes0: Uint8Array): void {
+  const neuron = { beta: LIF.beta, threshold: LIF.threshold, reset: 'subtract', surrogate: 'fastSigmoid' } as const;
+  const layer = nn.sequential([
+    nn.timeDistributed(nn.dense(LIF.hidden), { name: 'hidden' }),
+    spiking.leaky(neuron),
+    nn.timeDistributed(nn.dense(CLASSES), { name: 'logits' }),
+    spiking.leaky(neuron),
+  ]);
+  const init = layer.init(random.key(seed), [LIF.timeSteps, IMAGE]);
+  let params = withWeights(init.params, weights);
+  let state: Tree = init.state;
+  const opt = nn.adam(LIF.lr);
+  let optState: Tree = opt.init(params);
+  const crossEntropy = nn.sparseCategoricalCrossentropy({ fromLogits: true });
+  type Out = { params: Tree; state: Tree; optState: Tree; loss: Tensor };
+  const update = (p: Tree, s: Tree, o: Tree, spikes: Tensor, y: Tensor, key: Tensor): Out => {
+    const lossOf = (q: Tree): [Tensor, Tree] => {
+      const r = layer.apply(q as nn.SequentialParams, spikes, { training: true, key }, s as nn.SequentialParams);
+      return [crossEntropy(y, sum(r.y, 1)), r.state];
+    };
+    const [valueAux, grads] = valueAndGrad(lossOf as (q: Tree) => unknown, { hasAux: true })(p);
+    const [loss, nextState] = valueAux as [Tensor, Tree];
+    const [updates, nextOpt] = opt.update(grads, o as Tree[], p);
+    return { params: nn.applyUpdates(p, updates), state: nextState, optState: nextOpt, loss };
+  };
+  const onSpikes = jit(update);
+  const onImages = jit((p: Tree, s: Tree, o: Tree, images: Tensor, y: Tensor, key: Tensor) =>
+    update(p, s, o, poissonEncode(key, images, LIF.timeSteps, { dt: 1, maxRate: 1 }), y, key),
+  );
+  const steps = Math.min(Math.floor(data.rows / LIF.batch), clock.plannedSteps);
+  const stepKey = random.key(seed + 1);
+  clock.start();
+  for (let s = 0; s < steps; s++) {
+    const rows = [s * LIF.batch, (s + 1) * LIF.batch];
+    const y = fromTyped(data.y.subarray(rows[0], rows[1]), [LIF.batch], 'int32');
+    const key = random.foldIn(stepKey, s);
+    let out: Out;
+    if (s === 0 && spikes0.length) {
+      const timeMajor = fromTyped(Float32Array.from(spikes0), [LIF.timeSteps, LIF.batch, IMAGE]);
+      out = onSpikes(params, state, optState, transpose(timeMajor, [1, 0, 2]), y, key);
+    } else {
+      out = onImages(params, state, optState, fromTyped(data.x.subarray(rows[0] * IMAGE, rows[1] * IMAGE), [LIF.batch, IMAGE]), y, key);
+    }
+    ({ params, state, optState } = out);
+    if (!clock.step(out.loss.item())) break;
+  }
+}
+
 export async function createPeer(): Promise<Peer> {
   return {
     backend: `${getBackend().name} backend${gemmFmaActive() ? ', FMA matmul' : ''}`,
@@ -58,7 +113,8 @@ export async function createPeer(): Promise<Peer> {
       const B = fromTyped(b, [k, n]);
       return () => (matmul(A, B) as NDArray).toTyped();
     },
-    train(model, weights, data, clock: StepClock, seed) {
+    train(model, weights, data, clock: StepClock, seed, lifSpikes0 = new Uint8Array(0)) {
+      if (model === 'lif') return trainLif(weights, data, clock, seed, lifSpikes0);
       const { layer, inputShape } = buildModel(model);
       const init = layer.init(random.key(seed), inputShape);
       const vars = { params: withWeights(init.params, weights), state: init.state };

@@ -26,7 +26,7 @@ t.test('bench/run.ts --quick --synthetic writes the tables and the targets', asy
   t.ok(Math.abs(firstLoss('spiketrace') - firstLoss('jax-js')) < 1e-4, 'spiketrace and jax-js start from the same loss');
 });
 
-t.test('the PyTorch peer trains M1 and LIF from the same weights and first batch', { skip: pytorchMissing() ?? false }, async (t) => {
+t.test('the PyTorch peer trains M1 and LIF from the same weights and first batch as spiketrace', { skip: pytorchMissing() ?? false }, async (t) => {
   const out = join(mkdtempSync(join(tmpdir(), 'spiketrace-bench-test-')), 'results.md');
   const args = ['--import', 'tsx', 'bench/run.ts', '--quick', '--synthetic', '--only', 'm1,lif', '--peers', 'spiketrace,pytorch', '--out', out];
   const log = execFileSync(process.execPath, args, { encoding: 'utf8', timeout: 240_000 });
@@ -36,6 +36,9 @@ t.test('the PyTorch peer trains M1 and LIF from the same weights and first batch
   // M1: torch's first-step loss agrees with spiketrace's to float32 rounding (the report fails otherwise).
   t.match(md, /first-step losses: every peer agrees with spiketrace/);
   t.match(md, /\| M1 epoch <= 0\.7x PyTorch M1 \| .* \| (met|not met) \|/);
+  // LIF: spiketrace's leaky network and PyTorch's agree on the first (shared) batch's loss.
   const lif = md.slice(md.indexOf('## 6. LIF'));
   t.match(lif, /^\| pytorch \| torch [^|]* \| [\d.]+ \|/m);
+  t.match(lif, /^\| spiketrace \| cpu backend [^|]* \| [\d.]+ \|/m);
+  t.match(md, /\| LIF epoch <= 0\.5x PyTorch LIF \| .* \| (met|not met) \|/);
 });
