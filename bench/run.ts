@@ -56,8 +56,8 @@ function planFor(c: CaseName, quick: boolean): Plan {
   // minute). The spiking cases run fewer steps in that time, and so does the Poisson case, which
   // draws its spikes inside each step. A LIF step (batch 128, 25 steps,
   // 1000 units) takes a few hundred ms: 2 warm-up steps.
-  if (c === 'lif') return { warmupSteps: 2, maxSteps: 20, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 180 };
-  const maxSteps = c === 'poisson' ? 24 : c === 'spiking' ? 100 : 300;
+  if (c === 'lifNet') return { warmupSteps: 2, maxSteps: 20, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 180 };
+  const maxSteps = c === 'poisson' ? 24 : c === 'spiking' || c === 'lif' || c === 'lifStopGradient' ? 100 : 300;
   return { warmupSteps: 10, maxSteps, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 120 };
 }
 
@@ -155,12 +155,21 @@ async function main(): Promise<number> {
     }
   }
   const jobs: { job: Omit<Job, 'inputsDir'>; timeoutS: number }[] = [];
+  // The two LIF cases compare one model's surrogate written two ways: they take turns as well.
+  const groups: CaseName[][] = [];
   for (const c of cases) {
+    const paired = c === 'lifStopGradient' && groups.length > 0 && groups[groups.length - 1][0] === 'lif';
+    if (paired) groups[groups.length - 1].push(c);
+    else groups.push([c]);
+  }
+  for (const group of groups) {
     for (let r = 0; r < repeat; r++) {
-      for (const peer of peers) {
-        if (!CASE_PEERS[c].includes(peer)) continue;
-        const { timeoutS, ...plan } = planFor(c, quick);
-        jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+      for (const c of group) {
+        for (const peer of peers) {
+          if (!CASE_PEERS[c].includes(peer)) continue;
+          const { timeoutS, ...plan } = planFor(c, quick);
+          jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+        }
       }
     }
   }
@@ -195,7 +204,7 @@ async function main(): Promise<number> {
   // Every peer must have trained from the same bytes.
   const dense = (w: typeof inputs.weights): string => hashArrays([w.w1, w.b1, w.w2, w.b2]);
   const expected = { weights: dense(inputs.weights), lif: dense(inputs.lifWeights), matmul: hashArrays([inputs.matmul.a, inputs.matmul.b]) };
-  const expectedHash = (c: CaseName): string => (c === 'matmul' ? expected.matmul : c === 'lif' ? expected.lif : expected.weights);
+  const expectedHash = (c: CaseName): string => (c === 'matmul' ? expected.matmul : c === 'lifNet' ? expected.lif : expected.weights);
   const mismatched = [...runs.values()].flat().filter((r) => r.ok && r.weightsHash !== expectedHash(r.job.case));
   const lossDiffs = lossMismatches(results);
   const cpu = cpus();
@@ -203,14 +212,14 @@ async function main(): Promise<number> {
   const notes = [
     `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${quick ? '`--quick`' : 'full'} run, ${wallS.toFixed(0)} s wall; Node ${process.version}, ${cpu.length} x ${cpu[0]?.model.trim() ?? '?'}`,
     `load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after${busy ? ' **(the machine was busy: timings are unreliable)**' : ''}`,
-    `data: ${inputs.data ? `${inputs.data.source}, one seeded shuffle (seed ${seed}), batch 32 (128 for lif), the same batches in the same order for every peer` : '-'}`,
+    `data: ${inputs.data ? `${inputs.data.source}, one seeded shuffle (seed ${seed}), batch 32 (128 for lifNet), the same batches in the same order for every peer` : '-'}`,
     ...skipped,
-    `initial weights: glorot-uniform kernels, zero biases, seed ${seed}, hash ${expected.weights} (lif ${expected.lif}); ${mismatched.length ? `**MISMATCH in ${mismatched.map((r) => `${r.job.peer}/${r.job.case}`).join(', ')}**` : 'every peer received the same bytes'}`,
-    'optimizer: Adam (lr 1e-3, 5e-4 for lif; beta1 0.9, beta2 0.999, epsilon 1e-7); loss: sparse softmax cross-entropy from logits (lif: of the output spike counts)',
+    `initial weights: glorot-uniform kernels, zero biases, seed ${seed}, hash ${expected.weights} (lifNet ${expected.lif}); ${mismatched.length ? `**MISMATCH in ${mismatched.map((r) => `${r.job.peer}/${r.job.case}`).join(', ')}**` : 'every peer received the same bytes'}`,
+    'optimizer: Adam (lr 1e-3, 5e-4 for lifNet; beta1 0.9, beta2 0.999, epsilon 1e-7); loss: sparse softmax cross-entropy from logits (lifNet: of the output spike counts)',
     lossDiffs.length ? `**first-step losses differ (same weights, same batch): ${lossDiffs.join('; ')}**` : 'first-step losses: every peer agrees with spiketrace (same weights, same batch)',
     quick
-      ? `s/epoch is extrapolated to ${stepsPerEpoch('m1')} steps (${stepsPerEpoch('lif')} for lif) from the steps measured after ${planFor('m1', true).warmupSteps} warm-up steps (2 for lif; at most ${planFor('m1', true).maxSteps} steps, fewer for the spiking cases, or ${QUICK_BUDGET_S} s); samples/s over the measured steps`
-      : `s/epoch is one measured epoch of ${stepsPerEpoch('m1')} steps (${stepsPerEpoch('lif')} for lif), the first (compiling) step included`,
+      ? `s/epoch is extrapolated to ${stepsPerEpoch('m1')} steps (${stepsPerEpoch('lifNet')} for lifNet) from the steps measured after ${planFor('m1', true).warmupSteps} warm-up steps (2 for lifNet; at most ${planFor('m1', true).maxSteps} steps, fewer for the spiking cases, or ${QUICK_BUDGET_S} s); samples/s over the measured steps`
+      : `s/epoch is one measured epoch of ${stepsPerEpoch('m1')} steps (${stepsPerEpoch('lifNet')} for lifNet), the first (compiling) step included`,
     'peak RSS: the high-water mark of the child process of that row (VmHWM; the shared inputs it read included)',
     ...(repeat > 1 ? [`--repeat ${repeat}: the peers of each case took turns ${repeat} times; every row is its median run. All runs: ${spread.join('; ')}`] : []),
   ];

@@ -43,7 +43,7 @@ async function runJob(job: Job): Promise<Omit<WorkerReport, 'peakRssMB'>> {
       const result: MatmulResult = { kind: 'matmul', bestMs, gflops, reps: job.reps, callsPerRep, checksum, simdPeak };
       return { job, ok: true, result, backend, weightsHash, dataSource };
     }
-    const w = job.case === 'lif' ? inputs.lifWeights : inputs.weights;
+    const w = job.case === 'lifNet' ? inputs.lifWeights : inputs.weights;
     weightsHash = hashArrays([w.w1, w.b1, w.w2, w.b2]);
     if (!inputs.data) throw new Error('worker: the inputs hold no training data');
     dataSource = inputs.data.source;

@@ -15,14 +15,15 @@ export const PEERS = ['spiketrace', 'pytorch', 'jax-js', 'tfjs-wasm', 'tfjs-cpu'
 export type PeerName = (typeof PEERS)[number];
 
 /** The benchmark's cases, in report order. */
-export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif'] as const;
+export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif', 'lifStopGradient', 'lifNet'] as const;
 export type CaseName = (typeof CASES)[number];
 export type ModelCase = Exclude<CaseName, 'matmul'>;
 
 /**
  * The peers that run each case. jax-js and tfjs have no spiking neuron: the spiking cases' tables
  * show their M2 rows. PyTorch writes the spiking neuron as a custom autograd function and the LIF
- * network in plain PyTorch.
+ * network (`lifNet`) in plain PyTorch. `lif` and `lifStopGradient` (M2 with leaky neurons, the
+ * surrogate written two ways) are spiketrace's alone.
  */
 export const CASE_PEERS: Readonly<Record<CaseName, readonly PeerName[]>> = {
   matmul: PEERS,
@@ -30,7 +31,9 @@ export const CASE_PEERS: Readonly<Record<CaseName, readonly PeerName[]>> = {
   m2: PEERS,
   spiking: ['spiketrace', 'pytorch'],
   poisson: ['spiketrace', 'pytorch'],
-  lif: ['spiketrace', 'pytorch'],
+  lif: ['spiketrace'],
+  lifStopGradient: ['spiketrace'],
+  lifNet: ['spiketrace', 'pytorch'],
 };
 
 export const IMAGE = 784;
@@ -56,7 +59,7 @@ export const LIF = { batch: 128, timeSteps: 25, hidden: 1000, beta: 0.95, thresh
 
 /** Batch size of a case. */
 export function batchOf(c: CaseName): number {
-  return c === 'lif' ? LIF.batch : BATCH;
+  return c === 'lifNet' ? LIF.batch : BATCH;
 }
 
 /** Whole batches in one epoch of 60k samples (the LIF case drops the last 96 rows). */

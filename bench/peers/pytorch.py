@@ -57,7 +57,7 @@ def hash_arrays(arrays):
 
 
 def steps_per_epoch(case, c):
-    return 60000 // (c["lif"]["batch"] if case == "lif" else c["batch"])
+    return 60000 // (c["lif"]["batch"] if case == "lifNet" else c["batch"])
 
 
 class StepClock:
@@ -197,9 +197,9 @@ def train(case, inputs, clock, seed):
         raise RuntimeError("pytorch peer: the inputs hold no training data")
     lif = c["lif"]
     image, classes, steps_t, dt = c["image"], c["classes"], c["timeSteps"], c["spikingDt"]
-    hidden = lif["hidden"] if case == "lif" else c["hidden"]
-    batch = lif["batch"] if case == "lif" else c["batch"]
-    w1, b1, w2, b2 = inputs["lif_weights"] if case == "lif" else inputs["weights"]
+    hidden = lif["hidden"] if case == "lifNet" else c["hidden"]
+    batch = lif["batch"] if case == "lifNet" else c["batch"]
+    w1, b1, w2, b2 = inputs["lif_weights"] if case == "lifNet" else inputs["weights"]
     params = [
         torch.tensor(w1.reshape(image, hidden), requires_grad=True),
         torch.tensor(b1, requires_grad=True),
@@ -208,7 +208,7 @@ def train(case, inputs, clock, seed):
     ]
     W1, B1, W2, B2 = params
     adam = c["adam"]
-    lr = lif["lr"] if case == "lif" else adam["lr"]
+    lr = lif["lr"] if case == "lifNet" else adam["lr"]
     opt = torch.optim.Adam(params, lr=lr, betas=(adam["beta1"], adam["beta2"]), eps=adam["epsilon"])
     gen = torch.Generator().manual_seed(seed + 1)
     x_all = torch.from_numpy(data["x"])
@@ -219,7 +219,7 @@ def train(case, inputs, clock, seed):
         b = xb.shape[0]
         if case == "m1":
             return torch.addmm(B2, torch.relu(torch.addmm(B1, xb, W1)), W2)
-        if case == "lif":
+        if case == "lifNet":
             # Rate code inside the step; the first batch uses the parent's spikes (same loss to compare).
             if s == 0 and spikes0.size:
                 spk_in = torch.from_numpy(spikes0.reshape(lif["timeSteps"], b, image).astype(np.float32))
@@ -271,7 +271,7 @@ def run_job(job):
         gflops = 2 * m * k * n / (best_ms * 1e6)
         result = {"kind": "matmul", "bestMs": best_ms, "gflops": gflops, "reps": job["reps"], "callsPerRep": calls, "checksum": float(np.sum(run(), dtype=np.float64))}
         return result, hash_arrays([a, b]), "-"
-    weights = inputs["lif_weights"] if job["case"] == "lif" else inputs["weights"]
+    weights = inputs["lif_weights"] if job["case"] == "lifNet" else inputs["weights"]
     clock = StepClock(job)
     train(job["case"], inputs, clock, job["seed"])
     return clock.result(steps_per_epoch(job["case"], c)), hash_arrays(weights), inputs["data"]["source"]

@@ -3,7 +3,7 @@
  * verbose 0 (a callback reads each step's loss for the clock), the data module's tileTime and
  * poissonEncode (inside the step, through a lambda layer).
  */
-import { fromTyped, getBackend, jit, matmul, random, sum, transpose, valueAndGrad, type NDArray, type Tensor, type Tree } from '../../core/index.js';
+import { abs, add, div, fromTyped, getBackend, jit, matmul, mul, random, stopGradient, sub, sum, transpose, valueAndGrad, type NDArray, type Tensor, type Tree } from '../../core/index.js';
 import { gemmFmaActive } from '../../core/backend/wasm/index.js';
 import { poissonEncode, tileTime } from '../../data/index.js';
 import * as nn from '../../nn/index.js';
@@ -13,17 +13,38 @@ import type { Peer } from '../lib/peer.js';
 
 /** The case's model; the two dense layers are named 'hidden' and 'logits' so weights can be set. */
 function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerShape } {
-  if (model === 'lif') throw new RangeError("spiketrace peer: the 'lif' case trains with trainLif");
+  if (model === 'lifNet') throw new RangeError("spiketrace peer: the 'lifNet' case trains with trainLif");
   if (model === 'm1') {
     return { layer: nn.sequential([nn.flatten(), nn.dense(HIDDEN, { activation: 'relu', name: 'hidden' }), nn.dense(CLASSES, { name: 'logits' })]), inputShape: [28, 28] };
   }
   // M2 trains with the plain relu (what the seed's SpikingActivation without spiking-aware
   // training computes in training); the spiking cases use the spiking neuron at dt 0.01.
-  const act = model === 'm2' ? nn.activation('relu') : spiking.spikingActivation('relu', { dt: SPIKING_DT });
+  const act =
+    model === 'm2'
+      ? nn.activation('relu')
+      : model === 'lif'
+        ? spiking.leaky({ beta: 0.95, surrogate: spiking.surrogate.fastSigmoid(25) })
+        : model === 'lifStopGradient'
+          ? spiking.leaky({ beta: 0.95, surrogate: stopGradientFastSigmoid })
+          : spiking.spikingActivation('relu', { dt: SPIKING_DT });
   const layers = [nn.reshape([-1, IMAGE]), nn.timeDistributed(nn.dense(HIDDEN), { name: 'hidden' }), act, nn.globalAveragePooling1d(), nn.dense(CLASSES, { name: 'logits' })];
   if (model !== 'poisson') return { layer: nn.sequential(layers), inputShape: [null, 28, 28] };
   return { layer: nn.sequential([poissonEncoder(), ...layers]), inputShape: [28, 28] };
 }
+
+/**
+ * The fast sigmoid written the way users write a surrogate without customVjp: H(u) forward through
+ * s + sg(H(u) - s), with s(u) = u / (1 + 25 |u|), whose derivative is the fast sigmoid's.
+ */
+const stopGradientFastSigmoid: spiking.Surrogate = {
+  name: 'fastSigmoidStopGradient',
+  config: { slope: 25 },
+  derivative: (u) => spiking.surrogate.fastSigmoid(25).derivative(u),
+  spike: (u) => {
+    const s = div(u, add(mul(abs(u), 25), 1));
+    return add(s, stopGradient(sub(spiking.heaviside(u), s)));
+  },
+};
 
 /**
  * Binary spike trains drawn per batch inside the training step: poissonEncode at the model's dt
@@ -114,7 +135,7 @@ export async function createPeer(): Promise<Peer> {
       return () => (matmul(A, B) as NDArray).toTyped();
     },
     train(model, weights, data, clock: StepClock, seed, lifSpikes0 = new Uint8Array(0)) {
-      if (model === 'lif') return trainLif(weights, data, clock, seed, lifSpikes0);
+      if (model === 'lifNet') return trainLif(weights, data, clock, seed, lifSpikes0);
       const { layer, inputShape } = buildModel(model);
       const init = layer.init(random.key(seed), inputShape);
       const vars = { params: withWeights(init.params, weights), state: init.state };
