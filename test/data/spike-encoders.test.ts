@@ -27,7 +27,10 @@ t.test('latency: one spike per input at the formula step, brighter earlier', asy
 
 t.test('delta: spikes where the change exceeds the threshold, off spikes and padding', async (t) => {
   const seq = [0, 0.05, 0.3, 0.31, 0.1, 0.5, 0.5, 0.2];
-  const x = array(seq.map((v) => v + 0.2), { shape: [1, seq.length, 1] });
+  const x = array(
+    seq.map((v) => v + 0.2),
+    { shape: [1, seq.length, 1] },
+  );
   for (const padding of [false, true]) {
     for (const offSpikes of [false, true]) {
       const got = vals(deltaEncode(x, { threshold: 0.1, padding, offSpikes }));
@@ -45,9 +48,14 @@ t.test('rate: 0/1 spikes with probability clip(x, 0, 1) * gain', async (t) => {
   const x = array([0, 0.25, 0.9, 2, -1], { shape: [1, 5] });
   const s = rateEncode(random.key(7), x, 4000, { gain: 0.5 });
   const v = vals(s);
-  t.ok(v.every((e) => e === 0 || e === 1), 'spikes are 0 or 1');
+  t.ok(
+    v.every((e) => e === 0 || e === 1),
+    'spikes are 0 or 1',
+  );
   const m = vals(mean(s, 1));
-  [0, 0.125, 0.45, 0.5, 0].forEach((p, i) => t.ok(Math.abs(m[i] - p) < 4 * Math.sqrt((p * (1 - p)) / 4000) + 1e-9, `rate ${m[i].toFixed(4)} ~ ${p}`));
+  [0, 0.125, 0.45, 0.5, 0].forEach((p, i) =>
+    t.ok(Math.abs(m[i] - p) < 4 * Math.sqrt((p * (1 - p)) / 4000) + 1e-9, `rate ${m[i].toFixed(4)} ~ ${p}`),
+  );
   t.same(vals(rateEncode(random.key(7), x, 10)), vals(rateEncode(random.key(7), x, 10)), 'same key, same spikes');
   t.throws(() => rateEncode(random.key(0), x, 3, { gain: 2 }), /rateEncode: gain must be within \[0, 1\]/);
 });
