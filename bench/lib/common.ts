@@ -14,7 +14,7 @@ export const PEERS = ['spiketrace', 'jax-js', 'tfjs-wasm', 'tfjs-cpu'] as const;
 export type PeerName = (typeof PEERS)[number];
 
 /** The benchmark's cases, in report order. */
-export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif', 'lifStopGradient'] as const;
+export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif', 'lifStopGradient', 'conv'] as const;
 export type CaseName = (typeof CASES)[number];
 export type ModelCase = Exclude<CaseName, 'matmul'>;
 
@@ -32,6 +32,40 @@ export const STEPS_PER_EPOCH = TRAIN_ROWS / BATCH;
 export const ADAM = { lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 } as const;
 /** The matmul case: (M x K) @ (K x N), the TimeDistributed dense of one batch of 32 x 10 steps. */
 export const MATMUL = { m: BATCH * TIME_STEPS, k: IMAGE, n: HIDDEN } as const;
+/**
+ * The conv case: the spiking CNN example's network with relu in place of the spiking neurons (the
+ * peers have none), on the image repeated over TIME_STEPS steps: TimeDistributed Conv2D(32, 3x3)
+ * -> relu -> AveragePooling2D(2) -> Conv2D(64, 3x3) -> relu -> AveragePooling2D(2) -> flatten ->
+ * mean over time -> Dense(10).
+ */
+export const CONV = { filters1: 32, filters2: 64, window: 3, flat: 5 * 5 * 64 } as const;
+
+/** The conv case's weights (glorot-uniform kernels with Keras's fans, zero biases), the same for every peer. */
+export interface ConvWeights {
+  readonly k1: Float32Array; // (3, 3, 1, 32)
+  readonly b1: Float32Array;
+  readonly k2: Float32Array; // (3, 3, 32, 64)
+  readonly b2: Float32Array;
+  readonly w: Float32Array; // (1600, 10)
+  readonly b: Float32Array;
+}
+export function convWeights(seed: number): ConvWeights {
+  const next = rng(seed + 0x5eed);
+  const taps = CONV.window * CONV.window;
+  const glorot = (size: number, fanIn: number, fanOut: number): Float32Array => {
+    const limit = Math.sqrt(6 / (fanIn + fanOut));
+    return Float32Array.from({ length: size }, () => (2 * next() - 1) * limit);
+  };
+  return {
+    k1: glorot(taps * CONV.filters1, taps, taps * CONV.filters1),
+    b1: new Float32Array(CONV.filters1),
+    k2: glorot(taps * CONV.filters1 * CONV.filters2, taps * CONV.filters1, taps * CONV.filters2),
+    b2: new Float32Array(CONV.filters2),
+    w: glorot(CONV.flat * CLASSES, CONV.flat, CLASSES),
+    b: new Float32Array(CLASSES),
+  };
+}
+
 /** Spiking layer's dt (the seed's spiking-aware model). */
 export const SPIKING_DT = 0.01;
 

@@ -9,6 +9,7 @@ export const CASE_TITLES: Record<CaseName, string> = {
   poisson: '5. spiking-aware M2 on Poisson spike input (time-varying, spiketrace only; peers\' rows are their M2)',
   lif: "6. M2 with leaky({ beta: 0.95 }) neurons, fast-sigmoid surrogate as a customVjp (spiketrace only; peers' rows are their M2)",
   lifStopGradient: "7. the same LIF model, its surrogate written with stopGradient (s + sg(H(u) - s)) (spiketrace only; peers' rows are their M2)",
+  conv: '8. conv: the spiking CNN example with relu neurons, 10 steps of the repeated image, TimeDistributed Conv2D(32, 3x3) -> relu -> AvgPool(2) -> Conv2D(64, 3x3) -> relu -> AvgPool(2) -> mean over time -> Dense(10)',
 };
 
 /** Seconds per 60k epoch: measured when a whole epoch ran, else extrapolated from the measured steps. */

@@ -7,11 +7,23 @@ import { abs, add, div, fromTyped, getBackend, matmul, mul, random, stopGradient
 import { poissonEncode, tileTime } from '../../data/index.js';
 import * as nn from '../../nn/index.js';
 import * as spiking from '../../spiking/index.js';
-import { BATCH, HIDDEN, CLASSES, IMAGE, SPIKING_DT, TIME_STEPS, type DenseWeights, type ModelCase, type StepClock } from '../lib/common.js';
+import { BATCH, CONV, HIDDEN, CLASSES, IMAGE, SPIKING_DT, TIME_STEPS, convWeights, type DenseWeights, type ModelCase, type StepClock } from '../lib/common.js';
 import type { Peer } from '../lib/peer.js';
 
 /** The case's model; the two dense layers are named 'hidden' and 'logits' so weights can be set. */
 function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerShape } {
+  if (model === 'conv') {
+    const layer = nn.sequential([
+      nn.timeDistributed(nn.conv2d(CONV.filters1, CONV.window, { activation: 'relu' }), { name: 'conv1' }),
+      nn.timeDistributed(nn.averagePooling2d(2)),
+      nn.timeDistributed(nn.conv2d(CONV.filters2, CONV.window, { activation: 'relu' }), { name: 'conv2' }),
+      nn.timeDistributed(nn.averagePooling2d(2)),
+      nn.timeDistributed(nn.flatten()),
+      nn.globalAveragePooling1d(),
+      nn.dense(CLASSES, { name: 'logits' }),
+    ]);
+    return { layer, inputShape: [null, 28, 28, 1] };
+  }
   if (model === 'm1') {
     return { layer: nn.sequential([nn.flatten(), nn.dense(HIDDEN, { activation: 'relu', name: 'hidden' }), nn.dense(CLASSES, { name: 'logits' })]), inputShape: [28, 28] };
   }
@@ -44,8 +56,13 @@ const stopGradientFastSigmoid: spiking.Surrogate = {
 };
 
 /** Replaces the initialized kernels and biases of 'hidden' and 'logits' with the shared weights. */
-function withWeights(params: Tree, w: DenseWeights): Tree {
+function withWeights(params: Tree, w: DenseWeights, model: ModelCase, seed: number): Tree {
   const p = params as Record<string, Record<string, Tensor>>;
+  if (model === 'conv') {
+    const c = convWeights(seed);
+    const conv = (name: string, kernel: Float32Array, bias: Float32Array): Record<string, Tensor> => ({ kernel: fromTyped(kernel, p[name].kernel.shape), bias: fromTyped(bias, p[name].bias.shape) });
+    return { ...p, conv1: conv('conv1', c.k1, c.b1), conv2: conv('conv2', c.k2, c.b2), logits: conv('logits', c.w, c.b) };
+  }
   const set = (name: string, kernel: Float32Array, bias: Float32Array): Record<string, Tensor> => {
     const old = p[name];
     const k = fromTyped(kernel, old.kernel.shape);
@@ -85,12 +102,12 @@ export async function createPeer(): Promise<Peer> {
     train(model, weights, data, clock: StepClock, seed) {
       const { layer, inputShape } = buildModel(model);
       const init = layer.init(random.key(seed), inputShape);
-      const vars = { params: withWeights(init.params, weights), state: init.state };
+      const vars = { params: withWeights(init.params, weights, model, seed), state: init.state };
       const rows = Math.min(data.rows, clock.plannedSteps * BATCH);
       const images = fromTyped(data.x.subarray(0, rows * IMAGE), [rows, 28, 28]);
       const labels = fromTyped(data.y.subarray(0, rows), [rows], 'int32');
       // The repeated image is a stride-0 view (no copy), as in the README.
-      const x = model === 'm1' ? images : model === 'poisson' ? poissonInput(data.x, rows, seed) : tileTime(images, TIME_STEPS);
+      const x = model === 'm1' ? images : model === 'poisson' ? poissonInput(data.x, rows, seed) : model === 'conv' ? tileTime(images.reshape([rows, 28, 28, 1]) as NDArray, TIME_STEPS) : tileTime(images, TIME_STEPS);
       clock.start();
       nn.fit(layer, vars, x, labels, {
         optimizer: nn.adam(),
