@@ -9,7 +9,7 @@ export { ShapeError, broadcastShapes, sizeOf } from './shape.js';
 export * from './ops.js';
 export { grad, valueAndGrad, vjp, jvp, jacfwd, jacrev, hessian, vjpRules, type GradOptions, type JacobianOptions, type JvpOutput } from './vjp.js';
 export { jit, makeJaxpr, detachResident, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';
-export { scan, customVjp, type ScanOptions } from './control.js';
+export { scan, customVjp, cond, whileLoop, foriLoop, type ScanOptions } from './control.js';
 export { vmap, type VmapOptions, type AxisSpec } from './vmap.js';
 export { printJaxpr, type Jaxpr, type ClosedJaxpr, type Aval } from './ir.js';
 export { shapeRules, type Primitive, type PrimParams } from './primitives.js';

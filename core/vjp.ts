@@ -216,7 +216,49 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
     };
   },
   scan: (primals, params) => scanVjp(primals, params),
+  cond: (primals, params) => condVjp(primals, params),
+  while_loop: (primals, params) => ({
+    outs: bind('while_loop', primals, params),
+    backward: () => {
+      throw new TypeError('whileLoop: reverse-mode differentiation is not supported (the number of iterations is only known at run time); use foriLoop with static bounds or scan');
+    },
+  }),
 };
+
+/**
+ * VJP of cond: the forward pass is the cond itself; the backward pass is another cond whose
+ * branches recompute the taken branch's VJP from the operands (so both branches return the same
+ * cotangent avals, and the backward pass is differentiable again).
+ */
+function condVjp(primals: Tensor[], params: PrimParams['cond']): VjpResult {
+  const { whenTrue, whenFalse, numTrueConsts, numFalseConsts } = params;
+  const outs = bind('cond', primals, params);
+  return {
+    outs,
+    backward: (cts) => {
+      const rest = primals.slice(1);
+      const branchBackward = (branch: typeof whenTrue, taken: boolean) =>
+        traceToJaxpr((args) => {
+          const ins = args.slice(0, rest.length);
+          const c = args.slice(rest.length);
+          const [, back] = vjpFlat((xs) => {
+            const consts = taken ? xs.slice(0, numTrueConsts) : xs.slice(numTrueConsts, numTrueConsts + numFalseConsts);
+            return evalJaxpr(branch, [], [...consts, ...xs.slice(numTrueConsts + numFalseConsts)]);
+          }, ins);
+          return back(c);
+        }, [...rest.map(avalOf), ...cts.map(avalOf)]);
+      const t = branchBackward(whenTrue, true);
+      const f = branchBackward(whenFalse, false);
+      const inCts = bind('cond', [primals[0], ...t.consts, ...f.consts, ...rest, ...cts], {
+        whenTrue: constsAsArgs(t.jaxpr),
+        whenFalse: constsAsArgs(f.jaxpr),
+        numTrueConsts: t.consts.length,
+        numFalseConsts: f.consts.length,
+      });
+      return [null, ...inCts];
+    },
+  };
+}
 
 function extremumCt(ct: Tensor, x: Tensor, y: Tensor, axes: number[]): Tensor {
   const keep = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
