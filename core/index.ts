@@ -7,7 +7,7 @@ export { Tensor, ConcretizationError, type NestedArray } from './tensor.js';
 export { NDArray, array, fromTyped, fromNdarray, zeros, ones, full, scalar, arange, gatherRows, type ArrayOptions } from './ndarray.js';
 export { ShapeError, broadcastShapes, sizeOf } from './shape.js';
 export * from './ops.js';
-export { grad, valueAndGrad, vjp, jvp, jacfwd, jacrev, hessian, vjpRules, type GradOptions, type JacobianOptions, type JvpOutput } from './vjp.js';
+export { grad, valueAndGrad, vjp, jvp, jacfwd, jacrev, hessian, vjpRules, type GradOptions, type FirstArgGradOptions, type Grads, type JacobianOptions, type JvpOutput } from './vjp.js';
 export { jit, makeJaxpr, detachResident, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';
 export { scan, customVjp, cond, whileLoop, foriLoop, type ScanOptions } from './control.js';
 export { vmap, type VmapOptions, type AxisSpec } from './vmap.js';

@@ -423,17 +423,42 @@ function gradImpl(name: string, f: (...args: Tree[]) => unknown, opts: GradOptio
 }
 
 /**
- * The gradient of a scalar function with respect to argument(s) `argnums` (pytrees).
+ * The type of a gradient of a value of type T: the same structure with every array a Tensor (a
+ * gradient is a traced value inside jit, so an NDArray field becomes a Tensor).
+ */
+export type Grads<T> = [Tree] extends [T] ? Tree : T extends Tensor ? Tensor : T extends readonly unknown[] ? { -readonly [K in keyof T]: Grads<T[K]> } : T extends object ? { -readonly [K in keyof T]: Grads<T[K]> } : T;
+
+/** Options for the common case: the gradient with respect to the first argument, no aux output. */
+export interface FirstArgGradOptions extends GradOptions {
+  argnums?: 0;
+  hasAux?: false;
+}
+
+/**
+ * The gradient of a scalar function with respect to argument(s) `argnums` (pytrees). For the first
+ * argument (the default) the result has that argument's type (`Grads<A[0]>`); for other argnums it
+ * is a Tree (an array of trees when argnums is an array).
  *
  * @example
  * const df = grad((x) => sum(mul(x, x)));
  * df(array([1, 2])); // [2, 4]
  */
-export function grad<A extends Tree[]>(f: (...args: A) => Tensor, opts: GradOptions = {}): (...args: A) => Tree {
+export function grad<A extends [Tree, ...Tree[]]>(f: (...args: A) => Tensor, opts?: FirstArgGradOptions): (...args: A) => Grads<A[0]>;
+export function grad<A extends Tree[]>(f: (...args: A) => unknown, opts?: GradOptions): (...args: A) => Tree;
+export function grad<A extends Tree[]>(f: (...args: A) => unknown, opts: GradOptions = {}): (...args: A) => Tree {
   return (...args: A) => gradImpl('grad', f as (...a: Tree[]) => unknown, opts, args).grads;
 }
 
-/** Like grad, but returns [value, grads] (or [[value, aux], grads] with hasAux). */
+/**
+ * Like grad, but returns [value, grads] (or [[value, aux], grads] with hasAux). For the first
+ * argument the gradient has that argument's type.
+ */
+export function valueAndGrad<A extends [Tree, ...Tree[]]>(f: (...args: A) => Tensor, opts?: FirstArgGradOptions): (...args: A) => [Tensor, Grads<A[0]>];
+export function valueAndGrad<A extends [Tree, ...Tree[]], Aux>(
+  f: (...args: A) => readonly [Tensor, Aux],
+  opts: { argnums?: 0; hasAux: true },
+): (...args: A) => [[Tensor, Aux], Grads<A[0]>];
+export function valueAndGrad<A extends Tree[]>(f: (...args: A) => unknown, opts?: GradOptions): (...args: A) => [Tensor | [Tensor, unknown], Tree];
 export function valueAndGrad<A extends Tree[]>(f: (...args: A) => unknown, opts: GradOptions = {}): (...args: A) => [Tensor | [Tensor, unknown], Tree] {
   return (...args: A) => {
     const r = gradImpl('valueAndGrad', f as (...a: Tree[]) => unknown, opts, args);
