@@ -116,6 +116,7 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
   neg: simple('neg', (ct) => [ops.neg(ct)]), // d(-x) = -dx
   exp: simple('exp', (ct, _x, y) => [ops.mul(ct, y)]), // d e^x = e^x dx
   log: simple('log', (ct, [x]) => [ops.div(ct, x)]), // d log x = dx / x
+  log1p: simple('log1p', (ct, [x]) => [ops.div(ct, ops.add(x, 1))]), // d log(1 + x) = dx / (1 + x)
   sqrt: simple('sqrt', (ct, _x, y) => [ops.div(ct, ops.mul(y, 2))]), // d sqrt x = dx / (2 sqrt x)
   tanh: simple('tanh', (ct, _x, y) => [ops.mul(ct, ops.sub(1, ops.mul(y, y)))]), // d tanh x = (1 - tanh^2 x) dx
   logistic: simple('logistic', (ct, _x, y) => [ops.mul(ct, ops.mul(y, ops.sub(1, y)))]), // d s(x) = s (1 - s) dx

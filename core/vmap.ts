@@ -353,6 +353,7 @@ export const batchRules: { [P in Primitive]: BatchRule<P> } = {
   neg: elementwiseRule('neg'),
   exp: elementwiseRule('exp'),
   log: elementwiseRule('log'),
+  log1p: elementwiseRule('log1p'),
   sqrt: elementwiseRule('sqrt'),
   tanh: elementwiseRule('tanh'),
   logistic: elementwiseRule('logistic'),

@@ -12,7 +12,6 @@ import {
   argmax,
   argsort,
   array,
-  bind,
   broadcastTo,
   cast,
   concatenate,
@@ -30,6 +29,7 @@ import {
   less,
   lessEqual,
   log,
+  log1p,
   matmul,
   max,
   maximum,
@@ -43,7 +43,6 @@ import {
   random,
   reshape,
   scan,
-  shapeRules,
   sigmoid,
   sign,
   slice,
@@ -63,6 +62,7 @@ import {
   type Tensor,
   type Tree,
 } from '../../core/index.js';
+import { bind, shapeRules } from '../../core/internal.js';
 import { arrArb, expectClose, f64, prop, shapeArb, thrown, type Shape } from './fixtures/helpers.js';
 
 const RTOL = 1e-12;
@@ -170,6 +170,7 @@ const primitiveCases: { [P in Primitive]: Case } = {
   neg: unaryCase(neg),
   exp: unaryCase(exp),
   log: unaryCase(log, 0.1, 3),
+  log1p: unaryCase(log1p, -0.5, 3),
   sqrt: unaryCase(sqrt, 0.1, 3),
   tanh: unaryCase(tanh),
   logistic: unaryCase(sigmoid),
