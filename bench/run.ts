@@ -21,10 +21,14 @@ import { CASES, CASE_PEERS, PEERS, TRAIN_ROWS, batchOf, hashArrays, stepsPerEpoc
 import { buildInputs } from './lib/inputs.js';
 import { pytorchMissing, runPythonJob } from './lib/python.js';
 import { key, lossMismatches, renderReport, secondsPerEpoch, targets } from './lib/report.js';
+import { vmapTable, type VmapRow } from './lib/vmap-report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-const USAGE = `usage: npx tsx bench/run.ts [--quick] [--only ${CASES.join(',')}] [--peers ${PEERS.join(',')}] [--synthetic] [--seed N] [--repeat N] [--out FILE]`;
+/** Cases outside the peer table: `vmap` (spiketrace only, its own interleaved rows; bench/vmap.ts). */
+const EXTRA_CASES = ['vmap'] as const;
+
+const USAGE = `usage: npx tsx bench/run.ts [--quick] [--only ${[...CASES, ...EXTRA_CASES].join(',')}] [--peers ${PEERS.join(',')}] [--synthetic] [--seed N] [--repeat N] [--out FILE]`;
 
 function parseList<T extends string>(flag: string, value: string | undefined, all: readonly T[]): T[] {
   if (value === undefined) return [...all];
@@ -78,6 +82,27 @@ function runChild(job: Job, timeoutS: number): Promise<WorkerReport> {
       const why = signal === 'SIGKILL' ? `killed after ${timeoutS} s` : `exited with ${code ?? signal}`;
       const tail = output.trim().split('\n').slice(-3).join(' / ');
       resolve({ job, ok: false, error: `${why}${tail ? `: ${tail}` : ''}`, peakRssMB: NaN, backend: '?', weightsHash: '', dataSource: '-' });
+    });
+  });
+}
+
+/**
+ * The vmap case in its own child process (bench/vmap.ts): its variants take turns in one process,
+ * so the rows share the machine's drift; the parent renders the table.
+ */
+function runVmapCase(quick: boolean): Promise<string> {
+  return new Promise((resolve) => {
+    const args = ['--json', '--rounds', quick ? '5' : '11', '--calls', quick ? '5' : '10'];
+    const child = fork(join(here, 'vmap.ts'), args, { execArgv: process.execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    let output = '';
+    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('exit', (code) => {
+      const line = output.split('\n').find((l) => l.startsWith('VMAP_REPORT '));
+      if (line === undefined) return resolve(`FAILED (exit ${code}): ${output.trim().split('\n').slice(-3).join(' / ')}`);
+      const rows = JSON.parse(line.slice('VMAP_REPORT '.length)) as VmapRow[];
+      console.log(`vmap     spiketrace  per-example ${rows[1].ratio.toFixed(2)}x the batched gradient`);
+      resolve(vmapTable(rows));
     });
   });
 }
@@ -136,11 +161,19 @@ async function main(): Promise<number> {
     return 0;
   }
   const quick = values.quick ?? false;
-  const cases = parseList('--only', values.only, CASES);
   const peers = parseList('--peers', values.peers, PEERS);
   const seed = Number(values.seed);
   if (!Number.isInteger(seed)) throw new RangeError(`--seed: expected an integer, got '${values.seed}'`);
   const out = values.out ?? join(here, 'results.md');
+  const asked = parseList<string>('--only', values.only, [...CASES, ...EXTRA_CASES]);
+  const cases = CASES.filter((c) => asked.includes(c));
+  const vmapSection = asked.includes('vmap') ? await runVmapCase(quick) : null;
+  if (cases.length === 0 && vmapSection !== null) {
+    const report = ['# spiketrace benchmark: vmap', '', `- load average ${loadavg()[0].toFixed(2)}`, '', '## Per-example gradients (vmap)', '', vmapSection, ''].join('\n');
+    atomicWrite(out, report);
+    console.log(`\n${report}\nwritten to ${out}`);
+    return 0;
+  }
   const repeat = Number(values.repeat);
   if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError(`--repeat: expected an integer >= 1, got '${values.repeat}'`);
 
@@ -223,7 +256,9 @@ async function main(): Promise<number> {
     'peak RSS: the high-water mark of the child process of that row (VmHWM; the shared inputs it read included)',
     ...(repeat > 1 ? [`--repeat ${repeat}: the peers of each case took turns ${repeat} times; every row is its median run. All runs: ${spread.join('; ')}`] : []),
   ];
-  const report = renderReport(results, { title: `spiketrace benchmark${quick ? ' (--quick)' : ''}`, notes, cases, peers });
+  const report =
+    renderReport(results, { title: `spiketrace benchmark${quick ? ' (--quick)' : ''}`, notes, cases, peers }) +
+    (vmapSection === null ? '' : `\n## Per-example gradients (vmap, spiketrace only)\n\n${vmapSection}\n`);
   atomicWrite(out, report);
   console.log(`\n${report}`);
   console.log(`written to ${out}`);

@@ -6,7 +6,8 @@ import { add, cast, floor, neg, div, mul, pow, scalar, sqrt, sub, treeMap, treeZ
 
 export interface GradientTransformation<S extends Tree = Tree> {
   init(params: Tree): S;
-  update(grads: Tree, state: S, params?: Tree): [Tree, S];
+  /** The updates have the gradients' type, so `applyUpdates(params, updates)` keeps the parameters' type. */
+  update<G extends Tree>(grads: G, state: S, params?: Tree): [G, S];
 }
 
 /**
@@ -87,7 +88,7 @@ export function scaleByAdam(options: AdamOptions = {}): GradientTransformation<A
       const mu = treeZipMap((m, g) => add(mul(m, b1), mul(g, 1 - b1)), state.mu, grads);
       const nu = treeZipMap((v, g) => add(mul(v, b2), mul(mul(g, g), 1 - b2)), state.nu, grads);
       const corr = div(sqrt(sub(1, pow(scalar(b2, 'float64'), t))), sub(1, pow(scalar(b1, 'float64'), t)));
-      const updates = treeZipMap((m, v) => div(mul(m, cast(corr, m.dtype)), add(sqrt(v), eps)), mu, nu);
+      const updates = treeZipMap((_g, m, v) => div(mul(m, cast(corr, m.dtype)), add(sqrt(v), eps)), grads, mu, nu);
       return [updates, { count: t, mu, nu }];
     },
   };
@@ -111,7 +112,7 @@ export function traceMomentum(momentum: number, nesterov = false): GradientTrans
     init: (params) => ({ trace: treeMap(zerosState, params) }),
     update: (grads, state) => {
       const trace = treeZipMap((tr, g) => add(g, mul(tr, momentum)), state.trace, grads);
-      const updates = nesterov ? treeZipMap((g, tr) => add(g, mul(tr, momentum)), grads, trace) : trace;
+      const updates = treeZipMap((g, tr) => (nesterov ? add(g, mul(tr, momentum)) : tr), grads, trace);
       return [updates, { trace }];
     },
   };

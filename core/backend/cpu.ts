@@ -214,6 +214,23 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   // The eager interpreter drops its intermediates, so they must not come from the kernel arena.
   custom_vjp_call: (inputs, { fun, numFunConsts, numFwdConsts, numBwdConsts }) =>
     residentScope(false, () => evalJaxpr(fun, [], [...inputs.slice(0, numFunConsts), ...inputs.slice(numFunConsts + numFwdConsts + numBwdConsts)]) as NDArray[]),
+  cond: (inputs, { whenTrue, whenFalse, numTrueConsts, numFalseConsts }) => {
+    const operands = inputs.slice(1 + numTrueConsts + numFalseConsts);
+    const taken = inputs[0].item() !== 0;
+    const consts = taken ? inputs.slice(1, 1 + numTrueConsts) : inputs.slice(1 + numTrueConsts, 1 + numTrueConsts + numFalseConsts);
+    return residentScope(false, () => compiledBody(taken ? whenTrue : whenFalse)([], [...consts, ...operands]));
+  },
+  while_loop: (inputs, { cond, body, numCondConsts, numBodyConsts }) => {
+    const condConsts = inputs.slice(0, numCondConsts);
+    const bodyConsts = inputs.slice(numCondConsts, numCondConsts + numBodyConsts);
+    let carry = inputs.slice(numCondConsts + numBodyConsts);
+    const test = compiledBody(cond);
+    const step = compiledBody(body);
+    return residentScope(false, () => {
+      while (test([], [...condConsts, ...carry])[0].item() !== 0) carry = step([], [...bodyConsts, ...carry]);
+      return carry;
+    });
+  },
 };
 
 /** The eager scan: runs the compiled body once per step over views of xs. */

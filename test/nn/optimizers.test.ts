@@ -55,7 +55,7 @@ function runOpt(opt: GradientTransformation): Run {
   const out: Run = { w: [], b: [], updW: [] };
   for (let s = 0; s < gradsW.length; s++) {
     const g = { w: f64(gradsW[s]), b: fromTyped(Float64Array.from(gradsB[s]), [2, 1], 'float64') };
-    const [u, next] = opt.update(g, state, params);
+    const [u, next]: [Tree, typeof state] = opt.update(g, state, params);
     state = next;
     params = applyUpdates(params, u);
     const p = params as { w: Tensor; b: Tensor };
@@ -131,7 +131,7 @@ t.test('adam: float32 params stay float32 and match the formula to float32 preci
   let state = opt.init(params);
   const hw = kerasAdam(w0, gradsW);
   for (let s = 0; s < 3; s++) {
-    const [u, next] = opt.update({ w: f32(gradsW[s]) }, state, params);
+    const [u, next]: [Tree, typeof state] = opt.update({ w: f32(gradsW[s]) }, state, params);
     state = next;
     params = applyUpdates(params, u);
     const w = (params as { w: Tensor }).w;
@@ -223,7 +223,7 @@ t.test('schedules drive the optimizer step by step (step count starts at 0)', as
     let params: Tree = { w: f32([0]) };
     let state = opt.init(params);
     for (let s = 0; s < 10; s++) {
-      const [u, next] = opt.update({ w: f32([1]) }, state, params);
+      const [u, next]: [Tree, typeof state] = opt.update({ w: f32([1]) }, state, params);
       state = next;
       params = applyUpdates(params, u);
       const got = vals((u as { w: Tensor }).w)[0];
@@ -241,7 +241,7 @@ t.test('schedules drive the optimizer step by step (step count starts at 0)', as
   const m = [0, 0];
   const v = [0, 0];
   for (let s = 0; s < 2; s++) {
-    const [u, next] = opt.update({ w: f64(g[s]) }, state, params);
+    const [u, next]: [Tree, typeof state] = opt.update({ w: f64(g[s]) }, state, params);
     state = next;
     params = applyUpdates(params, u);
     const lr = s <= 1 ? 0.5 : 0.25;
