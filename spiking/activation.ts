@@ -1,7 +1,7 @@
 /** SpikingActivation: any activation as an integrate-and-fire neuron with a remainder reset. */
-import { add, customVjp, div, floor, mul, random, scalar, scan, ShapeError, sub, transpose, indexAxis, vjp, type Tensor, type Tree } from '../core/index.js';
+import { add, cast, customVjp, div, floor, mul, random, scalar, scan, ShapeError, sub, transpose, indexAxis, vjp, type Tensor, type Tree } from '../core/index.js';
 import { activationName, resolveActivation, uniqueName, type ActivationFn, type ActivationName, type Layer, type LayerShape, type Regularizer } from '../nn/index.js';
-import { checkDt, getDefaultDt } from './dt.js';
+import { checkDt, checkLayerDtype, getDefaultDt, type LayerDtype } from './dt.js';
 
 export interface SpikingActivationOptions {
   /** Simulation time step in seconds (default: the global default when the layer is created). */
@@ -19,6 +19,12 @@ export interface SpikingActivationOptions {
   /** Input is (time, batch, ...) instead of (batch, time, ...). */
   timeMajor?: boolean;
   activityRegularizer?: Regularizer;
+  /**
+   * The precision the state keeps dt in (default float32). The simulation runs in the input's
+   * dtype either way; give 'float64' with float64 inputs to use dt exactly rather than rounded to
+   * float32.
+   */
+  dtype?: LayerDtype;
   name?: string;
 }
 
@@ -58,7 +64,8 @@ export function spikingActivation(activation: ActivationName | ActivationFn, opt
   const name = uniqueName('spiking_activation', options.name);
   const f = resolveActivation(activation, `spikingActivation '${name}'`);
   const dt = options.dt ?? getDefaultDt();
-  checkDt(`spikingActivation '${name}'`, dt);
+  const dtype = checkLayerDtype(`spikingActivation '${name}'`, options.dtype);
+  checkDt(`spikingActivation '${name}'`, dt, dtype);
   const aware = options.spikingAwareTraining ?? true;
   const returnSequences = options.returnSequences ?? true;
   const keepVoltage = (options.stateful ?? false) || (options.returnState ?? false);
@@ -80,11 +87,13 @@ export function spikingActivation(activation: ActivationName | ActivationFn, opt
     config: { activation: activationName(activation), dt, seed: options.seed ?? null, spikingAwareTraining: aware, returnSequences, returnState: options.returnState ?? false, stateful: options.stateful ?? false, timeMajor },
     init(_key, inputShape: LayerShape) {
       if (inputShape.length < 2) throw new ShapeError(`spikingActivation '${name}': expected input (batch, time, ...units), got (None, ${inputShape.join(', ')})`);
-      return { params: {}, state: { dt: scalar(dt), voltage: null }, outputShape: returnSequences ? inputShape : inputShape.slice(1) };
+      return { params: {}, state: { dt: scalar(dt, dtype), voltage: null }, outputShape: returnSequences ? inputShape : inputShape.slice(1) };
     },
     apply(params, x, ctx, state) {
       if (x.ndim < 3) throw new ShapeError(`spikingActivation '${name}': expected input (batch, time, ...units), got shape [${x.shape.join(', ')}]`);
       const tm = timeMajor ? x : transpose(x, [1, 0, ...x.shape.slice(2).map((_, i) => i + 2)]);
+      // The neuron runs in the input's precision: dt, the initial and the carried voltage take its dtype.
+      const inPrecision = (v: Tensor): Tensor => (x.dtype === 'float64' || x.dtype === 'float32' ? cast(v, x.dtype) : v);
       const dtT = state.dt;
       let y: Tensor;
       let voltage = state.voltage;
@@ -96,13 +105,14 @@ export function spikingActivation(activation: ActivationName | ActivationFn, opt
         let v0: Tensor;
         if (options.stateful && state.voltage !== null) {
           if (state.voltage.shape.join() !== unitShape.join()) throw new ShapeError(`spikingActivation '${name}': stored voltage has shape [${state.voltage.shape.join(', ')}], input needs [${unitShape.join(', ')}] (reset the state for a new batch size)`);
-          v0 = state.voltage;
+          v0 = inPrecision(state.voltage);
         } else {
           const k = options.seed !== undefined ? random.key(options.seed) : ctx.key;
           if (k === undefined) throw new RangeError(`spikingActivation '${name}': unseeded layers need a PRNG key in the apply context (ctx.key), or give the layer a seed`);
-          v0 = random.uniform(k, unitShape);
+          // Drawn in float32 and cast, so float32 and float64 inputs start from the same voltages.
+          v0 = inPrecision(random.uniform(k, unitShape));
         }
-        const [spikes, vEnd] = spiking(tm, v0, dtT);
+        const [spikes, vEnd] = spiking(tm, v0, inPrecision(dtT));
         y = spikes;
         if (keepVoltage) voltage = vEnd;
       }
