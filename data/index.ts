@@ -25,6 +25,18 @@ export interface LoadOptions {
   limit?: { train?: number; test?: number };
 }
 
+/** limit is checked before anything is loaded (a bad value used to fail only after 70k images). */
+function checkLimit(fn: string, limit: LoadOptions['limit']): void {
+  if (limit === undefined) return;
+  if (limit === null || typeof limit !== 'object') throw new TypeError(`${fn}: option limit must be an object { train?, test? }, got ${String(limit)}`);
+  for (const [split, n] of Object.entries(limit)) {
+    if (split !== 'train' && split !== 'test') throw new TypeError(`${fn}: option limit has an unknown key '${split}'; the keys are train and test`);
+    if (n !== undefined && !(typeof n === 'number' && Number.isInteger(n) && n >= 0)) {
+      throw new RangeError(`${fn}: option limit.${split} must be a non-negative integer (the number of examples to keep), got ${typeof n === 'string' ? JSON.stringify(n) : n}`);
+    }
+  }
+}
+
 function toDataset(split: { images: Uint8Array; labels: Uint8Array; count: number }, limit?: number): ImageDataset {
   const n = Math.min(split.count, limit ?? split.count);
   const raw = split.images.subarray(0, n * 784);
@@ -40,12 +52,14 @@ function toDataset(split: { images: Uint8Array; labels: Uint8Array; count: numbe
  * train.images.shape; // [60000, 28, 28]
  */
 export async function loadFashionMnist(options: LoadOptions = {}): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
+  checkLimit('loadFashionMnist', options.limit);
   const raw = await loadFashionMnistRaw({ dir: options.dir, download: options.download });
   return { train: toDataset(raw.train, options.limit?.train), test: toDataset(raw.test, options.limit?.test), source: raw.source };
 }
 
 /** MNIST, from the same kinds of places (MNIST_DIR, ~/.keras/datasets/mnist/, ...). */
 export async function loadMnist(options: LoadOptions = {}): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
+  checkLimit('loadMnist', options.limit);
   const raw = await loadMnistRaw({ dir: options.dir, download: options.download });
   return { train: toDataset(raw.train, options.limit?.train), test: toDataset(raw.test, options.limit?.test), source: raw.source };
 }
