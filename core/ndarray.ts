@@ -47,11 +47,30 @@ export type NdView = ndarray.NdArray<TypedArray>;
 export class NDArray extends Tensor {
   readonly nd: NdView;
   readonly dtype: DType;
+  /** Set once the array was donated to a jitted call: JAX deletes a donated array, and so do we. */
+  private donatedTo: string | null = null;
 
   constructor(nd: NdView, dtype?: DType) {
     super();
     this.nd = nd;
     this.dtype = dtype ?? dtypeOfTyped(nd.data);
+  }
+  /** Internal (jit): marks the array deleted after donating it; reading its values then raises. */
+  markDonated(where: string): void {
+    this.donatedTo = where;
+  }
+  /** Whether the array was donated (deleted); its buffer may hold another array's values by now. */
+  get isDeleted(): boolean {
+    return this.donatedTo !== null;
+  }
+  /** Throws when the array was donated: its memory may already hold a later result. */
+  checkNotDonated(op: string): void {
+    if (this.donatedTo !== null) {
+      throw new TypeError(
+        `${op}: this ${this.dtype}${fmtShape(this.shape)} array was donated to ${this.donatedTo} and deleted, as JAX deletes donated arrays ` +
+          '(its memory may already hold a later result); use the call\'s outputs instead, or do not donate an array you still need',
+      );
+    }
   }
   get shape(): readonly number[] {
     return this.nd.shape;
@@ -75,6 +94,7 @@ export class NDArray extends Tensor {
     return true;
   }
   override toTyped(): TypedArray {
+    if (this.donatedTo !== null) this.checkNotDonated('toTyped');
     const n = this.size;
     if (this.isContiguous()) return this.data.slice(this.offset, this.offset + n) as TypedArray;
     const out = allocate(this.dtype, n);
@@ -95,6 +115,7 @@ export class NDArray extends Tensor {
     return out;
   }
   override toNested(): NestedArray {
+    this.checkNotDonated('toNested');
     const flat = this.toTyped();
     const shape = this.shape;
     if (shape.length === 0) return flat[0];
@@ -107,6 +128,7 @@ export class NDArray extends Tensor {
     return build(0);
   }
   override toString(): string {
+    if (this.donatedTo !== null) return `NDArray(${this.dtype}${fmtShape(this.shape)}, deleted: donated to ${this.donatedTo})`;
     return `NDArray(${this.dtype}${fmtShape(this.shape)}, ${JSON.stringify(this.toNested())})`;
   }
 }
