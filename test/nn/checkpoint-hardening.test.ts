@@ -4,13 +4,15 @@
  * tensorsToBytes and the saved tree; repeated keys anywhere in a safetensors header are refused
  * (the reference's rule; JSON.parse alone keeps the last); temporary files are named
  * `.<file>.spiketrace-<pid>-<hex>.tmp`, and those of killed saves (their process gone) are
- * removed by the next save to the same path, while a running process's and other files stay.
+ * removed by the next save to the same path, while a running process's and other files stay;
+ * a save killed with SIGKILL midway leaves the previous file intact, and the next save cleans up.
  */
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { arange, array, scalar, type Tensor } from '../../core/index.js';
 import {
   loadTensors,
@@ -144,4 +146,37 @@ t.test("temporary files are recognisable, and killed saves' leftovers are remove
     t.match(temps[0], new RegExp(`/\\.m\\.safetensors\\.spiketrace-${process.pid}-[0-9a-f]{12}\\.tmp$`), `${kind}: named .<file>.spiketrace-<pid>-<hex>.tmp`);
     t.same(readdirSync(sub).sort(), [...kept, 'm.safetensors'].sort(), `${kind}: the dead process's leftovers are gone, the rest stay`);
   }
+});
+
+t.test('kill -9 during a save: the previous file stays intact, and the next save removes the leftover', async (t) => {
+  const sub = mkdtempSync(join(dir, 'kill-'));
+  const target = join(sub, 'ckpt.safetensors');
+  const original = { w: array([1, 2, 3]) };
+  saveTensorsSync(target, original);
+  const before = readFileSync(target);
+  // The child writes 4 MB one byte per write call, so it is surely mid-save when killed.
+  const child = join(sub, 'child.ts');
+  const nnIndex = fileURLToPath(new URL('../../nn/index.ts', import.meta.url));
+  const coreIndex = fileURLToPath(new URL('../../core/index.ts', import.meta.url));
+  writeFileSync(
+    child,
+    `import { saveTensorsSync, setSafetensorsIoChunkBytes } from ${JSON.stringify(nnIndex)};\n` +
+      `import { zeros } from ${JSON.stringify(coreIndex)};\n` +
+      `setSafetensorsIoChunkBytes(1);\nsaveTensorsSync(${JSON.stringify(target)}, { w: zeros([1 << 20]) });\n`,
+  );
+  const proc = spawn(process.execPath, ['--import', 'tsx', child], { stdio: 'ignore' });
+  const tempOf = (): string | undefined => readdirSync(sub).find((n) => n.startsWith('.ckpt.safetensors.spiketrace-'));
+  const deadline = Date.now() + 60_000;
+  while (tempOf() === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 100));
+  const exited = new Promise((r) => proc.on('exit', r));
+  proc.kill('SIGKILL');
+  await exited;
+  const leftover = tempOf();
+  t.ok(leftover !== undefined, `the killed save left its temp file (${leftover})`);
+  t.same(readFileSync(target), before, 'the previous checkpoint is intact');
+  t.same(values((loadTensorsSync(target) as typeof original).w), [1, 2, 3]);
+  await saveTensors(target, { w: array([4]) });
+  t.notOk(existsSync(join(sub, leftover ?? 'none')), 'the next save removed the leftover');
+  t.same(values((loadTensorsSync(target) as typeof original).w), [4]);
 });

@@ -28,6 +28,16 @@ export function lit(v: number): string | null {
   return v < 0 || Object.is(v, -0) ? `(${t.startsWith('-') ? t : '-' + t})` : t;
 }
 
+/**
+ * log(1 + a) = a - a^2/2 + a^3/3 - ... in Horner form, 13 terms: for |a| < 0.25 the first term
+ * left out is below 2^-24 of the result, so the series is as exact as float32 arithmetic allows.
+ */
+function log1pSeries(a: string): string {
+  let acc = lit(1 / 13) as string;
+  for (let k = 12; k >= 1; k--) acc = `(${lit(1 / k)} - ${a} * ${acc})`;
+  return `(${a} * ${acc})`;
+}
+
 type Code = (a: string[], params: Record<string, unknown>) => string | null;
 const u = (f: (a: string) => string): Code => (a) => f(a[0]);
 const b = (f: (a: string, c: string) => string): Code => (a) => f(a[0], a[1]);
@@ -35,15 +45,16 @@ const b = (f: (a: string, c: string) => string): Code => (a) => f(a[0], a[1]);
 /**
  * One gpu.js-JS expression per elementwise primitive (the GPU counterpart of `elementwiseCode`).
  * Values are float32; comparisons yield 1.0 / 0.0. max/min are written with the CPU's NaN rule
- * (a NaN operand wins) instead of GLSL's max/min, whose NaN result is undefined; how faithfully a
- * GPU compares NaN is up to its driver.
+ * (a NaN operand wins) instead of GLSL's max/min, whose NaN result is undefined, and compares test
+ * for NaN explicitly; a driver that does not represent NaN at all cannot follow these rules.
  */
 export const gpuCode: { [P in ElementwisePrim]: Code } = {
   neg: u((a) => `(-${a})`),
   exp: u((a) => `Math.exp(${a})`),
   log: u((a) => `Math.log(${a})`),
-  // GLSL has no log1p: log(u) * a / (u - 1) with u = 1 + a cancels the rounding of u (exact to a few ulps).
-  log1p: u((a) => `((1.0 + ${a}) === 1.0 ? ${a} : Math.log(1.0 + ${a}) * ${a} / ((1.0 + ${a}) - 1.0))`),
+  // GLSL has no log1p, and a shader compiler may fold (1 + a) - 1 to a, so the usual
+  // log(u) * a / (u - 1) trick is not safe: small |a| uses the series, the rest log(1 + a).
+  log1p: u((a) => `(Math.abs(${a}) < 0.25 ? ${log1pSeries(a)} : Math.log(1.0 + ${a}))`),
   sqrt: u((a) => `Math.sqrt(${a})`),
   // GLSL ES 1.0 has no tanh: 1 - 2 / (e^2a + 1) saturates correctly at both ends.
   tanh: u((a) => `(1.0 - 2.0 / (Math.exp(2.0 * ${a}) + 1.0))`),
@@ -62,10 +73,13 @@ export const gpuCode: { [P in ElementwisePrim]: Code } = {
     (a, c) =>
       `(${a} >= 0.0 ? Math.pow(${a}, ${c}) : (Math.floor(${c}) === ${c} ? (Math.abs(${c} - 2.0 * Math.floor(${c} * 0.5)) > 0.5 ? -Math.pow(-${a}, ${c}) : Math.pow(-${a}, ${c})) : Math.sqrt(-1.0 - Math.abs(${a}))))`,
   ),
-  lt: b((a, c) => `(${a} < ${c} ? 1.0 : 0.0)`),
-  le: b((a, c) => `(${a} <= ${c} ? 1.0 : 0.0)`),
-  gt: b((a, c) => `(${a} > ${c} ? 1.0 : 0.0)`),
-  ge: b((a, c) => `(${a} >= ${c} ? 1.0 : 0.0)`),
+  // Ordered compares are false when either side is NaN. Written with explicit NaN tests: a
+  // compiler that assumes no NaN otherwise turns a compare feeding a select into max/min (Mesa
+  // made relu's where(x <= 0, 0, x) a max(x, 0), which drops NaN).
+  lt: b((a, c) => `(${a} >= ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
+  le: b((a, c) => `(${a} > ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
+  gt: b((a, c) => `(${a} <= ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
+  ge: b((a, c) => `(${a} < ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
   eq: b((a, c) => `(${a} === ${c} ? 1.0 : 0.0)`),
   ne: b((a, c) => `(${a} !== ${c} ? 1.0 : 0.0)`),
   where: (a) => `(${a[0]} > 0.5 ? ${a[1]} : ${a[2]})`,
