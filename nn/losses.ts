@@ -49,7 +49,10 @@ export function sparseCategoricalCrossentropy(options: { fromLogits?: boolean } 
     }
     const logp = fromLogits ? logSoftmax(yPred, -1) : log(clipProbs(yPred));
     const perExample = sum(mul(oneHot(labels, classes, yPred.dtype), logp), -1);
-    return neg(mean(where(validLabels(labels, classes), perExample, NaN)));
+    // valid / valid is 1 (the loss unchanged, to the bit) or 0 / 0 = NaN; no NaN literal, which
+    // a GPU kernel cannot inline.
+    const valid = cast(validLabels(labels, classes), yPred.dtype);
+    return neg(mean(mul(perExample, div(valid, valid))));
   };
   return Object.assign(loss, { integerLabels: true as const });
 }
