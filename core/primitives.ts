@@ -77,7 +77,9 @@ export type BinaryPrim = (typeof BINARY)[number];
 export type ComparePrim = (typeof COMPARE)[number];
 
 /** Primitives computed one element at a time: the fusing compilers group these. */
-export const ELEMENTWISE = new Set<Primitive>([...UNARY, ...BINARY, ...COMPARE, 'where', 'cast', 'stop_gradient']);
+export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
+export const ELEMENTWISE_PRIMS: readonly ElementwisePrim[] = [...UNARY, ...BINARY, ...COMPARE, 'where', 'cast', 'stop_gradient'];
+export const ELEMENTWISE: ReadonlySet<Primitive> = new Set<Primitive>(ELEMENTWISE_PRIMS);
 
 export type ShapeRule<P extends Primitive> = (avals: Aval[], params: PrimParams[P]) => Aval[];
 

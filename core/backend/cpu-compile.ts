@@ -7,9 +7,11 @@ import { debugEnabled, profileRecord } from '../debug.js';
 import { Literal, Var, numberText, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
 import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
+import type { CompiledProgram } from '../backends.js';
 import { literalArray } from '../trace.js';
-import { elementwiseCode, runFused, storeAs, type ElementwisePrim, type FusedProgram } from './fusion.js';
-import { planFusion, type FusionGroup } from './plan.js';
+import { runFused, type FusedProgram } from './fusion.js';
+import { SCALAR_OPS, storeAs, type ElementwisePrim } from './scalar-ops.js';
+import { inlineCustomVjp, planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { giveBuffer, isResident, recyclable, residentActive, residentScope } from './pool.js';
@@ -178,11 +180,12 @@ function drop(live: Map<TypedArray, number>, env: (NDArray | undefined)[], slot:
 
 
 /**
- * A compiled program: `donated[i]` lets it recycle argument i's buffer after its last use;
- * `keepResident` lets results stay in the kernels' arena (the caller then passes them back donated
- * or copies them out with detachResident), otherwise the outermost call copies them out.
+ * A compiled program (core/backends.ts CompiledProgram): `donated[i]` lets it recycle argument i's
+ * buffer after its last use; `keepInBackend` lets results stay in the kernels' arena (the caller
+ * then passes them back donated or copies them out with detachResident, the backend's `toHost`),
+ * otherwise the outermost call copies them out.
  */
-export type CompiledProgram = (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepResident?: boolean) => NDArray[];
+export type { CompiledProgram };
 
 /**
  * Ordinary (non-arena) copies of the arrays that live in the kernels' arena; views keep their
@@ -205,7 +208,9 @@ export function detachResident(xs: readonly NDArray[], recycle = false): NDArray
   return out;
 }
 
-export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgram {
+export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgram {
+  // A custom_vjp_call computes its primal function: compiled inline, it fuses like any other code.
+  const jaxpr = inlineCustomVjp(input);
   const slots = new Map<Var, number>();
   const slotOf = (v: Var): number => {
     let s = slots.get(v);
@@ -253,7 +258,7 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
       });
       const out = e.outputs[0];
       temps.set(out, `t${k}`);
-      return `const t${k}=${storeAs(elementwiseCode[e.prim as ElementwisePrim](args, e.params as Record<string, unknown>, out.aval.dtype), out.aval.dtype)};`;
+      return `const t${k}=${storeAs(SCALAR_OPS[e.prim as ElementwisePrim].js(args, e.params, out.aval.dtype), out.aval.dtype)};`;
     });
     const r = g.reduce;
     const prog: FusedProgram = r
@@ -353,11 +358,11 @@ export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgra
       if (gone.has(slot) && st.reads.indexOf(slot) === i) st.releasedInputs.push(i);
     });
   }
-  return (consts, args, donated, keepResident) => {
+  return (consts, args, donated, keepInBackend) => {
     // Called from another program's step (a scan body), results stay for that program to manage.
     const nested = residentActive();
     const outs = residentScope(true, () => runProgram(program, consts, args, donated));
-    if (nested || keepResident === true) return outs;
+    if (nested || keepInBackend === true) return outs;
     // The outermost call hands ordinary arrays to its caller: results made in the arena are
     // copied out and their arena buffers recycled (never a caller's own buffer passed through).
     if (!outs.some((x) => isResident(x.data))) return outs;

@@ -3,68 +3,16 @@
  * nest with `new Function`, optionally ending in a reduction over the innermost axes. The eager
  * path runs every elementwise primitive through a one-equation program; `jit` fuses chains.
  */
-import { allocate, type DType, type TypedArray } from '../dtype.js';
+import type { DType, TypedArray } from '../dtype.js';
 import { makeView, NDArray } from '../ndarray.js';
-import type { ComparePrim, BinaryPrim, UnaryPrim, PrimParams } from '../primitives.js';
+import type { PrimParams } from '../primitives.js';
 import { contiguousStrides } from '../shape.js';
 import { debugEnabled } from '../debug.js';
 import { takeBuffer } from './pool.js';
 
-export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
+import { SCALAR_OPS, storeAs, type ElementwisePrim } from './scalar-ops.js';
 import type { ReduceOp } from './plan.js';
-export type { ReduceOp };
-
-/** Wraps an intermediate so it holds exactly what an array of `dtype` would store. */
-export function storeAs(expr: string, dtype: DType): string {
-  switch (dtype) {
-    case 'float32':
-      return `Math.fround(${expr})`;
-    case 'float64':
-      return expr;
-    case 'int32':
-      return `((${expr})|0)`;
-    case 'uint32':
-      return `((${expr})>>>0)`;
-    case 'bool':
-      return `((${expr})?1:0)`;
-  }
-}
-
-type Code = (args: string[], params: Record<string, unknown>, outDtype: DType) => string;
-const u = (f: (a: string) => string): Code => (args) => f(args[0]);
-const b = (f: (a: string, c: string) => string): Code => (args) => f(args[0], args[1]);
-
-/** One JS expression per elementwise primitive (the result is rounded by storeAs afterwards). */
-export const elementwiseCode: { [P in ElementwisePrim]: Code } = {
-  neg: u((a) => `(-${a})`),
-  exp: u((a) => `Math.exp(${a})`),
-  log: u((a) => `Math.log(${a})`),
-  log1p: u((a) => `Math.log1p(${a})`),
-  sqrt: u((a) => `Math.sqrt(${a})`),
-  tanh: u((a) => `Math.tanh(${a})`),
-  logistic: u((a) => `(1/(1+Math.exp(-${a})))`),
-  abs: u((a) => `Math.abs(${a})`),
-  sign: u((a) => `Math.sign(${a})`),
-  floor: u((a) => `Math.floor(${a})`),
-  add: b((a, c) => `(${a}+${c})`),
-  sub: b((a, c) => `(${a}-${c})`),
-  mul: (args, _p, dt) => (dt === 'int32' || dt === 'uint32' ? `Math.imul(${args[0]},${args[1]})` : `(${args[0]}*${args[1]})`),
-  div: (args, _p, dt) => (dt === 'int32' || dt === 'uint32' ? `Math.trunc(${args[0]}/${args[1]})` : `(${args[0]}/${args[1]})`),
-  // NaN-propagating like numpy's maximum/minimum.
-  max: b((a, c) => `(${a}>${c}||${a}!==${a}?${a}:${c})`),
-  min: b((a, c) => `(${a}<${c}||${a}!==${a}?${a}:${c})`),
-  pow: b((a, c) => `Math.pow(${a},${c})`),
-  lt: b((a, c) => `(${a}<${c})`),
-  le: b((a, c) => `(${a}<=${c})`),
-  gt: b((a, c) => `(${a}>${c})`),
-  ge: b((a, c) => `(${a}>=${c})`),
-  eq: b((a, c) => `(${a}===${c})`),
-  ne: b((a, c) => `(${a}!==${c})`),
-  where: (args) => `(${args[0]}?${args[1]}:${args[2]})`,
-  // To bool, NaN counts as true as in numpy (a plain truthiness test would make it false).
-  cast: (args, _p, dt) => (dt === 'bool' ? `(${args[0]}!=0||${args[0]}!==${args[0]})` : args[0]),
-  stop_gradient: u((a) => a),
-};
+export type { ElementwisePrim, ReduceOp };
 
 /** A straight-line program over inputs v0..vn-1 producing temps t0..; outputs name temps. */
 export interface FusedProgram {
@@ -79,7 +27,7 @@ export function singleOpProgram<P extends ElementwisePrim>(prim: P, params: Prim
   const args = inDtypes.map((_, i) => `v${i}`);
   return {
     numInputs: inDtypes.length,
-    lines: [`const t0=${storeAs(elementwiseCode[prim](args, params as Record<string, unknown>, outDtype), outDtype)};`],
+    lines: [`const t0=${storeAs(SCALAR_OPS[prim].js(args, params, outDtype), outDtype)};`],
     outputs: ['t0'],
     outDtypes: [outDtype],
   };

@@ -12,7 +12,7 @@ import * as nn from '../../nn/index.js';
 const N = 1024;
 const filled = (f: (i: number) => number): NDArray => fromTyped(Float32Array.from({ length: N }, (_, i) => f(i)), [N]);
 // Outputs kept in the kernels' arena, so a donated buffer really is recycled for the next output.
-const resident = (x: NDArray): NDArray => jit((v: Tensor) => v.mul(1)).donating([], { keepResident: true })(x) as NDArray;
+const resident = (x: NDArray): NDArray => jit((v: Tensor) => v.mul(1)).donating([], { keepInBackend: true })(x) as NDArray;
 
 t.test('reading a donated array raises instead of showing recycled memory', async (t) => {
   const step = jit(function scaleStep(w: Tensor, g: Tensor) {
@@ -20,13 +20,13 @@ t.test('reading a donated array raises instead of showing recycled memory', asyn
   });
   const w = resident(filled((i) => i));
   const g = filled(() => 2);
-  const out = step.donating([0], { keepResident: true })(w, g) as NDArray;
+  const out = step.donating([0], { keepInBackend: true })(w, g) as NDArray;
   t.equal((out.toTyped() as Float32Array)[3], 2, 'the output is right');
   const deleted = /was donated to jit\(scaleStep\) and deleted, as JAX deletes donated arrays/;
   t.throws(() => w.toTyped(), deleted, 'toTyped');
   t.throws(() => w.toNested(), deleted, 'toNested');
-  const one = jit((v: Tensor) => v.mul(1)).donating([], { keepResident: true })(fromTyped(Float32Array.of(3), [1])) as NDArray;
-  step.donating([0], { keepResident: true })(one, fromTyped(Float32Array.of(1), [1]));
+  const one = jit((v: Tensor) => v.mul(1)).donating([], { keepInBackend: true })(fromTyped(Float32Array.of(3), [1])) as NDArray;
+  step.donating([0], { keepInBackend: true })(one, fromTyped(Float32Array.of(1), [1]));
   t.throws(() => one.item(), deleted, 'item');
   t.throws(() => add(w, 1), /add: this float32\[1024\] array was donated/, 'an eager op');
   t.throws(() => step(w, g), /jit\(scaleStep\) argument 0: this float32\[1024\] array was donated/, 'a jitted call');
@@ -37,7 +37,7 @@ t.test('reading a donated array raises instead of showing recycled memory', asyn
 t.test('an array also passed undonated, or returned itself, is not deleted', async (t) => {
   const x = resident(filled((i) => i));
   const both = jit((a: Tensor, b: Tensor) => a.mul(b));
-  both.donating([0], { keepResident: true })(x, x);
+  both.donating([0], { keepInBackend: true })(x, x);
   t.equal(x.toTyped()[5], 5, 'still readable after being passed both ways');
   const identity = jit((a: Tensor) => a);
   const y = resident(filled((i) => 2 * i));

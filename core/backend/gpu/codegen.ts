@@ -9,7 +9,7 @@
  * quotient is rounded and corrected once, so it is exact for indices below 2^24.
  */
 import type { DType } from '../../dtype.js';
-import type { ElementwisePrim, ReduceOp } from '../fusion.js';
+import type { ReduceOp } from '../fusion.js';
 
 /** The dtypes the GPU kernels handle: float32, and bool held as 0.0 / 1.0. */
 export function gpuDtype(dtype: DType): boolean {
@@ -27,65 +27,6 @@ export function lit(v: number): string | null {
   const t = /[.e]/.test(s) ? s : `${s}.0`;
   return v < 0 || Object.is(v, -0) ? `(${t.startsWith('-') ? t : '-' + t})` : t;
 }
-
-/**
- * log(1 + a) = a - a^2/2 + a^3/3 - ... in Horner form, 13 terms: for |a| < 0.25 the first term
- * left out is below 2^-24 of the result, so the series is as exact as float32 arithmetic allows.
- */
-function log1pSeries(a: string): string {
-  let acc = lit(1 / 13) as string;
-  for (let k = 12; k >= 1; k--) acc = `(${lit(1 / k)} - ${a} * ${acc})`;
-  return `(${a} * ${acc})`;
-}
-
-type Code = (a: string[], params: Record<string, unknown>) => string | null;
-const u = (f: (a: string) => string): Code => (a) => f(a[0]);
-const b = (f: (a: string, c: string) => string): Code => (a) => f(a[0], a[1]);
-
-/**
- * One gpu.js-JS expression per elementwise primitive (the GPU counterpart of `elementwiseCode`).
- * Values are float32; comparisons yield 1.0 / 0.0. max/min are written with the CPU's NaN rule
- * (a NaN operand wins) instead of GLSL's max/min, whose NaN result is undefined, and compares test
- * for NaN explicitly; a driver that does not represent NaN at all cannot follow these rules.
- */
-export const gpuCode: { [P in ElementwisePrim]: Code } = {
-  neg: u((a) => `(-${a})`),
-  exp: u((a) => `Math.exp(${a})`),
-  log: u((a) => `Math.log(${a})`),
-  // GLSL has no log1p, and a shader compiler may fold (1 + a) - 1 to a, so the usual
-  // log(u) * a / (u - 1) trick is not safe: small |a| uses the series, the rest log(1 + a).
-  log1p: u((a) => `(Math.abs(${a}) < 0.25 ? ${log1pSeries(a)} : Math.log(1.0 + ${a}))`),
-  sqrt: u((a) => `Math.sqrt(${a})`),
-  // GLSL ES 1.0 has no tanh: 1 - 2 / (e^2a + 1) saturates correctly at both ends.
-  tanh: u((a) => `(1.0 - 2.0 / (Math.exp(2.0 * ${a}) + 1.0))`),
-  logistic: u((a) => `(1.0 / (1.0 + Math.exp(-${a})))`),
-  abs: u((a) => `Math.abs(${a})`),
-  sign: u((a) => `(${a} > 0.0 ? 1.0 : (${a} < 0.0 ? -1.0 : 0.0))`),
-  floor: u((a) => `Math.floor(${a})`),
-  add: b((a, c) => `(${a} + ${c})`),
-  sub: b((a, c) => `(${a} - ${c})`),
-  mul: b((a, c) => `(${a} * ${c})`),
-  div: b((a, c) => `(${a} / ${c})`),
-  max: b((a, c) => `((${a} > ${c} || ${a} !== ${a}) ? ${a} : ${c})`),
-  min: b((a, c) => `((${a} < ${c} || ${a} !== ${a}) ? ${a} : ${c})`),
-  // GLSL pow is undefined for a negative base: integer exponents get their sign back by hand.
-  pow: b(
-    (a, c) =>
-      `(${a} >= 0.0 ? Math.pow(${a}, ${c}) : (Math.floor(${c}) === ${c} ? (Math.abs(${c} - 2.0 * Math.floor(${c} * 0.5)) > 0.5 ? -Math.pow(-${a}, ${c}) : Math.pow(-${a}, ${c})) : Math.sqrt(-1.0 - Math.abs(${a}))))`,
-  ),
-  // Ordered compares are false when either side is NaN. Written with explicit NaN tests: a
-  // compiler that assumes no NaN otherwise turns a compare feeding a select into max/min (Mesa
-  // made relu's where(x <= 0, 0, x) a max(x, 0), which drops NaN).
-  lt: b((a, c) => `(${a} >= ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
-  le: b((a, c) => `(${a} > ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
-  gt: b((a, c) => `(${a} <= ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
-  ge: b((a, c) => `(${a} < ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
-  eq: b((a, c) => `(${a} === ${c} ? 1.0 : 0.0)`),
-  ne: b((a, c) => `(${a} !== ${c} ? 1.0 : 0.0)`),
-  where: (a) => `(${a[0]} > 0.5 ? ${a[1]} : ${a[2]})`,
-  cast: (a, p) => (p.dtype === 'float32' ? a[0] : p.dtype === 'bool' ? `(${a[0]} !== 0.0 ? 1.0 : 0.0)` : null),
-  stop_gradient: u((a) => a),
-};
 
 /** How one input of a kernel is read: a strided view of a flat texture. */
 export interface InputView {
