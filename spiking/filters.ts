@@ -37,7 +37,8 @@ function filterLayer(kind: 'Lowpass' | 'Alpha', prefix: string, tau: number, opt
   const name = uniqueName(prefix, options.name);
   const dtype = checkLayerDtype(`${prefix} '${name}'`, options.dtype);
   // An infinite tau would freeze the output at its initial level forever.
-  if (!(typeof tau === 'number' && tau > 0 && Number.isFinite(tau))) throw new RangeError(`${prefix} '${name}': tau must be a positive finite number, got ${tau}`);
+  if (!(typeof tau === 'number' && tau > 0)) throw new RangeError(`${prefix} '${name}': tau must be positive, got ${tau}`);
+  if (!Number.isFinite(tau)) throw new RangeError(`${prefix} '${name}': tau must be finite (an infinite tau freezes the output at its initial level), got ${tau}`);
   if (dtype === 'float32' && !Number.isFinite(Math.fround(tau))) throw new RangeError(`${prefix} '${name}': tau = ${tau} is Infinity in float32; tau must stay finite in the layer's dtype`);
   const dt = options.dt ?? getDefaultDt();
   checkDt(`${prefix} '${name}'`, dt, dtype);

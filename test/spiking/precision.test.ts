@@ -97,7 +97,7 @@ t.test("dt and tau must survive the layer's dtype; poissonEncode refuses intensi
   t.doesNotThrow(() => spikingActivation('relu', { dt: 1e-50, dtype: 'float64' }), 'float64 holds 1e-50');
   t.throws(() => lowpass(0.1, { dt: 1e-50 }), /lowpass 'lowpass.*': dt = 1e-50 is 0 in float32/);
   t.throws(() => alpha(0.1, { dt: 1e39 }), /alpha 'alpha.*': dt = 1e\+39 is Infinity in float32/);
-  t.throws(() => lowpass(Infinity), /lowpass 'lowpass.*': tau must be a positive finite number, got Infinity/);
+  t.throws(() => lowpass(Infinity), /lowpass 'lowpass.*': tau must be finite \(an infinite tau freezes the output at its initial level\), got Infinity/);
   t.throws(() => alpha(1e39), /alpha 'alpha.*': tau = 1e\+39 is Infinity in float32/);
   t.throws(() => spikingActivation('relu', { dtype: 'float16' as never }), /dtype must be 'float32' or 'float64', got float16/);
   const model = sequential([spikingActivation('relu', { dt: 0.01, name: 'sa' })]);
