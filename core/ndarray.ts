@@ -49,11 +49,14 @@ export class NDArray extends Tensor {
   /** The host view; null while the values live only in a backend's memory (see `device`). */
   private view: NdView | null;
   private onDevice: DeviceValue | null;
+  /** Set once the array was donated to a jitted call: JAX deletes a donated array, and so do we. */
+  private donatedTo: string | null;
 
   constructor(nd: NdView, dtype?: DType) {
     super();
     this.view = nd;
     this.onDevice = null;
+    this.donatedTo = null;
     this.dtype = dtype ?? dtypeOfTyped(nd.data);
   }
   /** An array whose contiguous values are in `buffer`, in the memory of backend `backend`. */
@@ -65,6 +68,7 @@ export class NDArray extends Tensor {
     // Same fields in the same order as the constructor, so host and device arrays share one shape.
     x.view = null;
     x.onDevice = { backend, memory, buffer, shape: shape.slice() };
+    x.donatedTo = null;
     (x as { dtype: DType }).dtype = buffer.dtype;
     return x;
   }
@@ -109,6 +113,23 @@ export class NDArray extends Tensor {
     this.view = view;
     return view;
   }
+  /** Internal (jit): marks the array deleted after donating it; reading its values then raises. */
+  markDonated(where: string): void {
+    this.donatedTo = where;
+  }
+  /** Whether the array was donated (deleted); its buffer may hold another array's values by now. */
+  get isDeleted(): boolean {
+    return this.donatedTo !== null;
+  }
+  /** Throws when the array was donated: its memory may already hold a later result. */
+  checkNotDonated(op: string): void {
+    if (this.donatedTo !== null) {
+      throw new TypeError(
+        `${op}: this ${this.dtype}${fmtShape(this.shape)} array was donated to ${this.donatedTo} and deleted, as JAX deletes donated arrays ` +
+          '(its memory may already hold a later result); use the call\'s outputs instead, or do not donate an array you still need',
+      );
+    }
+  }
   get shape(): readonly number[] {
     const v = this.view;
     return v !== null ? v.shape : this.onDevice!.shape;
@@ -132,6 +153,7 @@ export class NDArray extends Tensor {
     return true;
   }
   override toTyped(): TypedArray {
+    if (this.donatedTo !== null) this.checkNotDonated('toTyped');
     const n = this.size;
     if (this.isContiguous()) return this.data.slice(this.offset, this.offset + n) as TypedArray;
     const out = allocate(this.dtype, n);
@@ -152,6 +174,7 @@ export class NDArray extends Tensor {
     return out;
   }
   override toNested(): NestedArray {
+    this.checkNotDonated('toNested');
     const flat = this.toTyped();
     const shape = this.shape;
     if (shape.length === 0) return flat[0];
@@ -164,6 +187,7 @@ export class NDArray extends Tensor {
     return build(0);
   }
   override toString(): string {
+    if (this.donatedTo !== null) return `NDArray(${this.dtype}${fmtShape(this.shape)}, deleted: donated to ${this.donatedTo})`;
     return `NDArray(${this.dtype}${fmtShape(this.shape)}, ${JSON.stringify(this.toNested())})`;
   }
 }

@@ -8,7 +8,7 @@
 import { cast, div, indexAxis, random, scalar, ShapeError, transpose, type DType, type Tensor, type Tree } from '../core/index.js';
 import { uniqueName, type Layer, type LayerShape, type Regularizer } from '../nn/index.js';
 import { runCell, type CellState, type NeuronCell } from './cell.js';
-import { checkDt, getDefaultDt } from './dt.js';
+import { checkDt, checkLayerDtype, getDefaultDt } from './dt.js';
 
 export interface NeuronLayerOptions {
   /** Simulation time step in seconds (default: the global default when the layer is created). */
@@ -34,6 +34,11 @@ export interface NeuronLayerOptions {
   spikingAwareTraining?: boolean;
   /** dtype of the parameters (default float32). */
   paramDtype?: DType;
+  /**
+   * The precision the state keeps dt in (default float32); the layer runs in the input's dtype
+   * either way. 'float64' with float64 inputs uses dt exactly.
+   */
+  dtype?: 'float32' | 'float64';
   activityRegularizer?: Regularizer;
   name?: string;
 }
@@ -79,7 +84,8 @@ export function neuronLayer<P extends Tree, S extends CellState>(
   for (const n of cell.stateNames)
     if (RESERVED.has(n)) throw new RangeError(`${where}: a cell state may not be named '${n}' (the layer state uses it)`);
   const dt = options.dt ?? getDefaultDt();
-  checkDt(where, dt);
+  const dtDtype = checkLayerDtype(where, options.dtype);
+  checkDt(where, dt, dtDtype);
   const aware = options.spikingAwareTraining ?? true;
   if (!aware && !cell.nonSpiking)
     throw new RangeError(`${where}: spikingAwareTraining: false needs a rate model, and the ${cell.kind} cell has none`);
@@ -145,7 +151,7 @@ export function neuronLayer<P extends Tree, S extends CellState>(
         units.map((d) => d ?? 1),
         paramDtype,
       );
-      return { params, state: emptyState(scalar(dt)), outputShape: returnSequences ? inputShape : units };
+      return { params, state: emptyState(scalar(dt, dtDtype)), outputShape: returnSequences ? inputShape : units };
     },
     apply(params, x, ctx, state) {
       if (x.ndim < 3) throw new ShapeError(`${where}: expected input (batch, time, ...units), got shape [${x.shape.join(', ')}]`);
