@@ -6,5 +6,4 @@ export * as constraints from './constraints.js';
 export { dtScheduler } from './scheduler.js';
 export { getDefaultDt, setDefaultDt, setDt, readDt } from './dt.js';
 export { spikeStats, probabilitiesOverTime, type SpikeStats } from './stats.js';
-export * as testing from './testing.js';
 export { modelEnergy, registerDevice, registerLayerRule, listDevices, type Device, type EnergyReport, type LayerEnergy, type LayerRule } from './energy.js';
