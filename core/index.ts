@@ -16,5 +16,6 @@ export { bind, getBackend, setBackend, withBackend, registerBackend, Tracer, typ
 export { cpuKernels, cpuBackend } from './backend/cpu.js';
 export { kernelStats } from './backend/fusion.js';
 export { matmulBackendName } from './backend/wasm/index.js';
+export { sharedMemoryArena } from './backend/wasm/kernel-cache.js';
 export * as random from './random.js';
 export { treeFlatten, treeUnflatten, treeLeaves, treeMap, treeZipMap, treeDefString, TreeStructureError, type Tree, type TreeDef } from './tree.js';

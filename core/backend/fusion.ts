@@ -1,7 +1,9 @@
 /**
  * Fused elementwise kernels: an expression program over strided inputs, generated as one JS loop
  * nest with `new Function`, optionally ending in a reduction over the innermost axes. The eager
- * path runs every elementwise primitive through a one-equation program; `jit` fuses chains.
+ * path runs every elementwise primitive through a one-equation program; `jit` fuses chains. Where
+ * `new Function` is forbidden (a Content-Security-Policy without 'unsafe-eval'), the same loops run
+ * through an interpreter over the program's ops (scalar-fns.ts), with bit-identical results.
  */
 import { allocate, type DType, type TypedArray } from '../dtype.js';
 import { makeView, NDArray } from '../ndarray.js';
@@ -9,6 +11,9 @@ import type { ComparePrim, BinaryPrim, UnaryPrim, PrimParams } from '../primitiv
 import { contiguousStrides } from '../shape.js';
 import { debugEnabled } from '../debug.js';
 import { takeBuffer } from './pool.js';
+import { numberText } from '../ir.js';
+import { evalAllowed } from './eval-check.js';
+import { elementwiseFns, storeFn } from './scalar-fns.js';
 
 export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
 import type { ReduceOp } from './plan.js';
@@ -65,9 +70,33 @@ export const elementwiseCode: { [P in ElementwisePrim]: Code } = {
   stop_gradient: u((a) => a),
 };
 
-/** A straight-line program over inputs v0..vn-1 producing temps t0..; outputs name temps. */
+/** An operand of a fused op: input i (`vi`), the result of op k (`tk`), or a literal. */
+export type FusedArg = { readonly input: number } | { readonly temp: number } | { readonly literal: number };
+
+/** One op of a fused program: `tk = storeAs(prim(args), dtype)`. */
+export interface FusedOp {
+  readonly prim: ElementwisePrim;
+  readonly params: Record<string, unknown>;
+  readonly dtype: DType;
+  readonly args: readonly FusedArg[];
+}
+
+function argText(a: FusedArg): string {
+  return 'input' in a ? `v${a.input}` : 'temp' in a ? `t${a.temp}` : `(${numberText(a.literal)})`;
+}
+
+/** The JS line of op k (the generated loop's source and the kernel cache's key). */
+export function opLine(k: number, op: FusedOp): string {
+  return `const t${k}=${storeAs(elementwiseCode[op.prim](op.args.map(argText), op.params, op.dtype), op.dtype)};`;
+}
+
+/**
+ * A straight-line program over inputs v0..vn-1 producing temps t0..; outputs name temps (or
+ * inputs). `lines[k]` is `opLine(k, ops[k])`.
+ */
 export interface FusedProgram {
   readonly numInputs: number;
+  readonly ops: readonly FusedOp[];
   readonly lines: readonly string[];
   readonly outputs: readonly string[];
   readonly outDtypes: readonly DType[];
@@ -75,16 +104,17 @@ export interface FusedProgram {
 }
 
 export function singleOpProgram<P extends ElementwisePrim>(prim: P, params: PrimParams[P], inDtypes: DType[], outDtype: DType): FusedProgram {
-  const args = inDtypes.map((_, i) => `v${i}`);
+  const op: FusedOp = { prim, params: params as Record<string, unknown>, dtype: outDtype, args: inDtypes.map((_, i) => ({ input: i })) };
   return {
     numInputs: inDtypes.length,
-    lines: [`const t0=${storeAs(elementwiseCode[prim](args, params as Record<string, unknown>, outDtype), outDtype)};`],
+    ops: [op],
+    lines: [opLine(0, op)],
     outputs: ['t0'],
     outDtypes: [outDtype],
   };
 }
 
-type KernelFn = (A: TypedArray[], off: number[], st: number[][], O: TypedArray[], shape: number[]) => void;
+export type KernelFn = (A: TypedArray[], off: number[], st: number[][], O: TypedArray[], shape: number[]) => void;
 const kernelCache = new Map<string, KernelFn>();
 export const kernelStats = { compiled: 0 };
 
@@ -147,17 +177,94 @@ function getKernel(prog: FusedProgram, rank: number, innerRank: number): KernelF
   const rankKey = rank * 64 + innerRank;
   const known = byRank.get(rankKey);
   if (known !== undefined) return known;
-  const key = `${rank}|${innerRank}|${prog.reduce?.op ?? ''}|${prog.numInputs}|${prog.outputs.join(',')}|${prog.lines.join('')}`;
+  const compiled = evalAllowed();
+  const key = `${compiled ? 'js' : 'interpreted'}|${rank}|${innerRank}|${prog.reduce?.op ?? ''}|${prog.numInputs}|${prog.outputs.join(',')}|${prog.lines.join('')}`;
   let fn = kernelCache.get(key);
   if (fn === undefined) {
-    const source = generate(prog, rank, innerRank);
-    if (debugEnabled('kernels')) console.error(`[spiketrace kernel]\n${source}`);
-    fn = new Function('A', 'off', 'st', 'O', 'shape', source) as KernelFn;
+    fn = compiled ? compileKernel(prog, rank, innerRank) : interpretKernel(prog, rank, innerRank);
     kernelCache.set(key, fn);
     kernelStats.compiled++;
   }
   byRank.set(rankKey, fn);
   return fn;
+}
+
+/** The program's loop nest as generated JS (needs `new Function`). */
+export function compileKernel(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
+  const source = generate(prog, rank, innerRank);
+  if (debugEnabled('kernels')) console.error(`[spiketrace kernel]\n${source}`);
+  return new Function('A', 'off', 'st', 'O', 'shape', source) as KernelFn;
+}
+
+/**
+ * The same loop nest as `generate` writes, walked by an interpreter: the same element order, the
+ * same operations per element (elementwiseFns), the same rounding after each op (storeFn) and the
+ * same float64 accumulator for reductions, so the results are bit-identical, only slower.
+ */
+export function interpretKernel(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
+  const n = prog.numInputs;
+  // Registers: inputs 0..n-1, then one per op, then the literals.
+  const literals: number[] = [];
+  const reg = (a: FusedArg): number => ('input' in a ? a.input : 'temp' in a ? n + a.temp : n + prog.ops.length + literals.push(a.literal) - 1);
+  const ops = prog.ops.map((op) => {
+    const r = op.args.map(reg);
+    return { fn: elementwiseFns[op.prim], store: storeFn(op.dtype), dtype: op.dtype, a: r[0] ?? 0, b: r[1] ?? 0, c: r[2] ?? 0 };
+  });
+  const outRegs = prog.outputs.map((name) => {
+    const m = /^([tv])(\d+)$/.exec(name);
+    if (m === null) throw new Error(`interpretKernel: output ${name} is neither an input (vN) nor a temp (tN)`);
+    return m[1] === 'v' ? Number(m[2]) : n + Number(m[2]);
+  });
+  const numOps = ops.length;
+  const red = prog.reduce?.op;
+  const outerRank = red ? rank - innerRank : rank;
+  return (A, off, st, O, shape) => {
+    const regs = new Float64Array(n + numOps + literals.length);
+    regs.set(literals, n + numOps);
+    const ptr = off.slice();
+    const step = (): void => {
+      for (let i = 0; i < n; i++) regs[i] = A[i][ptr[i]];
+      for (let k = 0; k < numOps; k++) {
+        const o = ops[k];
+        regs[n + k] = o.store(o.fn(o.dtype, regs[o.a], regs[o.b], regs[o.c]));
+      }
+    };
+    // Walks axes [from, to) in row-major order, calling visit at every position; ptr follows.
+    const walk = (from: number, to: number, visit: () => void): void => {
+      if (from === to) {
+        visit();
+        return;
+      }
+      const saved = ptr.slice();
+      for (let j = 0; j < shape[from]; j++) {
+        walk(from + 1, to, visit);
+        for (let i = 0; i < n; i++) ptr[i] += st[i][from];
+      }
+      for (let i = 0; i < n; i++) ptr[i] = saved[i];
+    };
+    let q = 0;
+    if (!red) {
+      walk(0, rank, () => {
+        step();
+        for (let j = 0; j < outRegs.length; j++) O[j][q] = regs[outRegs[j]];
+        q++;
+      });
+      return;
+    }
+    const t = outRegs[0];
+    walk(0, outerRank, () => {
+      let acc = red === 'sum' ? 0 : red === 'max' ? -Infinity : Infinity;
+      walk(outerRank, rank, () => {
+        step();
+        const v = regs[t];
+        if (red === 'sum') acc += v;
+        else if (red === 'max') {
+          if (v > acc || v !== v) acc = v;
+        } else if (v < acc || v !== v) acc = v;
+      });
+      O[0][q++] = acc;
+    });
+  };
 }
 
 /**

@@ -3,9 +3,8 @@
  * flat float32 textures), uploads and readbacks (counted), and the kernel cache.
  */
 import type { GPU, IKernelRunShortcut, Texture } from 'gpu.js';
-import ndarray from 'ndarray';
 import { allocate, type DType, type TypedArray } from '../../dtype.js';
-import { NDArray } from '../../ndarray.js';
+import { makeView, NDArray } from '../../ndarray.js';
 import { contiguousStrides } from '../../shape.js';
 import { debugEnabled } from '../../debug.js';
 import { UPLOAD_SOURCE } from './codegen.js';
@@ -171,7 +170,7 @@ export function readback(x: DevArray): NDArray {
     data = allocate(x.dtype, x.bufSize);
     for (let i = 0; i < x.bufSize; i++) data[i] = raw[i];
   } else if (raw.length !== x.bufSize) data = raw.slice(0, x.bufSize);
-  x.host = new NDArray(ndarray(data, x.shape.slice(), x.strides.slice(), x.offset + (x.dyn ?? 0)), x.dtype);
+  x.host = new NDArray(makeView(data, x.shape.slice(), x.strides.slice(), x.offset + (x.dyn ?? 0)), x.dtype);
   return x.host;
 }
 
