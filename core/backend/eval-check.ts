@@ -16,7 +16,7 @@ export function evalAllowed(): boolean {
   return allowed;
 }
 
-/** Tests only: pretend eval is forbidden (true), allowed (false), or detect again (undefined). */
+/** Records that eval is forbidden (true) or allowed (false), or detects again (undefined). */
 export function forceEvalForbidden(forbidden: boolean | undefined): void {
   allowed = forbidden === undefined ? undefined : !forbidden;
 }

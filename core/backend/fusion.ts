@@ -12,7 +12,7 @@ import { contiguousStrides } from '../shape.js';
 import { debugEnabled } from '../debug.js';
 import { takeBuffer } from './pool.js';
 import { numberText } from '../ir.js';
-import { evalAllowed } from './eval-check.js';
+import { evalAllowed, forceEvalForbidden } from './eval-check.js';
 import { elementwiseFns, storeFn } from './scalar-fns.js';
 
 export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
@@ -181,12 +181,27 @@ function getKernel(prog: FusedProgram, rank: number, innerRank: number): KernelF
   const key = `${compiled ? 'js' : 'interpreted'}|${rank}|${innerRank}|${prog.reduce?.op ?? ''}|${prog.numInputs}|${prog.outputs.join(',')}|${prog.lines.join('')}`;
   let fn = kernelCache.get(key);
   if (fn === undefined) {
-    fn = compiled ? compileKernel(prog, rank, innerRank) : interpretKernel(prog, rank, innerRank);
+    fn = compiled ? compileOrInterpret(prog, rank, innerRank) : interpretKernel(prog, rank, innerRank);
     kernelCache.set(key, fn);
     kernelStats.compiled++;
   }
   byRank.set(rankKey, fn);
   return fn;
+}
+
+/**
+ * The generated loop, or the interpreter if `new Function` throws after all (the first check can
+ * pass where later ones fail: Chromium lets code run from the DevTools protocol generate code
+ * under a CSP that forbids it to the page's own tasks).
+ */
+function compileOrInterpret(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
+  try {
+    return compileKernel(prog, rank, innerRank);
+  } catch (e) {
+    if (!(e instanceof EvalError)) throw e;
+    forceEvalForbidden(true);
+    return interpretKernel(prog, rank, innerRank);
+  }
 }
 
 /** The program's loop nest as generated JS (needs `new Function`). */
