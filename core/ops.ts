@@ -82,6 +82,8 @@ export const notEqual = (a: TensorLike, b: TensorLike): Tensor => binary('ne', a
 export const neg = unary('neg');
 export const exp = unary('exp');
 export const log = unary('log');
+/** log(1 + x), accurate for tiny x (where 1 + x rounds to 1). */
+export const log1p = unary('log1p');
 export const sqrt = unary('sqrt');
 export const tanh = unary('tanh');
 /** The logistic function 1 / (1 + e^-x). */
@@ -100,15 +102,25 @@ export function where(cond: Tensor, x: TensorLike, y: TensorLike): Tensor {
   return bind1('where', [broadcastTo(cond, shape), broadcastTo(a, shape), broadcastTo(b, shape)], {});
 }
 
-/** max(x, 0); its derivative is 0 at 0, like JAX's relu. */
+/**
+ * max(x, 0); its derivative is 0 at 0, like JAX's relu. NaN stays NaN (`x <= 0` is false for
+ * NaN, so the select keeps x), as in JAX and PyTorch.
+ */
 export const relu = (x: TensorLike): Tensor => {
   const t = asTensor(x);
-  return where(greater(t, 0), t, 0);
+  return where(lessEqual(t, 0), 0, t);
 };
-/** log(1 + e^x), computed stably as max(x, 0) + log(1 + e^-|x|). */
+/**
+ * log(1 + e^x): log1p(e^x) for x <= 0 (accurate in float32 down to where it underflows) and
+ * x + log1p(e^-x) above. Each branch sees only its own side's x, so neither overflows, and the
+ * branch at 0 is smooth there: the derivative at 0 is 0.5 and the second 0.25, as JAX's.
+ */
 export const softplus = (x: TensorLike): Tensor => {
   const t = asTensor(x);
-  return add(relu(t), log(add(1, exp(neg(abs(t))))));
+  const positive = greater(t, 0);
+  const low = where(positive, 0, t);
+  const high = where(positive, t, 0);
+  return where(positive, add(high, log1p(exp(neg(high)))), log1p(exp(low)));
 };
 
 export function cast(x: TensorLike, dtype: DType): Tensor {
@@ -237,9 +249,10 @@ export function argmax(x: Tensor, axis = -1): Tensor {
 }
 /** log(sum(exp(x))) along axis, shifted by the max for stability. */
 export function logsumexp(x: Tensor, axis: number | readonly number[] = -1, opts: ReduceOptions = {}): Tensor {
-  // Shift by the max for stability; an all -Infinity row shifts by 0 so the result is -Infinity.
+  // Shift by the max for stability; a row whose max is infinite shifts by 0, so an all -Infinity
+  // row gives -Infinity and a row holding +Infinity gives +Infinity (as JAX), not inf - inf = NaN.
   const mx = max(x, axis, { keepdims: true });
-  const m = stopGradient(where(equal(mx, -Infinity), 0, mx));
+  const m = stopGradient(where(equal(abs(mx), Infinity), 0, mx));
   const s = log(sum(exp(sub(x, m)), axis, { keepdims: true }));
   const out = add(s, m);
   return opts.keepdims ? out : squeeze(out, normalizeAxes('logsumexp', axis, x.ndim));

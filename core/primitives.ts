@@ -13,6 +13,7 @@ export interface PrimParams {
   neg: NoParams;
   exp: NoParams;
   log: NoParams;
+  log1p: NoParams;
   sqrt: NoParams;
   tanh: NoParams;
   logistic: NoParams;
@@ -68,7 +69,7 @@ export interface PrimParams {
 
 export type Primitive = keyof PrimParams;
 
-export const UNARY = ['neg', 'exp', 'log', 'sqrt', 'tanh', 'logistic', 'abs', 'sign', 'floor'] as const;
+export const UNARY = ['neg', 'exp', 'log', 'log1p', 'sqrt', 'tanh', 'logistic', 'abs', 'sign', 'floor'] as const;
 export const BINARY = ['add', 'sub', 'mul', 'div', 'max', 'min', 'pow'] as const;
 export const COMPARE = ['lt', 'le', 'gt', 'ge', 'eq', 'ne'] as const;
 export type UnaryPrim = (typeof UNARY)[number];
@@ -76,7 +77,9 @@ export type BinaryPrim = (typeof BINARY)[number];
 export type ComparePrim = (typeof COMPARE)[number];
 
 /** Primitives computed one element at a time: the fusing compilers group these. */
-export const ELEMENTWISE = new Set<Primitive>([...UNARY, ...BINARY, ...COMPARE, 'where', 'cast', 'stop_gradient']);
+export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
+export const ELEMENTWISE_PRIMS: readonly ElementwisePrim[] = [...UNARY, ...BINARY, ...COMPARE, 'where', 'cast', 'stop_gradient'];
+export const ELEMENTWISE: ReadonlySet<Primitive> = new Set<Primitive>(ELEMENTWISE_PRIMS);
 
 export type ShapeRule<P extends Primitive> = (avals: Aval[], params: PrimParams[P]) => Aval[];
 
@@ -122,6 +125,7 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
   neg: unary('neg', false),
   exp: unary('exp', true),
   log: unary('log', true),
+  log1p: unary('log1p', true),
   sqrt: unary('sqrt', true),
   tanh: unary('tanh', true),
   logistic: unary('logistic', true),

@@ -11,6 +11,8 @@ import { Tensor } from './tensor.js';
 import { avalOf, bind, constsAsArgs, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
 import { treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree } from './tree.js';
 import type { DType } from './dtype.js';
+import { arange } from './ndarray.js';
+import { vmap } from './vmap.js';
 
 /** What a VJP rule returns: the primal outputs and a backward function of their cotangents. */
 export interface VjpResult {
@@ -114,6 +116,7 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
   neg: simple('neg', (ct) => [ops.neg(ct)]), // d(-x) = -dx
   exp: simple('exp', (ct, _x, y) => [ops.mul(ct, y)]), // d e^x = e^x dx
   log: simple('log', (ct, [x]) => [ops.div(ct, x)]), // d log x = dx / x
+  log1p: simple('log1p', (ct, [x]) => [ops.div(ct, ops.add(x, 1))]), // d log(1 + x) = dx / (1 + x)
   sqrt: simple('sqrt', (ct, _x, y) => [ops.div(ct, ops.mul(y, 2))]), // d sqrt x = dx / (2 sqrt x)
   tanh: simple('tanh', (ct, _x, y) => [ops.mul(ct, ops.sub(1, ops.mul(y, y)))]), // d tanh x = (1 - tanh^2 x) dx
   logistic: simple('logistic', (ct, _x, y) => [ops.mul(ct, ops.mul(y, ops.sub(1, y)))]), // d s(x) = s (1 - s) dx
@@ -397,21 +400,115 @@ export function valueAndGrad<A extends Tree[]>(f: (...args: A) => unknown, opts:
   };
 }
 
+/** What jvp returns for an output of type O: a lone tensor comes back as a one-element list. */
+export type JvpOutput<O> = O extends Tensor ? Tensor[] : O;
+
 /**
- * Forward-mode derivative (Jacobian-vector product) of `f` at flat `primals` along `tangents`,
- * computed as the transpose of the VJP (exact; costs about two reverse passes).
+ * Forward-mode derivative (Jacobian-vector product) of `f` at `primals` along `tangents`: one
+ * pytree per positional argument, tangents with the primals' structure and shapes. Returns f's
+ * output and the output tangent, both with f's output structure (a single tensor output comes back
+ * as a one-element list). Computed as the transpose of the VJP (exact; about two reverse passes).
+ *
+ * @example
+ * const [[y], [dy]] = jvp((x: Tensor) => mul(x, x), [array([3])], [array([1])]); // y = 9, dy = 6
+ * const [out, dout] = jvp((p: { w: Tensor }) => ({ y: exp(p.w) }), [{ w }], [{ w: ones }]);
  */
-export function jvp(f: (...xs: Tensor[]) => Tensor | Tensor[], primals: Tensor[], tangents: Tensor[]): [Tensor[], Tensor[]] {
+export function jvp<A extends Tree[], O>(f: (...args: A) => O, primals: A, tangents: A): [JvpOutput<O>, JvpOutput<O>] {
   if (tangents.length !== primals.length) throw new TreeStructureError(`jvp: ${tangents.length} tangents for ${primals.length} primals`);
-  tangents.forEach((t, i) => {
-    if (!shapesEqual(t.shape, primals[i].shape)) throw new ShapeError(`jvp: tangent ${i} has shape ${fmtShape(t.shape)}, primal has ${fmtShape(primals[i].shape)}`);
+  const [leaves, def] = treeFlatten(primals);
+  const [tanLeaves, tanDef] = treeFlatten(tangents);
+  if (!treeDefsEqual(def, tanDef)) throw new TreeStructureError(`jvp: tangents have structure ${treeDefString(tanDef)}, primals have ${treeDefString(def)}`);
+  tanLeaves.forEach((t, i) => {
+    if (!shapesEqual(t.shape, leaves[i].shape)) throw new ShapeError(`jvp: tangent leaf ${i} has shape ${fmtShape(t.shape)}, primal has ${fmtShape(leaves[i].shape)}`);
   });
+  let outDef = treeFlatten(null)[1];
   const flatF = (xs: Tensor[]): Tensor[] => {
-    const r = f(...xs);
-    return Array.isArray(r) ? r : [r];
+    const r = f(...(treeUnflatten(def, xs) as A));
+    const [outs, d] = treeFlatten(r instanceof Tensor ? [r] : r);
+    outDef = d;
+    return outs;
   };
-  const [outs, back] = vjpFlat(flatF, primals);
+  const [outs, back] = vjpFlat(flatF, leaves);
   const zeros = outs.map((o) => ops.zerosLike(o));
   const [, backT] = vjpFlat((cts) => back(cts), zeros);
-  return [outs, backT(tangents)];
+  const tangentOuts = backT(tanLeaves);
+  return [treeUnflatten(outDef, outs) as JvpOutput<O>, treeUnflatten(outDef, tangentOuts) as JvpOutput<O>];
+}
+
+export interface JacobianOptions {
+  /** Which positional argument to differentiate (default 0); it must be a float tensor. */
+  argnums?: number;
+}
+
+/** The rows of an identity matrix of size `shape`'s element count, each shaped like `shape`. */
+function basis(shape: readonly number[], dtype: DType): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const iota = arange(n);
+  return ops.reshape(ops.cast(ops.equal(ops.reshape(iota, [n, 1]), iota), dtype), [n, ...shape]);
+}
+
+function jacobianArgs(name: string, args: Tree[], argnums: number): Tensor {
+  if (!Number.isInteger(argnums) || argnums < 0 || argnums >= args.length) throw new RangeError(`${name}: argnums ${argnums} out of range for ${args.length} argument(s)`);
+  const x = args[argnums];
+  if (!(x instanceof Tensor)) throw new TypeError(`${name}: argument ${argnums} must be a tensor, got ${x === null ? 'null' : typeof x}`);
+  if (!isFloat(x.dtype)) throw new TypeError(`${name}: can only differentiate float arguments, got ${x.dtype}${fmtShape(x.shape)}`);
+  return x;
+}
+
+function jacobianOutput(name: string, y: unknown): Tensor {
+  if (!(y instanceof Tensor)) throw new TypeError(`${name}: f must return a tensor, got ${typeof y}`);
+  if (!isFloat(y.dtype)) throw new TypeError(`${name}: f must return a float tensor, got ${y.dtype}`);
+  return y;
+}
+
+/**
+ * The Jacobian of `f` with respect to argument `argnums` by reverse mode: one VJP, vmapped over
+ * the rows of the identity. The result has shape [...output shape, ...argument shape].
+ *
+ * @example
+ * jacrev((x: Tensor) => mul(x, x))(array([1, 2])); // [[2, 0], [0, 4]]
+ */
+export function jacrev<A extends Tree[]>(f: (...args: A) => Tensor, opts: JacobianOptions = {}): (...args: A) => Tensor {
+  const argnums = opts.argnums ?? 0;
+  return (...args: A): Tensor => {
+    const x = jacobianArgs('jacrev', args, argnums);
+    const at = (xi: Tensor): Tensor => {
+      const full = args.slice() as A;
+      full[argnums] = xi;
+      return jacobianOutput('jacrev', f(...full));
+    };
+    const [[y], back] = vjpFlat((xs) => [at(xs[0])], [x]);
+    const rows = vmap((ct: Tensor) => back([ct])[0])(basis(y.shape, y.dtype));
+    return ops.reshape(rows, [...y.shape, ...x.shape]);
+  };
+}
+
+/**
+ * The Jacobian of `f` with respect to argument `argnums` by forward mode: one JVP, vmapped over
+ * the basis of the argument's space. Same shape as jacrev: [...output shape, ...argument shape].
+ */
+export function jacfwd<A extends Tree[]>(f: (...args: A) => Tensor, opts: JacobianOptions = {}): (...args: A) => Tensor {
+  const argnums = opts.argnums ?? 0;
+  return (...args: A): Tensor => {
+    const x = jacobianArgs('jacfwd', args, argnums);
+    const at = (xi: Tensor): Tensor => {
+      const full = args.slice() as A;
+      full[argnums] = xi;
+      return jacobianOutput('jacfwd', f(...full));
+    };
+    // Batched over the tangent direction, so the batch lands last: [...output shape, n].
+    const cols = vmap((dx: Tensor) => jvp(at, [x], [dx])[1][0], { outAxes: -1 })(basis(x.shape, x.dtype));
+    return ops.reshape(cols, [...cols.shape.slice(0, -1), ...x.shape]);
+  }
+}
+
+/**
+ * The Hessian of a scalar function with respect to argument `argnums`: jacfwd of jacrev, shape
+ * [...argument shape, ...argument shape].
+ *
+ * @example
+ * hessian((x: Tensor) => sum(mul(x, mul(x, x))))(array([1, 2])); // [[6, 0], [0, 12]]
+ */
+export function hessian<A extends Tree[]>(f: (...args: A) => Tensor, opts: JacobianOptions = {}): (...args: A) => Tensor {
+  return jacfwd(jacrev(f, opts), opts);
 }

@@ -27,6 +27,13 @@ export interface ApplyResult<S extends Tree = Tree> {
   readonly losses: readonly Tensor[];
 }
 
+/** One time step's work in a layer, for energy estimates. */
+export interface LayerEnergyCounts {
+  readonly connections: number;
+  readonly neurons: number;
+  readonly spiking: boolean;
+}
+
 /** The per-layer record as `summary()` and `rebuild` see it. */
 export interface LayerInfo {
   readonly kind: string;
@@ -43,6 +50,22 @@ export interface Layer<P extends Tree = Tree, S extends Tree = Tree> extends Lay
   constrain?(params: P): P;
   /** The layers inside a container (sequential, timeDistributed). */
   readonly children?: readonly Layer[];
+  /**
+   * How a container holds its children's state: 'byName' (a record keyed by child name, as
+   * sequential) or 'shared' (the container's state is its one child's, as timeDistributed).
+   * The model walker (nn/model.ts `forEachLayerState`, `mapLayerState`) follows it.
+   */
+  readonly childStates?: 'byName' | 'shared';
+  // Capabilities: what spiking's tools (setDt, dtScheduler, spikeStats, modelEnergy) ask of a
+  // layer, so a user's own layer takes part by declaring them, without registering a kind.
+  /** The layer's state holds a scalar `dt` (seconds) that setDt / dtScheduler may replace between calls. */
+  readonly carriesDt?: boolean;
+  /** The layer outputs spikes: 'count' (a spike is 1, or its graded height) or 'rate' (a spike is 1/dt, as spikingActivation). */
+  readonly spikes?: 'count' | 'rate';
+  /** Synaptic connections and neuron updates per time step, from the layer's input and output shapes (energy estimates). */
+  energy?(inputShape: LayerShape, outputShape: LayerShape): LayerEnergyCounts;
+  /** Acts on the last axis only, so timeDistributed runs it on all steps at once (dense). */
+  readonly perStep?: boolean;
   /**
    * A copy of this layer with changed options (parameters stay compatible). Layers without
    * options of their own (reshape, flatten, pooling, lambda, sequential) return an equivalent copy

@@ -44,6 +44,12 @@ export function dense(units: number, options: DenseOptions = {}): Layer<DensePar
     kind: 'Dense',
     name,
     config: { units, activation: activationName(options.activation), useBias },
+    perStep: true,
+    energy(inShape, outShape) {
+      const inputs = inShape[inShape.length - 1] as number;
+      const outputSize = outShape.reduce<number>((a, d) => a * (d ?? 1), 1);
+      return { connections: (outputSize / units) * inputs * units, neurons: activationName(options.activation) === 'linear' ? 0 : outputSize, spiking: false };
+    },
     init(key, inputShape) {
       const last = inputShape[inputShape.length - 1];
       if (last === null || last === undefined) throw new ShapeError(`dense '${name}': the last input axis must be known, got ${JSON.stringify(inputShape)}`);
@@ -73,6 +79,7 @@ export function activation(fn: ActivationName | ActivationFn, options: { name?: 
     kind: 'Activation',
     name,
     config: { activation: activationName(fn) },
+    energy: (_in, outShape) => ({ connections: 0, neurons: outShape.reduce<number>((a, d) => a * (d ?? 1), 1), spiking: false }),
     init: (_key, inputShape) => ({ params: {}, state: {}, outputShape: inputShape }),
     apply: (params, x, _ctx, state) => {
       const y = f(x);
@@ -160,6 +167,8 @@ export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, 
     name,
     config: { layer: inner.kind },
     children: [inner as unknown as Layer],
+    childStates: 'shared',
+    energy: inner.energy ? (inShape, outShape) => inner.energy!(inShape.slice(1), outShape.slice(1)) : undefined,
     init(key, inputShape) {
       if (inputShape.length < 2) throw new ShapeError(`timeDistributed '${name}': expected (batch, time, ...), got (None, ${inputShape.join(', ')})`);
       const r = inner.init(key, inputShape.slice(1));
@@ -167,10 +176,10 @@ export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, 
     },
     apply(params, x, ctx, state) {
       const [b, t] = x.shape;
-      // Dense acts on the last axis already, so it runs on all steps at once without a reshape.
+      // A per-step layer (dense) acts on the last axis already, so it runs on all steps at once without a reshape.
       // Its activity penalty is divided by the batch size it saw (b); Keras's TimeDistributed
       // feeds its layer b * t rows, so the penalty is divided by t as well.
-      if (inner.kind === 'Dense') {
+      if (inner.perStep) {
         const r = inner.apply(params, x, ctx, state);
         return { ...r, losses: r.losses.map((l) => div(l, t)) };
       }
@@ -225,6 +234,7 @@ export function sequential(layers: readonly Layer[], options: { name?: string } 
     name,
     config: {},
     children: layers,
+    childStates: 'byName',
     init(key, inputShape) {
       const keys = random.split(key, Math.max(layers.length, 1));
       const params: SequentialParams = {};

@@ -65,3 +65,43 @@ export function selectLayers(model: Layer, record: Tree): Tree {
   for (const l of model.children) out[l.name] = src[l.name];
   return out;
 }
+
+/**
+ * Visits every layer of `model` with its part of `state`, depth first, containers before their
+ * children: a 'byName' container (sequential) hands each child its record entry, a 'shared'
+ * one (timeDistributed) its own state. Stops early when `fn` returns true.
+ *
+ * @example
+ * forEachLayerState(model, vars.state, (layer, s) => { if (layer.carriesDt) console.log(layer.name); });
+ */
+export function forEachLayerState(model: Layer, state: Tree, fn: (layer: Layer, state: Tree) => boolean | void): void {
+  const visit = (layer: Layer, s: Tree): boolean => {
+    if (fn(layer, s) === true) return true;
+    if (!layer.children) return false;
+    for (const c of layer.children) {
+      const cs = layer.childStates === 'byName' ? (s as Record<string, Tree> | null | undefined)?.[c.name] : s;
+      if (visit(c, cs ?? null)) return true;
+    }
+    return false;
+  };
+  visit(model, state);
+}
+
+/**
+ * Returns `state` with `fn` applied to the state of every layer (depth first; a container's
+ * children see the state `fn` returned for the container). `fn` returns the layer's new state.
+ */
+export function mapLayerState(model: Layer, state: Tree, fn: (layer: Layer, state: Tree) => Tree): Tree {
+  const visit = (layer: Layer, s: Tree): Tree => {
+    const mine = fn(layer, s);
+    if (!layer.children) return mine;
+    if (layer.childStates === 'byName') {
+      const rec = { ...(mine as Record<string, Tree>) };
+      for (const c of layer.children) rec[c.name] = visit(c, rec[c.name]);
+      return rec;
+    }
+    if (layer.childStates === 'shared') return layer.children.reduce((acc, c) => visit(c, acc), mine);
+    return mine;
+  };
+  return visit(model, state);
+}

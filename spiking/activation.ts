@@ -1,7 +1,8 @@
 /** SpikingActivation: any activation as an integrate-and-fire neuron with a remainder reset. */
-import { add, customVjp, div, floor, mul, random, scalar, scan, ShapeError, sub, transpose, indexAxis, vjp, type Tensor, type Tree } from '../core/index.js';
-import { activationName, resolveActivation, uniqueName, type ActivationFn, type ActivationName, type Layer, type LayerShape, type Regularizer } from '../nn/index.js';
-import { checkDt, getDefaultDt } from './dt.js';
+import { add, customVjp, div, floor, mul, random, scan, sub, vjp, type Tensor, type Tree } from '../core/index.js';
+import { activationName, resolveActivation, uniqueName, type ActivationFn, type ActivationName, type Layer, type Regularizer } from '../nn/index.js';
+import type { NeuronCell } from './cell.js';
+import { neuronLayer } from './neuron-layer.js';
 
 export interface SpikingActivationOptions {
   /** Simulation time step in seconds (default: the global default when the layer is created). */
@@ -47,8 +48,51 @@ export function spikeTrain(rates: Tensor, v0: Tensor, dt: Tensor): [Tensor, Tens
 }
 
 /**
+ * The integrate-and-fire cell behind spikingActivation: v += f(x) dt; n = floor(v); v -= n;
+ * output n / dt (a spike is 1/dt: 'rate'). Backward, the activation's own derivative
+ * (straight through the spikes), never through the voltage.
+ */
+export function activationCell(activation: ActivationName | ActivationFn, where = 'activationCell'): NeuronCell<Record<string, never>, { voltage: Tensor }> {
+  const f = resolveActivation(activation, where);
+  const stepFn = customVjp(
+    (x: Tensor, v: Tensor, dt: Tensor) => integrateStep(f(x), v, dt),
+    (x: Tensor, v: Tensor, dt: Tensor) => [integrateStep(f(x), v, dt), x] as [[Tensor, Tensor], Tensor],
+    (x: Tensor, ct: [Tensor, Tensor]) => {
+      const [, back] = vjp((xx: Tree) => f(xx as Tensor), x);
+      return [back(ct[0])[0], null, null];
+    },
+  );
+  return {
+    kind: 'SpikingActivation',
+    config: { activation: activationName(activation) },
+    spiking: true,
+    spikeUnit: 'rate',
+    stateNames: ['voltage'],
+    randomState: true,
+    shapeFree: true,
+    initParams: () => ({}),
+    // Uniform voltages in [0, 1): the same draw as before the cell existed (float32).
+    initialState: (_p, shape, _dtype, key) => ({ voltage: random.uniform(key!, shape) }),
+    step(_p, x, state, dt) {
+      const [spikes, voltage] = stepFn(x, state.voltage, dt);
+      return [spikes, { voltage }];
+    },
+    describe: () => ({}),
+    nonSpiking: (_p, xs) => f(xs),
+  };
+}
+
+/** One integrate-and-fire step on rates r: [n / dt, v + r dt - n] with n = floor(v + r dt). */
+function integrateStep(r: Tensor, v: Tensor, dt: Tensor): [Tensor, Tensor] {
+  const vNext = add(v, mul(r, dt));
+  const n = floor(vNext);
+  return [div(n, dt), sub(vNext, n)];
+}
+
+/**
  * Wraps an activation in a spiking neuron. Mean output over T steps equals f(x) within
  * 1/(T dt); the gradient is f'(x) (straight through the spikes), never through the voltage.
+ * It is `neuronLayer(activationCell(activation))` with the state entry `voltage`.
  *
  * @example
  * const layer = spikingActivation('relu', { dt: 0.01 });
@@ -56,63 +100,12 @@ export function spikeTrain(rates: Tensor, v0: Tensor, dt: Tensor): [Tensor, Tens
  */
 export function spikingActivation(activation: ActivationName | ActivationFn, options: SpikingActivationOptions = {}): Layer<Record<string, never>, SpikingState> {
   const name = uniqueName('spiking_activation', options.name);
-  const f = resolveActivation(activation, `spikingActivation '${name}'`);
-  const dt = options.dt ?? getDefaultDt();
-  checkDt(`spikingActivation '${name}'`, dt);
-  const aware = options.spikingAwareTraining ?? true;
-  const returnSequences = options.returnSequences ?? true;
-  const keepVoltage = (options.stateful ?? false) || (options.returnState ?? false);
-  const timeMajor = options.timeMajor ?? false;
-
-  // Spikes forward; the activation's own derivative backward (straight-through).
-  const spiking = customVjp(
-    (x: Tensor, v0: Tensor, dtT: Tensor) => spikeTrain(f(x), v0, dtT),
-    (x: Tensor, v0: Tensor, dtT: Tensor) => [spikeTrain(f(x), v0, dtT), x] as [[Tensor, Tensor], Tensor],
-    (x: Tensor, ct: [Tensor, Tensor]) => {
-      const [, back] = vjp((xx: Tree) => f(xx as Tensor), x);
-      return [back(ct[0])[0], null, null];
-    },
-  );
-
-  return {
-    kind: 'SpikingActivation',
-    name,
-    config: { activation: activationName(activation), dt, seed: options.seed ?? null, spikingAwareTraining: aware, returnSequences, returnState: options.returnState ?? false, stateful: options.stateful ?? false, timeMajor },
-    init(_key, inputShape: LayerShape) {
-      if (inputShape.length < 2) throw new ShapeError(`spikingActivation '${name}': expected input (batch, time, ...units), got (None, ${inputShape.join(', ')})`);
-      return { params: {}, state: { dt: scalar(dt), voltage: null }, outputShape: returnSequences ? inputShape : inputShape.slice(1) };
-    },
-    apply(params, x, ctx, state) {
-      if (x.ndim < 3) throw new ShapeError(`spikingActivation '${name}': expected input (batch, time, ...units), got shape [${x.shape.join(', ')}]`);
-      const tm = timeMajor ? x : transpose(x, [1, 0, ...x.shape.slice(2).map((_, i) => i + 2)]);
-      const dtT = state.dt;
-      let y: Tensor;
-      let voltage = state.voltage;
-      if (ctx.training && !aware) {
-        // Non-spiking training: the base activation, state untouched.
-        y = f(tm);
-      } else {
-        const unitShape = tm.shape.slice(1);
-        let v0: Tensor;
-        if (options.stateful && state.voltage !== null) {
-          if (state.voltage.shape.join() !== unitShape.join()) throw new ShapeError(`spikingActivation '${name}': stored voltage has shape [${state.voltage.shape.join(', ')}], input needs [${unitShape.join(', ')}] (reset the state for a new batch size)`);
-          v0 = state.voltage;
-        } else {
-          const k = options.seed !== undefined ? random.key(options.seed) : ctx.key;
-          if (k === undefined) throw new RangeError(`spikingActivation '${name}': unseeded layers need a PRNG key in the apply context (ctx.key), or give the layer a seed`);
-          v0 = random.uniform(k, unitShape);
-        }
-        const [spikes, vEnd] = spiking(tm, v0, dtT);
-        y = spikes;
-        if (keepVoltage) voltage = vEnd;
-      }
-      if (!returnSequences) y = indexAxis(y, 0, -1);
-      else if (!timeMajor) y = transpose(y, [1, 0, ...y.shape.slice(2).map((_, i) => i + 2)]);
-      const losses = options.activityRegularizer ? [div(options.activityRegularizer(y), y.shape[timeMajor && returnSequences ? 1 : 0])] : [];
-      return { y, state: { dt: dtT, voltage }, losses };
-    },
-    with: (changes) => spikingActivation(activation, { ...options, ...changes, name }),
-  };
+  const cell = activationCell(activation, `spikingActivation '${name}'`);
+  return neuronLayer(cell, { ...options, name }, {
+    display: 'spikingActivation',
+    prefix: 'spiking_activation',
+    rebuild: (changes, n) => spikingActivation(activation, { ...options, ...changes, name: n }) as unknown as Layer,
+  }) as unknown as Layer<Record<string, never>, SpikingState>;
 }
 
 /** A fresh state for a stateful layer (the next call draws new initial voltages). */

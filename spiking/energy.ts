@@ -35,21 +35,13 @@ export type LayerRule = (layer: Layer, inputShape: LayerShape, outputShape: Laye
 
 const size = (shape: LayerShape): number => shape.reduce<number>((a, d) => a * (d ?? 1), 1);
 
-const rules = new Map<string, LayerRule>([
-  [
-    'Dense',
-    (layer, inShape, outShape) => {
-      const units = layer.config.units as number;
-      const inputs = inShape[inShape.length - 1] as number;
-      const outputSize = size(outShape);
-      return { connections: (outputSize / units) * inputs * units, neurons: layer.config.activation === 'linear' ? 0 : outputSize, spiking: false };
-    },
-  ],
-  ['Activation', (_l, _i, outShape) => ({ connections: 0, neurons: size(outShape), spiking: false })],
-  ['SpikingActivation', (_l, _i, outShape) => ({ connections: 0, neurons: size(outShape), spiking: true })],
-]);
+/** Rules for layer kinds that declare no `energy` capability (registerLayerRule). */
+const rules = new Map<string, LayerRule>();
 
-/** Registers the connection/neuron rule for a layer kind (e.g. a user's own layer). */
+/**
+ * Registers the connection/neuron rule for a layer kind, for layers that declare no `energy`
+ * capability, or to override it (see nn/layer.ts).
+ */
 export function registerLayerRule(kind: string, rule: LayerRule): void {
   rules.set(kind, rule);
 }
@@ -83,7 +75,7 @@ export interface EnergyReport {
  * console.log(report.summary(['cpu', 'loihi']));
  */
 export function modelEnergy(model: Layer, variables: { params: Tree; state: Tree }, inputShape: LayerShape, exampleData?: NDArray): EnergyReport {
-  const layers = model.kind === 'Sequential' && model.children ? model.children : [model];
+  const layers = model.childStates === 'byName' && model.children ? model.children : [model];
   const entries: LayerEnergy[] = [];
   let shape = inputShape;
   let x: Tensor | undefined = exampleData;
@@ -93,12 +85,15 @@ export function modelEnergy(model: Layer, variables: { params: Tree; state: Tree
   let timesteps = 1;
   if (exampleData && exampleData.ndim >= 3) timesteps = exampleData.shape[1];
   layers.forEach((l, i) => {
-    const inner = l.kind === 'TimeDistributed' && l.children ? l.children[0] : l;
-    const stepIn = l.kind === 'TimeDistributed' ? shape.slice(1) : inner.kind === 'SpikingActivation' ? shape.slice(1) : shape;
+    // A container of one layer (timeDistributed) is reported as its layer.
+    const inner = l.childStates === 'shared' && l.children?.length === 1 ? l.children[0] : l;
     const r = l.init(random.key(0), shape);
-    const stepOut = l.kind === 'TimeDistributed' ? r.outputShape.slice(1) : inner.kind === 'SpikingActivation' ? shape.slice(1) : r.outputShape;
+    let counts = { connections: 0, neurons: 0, spiking: false };
+    // A rule registered for the kind overrides what the layer declares.
     const rule = rules.get(inner.kind);
-    const counts = rule ? rule(inner, stepIn, stepOut) : { connections: 0, neurons: 0, spiking: false };
+    const wrapped = inner !== l;
+    if (rule) counts = rule(inner, wrapped ? shape.slice(1) : shape, wrapped ? r.outputShape.slice(1) : r.outputShape);
+    else if (l.energy) counts = l.energy(shape, r.outputShape);
     let inputRate: number | undefined;
     if (x !== undefined) {
       inputRate = mean(abs(x)).item();

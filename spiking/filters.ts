@@ -39,6 +39,7 @@ function filterLayer(kind: 'Lowpass' | 'Alpha', prefix: string, tau: number, opt
   return {
     kind,
     name,
+    carriesDt: true,
     config: { tau, dt, applyDuringTraining: during, initialLevel: options.initialLevel ?? 0, returnSequences, timeMajor },
     init(_key, inputShape: LayerShape) {
       if (inputShape.length < 2) throw new ShapeError(`${prefix} '${name}': expected input (batch, time, ...units), got (None, ${inputShape.join(', ')})`);

@@ -27,9 +27,11 @@ export interface SpikeStats {
 export function spikeStats(model: Layer, variables: Variables, x: NDArray, options: { labels?: NDArray; dt?: number; batchSize?: number; key?: Tensor } = {}): SpikeStats {
   if (model.kind !== 'Sequential' || !model.children) throw new TypeError('spikeStats: expected a sequential model');
   const hasPooling = model.children.some((l) => l.kind === 'GlobalAveragePooling1D');
-  const probe = mapLayers(model, (l) => (l.kind === 'GlobalAveragePooling1D' ? null : l.kind === 'SpikingActivation' || l.kind === 'Lowpass' || l.kind === 'Alpha' ? l.with({ returnSequences: true }) : l));
-  const spikeIndex = probe.children!.findIndex((l) => l.kind === 'SpikingActivation');
-  if (spikeIndex < 0) throw new TypeError('spikeStats: the model has no SpikingActivation layer');
+  // Time-loop layers (those carrying a dt) return every step; the first spiking layer is counted.
+  const probe = mapLayers(model, (l) => (l.kind === 'GlobalAveragePooling1D' ? null : l.carriesDt ? l.with({ returnSequences: true }) : l));
+  const spikeIndex = probe.children!.findIndex((l) => l.spikes !== undefined);
+  if (spikeIndex < 0) throw new TypeError('spikeStats: the model has no spiking layer (one that declares `spikes`, as spikingActivation and the neuron layers do)');
+  const perDt = probe.children![spikeIndex].spikes === 'rate';
   const upToSpikes = mapLayers(probe, (l) => (probe.children!.indexOf(l) <= spikeIndex ? l : null));
   let state: Tree = selectLayers(probe, variables.state);
   if (options.dt !== undefined) state = setDt(probe, state, options.dt);
@@ -39,7 +41,8 @@ export function spikeStats(model: Layer, variables: Variables, x: NDArray, optio
   const spikes = predict(upToSpikes, { params: selectLayers(upToSpikes, vars.params), state: selectLayers(upToSpikes, vars.state) }, x, { batchSize: options.batchSize, key: options.key });
   const steps = spikes.shape[1];
   const counts = spikes.toTyped();
-  for (let i = 0; i < counts.length; i++) counts[i] *= dt;
+  // A 'rate' layer writes a spike as 1/dt; a 'count' layer as 1 (or its graded height).
+  if (perDt) for (let i = 0; i < counts.length; i++) counts[i] *= dt;
   const spikeCounts = fromTyped(counts, spikes.shape);
   // Rate per (example, neuron) = spikes over the run / simulated time.
   const units = counts.length / (spikes.shape[0] * steps);

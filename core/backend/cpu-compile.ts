@@ -8,8 +8,9 @@ import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir
 import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import { literalArray } from '../trace.js';
-import { opLine, runFused, type ElementwisePrim, type FusedArg, type FusedOp, type FusedProgram } from './fusion.js';
-import { planFusion, type FusionGroup } from './plan.js';
+import { opLine, runFused, type FusedArg, type FusedOp, type FusedProgram } from './fusion.js';
+import type { ElementwisePrim } from './scalar-ops.js';
+import { inlineCustomVjp, planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { giveBuffer, isResident, recyclable, residentActive, residentScope } from './pool.js';
@@ -205,7 +206,9 @@ export function detachResident(xs: readonly NDArray[], recycle = false): NDArray
   return out;
 }
 
-export function compileJaxpr(jaxpr: Jaxpr, kernels: KernelTable): CompiledProgram {
+export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgram {
+  // A custom_vjp_call computes its primal function: compiled inline, it fuses like any other code.
+  const jaxpr = inlineCustomVjp(input);
   const slots = new Map<Var, number>();
   const slotOf = (v: Var): number => {
     let s = slots.get(v);

@@ -2,11 +2,12 @@
 import { allocate, type DType, type TypedArray } from '../dtype.js';
 import { makeView, NDArray, reshapeView, type NdView } from '../ndarray.js';
 import { assignStrided } from '../strided-view.js';
-import { ELEMENTWISE, type PrimParams, type Primitive } from '../primitives.js';
+import { ELEMENTWISE, ELEMENTWISE_PRIMS, type PrimParams, type Primitive } from '../primitives.js';
 import { contiguousStrides, stridedOffsets } from '../shape.js';
 import { evalJaxpr, registerBackend, avalOf, type Backend } from '../trace.js';
 import { shapeRules } from '../primitives.js';
-import { runFused, singleOpProgram, type ElementwisePrim, type FusedProgram } from './fusion.js';
+import { runFused, singleOpProgram, type FusedProgram } from './fusion.js';
+import { SCALAR_OPS, type ElementwisePrim } from './scalar-ops.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { compileJaxpr } from './cpu-compile.js';
 import { giveBuffer, recyclable, residentScope } from './pool.js';
@@ -79,32 +80,13 @@ function restoreAxis(data: TypedArray, shape: readonly number[], axis: number, d
   return new NDArray(arr.nd.transpose(...inv), dtype);
 }
 
+/** The eager kernels of the elementwise primitives, one per entry of the scalar-op table. */
+const elementwiseKernels = Object.fromEntries(
+  ELEMENTWISE_PRIMS.map((prim) => [prim, SCALAR_OPS[prim].identity ? (([x]: NDArray[]) => [x]) : elementwise(prim)]),
+) as { [P in ElementwisePrim]: Kernel<P> };
+
 export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
-  neg: elementwise('neg'),
-  exp: elementwise('exp'),
-  log: elementwise('log'),
-  sqrt: elementwise('sqrt'),
-  tanh: elementwise('tanh'),
-  logistic: elementwise('logistic'),
-  abs: elementwise('abs'),
-  sign: elementwise('sign'),
-  floor: elementwise('floor'),
-  add: elementwise('add'),
-  sub: elementwise('sub'),
-  mul: elementwise('mul'),
-  div: elementwise('div'),
-  max: elementwise('max'),
-  min: elementwise('min'),
-  pow: elementwise('pow'),
-  lt: elementwise('lt'),
-  le: elementwise('le'),
-  gt: elementwise('gt'),
-  ge: elementwise('ge'),
-  eq: elementwise('eq'),
-  ne: elementwise('ne'),
-  where: elementwise('where'),
-  cast: elementwise('cast'),
-  stop_gradient: ([x]) => [x],
+  ...elementwiseKernels,
   reduce_sum: reduction('sum'),
   reduce_max: reduction('max'),
   reduce_min: reduction('min'),

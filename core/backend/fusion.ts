@@ -3,72 +3,20 @@
  * nest with `new Function`, optionally ending in a reduction over the innermost axes. The eager
  * path runs every elementwise primitive through a one-equation program; `jit` fuses chains. Where
  * `new Function` is forbidden (a Content-Security-Policy without 'unsafe-eval'), the same loops run
- * through an interpreter over the program's ops (scalar-fns.ts), with bit-identical results.
+ * through an interpreter over the program's ops (SCALAR_OPS' `evaluate`), with bit-identical results.
  */
-import { allocate, type DType, type TypedArray } from '../dtype.js';
+import type { DType, TypedArray } from '../dtype.js';
 import { makeView, NDArray } from '../ndarray.js';
-import type { ComparePrim, BinaryPrim, UnaryPrim, PrimParams } from '../primitives.js';
+import type { PrimParams } from '../primitives.js';
 import { contiguousStrides } from '../shape.js';
 import { debugEnabled } from '../debug.js';
 import { takeBuffer } from './pool.js';
 import { numberText } from '../ir.js';
 import { evalAllowed, forceEvalForbidden } from './eval-check.js';
-import { elementwiseFns, storeFn } from './scalar-fns.js';
 
-export type ElementwisePrim = UnaryPrim | BinaryPrim | ComparePrim | 'where' | 'cast' | 'stop_gradient';
+import { SCALAR_OPS, storeAs, storeValue, type ElementwisePrim } from './scalar-ops.js';
 import type { ReduceOp } from './plan.js';
-export type { ReduceOp };
-
-/** Wraps an intermediate so it holds exactly what an array of `dtype` would store. */
-export function storeAs(expr: string, dtype: DType): string {
-  switch (dtype) {
-    case 'float32':
-      return `Math.fround(${expr})`;
-    case 'float64':
-      return expr;
-    case 'int32':
-      return `((${expr})|0)`;
-    case 'uint32':
-      return `((${expr})>>>0)`;
-    case 'bool':
-      return `((${expr})?1:0)`;
-  }
-}
-
-type Code = (args: string[], params: Record<string, unknown>, outDtype: DType) => string;
-const u = (f: (a: string) => string): Code => (args) => f(args[0]);
-const b = (f: (a: string, c: string) => string): Code => (args) => f(args[0], args[1]);
-
-/** One JS expression per elementwise primitive (the result is rounded by storeAs afterwards). */
-export const elementwiseCode: { [P in ElementwisePrim]: Code } = {
-  neg: u((a) => `(-${a})`),
-  exp: u((a) => `Math.exp(${a})`),
-  log: u((a) => `Math.log(${a})`),
-  sqrt: u((a) => `Math.sqrt(${a})`),
-  tanh: u((a) => `Math.tanh(${a})`),
-  logistic: u((a) => `(1/(1+Math.exp(-${a})))`),
-  abs: u((a) => `Math.abs(${a})`),
-  sign: u((a) => `Math.sign(${a})`),
-  floor: u((a) => `Math.floor(${a})`),
-  add: b((a, c) => `(${a}+${c})`),
-  sub: b((a, c) => `(${a}-${c})`),
-  mul: (args, _p, dt) => (dt === 'int32' || dt === 'uint32' ? `Math.imul(${args[0]},${args[1]})` : `(${args[0]}*${args[1]})`),
-  div: (args, _p, dt) => (dt === 'int32' || dt === 'uint32' ? `Math.trunc(${args[0]}/${args[1]})` : `(${args[0]}/${args[1]})`),
-  // NaN-propagating like numpy's maximum/minimum.
-  max: b((a, c) => `(${a}>${c}||${a}!==${a}?${a}:${c})`),
-  min: b((a, c) => `(${a}<${c}||${a}!==${a}?${a}:${c})`),
-  pow: b((a, c) => `Math.pow(${a},${c})`),
-  lt: b((a, c) => `(${a}<${c})`),
-  le: b((a, c) => `(${a}<=${c})`),
-  gt: b((a, c) => `(${a}>${c})`),
-  ge: b((a, c) => `(${a}>=${c})`),
-  eq: b((a, c) => `(${a}===${c})`),
-  ne: b((a, c) => `(${a}!==${c})`),
-  where: (args) => `(${args[0]}?${args[1]}:${args[2]})`,
-  // To bool, NaN counts as true as in numpy (a plain truthiness test would make it false).
-  cast: (args, _p, dt) => (dt === 'bool' ? `(${args[0]}!=0||${args[0]}!==${args[0]})` : args[0]),
-  stop_gradient: u((a) => a),
-};
+export type { ElementwisePrim, ReduceOp };
 
 /** An operand of a fused op: input i (`vi`), the result of op k (`tk`), or a literal. */
 export type FusedArg = { readonly input: number } | { readonly temp: number } | { readonly literal: number };
@@ -87,7 +35,7 @@ function argText(a: FusedArg): string {
 
 /** The JS line of op k (the generated loop's source and the kernel cache's key). */
 export function opLine(k: number, op: FusedOp): string {
-  return `const t${k}=${storeAs(elementwiseCode[op.prim](op.args.map(argText), op.params, op.dtype), op.dtype)};`;
+  return `const t${k}=${storeAs(SCALAR_OPS[op.prim].js(op.args.map(argText), op.params, op.dtype), op.dtype)};`;
 }
 
 /**
@@ -213,18 +161,15 @@ export function compileKernel(prog: FusedProgram, rank: number, innerRank: numbe
 
 /**
  * The same loop nest as `generate` writes, walked by an interpreter: the same element order, the
- * same operations per element (elementwiseFns), the same rounding after each op (storeFn) and the
- * same float64 accumulator for reductions, so the results are bit-identical, only slower.
+ * same operations per element (SCALAR_OPS' `evaluate`), the same rounding after each op (storeValue)
+ * and the same float64 accumulator for reductions, so the results are bit-identical, only slower.
  */
 export function interpretKernel(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
   const n = prog.numInputs;
   // Registers: inputs 0..n-1, then one per op, then the literals.
   const literals: number[] = [];
   const reg = (a: FusedArg): number => ('input' in a ? a.input : 'temp' in a ? n + a.temp : n + prog.ops.length + literals.push(a.literal) - 1);
-  const ops = prog.ops.map((op) => {
-    const r = op.args.map(reg);
-    return { fn: elementwiseFns[op.prim], store: storeFn(op.dtype), dtype: op.dtype, a: r[0] ?? 0, b: r[1] ?? 0, c: r[2] ?? 0 };
-  });
+  const ops = prog.ops.map((op) => ({ evaluate: SCALAR_OPS[op.prim].evaluate, params: op.params, dtype: op.dtype, regs: op.args.map(reg), argv: op.args.map(() => 0) }));
   const outRegs = prog.outputs.map((name) => {
     const m = /^([tv])(\d+)$/.exec(name);
     if (m === null) throw new Error(`interpretKernel: output ${name} is neither an input (vN) nor a temp (tN)`);
@@ -241,7 +186,8 @@ export function interpretKernel(prog: FusedProgram, rank: number, innerRank: num
       for (let i = 0; i < n; i++) regs[i] = A[i][ptr[i]];
       for (let k = 0; k < numOps; k++) {
         const o = ops[k];
-        regs[n + k] = o.store(o.fn(o.dtype, regs[o.a], regs[o.b], regs[o.c]));
+        for (let j = 0; j < o.regs.length; j++) o.argv[j] = regs[o.regs[j]];
+        regs[n + k] = storeValue(o.evaluate(o.argv, o.params, o.dtype), o.dtype);
       }
     };
     // Walks axes [from, to) in row-major order, calling visit at every position; ptr follows.

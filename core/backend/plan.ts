@@ -6,7 +6,7 @@
  * their own code (JS loops, gpu.js kernels).
  */
 import { Literal, Var, type Atom, type Eqn, type Jaxpr } from '../ir.js';
-import { ELEMENTWISE, type Primitive } from '../primitives.js';
+import { ELEMENTWISE, type PrimParams, type Primitive } from '../primitives.js';
 
 export type ReduceOp = 'sum' | 'max' | 'min';
 export const REDUCE_OPS: Partial<Record<Primitive, ReduceOp>> = { reduce_sum: 'sum', reduce_max: 'max', reduce_min: 'min' };
@@ -123,4 +123,39 @@ export function planFusion(jaxpr: Jaxpr, options: PlanOptions = {}): Plan {
   }
   for (const g of [...open.values()]) flush(g);
   return { items, literalOf };
+}
+
+/**
+ * Replaces every custom_vjp_call by the equations of its primal function (what the call computes;
+ * its fwd and bwd matter only to differentiation, which has already happened when a jaxpr is
+ * compiled), so a spiking neuron's scan is planned like any other. Both backends' compilers call it;
+ * scan bodies are inlined when they are compiled.
+ */
+export function inlineCustomVjp(jaxpr: Jaxpr): Jaxpr {
+  if (!jaxpr.eqns.some((e) => e.prim === 'custom_vjp_call')) return jaxpr;
+  const subst = new Map<Var, Atom>();
+  const sub = (a: Atom): Atom => (a instanceof Var ? (subst.get(a) ?? a) : a);
+  const eqns: Eqn[] = [];
+  for (const e of jaxpr.eqns) {
+    const inputs = e.inputs.map(sub);
+    if (e.prim !== 'custom_vjp_call') {
+      eqns.push(inputs.every((a, i) => a === e.inputs[i]) ? e : { ...e, inputs });
+      continue;
+    }
+    const p = e.params as PrimParams['custom_vjp_call'];
+    const fun = inlineCustomVjp(p.fun);
+    const args = [...inputs.slice(0, p.numFunConsts), ...inputs.slice(p.numFunConsts + p.numFwdConsts + p.numBwdConsts)];
+    const local = new Map<Var, Atom>();
+    fun.invars.forEach((v, i) => local.set(v, args[i]));
+    const loc = (a: Atom): Atom => (a instanceof Var ? (local.get(a) ?? a) : a);
+    for (const fe of fun.eqns) {
+      // Fresh output vars: the same function may be inlined more than once.
+      const outputs = fe.outputs.map((v) => new Var(v.aval));
+      const ins = fe.inputs.map(loc);
+      fe.outputs.forEach((v, i) => local.set(v, outputs[i]));
+      eqns.push({ prim: fe.prim, inputs: ins, params: fe.params, outputs });
+    }
+    e.outputs.forEach((v, i) => subst.set(v, loc(fun.outvars[i])));
+  }
+  return { constvars: jaxpr.constvars, invars: jaxpr.invars, eqns, outvars: jaxpr.outvars.map(sub) };
 }

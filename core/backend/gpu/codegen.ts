@@ -9,7 +9,7 @@
  * quotient is rounded and corrected once, so it is exact for indices below 2^24.
  */
 import type { DType } from '../../dtype.js';
-import type { ElementwisePrim, ReduceOp } from '../fusion.js';
+import type { ReduceOp } from '../fusion.js';
 
 /** The dtypes the GPU kernels handle: float32, and bool held as 0.0 / 1.0. */
 export function gpuDtype(dtype: DType): boolean {
@@ -27,48 +27,6 @@ export function lit(v: number): string | null {
   const t = /[.e]/.test(s) ? s : `${s}.0`;
   return v < 0 || Object.is(v, -0) ? `(${t.startsWith('-') ? t : '-' + t})` : t;
 }
-
-type Code = (a: string[], params: Record<string, unknown>) => string | null;
-const u = (f: (a: string) => string): Code => (a) => f(a[0]);
-const b = (f: (a: string, c: string) => string): Code => (a) => f(a[0], a[1]);
-
-/**
- * One gpu.js-JS expression per elementwise primitive (the GPU counterpart of `elementwiseCode`).
- * Values are float32; comparisons yield 1.0 / 0.0. Differences from the CPU: NaN propagation of
- * max/min and NaN compares follow the GPU, not numpy.
- */
-export const gpuCode: { [P in ElementwisePrim]: Code } = {
-  neg: u((a) => `(-${a})`),
-  exp: u((a) => `Math.exp(${a})`),
-  log: u((a) => `Math.log(${a})`),
-  sqrt: u((a) => `Math.sqrt(${a})`),
-  // GLSL ES 1.0 has no tanh: 1 - 2 / (e^2a + 1) saturates correctly at both ends.
-  tanh: u((a) => `(1.0 - 2.0 / (Math.exp(2.0 * ${a}) + 1.0))`),
-  logistic: u((a) => `(1.0 / (1.0 + Math.exp(-${a})))`),
-  abs: u((a) => `Math.abs(${a})`),
-  sign: u((a) => `(${a} > 0.0 ? 1.0 : (${a} < 0.0 ? -1.0 : 0.0))`),
-  floor: u((a) => `Math.floor(${a})`),
-  add: b((a, c) => `(${a} + ${c})`),
-  sub: b((a, c) => `(${a} - ${c})`),
-  mul: b((a, c) => `(${a} * ${c})`),
-  div: b((a, c) => `(${a} / ${c})`),
-  max: b((a, c) => `Math.max(${a}, ${c})`),
-  min: b((a, c) => `Math.min(${a}, ${c})`),
-  // GLSL pow is undefined for a negative base: integer exponents get their sign back by hand.
-  pow: b(
-    (a, c) =>
-      `(${a} >= 0.0 ? Math.pow(${a}, ${c}) : (Math.floor(${c}) === ${c} ? (Math.abs(${c} - 2.0 * Math.floor(${c} * 0.5)) > 0.5 ? -Math.pow(-${a}, ${c}) : Math.pow(-${a}, ${c})) : Math.sqrt(-1.0 - Math.abs(${a}))))`,
-  ),
-  lt: b((a, c) => `(${a} < ${c} ? 1.0 : 0.0)`),
-  le: b((a, c) => `(${a} <= ${c} ? 1.0 : 0.0)`),
-  gt: b((a, c) => `(${a} > ${c} ? 1.0 : 0.0)`),
-  ge: b((a, c) => `(${a} >= ${c} ? 1.0 : 0.0)`),
-  eq: b((a, c) => `(${a} === ${c} ? 1.0 : 0.0)`),
-  ne: b((a, c) => `(${a} !== ${c} ? 1.0 : 0.0)`),
-  where: (a) => `(${a[0]} > 0.5 ? ${a[1]} : ${a[2]})`,
-  cast: (a, p) => (p.dtype === 'float32' ? a[0] : p.dtype === 'bool' ? `(${a[0]} !== 0.0 ? 1.0 : 0.0)` : null),
-  stop_gradient: u((a) => a),
-};
 
 /** How one input of a kernel is read: a strided view of a flat texture. */
 export interface InputView {
@@ -206,7 +164,7 @@ export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], vi
       lines.push(...compute(views.map((_, i) => offsetExpr(0, id, inner.strides[i]).replace(/^0\.0/, `b${i}`))));
       return lines;
     };
-    const acc = (t: string): string => (op === 'sum' ? `acc = acc + ${t};` : op === 'max' ? `acc = Math.max(acc, ${t});` : `acc = Math.min(acc, ${t});`);
+    const acc = (t: string): string => (op === 'sum' ? `acc = acc + ${t};` : op === 'max' ? `acc = (${t} > acc || ${t} !== ${t}) ? ${t} : acc;` : `acc = (${t} < acc || ${t} !== ${t}) ? ${t} : acc;`);
     // max/min start from the first element (no infinite literal needed); sum from zero.
     if (op === 'sum') body.push('let acc = 0.0;');
     else body.push('let acc = 0.0;', '{', 'let jf = 0.0;', ...step('jf'), `acc = ${prog.output};`, '}');

@@ -16,9 +16,9 @@ import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from '../../
 import { contiguousStrides } from '../../shape.js';
 import { avalOf, literalArray } from '../../trace.js';
 import { cpuKernels } from '../cpu.js';
-import type { ElementwisePrim } from '../fusion.js';
-import { planFusion, REDUCE_OPS } from '../plan.js';
-import { MAX_GPU_INDEX, STACK_FANIN, fusedKernelSource, gpuCode, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
+import { SCALAR_OPS, type ElementwisePrim } from '../scalar-ops.js';
+import { inlineCustomVjp, planFusion, REDUCE_OPS } from '../plan.js';
+import { MAX_GPU_INDEX, STACK_FANIN, fusedKernelSource, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
 import { launch, launchArgs, readback, release, upload, uploadBuffer, type DevArray } from './runtime.js';
 
 type Val = NDArray | DevArray;
@@ -66,7 +66,7 @@ function eqnCode(prim: Primitive, inputs: readonly Atom[], outDtype: string, par
       args.push(l);
     } else args.push(name(a));
   }
-  return gpuCode[prim as ElementwisePrim](args, params as Record<string, unknown>);
+  return SCALAR_OPS[prim as ElementwisePrim].gpu(args, params as Record<string, unknown>);
 }
 
 const viewOf = (d: DevArray): InputView => ({ strides: d.strides, offset: d.offset, dynamic: d.dyn !== undefined });
@@ -282,41 +282,6 @@ interface Compiled {
   describe: string[];
   /** The primitives that run on the CPU (with a readback of their inputs), in order. */
   cpu: string[];
-}
-
-/**
- * Replaces every custom_vjp_call by the equations of its primal function (what the call computes;
- * its fwd and bwd matter only to differentiation, which has already happened when a jaxpr is
- * compiled), so a spiking neuron's scan is planned like any other. Scan bodies are inlined when
- * they are compiled.
- */
-function inlineCustomVjp(jaxpr: Jaxpr): Jaxpr {
-  if (!jaxpr.eqns.some((e) => e.prim === 'custom_vjp_call')) return jaxpr;
-  const subst = new Map<Var, Atom>();
-  const sub = (a: Atom): Atom => (a instanceof Var ? (subst.get(a) ?? a) : a);
-  const eqns: Eqn[] = [];
-  for (const e of jaxpr.eqns) {
-    const inputs = e.inputs.map(sub);
-    if (e.prim !== 'custom_vjp_call') {
-      eqns.push(inputs.every((a, i) => a === e.inputs[i]) ? e : { ...e, inputs });
-      continue;
-    }
-    const p = e.params as PrimParams['custom_vjp_call'];
-    const fun = inlineCustomVjp(p.fun);
-    const args = [...inputs.slice(0, p.numFunConsts), ...inputs.slice(p.numFunConsts + p.numFwdConsts + p.numBwdConsts)];
-    const local = new Map<Var, Atom>();
-    fun.invars.forEach((v, i) => local.set(v, args[i]));
-    const loc = (a: Atom): Atom => (a instanceof Var ? (local.get(a) ?? a) : a);
-    for (const fe of fun.eqns) {
-      // Fresh output vars: the same function may be inlined more than once.
-      const outputs = fe.outputs.map((v) => new Var(v.aval));
-      const ins = fe.inputs.map(loc);
-      fe.outputs.forEach((v, i) => local.set(v, outputs[i]));
-      eqns.push({ prim: fe.prim, inputs: ins, params: fe.params, outputs });
-    }
-    e.outputs.forEach((v, i) => subst.set(v, loc(fun.outvars[i])));
-  }
-  return { constvars: jaxpr.constvars, invars: jaxpr.invars, eqns, outvars: jaxpr.outvars.map(sub) };
 }
 
 function compileSteps(input: Jaxpr): Compiled {

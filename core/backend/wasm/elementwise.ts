@@ -27,6 +27,7 @@ import { arenaAlloc, arenaF32, arenaFree, arenaImport, arenaU8, cachedKernel, re
 import { makeView, NDArray } from '../../ndarray.js';
 import { contiguousStrides, stridedOffsets } from '../../shape.js';
 import { Code, I32, SIMD_OP, V128, encodeModule, type ValType } from './encoder.js';
+import { SCALAR_OPS, isElementwise, type ElementwisePrim, type LaneType } from '../scalar-ops.js';
 import { wasmSimdAvailable } from './index.js';
 import { coalesce } from '../fusion.js';
 import type { TypedArray } from '../../dtype.js';
@@ -34,18 +35,15 @@ import { takeBuffer } from '../pool.js';
 
 /** An operand of a fused equation: a group input, an earlier equation's result, or a literal. */
 export type WasmOperand = { readonly input: number } | { readonly temp: number } | { readonly literal: number };
-/** A value in the kernel: float32 lanes, or a lane mask (the bool dtype). */
-type LaneType = 'f32' | 'mask';
 
+/** One equation of a fused group, rendered by its scalar op's `simd` entry. */
 export interface WasmFusedEqn {
-  readonly op: WasmOp;
+  readonly prim: ElementwisePrim;
   readonly args: readonly WasmOperand[];
+  /** Lane types of the operands and the result, as `SimdRender.result` decided them. */
+  readonly argTypes: readonly LaneType[];
+  readonly result: LaneType;
 }
-type WasmOp =
-  | 'add' | 'sub' | 'mul' | 'div' | 'max' | 'min'
-  | 'neg' | 'abs' | 'sqrt' | 'floor' | 'sign'
-  | 'lt' | 'le' | 'gt' | 'ge' | 'eq' | 'ne'
-  | 'where' | 'copy' | 'maskToF32' | 'f32ToMask';
 
 /** A fused group in the form the WebAssembly generator takes (see `wasmFusedSpec`). */
 export interface WasmFusedSpec {
@@ -57,10 +55,6 @@ export interface WasmFusedSpec {
   readonly inputTypes: readonly LaneType[];
   readonly outputTypes: readonly LaneType[];
 }
-
-const F32_BINARY: Partial<Record<string, WasmOp>> = { add: 'add', sub: 'sub', mul: 'mul', div: 'div', max: 'max', min: 'min' };
-const F32_UNARY: Partial<Record<string, WasmOp>> = { neg: 'neg', abs: 'abs', sqrt: 'sqrt', floor: 'floor', sign: 'sign' };
-const COMPARES: Partial<Record<string, WasmOp>> = { lt: 'lt', le: 'le', gt: 'gt', ge: 'ge', eq: 'eq', ne: 'ne' };
 
 /**
  * Translates a fused group (its equations in order, the vars it reads, the vars it writes, and the
@@ -91,24 +85,18 @@ export function wasmFusedSpec(
     return i >= 0 ? { o: { input: i }, t: inputTypes[i] as LaneType } : null;
   };
   for (const e of eqns) {
+    if (!isElementwise(e.prim)) return null;
+    const render = SCALAR_OPS[e.prim].simd;
+    if (render === null) return null;
     const args = e.inputs.map(operand);
     if (args.some((x) => x === null)) return null;
     const a = args as { o: WasmOperand; t: LaneType }[];
-    const outDtype = e.outputs[0].aval.dtype;
-    const allF32 = a.every((x) => x.t === 'f32');
-    let op: WasmOp | undefined;
-    let t: LaneType | undefined;
-    if (F32_BINARY[e.prim] && allF32 && outDtype === 'float32') [op, t] = [F32_BINARY[e.prim], 'f32'];
-    else if (F32_UNARY[e.prim] && allF32 && outDtype === 'float32') [op, t] = [F32_UNARY[e.prim], 'f32'];
-    else if (COMPARES[e.prim] && allF32) [op, t] = [COMPARES[e.prim], 'mask'];
-    else if (e.prim === 'where' && a[0].t === 'mask' && a[1].t === 'f32' && a[2].t === 'f32') [op, t] = ['where', 'f32'];
-    else if (e.prim === 'stop_gradient') [op, t] = ['copy', a[0].t];
-    else if (e.prim === 'cast' && outDtype === 'float32') [op, t] = a[0].t === 'f32' ? ['copy', 'f32'] : ['maskToF32', 'f32'];
-    else if (e.prim === 'cast' && outDtype === 'bool') [op, t] = a[0].t === 'f32' ? ['f32ToMask', 'mask'] : ['copy', 'mask'];
-    if (op === undefined || t === undefined) return null;
+    const argTypes = a.map((x) => x.t);
+    const t = render.result(argTypes, e.outputs[0].aval.dtype);
+    if (t === null) return null;
     temps.set(e.outputs[0], out.length);
     types.push(t);
-    out.push({ op, args: a.map((x) => x.o) });
+    out.push({ prim: e.prim, args: a.map((x) => x.o), argTypes, result: t });
   }
   const outTemps = outputs.map((v) => temps.get(v));
   if (outTemps.some((k, j) => k === undefined || types[k] !== outputTypes[j])) return null;
@@ -128,49 +116,10 @@ export function emitEqns(f: Code, eqns: readonly WasmFusedEqn[], val: readonly n
     else if ('temp' in o) f.get(tmp[o.temp]);
     else f.f32x4Const(o.literal);
   };
-  const op = (sub: number) => f.simdOp(sub);
   eqns.forEach((e, k) => {
-    const [a, b, c] = e.args;
-    switch (e.op) {
-      case 'add': case 'sub': case 'mul': case 'div':
-        push(a); push(b);
-        op({ add: SIMD_OP.f32x4Add, sub: SIMD_OP.f32x4Sub, mul: SIMD_OP.f32x4Mul, div: SIMD_OP.f32x4Div }[e.op]);
-        break;
-      case 'lt': case 'le': case 'gt': case 'ge': case 'eq': case 'ne':
-        push(a); push(b);
-        op({ lt: SIMD_OP.f32x4Lt, le: SIMD_OP.f32x4Le, gt: SIMD_OP.f32x4Gt, ge: SIMD_OP.f32x4Ge, eq: SIMD_OP.f32x4Eq, ne: SIMD_OP.f32x4Ne }[e.op]);
-        break;
-      case 'max': case 'min':
-        // (a > b || a != a) ? a : b, the JS path's NaN-propagating rule (f32x4.max differs on signed zeros).
-        push(a); push(b);
-        push(a); push(b); op(e.op === 'max' ? SIMD_OP.f32x4Gt : SIMD_OP.f32x4Lt);
-        push(a); push(a); op(SIMD_OP.f32x4Ne); op(SIMD_OP.v128Or);
-        op(SIMD_OP.v128Bitselect);
-        break;
-      case 'neg': case 'abs': case 'sqrt': case 'floor':
-        push(a);
-        op({ neg: SIMD_OP.f32x4Neg, abs: SIMD_OP.f32x4Abs, sqrt: SIMD_OP.f32x4Sqrt, floor: SIMD_OP.f32x4Floor }[e.op]);
-        break;
-      case 'sign':
-        // Math.sign: 1 where a > 0, -1 where a < 0, else a itself (keeps -0, +0 and NaN).
-        f.f32x4Const(-1);
-        f.f32x4Const(1); push(a); push(a); f.v128Zero(); op(SIMD_OP.f32x4Gt); op(SIMD_OP.v128Bitselect);
-        push(a); f.v128Zero(); op(SIMD_OP.f32x4Lt); op(SIMD_OP.v128Bitselect);
-        break;
-      case 'where':
-        push(b); push(c); push(a); op(SIMD_OP.v128Bitselect);
-        break;
-      case 'copy':
-        push(a);
-        break;
-      case 'maskToF32':
-        push(a); f.f32x4Const(1); op(SIMD_OP.v128And);
-        break;
-      case 'f32ToMask':
-        // NaN counts as true, as in the JS path (a != 0 is true for NaN).
-        push(a); f.v128Zero(); op(SIMD_OP.f32x4Ne);
-        break;
-    }
+    const render = SCALAR_OPS[e.prim].simd;
+    if (render === null) throw new Error(`emitEqns: ${e.prim} has no WebAssembly SIMD rendering (wasmFusedSpec keeps it on the JS path)`);
+    render.emit(f, (i) => push(e.args[i]), e.argTypes, e.result);
     f.set(tmp[k]);
   });
 }

@@ -1,0 +1,430 @@
+/**
+ * vmap: the batching trace and its rule table. A batched value is a BatchTracer holding the array
+ * of all batch members (`val`) and the axis of `val` that indexes them (`bdim`); values that do not
+ * depend on the batch are left as they are. Each primitive's batching rule rewrites one primitive
+ * applied to batch members into primitives applied to the whole batch.
+ */
+import type { Jaxpr, ClosedJaxpr } from './ir.js';
+import * as ops from './ops.js';
+import { type PrimParams, type Primitive } from './primitives.js';
+import { fmtShape, ShapeError } from './shape.js';
+import { ConcretizationError, Tensor } from './tensor.js';
+import { bind, bind1, constsAsArgs, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
+import { numLeaves, treeDefString, treeFlatten, treeUnflatten, TreeStructureError, type TreeDef } from './tree.js';
+import type { DType } from './dtype.js';
+
+/** The axis of a value that indexes the batch, or null for a value shared by every member. */
+export type BatchDim = number | null;
+
+/**
+ * A batching rule: given the operands' arrays and their batch axes (at least one non-null), the
+ * results for the whole batch and their batch axes.
+ */
+export type BatchRule<P extends Primitive> = (vals: Tensor[], dims: BatchDim[], params: PrimParams[P], size: number) => [Tensor[], BatchDim[]];
+
+class BatchTracer extends Tracer {
+  readonly shape: readonly number[];
+  constructor(
+    readonly trace: BatchTrace,
+    readonly val: Tensor,
+    readonly bdim: number,
+  ) {
+    super();
+    this.shape = val.shape.filter((_, i) => i !== bdim);
+  }
+  get dtype(): DType {
+    return this.val.dtype;
+  }
+  concrete(): never {
+    throw new ConcretizationError(
+      `vmap: cannot read the values of a batched array ${this.dtype}${fmtShape(this.shape)} (each batch member has its own); ` +
+        'use where() instead of JS control flow on array values, or return the value from the vmapped function',
+    );
+  }
+}
+
+class BatchTrace extends Trace {
+  constructor(readonly size: number) {
+    super();
+  }
+  /** The array and batch axis of `x` as this trace sees it. */
+  unwrap(x: Tensor): [Tensor, BatchDim] {
+    return x instanceof BatchTracer && x.trace === this ? [x.val, x.bdim] : [x, null];
+  }
+  wrap(val: Tensor, bdim: BatchDim): Tensor {
+    return bdim === null ? val : new BatchTracer(this, val, bdim);
+  }
+  process<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor[] {
+    const vals: Tensor[] = [];
+    const dims: BatchDim[] = [];
+    for (const x of inputs) {
+      const [v, d] = this.unwrap(x);
+      vals.push(v);
+      dims.push(d);
+    }
+    if (dims.every((d) => d === null)) return bind(prim, vals, params);
+    const [outs, outDims] = (batchRules[prim] as BatchRule<P>)(vals, dims, params, this.size);
+    return outs.map((o, i) => this.wrap(o, outDims[i]));
+  }
+}
+
+// ----------------------------------------------------------------------------- axis helpers
+
+/** `x` with axis `from` moved to position `to` (the other axes keep their order). */
+export function moveAxis(x: Tensor, from: number, to: number): Tensor {
+  if (from === to) return x;
+  const perm = x.shape.map((_, i) => i).filter((i) => i !== from);
+  perm.splice(to, 0, from);
+  return ops.transpose(x, perm);
+}
+
+/** `x` (batched at `dim`, or shared when null) as an array with the batch on axis `to`. */
+export function batchAt(x: Tensor, dim: BatchDim, size: number, to = 0): Tensor {
+  if (dim !== null) return moveAxis(x, dim, to);
+  const shape = x.shape.slice();
+  shape.splice(to, 0, 1);
+  const full = x.shape.slice();
+  full.splice(to, 0, size);
+  return ops.broadcastTo(ops.reshape(x, shape), full);
+}
+
+/** The axis of the batched array that holds logical axis `axis` of a member, batch at `dim`. */
+const physical = (axis: number, dim: number): number => (axis < dim ? axis : axis + 1);
+
+// ----------------------------------------------------------------------------- rule factories
+
+/**
+ * Elementwise primitives: operands already batched on one axis stay there and shared operands are
+ * broadcast along it (no transposes); mixed batch axes all move to the front.
+ */
+export const elementwiseRule =
+  <P extends Primitive>(prim: P): BatchRule<P> =>
+  (vals, dims, params, size) => {
+    const batched = dims.filter((d): d is number => d !== null);
+    const at = batched.every((d) => d === batched[0]) ? batched[0] : 0;
+    return [bind(prim, vals.map((v, i) => batchAt(v, dims[i], size, at)), params), [at]];
+  };
+
+/** Primitives with an `axes` list (reductions): the axes are renumbered around the batch axis. */
+export const reductionRule =
+  <P extends 'reduce_sum' | 'reduce_max' | 'reduce_min'>(prim: P): BatchRule<P> =>
+  ([x], [d], params) => {
+    const dim = d!;
+    const axes = params.axes.map((a) => physical(a, dim));
+    return [[bind1(prim, [x], { ...params, axes } as PrimParams[P])], [dim - params.axes.filter((a) => a < dim).length]];
+  };
+
+/** Primitives with one `axis` on one operand; `keepsAxis` when the output keeps the operand's rank. */
+export const axisRule =
+  <P extends 'argmax' | 'argsort'>(prim: P, keepsAxis: boolean): BatchRule<P> =>
+  ([x], [d], params) => {
+    const dim = d!;
+    const out = bind1(prim, [x], { ...params, axis: physical(params.axis, dim) } as PrimParams[P]);
+    return [[out], [keepsAxis || params.axis >= dim ? dim : dim - 1]];
+  };
+
+/**
+ * Rules that move the batch to the front of every operand (broadcasting shared ones) and bind the
+ * primitive with parameters rewritten for the extra leading axis.
+ */
+export const leadingRule =
+  <P extends Primitive>(prim: P, shift: (params: PrimParams[P], size: number) => PrimParams[P]): BatchRule<P> =>
+  (vals, dims, params, size) => {
+    const outs = bind(prim, vals.map((v, i) => batchAt(v, dims[i], size)), shift(params, size));
+    return [outs, outs.map(() => 0)];
+  };
+
+/** Random primitives with a batch of keys: one draw per key, stacked (equal to per-key draws). */
+export const randomRule =
+  <P extends Primitive>(prim: P): BatchRule<P> =>
+  ([key], [d], params, size) => {
+    const keys = moveAxis(key, d!, 0);
+    const draws: Tensor[] = [];
+    for (let i = 0; i < size; i++) draws.push(bind1(prim, [ops.indexAxis(keys, 0, i)], params));
+    return [[ops.stack(draws, 0)], [0]];
+  };
+
+/**
+ * A jaxpr (no constvars) evaluated on a batch: inputs flagged in `inBatched` carry the batch on
+ * axis 0. Outputs come back batched on axis 0 or shared; `forceOut[i]` broadcasts output i to the
+ * batch when it is shared. Returns the new closed jaxpr and which outputs are batched.
+ */
+export function batchJaxpr(jaxpr: Jaxpr, inBatched: readonly boolean[], size: number, forceOut: readonly boolean[]): { closed: ClosedJaxpr; outBatched: boolean[] } {
+  const outBatched: boolean[] = [];
+  const avals = jaxpr.invars.map((v, i) => (inBatched[i] ? { shape: [size, ...v.aval.shape], dtype: v.aval.dtype } : v.aval));
+  const closed = traceToJaxpr((args) => {
+    const trace = new BatchTrace(size);
+    try {
+      const outs = evalJaxpr(
+        jaxpr,
+        [],
+        args.map((a, i) => trace.wrap(a, inBatched[i] ? 0 : null)),
+      );
+      return outs.map((o, i) => {
+        const [v, d] = trace.unwrap(o);
+        outBatched[i] = d !== null || forceOut[i] === true;
+        return outBatched[i] ? batchAt(v, d, size) : v;
+      });
+    } finally {
+      trace.alive = false;
+    }
+  }, avals);
+  return { closed, outBatched };
+}
+
+/**
+ * matmul with one batched operand folds the batch into the other matrix dimension of that operand
+ * (rows of the left, columns of the right): one larger product, not a loop of small ones. A
+ * contraction of length 1 with both operands batched is an outer product, computed elementwise.
+ */
+const matmulRule: BatchRule<'matmul'> = ([a, b], [da, db], _params, size) => {
+  const r = (da === null ? a.ndim : a.ndim - 1) as number;
+  if (db === null) {
+    const x = moveAxis(a, da!, r - 2); // [...batch, B, m, k]
+    const lead = x.shape.slice(0, r - 2);
+    const [m, k] = x.shape.slice(r - 1);
+    const y = bind1('matmul', [ops.reshape(x, [...lead, size * m, k]), b], {});
+    return [[ops.reshape(y, [...lead, size, m, b.shape[r - 1]])], [r - 2]];
+  }
+  if (da === null) {
+    const y = moveAxis(b, db, r - 1); // [...batch, k, B, n]
+    const lead = y.shape.slice(0, r - 2);
+    const k = y.shape[r - 2];
+    const n = y.shape[r];
+    const out = bind1('matmul', [a, ops.reshape(y, [...lead, k, size * n])], {});
+    return [[ops.reshape(out, [...lead, a.shape[r - 2], size, n])], [r - 1]];
+  }
+  const x = moveAxis(a, da, 0);
+  const y = moveAxis(b, db, 0);
+  if (x.shape[r] === 1) {
+    // [B, ..., m, 1] x [B, ..., 1, n]: every output element is one product.
+    const shape = [...x.shape.slice(0, r), y.shape[r]];
+    return [[ops.mul(ops.broadcastTo(x, shape), ops.broadcastTo(y, shape))], [0]];
+  }
+  return [[bind1('matmul', [x, y], {})], [0]];
+};
+
+/**
+ * scan over a batch: the batch rides on axis 0 of the constants and carries and on axis 1 of xs
+ * and ys. Which carries are batched is found by iterating to a fixed point (a shared initial
+ * carry becomes batched when the body mixes batched values into it).
+ */
+const scanRule: BatchRule<'scan'> = (vals, dims, { body, numConsts, numCarry, length, reverse }, size) => {
+  const consts = vals.slice(0, numConsts);
+  const carry = vals.slice(numConsts, numConsts + numCarry);
+  const xs = vals.slice(numConsts + numCarry);
+  const constB = dims.slice(0, numConsts).map((d) => d !== null);
+  const carryB = dims.slice(numConsts, numConsts + numCarry).map((d) => d !== null);
+  const xsB = dims.slice(numConsts + numCarry).map((d) => d !== null);
+  let batchedBody: ReturnType<typeof batchJaxpr>;
+  for (;;) {
+    const numYs = body.outvars.length - numCarry;
+    batchedBody = batchJaxpr(body, [...constB, ...carryB, ...xsB], size, [...carryB, ...new Array<boolean>(numYs).fill(false)]);
+    const grew = batchedBody.outBatched.slice(0, numCarry).some((b, i) => b && !carryB[i]);
+    if (!grew) break;
+    batchedBody.outBatched.slice(0, numCarry).forEach((b, i) => (carryB[i] ||= b));
+  }
+  const { closed, outBatched } = batchedBody;
+  const inputs = [
+    ...closed.consts,
+    ...consts.map((c, i) => (constB[i] ? moveAxis(c, dims[i]!, 0) : c)),
+    ...carry.map((c, i) => (carryB[i] ? batchAt(c, dims[numConsts + i], size) : c)),
+    ...xs.map((x, i) => (xsB[i] ? moveAxis(x, dims[numConsts + numCarry + i]!, 1) : x)),
+  ];
+  const outs = bind('scan', inputs, { body: constsAsArgs(closed.jaxpr), numConsts: closed.consts.length + numConsts, numCarry, length, reverse });
+  return [outs, outs.map((_, i) => (i < numCarry ? (carryB[i] ? 0 : null) : outBatched[i] ? 1 : null))];
+};
+
+/**
+ * custom_vjp_call over a batch: every operand is broadcast to the batch, so fun, fwd and bwd all
+ * run on batches and each argument's cotangent has the batch too (the broadcast's own VJP then
+ * sums the cotangent of a shared argument over the batch).
+ */
+const customVjpRule: BatchRule<'custom_vjp_call'> = (vals, dims, params, size) => {
+  const all = vals.map((v, i) => batchAt(v, dims[i], size));
+  const { numFunConsts, numFwdConsts, numBwdConsts } = params;
+  const numArgs = all.length - numFunConsts - numFwdConsts - numBwdConsts;
+  const everything = (n: number): boolean[] => new Array<boolean>(n).fill(true);
+  const fun = batchJaxpr(params.fun, everything(params.fun.invars.length), size, everything(params.fun.outvars.length)).closed;
+  const fwd = batchJaxpr(params.fwd, everything(params.fwd.invars.length), size, everything(params.fwd.outvars.length)).closed;
+  const bwd = batchJaxpr(params.bwd, everything(params.bwd.invars.length), size, everything(params.bwd.outvars.length)).closed;
+  let k = 0;
+  const funConsts = all.slice(k, (k += numFunConsts));
+  const fwdConsts = all.slice(k, (k += numFwdConsts));
+  const bwdConsts = all.slice(k, (k += numBwdConsts));
+  const args = all.slice(k, k + numArgs);
+  const outs = bind('custom_vjp_call', [...fun.consts, ...funConsts, ...fwd.consts, ...fwdConsts, ...bwd.consts, ...bwdConsts, ...args], {
+    fun: constsAsArgs(fun.jaxpr),
+    fwd: constsAsArgs(fwd.jaxpr),
+    bwd: constsAsArgs(bwd.jaxpr),
+    numFunConsts: fun.consts.length + numFunConsts,
+    numFwdConsts: fwd.consts.length + numFwdConsts,
+    numBwdConsts: bwd.consts.length + numBwdConsts,
+    name: params.name,
+  });
+  return [outs, outs.map(() => 0)];
+};
+
+const withLeadingAxis = (xs: readonly number[], value: number): number[] => [value, ...xs];
+
+// ----------------------------------------------------------------------------- the rule table
+
+export const batchRules: { [P in Primitive]: BatchRule<P> } = {
+  neg: elementwiseRule('neg'),
+  exp: elementwiseRule('exp'),
+  log: elementwiseRule('log'),
+  log1p: elementwiseRule('log1p'),
+  sqrt: elementwiseRule('sqrt'),
+  tanh: elementwiseRule('tanh'),
+  logistic: elementwiseRule('logistic'),
+  abs: elementwiseRule('abs'),
+  sign: elementwiseRule('sign'),
+  floor: elementwiseRule('floor'),
+  add: elementwiseRule('add'),
+  sub: elementwiseRule('sub'),
+  mul: elementwiseRule('mul'),
+  div: elementwiseRule('div'),
+  max: elementwiseRule('max'),
+  min: elementwiseRule('min'),
+  pow: elementwiseRule('pow'),
+  lt: elementwiseRule('lt'),
+  le: elementwiseRule('le'),
+  gt: elementwiseRule('gt'),
+  ge: elementwiseRule('ge'),
+  eq: elementwiseRule('eq'),
+  ne: elementwiseRule('ne'),
+  where: elementwiseRule('where'),
+  cast: elementwiseRule('cast'),
+  stop_gradient: elementwiseRule('stop_gradient'),
+  reduce_sum: reductionRule('reduce_sum'),
+  reduce_max: reductionRule('reduce_max'),
+  reduce_min: reductionRule('reduce_min'),
+  argmax: axisRule('argmax', false),
+  argsort: axisRule('argsort', true),
+  reshape: leadingRule('reshape', ({ shape }, size) => ({ shape: withLeadingAxis(shape, size) })),
+  transpose: leadingRule('transpose', ({ perm }) => ({ perm: [0, ...perm.map((p) => p + 1)] })),
+  broadcast_to: ([x], [d], { shape }, size) => {
+    // A member of rank 0 broadcasts to any shape; give it the target's rank first.
+    const v = moveAxis(x, d!, 0);
+    const ranked = v.ndim === 1 && shape.length > 0 ? ops.reshape(v, [size, ...shape.map(() => 1)]) : v;
+    return [[ops.broadcastTo(ranked, [size, ...shape])], [0]];
+  },
+  slice: leadingRule('slice', ({ starts, limits }, size) => ({ starts: withLeadingAxis(starts, 0), limits: withLeadingAxis(limits, size) })),
+  pad: leadingRule('pad', ({ low, high }) => ({ low: withLeadingAxis(low, 0), high: withLeadingAxis(high, 0) })),
+  concatenate: leadingRule('concatenate', ({ axis }) => ({ axis: axis + 1 })),
+  matmul: matmulRule,
+  take_along_axis: leadingRule('take_along_axis', ({ axis }) => ({ axis: axis + 1 })),
+  scatter_add_along_axis: leadingRule('scatter_add_along_axis', ({ axis, shape }, size) => ({ axis: axis + 1, shape: withLeadingAxis(shape, size) })),
+  random_bits: randomRule('random_bits'),
+  random_split: randomRule('random_split'),
+  random_fold_in: randomRule('random_fold_in'),
+  random_uniform: randomRule('random_uniform'),
+  random_normal: randomRule('random_normal'),
+  random_randint: randomRule('random_randint'),
+  random_permutation: randomRule('random_permutation'),
+  scan: scanRule,
+  custom_vjp_call: customVjpRule,
+};
+
+// ----------------------------------------------------------------------------- vmap
+
+/**
+ * Batch axes for vmap: a number (the axis of every leaf), null (not batched), or a pytree prefix
+ * of the value (an object or array whose entries are again axis specs).
+ */
+export type AxisSpec = number | null | readonly AxisSpec[] | { readonly [key: string]: AxisSpec };
+
+export interface VmapOptions {
+  /**
+   * Where each argument holds the batch: one spec for every argument, or an array with one spec
+   * per positional argument (default 0: every leaf of every argument on its leading axis).
+   */
+  readonly inAxes?: AxisSpec;
+  /** Where each output gets the batch axis (default 0); null for an output shared by the batch. */
+  readonly outAxes?: AxisSpec;
+}
+
+/** One axis (or null) per leaf of `def`, from a spec that is a prefix of the tree. */
+function leafAxes(what: string, spec: AxisSpec | undefined, def: TreeDef, path: string): BatchDim[] {
+  if (spec === undefined) throw new TreeStructureError(`vmap: ${what} has no axis spec at ${path || 'root'}`);
+  if (spec === null || typeof spec === 'number') {
+    if (typeof spec === 'number' && !Number.isInteger(spec)) throw new RangeError(`vmap: ${what} axis at ${path || 'root'} must be an integer or null, got ${spec}`);
+    return new Array<BatchDim>(numLeaves(def)).fill(spec);
+  }
+  if (Array.isArray(spec)) {
+    if (def.kind !== 'array' || def.children.length !== spec.length) {
+      throw new TreeStructureError(`vmap: ${what} spec at ${path || 'root'} is an array of ${spec.length} but the value there has structure ${treeDefString(def)}`);
+    }
+    return def.children.flatMap((c, i) => leafAxes(what, (spec as readonly AxisSpec[])[i], c, `${path}[${i}]`));
+  }
+  const obj = spec as { readonly [key: string]: AxisSpec };
+  if (def.kind !== 'object') throw new TreeStructureError(`vmap: ${what} spec at ${path || 'root'} is an object but the value there has structure ${treeDefString(def)}`);
+  const extra = Object.keys(obj).filter((k) => !def.keys.includes(k));
+  if (extra.length) throw new TreeStructureError(`vmap: ${what} spec at ${path || 'root'} names ${extra.map((k) => `'${k}'`).join(', ')}, which the value does not have (keys: ${def.keys.join(', ')})`);
+  return def.children.flatMap((c, i) => leafAxes(what, obj[def.keys[i]], c, `${path}.${def.keys[i]}`));
+}
+
+function normalizeBatchAxis(what: string, axis: number, ndim: number): number {
+  if (axis < -ndim || axis >= ndim) throw new RangeError(`vmap: ${what} axis ${axis} is out of range for an array of rank ${ndim - 1} (batched rank ${ndim})`);
+  return axis < 0 ? axis + ndim : axis;
+}
+
+/**
+ * Vectorizes `f` over a batch axis of its arguments, as JAX's vmap: `vmap(f)(xs)` equals stacking
+ * `f(x_i)` over the members `x_i` of the batch, computed in one pass with whole-batch primitives.
+ * Composes with grad, jit, scan and itself in any order.
+ *
+ * @example
+ * // Per-example gradients: one gradient per row of xs, the weights shared.
+ * const perExample = vmap(grad(loss), { inAxes: [null, 0, 0] })(params, xs, ys);
+ */
+export function vmap<A extends unknown[], R>(f: (...args: A) => R, options: VmapOptions = {}): (...args: A) => R {
+  const inSpec = options.inAxes === undefined ? 0 : options.inAxes;
+  const outSpec = options.outAxes === undefined ? 0 : options.outAxes;
+  return (...args: A): R => {
+    const perArg: AxisSpec = Array.isArray(inSpec) ? inSpec : args.map(() => inSpec as AxisSpec);
+    if (Array.isArray(inSpec) && inSpec.length !== args.length) {
+      throw new TreeStructureError(`vmap: inAxes has ${inSpec.length} entries for ${args.length} argument(s); give one per argument, or a single axis for all`);
+    }
+    const [leaves, def] = treeFlatten(args);
+    const axes = leafAxes('inAxes', perArg, def, 'arguments');
+    let size: number | null = null;
+    let sizeFrom = '';
+    const normalized = leaves.map((leaf, i) => {
+      const a = axes[i];
+      if (a === null) return null;
+      const axis = normalizeBatchAxis(`inAxes for argument leaf ${i} (${leaf.dtype}${fmtShape(leaf.shape)})`, a, leaf.ndim);
+      const n = leaf.shape[axis];
+      if (size === null) {
+        size = n;
+        sizeFrom = `argument leaf ${i} (${leaf.dtype}${fmtShape(leaf.shape)}, axis ${axis})`;
+      } else if (n !== size) {
+        throw new ShapeError(`vmap: mismatched batch sizes: ${sizeFrom} has ${size} but argument leaf ${i} (${leaf.dtype}${fmtShape(leaf.shape)}, axis ${axis}) has ${n}`);
+      }
+      return axis;
+    });
+    if (size === null) throw new ShapeError('vmap: no argument is batched (every inAxes entry is null); batch at least one argument');
+    const batchSize: number = size;
+    const trace = new BatchTrace(batchSize);
+    let outs: Tensor[];
+    let outDef: TreeDef;
+    try {
+      const inner = leaves.map((l, i) => trace.wrap(l, normalized[i]));
+      [outs, outDef] = treeFlatten(f(...(treeUnflatten(def, inner) as A)));
+    } finally {
+      trace.alive = false;
+    }
+    const targets = leafAxes('outAxes', outSpec, outDef, 'output');
+    const results = outs.map((o, i) => {
+      const [v, d] = trace.unwrap(o);
+      const target = targets[i];
+      if (target === null) {
+        if (d !== null) throw new ShapeError(`vmap: outAxes is null for output leaf ${i} (${o.dtype}${fmtShape(o.shape)}), but it differs across the batch`);
+        return v;
+      }
+      const to = normalizeBatchAxis(`outAxes for output leaf ${i} (${o.dtype}${fmtShape(o.shape)})`, target, o.ndim + 1);
+      return batchAt(v, d, batchSize, to);
+    });
+    return treeUnflatten(outDef, results) as R;
+  };
+}
