@@ -132,7 +132,7 @@ function drawRaster(stats: spiking.SpikeStats, i: number): void {
     }
   }
   g.fillText('neuron', 2, 12);
-  g.fillText(`time step (dt = ${stats.dt})`, 40, c.height - 4);
+  g.fillText(`time step (dt = ${Number(stats.dt.toPrecision(6))} s)`, 40, c.height - 4);
 }
 
 // ---------------------------------------------------------------------------------- training
