@@ -53,7 +53,7 @@ function planFor(c: CaseName, quick: boolean): Plan {
   // few hundred steps or 1.5 s, whichever comes first (the whole --quick run must stay under a
   // minute). The spiking cases run fewer steps in that time, and the Poisson case encodes its
   // input up front (about 2 ms per image), so it gets fewer rows.
-  const maxSteps = c === 'poisson' ? 24 : c === 'spiking' ? 100 : 300;
+  const maxSteps = c === 'poisson' ? 24 : c === 'spiking' || c === 'lif' || c === 'lifStopGradient' ? 100 : 300;
   return { warmupSteps: 10, maxSteps, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 120 };
 }
 
@@ -141,13 +141,22 @@ async function main(): Promise<number> {
 
   // With --repeat N the peers of a case take turns N times (A B A B ...), so that a machine whose
   // speed drifts (shared cores) slows every peer alike; each row reports its median run.
-  const jobs: { job: Omit<Job, 'inputsDir'>; timeoutS: number }[] = [];
+  // The two LIF cases compare one model's surrogate written two ways: they take turns as well.
+  const groups: CaseName[][] = [];
   for (const c of cases) {
+    const paired = c === 'lifStopGradient' && groups.length > 0 && groups[groups.length - 1][0] === 'lif';
+    if (paired) groups[groups.length - 1].push(c);
+    else groups.push([c]);
+  }
+  const jobs: { job: Omit<Job, 'inputsDir'>; timeoutS: number }[] = [];
+  for (const group of groups) {
     for (let r = 0; r < repeat; r++) {
-      for (const peer of peers) {
-        if (SPIKETRACE_ONLY.has(c) && peer !== 'spiketrace') continue;
-        const { timeoutS, ...plan } = planFor(c, quick);
-        jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+      for (const c of group) {
+        for (const peer of peers) {
+          if (SPIKETRACE_ONLY.has(c) && peer !== 'spiketrace') continue;
+          const { timeoutS, ...plan } = planFor(c, quick);
+          jobs.push({ job: { peer, case: c, seed, ...plan }, timeoutS });
+        }
       }
     }
   }

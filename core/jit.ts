@@ -4,15 +4,15 @@ import { printJaxpr, type ClosedJaxpr } from './ir.js';
 import { NDArray } from './ndarray.js';
 import { SHORT_NAME } from './dtype.js';
 import { Tensor } from './tensor.js';
-import { avalOf, bind1, broadcastAxes, compactView, getBackend, traceToJaxpr, Tracer, withBackend } from './trace.js';
+import { avalOf, bind1, broadcastAxes, compactView, traceToJaxpr, Tracer } from './trace.js';
+import { getBackend, registeredBackends, withBackend, type CompiledProgram } from './backends.js';
 import { shapesEqual } from './shape.js';
-import { detachResident as detachArrays } from './backend/cpu-compile.js';
 import { sameTreeDef, treeDefString, treeFlatten, treeUnflatten, type TreeDef } from './tree.js';
 
 interface Compiled {
   closed: ClosedJaxpr;
   outDef: TreeDef;
-  run: (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepResident?: boolean) => NDArray[];
+  run: CompiledProgram;
   /** Leaves of each positional argument (to expand donateArgnums to leaves). */
   argLeafCounts: number[];
 }
@@ -66,12 +66,13 @@ export interface JitOptions {
 
 export interface DonatingOptions {
   /**
-   * Let the results stay in the CPU backend's kernel memory, where the next call reads and writes
-   * them without copies (a training loop's parameters and optimizer state). The caller must then
-   * pass them back donated on the next call, or call `detachResident` on anything it keeps: a
-   * resident array's memory is recycled once it is donated. Other backends ignore it.
+   * Let the results stay in memory the backend owns (the CPU backend's kernel arena), where the
+   * next call reads and writes them without copies (a training loop's parameters and optimizer
+   * state). The caller must then pass them back donated on the next call, or call `toHost` on
+   * anything it keeps: such an array's memory is recycled once it is donated. Backends without
+   * memory of their own ignore it.
    */
-  readonly keepResident?: boolean;
+  readonly keepInBackend?: boolean;
 }
 
 export interface Jitted<A extends unknown[], R> {
@@ -138,7 +139,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
     const [leaves, def] = treeFlatten(args);
     return { entry: prepareFlat(leaves, def), leaves };
   };
-  const invoke = (args: unknown[], donate: readonly number[] | undefined, keepResident: boolean): unknown => {
+  const invoke = (args: unknown[], donate: readonly number[] | undefined, keepInBackend: boolean): unknown => {
     const [leaves, def] = treeFlatten(args);
     for (const l of leaves) if (l instanceof Tracer) return call(...args);
     const entry = prepareFlat(leaves, def);
@@ -157,7 +158,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
     }
     const compact = new Array<NDArray>(leaves.length);
     for (let i = 0; i < leaves.length; i++) compact[i] = compactView(leaves[i] as NDArray);
-    const outs = entry.run(entry.closed.consts as NDArray[], compact, donated, keepResident);
+    const outs = entry.run(entry.closed.consts as NDArray[], compact, donated, keepInBackend);
     return treeUnflatten(entry.outDef, outs);
   };
   for (const i of options.donateArgnums ?? []) {
@@ -167,7 +168,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
   const run = (args: unknown[], donate: readonly number[] | undefined, keep = false): unknown =>
     pinned === undefined ? invoke(args, donate, keep) : withBackend(pinned, () => invoke(args, donate, keep));
   const jitted = ((...args: unknown[]) => run(args, options.donateArgnums)) as unknown as Jitted<A, R>;
-  jitted.donating = (argnums, opts) => ((...args: unknown[]) => run(args, argnums, opts?.keepResident === true)) as unknown as (...args: A) => R;
+  jitted.donating = (argnums, opts) => ((...args: unknown[]) => run(args, argnums, opts?.keepInBackend === true)) as unknown as (...args: A) => R;
   Object.defineProperty(jitted, 'cacheSize', { get: () => cache.size });
   jitted.lower = ((...args: unknown[]) => printJaxpr((pinned === undefined ? prepare(args) : withBackend(pinned, () => prepare(args))).entry.closed.jaxpr)) as unknown as Jitted<A, R>['lower'];
   return jitted;
@@ -189,22 +190,24 @@ export function makeJaxpr<A extends unknown[]>(f: (...args: A) => unknown): (...
 }
 
 /**
- * `tree` with every array that lives in the CPU backend's kernel memory replaced by an ordinary
- * copy (other leaves unchanged): for results of `jitted.donating(argnums, { keepResident: true })`
- * that the caller keeps rather than donates back.
+ * `tree` with every array that lives in memory a backend owns replaced by an ordinary host copy
+ * (other leaves unchanged): for results of `jitted.donating(argnums, { keepInBackend: true })`
+ * that the caller keeps rather than donates back. Views keep their shape and strides, and views
+ * of one buffer share one copy.
  *
  * @example
- * const step = trainStep.donating([0, 1], { keepResident: true });
+ * const step = trainStep.donating([0, 1], { keepInBackend: true });
  * for (const [x, y] of batches) [params, opt] = step(params, opt, x, y);
- * const final = detachResident(params); // safe to keep, save or hand to other code
+ * const final = toHost(params); // safe to keep, save or hand to other code
  *
- * With `{ recycle: true }` the arena memory of the arrays copied is reused at once; the caller
+ * With `{ recycle: true }` the backend memory of the arrays copied is reused at once; the caller
  * promises never to touch the originals again (as when donating them).
  */
-export function detachResident<T>(tree: T, options: { readonly recycle?: boolean } = {}): T {
+export function toHost<T>(tree: T, options: { readonly recycle?: boolean } = {}): T {
   const [leaves, def] = treeFlatten(tree);
   const arrays = leaves.map((l) => (l instanceof NDArray ? l : null));
-  const detached = detachArrays(arrays.filter((a): a is NDArray => a !== null), options.recycle === true);
+  let detached = arrays.filter((a): a is NDArray => a !== null);
+  for (const b of registeredBackends()) if (b.toHost) detached = b.toHost(detached, options.recycle === true);
   let k = 0;
   return treeUnflatten(def, leaves.map((l, i) => (arrays[i] === null ? l : detached[k++]))) as T;
 }

@@ -3,7 +3,7 @@ import { StridedView } from './strided-view.js';
 import { allocate, coerceScalar, dtypeOfTyped, type DType, type TypedArray } from './dtype.js';
 import { contiguousStrides, fmtShape, ShapeError, sizeOf, stridedOffsets } from './shape.js';
 import { Tensor, type NestedArray } from './tensor.js';
-import { residentScope, takeBuffer } from './backend/pool.js';
+import { backendNamed, getBackend, type DeviceBuffer, type DeviceMemory } from './backends.js';
 
 /**
  * A view of `data` (no copy). The scijs `ndarray` package builds its view classes with
@@ -26,16 +26,73 @@ export type NdView = ndarray.NdArray<TypedArray>;
  * x.nd.get(1, 0); // 3
  */
 export class NDArray extends Tensor {
-  readonly nd: NdView;
   readonly dtype: DType;
+  /** The host view; null while the values live only in a backend's memory (see `device`). */
+  private view: NdView | null;
+  private onDevice: DeviceValue | null;
 
   constructor(nd: NdView, dtype?: DType) {
     super();
-    this.nd = nd;
+    this.view = nd;
+    this.onDevice = null;
     this.dtype = dtype ?? dtypeOfTyped(nd.data);
   }
+  /** An array whose contiguous values are in `buffer`, in the memory of backend `backend`. */
+  static fromDevice(backend: string, buffer: DeviceBuffer, shape: readonly number[]): NDArray {
+    const memory = backendNamed(backend, 'NDArray.fromDevice').memory;
+    if (memory === undefined) throw new Error(`NDArray.fromDevice: backend '${backend}' has no device memory`);
+    if (buffer.size !== sizeOf(shape)) throw new ShapeError(`NDArray.fromDevice: a buffer of ${buffer.size} elements does not fit shape ${fmtShape(shape)}`);
+    const x = Object.create(NDArray.prototype) as NDArray;
+    // Same fields in the same order as the constructor, so host and device arrays share one shape.
+    x.view = null;
+    x.onDevice = { backend, memory, buffer, shape: shape.slice() };
+    (x as { dtype: DType }).dtype = buffer.dtype;
+    return x;
+  }
+  /** The scijs view of the values on the host; a device array is read back (synchronously) first. */
+  get nd(): NdView {
+    const v = this.view;
+    return v !== null ? v : this.readBackSync();
+  }
+  /** The backend whose memory holds the values, or null for host memory. */
+  get device(): string | null {
+    return this.onDevice === null ? null : this.onDevice.backend;
+  }
+  /** The device buffer holding the values (null for host arrays), for the backend that owns it. */
+  get deviceBuffer(): DeviceBuffer | null {
+    return this.onDevice === null ? null : this.onDevice.buffer;
+  }
+  /**
+   * This array with its values on the host, on every backend: host arrays resolve at once, a
+   * device array is read back asynchronously (the only way a WebGPU buffer can be read).
+   */
+  async read(): Promise<NDArray> {
+    const d = this.onDevice;
+    if (d !== null && this.view === null) {
+      const data = await d.memory.read(d.buffer);
+      this.view ??= makeView(data, d.shape, contiguousStrides(d.shape), 0);
+    }
+    return this;
+  }
+  /**
+   * A row-major copy of the values, read from any backend (see `read`): the asynchronous
+   * `toTyped()`. (`data` is the host buffer itself, synchronous.)
+   */
+  async toTypedAsync(): Promise<TypedArray> {
+    return (await this.read()).toTyped();
+  }
+  private readBackSync(): NdView {
+    const d = this.onDevice!;
+    if (d.memory.readSync === undefined) {
+      throw new Error(`NDArray: the values live in backend '${d.backend}', which reads asynchronously; await x.read() (or x.toTypedAsync()) before using them synchronously`);
+    }
+    const view = makeView(d.memory.readSync(d.buffer), d.shape, contiguousStrides(d.shape), 0);
+    this.view = view;
+    return view;
+  }
   get shape(): readonly number[] {
-    return this.nd.shape;
+    const v = this.view;
+    return v !== null ? v.shape : this.onDevice!.shape;
   }
   get strides(): readonly number[] {
     return this.nd.stride;
@@ -90,6 +147,24 @@ export class NDArray extends Tensor {
   override toString(): string {
     return `NDArray(${this.dtype}${fmtShape(this.shape)}, ${JSON.stringify(this.toNested())})`;
   }
+}
+
+/** Where a device array's values are: a buffer in one backend's memory. */
+interface DeviceValue {
+  readonly backend: string;
+  readonly memory: DeviceMemory;
+  readonly buffer: DeviceBuffer;
+  readonly shape: readonly number[];
+}
+
+/**
+ * A copy of `x` in the memory of backend `backend` (default: the active one), for backends that
+ * have device memory; the values come back with `await y.read()` / `await y.toTypedAsync()`.
+ */
+export function toDevice(x: NDArray, backend: string = getBackend().name): NDArray {
+  const memory = backendNamed(backend, 'toDevice').memory;
+  if (memory === undefined) throw new Error(`toDevice: backend '${backend}' keeps arrays in host memory (no device memory)`);
+  return NDArray.fromDevice(backend, memory.malloc(x.dtype, x.size, x.toTyped()), x.shape);
 }
 
 /** Wraps a contiguous typed array as an array of `shape`. */
@@ -202,19 +277,20 @@ export function arange(start: number, stop?: number, step = 1, dtype: DType = 'i
  * (stride 0, e.g. a time axis made by tiling one image) stay broadcast: only the distinct data
  * is copied, so a batch of a time-tiled dataset costs what a batch of the images costs.
  *
- * With `{ pooled: true }` the rows are copied into memory from the CPU backend's buffer pool (in
- * the kernels' arena where possible), for a batch that is passed *donated* to a jitted step: the
- * step reads it in place and recycles the memory for the next batch, instead of a fresh
- * allocation per step. Such a batch must not be used after it was donated.
+ * With `{ donate: true }` the rows are copied into memory the active backend provides for inputs
+ * passed *donated* to a jitted step (the CPU backend: pooled memory in its kernel arena, which
+ * the step reads in place and recycles for the next batch instead of a fresh allocation per
+ * step). Such a batch must not be used after it was donated.
  */
-export function gatherRows(x: NDArray, indices: ArrayLike<number>, options: { readonly pooled?: boolean } = {}): NDArray {
+export function gatherRows(x: NDArray, indices: ArrayLike<number>, options: { readonly donate?: boolean } = {}): NDArray {
   if (x.ndim === 0) throw new ShapeError('gatherRows: cannot gather rows of a scalar');
   const n = x.shape[0];
   const broadcastAxes = x.shape.map((d, i) => i > 0 && d > 1 && x.strides[i] === 0);
   const compactShape = x.shape.map((d, i) => (broadcastAxes[i] ? 1 : d));
   const rowShape = compactShape.slice(1);
   const rowSize = sizeOf(rowShape);
-  const out = options.pooled === true ? residentScope(true, () => takeBuffer(x.dtype, indices.length * rowSize)) : allocate(x.dtype, indices.length * rowSize);
+  const backendBuffer = options.donate === true ? getBackend().inputBuffer : undefined;
+  const out = backendBuffer ? backendBuffer(x.dtype, indices.length * rowSize) : allocate(x.dtype, indices.length * rowSize);
   const rowStrides = x.strides.slice(1).map((s, i) => (broadcastAxes[i + 1] ? 0 : s));
   const compactRow = makeView(out, [indices.length, ...rowShape], contiguousStrides([indices.length, ...rowShape]), 0);
   const expected = contiguousStrides(rowShape);

@@ -10,6 +10,7 @@ import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from './prim
 import { fmtShape, shapesEqual, ShapeError } from './shape.js';
 import { ConcretizationError, Tensor } from './tensor.js';
 import type { DType } from './dtype.js';
+import { getBackend } from './backends.js';
 
 let levelCounter = 0;
 
@@ -24,57 +25,7 @@ export abstract class Tracer extends Tensor {
   abstract readonly trace: Trace;
 }
 
-/** Kernels and compilation for one device. */
-export interface Backend {
-  readonly name: string;
-  /** Runs one primitive on concrete arrays. */
-  run<P extends Primitive>(prim: P, inputs: NDArray[], params: PrimParams[P]): NDArray[];
-  /**
-   * Compiles a jaxpr to a function of (consts, args). The program may recycle the buffers of
-   * arguments flagged in `donated` once it has read them for the last time (the caller promises
-   * nothing else uses them). With `keepResident`, results may stay in backend memory (the CPU
-   * backend's kernel arena) until the caller passes them back donated or detaches them.
-   */
-  compile(jaxpr: Jaxpr): (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepResident?: boolean) => NDArray[];
-}
-
-const backends = new Map<string, Backend>();
-let active: Backend | null = null;
-
-export function registerBackend(backend: Backend, makeDefault = false): void {
-  backends.set(backend.name, backend);
-  if (makeDefault || active === null) active = backend;
-}
-/** The backend eager ops and `jit` use now. */
-export function getBackend(): Backend {
-  if (active === null) throw new Error('spiketrace: no backend registered (import spiketrace/core)');
-  return active;
-}
-/** Selects a registered backend by name ('cpu', ...) for everything that follows. */
-export function setBackend(name: string): void {
-  const b = backends.get(name);
-  if (!b) throw new Error(`setBackend: unknown backend '${name}'; registered: ${[...backends.keys()].join(', ')}`);
-  active = b;
-}
-
-/**
- * Runs `fn` with backend `name` active (eager ops and jit inside it use it), then restores the
- * previous one, also when fn throws.
- *
- * @example
- * const y = withBackend('gpujs', () => matmul(a, b));
- */
-export function withBackend<T>(name: string, fn: () => T): T {
-  const b = backends.get(name);
-  if (!b) throw new Error(`withBackend: unknown backend '${name}'; registered: ${[...backends.keys()].join(', ')}`);
-  const previous = active;
-  active = b;
-  try {
-    return fn();
-  } finally {
-    active = previous;
-  }
-}
+export { getBackend, registerBackend, setBackend, withBackend, type Backend } from './backends.js';
 
 export function avalOf(x: Tensor): Aval {
   return { shape: x.shape, dtype: x.dtype };

@@ -6,6 +6,7 @@ import { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashio
 export { parseIdx, encodeIdx } from './raw/idx.js';
 export { DatasetError, ChecksumError, IdxFormatError } from './raw/errors.js';
 export { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashion-mnist.js';
+export { rateEncode, latencyEncode, deltaEncode, type LatencyOptions } from './encoders.js';
 
 export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
 

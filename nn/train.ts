@@ -2,7 +2,7 @@
  * The training loop: fit / evaluate / predict over concrete arrays, with a jit-compiled step,
  * Keras-style progress output and callbacks.
  */
-import { add, concatenate, detachResident, gatherRows, getBackend, jit, NDArray, random, scalar, ShapeError, valueAndGrad, type Tensor, type Tree } from '../core/index.js';
+import { add, concatenate, gatherRows, jit, NDArray, random, scalar, ShapeError, toHost, valueAndGrad, type Tensor, type Tree } from '../core/index.js';
 import type { Layer } from './layer.js';
 import type { LossFn, MetricFn } from './losses.js';
 import { applyUpdates, type GradientTransformation } from './optimizers.js';
@@ -190,15 +190,15 @@ function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, 
   const steps = Math.ceil(n / batchSize);
   const metrics = opts.metrics ?? [];
   const step = makeTrainStep(model, opts);
-  const pooledBatches = getBackend().name === 'cpu';
   // The step with each combination of donated variables, made once (not a closure per step).
   const donatingSteps = new Map<number, ReturnType<typeof step.donating>>();
   const donatingStep = (p: boolean, s: boolean, o: boolean): ReturnType<typeof step.donating> => {
     const code = (p ? 1 : 0) | (s ? 2 : 0) | (o ? 4 : 0);
     let f = donatingSteps.get(code);
     if (f === undefined) {
-      const donate = [p ? 0 : -1, s ? 1 : -1, o ? 2 : -1, pooledBatches ? 3 : -1, pooledBatches ? 4 : -1].filter((i) => i >= 0);
-      f = step.donating(donate, { keepResident: true });
+      // The batches (3, 4) are always donated: they are gathered for this step only.
+      const donate = [p ? 0 : -1, s ? 1 : -1, o ? 2 : -1, 3, 4].filter((i) => i >= 0);
+      f = step.donating(donate, { keepInBackend: true });
       donatingSteps.set(code, f);
     }
     return f;
@@ -215,8 +215,8 @@ function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, 
   let ownOptState = false;
   const ctl: TrainingControl = {
     get params() {
-      // A callback keeps what it reads: an ordinary copy, never the step's arena memory.
-      if (ownParams) params = detachResident(params, { recycle: true });
+      // A callback keeps what it reads: an ordinary copy, never the step's backend memory.
+      if (ownParams) params = toHost(params, { recycle: true });
       ownParams = false;
       return params;
     },
@@ -225,8 +225,8 @@ function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, 
       ownParams = false;
     },
     get state() {
-      // A callback keeps what it reads: an ordinary copy, never the step's arena memory.
-      if (ownState) state = detachResident(state, { recycle: true });
+      // A callback keeps what it reads: an ordinary copy, never the step's backend memory.
+      if (ownState) state = toHost(state, { recycle: true });
       ownState = false;
       return state;
     },
@@ -235,8 +235,8 @@ function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, 
       ownState = false;
     },
     get optState() {
-      // A callback keeps what it reads: an ordinary copy, never the step's arena memory.
-      if (ownOptState) optState = detachResident(optState, { recycle: true });
+      // A callback keeps what it reads: an ordinary copy, never the step's backend memory.
+      if (ownOptState) optState = toHost(optState, { recycle: true });
       ownOptState = false;
       return optState;
     },
@@ -271,11 +271,11 @@ function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, 
       ctl.batch = b;
       callbacks.forEach((c) => c.onBatchBegin?.(b, ctl));
       const idx = order.subarray(b * batchSize, Math.min(n, (b + 1) * batchSize));
-      // On the CPU backend each batch is copied into pooled memory and donated: the step reads it
-      // in place, then its memory holds the next batch (no fresh allocation per step).
-      const xb = gatherRows(x, idx, { pooled: pooledBatches });
-      const yb = gatherRows(y, idx, { pooled: pooledBatches });
-      // Results stay in the kernels' arena between steps (no copies in or out); see detachResident.
+      // Each batch goes into memory the backend provides for donated inputs (the CPU backend:
+      // pooled arena memory the step reads in place, then reuses for the next batch).
+      const xb = gatherRows(x, idx, { donate: true });
+      const yb = gatherRows(y, idx, { donate: true });
+      // Results stay in backend memory between steps (no copies in or out); see toHost.
       const out = donatingStep(ownParams, ownState, ownOptState)(params, state, optState, xb, yb, random.foldIn(epochKey, b));
       const lossValue = out.loss.item();
       params = out.params;
@@ -312,9 +312,9 @@ function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, 
     if (verbose) write(`${ctl.stopReason}\n`);
   }
   return {
-    params: detachResident(params, { recycle: ownParams }),
-    state: detachResident(state, { recycle: ownState }),
-    optState: detachResident(optState, { recycle: ownOptState }),
+    params: toHost(params, { recycle: ownParams }),
+    state: toHost(state, { recycle: ownState }),
+    optState: toHost(optState, { recycle: ownOptState }),
     history,
   };
 }

@@ -33,8 +33,6 @@ export function listDevices(): string[] {
 /** Connections and neurons of one layer, from its kind, config and one-step shapes. */
 export type LayerRule = (layer: Layer, inputShape: LayerShape, outputShape: LayerShape) => { connections: number; neurons: number; spiking: boolean };
 
-const size = (shape: LayerShape): number => shape.reduce<number>((a, d) => a * (d ?? 1), 1);
-
 /** Rules for layer kinds that declare no `energy` capability (registerLayerRule). */
 const rules = new Map<string, LayerRule>();
 

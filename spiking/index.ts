@@ -12,3 +12,4 @@ export { heaviside, type Surrogate, type SurrogateName } from './surrogate.js';
 export { runCell, type NeuronCell, type CellState, type CellRun } from './cell.js';
 export { neuronLayer, resetNeuronState, type NeuronLayerOptions, type NeuronLayerState, type NeuronLayerSetup } from './neuron-layer.js';
 export * from './neurons.js';
+export { spikeCounts, spikeCountCrossEntropy, spikeCountMse, membraneCrossEntropy, spikeCountAccuracy } from './losses.js';

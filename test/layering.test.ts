@@ -52,3 +52,47 @@ for (const layer of LAYERS) {
 t.test('the checker sees a violation', async (t) => {
   t.same(imports("import { x } from '../nn/index.js';\nimport type { Y } from 'node:fs';\nexport * from './a.js';\nimport 'node:fs';"), ['../nn/index.js', './a.js', 'node:fs']);
 });
+
+/**
+ * The frontend reaches backends only through core/backends.ts: core's own modules (everything in
+ * core/ outside core/backend/, except the entry points that load and re-export the backends) and
+ * the other layers import nothing under core/backend/, so a backend's memory model (the CPU
+ * arena, its buffer pool) cannot leak into jit, NDArray or the training loop.
+ */
+const BACKEND_ENTRY_POINTS = new Set(['core/index.ts', 'core/internal.ts']);
+
+t.test('only core/backend/ and the core entry points import core/backend/', async (t) => {
+  const problems: string[] = [];
+  for (const layer of LAYERS) {
+    for (const file of sources(join(root, layer))) {
+      const where = relative(root, file).split(/[\\/]/).join('/');
+      if (where.startsWith('core/backend/') || BACKEND_ENTRY_POINTS.has(where)) continue;
+      for (const spec of imports(readFileSync(file, 'utf8'))) {
+        if (!spec.startsWith('.')) continue;
+        const target = relative(root, resolve(dirname(file), spec)).split(/[\\/]/).join('/');
+        if (target.startsWith('core/backend/') || target === 'core/internal.js') problems.push(`${where} imports ${spec}`);
+      }
+    }
+  }
+  t.same(problems, [], 'the frontend imports no backend module');
+});
+
+/** The package's entry points as source paths (./dist/core/index.js -> core/index.js), core/internal excepted. */
+const PUBLIC_ENTRY_POINTS = new Set(
+  Object.values((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, { import: string }> }).exports)
+    .map((e) => e.import.replace(/^\.\/dist\//, ''))
+    .filter((p) => p !== 'core/internal.js'),
+);
+
+t.test('examples import public entry points only (no core/internal, no module under a layer)', async (t) => {
+  const problems: string[] = [];
+  for (const file of sources(join(root, 'examples'))) {
+    for (const spec of imports(readFileSync(file, 'utf8'))) {
+      if (!spec.startsWith('.')) continue;
+      const target = relative(root, resolve(dirname(file), spec)).split(/[\\/]/).join('/');
+      const layer = target.split('/')[0];
+      if ((LAYERS as readonly string[]).includes(layer) && !PUBLIC_ENTRY_POINTS.has(target)) problems.push(`${relative(root, file)} imports ${spec}`);
+    }
+  }
+  t.same(problems, [], 'examples use the public API');
+});

@@ -14,12 +14,12 @@ export const PEERS = ['spiketrace', 'jax-js', 'tfjs-wasm', 'tfjs-cpu'] as const;
 export type PeerName = (typeof PEERS)[number];
 
 /** The benchmark's cases, in report order. */
-export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson'] as const;
+export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif', 'lifStopGradient'] as const;
 export type CaseName = (typeof CASES)[number];
 export type ModelCase = Exclude<CaseName, 'matmul'>;
 
 /** Cases only spiketrace can run (the peers have no spiking neuron). */
-export const SPIKETRACE_ONLY: ReadonlySet<CaseName> = new Set<CaseName>(['spiking', 'poisson']);
+export const SPIKETRACE_ONLY: ReadonlySet<CaseName> = new Set<CaseName>(['spiking', 'poisson', 'lif', 'lifStopGradient']);
 
 export const IMAGE = 784;
 export const HIDDEN = 128;

@@ -7,6 +7,8 @@ export const CASE_TITLES: Record<CaseName, string> = {
   m2: '3. M2: 10 steps of the repeated image, TimeDistributed Dense(128) -> relu -> mean over time -> Dense(10)',
   spiking: "4. spiking-aware M2: spikingActivation('relu', { dt: 0.01 }) (spiketrace only; peers' rows are their M2)",
   poisson: '5. spiking-aware M2 on Poisson spike input (time-varying, spiketrace only; peers\' rows are their M2)',
+  lif: "6. M2 with leaky({ beta: 0.95 }) neurons, fast-sigmoid surrogate as a customVjp (spiketrace only; peers' rows are their M2)",
+  lifStopGradient: "7. the same LIF model, its surrogate written with stopGradient (s + sg(H(u) - s)) (spiketrace only; peers' rows are their M2)",
 };
 
 /** Seconds per 60k epoch: measured when a whole epoch ran, else extrapolated from the measured steps. */
@@ -62,7 +64,7 @@ function matmulTable(results: Results, peers: readonly PeerName[]): string {
  * float32 rounding, and the mean loss over the steps both ran stays close to spiketrace's.
  */
 function trainTable(results: Results, c: Exclude<CaseName, 'matmul'>, peers: readonly PeerName[]): string {
-  const spikingCase = c === 'spiking' || c === 'poisson';
+  const spikingCase = c === 'spiking' || c === 'poisson' || c === 'lif' || c === 'lifStopGradient';
   const entries = peers.flatMap((p) => {
     const pc: CaseName = spikingCase && p !== 'spiketrace' ? 'm2' : c;
     const r = train(results, p, pc);
@@ -130,6 +132,15 @@ export function targets(results: Results): Target[] {
   out.push(timeTarget('M1 epoch <= 0.5x jax-js M1', 'm1', 'm1', 0.5));
   out.push(timeTarget('spiking-aware epoch <= 0.25x jax-js M2', 'spiking', 'm2', 0.25));
   out.push(timeTarget('time-varying (Poisson) spiking epoch <= 1.0x jax-js M2', 'poisson', 'm2', 1.0));
+  // Issue 12: a surrogate written as a customVjp costs no more than the stopGradient form.
+  const cv = train(results, 'spiketrace', 'lif');
+  const sg = train(results, 'spiketrace', 'lifStopGradient');
+  const text = 'LIF epoch, customVjp surrogate <= 1.2x the stopGradient form';
+  if (!cv || !sg) out.push({ text, measured: 'needs lif and lifStopGradient of spiketrace', status: 'n/a' });
+  else {
+    const ratio = secondsPerEpoch(cv) / secondsPerEpoch(sg);
+    out.push({ text, measured: `${g3(secondsPerEpoch(cv))} s / ${g3(secondsPerEpoch(sg))} s = ${f(ratio, 3)}x`, status: ratio <= 1.2 ? 'met' : 'not met' });
+  }
   return out;
 }
 

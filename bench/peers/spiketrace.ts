@@ -3,7 +3,7 @@
  * verbose 0 (a callback reads each step's loss for the clock), the data module's tileTime and
  * poissonEncode.
  */
-import { fromTyped, getBackend, matmul, random, type NDArray, type Tensor, type Tree } from '../../core/index.js';
+import { abs, add, div, fromTyped, getBackend, matmul, mul, random, stopGradient, sub, type NDArray, type Tensor, type Tree } from '../../core/index.js';
 import { poissonEncode, tileTime } from '../../data/index.js';
 import * as nn from '../../nn/index.js';
 import * as spiking from '../../spiking/index.js';
@@ -17,10 +17,31 @@ function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerSh
   }
   // M2 trains with the plain relu (what the seed's SpikingActivation without spiking-aware
   // training computes in training); the spiking cases use the spiking neuron at dt 0.01.
-  const act = model === 'm2' ? nn.activation('relu') : spiking.spikingActivation('relu', { dt: SPIKING_DT });
+  const act =
+    model === 'm2'
+      ? nn.activation('relu')
+      : model === 'lif'
+        ? spiking.leaky({ beta: 0.95, surrogate: spiking.surrogate.fastSigmoid(25) })
+        : model === 'lifStopGradient'
+          ? spiking.leaky({ beta: 0.95, surrogate: stopGradientFastSigmoid })
+          : spiking.spikingActivation('relu', { dt: SPIKING_DT });
   const layer = nn.sequential([nn.reshape([-1, IMAGE]), nn.timeDistributed(nn.dense(HIDDEN), { name: 'hidden' }), act, nn.globalAveragePooling1d(), nn.dense(CLASSES, { name: 'logits' })]);
   return { layer, inputShape: [null, 28, 28] };
 }
+
+/**
+ * The fast sigmoid written the way users write a surrogate without customVjp: H(u) forward through
+ * s + sg(H(u) - s), with s(u) = u / (1 + 25 |u|), whose derivative is the fast sigmoid's.
+ */
+const stopGradientFastSigmoid: spiking.Surrogate = {
+  name: 'fastSigmoidStopGradient',
+  config: { slope: 25 },
+  derivative: (u) => spiking.surrogate.fastSigmoid(25).derivative(u),
+  spike: (u) => {
+    const s = div(u, add(mul(abs(u), 25), 1));
+    return add(s, stopGradient(sub(spiking.heaviside(u), s)));
+  },
+};
 
 /** Replaces the initialized kernels and biases of 'hidden' and 'logits' with the shared weights. */
 function withWeights(params: Tree, w: DenseWeights): Tree {

@@ -7,6 +7,7 @@ import { debugEnabled, profileRecord } from '../debug.js';
 import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
 import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
+import type { CompiledProgram } from '../backends.js';
 import { literalArray } from '../trace.js';
 import { opLine, runFused, type FusedArg, type FusedOp, type FusedProgram } from './fusion.js';
 import type { ElementwisePrim } from './scalar-ops.js';
@@ -179,11 +180,12 @@ function drop(live: Map<TypedArray, number>, env: (NDArray | undefined)[], slot:
 
 
 /**
- * A compiled program: `donated[i]` lets it recycle argument i's buffer after its last use;
- * `keepResident` lets results stay in the kernels' arena (the caller then passes them back donated
- * or copies them out with detachResident), otherwise the outermost call copies them out.
+ * A compiled program (core/backends.ts CompiledProgram): `donated[i]` lets it recycle argument i's
+ * buffer after its last use; `keepInBackend` lets results stay in the kernels' arena (the caller
+ * then passes them back donated or copies them out with detachResident, the backend's `toHost`),
+ * otherwise the outermost call copies them out.
  */
-export type CompiledProgram = (consts: NDArray[], args: NDArray[], donated?: readonly boolean[], keepResident?: boolean) => NDArray[];
+export type { CompiledProgram };
 
 /**
  * Ordinary (non-arena) copies of the arrays that live in the kernels' arena; views keep their
@@ -360,11 +362,11 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
       if (gone.has(slot) && st.reads.indexOf(slot) === i) st.releasedInputs.push(i);
     });
   }
-  return (consts, args, donated, keepResident) => {
+  return (consts, args, donated, keepInBackend) => {
     // Called from another program's step (a scan body), results stay for that program to manage.
     const nested = residentActive();
     const outs = residentScope(true, () => runProgram(program, consts, args, donated));
-    if (nested || keepResident === true) return outs;
+    if (nested || keepInBackend === true) return outs;
     // The outermost call hands ordinary arrays to its caller: results made in the arena are
     // copied out and their arena buffers recycled (never a caller's own buffer passed through).
     if (!outs.some((x) => isResident(x.data))) return outs;

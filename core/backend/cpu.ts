@@ -4,13 +4,14 @@ import { makeView, NDArray, reshapeView, type NdView } from '../ndarray.js';
 import { assignStrided } from '../strided-view.js';
 import { ELEMENTWISE, ELEMENTWISE_PRIMS, type PrimParams, type Primitive } from '../primitives.js';
 import { contiguousStrides, stridedOffsets } from '../shape.js';
-import { evalJaxpr, registerBackend, avalOf, type Backend } from '../trace.js';
+import { evalJaxpr, avalOf } from '../trace.js';
+import { registerBackend, type Backend } from '../backends.js';
 import { shapeRules } from '../primitives.js';
 import { runFused, singleOpProgram, type FusedProgram } from './fusion.js';
 import { SCALAR_OPS, type ElementwisePrim } from './scalar-ops.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
-import { compileJaxpr } from './cpu-compile.js';
-import { giveBuffer, recyclable, residentScope } from './pool.js';
+import { compileJaxpr, detachResident } from './cpu-compile.js';
+import { giveBuffer, recyclable, residentScope, takeBuffer } from './pool.js';
 import { randomKernels } from './cpu-random.js';
 import { matmulKernel } from './matmul.js';
 
@@ -270,6 +271,9 @@ export const cpuBackend: Backend = {
   name: 'cpu',
   run: (prim, inputs, params) => cpuKernels[prim](inputs, params),
   compile: (jaxpr) => compileJaxpr(jaxpr, cpuKernels),
+  // The memory model (kernel arena, buffer pool) stays here: the frontend only sees these hooks.
+  inputBuffer: (dtype, size) => residentScope(true, () => takeBuffer(dtype, size)),
+  toHost: detachResident,
 };
 
 registerBackend(cpuBackend, true);

@@ -193,7 +193,7 @@ t.test('scan carries that are views, shared, unchanged or xs slices survive carr
   };
   const f = jit((init: C6, xs: Tensor) => scan(body, init, xs));
   // Outputs kept in the kernels' arena: pool buffers, as a training loop's variables are.
-  const own = jit((v: Tensor) => mul(v, 1)).donating([], { keepResident: true });
+  const own = jit((v: Tensor) => mul(v, 1)).donating([], { keepInBackend: true });
   const next = rng(44);
   const kept: { init: Float32Array[]; xs: Float32Array; args: C6; out: [C6, Tensor] }[] = [];
   for (let call = 0; call < 6; call++) {
@@ -214,6 +214,7 @@ t.test('scan carries that are views, shared, unchanged or xs slices survive carr
       const x = xs.subarray(s * N * N, (s + 1) * N * N);
       const a2 = transposeRef(Float32Array.from(a, (v, i) => fr(v + x[i])), N, N);
       a2.forEach((v, i) => (ys[s * N * N + i] = fr(fr(v * 2) + c[i])));
+      // eslint-disable-next-line no-self-assign -- b passes through the step unchanged, as in the scan body
       [a, b, c, d, e, f] = [a2, b, Float32Array.from(x), a2, f, Float32Array.from(e, (v, i) => fr(v + x[i]))];
     }
     const [[ga, gb, gc, gd, ge, gf], gys] = out;
@@ -234,7 +235,7 @@ t.test('arguments are never written, also when they are outputs of earlier calls
   const next = rng(33);
   const x = fromTyped(randomF32(S * D, next), [S, D]);
   // A closed-over constant that itself came out of a compiled program (so its buffer is recyclable).
-  const scale = jit((a: Tensor) => mul(add(a, 1), 0.5)).donating([], { keepResident: true })(fromTyped(randomF32(D * D, next, 0.1), [D, D])) as NDArray;
+  const scale = jit((a: Tensor) => mul(add(a, 1), 0.5)).donating([], { keepInBackend: true })(fromTyped(randomF32(D * D, next, 0.1), [D, D])) as NDArray;
   t.ok(recyclable(scale.data), 'the constant lives in a pool buffer');
   // A stride-0 input (a bias broadcast over rows, as data's tileTime makes).
   const bias = broadcastTo(fromTyped(randomF32(D, next, 0.01), [1, D]), [S, D]) as NDArray;
@@ -259,7 +260,7 @@ t.test('arguments are never written, also when they are outputs of earlier calls
   for (let call = 0; call < 50; call++) {
     snapshots.push([p, vals(p)], [m, vals(m)]);
     // Sometimes pass the previous call's transposed view back in (a view of an earlier output).
-    const [p2, m2, m2T] = jstep.donating([], { keepResident: true })(p, call % 5 === 4 ? transpose(m) : m, x, bias) as Tensor[];
+    const [p2, m2, m2T] = jstep.donating([], { keepInBackend: true })(p, call % 5 === 4 ? transpose(m) : m, x, bias) as Tensor[];
     if (call % 5 === 4) {
       // With transpose(m) passed in, the reference must see the same value.
       [pE, mE] = step(pE, transpose(mE), x, bias);
@@ -283,7 +284,7 @@ t.test('arguments are never written, also when they are outputs of earlier calls
   t.equal(firstOff(vals(m), vals(mE), 1e-5), -1, 'final m matches the eager loop');
   // Broadcast (stride-0) values whose compact data is a pool buffer, as a closed-over constant and
   // as an argument: inside the program each enters as a broadcast_to view that is released early.
-  const row = jit((v: Tensor) => add(v, 1)).donating([], { keepResident: true })(fromTyped(randomF32(512, next), [1, 512])) as NDArray;
+  const row = jit((v: Tensor) => add(v, 1)).donating([], { keepInBackend: true })(fromTyped(randomF32(512, next), [1, 512])) as NDArray;
   t.ok(recyclable(row.data), 'the broadcast source lives in a pool buffer');
   const rowCopy = vals(row);
   const useConst = jit((a: Tensor) => mul(a, broadcastTo(row, [8, 512])));

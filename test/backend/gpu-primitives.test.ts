@@ -14,7 +14,8 @@ import { rng } from './fixtures/rng.js';
 import { gpuBackendOrSkip } from './fixtures/gpu.js';
 import { bind } from '../../core/trace.js';
 import { shapeRules, type Primitive, type PrimParams } from '../../core/primitives.js';
-import { customVjp, fromTyped, jit, mul, random, scan, type DType, type NDArray, type Tensor } from '../../core/index.js';
+import { customVjp, fromTyped, jit, mul, random, scan, toDevice, type DType, type NDArray, type Tensor } from '../../core/index.js';
+import { gpuTransferStats } from '../../core/backend/gpu/index.js';
 
 const enabled = gpuBackendOrSkip();
 
@@ -31,13 +32,19 @@ const LOOSE = 2e-4;
 function rand(shape: number[], seed: number, lo = -1, hi = 1): NDArray {
   const next = rng(seed);
   const n = shape.reduce((a, c) => a * c, 1);
-  return fromTyped(Float32Array.from({ length: n }, () => lo + (hi - lo) * next()), shape);
+  return fromTyped(
+    Float32Array.from({ length: n }, () => lo + (hi - lo) * next()),
+    shape,
+  );
 }
 /** Values in [-2, 2) on a grid of quarters, so equal pairs (eq, ne) and exact ties occur. */
 function grid(shape: number[], seed: number): NDArray {
   const next = rng(seed);
   const n = shape.reduce((a, c) => a * c, 1);
-  return fromTyped(Float32Array.from({ length: n }, () => Math.floor(next() * 16) / 4 - 2), shape);
+  return fromTyped(
+    Float32Array.from({ length: n }, () => Math.floor(next() * 16) / 4 - 2),
+    shape,
+  );
 }
 const ints = (values: number[], shape: number[]): NDArray => fromTyped(Int32Array.from(values), shape, 'int32');
 const one =
@@ -45,8 +52,16 @@ const one =
   (...xs: Tensor[]): Tensor =>
     bind(prim, xs, params)[0];
 const S = [5, 7];
-const unary = (prim: Primitive, lo: number, hi: number, rtol = TIGHT): ParityCase => ({ f: one(prim, {}), inputs: () => [rand(S, 1, lo, hi)], rtol });
-const binary = (prim: Primitive, rtol = TIGHT, lo = -2, hi = 2): ParityCase => ({ f: one(prim, {}), inputs: () => [rand(S, 2, lo, hi), rand(S, 3, 0.5, 2)], rtol });
+const unary = (prim: Primitive, lo: number, hi: number, rtol = TIGHT): ParityCase => ({
+  f: one(prim, {}),
+  inputs: () => [rand(S, 1, lo, hi)],
+  rtol,
+});
+const binary = (prim: Primitive, rtol = TIGHT, lo = -2, hi = 2): ParityCase => ({
+  f: one(prim, {}),
+  inputs: () => [rand(S, 2, lo, hi), rand(S, 3, 0.5, 2)],
+  rtol,
+});
 const compare = (prim: Primitive): ParityCase => ({ f: one(prim, {}), inputs: () => [grid(S, 4), grid(S, 5)] });
 const key = (): NDArray => random.key(7) as NDArray;
 const idx = ints([2, 0, 1, 1, 2, 0, 0, 2, 1, 2, 1, 0], [4, 3]);
@@ -84,13 +99,19 @@ const CASES: { [P in Primitive]: ParityCase } = {
   argmax: { f: one('argmax', { axis: 1 }), inputs: () => [rand([6, 9], 14)] },
   reshape: { f: (x) => bind('exp', [bind('reshape', [x], { shape: [7, 5] })[0]], {})[0], inputs: () => [rand(S, 15)], rtol: LOOSE },
   transpose: { f: (x) => bind('neg', [bind('transpose', [x], { perm: [1, 0] })[0]], {})[0], inputs: () => [rand(S, 16)] },
-  broadcast_to: { f: (x, y) => bind('mul', [bind('broadcast_to', [x], { shape: [5, 7] })[0], y], {})[0], inputs: () => [rand([1, 7], 17), rand(S, 18)] },
+  broadcast_to: {
+    f: (x, y) => bind('mul', [bind('broadcast_to', [x], { shape: [5, 7] })[0], y], {})[0],
+    inputs: () => [rand([1, 7], 17), rand(S, 18)],
+  },
   slice: { f: (x) => bind('abs', [bind('slice', [x], { starts: [1, 2], limits: [4, 7] })[0]], {})[0], inputs: () => [rand(S, 19)] },
   pad: { f: one('pad', { low: [1, 0], high: [2, 3] }), inputs: () => [rand(S, 20)] },
   concatenate: { f: one('concatenate', { axis: 1 }), inputs: () => [rand(S, 21), rand([5, 3], 22)] },
   matmul: { f: one('matmul', {}), inputs: () => [rand([2, 9, 13], 23), rand([2, 13, 6], 24)] },
   take_along_axis: { f: (x) => bind('take_along_axis', [x, idx], { axis: 1 })[0], inputs: () => [rand([4, 3], 25)] },
-  scatter_add_along_axis: { f: (u) => bind('scatter_add_along_axis', [u, idx], { axis: 1, shape: [4, 5] })[0], inputs: () => [rand([4, 3], 26)] },
+  scatter_add_along_axis: {
+    f: (u) => bind('scatter_add_along_axis', [u, idx], { axis: 1, shape: [4, 5] })[0],
+    inputs: () => [rand([4, 3], 26)],
+  },
   argsort: { f: one('argsort', { axis: 1 }), inputs: () => [rand([4, 9], 27)] },
   random_bits: { f: one('random_bits', { shape: [3, 4] }), inputs: () => [key()] },
   random_split: { f: one('random_split', { n: 3 }), inputs: () => [key()] },
@@ -100,10 +121,15 @@ const CASES: { [P in Primitive]: ParityCase } = {
   random_randint: { f: one('random_randint', { shape: [4, 5], minval: -3, maxval: 9 }), inputs: () => [key()] },
   random_permutation: { f: one('random_permutation', { n: 11 }), inputs: () => [key()] },
   scan: {
-    f: (h0, xs) => scan((h: Tensor, x: Tensor): [Tensor, Tensor] => {
-      const next = bind('tanh', [bind('add', [mul(h, 0.5), x], {})[0]], {})[0];
-      return [next, next];
-    }, h0, xs)[1],
+    f: (h0, xs) =>
+      scan(
+        (h: Tensor, x: Tensor): [Tensor, Tensor] => {
+          const next = bind('tanh', [bind('add', [mul(h, 0.5), x], {})[0]], {})[0];
+          return [next, next];
+        },
+        h0,
+        xs,
+      )[1],
     inputs: () => [rand([7], 28), rand([6, 7], 29)],
     rtol: LOOSE,
   },
@@ -146,5 +172,22 @@ if (enabled) {
       const gpu = jit(c.f, { backend: 'gpujs' })(...inputs) as NDArray;
       t.equal(difference(cpu, gpu, c.rtol ?? TIGHT), '', prim);
     }
+  });
+}
+
+if (enabled) {
+  t.test('gpujs device memory: toDevice uploads once, a jit program reads the texture in place, read() returns the values', async (t) => {
+    const x = rand([64, 33], 31, -3, 3);
+    const uploads0 = gpuTransferStats().uploads;
+    const dev = toDevice(x, 'gpujs');
+    t.equal(dev.device, 'gpujs');
+    t.equal(gpuTransferStats().uploads, uploads0 + 1, 'one upload');
+    const f = jit((a: Tensor) => bind('tanh', [a], {})[0], { backend: 'gpujs' });
+    const onDevice = f(dev) as NDArray;
+    t.equal(gpuTransferStats().uploads, uploads0 + 1, 'the program read the device array without another upload');
+    const reference = f(x) as NDArray;
+    t.equal(difference(reference, onDevice, 0), '', 'same result as from the host array');
+    const back = await dev.toTypedAsync();
+    t.same(Array.from(back), Array.from(x.toTyped()), 'read() gives the uploaded values exactly');
   });
 }

@@ -27,14 +27,18 @@ const sameNumber = (a: number, b: number): boolean => Object.is(a, b) || (Number
 /** Every operand-dtype combination (and cast target) the op's shape rule accepts, with its output dtype. */
 function signatures(prim: ElementwisePrim): { inDtypes: DType[]; params: Record<string, unknown>; outDtype: DType }[] {
   const arity = SCALAR_OPS[prim].arity;
-  const combos: DType[][] = arity === 1 ? DTYPES.map((d) => [d]) : arity === 2 ? DTYPES.map((d) => [d, d]) : DTYPES.map((d) => ['bool', d, d]);
+  const combos: DType[][] =
+    arity === 1 ? DTYPES.map((d) => [d]) : arity === 2 ? DTYPES.map((d) => [d, d]) : DTYPES.map((d) => ['bool', d, d]);
   const paramSets: Record<string, unknown>[] = prim === 'cast' ? DTYPES.map((dtype) => ({ dtype })) : [{}];
   const out: { inDtypes: DType[]; params: Record<string, unknown>; outDtype: DType }[] = [];
   for (const inDtypes of combos)
     for (const params of paramSets) {
       try {
         const avals = inDtypes.map((dtype) => ({ shape: [], dtype }));
-        const rule = shapeRules[prim] as unknown as (avals: { shape: number[]; dtype: DType }[], params: Record<string, unknown>) => { dtype: DType }[];
+        const rule = shapeRules[prim] as unknown as (
+          avals: { shape: number[]; dtype: DType }[],
+          params: Record<string, unknown>,
+        ) => { dtype: DType }[];
         const [o] = rule(avals, params);
         out.push({ inDtypes, params, outDtype: o.dtype });
       } catch {
@@ -53,7 +57,28 @@ t.test('the table covers exactly the elementwise primitives, and cpuKernels has 
   t.same([...ELEMENTWISE_PRIMS].sort(), [...ELEMENTWISE].sort());
   for (const prim of ELEMENTWISE_PRIMS) t.type(cpuKernels[prim], 'function', prim);
   const withSimd = ELEMENTWISE_PRIMS.filter((p) => SCALAR_OPS[p].simd !== null).sort();
-  t.same(withSimd, ['abs', 'add', 'cast', 'div', 'eq', 'floor', 'ge', 'gt', 'le', 'lt', 'max', 'min', 'mul', 'ne', 'neg', 'sign', 'sqrt', 'stop_gradient', 'sub', 'where']);
+  t.same(withSimd, [
+    'abs',
+    'add',
+    'cast',
+    'div',
+    'eq',
+    'floor',
+    'ge',
+    'gt',
+    'le',
+    'lt',
+    'max',
+    'min',
+    'mul',
+    'ne',
+    'neg',
+    'sign',
+    'sqrt',
+    'stop_gradient',
+    'sub',
+    'where',
+  ]);
 });
 
 t.test('js expression and evaluator agree on special values for every accepted dtype', async (t) => {
@@ -75,37 +100,42 @@ t.test('js expression and evaluator agree on special values for every accepted d
   }
 });
 
-t.test('each SIMD rendering matches the evaluator through a compiled float32 group', { skip: elementwiseBackendName() !== 'wasm-simd' && 'no WebAssembly SIMD' }, async (t) => {
-  const n = 512; // above the WebAssembly threshold, a multiple of neither the row nor the vector width
-  const specials = SPECIAL.float32;
-  const column = (k: number): Float32Array => Float32Array.from({ length: n }, (_, i) => specials[(i * (k + 3) + k * 5) % specials.length] * (1 + ((i >> 4) % 7)));
-  for (const prim of ELEMENTWISE_PRIMS) {
-    const op = SCALAR_OPS[prim];
-    if (op.simd === null) continue;
-    const targets: DType[] = prim === 'cast' ? ['float32', 'bool'] : ['float32'];
-    for (const target of targets) {
-      const params = (prim === 'cast' ? { dtype: target } : {}) as PrimParams[typeof prim];
-      const data = Array.from({ length: op.arity }, (_, k) => column(k));
-      // where's mask comes from a compare in the same group, so the group stays float32 at its boundary.
-      const f = jit((...xs: Tensor[]): Tensor => {
-        const operands = prim === 'where' ? [bind('gt', [xs[0], xs[1]], {})[0], xs[1], xs[2]] : xs;
-        const y = bind(prim, operands, params)[0];
-        // A bool result leaves the group as float32 so both paths write the same dtype.
-        return y.dtype === 'bool' ? bind('cast', [y], { dtype: 'float32' })[0] : bind('add', [y, xs[0]], {})[0];
-      });
-      const before = wasmElementwiseStats.calls;
-      const got = (f(...data.map((d) => fromTyped(d, [n]))) as NDArray).toTyped() as Float32Array;
-      t.ok(wasmElementwiseStats.calls > before, `${prim} -> ${target}: ran as WebAssembly`);
-      let bad = '';
-      for (let i = 0; i < n && bad === ''; i++) {
-        const xs = data.map((d) => d[i]);
-        const operands = prim === 'where' ? [xs[0] > xs[1] ? 1 : 0, xs[1], xs[2]] : xs;
-        const outDtype: DType = prim === 'cast' ? target : ['lt', 'le', 'gt', 'ge', 'eq', 'ne'].includes(prim) ? 'bool' : 'float32';
-        const y = storeValue(op.evaluate(operands, params, outDtype), outDtype);
-        const want = outDtype === 'bool' ? y : Math.fround(y + xs[0]);
-        if (!sameNumber(got[i], want)) bad = `element ${i} (${xs.join(', ')}): got ${got[i]}, want ${want}`;
+t.test(
+  'each SIMD rendering matches the evaluator through a compiled float32 group',
+  { skip: elementwiseBackendName() !== 'wasm-simd' && 'no WebAssembly SIMD' },
+  async (t) => {
+    const n = 512; // above the WebAssembly threshold, a multiple of neither the row nor the vector width
+    const specials = SPECIAL.float32;
+    const column = (k: number): Float32Array =>
+      Float32Array.from({ length: n }, (_, i) => specials[(i * (k + 3) + k * 5) % specials.length] * (1 + ((i >> 4) % 7)));
+    for (const prim of ELEMENTWISE_PRIMS) {
+      const op = SCALAR_OPS[prim];
+      if (op.simd === null) continue;
+      const targets: DType[] = prim === 'cast' ? ['float32', 'bool'] : ['float32'];
+      for (const target of targets) {
+        const params = (prim === 'cast' ? { dtype: target } : {}) as PrimParams[typeof prim];
+        const data = Array.from({ length: op.arity }, (_, k) => column(k));
+        // where's mask comes from a compare in the same group, so the group stays float32 at its boundary.
+        const f = jit((...xs: Tensor[]): Tensor => {
+          const operands = prim === 'where' ? [bind('gt', [xs[0], xs[1]], {})[0], xs[1], xs[2]] : xs;
+          const y = bind(prim, operands, params)[0];
+          // A bool result leaves the group as float32 so both paths write the same dtype.
+          return y.dtype === 'bool' ? bind('cast', [y], { dtype: 'float32' })[0] : bind('add', [y, xs[0]], {})[0];
+        });
+        const before = wasmElementwiseStats.calls;
+        const got = (f(...data.map((d) => fromTyped(d, [n]))) as NDArray).toTyped() as Float32Array;
+        t.ok(wasmElementwiseStats.calls > before, `${prim} -> ${target}: ran as WebAssembly`);
+        let bad = '';
+        for (let i = 0; i < n && bad === ''; i++) {
+          const xs = data.map((d) => d[i]);
+          const operands = prim === 'where' ? [xs[0] > xs[1] ? 1 : 0, xs[1], xs[2]] : xs;
+          const outDtype: DType = prim === 'cast' ? target : ['lt', 'le', 'gt', 'ge', 'eq', 'ne'].includes(prim) ? 'bool' : 'float32';
+          const y = storeValue(op.evaluate(operands, params, outDtype), outDtype);
+          const want = outDtype === 'bool' ? y : Math.fround(y + xs[0]);
+          if (!sameNumber(got[i], want)) bad = `element ${i} (${xs.join(', ')}): got ${got[i]}, want ${want}`;
+        }
+        t.equal(bad, '', `${prim} -> ${target}`);
       }
-      t.equal(bad, '', `${prim} -> ${target}`);
     }
-  }
-});
+  },
+);

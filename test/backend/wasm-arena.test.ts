@@ -12,7 +12,7 @@ import { firstBitDifference } from './fixtures/compare.js';
 import {
   add,
   broadcastTo,
-  detachResident,
+  toHost,
   fromTyped,
   jit,
   matmul,
@@ -82,7 +82,7 @@ t.test('resident views survive the memory growing', { skip: !arenaResidentCapabl
 });
 
 /** Arrays in the arena: outputs of a program asked to keep them resident. */
-const resident = jit((x: Tensor) => x.mul(1)).donating([], { keepResident: true });
+const resident = jit((x: Tensor) => x.mul(1)).donating([], { keepInBackend: true });
 
 t.test('kernels on resident operands give the bits they give on ordinary arrays', { skip: !arenaResidentCapable() && 'no shared WebAssembly memory here' }, async (t) => {
   const next = rng(11);
@@ -108,22 +108,22 @@ t.test('kernels on resident operands give the bits they give on ordinary arrays'
     const want = bits(jit(f)(...ins));
     const res = ins.map((x) => resident(x) as NDArray);
     t.ok(res.every((x) => x.size < 256 || isResident(x.data)), `${name}: operands of 256+ elements are resident`);
-    const kept = jit(f).donating([], { keepResident: true })(...res) as NDArray;
+    const kept = jit(f).donating([], { keepInBackend: true })(...res) as NDArray;
     const got = jit(f)(...res) as NDArray;
     t.equal(firstBitDifference(bits(got), want), -1, `${name}: same bits`);
     t.equal(firstBitDifference(bits(kept), want), -1, `${name}: same bits, result kept resident`);
     t.notOk(isResident(got.data), `${name}: the outermost call returns an ordinary array`);
-    t.equal(firstBitDifference(bits(reshape(detachResident(kept), [-1])), want), -1, `${name}: detachResident copies the values`);
+    t.equal(firstBitDifference(bits(reshape(toHost(kept), [-1])), want), -1, `${name}: toHost copies the values`);
   }
 });
 
-t.test('detachResident gives ordinary arrays and keeps views sharing one copy', { skip: !arenaResidentCapable() && 'no shared WebAssembly memory here' }, async (t) => {
+t.test('toHost gives ordinary arrays and keeps views sharing one copy', { skip: !arenaResidentCapable() && 'no shared WebAssembly memory here' }, async (t) => {
   const [a, aT] = jit((x: Tensor) => {
     const y = x.add(1);
     return [y, transpose(y)] as const;
-  }).donating([], { keepResident: true })(fromTyped(Float32Array.from({ length: 600 }, (_, i) => i), [20, 30])) as unknown as [NDArray, NDArray];
+  }).donating([], { keepInBackend: true })(fromTyped(Float32Array.from({ length: 600 }, (_, i) => i), [20, 30])) as unknown as [NDArray, NDArray];
   t.ok(isResident(a.data) && a.data === aT.data, 'resident, and the transpose is a view');
-  const tree = detachResident({ a, aT, n: 3 });
+  const tree = toHost({ a, aT, n: 3 });
   t.notOk(isResident(tree.a.data), 'copied out');
   t.equal(tree.a.data, tree.aT.data, 'the two views share their copy');
   t.same(tree.aT.shape, [30, 20]);
@@ -164,22 +164,22 @@ t.test('no arena memory leaks over many steps: fit, a scan inside jit, callbacks
   const rnn = jit((h0: Tensor, xs: Tensor, w: Tensor) => scan((h: Tensor, xt: Tensor) => {
     const h2 = tanh(add(matmul(h, w), xt));
     return [h2, h2.mul(2)] as const;
-  }, h0, xs)).donating([], { keepResident: true });
+  }, h0, xs)).donating([], { keepInBackend: true });
   // A body that returns its previous carry as y (a filter emitting the state before the update):
   // the donated input carry leaves as y and must be recycled after the copy; its final carry is
   // unused by the caller.
-  const delayed = jit((c0: Tensor, xs: Tensor) => scan((c: Tensor, xt: Tensor) => [c.mul(0.9).add(xt), c] as const, c0, xs)[1]).donating([], { keepResident: true });
+  const delayed = jit((c0: Tensor, xs: Tensor) => scan((c: Tensor, xt: Tensor) => [c.mul(0.9).add(xt), c] as const, c0, xs)[1]).donating([], { keepInBackend: true });
   const c0 = fromTyped(randomF32(16 * 64, next), [16, 64]);
   const xsD = fromTyped(randomF32(30 * 16 * 64, next), [30, 16, 64]);
-  detachResident(delayed(c0, xsD), { recycle: true });
+  toHost(delayed(c0, xsD), { recycle: true });
   const d0 = poolStats.residentBytes;
-  for (let i = 0; i < 10; i++) detachResident(delayed(c0, xsD), { recycle: true });
+  for (let i = 0; i < 10; i++) toHost(delayed(c0, xsD), { recycle: true });
   t.ok(poolStats.residentBytes <= d0, `a scan whose y is its previous carry, 10 calls: resident bytes flat (${d0} -> ${poolStats.residentBytes})`);
   const h0 = fromTyped(randomF32(16 * 64, next), [16, 64]);
   const xs = fromTyped(randomF32(50 * 16 * 64, next), [50, 16, 64]);
   const w = fromTyped(randomF32(64 * 64, next).map((v) => v * 0.1), [64, 64]);
-  detachResident(rnn(h0, xs, w), { recycle: true });
+  toHost(rnn(h0, xs, w), { recycle: true });
   const s0 = poolStats.residentBytes;
-  for (let i = 0; i < 10; i++) detachResident(rnn(h0, xs, w), { recycle: true });
+  for (let i = 0; i < 10; i++) toHost(rnn(h0, xs, w), { recycle: true });
   t.ok(poolStats.residentBytes <= s0, `a scan of 50 steps, 10 calls: resident bytes flat (${s0} -> ${poolStats.residentBytes})`);
 });

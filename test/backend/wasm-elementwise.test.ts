@@ -321,7 +321,7 @@ t.test('random programs, layouts and special values: wasm-simd == js == eager, b
       const auto = runWith('auto', f, args);
       // The same views over memory in the kernels' arena, results kept there: operands are read
       // and results written in place (core/backend/wasm/kernel-cache.ts).
-      const inArena = runWith('wasm-simd', f.donating([], { keepResident: true }) as (...a: NDArray[]) => Tensor[], args.map(toArena));
+      const inArena = runWith('wasm-simd', f.donating([], { keepInBackend: true }) as (...a: NDArray[]) => Tensor[], args.map(toArena));
       const eager = program(...args);
       const what = () => `shape [${c.shape}], inputs ${c.inputs.map((s) => s.kind).join(',')}: ${roots.map(showExpr).join(' ; ')}`;
       roots.forEach((_, j) => {

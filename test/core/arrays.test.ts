@@ -470,7 +470,7 @@ t.test('gatherRows: runs of consecutive rows, repeats, sliced sources and pooled
       const idx = order.map((i) => i % n);
       const want = idx.flatMap((i) => rowValues(x, i));
       for (const pooled of [false, true]) {
-        const got = gatherRows(x, idx, { pooled });
+        const got = gatherRows(x, idx, { donate: pooled });
         t.same(got.shape, [idx.length, ...x.shape.slice(1)]);
         t.same(Array.from(got.toTyped()), want, `${name}, rows ${idx}${pooled ? ', pooled' : ''}`);
       }

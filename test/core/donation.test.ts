@@ -25,7 +25,7 @@ t.test('a donated argument is reused for an output; results equal the undonated 
   const step = jit(update);
   // Produced by a compiled program and kept in the kernels' arena, so their buffers come from the
   // pool and may be recycled.
-  const start = jit((x: Tensor) => [x.mul(1), x.mul(0)] as const).donating([], { keepResident: true })(filled((i) => (i % 7) / 7 - 0.5));
+  const start = jit((x: Tensor) => [x.mul(1), x.mul(0)] as const).donating([], { keepInBackend: true })(filled((i) => (i % 7) / 7 - 0.5));
   let [w, m] = start as unknown as [NDArray, NDArray];
   const g = filled((i) => ((i * 3) % 11) / 11 - 0.5);
   const wValues = Float32Array.from(w.toTyped() as Float32Array);
@@ -34,7 +34,7 @@ t.test('a donated argument is reused for an output; results equal the undonated 
   // Undonated: inputs untouched.
   t.same(Array.from(w.toTyped()), Array.from(wValues), 'inputs intact without donation');
   const donatedW = w.data;
-  const out = step.donating([0, 1], { keepResident: true })(w, m, g) as unknown as [NDArray, NDArray];
+  const out = step.donating([0, 1], { keepInBackend: true })(w, m, g) as unknown as [NDArray, NDArray];
   t.same(Array.from(out[0].toTyped()), Array.from(plain[0].toTyped()), 'same w with donation');
   t.same(Array.from(out[1].toTyped()), Array.from(plain[1].toTyped()), 'same m with donation');
   for (let i = 0; i < N; i += 97) {
@@ -45,14 +45,14 @@ t.test('a donated argument is reused for an output; results equal the undonated 
   // The donated buffers go back after their last read (the fused update reads them while it
   // writes its outputs), so the next call's outputs land in them.
   const donatedM = m.data;
-  const again = step.donating([0, 1], { keepResident: true })(out[0], out[1], g) as unknown as [NDArray, NDArray];
+  const again = step.donating([0, 1], { keepInBackend: true })(out[0], out[1], g) as unknown as [NDArray, NDArray];
   t.ok([again[0].data, again[1].data].some((d) => d === donatedW || d === donatedM), 'the next outputs were written into the donated buffers');
   t.same(Array.from(again[0].toTyped()), Array.from((step(plain[0], plain[1], g) as unknown as NDArray[])[0].toTyped()), 'and hold the right values');
   // A loop of donating steps gives the same trajectory as plain steps.
   [w, m] = [again[0], again[1]];
   let [pw, pm] = step(plain[0], plain[1], g) as unknown as [NDArray, NDArray];
   for (let k = 0; k < 20; k++) {
-    [w, m] = step.donating([0, 1], { keepResident: true })(w, m, g) as unknown as [NDArray, NDArray];
+    [w, m] = step.donating([0, 1], { keepInBackend: true })(w, m, g) as unknown as [NDArray, NDArray];
     [pw, pm] = step(pw, pm, g) as unknown as [NDArray, NDArray];
   }
   t.same(Array.from(w.toTyped()), Array.from(pw.toTyped()), 'trajectories agree after 20 donated steps');
@@ -60,17 +60,17 @@ t.test('a donated argument is reused for an output; results equal the undonated 
 });
 
 t.test('a donated argument returned unchanged, or also passed undonated, is never recycled', async (t) => {
-  const [x] = jit((v: Tensor) => [v.mul(2)] as const).donating([], { keepResident: true })(filled((i) => i)) as unknown as [NDArray];
+  const [x] = jit((v: Tensor) => [v.mul(2)] as const).donating([], { keepInBackend: true })(filled((i) => i)) as unknown as [NDArray];
   const copy = Float32Array.from(x.toTyped() as Float32Array);
   const passthrough = jit((a: Tensor, b: Tensor) => [a, b.add(1)] as const);
-  const [same] = passthrough.donating([0], { keepResident: true })(x, x) as unknown as [NDArray, NDArray];
+  const [same] = passthrough.donating([0], { keepInBackend: true })(x, x) as unknown as [NDArray, NDArray];
   t.equal(same.data, x.data, 'passthrough output is the input buffer');
   // Another program's outputs must not land in x's buffer.
   const other = jit((v: Tensor) => v.mul(3).add(1));
   for (let k = 0; k < 5; k++) other(filled((i) => i * k));
   t.same(Array.from(x.toTyped()), Array.from(copy), 'x intact');
   const both = jit((a: Tensor, b: Tensor) => a.mul(b).add(1));
-  both.donating([0], { keepResident: true })(x, x);
+  both.donating([0], { keepInBackend: true })(x, x);
   for (let k = 0; k < 5; k++) other(filled((i) => -i * k));
   t.same(Array.from(x.toTyped()), Array.from(copy), 'x intact when also passed undonated');
 });
@@ -113,7 +113,7 @@ t.test('a fused update writes its results over donated inputs read for the last 
   for (const shape of [[4096], [64, 64], [63, 65]]) {
     const size = shape.reduce((a, c) => a * c, 1);
     const mk = (f: (i: number) => number): NDArray => fromTyped(Float32Array.from({ length: size }, (_, i) => f(i)), shape);
-    const keep = jit((x: Tensor) => x.mul(1)).donating([], { keepResident: true });
+    const keep = jit((x: Tensor) => x.mul(1)).donating([], { keepInBackend: true });
     let w = keep(mk((i) => (i % 7) / 7 - 0.5)) as NDArray;
     let m = keep(mk((i) => (i % 5) / 50)) as NDArray;
     const g = mk((i) => ((i * 3) % 11) / 11 - 0.5);
@@ -122,7 +122,7 @@ t.test('a fused update writes its results over donated inputs read for the last 
     let inPlace = 0;
     for (let k = 0; k < 5; k++) {
       const before = [w.data, m.data];
-      [w, m] = step.donating([0, 1], { keepResident: true })(w, m, g) as unknown as [NDArray, NDArray];
+      [w, m] = step.donating([0, 1], { keepInBackend: true })(w, m, g) as unknown as [NDArray, NDArray];
       if (before.includes(w.data) || before.includes(m.data)) inPlace++;
       [pw, pm] = step(pw, pm, g) as unknown as [NDArray, NDArray];
     }

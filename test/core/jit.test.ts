@@ -36,8 +36,6 @@ import {
   mul,
   neg,
   NDArray,
-  registerBackend,
-  cpuBackend,
   getBackend,
   withBackend,
   pad,
@@ -61,6 +59,7 @@ import {
   where,
   type Tensor,
 } from '../../core/index.js';
+import { cpuBackend, registerBackend } from '../../core/internal.js';
 import { expectClose, expectShape, firstMismatch, prop, sizeOfShape, thrown, valuesArb } from './fixtures/helpers.js';
 
 interface Env {

@@ -40,7 +40,8 @@ t.test('broadcast scalar constants enter jit as literals and give the eager valu
 });
 
 t.test('jit caches per backend', async (t) => {
-  const { jit, mul, registerBackend, setBackend, cpuBackend } = await import('../../core/index.js');
+  const { jit, mul, setBackend } = await import('../../core/index.js');
+  const { registerBackend, cpuBackend } = await import('../../core/internal.js');
   let runs = 0;
   registerBackend({ name: 'counting-cpu', run: (p, i, q) => cpuBackend.run(p, i, q), compile: (j) => { runs++; return cpuBackend.compile(j); } });
   const f = jit((x: Tensor) => mul(x, 2));

@@ -22,14 +22,20 @@ interface NoGradient {
   readonly noGradient: string;
 }
 
-const one = <P extends Primitive>(prim: P, params: Parameters<typeof bind<P>>[2]) => (...xs: Tensor[]): Tensor => bind(prim, xs, params)[0];
+const one =
+  <P extends Primitive>(prim: P, params: Parameters<typeof bind<P>>[2]) =>
+  (...xs: Tensor[]): Tensor =>
+    bind(prim, xs, params)[0];
 const vec = (values: number[], shape: number[] = [values.length]): NDArray => f64(values, shape);
 const POSITIVE = [0.3, 0.7, 1.2, 1.9, 2.6, 0.45];
 const MIXED = [-1.3, 0.4, 2.1, -0.6, 0.9, -2.2];
 const OTHER = [0.8, -1.7, 0.35, 1.4, -0.25, 1.1];
 const NOT_INTEGER = [-1.3, 0.4, 2.1, -0.6, 0.9, -2.2];
 const unaryCase = (prim: Primitive, values: number[]): GradientCase => ({ f: one(prim, {}), inputs: () => [vec(values, [2, 3])] });
-const binaryCase = (prim: Primitive, a: number[], b: number[]): GradientCase => ({ f: one(prim, {}), inputs: () => [vec(a, [2, 3]), vec(b, [2, 3])] });
+const binaryCase = (prim: Primitive, a: number[], b: number[]): GradientCase => ({
+  f: one(prim, {}),
+  inputs: () => [vec(a, [2, 3]), vec(b, [2, 3])],
+});
 const comparison = 'its output is bool: comparisons carry no gradient';
 const integerOutput = 'its output is int32: integer outputs carry no gradient';
 const keyInput = 'its only input is a uint32 PRNG key: samples are not differentiable in the key';
@@ -62,7 +68,10 @@ const CASES: { [P in Primitive]: GradientCase | NoGradient } = {
   ne: { noGradient: comparison },
   where: { f: (x, y) => bind('where', [mask, x, y], {})[0], inputs: () => [vec(MIXED, [2, 3]), vec(OTHER, [2, 3])] },
   cast: { f: one('cast', { dtype: 'float64' }), inputs: () => [vec(MIXED, [2, 3])] },
-  stop_gradient: { noGradient: 'its gradient is zero by definition, which finite differences (seeing the identity) cannot check; vjp.test.ts checks it is zero' },
+  stop_gradient: {
+    noGradient:
+      'its gradient is zero by definition, which finite differences (seeing the identity) cannot check; vjp.test.ts checks it is zero',
+  },
   reduce_sum: { f: one('reduce_sum', { axes: [1] }), inputs: () => [vec(MIXED, [2, 3])] },
   reduce_max: { f: one('reduce_max', { axes: [0] }), inputs: () => [vec(MIXED, [2, 3])] },
   reduce_min: { f: one('reduce_min', { axes: [0, 1] }), inputs: () => [vec(MIXED, [2, 3])] },
@@ -91,10 +100,14 @@ const CASES: { [P in Primitive]: GradientCase | NoGradient } = {
   // carry, the xs and a closed-over constant.
   scan: {
     f: (c0, xs, c) => {
-      const [carry, ys] = scan((h: Tensor, x: Tensor): [Tensor, Tensor] => {
-        const next = bind('add', [mul(h, x), c], {})[0];
-        return [next, mul(next, next)];
-      }, c0, xs);
+      const [carry, ys] = scan(
+        (h: Tensor, x: Tensor): [Tensor, Tensor] => {
+          const next = bind('add', [mul(h, x), c], {})[0];
+          return [next, mul(next, next)];
+        },
+        c0,
+        xs,
+      );
       return bind('concatenate', [bind('reshape', [carry], { shape: [1, 2] })[0], ys], { axis: 0 })[0];
     },
     inputs: () => [vec([0.5, -0.3]), vec(MIXED, [3, 2]), vec([0.2, -0.4])],

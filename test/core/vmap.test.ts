@@ -12,7 +12,6 @@ import {
   argmax,
   argsort,
   array,
-  bind,
   broadcastTo,
   cast,
   concatenate,
@@ -43,7 +42,6 @@ import {
   random,
   reshape,
   scan,
-  shapeRules,
   sigmoid,
   sign,
   slice,
@@ -62,6 +60,7 @@ import {
   type Tensor,
   type Tree,
 } from '../../core/index.js';
+import { bind, shapeRules } from '../../core/internal.js';
 import { arrArb, expectClose, f64, prop, shapeArb, thrown, type Shape } from './fixtures/helpers.js';
 
 const RTOL = 1e-12;

@@ -1,6 +1,6 @@
 /** Lowpass and Alpha filters: step responses, DC gain, training identity, learning tau. */
 import t from 'tap';
-import { array, broadcastTo, jit, mean, random, square, sub, valueAndGrad, type Tensor, type Tree } from '../../core/index.js';
+import { array, broadcastTo, mean, random, square, sub, valueAndGrad, type Tensor, type Tree } from '../../core/index.js';
 import { adam, applyUpdates } from '../../nn/index.js';
 import { alpha, lowpass } from '../../spiking/index.js';
 

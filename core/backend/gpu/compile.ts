@@ -19,7 +19,7 @@ import { cpuKernels } from '../cpu.js';
 import { SCALAR_OPS, type ElementwisePrim } from '../scalar-ops.js';
 import { inlineCustomVjp, planFusion, REDUCE_OPS } from '../plan.js';
 import { MAX_GPU_INDEX, STACK_FANIN, fusedKernelSource, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
-import { launch, launchArgs, readback, release, upload, uploadBuffer, type DevArray } from './runtime.js';
+import { launch, launchArgs, readback, release, upload, uploadBuffer, type DevArray, type GpuBuffer } from './runtime.js';
 
 type Val = NDArray | DevArray;
 const isDev = (v: Val): v is DevArray => !(v instanceof NDArray);
@@ -32,6 +32,9 @@ interface Ctx {
 }
 function toDev(v: Val, ctx: Ctx): DevArray {
   if (isDev(v)) return v;
+  // An array already in gpujs memory (toDevice) is read where it is: no readback, no upload.
+  const own = v.device === 'gpujs' ? (v.deviceBuffer as GpuBuffer) : null;
+  if (own !== null) return { tex: own.tex, bufSize: Math.max(1, own.size), shape: v.shape.slice(), strides: contiguousStrides(v.shape), offset: 0, dtype: v.dtype };
   // Small enough a buffer behind the view: upload it whole (shared by all its views); otherwise
   // only the view's compact data.
   const compactSize = v.shape.reduce((a, d, i) => a * (v.strides[i] === 0 ? 1 : d), 1);

@@ -11,9 +11,9 @@
  * const r = enableGpuBackend(); // { ok, mode, reason }: in Node needs the 'gl' package and a display (xvfb-run)
  * if (r.ok) setBackend('gpujs');
  */
-import { registerBackend, type Backend } from '../../trace.js';
+import { registerBackend, type Backend } from '../../backends.js';
 import { compileGpu, gpuRun } from './compile.js';
-import { currentMode, defaultModes, probes, startGpu, type GpuMode } from './runtime.js';
+import { currentMode, defaultModes, gpuMemory, probes, startGpu, type GpuMode } from './runtime.js';
 
 export { gpuTransferStats, resetGpuTransferStats, type GpuMode, type GpuTransferStats } from './runtime.js';
 
@@ -21,6 +21,7 @@ export const gpuBackend: Backend = {
   name: 'gpujs',
   run: (prim, inputs, params) => gpuRun(prim, inputs, params),
   compile: (jaxpr) => compileGpu(jaxpr),
+  memory: gpuMemory,
 };
 
 export interface GpuEnableOptions {

@@ -5,6 +5,7 @@
 import type { GPU, IKernelRunShortcut, Texture } from 'gpu.js';
 import { allocate, type DType, type TypedArray } from '../../dtype.js';
 import { makeView, NDArray } from '../../ndarray.js';
+import type { DeviceBuffer, DeviceMemory } from '../../backends.js';
 import { contiguousStrides } from '../../shape.js';
 import { debugEnabled } from '../../debug.js';
 import { UPLOAD_SOURCE } from './codegen.js';
@@ -173,6 +174,28 @@ export function readback(x: DevArray): NDArray {
   x.host = new NDArray(makeView(data, x.shape.slice(), x.strides.slice(), x.offset + (x.dyn ?? 0)), x.dtype);
   return x.host;
 }
+
+/** A gpujs device buffer: a flat float32 texture (bools and integers held as floats, as in the kernels). */
+export interface GpuBuffer extends DeviceBuffer {
+  readonly tex: Texture;
+}
+
+function readBuffer(buffer: DeviceBuffer): TypedArray {
+  const b = buffer as GpuBuffer;
+  return readback({ tex: b.tex, bufSize: Math.max(1, b.size), shape: [b.size], strides: [1], offset: 0, dtype: b.dtype }).data.slice(0, b.size) as TypedArray;
+}
+
+/** The gpujs backend's device memory (core/backends.ts DeviceMemory); WebGL reads back synchronously. */
+export const gpuMemory: DeviceMemory = {
+  malloc(dtype, size, initial) {
+    const { tex } = uploadFlat(initial ?? new Float32Array(size));
+    const buffer: GpuBuffer = { dtype, size, tex };
+    return buffer;
+  },
+  read: (buffer) => Promise.resolve(readBuffer(buffer)),
+  readSync: readBuffer,
+  free: (buffer) => (buffer as GpuBuffer).tex.delete(),
+};
 
 export function release(x: DevArray): void {
   x.tex.delete();
