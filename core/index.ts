@@ -9,6 +9,7 @@ export { Tensor, ConcretizationError, type NestedArray } from './tensor.js';
 export { NDArray, array, fromTyped, fromNdarray, zeros, ones, full, scalar, arange, gatherRows, toDevice, type ArrayOptions } from './ndarray.js';
 export { ShapeError, broadcastShapes, sizeOf } from './shape.js';
 export * from './ops.js';
+export * from './conv.js';
 export { grad, valueAndGrad, vjp, jvp, jacfwd, jacrev, hessian, type GradOptions, type JacobianOptions, type JvpOutput } from './vjp.js';
 export { jit, makeJaxpr, toHost, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';
 export { scan, customVjp, type ScanOptions } from './control.js';

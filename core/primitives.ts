@@ -47,6 +47,14 @@ export interface PrimParams {
   pad: { low: number[]; high: number[] };
   concatenate: { axis: number };
   matmul: NoParams;
+  /**
+   * N-D convolution (XLA's ConvGeneralDilated in one fixed layout): lhs [batch, ...spatial, C],
+   * rhs [...window, C / featureGroupCount, O], out [batch, ...outSpatial, O]. Per spatial axis:
+   * the input is dilated by `lhsDilation` (zeros between elements), padded by `padLow`/`padHigh`
+   * (negative values crop), and read by the window, dilated by `rhsDilation`, at steps of
+   * `strides`. Output channel o uses the input channels of group floor(o / (O / groups)).
+   */
+  conv: ConvParams;
   take_along_axis: { axis: number };
   scatter_add_along_axis: { axis: number; shape: number[] };
   argsort: { axis: number };
@@ -68,6 +76,25 @@ export interface PrimParams {
 }
 
 export type Primitive = keyof PrimParams;
+
+export type ConvParams = {
+  strides: number[];
+  padLow: number[];
+  padHigh: number[];
+  lhsDilation: number[];
+  rhsDilation: number[];
+  featureGroupCount: number;
+};
+
+/** Output spatial sizes of a conv, or a message saying why there are none. */
+export function convOutputSpatial(inSpatial: readonly number[], window: readonly number[], p: ConvParams): number[] | string {
+  const inputs = inSpatial.map((d, i) => (d - 1) * p.lhsDilation[i] + 1 + p.padLow[i] + p.padHigh[i]);
+  const windows = window.map((k, i) => (k - 1) * p.rhsDilation[i] + 1);
+  if (inSpatial.some((d, i) => d === 0 || window[i] === 0 || inputs[i] < windows[i])) {
+    return `the (dilated) window ${fmtShape(windows)} does not fit the (dilated, padded) input ${fmtShape(inputs)}`;
+  }
+  return inputs.map((d, i) => Math.floor((d - windows[i]) / p.strides[i]) + 1);
+}
 
 export const UNARY = ['neg', 'exp', 'log', 'log1p', 'sqrt', 'tanh', 'logistic', 'abs', 'sign', 'floor'] as const;
 export const BINARY = ['add', 'sub', 'mul', 'div', 'max', 'min', 'pow'] as const;
@@ -218,6 +245,30 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
     if (!shapesEqual(a.shape.slice(0, r - 2), b.shape.slice(0, r - 2))) fail('matmul', `batch dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
     if (a.dtype !== b.dtype) fail('matmul', `dtypes differ: ${a.dtype} vs ${b.dtype}`);
     return [{ shape: [...a.shape.slice(0, r - 1), b.shape[r - 1]], dtype: a.dtype }];
+  },
+  conv: (avals, p) => {
+    expectArity('conv', avals, 2);
+    const [x, w] = avals;
+    const r = p.strides.length;
+    const lists = { strides: p.strides, padLow: p.padLow, padHigh: p.padHigh, lhsDilation: p.lhsDilation, rhsDilation: p.rhsDilation };
+    for (const [k, v] of Object.entries(lists)) {
+      if (v.length !== r) fail('conv', `${k} has ${v.length} entries for ${r} spatial axes`);
+      if (v.some((e) => !Number.isInteger(e) || (k !== 'padLow' && k !== 'padHigh' && e < 1))) fail('conv', `${k} must be ${k.startsWith('pad') ? 'integers' : 'positive integers'}, got ${JSON.stringify(v)}`);
+    }
+    if (r < 1) fail('conv', 'needs at least one spatial axis');
+    if (x.shape.length !== r + 2 || w.shape.length !== r + 2) {
+      fail('conv', `for ${r} spatial axes expected input [batch, ...${r} spatial, channels] and kernel [...${r} window, in, out], got input ${fmtShape(x.shape)} and kernel ${fmtShape(w.shape)}`);
+    }
+    if (x.dtype !== w.dtype) fail('conv', `dtypes differ: input ${x.dtype} vs kernel ${w.dtype}`);
+    if (!isFloat(x.dtype)) fail('conv', `expected float arrays, got ${x.dtype}`);
+    const g = p.featureGroupCount;
+    const c = x.shape[r + 1];
+    const o = w.shape[r + 1];
+    if (!Number.isInteger(g) || g < 1 || c % g !== 0 || o % g !== 0) fail('conv', `featureGroupCount ${g} must divide the input channels (${c}) and the output channels (${o})`);
+    if (w.shape[r] * g !== c) fail('conv', `kernel ${fmtShape(w.shape)} takes ${w.shape[r]} input channels per group, but input ${fmtShape(x.shape)} has ${c} channels in ${g} group(s) (${c / g} each)`);
+    const spatial = convOutputSpatial(x.shape.slice(1, r + 1), w.shape.slice(0, r), p);
+    if (typeof spatial === 'string') fail('conv', `input ${fmtShape(x.shape)}, kernel ${fmtShape(w.shape)}: ${spatial}`);
+    return [{ shape: [x.shape[0], ...spatial, o], dtype: x.dtype }];
   },
   take_along_axis: ([x, idx], { axis }) => {
     if (idx.dtype !== 'int32') fail('take_along_axis', `indices must be int32, got ${idx.dtype}`);

@@ -4,6 +4,7 @@
  */
 import { isFloat } from './dtype.js';
 import type { Aval } from './ir.js';
+import { convInputGrad, convKernelGrad } from './conv.js';
 import * as ops from './ops.js';
 import { type PrimParams, type Primitive } from './primitives.js';
 import { fmtShape, ShapeError, shapesEqual } from './shape.js';
@@ -192,6 +193,8 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
   }),
   // d(AB) = dA B + A dB  =>  ct_A = ct B^T, ct_B = A^T ct
   matmul: simple('matmul', (ct, [a, b]) => [bind('matmul', [ct, ops.matrixTranspose(b)], {})[0], bind('matmul', [ops.matrixTranspose(a), ct], {})[0]]),
+  // Both cotangents are convolutions (core/conv.ts), so they differentiate again.
+  conv: simple('conv', (ct, [x, w], _y, p) => [convInputGrad(ct, x.shape, w, p), convKernelGrad(ct, x, w.shape, p)]),
   take_along_axis: simple('take_along_axis', (ct, [x, idx], _y, { axis }) => [bind('scatter_add_along_axis', [ct, idx], { axis, shape: x.shape.slice() })[0], null]),
   scatter_add_along_axis: simple('scatter_add_along_axis', (ct, [, idx], _y, { axis }) => [bind('take_along_axis', [ct, idx], { axis })[0], null]),
   argsort: noGrad('argsort'),

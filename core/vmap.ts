@@ -205,6 +205,39 @@ const matmulRule: BatchRule<'matmul'> = ([a, b], [da, db], _params, size) => {
 };
 
 /**
+ * conv over a batch: a batched input folds the batch into the conv's own batch axis; a batched
+ * kernel becomes more output channels (each group's block widened by the batch), and when both
+ * are batched the batch multiplies the feature groups, so member b's channels meet only its kernel.
+ */
+const convRule: BatchRule<'conv'> = ([x, w], [dx, dw], p, size) => {
+  const r = p.strides.length;
+  const g = p.featureGroupCount;
+  if (dw === null) {
+    const xb = moveAxis(x, dx!, 0); // [B, N, ...S, C]
+    const y = bind1('conv', [ops.reshape(xb, [size * xb.shape[1], ...xb.shape.slice(2)]), w], p);
+    return [[ops.reshape(y, [size, xb.shape[1], ...y.shape.slice(1)])], [0]];
+  }
+  const wb = moveAxis(w, dw, r + 1); // [...K, Cg, B, O]
+  const window = wb.shape.slice(0, r);
+  const groupIn = wb.shape[r];
+  const groupOut = wb.shape[r + 2] / g;
+  if (dx === null) {
+    // Output channels ordered (group, member, channel): each group's block stays contiguous.
+    const k = ops.transpose(ops.reshape(wb, [...window, groupIn, size, g, groupOut]), [...Array.from({ length: r + 1 }, (_, i) => i), r + 2, r + 1, r + 3]);
+    const y = bind1('conv', [x, ops.reshape(k, [...window, groupIn, g * size * groupOut])], p);
+    const lead = y.shape.slice(0, r + 1);
+    const split = ops.reshape(y, [...lead, g, size, groupOut]);
+    return [[ops.reshape(ops.transpose(split, [...Array.from({ length: r + 1 }, (_, i) => i), r + 2, r + 1, r + 3]), [...lead, size, g * groupOut])], [r + 1]];
+  }
+  // Both batched: channels (member, group, channel), groups B * G.
+  const xb = moveAxis(x, dx, x.ndim - 2); // [N, ...S, B, C]
+  const xs = ops.reshape(xb, [...xb.shape.slice(0, r + 1), size * xb.shape[r + 2]]);
+  const k = ops.reshape(wb, [...window, groupIn, size * g * groupOut]);
+  const y = bind1('conv', [xs, k], { ...p, featureGroupCount: size * g });
+  return [[ops.reshape(y, [...y.shape.slice(0, r + 1), size, g * groupOut])], [r + 1]];
+};
+
+/**
  * scan over a batch: the batch rides on axis 0 of the constants and carries and on axis 1 of xs
  * and ys. Which carries are batched is found by iterating to a fixed point (a shared initial
  * carry becomes batched when the body mixes batched values into it).
@@ -313,6 +346,7 @@ export const batchRules: { [P in Primitive]: BatchRule<P> } = {
   pad: leadingRule('pad', ({ low, high }) => ({ low: withLeadingAxis(low, 0), high: withLeadingAxis(high, 0) })),
   concatenate: leadingRule('concatenate', ({ axis }) => ({ axis: axis + 1 })),
   matmul: matmulRule,
+  conv: convRule,
   take_along_axis: leadingRule('take_along_axis', ({ axis }) => ({ axis: axis + 1 })),
   scatter_add_along_axis: leadingRule('scatter_add_along_axis', ({ axis, shape }, size) => ({ axis: axis + 1, shape: withLeadingAxis(shape, size) })),
   random_bits: randomRule('random_bits'),

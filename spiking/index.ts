@@ -13,3 +13,4 @@ export { runCell, type NeuronCell, type CellState, type CellRun } from './cell.j
 export { neuronLayer, resetNeuronState, type NeuronLayerOptions, type NeuronLayerState, type NeuronLayerSetup } from './neuron-layer.js';
 export * from './neurons.js';
 export { spikeCounts, spikeCountCrossEntropy, spikeCountMse, membraneCrossEntropy, spikeCountAccuracy } from './losses.js';
+export * as nir from './nir/index.js';

@@ -7,6 +7,9 @@
  */
 import { registerGradient } from '@tensorflow/tfjs-core';
 import { addGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Add_grad.js';
+import { avgPoolGradConfig } from '@tensorflow/tfjs-core/dist/gradients/AvgPool_grad.js';
+import { castGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Cast_grad.js';
+import { conv2DGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Conv2D_grad.js';
 import { batchMatMulGradConfig } from '@tensorflow/tfjs-core/dist/gradients/BatchMatMul_grad.js';
 import { broadcastToGradConfig } from '@tensorflow/tfjs-core/dist/gradients/BroadcastTo_grad.js';
 import { meanGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Mean_grad.js';
@@ -16,6 +19,6 @@ import { reluGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Relu_grad.j
 import { reshapeGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Reshape_grad.js';
 import { sumGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Sum_grad.js';
 
-for (const config of [addGradConfig, batchMatMulGradConfig, broadcastToGradConfig, meanGradConfig, multiplyGradConfig, negGradConfig, reluGradConfig, reshapeGradConfig, sumGradConfig]) {
+for (const config of [addGradConfig, avgPoolGradConfig, castGradConfig, conv2DGradConfig, batchMatMulGradConfig, broadcastToGradConfig, meanGradConfig, multiplyGradConfig, negGradConfig, reluGradConfig, reshapeGradConfig, sumGradConfig]) {
   registerGradient(config);
 }

@@ -14,6 +14,7 @@ import { compileJaxpr, detachResident } from './cpu-compile.js';
 import { giveBuffer, recyclable, residentScope, takeBuffer } from './pool.js';
 import { randomKernels } from './cpu-random.js';
 import { matmulKernel } from './matmul.js';
+import { convKernel } from './conv.js';
 
 export type Kernel<P extends Primitive> = (inputs: NDArray[], params: PrimParams[P]) => NDArray[];
 
@@ -140,6 +141,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     return [out];
   },
   matmul: ([a, b]) => [matmulKernel(a, b)],
+  conv: ([x, w], params) => [convKernel(x, w, params)],
   take_along_axis: ([x, idx], { axis }) => {
     const xv = axisLast(x, axis);
     const iv = axisLast(idx, axis);

@@ -107,6 +107,10 @@ const CASES: { [P in Primitive]: ParityCase } = {
   pad: { f: one('pad', { low: [1, 0], high: [2, 3] }), inputs: () => [rand(S, 20)] },
   concatenate: { f: one('concatenate', { axis: 1 }), inputs: () => [rand(S, 21), rand([5, 3], 22)] },
   matmul: { f: one('matmul', {}), inputs: () => [rand([2, 9, 13], 23), rand([2, 13, 6], 24)] },
+  conv: {
+    f: one('conv', { strides: [1, 2], padLow: [1, 0], padHigh: [1, 1], lhsDilation: [1, 2], rhsDilation: [2, 1], featureGroupCount: 2 }),
+    inputs: () => [rand([2, 6, 5, 4], 40), rand([2, 3, 2, 6], 41)],
+  },
   take_along_axis: { f: (x) => bind('take_along_axis', [x, idx], { axis: 1 })[0], inputs: () => [rand([4, 3], 25)] },
   scatter_add_along_axis: {
     f: (u) => bind('scatter_add_along_axis', [u, idx], { axis: 1, shape: [4, 5] })[0],

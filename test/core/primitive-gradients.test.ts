@@ -83,6 +83,10 @@ const CASES: { [P in Primitive]: GradientCase | NoGradient } = {
   pad: { f: one('pad', { low: [1, 0], high: [0, 2] }), inputs: () => [vec(MIXED, [2, 3])] },
   concatenate: { f: one('concatenate', { axis: 1 }), inputs: () => [vec(MIXED, [2, 3]), vec(OTHER.slice(0, 4), [2, 2])] },
   matmul: { f: one('matmul', {}), inputs: () => [vec(MIXED, [2, 3]), vec(OTHER, [3, 2])] },
+  conv: {
+    f: one('conv', { strides: [2], padLow: [1], padHigh: [0], lhsDilation: [1], rhsDilation: [1], featureGroupCount: 2 }),
+    inputs: () => [vec([...MIXED, ...OTHER], [1, 3, 4]), vec([...OTHER, ...MIXED].slice(0, 8), [2, 2, 2])],
+  },
   take_along_axis: { f: (x) => bind('take_along_axis', [x, indices], { axis: 1 })[0], inputs: () => [vec(MIXED, [2, 3])] },
   scatter_add_along_axis: {
     f: (u) => bind('scatter_add_along_axis', [u, indices], { axis: 1, shape: [2, 4] })[0],

@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import {
   abs,
+  convGeneral,
   add,
   argmax,
   argsort,
@@ -246,6 +247,14 @@ const primitiveCases: { [P in Primitive]: Case } = {
   concatenate: (t) => {
     vmapMatchesLoop(t, 'along the first axis', (a, b, c) => concatenate([a, b, c], 0), same(3, [1, 3]));
     vmapMatchesLoop(t, 'along the last axis', (a, b) => concatenate([a, b], -1), same(2, [1, 3]));
+  },
+  conv: (t) => {
+    // x [n, h, w, groups * 2], kernel [2, 2, 2, groups * 2]: a batched input, a batched kernel, or both.
+    const dims = fc.record({ n: fc.integer({ min: 1, max: 2 }), h: fc.integer({ min: 2, max: 4 }), w: fc.integer({ min: 2, max: 4 }), groups: fc.integer({ min: 1, max: 2 }) });
+    const f = (groups: number) => (x: Tensor, k: Tensor) => convGeneral(x, k, { strides: [1, 2], padding: 'same', groups });
+    for (const groups of [1, 2]) {
+      vmapMatchesLoop(t, `conv2d with ${groups} group(s)`, f(groups) as Fn, dims.map(({ n, h, w }) => [[n, h, w, groups * 2], [2, 2, 2, groups * 2]]), { runs: 12 });
+    }
   },
   matmul: (t) => {
     const dims = fc.record({ m: fc.integer({ min: 1, max: 3 }), k: fc.integer({ min: 1, max: 3 }), n: fc.integer({ min: 1, max: 3 }), b: fc.integer({ min: 1, max: 2 }) });

@@ -286,3 +286,33 @@ t.test('chain composes transformations in order and keeps a list of states', asy
   t.ok(Math.abs(x1 - -1) < 1e-4, `lr then adam: ${x1} ~ -1 (sign of -0.5 * 3)`);
   t.ok(Math.abs(x2 - -0.5) < 1e-4, `adam then lr: ${x2} ~ -0.5`);
 });
+
+t.test('a hand-written jitted training step traces once: init state has the layout of updated state', async (t) => {
+  const { jit, valueAndGrad, matmul, mean, square, random } = await import('../../core/index.js');
+  const x = random.normal(random.key(1), [8, 3]) as NDArray;
+  const y = random.normal(random.key(2), [8, 1]) as NDArray;
+  let params: Tree = { w: random.normal(random.key(3), [3, 1]), b: f32([0]) };
+  for (const [name, opt] of [['adam', adam(0.05)], ['sgd + nesterov momentum', sgd(0.05, { momentum: 0.9, nesterov: true })]] as const) {
+    let traces = 0;
+    const step = jit((p: Tree, s: Tree, xb: Tensor, yb: Tensor) => {
+      traces++;
+      const [loss, g] = valueAndGrad((q: Tree) => {
+        const { w, b } = q as { w: Tensor; b: Tensor };
+        return mean(square(matmul(xb, w).add(b).sub(yb)));
+      })(p);
+      const [u, s2] = opt.update(g, s as Tree[], p);
+      return { p: applyUpdates(p, u), s: s2, loss };
+    });
+    let state: Tree = opt.init(params);
+    const losses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const out = step(params, state, x, y) as { p: Tree; s: Tree; loss: Tensor };
+      params = out.p;
+      state = out.s;
+      losses.push(out.loss.item());
+    }
+    t.equal(traces, 1, `${name}: four steps, one trace`);
+    t.equal(step.cacheSize, 1, `${name}: one cache entry`);
+    t.ok(losses[3] < losses[0], `${name}: the loss falls (${losses[0]} -> ${losses[3]})`);
+  }
+});

@@ -240,3 +240,45 @@ export function stackKernelSource(items: readonly { readonly shape: readonly num
 
 /** The upload kernel: copies a host Float32Array into a texture. */
 export const UPLOAD_SOURCE = 'function upload(a) {\n  return a[this.thread.x];\n}';
+
+/**
+ * Kernel source for the `conv` primitive (layout in core/primitives.ts) over strided views: one
+ * thread per output element loops over the window taps and the group's input channels; taps that
+ * fall on padding or between dilated input elements are skipped.
+ */
+export function convKernelSource(
+  p: { readonly strides: readonly number[]; readonly padLow: readonly number[]; readonly lhsDilation: readonly number[]; readonly rhsDilation: readonly number[]; readonly featureGroupCount: number },
+  xShape: readonly number[],
+  wShape: readonly number[],
+  outShape: readonly number[],
+  xv: InputView,
+  wv: InputView,
+): string {
+  const r = p.strides.length;
+  const groupIn = wShape[r];
+  const groupOut = wShape[r + 1] / p.featureGroupCount;
+  const body: string[] = ['let x = this.thread.x + 0.0;'];
+  const d = digits('x', outShape, 'o', body);
+  const co = d[r + 1];
+  body.push(`let grp = Math.floor((${co} + 0.5) / ${lit(groupOut)});`);
+  body.push(`let xb = ${baseExpr('X', xv, [d[0]], [xv.strides[0]])} + grp * ${lit(groupIn * xv.strides[r + 1])};`);
+  body.push(`let wb = ${baseExpr('W', wv, [co], [wv.strides[r + 1]])};`, 'let acc = 0.0;');
+  const close: string[] = [];
+  for (let a = 0; a < r; a++) {
+    body.push(`for (let k${a} = 0; k${a} < ${wShape[a]}; k${a}++) {`);
+    body.push(`let kf${a} = k${a} + 0.0;`);
+    body.push(`let at${a} = ${d[a + 1]} * ${lit(p.strides[a])} + kf${a} * ${lit(p.rhsDilation[a])} - ${lit(p.padLow[a])};`);
+    const ld = p.lhsDilation[a];
+    body.push(ld === 1 ? `let i${a} = at${a};` : `let i${a} = Math.floor((at${a} + 0.5) / ${lit(ld)});`);
+    const holes = ld === 1 ? '' : ` && Math.abs(at${a} - i${a} * ${lit(ld)}) < 0.5`;
+    body.push(`if (at${a} > -0.5 && i${a} < ${lit(xShape[a + 1] - 0.5)}${holes}) {`);
+    close.push('}', '}');
+  }
+  const xOff = Array.from({ length: r }, (_, a) => `i${a} * ${lit(xv.strides[a + 1])}`).join(' + ');
+  const wOff = Array.from({ length: r }, (_, a) => `kf${a} * ${lit(wv.strides[a])}`).join(' + ');
+  body.push(`let xo = xb + ${xOff};`, `let wo = wb + ${wOff};`);
+  body.push(`for (let c = 0; c < ${groupIn}; c++) {`, 'let cf = c + 0.0;');
+  body.push(`acc = acc + X[xo + cf * ${lit(xv.strides[r + 1])}] * W[wo + cf * ${lit(wv.strides[r])}];`, '}');
+  body.push(...close, 'return acc;');
+  return `function conv(${[...params('X', xv), ...params('W', wv)].join(', ')}) {\n  ${body.join('\n  ')}\n}`;
+}

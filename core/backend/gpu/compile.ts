@@ -18,7 +18,7 @@ import { avalOf, literalArray } from '../../trace.js';
 import { cpuKernels } from '../cpu.js';
 import { SCALAR_OPS, type ElementwisePrim } from '../scalar-ops.js';
 import { inlineCustomVjp, planFusion, REDUCE_OPS } from '../plan.js';
-import { MAX_GPU_INDEX, STACK_FANIN, fusedKernelSource, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
+import { MAX_GPU_INDEX, STACK_FANIN, convKernelSource, fusedKernelSource, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
 import { launch, launchArgs, readback, release, upload, uploadBuffer, type DevArray, type GpuBuffer } from './runtime.js';
 
 type Val = NDArray | DevArray;
@@ -177,6 +177,11 @@ function runMatmul(a: DevArray, b: DevArray): DevArray {
   return launch(src, [a, b], [...batch, m, n], 'float32');
 }
 
+function runConv(x: DevArray, w: DevArray, p: PrimParams['conv']): DevArray {
+  const out = shapeRules.conv([{ shape: x.shape, dtype: 'float32' }, { shape: w.shape, dtype: 'float32' }], p)[0].shape;
+  return launch(convKernelSource(p, x.shape, w.shape, out, viewOf(x), viewOf(w)), [x, w], out, 'float32');
+}
+
 /** A device view op (no data moves), or null when it needs a copy (reshape of a strided view). */
 function viewDev<P extends Primitive>(prim: P, x: DevArray, params: PrimParams[P], ctx: Ctx): DevArray {
   const base = { tex: x.tex, bufSize: x.bufSize, dtype: x.dtype, dyn: x.dyn };
@@ -254,6 +259,11 @@ export function gpuRun<P extends Primitive>(prim: P, inputs: NDArray[], params: 
     }
     if (prim === 'matmul' && inputs[0].dtype === 'float32' && fitsGpu(inputs[0].shape) && fitsGpu(inputs[1].shape) && fitsGpu(outAval.shape)) {
       const out = runMatmul(toDev(inputs[0], ctx), toDev(inputs[1], ctx));
+      ctx.made.push(out);
+      return [readback(out)];
+    }
+    if (prim === 'conv' && inputs[0].dtype === 'float32' && inputs.every((x) => fitsGpu(x.shape)) && fitsGpu(outAval.shape)) {
+      const out = runConv(toDev(inputs[0], ctx), toDev(inputs[1], ctx), params as PrimParams['conv']);
       ctx.made.push(out);
       return [readback(out)];
     }
@@ -416,6 +426,18 @@ function compileSteps(input: Jaxpr): Compiled {
         describe: ['gpu matmul'],
         run: (env, ctx) => {
           const d = runMatmul(toDev(read(a, env), ctx), toDev(read(b, env), ctx));
+          ctx.made.push(d);
+          env[outSlot] = d;
+        },
+      });
+    } else if (e.prim === 'conv' && out.aval.dtype === 'float32' && e.inputs.every((a) => fitsGpu(a.aval.shape)) && fitsGpu(out.aval.shape)) {
+      const [x, w] = e.inputs;
+      const outSlot = slotOf(out);
+      const p = e.params as PrimParams['conv'];
+      steps.push({
+        describe: ['gpu conv'],
+        run: (env, ctx) => {
+          const d = runConv(toDev(read(x, env), ctx), toDev(read(w, env), ctx), p);
           ctx.made.push(d);
           env[outSlot] = d;
         },
