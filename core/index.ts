@@ -18,5 +18,6 @@ export { printJaxpr, type Jaxpr, type ClosedJaxpr, type Aval } from './ir.js';
 export type { Primitive, PrimParams } from './primitives.js';
 export { getBackend, setBackend, withBackend, type Backend } from './backends.js';
 export { Tracer } from './trace.js';
+export { sharedMemoryArena } from './backend/wasm/kernel-cache.js';
 export * as random from './random.js';
 export { treeFlatten, treeUnflatten, treeLeaves, treeMap, treeZipMap, treeDefString, TreeStructureError, type Tree, type TreeDef } from './tree.js';

@@ -126,9 +126,8 @@ const FIT_OPTIONS = ['optimizer', 'loss', 'metrics', 'epochs', 'batchSize', 'shu
 const EVALUATE_OPTIONS = ['loss', 'key', 'metrics', 'batchSize', 'verbose', 'write'] as const;
 const PREDICT_OPTIONS = ['batchSize', 'key'] as const;
 
-function checkFitOptions(opts: FitOptions): void {
-  const fn = 'fit';
-  checkKnownOptions(fn, opts, FIT_OPTIONS);
+function checkFitOptions(opts: FitOptions, fn: string): void {
+  checkKnownOptions(fn, opts, fn === 'fitAsync' ? [...FIT_OPTIONS, 'yieldEveryMs', 'signal'] : FIT_OPTIONS);
   const optimizer = opts.optimizer as unknown;
   if (optimizer === null || typeof optimizer !== 'object' || typeof (optimizer as GradientTransformation).init !== 'function' || typeof (optimizer as GradientTransformation).update !== 'function') {
     badOption(fn, 'optimizer', optimizer, 'an optimizer ({ init, update }, e.g. adam()); it is required');
@@ -232,10 +231,72 @@ function makeTrainStep(model: Layer, opts: FitOptions) {
  * });
  */
 export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: FitOptions): FitResult {
-  checkData('fit', x, y);
-  checkFitOptions(opts);
-  checkLabels('fit', model, variables, opts.loss, x, y, opts.batchSize ?? 32);
-  if (opts.validationData) checkLabels('fit', model, variables, opts.loss, opts.validationData[0], opts.validationData[1], opts.batchSize ?? 32, 'validationData y');
+  const loop = trainLoop('fit', model, variables, x, y, opts);
+  for (;;) {
+    const r = loop.next();
+    if (r.done) return r.value;
+  }
+}
+
+export interface FitAsyncOptions extends FitOptions {
+  /**
+   * Yield to the event loop once this many milliseconds of training have passed since the last
+   * yield (default 0: after every step). A page stays responsive and repaints between yields.
+   */
+  yieldEveryMs?: number;
+  /** Stops training after the current step (the result holds the variables reached so far). */
+  signal?: AbortSignal;
+}
+
+/**
+ * `fit` that yields to the event loop between steps (a browser page stays responsive while it
+ * trains on its main thread). The same steps in the same order as `fit`: the results are
+ * bit-identical; callbacks run as in `fit`.
+ *
+ * @example
+ * const result = await fitAsync(model, vars, x, y, { optimizer: adam(), loss, epochs: 1, callbacks: [{
+ *   onBatchEnd: (b, logs, ctl) => (progressBar.value = (b + 1) / ctl.stepsPerEpoch) }] });
+ */
+export async function fitAsync(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: FitAsyncOptions): Promise<FitResult> {
+  const every = opts.yieldEveryMs ?? 0;
+  if (!(every >= 0)) throw new RangeError(`fitAsync: yieldEveryMs must be a number >= 0, got ${opts.yieldEveryMs}`);
+  const loop = trainLoop('fitAsync', model, variables, x, y, opts);
+  let last = Date.now();
+  for (;;) {
+    const r = loop.next(opts.signal?.aborted === true);
+    if (r.done) return r.value;
+    if (Date.now() - last >= every) {
+      await yieldToEventLoop();
+      last = Date.now();
+    }
+  }
+}
+
+/**
+ * Resolves on a fresh macrotask: a MessageChannel message where there is one (setTimeout nested
+ * in a page is clamped to 4 ms), else setTimeout.
+ */
+function yieldToEventLoop(): Promise<void> {
+  if (typeof MessageChannel === 'undefined') return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
+/**
+ * The training loop of fit and fitAsync, one step per `next()`: it yields after each batch's
+ * callbacks; `next(true)` stops training there, as a callback setting stopTraining would.
+ */
+function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: FitOptions): Generator<void, FitResult, boolean | undefined> {
+  checkData(fn, x, y);
+  checkFitOptions(opts, fn);
+  checkLabels(fn, model, variables, opts.loss, x, y, opts.batchSize ?? 32);
+  if (opts.validationData) checkLabels(fn, model, variables, opts.loss, opts.validationData[0], opts.validationData[1], opts.batchSize ?? 32, 'validationData y');
   const epochs = opts.epochs ?? 1;
   const batchSize = opts.batchSize ?? 32;
   const verbose = opts.verbose ?? 1;
@@ -347,6 +408,7 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
         lastDraw = Date.now();
         write(`\r${progressLine(b + 1, steps, (Date.now() - start) / 1000, logs, false)}`);
       }
+      if ((yield) === true) ctl.stopTraining = true;
     }
     const elapsed = (Date.now() - start) / 1000;
     if (opts.validationData) {

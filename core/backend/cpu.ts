@@ -1,7 +1,7 @@
 /** The CPU backend: one eager kernel per primitive over strided views, and the fusing compiler. */
-import ops from 'ndarray-ops';
 import { allocate, type DType, type TypedArray } from '../dtype.js';
 import { makeView, NDArray, reshapeView, type NdView } from '../ndarray.js';
+import { assignStrided } from '../strided-view.js';
 import { ELEMENTWISE, ELEMENTWISE_PRIMS, type PrimParams, type Primitive } from '../primitives.js';
 import { contiguousStrides, stridedOffsets } from '../shape.js';
 import { evalJaxpr, avalOf } from '../trace.js';
@@ -53,7 +53,7 @@ const reduction =
     const key = `${op}:${x.dtype}`;
     let prog = byDtype.get(key);
     if (prog === undefined) {
-      prog = { numInputs: 1, lines: [], outputs: ['v0'], outDtypes: [x.dtype], reduce: { op, axes } };
+      prog = { numInputs: 1, ops: [], lines: [], outputs: ['v0'], outDtypes: [x.dtype], reduce: { op, axes } };
       byDtype.set(key, prog);
     }
     return runFused(prog, [x], x.shape);
@@ -123,7 +123,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   pad: ([x], { low, high }) => {
     const shape = x.shape.map((d, i) => d + low[i] + high[i]);
     const out = contiguous(allocate(x.dtype, shape.reduce((a, c) => a * c, 1)), shape, x.dtype);
-    ops.assign(out.nd.hi(...x.shape.map((d, i) => d + low[i])).lo(...low), x.nd);
+    assignStrided(out.nd.hi(...x.shape.map((d, i) => d + low[i])).lo(...low), x.nd);
     return [out];
   },
   concatenate: (inputs, { axis }) => {
@@ -135,7 +135,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     for (const x of inputs) {
       const lo = shape.map((_, i) => (i === axis ? at : 0));
       const hi = shape.map((d, i) => (i === axis ? at + x.shape[axis] : d));
-      ops.assign(out.nd.hi(...hi).lo(...lo), x.nd);
+      assignStrided(out.nd.hi(...hi).lo(...lo), x.nd);
       at += x.shape[axis];
     }
     return [out];
