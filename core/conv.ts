@@ -14,6 +14,7 @@ import { bind1, broadcastSourceOf } from './trace.js';
 
 /** 'valid' (no padding), 'same' (output size ceil(input / stride)), 'causal' (all padding before), or [low, high] per spatial axis. */
 export type Padding = 'valid' | 'same' | 'causal' | readonly (readonly [number, number])[];
+/** Where the channel axis sits: last ([batch, ...spatial, channels], the default) or first ([batch, channels, ...spatial]). */
 export type DataFormat = 'channelsLast' | 'channelsFirst';
 
 export interface ConvOptions {

@@ -1,7 +1,7 @@
 /**
  * Documentation checks: every name exported by every package entry point is either mentioned in
  * docs/api.md or carries a doc comment (which typedoc, `npm run docs`, turns into the reference);
- * the README's TypeScript blocks, read in order as one program, type-check under `strict` against
+ * the README's TypeScript blocks, each `## ` section's blocks read in order as one program, type-check under `strict` against
  * the package's entry points.
  */
 import t from 'tap';
@@ -48,31 +48,42 @@ t.test('every exported name is in docs/api.md or has a doc comment', async (t) =
 
 t.test("the README's TypeScript blocks type-check under strict", async (t) => {
   const readme = readFileSync(join(repo, 'README.md'), 'utf8');
-  const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+  // One convention with readme-types.test.ts: each `## ` section's blocks, read in order, are one program (later
+  // blocks continue earlier ones, imports merged at the top); sections are separate programs.
+  const sections = readme
+    .split(/^## /m)
+    .map((text) => [...text.matchAll(/^```ts\n([\s\S]*?)^```/gm)].map((m) => m[1]))
+    .filter((blocks) => blocks.length > 0);
+  const blocks = sections.flat();
   t.ok(blocks.length >= 1, `${blocks.length} blocks`);
-  // Later blocks continue earlier ones: one program, with the imports merged at the top.
-  const named = new Map<string, Set<string>>();
-  const other = new Set<string>();
-  const body: string[] = [];
-  for (const block of blocks) {
-    for (const line of block.split('\n')) {
-      const m = /^import \{([^}]*)\} from '([^']+)';$/.exec(line);
-      if (m) {
-        const set = named.get(m[2]) ?? new Set<string>();
-        m[1].split(',').map((s) => s.trim()).filter(Boolean).forEach((s) => set.add(s));
-        named.set(m[2], set);
-      } else if (/^import /.test(line)) other.add(line);
-      else body.push(line);
+  const programs = sections.map((sectionBlocks) => {
+    const named = new Map<string, Set<string>>();
+    const other = new Set<string>();
+    const body: string[] = [];
+    for (const block of sectionBlocks) {
+      for (const line of block.split('\n')) {
+        const m = /^import \{([^}]*)\} from '([^']+)';$/.exec(line);
+        if (m) {
+          const set = named.get(m[2]) ?? new Set<string>();
+          m[1].split(',').map((s) => s.trim()).filter(Boolean).forEach((s) => set.add(s));
+          named.set(m[2], set);
+        } else if (/^import /.test(line)) other.add(line);
+        else body.push(line);
+      }
     }
-  }
-  const imports = [...other, ...[...named].map(([from, names]) => `import { ${[...names].join(', ')} } from '${from}';`)];
+    const imports = [...other, ...[...named].map(([from, names]) => `import { ${[...names].join(', ')} } from '${from}';`)];
+    return `${imports.join('\n')}\n${body.join('\n')}\nexport {};\n`;
+  });
   const dir = mkdtempSync(join(repo, 'out-readme-check-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, 'readme.ts');
-  writeFileSync(file, `${imports.join('\n')}\n${body.join('\n')}\nexport {};\n`);
+  const files = programs.map((text, i) => {
+    const file = join(dir, `readme-${i}.ts`);
+    writeFileSync(file, text);
+    return file;
+  });
   const paths = Object.fromEntries(entries.map((e) => [e.specifier, [e.source]]));
-  const program = ts.createProgram([file], {
+  const program = ts.createProgram(files, {
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.NodeNext,
     moduleResolution: ts.ModuleResolutionKind.NodeNext,
@@ -83,11 +94,11 @@ t.test("the README's TypeScript blocks type-check under strict", async (t) => {
     paths,
     types: ['node'],
   });
-  const diagnostics = ts.getPreEmitDiagnostics(program).filter((d) => d.file?.fileName === file);
+  const diagnostics = ts.getPreEmitDiagnostics(program).filter((d) => d.file !== undefined && files.includes(d.file.fileName));
   const text = diagnostics.map((d) => {
     const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
-    const line = where ? readFileSync(file, 'utf8').split('\n')[where.line] : '';
-    return `${where ? where.line + 1 : '?'}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}\n    ${line.trim()}`;
+    const line = where && d.file ? readFileSync(d.file.fileName, 'utf8').split('\n')[where.line] : '';
+    return `${d.file ? d.file.fileName.split('/').pop() : '?'}:${where ? where.line + 1 : '?'}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}\n    ${line.trim()}`;
   });
   t.same(text, [], 'no type errors in the README program');
 });

@@ -56,10 +56,17 @@ t.test('README TypeScript examples compile under strict', async (t) => {
       writeFileSync(file, joinBlocks(sec.blocks));
       return file;
     });
-    const paths = Object.fromEntries(['core', 'nn', 'spiking', 'data'].map((m) => [`spiketrace/${m}`, [join(root, m, 'index.ts')]]));
+    // Every package entry point maps to its source (./dist/x/index.js -> x/index.ts), as in docs-api.test.ts.
+    const exportsMap = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, { import: string }> }).exports;
+    const paths = Object.fromEntries(
+      Object.entries(exportsMap).map(([sub, e]) => [
+        sub === '.' ? 'spiketrace' : `spiketrace/${sub.slice(2)}`,
+        [join(root, e.import.replace(/^\.\/dist\//, '').replace(/\.js$/, '.ts'))],
+      ]),
+    );
     const tsconfig = {
       compilerOptions: { target: 'ES2022', module: 'ES2022', moduleResolution: 'bundler', lib: ['ES2022', 'DOM'], strict: true, noEmit: true, skipLibCheck: true, esModuleInterop: true, paths, types: ['node'], typeRoots: [join(root, 'node_modules', '@types')] },
-      files: [...files, join(root, 'core', 'types', 'ndarray-ops.d.ts')],
+      files,
     };
     writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig));
     let output = '';

@@ -41,6 +41,7 @@ export interface ConvLayerOptions {
   name?: string;
 }
 
+/** A convolution layer's params: `kernel` ([...kernelSize, inChannels / groups, filters]) and, with `useBias`, `bias` ([filters]). */
 export interface ConvLayerParams {
   readonly [k: string]: Tensor;
   readonly kernel: Tensor;
@@ -146,6 +147,7 @@ export function conv2d(filters: number, kernelSize: number | readonly number[], 
   return convLayer('Conv2D', 2, filters, kernelSize, options);
 }
 
+/** Options of maxPooling1d/2d and averagePooling1d/2d. */
 export interface PoolingLayerOptions {
   /** Default: the pool size. */
   strides?: number | readonly number[];

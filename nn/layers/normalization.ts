@@ -30,6 +30,7 @@ export function dropout(rate: number, options: { name?: string } = {}): Layer<Em
   };
 }
 
+/** Options of batchNormalization and layerNormalization. */
 export interface NormalizationOptions {
   /** The feature axis (batch norm) or axes (layer norm), counted on the layer's input shape without batch; default -1. */
   axis?: number;
@@ -50,6 +51,7 @@ function featureAxis(where: string, axis: number, rank: number): number {
 /** Reshapes a per-feature vector to broadcast against x along axis `a` of x. */
 const alongAxis = (v: Tensor, a: number, ndim: number): Tensor => reshape(v, Array.from({ length: ndim }, (_, i) => (i === a ? v.shape[0] : 1)));
 
+/** batchNormalization's state: the moving mean and variance per feature, updated while training. */
 export interface BatchNormalizationState {
   readonly [k: string]: Tensor;
   readonly movingMean: Tensor;

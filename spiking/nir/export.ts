@@ -10,6 +10,7 @@ import { NirError } from './hdf5.js';
 import { nirArray, type NirArray, type NirGraph, type NirLeafNode, type NirNode } from './graph.js';
 import type { NirModel, NirParams } from './simulate.js';
 
+/** Options of nir.save, saveToBytes and graphFromModel. */
 export interface ExportOptions {
   /** The time step (seconds) the model runs at: layers that carry their own dt must agree with it. */
   readonly dt: number;

@@ -16,6 +16,7 @@ export interface NirArray {
 /** A parameter value: an array, or a string where NIR allows one (a convolution's padding 'same'/'valid'). */
 export type NirValue = NirArray | string;
 
+/** The NIR node types spiketrace reads (every type but the nested 'NIRGraph'). */
 export const LEAF_NODE_TYPES = [
   'Input',
   'Output',
@@ -36,18 +37,23 @@ export const LEAF_NODE_TYPES = [
   'SumPool2d',
   'AvgPool2d',
 ] as const;
+/** One of LEAF_NODE_TYPES. */
 export type NirLeafType = (typeof LEAF_NODE_TYPES)[number];
+/** A leaf type or a nested graph. */
 export type NirNodeType = NirLeafType | 'NIRGraph';
 
+/** A node that is not a graph: its type and its parameters by NIR name. */
 export interface NirLeafNode {
   readonly type: NirLeafType;
   readonly params: Readonly<Record<string, NirValue>>;
 }
+/** A NIR graph as read from or written to a file: named nodes (leaves or nested graphs) and [from, to] edges. */
 export interface NirGraph {
   readonly type: 'NIRGraph';
   readonly nodes: Readonly<Record<string, NirNode>>;
   readonly edges: readonly (readonly [string, string])[];
 }
+/** A node of a NIR graph: a leaf or a nested graph. */
 export type NirNode = NirLeafNode | NirGraph;
 
 /** Required and optional parameters per node type (the optional ones get NIR's defaults). */

@@ -67,12 +67,14 @@ export interface FlatNode {
   readonly inShape: readonly number[];
   readonly outShape: readonly number[];
 }
+/** An edge of a FlatGraph between two leaf nodes (names as `outer.inner` paths). */
 export interface FlatEdge {
   readonly from: string;
   readonly to: string;
   /** Reads the source's output of the previous step (the edge closes a cycle into a stateful node). */
   readonly recurrent: boolean;
 }
+/** A NIR graph with its nested graphs inlined, shapes checked along every edge and nodes in evaluation order. */
 export interface FlatGraph {
   readonly nodes: ReadonlyMap<string, FlatNode>;
   readonly edges: readonly FlatEdge[];
@@ -393,6 +395,7 @@ const TENSOR_PARAMS: Partial<Record<NirLeafType, readonly string[]>> = {
   CubaLIF: ['tau_syn', 'tau_mem', 'r', 'v_leak', 'v_threshold', 'v_reset', 'w_in'],
 };
 
+/** The params of a model loaded from NIR: float32 tensors of every numeric node parameter, nested by graph path. */
 export type NirParams = { readonly [k: string]: NirParams | Tensor };
 
 /** The model's params: float32 tensors of every numeric node parameter, nested by graph path. */
@@ -566,10 +569,12 @@ function cuba(
   };
 }
 
+/** Options of runGraph. */
 export interface RunOptions {
   /** Nodes whose per-step output and state to return (names as in the graph, `outer.inner` for nested ones). */
   readonly record?: readonly string[];
 }
+/** A recorded node's output and state at every step (runGraph's `record` option). */
 export interface NodeTrace {
   /** The node's output at every step, (batch, time, ...shape). */
   readonly output: Tensor;
