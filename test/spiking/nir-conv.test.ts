@@ -4,7 +4,7 @@
  * (c_out, c_in / groups, ...k), zero padding, stride, dilation and groups; sum pooling and average
  * pooling that counts padded positions (PyTorch's count_include_pad default).
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { fromTyped, type Tensor } from '../../core/index.js';
 import * as nir from '../../spiking/nir/index.js';
 import { nirArray, type NirGraph, type NirLeafNode, type NirValue } from '../../spiking/nir/index.js';
@@ -94,7 +94,7 @@ function poolLoop(x: number[], [c, h, w]: number[], k: number[], s: number[], p:
 
 /** Runs a one-node graph over (batch 2, time 3) float64 inputs and compares every step with `loop`. */
 function check(
-  t: Tap.Test, op: NirLeafNode, inShape: number[],
+  t: Test, op: NirLeafNode, inShape: number[],
   loop: (x: number[]) => { y: number[]; shape: number[] }, seed: number,
 ): void {
   const size = inShape.reduce((a, b) => a * b, 1);
