@@ -2,10 +2,13 @@
  * NIR convolution and pooling nodes (Conv1d, Conv2d, SumPool2d, AvgPool2d) in the graph scan,
  * against float64 loops of PyTorch's definitions written here: cross-correlation with weight
  * (c_out, c_in / groups, ...k), zero padding, stride, dilation and groups; sum pooling and average
- * pooling that counts padded positions (PyTorch's count_include_pad default).
+ * pooling that counts padded positions (PyTorch's count_include_pad default). Exported conv and
+ * pooling layers come back bit for bit.
  */
 import t, { type Test } from 'tap';
-import { fromTyped, type Tensor } from '../../core/index.js';
+import { fromTyped, random, type Tensor } from '../../core/index.js';
+import { averagePooling2d, conv1d, conv2d, dense, flatten, resetLayerNames, sequential, timeDistributed, type Layer } from '../../nn/index.js';
+import { leaky } from '../../spiking/index.js';
 import * as nir from '../../spiking/nir/index.js';
 import { nirArray, type NirGraph, type NirLeafNode, type NirValue } from '../../spiking/nir/index.js';
 
@@ -168,4 +171,60 @@ t.test('shape errors name the node', async (t) => {
   t.throws(() => nir.modelFromGraph(single(pool, [1, 3, 3], [1, 1, 1]), { dt: 1e-3 }), /node 'op' \(SumPool2d\): the window \[5, 5\] does not fit/);
   const badGroups = node('Conv2d', { ...conv.params, groups: nirArray([3], [], 'int64') });
   t.throws(() => nir.modelFromGraph(single(badGroups, [1, 4, 4], [2, 3, 3]), { dt: 1e-3 }), /node 'op' \(Conv2d\): groups must be a positive divisor of c_out = 2, got 3/);
+});
+
+t.test('export: conv2d -> leaky -> averagePooling2d -> flatten -> dense (channelsFirst) -> NIR -> spiketrace, bit for bit', async (t) => {
+  resetLayerNames();
+  const dt = 1e-3;
+  const cf = { dataFormat: 'channelsFirst' as const };
+  const model = sequential([
+    timeDistributed(conv2d(4, [3, 2], { ...cf, padding: 'same', groups: 2, dilation: [1, 2] })),
+    leaky({ tau: 0.01, r: 3, reset: 'zero', dt, discretisation: 'euler' }),
+    timeDistributed(averagePooling2d(2, cf)),
+    timeDistributed(flatten()),
+    dense(3),
+  ]);
+  const vars = model.init(random.key(3), [null, 2, 6, 5]);
+  const x = random.normal(random.key(4), [2, 15, 2, 6, 5]).mul(2);
+  const want = Array.from(model.apply(vars.params, x, { training: false }, vars.state).y.toTyped() as Float32Array);
+  const graph = nir.graphFromModel(model, vars, { dt, inputShape: [2, 6, 5] });
+  t.same(
+    Object.values(graph.nodes).map((n) => n.type),
+    ['Input', 'Conv2d', 'LIF', 'AvgPool2d', 'Flatten', 'Affine', 'Output'],
+  );
+  // The NIR weight is the kernel [kh, kw, c_in / g, c_out] transposed to (c_out, c_in / g, kh, kw).
+  const kernel = (vars.params as Record<string, Record<string, Tensor>>).time_distributed.kernel;
+  const kv = kernel.toTyped() as Float32Array;
+  const weight = (graph.nodes.time_distributed as NirLeafNode).params.weight as nir.NirArray;
+  t.same(weight.shape, [4, 1, 3, 2]);
+  t.equal(weight.values[((3 * 1 + 0) * 3 + 2) * 2 + 1], kv[((2 * 2 + 1) * 1 + 0) * 4 + 3], 'weight[3, 0, 2, 1] = kernel[2, 1, 0, 3]');
+  const back = await nir.load(await nir.saveToBytes(model, vars, { dt, inputShape: [2, 6, 5] }), { dt });
+  const got = Array.from(back.model.apply(back.variables.params, x, { training: false }, {}).y.toTyped() as Float32Array);
+  t.same(got, want, 'same outputs, bit for bit');
+  t.ok(new Set(want).size > 10, 'the outputs vary');
+});
+
+t.test('export: conv1d (explicit symmetric padding, stride 2, no bias) round trip, bit for bit', async (t) => {
+  resetLayerNames();
+  const model = sequential([timeDistributed(conv1d(3, 3, { dataFormat: 'channelsFirst', padding: [[1, 1]], strides: 2, useBias: false }))]);
+  const vars = model.init(random.key(5), [null, 2, 9]);
+  const x = random.normal(random.key(6), [2, 4, 2, 9]);
+  const want = Array.from(model.apply(vars.params, x, { training: false }, vars.state).y.toTyped() as Float32Array);
+  const back = await nir.load(await nir.saveToBytes(model, vars, { dt: 1e-3, inputShape: [2, 9] }), { dt: 1e-3 });
+  t.same(back.graph.nodes.time_distributed.type, 'Conv1d');
+  t.same(Array.from(back.model.apply(back.variables.params, x, { training: false }, {}).y.toTyped() as Float32Array), want);
+});
+
+t.test('export errors name the layer', async (t) => {
+  resetLayerNames();
+  const refuse = (layer: Layer, inputShape: number[], pattern: RegExp): void => {
+    const model = sequential([timeDistributed(layer)]);
+    const vars = model.init(random.key(1), [null, ...inputShape]);
+    t.throws(() => nir.graphFromModel(model, vars, { dt: 1e-3, inputShape }), pattern);
+  };
+  refuse(conv2d(2, 3), [5, 5, 1], /\(TimeDistributed\): NIR's convolutions and pooling take channels-first tensors/);
+  refuse(conv1d(2, 3, { dataFormat: 'channelsFirst', padding: 'causal' }), [1, 8], /\(TimeDistributed\): its padding \[2, 0\] differs between the two sides/);
+  refuse(conv2d(2, 2, { dataFormat: 'channelsFirst', padding: 'same' }), [1, 4, 4], /its padding \[0, 1\] differs between the two sides/);
+  refuse(conv2d(2, 3, { dataFormat: 'channelsFirst', activation: 'relu' }), [1, 4, 4], /its activation 'relu' has no NIR node/);
+  refuse(averagePooling2d(2, { dataFormat: 'channelsFirst', padding: 'same' }), [1, 5, 5], /counts the padding; use padding 'valid'/);
 });
