@@ -1,11 +1,13 @@
 /**
  * Issue 7's training figures: the M2 model and the seed's spiking-aware model trained on the gpu.js
- * backend and on the CPU backend, same data, weights and batches; prints samples/s per backend and
- * the gpujs/cpu ratio, and the transfers of one gpujs step. Part of `npm run bench:gpu` (after the
- * matmul figures of core/backend/gpu/bench.ts); meant to be run once on a machine with a GPU.
+ * backend and on the CPU backend, same data, weights and batches; prints the OpenGL renderer,
+ * samples/s per backend and the gpujs/cpu ratio, and the transfers of one gpujs step. Part of
+ * `npm run bench:gpu` (after the matmul figures of core/backend/gpu/bench.ts); meant to be run
+ * unchanged on a machine with a GPU (bench/README.md, "GPU").
  *
  *   xvfb-run -a npx tsx bench/gpu.ts [--steps N]
  */
+import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fromTyped, random, setBackend, type NDArray } from '../core/index.js';
 import { enableGpuBackend, gpuBackendInfo, gpuTransferStats, resetGpuTransferStats } from '../core/backend/gpu/index.js';
@@ -40,6 +42,24 @@ try {
   labels = fromTyped(Int32Array.from({ length: rows }, (_, i) => (i * 7) % CLASSES), [rows], 'int32');
   source = 'synthetic uniform images (Fashion-MNIST not found)';
 }
+/**
+ * The OpenGL implementation behind the display headless-gl draws on: under plain Xvfb that is
+ * Mesa's software rasterizer (llvmpipe) whatever GPU the machine has, so the figures below are a
+ * GPU's only when this line names one. headless-gl itself reports 'ANGLE' (WebGL masks the
+ * renderer, and it lacks WEBGL_debug_renderer_info), so the display's GLX renderer is asked of
+ * glxinfo (Debian's mesa-utils) where it is installed.
+ */
+function glRenderer(): string {
+  try {
+    const out = execFileSync('glxinfo', ['-B'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const line = /OpenGL renderer string:\s*(.*)/.exec(out)?.[1]?.trim();
+    return line ? `${line}${/llvmpipe|softpipe|swrast/i.test(line) ? ' (software rendering: not a GPU)' : ''}` : 'unknown (glxinfo printed no renderer)';
+  } catch {
+    return 'unknown (glxinfo not found: install mesa-utils to see whether the display renders on a GPU)';
+  }
+}
+
+console.log(`OpenGL renderer of the display: ${glRenderer()}`);
 console.log(`gpu.js mode: ${gpuBackendInfo().mode}; data: ${source}; ${steps} steps of batch ${BATCH}, the first (compiling) step excluded`);
 
 function model(kind: 'm2' | 'spiking'): nn.Layer {

@@ -18,6 +18,8 @@ async function createPeer(name: PeerName, training: boolean): Promise<Peer> {
       return (await import('./peers/tfjs.js')).createPeer('wasm', training);
     case 'tfjs-cpu':
       return (await import('./peers/tfjs.js')).createPeer('cpu', training);
+    case 'pytorch':
+      throw new Error('worker: the pytorch peer runs in Python (bench/peers/pytorch.py, started by bench/lib/python.ts)');
   }
 }
 
@@ -35,15 +37,18 @@ async function runJob(job: Job): Promise<Omit<WorkerReport, 'peakRssMB'>> {
       const run = peer.matmul(a, b, MATMUL.m, MATMUL.k, MATMUL.n);
       const { bestMs, callsPerRep } = bestOf(run, job.reps, job.repMs);
       const gflops = (2 * MATMUL.m * MATMUL.k * MATMUL.n) / (bestMs * 1e6);
-      const result: MatmulResult = { kind: 'matmul', bestMs, gflops, reps: job.reps, callsPerRep, checksum: sum(run()) };
+      const checksum = sum(run());
+      // The machine's SIMD peak, the matmul row's denominator: measured once, by spiketrace's job.
+      const simdPeak = job.peer === 'spiketrace' ? await (await import('./lib/simd-peak.js')).measureSimdPeak(job.reps, job.repMs / 5) : undefined;
+      const result: MatmulResult = { kind: 'matmul', bestMs, gflops, reps: job.reps, callsPerRep, checksum, simdPeak };
       return { job, ok: true, result, backend, weightsHash, dataSource };
     }
-    const w = inputs.weights;
+    const w = job.case === 'lifNet' ? inputs.lifWeights : inputs.weights;
     weightsHash = hashArrays([w.w1, w.b1, w.w2, w.b2]);
     if (!inputs.data) throw new Error('worker: the inputs hold no training data');
     dataSource = inputs.data.source;
     const clock = new StepClock(job);
-    peer.train(job.case, w, inputs.data, clock, job.seed);
+    peer.train(job.case, w, inputs.data, clock, job.seed, inputs.lifSpikes0);
     return { job, ok: true, result: clock.result(), backend, weightsHash, dataSource };
   } catch (e) {
     const error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);

@@ -2,7 +2,9 @@
 import { fmtShape, ShapeError, shapesEqual } from './shape.js';
 import { Tensor } from './tensor.js';
 import { avalOf, bind, constsAsArgs, traceToJaxpr } from './trace.js';
-import { zerosLike } from './ops.js';
+import { add, cast, less, notEqual, zerosLike } from './ops.js';
+import { arange, scalar } from './ndarray.js';
+import type { Aval, Jaxpr } from './ir.js';
 import { treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree, type TreeDef } from './tree.js';
 
 export interface ScanOptions {
@@ -127,4 +129,99 @@ export function customVjp<A extends Tree[], O extends Tree, R>(f: (...args: A) =
     });
     return treeUnflatten(outDef!, outs) as O;
   };
+}
+
+/** Traces `fn` on the leaves' avals; returns the jaxpr (constants as leading args), constants and output structure. */
+function traceBranch(name: string, fn: (...args: Tensor[]) => unknown, avals: readonly Aval[]): { jaxpr: Jaxpr; consts: readonly Tensor[]; outDef: TreeDef } {
+  let outDef: TreeDef | null = null;
+  const closed = traceToJaxpr((xs) => {
+    const [outs, d] = treeFlatten(fn(...xs));
+    outDef = d;
+    return outs;
+  }, avals);
+  if (outDef === null) throw new TypeError(`${name}: the function returned nothing`);
+  return { jaxpr: constsAsArgs(closed.jaxpr), consts: closed.consts, outDef };
+}
+
+const avalsText = (j: Jaxpr): string => j.outvars.map((v) => `${v.aval.dtype}${fmtShape(v.aval.shape)}`).join(', ');
+
+function scalarPredicate(name: string, pred: Tensor): Tensor {
+  if (pred.ndim !== 0) throw new ShapeError(`${name}: the predicate must be a scalar, got shape ${fmtShape(pred.shape)}`);
+  return pred.dtype === 'bool' ? pred : notEqual(pred, 0);
+}
+
+/**
+ * Calls `trueFn(...operands)` when `pred` is true, else `falseFn(...operands)`, as JAX's lax.cond:
+ * under jit both branches are compiled and the choice is made at run time. Both branches must
+ * return the same structure, shapes and dtypes. Differentiable (the gradient flows through the
+ * branch taken); under vmap with a batched predicate both branches run and each member takes its own.
+ *
+ * @example
+ * const y = cond(greater(sum(x), 0), (v) => mul(v, 2), (v) => neg(v), x);
+ */
+export function cond<A extends Tree[], O extends Tree>(pred: Tensor | boolean, trueFn: (...operands: A) => O, falseFn: (...operands: A) => O, ...operands: A): O {
+  if (typeof pred === 'boolean') return pred ? trueFn(...operands) : falseFn(...operands);
+  const p = scalarPredicate('cond', pred);
+  const [leaves, def] = treeFlatten(operands);
+  const avals = leaves.map(avalOf);
+  const t = traceBranch('cond', (...xs) => trueFn(...(treeUnflatten(def, xs) as A)), avals);
+  const f = traceBranch('cond', (...xs) => falseFn(...(treeUnflatten(def, xs) as A)), avals);
+  if (!treeDefsEqual(t.outDef, f.outDef)) throw new TreeStructureError(`cond: the branches return different structures: ${treeDefString(t.outDef)} vs ${treeDefString(f.outDef)}`);
+  const same = t.jaxpr.outvars.every((v, i) => v.aval.dtype === f.jaxpr.outvars[i].aval.dtype && shapesEqual(v.aval.shape, f.jaxpr.outvars[i].aval.shape));
+  if (!same) throw new ShapeError(`cond: the branches return different shapes or dtypes: ${avalsText(t.jaxpr)} vs ${avalsText(f.jaxpr)}`);
+  const outs = bind('cond', [p, ...t.consts, ...f.consts, ...leaves], { whenTrue: t.jaxpr, whenFalse: f.jaxpr, numTrueConsts: t.consts.length, numFalseConsts: f.consts.length });
+  return treeUnflatten(t.outDef, outs) as O;
+}
+
+/**
+ * Repeats `carry = bodyFn(carry)` while `condFn(carry)` is true and returns the last carry, as
+ * JAX's lax.while_loop: the number of iterations is decided at run time, also under jit. The body
+ * must keep the carry's structure, shapes and dtypes. Not differentiable in reverse mode (use
+ * foriLoop with static bounds or scan for that).
+ *
+ * @example
+ * whileLoop((c) => less(c, 100), (c) => mul(c, 2), scalar(1)); // 128
+ */
+export function whileLoop<C extends Tree>(condFn: (carry: C) => Tensor, bodyFn: (carry: C) => C, init: C): C {
+  const [leaves, def] = treeFlatten(init);
+  const avals = leaves.map(avalOf);
+  const c = traceBranch('whileLoop', (...xs) => {
+    const r = condFn(treeUnflatten(def, xs) as C);
+    if (!(r instanceof Tensor)) throw new TypeError(`whileLoop: condFn must return a scalar tensor, got ${typeof r}`);
+    return scalarPredicate('whileLoop', r);
+  }, avals);
+  const b = traceBranch('whileLoop', (...xs) => bodyFn(treeUnflatten(def, xs) as C), avals);
+  if (!treeDefsEqual(b.outDef, def)) throw new TreeStructureError(`whileLoop: bodyFn returned a carry with structure ${treeDefString(b.outDef)}, expected ${treeDefString(def)}`);
+  b.jaxpr.outvars.forEach((v, i) => {
+    if (v.aval.dtype !== avals[i].dtype || !shapesEqual(v.aval.shape, avals[i].shape)) {
+      throw new ShapeError(`whileLoop: bodyFn returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${avals[i].dtype}${fmtShape(avals[i].shape)}; the carry must keep its shape and dtype`);
+    }
+  });
+  const outs = bind('while_loop', [...c.consts, ...b.consts, ...leaves], { cond: c.jaxpr, body: b.jaxpr, numCondConsts: c.consts.length, numBodyConsts: b.consts.length });
+  return treeUnflatten(def, outs) as C;
+}
+
+/**
+ * `carry = body(i, carry)` for i from `lower` to `upper - 1`, as JAX's lax.fori_loop. With number
+ * bounds it is a scan over i (traced once, differentiable in reverse mode); with tensor bounds a
+ * whileLoop (not differentiable in reverse mode). `i` is an int32 scalar.
+ *
+ * @example
+ * foriLoop(0, 5, (i, acc) => add(acc, cast(i, 'float32')), scalar(0)); // 0 + 1 + 2 + 3 + 4 = 10
+ */
+export function foriLoop<C extends Tree>(lower: number | Tensor, upper: number | Tensor, body: (i: Tensor, carry: C) => C, init: C): C {
+  if (typeof lower === 'number' && typeof upper === 'number') {
+    if (!Number.isInteger(lower) || !Number.isInteger(upper)) throw new RangeError(`foriLoop: bounds must be integers, got ${lower} and ${upper}`);
+    if (upper <= lower) return init;
+    const [out] = scan((c: C, i: Tensor): [C, null] => [body(i, c), null], init, arange(lower, upper));
+    return out;
+  }
+  const lo = typeof lower === 'number' ? scalar(lower, 'int32') : cast(lower, 'int32');
+  const hi = typeof upper === 'number' ? scalar(upper, 'int32') : cast(upper, 'int32');
+  const [, out] = whileLoop(
+    ([i]: [Tensor, C]) => less(i, hi),
+    ([i, c]: [Tensor, C]): [Tensor, C] => [add(i, 1), body(i, c)],
+    [lo, init] as [Tensor, C],
+  );
+  return out;
 }

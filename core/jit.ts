@@ -99,6 +99,20 @@ function signature(def: TreeDef, leaves: Tensor[]): string {
 }
 
 /**
+ * Deletes (as JAX does) each donated argument, except one that is also passed undonated or comes
+ * back as an output object itself: a later read of a deleted array raises instead of showing
+ * whatever the recycled memory holds by then.
+ */
+function markDonated(leaves: readonly NDArray[], donated: readonly boolean[], outs: readonly NDArray[], where: string): void {
+  let kept: Set<NDArray> | null = null;
+  for (let i = 0; i < leaves.length; i++) {
+    if (!donated[i]) continue;
+    kept ??= new Set([...outs, ...leaves.filter((_, j) => !donated[j])]);
+    if (!kept.has(leaves[i])) leaves[i].markDonated(where);
+  }
+}
+
+/**
  * Compiles `f` for the active backend. Arguments are pytrees of arrays (plus static JS values,
  * which key the cache); called inside another transformation, f is simply inlined.
  *
@@ -157,8 +171,13 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
       });
     }
     const compact = new Array<NDArray>(leaves.length);
-    for (let i = 0; i < leaves.length; i++) compact[i] = compactView(leaves[i] as NDArray);
+    for (let i = 0; i < leaves.length; i++) {
+      const leaf = leaves[i] as NDArray;
+      if (leaf.isDeleted) leaf.checkNotDonated(`jit(${f.name || 'anonymous'}) argument ${i}`);
+      compact[i] = compactView(leaf);
+    }
     const outs = entry.run(entry.closed.consts as NDArray[], compact, donated, keepInBackend);
+    if (donated !== undefined) markDonated(leaves as NDArray[], donated, outs, `jit(${f.name || 'anonymous'})`);
     return treeUnflatten(entry.outDef, outs);
   };
   for (const i of options.donateArgnums ?? []) {

@@ -1,35 +1,16 @@
-import ndarray from 'ndarray';
+import type ndarray from 'ndarray';
+import { StridedView } from './strided-view.js';
 import { allocate, coerceScalar, dtypeOfTyped, type DType, type TypedArray } from './dtype.js';
 import { contiguousStrides, fmtShape, ShapeError, sizeOf, stridedOffsets } from './shape.js';
 import { Tensor, type NestedArray } from './tensor.js';
 import { backendNamed, getBackend, type DeviceBuffer, type DeviceMemory } from './backends.js';
 
-type ViewMaker = (data: TypedArray, shape: readonly number[], stride: readonly number[], offset: number) => NdView;
-const viewMakers = new Map<unknown, ViewMaker[]>();
-
 /**
- * `ndarray(data, shape, stride, offset)` without its per-call type sniffing (`arrayDType` runs a
- * toString and a buffer check on every view, a measurable share of a small kernel's cost): the
- * package's view class for (array type, rank) is looked up once, then constructed directly.
+ * A view of `data` (no copy). The scijs `ndarray` package builds its view classes with
+ * `new Function`, which a strict Content-Security-Policy forbids; StridedView has its interface.
  */
 export function makeView(data: TypedArray, shape: readonly number[], stride: readonly number[], offset: number): NdView {
-  const d = shape.length;
-  let byRank = viewMakers.get(data.constructor);
-  if (byRank === undefined) {
-    byRank = [];
-    viewMakers.set(data.constructor, byRank);
-  }
-  let make = byRank[d];
-  if (make === undefined) {
-    const Ctor = (ndarray(data, shape.slice(), stride.slice(), offset) as unknown as { constructor: new (...a: unknown[]) => NdView }).constructor;
-    if (d === 0) make = (a, _sh, _st, o) => new Ctor(a, o);
-    else if (d === 1) make = (a, sh, st, o) => new Ctor(a, sh[0], st[0], o);
-    else if (d === 2) make = (a, sh, st, o) => new Ctor(a, sh[0], sh[1], st[0], st[1], o);
-    else if (d === 3) make = (a, sh, st, o) => new Ctor(a, sh[0], sh[1], sh[2], st[0], st[1], st[2], o);
-    else make = (a, sh, st, o) => new Ctor(a, ...sh, ...st, o);
-    byRank[d] = make;
-  }
-  return make(data, shape, stride, offset);
+  return new StridedView(data, shape.slice(), stride.slice(), offset);
 }
 
 /** A scijs ndarray view over one of our typed arrays. */
@@ -49,11 +30,14 @@ export class NDArray extends Tensor {
   /** The host view; null while the values live only in a backend's memory (see `device`). */
   private view: NdView | null;
   private onDevice: DeviceValue | null;
+  /** Set once the array was donated to a jitted call: JAX deletes a donated array, and so do we. */
+  private donatedTo: string | null;
 
   constructor(nd: NdView, dtype?: DType) {
     super();
     this.view = nd;
     this.onDevice = null;
+    this.donatedTo = null;
     this.dtype = dtype ?? dtypeOfTyped(nd.data);
   }
   /** An array whose contiguous values are in `buffer`, in the memory of backend `backend`. */
@@ -65,6 +49,7 @@ export class NDArray extends Tensor {
     // Same fields in the same order as the constructor, so host and device arrays share one shape.
     x.view = null;
     x.onDevice = { backend, memory, buffer, shape: shape.slice() };
+    x.donatedTo = null;
     (x as { dtype: DType }).dtype = buffer.dtype;
     return x;
   }
@@ -109,6 +94,23 @@ export class NDArray extends Tensor {
     this.view = view;
     return view;
   }
+  /** Internal (jit): marks the array deleted after donating it; reading its values then raises. */
+  markDonated(where: string): void {
+    this.donatedTo = where;
+  }
+  /** Whether the array was donated (deleted); its buffer may hold another array's values by now. */
+  get isDeleted(): boolean {
+    return this.donatedTo !== null;
+  }
+  /** Throws when the array was donated: its memory may already hold a later result. */
+  checkNotDonated(op: string): void {
+    if (this.donatedTo !== null) {
+      throw new TypeError(
+        `${op}: this ${this.dtype}${fmtShape(this.shape)} array was donated to ${this.donatedTo} and deleted, as JAX deletes donated arrays ` +
+          '(its memory may already hold a later result); use the call\'s outputs instead, or do not donate an array you still need',
+      );
+    }
+  }
   get shape(): readonly number[] {
     const v = this.view;
     return v !== null ? v.shape : this.onDevice!.shape;
@@ -132,6 +134,7 @@ export class NDArray extends Tensor {
     return true;
   }
   override toTyped(): TypedArray {
+    if (this.donatedTo !== null) this.checkNotDonated('toTyped');
     const n = this.size;
     if (this.isContiguous()) return this.data.slice(this.offset, this.offset + n) as TypedArray;
     const out = allocate(this.dtype, n);
@@ -152,6 +155,7 @@ export class NDArray extends Tensor {
     return out;
   }
   override toNested(): NestedArray {
+    this.checkNotDonated('toNested');
     const flat = this.toTyped();
     const shape = this.shape;
     if (shape.length === 0) return flat[0];
@@ -164,6 +168,7 @@ export class NDArray extends Tensor {
     return build(0);
   }
   override toString(): string {
+    if (this.donatedTo !== null) return `NDArray(${this.dtype}${fmtShape(this.shape)}, deleted: donated to ${this.donatedTo})`;
     return `NDArray(${this.dtype}${fmtShape(this.shape)}, ${JSON.stringify(this.toNested())})`;
   }
 }
@@ -196,7 +201,7 @@ export function fromTyped(data: TypedArray, shape: readonly number[], dtype?: DT
 
 /** Wraps a scijs ndarray (any strides) without copying. */
 export function fromNdarray(nd: ndarray.NdArray<TypedArray>): NDArray {
-  return new NDArray(ndarray(nd.data, nd.shape.slice(), nd.stride.slice(), nd.offset));
+  return new NDArray(new StridedView(nd.data, nd.shape.slice(), nd.stride.slice(), nd.offset));
 }
 
 export interface ArrayOptions {

@@ -73,6 +73,16 @@ export interface PrimParams {
    * jaxprs, so the call can be re-evaluated anywhere (inside scan bodies, under jit).
    */
   custom_vjp_call: { fun: Jaxpr; fwd: Jaxpr; bwd: Jaxpr; numFunConsts: number; numFwdConsts: number; numBwdConsts: number; name: string };
+  /**
+   * Inputs: [pred, ...trueConsts, ...falseConsts, ...operands]; `whenTrue` takes
+   * [...trueConsts, ...operands], `whenFalse` [...falseConsts, ...operands]; both return the same avals.
+   */
+  cond: { whenTrue: Jaxpr; whenFalse: Jaxpr; numTrueConsts: number; numFalseConsts: number };
+  /**
+   * Inputs: [...condConsts, ...bodyConsts, ...carry]; `cond` takes [...condConsts, ...carry] and
+   * returns a bool scalar, `body` takes [...bodyConsts, ...carry] and returns the next carry.
+   */
+  while_loop: { cond: Jaxpr; body: Jaxpr; numCondConsts: number; numBodyConsts: number };
 }
 
 export type Primitive = keyof PrimParams;
@@ -307,4 +317,28 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
     return [...carry, ...body.outvars.slice(numCarry).map((v) => ({ shape: [length, ...v.aval.shape], dtype: v.aval.dtype }))];
   },
   custom_vjp_call: (_avals, { fun }) => fun.outvars.map((v) => v.aval),
+  cond: (avals, { whenTrue, whenFalse, numTrueConsts, numFalseConsts }) => {
+    const pred = avals[0];
+    if (pred.dtype !== 'bool' || pred.shape.length !== 0) fail('cond', `the predicate must be a bool scalar, got ${pred.dtype}${fmtShape(pred.shape)}`);
+    const operands = avals.slice(1 + numTrueConsts + numFalseConsts);
+    const t = whenTrue.outvars.map((v) => v.aval);
+    const f = whenFalse.outvars.map((v) => v.aval);
+    if (whenTrue.invars.length !== numTrueConsts + operands.length || whenFalse.invars.length !== numFalseConsts + operands.length) fail('cond', 'branch arities do not match the operands');
+    if (t.length !== f.length || t.some((a, i) => a.dtype !== f[i].dtype || !shapesEqual(a.shape, f[i].shape))) {
+      fail('cond', `the branches return different avals: ${t.map((a) => a.dtype + fmtShape(a.shape)).join(', ')} vs ${f.map((a) => a.dtype + fmtShape(a.shape)).join(', ')}`);
+    }
+    return t;
+  },
+  while_loop: (avals, { cond, body, numCondConsts, numBodyConsts }) => {
+    const carry = avals.slice(numCondConsts + numBodyConsts);
+    const c = cond.outvars[0]?.aval;
+    if (cond.outvars.length !== 1 || c.dtype !== 'bool' || c.shape.length !== 0) fail('while_loop', `the condition must return one bool scalar, got ${cond.outvars.map((v) => v.aval.dtype + fmtShape(v.aval.shape)).join(', ')}`);
+    body.outvars.forEach((v, i) => {
+      if (i >= carry.length || v.aval.dtype !== carry[i].dtype || !shapesEqual(v.aval.shape, carry[i].shape)) {
+        fail('while_loop', `the body returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${carry[i] ? carry[i].dtype + fmtShape(carry[i].shape) : 'nothing'}`);
+      }
+    });
+    if (body.outvars.length !== carry.length) fail('while_loop', `the body returns ${body.outvars.length} carry leaves for ${carry.length}`);
+    return carry;
+  },
 };

@@ -11,11 +11,22 @@ import type { DType } from './dtype.js';
 import { fromTyped } from './ndarray.js';
 import * as ops from './ops.js';
 import { ShapeError, fmtShape } from './shape.js';
-import type { Tensor } from './tensor.js';
+import { Tensor } from './tensor.js';
 import { bind1 } from './trace.js';
 import * as prng from './prng/index.js';
 
+/** What a non-tensor argument is, in words, for the key errors. */
+function describeNonTensor(k: unknown): string {
+  if (Array.isArray(k)) return `a JS array of ${k.length} element${k.length === 1 ? '' : 's'} (split returns an array of keys: pass one of them, e.g. keys[0])`;
+  if (k === null) return 'null';
+  if (typeof k === 'object') return `an object (${Object.prototype.toString.call(k)})`;
+  return `the ${typeof k} ${String(k)}`;
+}
+
 function checkKey(fn: string, k: Tensor): void {
+  if (!(k instanceof Tensor)) {
+    throw new TypeError(`${fn}: expected a PRNG key, a uint32[2] tensor made by random.key(seed) (or one of the keys from random.split), got ${describeNonTensor(k)}`);
+  }
   if (k.dtype !== 'uint32' || k.ndim !== 1 || k.shape[0] !== 2) throw new ShapeError(`${fn}: expected a PRNG key (uint32[2] from key(seed)), got ${k.dtype}${fmtShape(k.shape)}`);
 }
 
@@ -63,6 +74,7 @@ export function normal(k: Tensor, shape: readonly number[], opts: { dtype?: DTyp
 }
 /** Booleans that are true with probability p. */
 export function bernoulli(k: Tensor, p: number | Tensor, shape: readonly number[]): Tensor {
+  checkKey('bernoulli', k);
   return ops.less(uniform(k, shape), p);
 }
 /** Integers uniform in [minval, maxval). */

@@ -41,6 +41,7 @@ export function bind<P extends Primitive>(prim: P, inputs: Tensor[], params: Pri
     }
   }
   if (top !== null) return top.process(prim, inputs, params);
+  for (const x of inputs) if ((x as NDArray).isDeleted) (x as NDArray).checkNotDonated(prim);
   shapeRules[prim](inputs.map(avalOf), params);
   return getBackend().run(prim, inputs as NDArray[], params);
 }

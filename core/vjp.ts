@@ -220,7 +220,49 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
     };
   },
   scan: (primals, params) => scanVjp(primals, params),
+  cond: (primals, params) => condVjp(primals, params),
+  while_loop: (primals, params) => ({
+    outs: bind('while_loop', primals, params),
+    backward: () => {
+      throw new TypeError('whileLoop: reverse-mode differentiation is not supported (the number of iterations is only known at run time); use foriLoop with static bounds or scan');
+    },
+  }),
 };
+
+/**
+ * VJP of cond: the forward pass is the cond itself; the backward pass is another cond whose
+ * branches recompute the taken branch's VJP from the operands (so both branches return the same
+ * cotangent avals, and the backward pass is differentiable again).
+ */
+function condVjp(primals: Tensor[], params: PrimParams['cond']): VjpResult {
+  const { whenTrue, whenFalse, numTrueConsts, numFalseConsts } = params;
+  const outs = bind('cond', primals, params);
+  return {
+    outs,
+    backward: (cts) => {
+      const rest = primals.slice(1);
+      const branchBackward = (branch: typeof whenTrue, taken: boolean) =>
+        traceToJaxpr((args) => {
+          const ins = args.slice(0, rest.length);
+          const c = args.slice(rest.length);
+          const [, back] = vjpFlat((xs) => {
+            const consts = taken ? xs.slice(0, numTrueConsts) : xs.slice(numTrueConsts, numTrueConsts + numFalseConsts);
+            return evalJaxpr(branch, [], [...consts, ...xs.slice(numTrueConsts + numFalseConsts)]);
+          }, ins);
+          return back(c);
+        }, [...rest.map(avalOf), ...cts.map(avalOf)]);
+      const t = branchBackward(whenTrue, true);
+      const f = branchBackward(whenFalse, false);
+      const inCts = bind('cond', [primals[0], ...t.consts, ...f.consts, ...rest, ...cts], {
+        whenTrue: constsAsArgs(t.jaxpr),
+        whenFalse: constsAsArgs(f.jaxpr),
+        numTrueConsts: t.consts.length,
+        numFalseConsts: f.consts.length,
+      });
+      return [null, ...inCts];
+    },
+  };
+}
 
 function extremumCt(ct: Tensor, x: Tensor, y: Tensor, axes: number[]): Tensor {
   const keep = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
@@ -385,17 +427,42 @@ function gradImpl(name: string, f: (...args: Tree[]) => unknown, opts: GradOptio
 }
 
 /**
- * The gradient of a scalar function with respect to argument(s) `argnums` (pytrees).
+ * The type of a gradient of a value of type T: the same structure with every array a Tensor (a
+ * gradient is a traced value inside jit, so an NDArray field becomes a Tensor).
+ */
+export type Grads<T> = [Tree] extends [T] ? Tree : T extends Tensor ? Tensor : T extends readonly unknown[] ? { -readonly [K in keyof T]: Grads<T[K]> } : T extends object ? { -readonly [K in keyof T]: Grads<T[K]> } : T;
+
+/** Options for the common case: the gradient with respect to the first argument, no aux output. */
+export interface FirstArgGradOptions extends GradOptions {
+  argnums?: 0;
+  hasAux?: false;
+}
+
+/**
+ * The gradient of a scalar function with respect to argument(s) `argnums` (pytrees). For the first
+ * argument (the default) the result has that argument's type (`Grads<A[0]>`); for other argnums it
+ * is a Tree (an array of trees when argnums is an array).
  *
  * @example
  * const df = grad((x) => sum(mul(x, x)));
  * df(array([1, 2])); // [2, 4]
  */
-export function grad<A extends Tree[]>(f: (...args: A) => Tensor, opts: GradOptions = {}): (...args: A) => Tree {
+export function grad<A extends [Tree, ...Tree[]]>(f: (...args: A) => Tensor, opts?: FirstArgGradOptions): (...args: A) => Grads<A[0]>;
+export function grad<A extends Tree[]>(f: (...args: A) => unknown, opts?: GradOptions): (...args: A) => Tree;
+export function grad<A extends Tree[]>(f: (...args: A) => unknown, opts: GradOptions = {}): (...args: A) => Tree {
   return (...args: A) => gradImpl('grad', f as (...a: Tree[]) => unknown, opts, args).grads;
 }
 
-/** Like grad, but returns [value, grads] (or [[value, aux], grads] with hasAux). */
+/**
+ * Like grad, but returns [value, grads] (or [[value, aux], grads] with hasAux). For the first
+ * argument the gradient has that argument's type.
+ */
+export function valueAndGrad<A extends [Tree, ...Tree[]]>(f: (...args: A) => Tensor, opts?: FirstArgGradOptions): (...args: A) => [Tensor, Grads<A[0]>];
+export function valueAndGrad<A extends [Tree, ...Tree[]], Aux>(
+  f: (...args: A) => readonly [Tensor, Aux],
+  opts: { argnums?: 0; hasAux: true },
+): (...args: A) => [[Tensor, Aux], Grads<A[0]>];
+export function valueAndGrad<A extends Tree[]>(f: (...args: A) => unknown, opts?: GradOptions): (...args: A) => [Tensor | [Tensor, unknown], Tree];
 export function valueAndGrad<A extends Tree[]>(f: (...args: A) => unknown, opts: GradOptions = {}): (...args: A) => [Tensor | [Tensor, unknown], Tree] {
   return (...args: A) => {
     const r = gradImpl('valueAndGrad', f as (...a: Tree[]) => unknown, opts, args);

@@ -174,8 +174,8 @@ export function batchJaxpr(jaxpr: Jaxpr, inBatched: readonly boolean[], size: nu
 
 /**
  * matmul with one batched operand folds the batch into the other matrix dimension of that operand
- * (rows of the left, columns of the right): one larger product, not a loop of small ones. A
- * contraction of length 1 with both operands batched is an outer product, computed elementwise.
+ * (rows of the left, columns of the right): one larger product, not a loop of small ones. Both
+ * batched: the batch becomes matmul's leading batch axis.
  */
 const matmulRule: BatchRule<'matmul'> = ([a, b], [da, db], _params, size) => {
   const r = (da === null ? a.ndim : a.ndim - 1) as number;
@@ -196,11 +196,6 @@ const matmulRule: BatchRule<'matmul'> = ([a, b], [da, db], _params, size) => {
   }
   const x = moveAxis(a, da, 0);
   const y = moveAxis(b, db, 0);
-  if (x.shape[r] === 1) {
-    // [B, ..., m, 1] x [B, ..., 1, n]: every output element is one product.
-    const shape = [...x.shape.slice(0, r), y.shape[r]];
-    return [[ops.mul(ops.broadcastTo(x, shape), ops.broadcastTo(y, shape))], [0]];
-  }
   return [[bind1('matmul', [x, y], {})], [0]];
 };
 
@@ -298,6 +293,91 @@ const customVjpRule: BatchRule<'custom_vjp_call'> = (vals, dims, params, size) =
   return [outs, outs.map(() => 0)];
 };
 
+/** A bool per member (batch on axis 0) reshaped to select whole members of `like` (batch on axis 0). */
+const memberMask = (pred: Tensor, like: Tensor): Tensor => ops.broadcastTo(ops.reshape(pred, [pred.shape[0], ...like.shape.slice(1).map(() => 1)]), like.shape);
+
+/**
+ * cond over a batch. A shared predicate keeps one cond whose branches run on the batch; a batched
+ * predicate runs both branches on the whole batch and selects per member (as JAX does).
+ */
+const condRule: BatchRule<'cond'> = (vals, dims, { whenTrue, whenFalse, numTrueConsts, numFalseConsts }, size) => {
+  const rest = vals.slice(1);
+  const restB = dims.slice(1).map((d) => d !== null);
+  const restV = rest.map((v, i) => (restB[i] ? moveAxis(v, dims[i + 1]!, 0) : v));
+  const operandsB = restB.slice(numTrueConsts + numFalseConsts);
+  const trueIn = [...restB.slice(0, numTrueConsts), ...operandsB];
+  const falseIn = [...restB.slice(numTrueConsts, numTrueConsts + numFalseConsts), ...operandsB];
+  const trueArgs = [...restV.slice(0, numTrueConsts), ...restV.slice(numTrueConsts + numFalseConsts)];
+  const falseArgs = restV.slice(numTrueConsts);
+  const nOut = whenTrue.outvars.length;
+  if (dims[0] !== null) {
+    const all = new Array<boolean>(nOut).fill(true);
+    const t = batchJaxpr(whenTrue, trueIn, size, all).closed;
+    const f = batchJaxpr(whenFalse, falseIn, size, all).closed;
+    const ts = evalJaxpr(t.jaxpr, t.consts, trueArgs);
+    const fs = evalJaxpr(f.jaxpr, f.consts, falseArgs);
+    const pred = moveAxis(vals[0], dims[0], 0);
+    return [ts.map((x, i) => ops.where(memberMask(pred, x), x, fs[i])), ts.map(() => 0)];
+  }
+  const first = [batchJaxpr(whenTrue, trueIn, size, []).outBatched, batchJaxpr(whenFalse, falseIn, size, []).outBatched];
+  const outB = first[0].map((b, i) => b || first[1][i]);
+  const t = batchJaxpr(whenTrue, trueIn, size, outB).closed;
+  const f = batchJaxpr(whenFalse, falseIn, size, outB).closed;
+  const outs = bind('cond', [vals[0], ...t.consts, ...restV.slice(0, numTrueConsts), ...f.consts, ...restV.slice(numTrueConsts)], {
+    whenTrue: constsAsArgs(t.jaxpr),
+    whenFalse: constsAsArgs(f.jaxpr),
+    numTrueConsts: t.consts.length + numTrueConsts,
+    numFalseConsts: f.consts.length + numFalseConsts,
+  });
+  return [outs, outB.map((b) => (b ? 0 : null))];
+};
+
+/**
+ * while_loop over a batch: every carry gets the batch. With a batched condition the loop runs
+ * while any member's condition holds, and members whose condition is false keep their carry.
+ */
+const whileRule: BatchRule<'while_loop'> = (vals, dims, { cond, body, numCondConsts, numBodyConsts }, size) => {
+  const nConsts = numCondConsts + numBodyConsts;
+  const inB = dims.map((d, i) => d !== null || i >= nConsts);
+  const v = vals.map((x, i) => (i >= nConsts ? batchAt(x, dims[i], size) : inB[i] ? moveAxis(x, dims[i]!, 0) : x));
+  const condConsts = v.slice(0, numCondConsts);
+  const bodyConsts = v.slice(numCondConsts, nConsts);
+  const carry = v.slice(nConsts);
+  const carryB = carry.map(() => true);
+  const condB = batchJaxpr(cond, [...inB.slice(0, numCondConsts), ...carryB], size, [false]);
+  const bodyB = batchJaxpr(body, [...inB.slice(numCondConsts, nConsts), ...carryB], size, carryB).closed;
+  if (!condB.outBatched[0]) {
+    const outs = bind('while_loop', [...condB.closed.consts, ...condConsts, ...bodyB.consts, ...bodyConsts, ...carry], {
+      cond: constsAsArgs(condB.closed.jaxpr),
+      body: constsAsArgs(bodyB.jaxpr),
+      numCondConsts: condB.closed.consts.length + numCondConsts,
+      numBodyConsts: bodyB.consts.length + numBodyConsts,
+    });
+    return [outs, outs.map(() => 0)];
+  }
+  const test = condB.closed;
+  const avalsOf = (xs: Tensor[]) => xs.map((x) => ({ shape: x.shape, dtype: x.dtype }));
+  const anyCond = traceToJaxpr((args) => {
+    const p = evalJaxpr(test.jaxpr, test.consts, args)[0];
+    return [ops.greater(ops.max(ops.cast(p, 'float32')), 0)];
+  }, [...avalsOf(condConsts), ...avalsOf(carry)]);
+  const maskedBody = traceToJaxpr((args) => {
+    const cc = args.slice(0, numCondConsts);
+    const bc = args.slice(numCondConsts, nConsts);
+    const c = args.slice(nConsts);
+    const p = evalJaxpr(test.jaxpr, test.consts, [...cc, ...c])[0];
+    const next = evalJaxpr(bodyB.jaxpr, bodyB.consts, [...bc, ...c]);
+    return next.map((x, i) => ops.where(memberMask(p, x), x, c[i]));
+  }, [...avalsOf(condConsts), ...avalsOf(bodyConsts), ...avalsOf(carry)]);
+  const outs = bind('while_loop', [...anyCond.consts, ...condConsts, ...maskedBody.consts, ...condConsts, ...bodyConsts, ...carry], {
+    cond: constsAsArgs(anyCond.jaxpr),
+    body: constsAsArgs(maskedBody.jaxpr),
+    numCondConsts: anyCond.consts.length + numCondConsts,
+    numBodyConsts: maskedBody.consts.length + nConsts,
+  });
+  return [outs, outs.map(() => 0)];
+};
+
 const withLeadingAxis = (xs: readonly number[], value: number): number[] => [value, ...xs];
 
 // ----------------------------------------------------------------------------- the rule table
@@ -358,6 +438,8 @@ export const batchRules: { [P in Primitive]: BatchRule<P> } = {
   random_permutation: randomRule('random_permutation'),
   scan: scanRule,
   custom_vjp_call: customVjpRule,
+  cond: condRule,
+  while_loop: whileRule,
 };
 
 // ----------------------------------------------------------------------------- vmap

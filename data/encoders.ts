@@ -3,7 +3,31 @@
  * spikes), latency (one spike per input, brighter earlier) and delta (a spike where the input
  * changes by more than a threshold). Outputs are batch-major: (n, steps, ...).
  */
-import { add, arange, broadcastTo, cast, concatenate, div, equal, floor, greater, less, lessEqual, log, maximum, minimum, mul, neg, random, reshape, slice, sub, where, zerosLike, type Tensor } from '../core/index.js';
+import {
+  add,
+  arange,
+  broadcastTo,
+  cast,
+  concatenate,
+  div,
+  equal,
+  floor,
+  greater,
+  less,
+  lessEqual,
+  log,
+  maximum,
+  minimum,
+  mul,
+  neg,
+  random,
+  reshape,
+  slice,
+  sub,
+  where,
+  zerosLike,
+  type Tensor,
+} from '../core/index.js';
 
 function checkSteps(where: string, steps: number): void {
   if (!Number.isInteger(steps) || steps <= 0) throw new RangeError(`${where}: steps must be a positive integer, got ${steps}`);

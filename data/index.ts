@@ -26,6 +26,18 @@ export interface LoadOptions {
   limit?: { train?: number; test?: number };
 }
 
+/** limit is checked before anything is loaded (a bad value used to fail only after 70k images). */
+function checkLimit(fn: string, limit: LoadOptions['limit']): void {
+  if (limit === undefined) return;
+  if (limit === null || typeof limit !== 'object') throw new TypeError(`${fn}: option limit must be an object { train?, test? }, got ${String(limit)}`);
+  for (const [split, n] of Object.entries(limit)) {
+    if (split !== 'train' && split !== 'test') throw new TypeError(`${fn}: option limit has an unknown key '${split}'; the keys are train and test`);
+    if (n !== undefined && !(typeof n === 'number' && Number.isInteger(n) && n >= 0)) {
+      throw new RangeError(`${fn}: option limit.${split} must be a non-negative integer (the number of examples to keep), got ${typeof n === 'string' ? JSON.stringify(n) : n}`);
+    }
+  }
+}
+
 function toDataset(split: { images: Uint8Array; labels: Uint8Array; count: number }, limit?: number): ImageDataset {
   const n = Math.min(split.count, limit ?? split.count);
   const raw = split.images.subarray(0, n * 784);
@@ -41,12 +53,14 @@ function toDataset(split: { images: Uint8Array; labels: Uint8Array; count: numbe
  * train.images.shape; // [60000, 28, 28]
  */
 export async function loadFashionMnist(options: LoadOptions = {}): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
+  checkLimit('loadFashionMnist', options.limit);
   const raw = await loadFashionMnistRaw({ dir: options.dir, download: options.download });
   return { train: toDataset(raw.train, options.limit?.train), test: toDataset(raw.test, options.limit?.test), source: raw.source };
 }
 
 /** MNIST, from the same kinds of places (MNIST_DIR, ~/.keras/datasets/mnist/, ...). */
 export async function loadMnist(options: LoadOptions = {}): Promise<{ train: ImageDataset; test: ImageDataset; source: string }> {
+  checkLimit('loadMnist', options.limit);
   const raw = await loadMnistRaw({ dir: options.dir, download: options.download });
   return { train: toDataset(raw.train, options.limit?.train), test: toDataset(raw.test, options.limit?.test), source: raw.source };
 }
@@ -63,6 +77,12 @@ export function tileTime(x: NDArray, steps: number): NDArray {
 /**
  * Poisson (Bernoulli per step) spike trains with rate `maxRate * x` Hz: (n, ...) -> (n, steps, ...),
  * each spike of height 1/dt so the mean over time approximates maxRate * x.
+ *
+ * x holds intensities in [0, 1]. A concrete array with a value outside [0, 1] or NaN is refused,
+ * naming the first one and the rate it would imply (one Bernoulli draw per step cannot go beyond
+ * 1/dt Hz, nor below 0). Under a transformation (jit, grad) values cannot be checked: there the
+ * spike probability per step is clipped, so x > 1 fires at min(maxRate * x, 1/dt) Hz, x < 0 and
+ * NaN never fire.
  */
 export function poissonEncode(key: Tensor, x: Tensor, steps: number, options: { dt?: number; maxRate?: number } = {}): Tensor {
   const dt = options.dt ?? 0.001;
@@ -73,6 +93,16 @@ export function poissonEncode(key: Tensor, x: Tensor, steps: number, options: { 
   // One Bernoulli draw per step: at most one spike per step, so rates above 1/dt cannot be met.
   if (maxRate * dt > 1 + 1e-12) throw new RangeError(`poissonEncode: maxRate * dt = ${maxRate * dt} > 1; at most one spike per step, so maxRate must be <= 1/dt = ${1 / dt} Hz`);
   if (x.ndim < 1) throw new RangeError(`poissonEncode: x must have a leading example axis, got shape []`);
+  if (x instanceof NDArray) {
+    const values = x.toTyped();
+    for (let i = 0; i < values.length; i++) {
+      const v = Number(values[i]);
+      if (!(v >= 0 && v <= 1)) {
+        const rate = Number.isNaN(v) ? 'no rate at all' : `${maxRate * v} Hz (${v < 0 ? 'below 0' : `above the ${maxRate} Hz maxRate; at most 1/dt = ${1 / dt} Hz is possible`})`;
+        throw new RangeError(`poissonEncode: x must hold intensities in [0, 1]; element ${i} (flat) is ${v}, which would ask for ${rate}; scale x (e.g. images / 255) or raise maxRate`);
+      }
+    }
+  }
   const p = broadcastTo(reshape(x.mul(maxRate * dt), [x.shape[0], 1, ...x.shape.slice(1)]), [x.shape[0], steps, ...x.shape.slice(1)]);
   return mul(cast(less(random.uniform(key, p.shape), p), 'float32'), 1 / dt);
 }

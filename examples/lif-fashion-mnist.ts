@@ -32,7 +32,9 @@ if (!Number.isInteger(hidden) || hidden < 1) throw new RangeError(`--hidden must
 
 const t0 = Date.now();
 const { train, test, source } = await loadFashionMnist({ limit: quick ? { train: 512, test: 256 } : undefined });
-console.log(`Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${steps} rate-coded steps`);
+console.log(
+  `Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${steps} rate-coded steps`,
+);
 
 const surrogate = spiking.surrogate.fastSigmoid(25);
 const network = nn.sequential(
@@ -64,7 +66,10 @@ const trainSeconds = (Date.now() - trainStart) / 1000;
 // Test on one fixed draw of spike trains.
 const n = test.labels.shape[0];
 const testSpikes = rateEncode(random.key(2), test.images, steps) as NDArray;
-const networkVars = { params: (trained.params as Record<string, nn.Variables['params']>).network, state: (trained.state as Record<string, nn.Variables['state']>).network };
+const networkVars = {
+  params: (trained.params as Record<string, nn.Variables['params']>).network,
+  state: (trained.state as Record<string, nn.Variables['state']>).network,
+};
 const outputs = nn.predict(network, networkVars, testSpikes, { batchSize: 256 });
 const counts = sum(outputs, 1);
 const predicted = argmax(counts, -1).toTyped();
@@ -96,10 +101,14 @@ const wallSeconds = (Date.now() - t0) / 1000;
 console.log(`\nTest accuracy: ${(100 * accuracy).toFixed(2)}% (${n} images, ${epochs} epoch${epochs > 1 ? 's' : ''})`);
 console.log(`Silent outputs (no output spike at all): ${(100 * silentFraction).toFixed(1)}% of test images`);
 console.log(`Spikes per neuron per step: hidden ${hiddenRate.toFixed(4)}, output ${outputRate.toFixed(4)}`);
-console.log(`Training ${trainSeconds.toFixed(1)} s (${(trainSeconds / epochs).toFixed(1)} s per epoch); wall time ${wallSeconds.toFixed(1)} s`);
+console.log(
+  `Training ${trainSeconds.toFixed(1)} s (${(trainSeconds / epochs).toFixed(1)} s per epoch); wall time ${wallSeconds.toFixed(1)} s`,
+);
 
 mkdirSync(out, { recursive: true });
-const raster = await spikeRaster(indexAxis(stats.spikeCounts, 0, 0) as NDArray, { title: `Hidden spikes of test image 0 (label ${labels[0]}, predicted ${predicted[0]})` });
+const raster = await spikeRaster(indexAxis(stats.spikeCounts, 0, 0) as NDArray, {
+  title: `Hidden spikes of test image 0 (label ${labels[0]}, predicted ${predicted[0]})`,
+});
 const { pngPath } = await writeFigure(join(out, 'raster'), raster);
 const results = {
   epochs,

@@ -2,11 +2,23 @@
  * Optimizers as pure { init, update } pairs (Optax's design), composed with `chain`.
  * `update(grads, state, params)` returns [updates, newState]; `applyUpdates` adds them.
  */
-import { add, cast, floor, neg, div, mul, pow, scalar, sqrt, sub, treeMap, treeZipMap, where, lessEqual, zerosLike, type Tensor, type Tree, type TensorLike } from '../core/index.js';
+import { add, cast, floor, neg, div, mul, pow, scalar, sqrt, sub, treeMap, treeZipMap, where, lessEqual, zeros, zerosLike, NDArray, type Tensor, type Tree, type TensorLike } from '../core/index.js';
 
 export interface GradientTransformation<S extends Tree = Tree> {
   init(params: Tree): S;
-  update(grads: Tree, state: S, params?: Tree): [Tree, S];
+  /** The updates have the gradients' type, so `applyUpdates(params, updates)` keeps the parameters' type. */
+  update<G extends Tree>(grads: G, state: S, params?: Tree): [G, S];
+}
+
+/**
+ * An optimizer's initial per-parameter state: dense zeros for a concrete parameter. A stride-0
+ * broadcast (zerosLike) would be cheaper, but jit keys its cache on stride patterns and the
+ * update's outputs are dense, so a hand-written jitted step would trace (and compile) twice: once
+ * for the broadcast zeros of step 1, again for step 2's dense state. Under a trace (init called
+ * inside a jitted function) the zeros stay symbolic.
+ */
+function zerosState(p: Tensor): Tensor {
+  return p instanceof NDArray ? zeros(p.shape, p.dtype) : zerosLike(p);
 }
 
 /** A learning rate: a constant or a function of the (float32 scalar) step count. */
@@ -70,13 +82,13 @@ export function scaleByAdam(options: AdamOptions = {}): GradientTransformation<A
   const eps = options.epsilon ?? 1e-7;
   return {
     // The step count and bias correction are float64 and cast per leaf, so float64 params stay exact.
-    init: (params) => ({ count: scalar(0, 'float64'), mu: treeMap((p) => zerosLike(p), params), nu: treeMap((p) => zerosLike(p), params) }),
+    init: (params) => ({ count: scalar(0, 'float64'), mu: treeMap(zerosState, params), nu: treeMap(zerosState, params) }),
     update: (grads, state) => {
       const t = add(state.count, 1);
       const mu = treeZipMap((m, g) => add(mul(m, b1), mul(g, 1 - b1)), state.mu, grads);
       const nu = treeZipMap((v, g) => add(mul(v, b2), mul(mul(g, g), 1 - b2)), state.nu, grads);
       const corr = div(sqrt(sub(1, pow(scalar(b2, 'float64'), t))), sub(1, pow(scalar(b1, 'float64'), t)));
-      const updates = treeZipMap((m, v) => div(mul(m, cast(corr, m.dtype)), add(sqrt(v), eps)), mu, nu);
+      const updates = treeZipMap((_g, m, v) => div(mul(m, cast(corr, m.dtype)), add(sqrt(v), eps)), grads, mu, nu);
       return [updates, { count: t, mu, nu }];
     },
   };
@@ -97,10 +109,10 @@ export function adam(learningRate: Schedule = 1e-3, options: AdamOptions = {}): 
 type MomentumState = { trace: Tree };
 export function traceMomentum(momentum: number, nesterov = false): GradientTransformation<MomentumState> {
   return {
-    init: (params) => ({ trace: treeMap((p) => zerosLike(p), params) }),
+    init: (params) => ({ trace: treeMap(zerosState, params) }),
     update: (grads, state) => {
       const trace = treeZipMap((tr, g) => add(g, mul(tr, momentum)), state.trace, grads);
-      const updates = nesterov ? treeZipMap((g, tr) => add(g, mul(tr, momentum)), grads, trace) : trace;
+      const updates = treeZipMap((g, tr) => (nesterov ? add(g, mul(tr, momentum)) : tr), grads, trace);
       return [updates, { trace }];
     },
   };

@@ -270,9 +270,142 @@ export function tensorsToBytes(tree: Tree, metadata?: Readonly<Record<string, st
   return out;
 }
 
+// ----------------------------------------------------------------------------- chunked file I/O
+
+/**
+ * The most bytes one read or write system call is given. Node refuses single reads and writes of
+ * 2 GiB or more (ERR_FS_FILE_TOO_LARGE, "length is out of range"), so files are read and written
+ * in pieces: any checkpoint that fits in memory round-trips.
+ */
+const DEFAULT_IO_CHUNK_BYTES = 2 ** 30;
+let ioChunkBytes = DEFAULT_IO_CHUNK_BYTES;
+
+/** Internal (tests): the size of one read or write; undefined restores the default (1 GiB). */
+export function setSafetensorsIoChunkBytes(bytes: number | undefined): void {
+  if (bytes !== undefined && !(Number.isInteger(bytes) && bytes >= 1)) throw new RangeError(`setSafetensorsIoChunkBytes: expected a positive integer, got ${bytes}`);
+  ioChunkBytes = bytes ?? DEFAULT_IO_CHUNK_BYTES;
+}
+
+function writeAllSync(fd: number, bytes: Uint8Array, fn: string): void {
+  const { writeSync } = fs(fn);
+  for (let pos = 0; pos < bytes.length; ) pos += writeSync(fd, bytes, pos, Math.min(ioChunkBytes, bytes.length - pos));
+}
+
+async function writeAll(fh: FsPromisesModule.FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let pos = 0; pos < bytes.length; ) pos += (await fh.write(bytes, pos, Math.min(ioChunkBytes, bytes.length - pos))).bytesWritten;
+}
+
+/** A buffer for a whole file, or an error naming the size when the engine cannot make one. */
+function fileBuffer(size: number, path: string): Uint8Array {
+  try {
+    return new Uint8Array(size);
+  } catch (e) {
+    throw new SafetensorsError(`${path}: the file is ${size} bytes, more than this JavaScript engine can hold in one array (${(e as Error).message})`, { cause: e });
+  }
+}
+
+function readAllSync(path: string, fn: string): Uint8Array {
+  const { openSync, fstatSync, readSync, closeSync } = fs(fn);
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const out = fileBuffer(size, path);
+    for (let pos = 0; pos < size; ) {
+      const n = readSync(fd, out, pos, Math.min(ioChunkBytes, size - pos), pos);
+      if (n === 0) throw new SafetensorsError(`${path}: the file shrank to ${pos} bytes while being read (it was ${size})`);
+      pos += n;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function readAll(path: string, fn: string): Promise<Uint8Array> {
+  const fh = await fsp(fn).open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const out = fileBuffer(size, path);
+    for (let pos = 0; pos < size; ) {
+      const { bytesRead } = await fh.read(out, pos, Math.min(ioChunkBytes, size - pos), pos);
+      if (bytesRead === 0) throw new SafetensorsError(`${path}: the file shrank to ${pos} bytes while being read (it was ${size})`);
+      pos += bytesRead;
+    }
+    return out;
+  } finally {
+    await fh.close();
+  }
+}
+
+// ----------------------------------------------------------------------------- temporary files
+
+/** Marks our temporary files: `.<name>.spiketrace-<pid>-<12 hex>.tmp` next to the target. */
+const TEMP_TAG = 'spiketrace';
+
 function tempPathFor(path: string, fn: string): string {
   const { basename, dirname, join } = nodePath(fn);
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${nodeCrypto(fn).randomBytes(6).toString('hex')}.tmp`);
+  return join(dirname(path), `.${basename(path)}.${TEMP_TAG}-${process.pid}-${nodeCrypto(fn).randomBytes(6).toString('hex')}.tmp`);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Whether a process with this id runs on this machine (EPERM: it runs, as another user). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: unknown }).code === 'EPERM';
+  }
+}
+
+/**
+ * Temporary files of earlier saves to `path` whose process is gone (killed mid-save): ours by
+ * name (this version's `.spiketrace-<pid>-<hex>.tmp`, or the earlier `.<pid>.<hex>.tmp`), for
+ * this target only, and never one of a process still running (a concurrent save).
+ */
+function staleTempFiles(path: string, names: readonly string[], fn: string): string[] {
+  const { basename, dirname, join } = nodePath(fn);
+  const base = escapeRegExp(basename(path));
+  const ours = new RegExp(`^\\.${base}\\.(?:${TEMP_TAG}-(\\d+)-|(\\d+)\\.)[0-9a-f]{12}\\.tmp$`);
+  const stale: string[] = [];
+  for (const name of names) {
+    const m = ours.exec(name);
+    if (m === null) continue;
+    const pid = Number(m[1] ?? m[2]);
+    if (pid !== process.pid && !processAlive(pid)) stale.push(join(dirname(path), name));
+  }
+  return stale;
+}
+
+function removeStaleTempFilesSync(path: string, fn: string): void {
+  const { readdirSync, rmSync } = fs(fn);
+  let names: string[];
+  try {
+    names = readdirSync(nodePath(fn).dirname(path));
+  } catch {
+    return; // the save itself reports a missing or unreadable directory
+  }
+  for (const stale of staleTempFiles(path, names, fn)) {
+    try {
+      rmSync(stale, { force: true });
+    } catch {
+      /* best effort: a file we cannot remove does not stop the save */
+    }
+  }
+}
+
+async function removeStaleTempFiles(path: string, fn: string): Promise<void> {
+  const { readdir, rm } = fsp(fn);
+  let names: string[];
+  try {
+    names = await readdir(nodePath(fn).dirname(path));
+  } catch {
+    return;
+  }
+  await Promise.all(staleTempFiles(path, names, fn).map((stale) => rm(stale, { force: true }).catch(() => undefined)));
 }
 
 function saveError(op: string, path: string, e: unknown): SafetensorsError {
@@ -283,7 +416,10 @@ function saveError(op: string, path: string, e: unknown): SafetensorsError {
 /**
  * Saves a record (parameters, optimizer state, ...) as a safetensors file, atomically: the bytes
  * go to a temporary file in the same directory, which is fsynced and renamed over `path`. On any
- * error the temporary file is removed and an existing file at `path` is left untouched.
+ * error the temporary file is removed and an existing file at `path` is left untouched. Temporary
+ * files are named `.<file>.spiketrace-<pid>-<random>.tmp`; one left by a save that was killed
+ * (its process is gone) is removed by the next save to the same path. Files of any size that
+ * fit in memory are written and read in chunks (Node's single calls stop at 2 GiB).
  *
  * @example
  * await saveTensors('ckpt.safetensors', { params, opt: { mu, nu, count } }, { step: '1000' });
@@ -297,13 +433,14 @@ export async function saveTensors(path: string, tree: Tree, metadata?: Readonly<
     throw saveError('saveTensors', path, e);
   }
   const { open, rename, rm } = fsp('saveTensors');
+  await removeStaleTempFiles(path, 'saveTensors');
   const tmp = tempPathFor(path, 'saveTensors');
   let created = false;
   try {
     const fh = await open(tmp, 'wx');
     created = true;
     try {
-      await fh.writeFile(bytes);
+      await writeAll(fh, bytes);
       await fh.sync();
     } finally {
       await fh.close();
@@ -325,14 +462,15 @@ export function saveTensorsSync(path: string, tree: Tree, metadata?: Readonly<Re
   } catch (e) {
     throw saveError('saveTensorsSync', path, e);
   }
-  const { openSync, writeFileSync, fsyncSync, closeSync, renameSync, rmSync } = fs('saveTensorsSync');
+  const { openSync, fsyncSync, closeSync, renameSync, rmSync } = fs('saveTensorsSync');
+  removeStaleTempFilesSync(path, 'saveTensorsSync');
   const tmp = tempPathFor(path, 'saveTensorsSync');
   let created = false;
   try {
     const fd = openSync(tmp, 'wx');
     created = true;
     try {
-      writeFileSync(fd, bytes);
+      writeAllSync(fd, bytes, 'saveTensorsSync');
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -426,6 +564,10 @@ function parse(bytes: Uint8Array, file: string): Parsed {
     fail(`header is not valid JSON (${(e as Error).message}); found ${JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text)}`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail(`header must be a JSON object, found ${describe(header)}`);
+  // JSON.parse keeps the last of repeated keys; the reference implementation refuses them, and a
+  // file that names one tensor twice is ambiguous.
+  const repeated = repeatedJsonKey(text);
+  if (repeated !== null) fail(`header repeats the key ${JSON.stringify(repeated.key)}${repeated.path.length > 0 ? ` inside ${repeated.path.map((k) => JSON.stringify(k)).join(' > ')}` : ''}; every key must appear once`);
 
   const dataStart = 8 + n;
   const dataLen = bytes.length - dataStart;
@@ -475,6 +617,34 @@ function parse(bytes: Uint8Array, file: string): Parsed {
 
   const byName = new Map(entries.map((e) => [e.name, e] as const));
   return { entries, byName, metadata, dataStart };
+}
+
+/**
+ * The first key that appears twice in one object of a valid JSON text, with the keys of the
+ * objects it lies in; null when there is none. Walks the text once, skipping strings.
+ */
+function repeatedJsonKey(text: string): { key: string; path: string[] } | null {
+  const stack: { keys: Set<string> | null; expectKey: boolean; lastKey: string }[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (top !== undefined && top.keys !== null && top.expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.keys.has(key)) return { key, path: stack.slice(0, -1).map((s) => s.lastKey) };
+        top.keys.add(key);
+        top.lastKey = key;
+        top.expectKey = false;
+      }
+      i = j;
+    } else if (c === '{') stack.push({ keys: new Set(), expectKey: true, lastKey: '' });
+    else if (c === '[') stack.push({ keys: null, expectKey: false, lastKey: '' });
+    else if (c === '}' || c === ']') stack.pop();
+    else if (c === ',' && stack.length > 0 && stack[stack.length - 1].keys !== null) stack[stack.length - 1].expectKey = true;
+  }
+  return null;
 }
 
 /** Validates the stored structure against the header; returns it typed. */
@@ -675,10 +845,6 @@ export function tensorMetadataFromBytes(bytes: Uint8Array, fileName = '<bytes>')
   return out;
 }
 
-function asBytes(buf: Buffer): Uint8Array {
-  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
 /**
  * Loads a safetensors file as a record; see {@link tensorsFromBytes} for the template rules.
  *
@@ -691,14 +857,14 @@ function asBytes(buf: Buffer): Uint8Array {
 export async function loadTensors(path: string, template?: undefined): Promise<Tree>;
 export async function loadTensors<T extends Tree>(path: string, template: T): Promise<T>;
 export async function loadTensors(path: string, template?: Tree): Promise<Tree> {
-  return tensorsFromBytes(asBytes(await fsp('loadTensors').readFile(path)), template, path);
+  return tensorsFromBytes(await readAll(path, 'loadTensors'), template, path);
 }
 
 /** The synchronous {@link loadTensors}. */
 export function loadTensorsSync(path: string, template?: undefined): Tree;
 export function loadTensorsSync<T extends Tree>(path: string, template: T): T;
 export function loadTensorsSync(path: string, template?: Tree): Tree {
-  return tensorsFromBytes(asBytes(fs('loadTensorsSync').readFileSync(path)), template, path);
+  return tensorsFromBytes(readAllSync(path, 'loadTensorsSync'), template, path);
 }
 
 /**
@@ -709,10 +875,10 @@ export function loadTensorsSync(path: string, template?: Tree): Tree {
  * (await readTensorMetadata('ckpt.safetensors')).step; // '1000'
  */
 export async function readTensorMetadata(path: string): Promise<Record<string, string>> {
-  return tensorMetadataFromBytes(asBytes(await fsp('readTensorMetadata').readFile(path)), path);
+  return tensorMetadataFromBytes(await readAll(path, 'readTensorMetadata'), path);
 }
 
 /** The synchronous {@link readTensorMetadata}. */
 export function readTensorMetadataSync(path: string): Record<string, string> {
-  return tensorMetadataFromBytes(asBytes(fs('readTensorMetadataSync').readFileSync(path)), path);
+  return tensorMetadataFromBytes(readAllSync(path, 'readTensorMetadataSync'), path);
 }

@@ -2,9 +2,9 @@
  * The training loop: fit / evaluate / predict over concrete arrays, with a jit-compiled step,
  * Keras-style progress output and callbacks.
  */
-import { add, concatenate, gatherRows, jit, NDArray, random, scalar, ShapeError, toHost, valueAndGrad, type Tensor, type Tree } from '../core/index.js';
+import { add, concatenate, gatherRows, jit, makeJaxpr, NDArray, random, scalar, ShapeError, Tensor, toHost, valueAndGrad, type Tree } from '../core/index.js';
 import type { Layer } from './layer.js';
-import type { LossFn, MetricFn } from './losses.js';
+import { findBadLabel, type LossFn, type MetricFn } from './losses.js';
 import { applyUpdates, type GradientTransformation } from './optimizers.js';
 
 /** Everything a model's training carries between steps. */
@@ -66,9 +66,121 @@ export interface FitResult extends Variables {
   readonly history: History;
 }
 
-function checkData(fn: string, x: NDArray, y: NDArray): void {
-  if (!(x instanceof NDArray) || !(y instanceof NDArray)) throw new TypeError(`${fn}: x and y must be concrete arrays`);
-  if (x.shape[0] !== y.shape[0]) throw new ShapeError(`${fn}: x has ${x.shape[0]} examples but y has ${y.shape[0]} (shapes [${x.shape.join(', ')}] and [${y.shape.join(', ')}])`);
+function checkData(fn: string, x: NDArray, y: NDArray, what = 'x and y'): void {
+  if (!(x instanceof NDArray) || !(y instanceof NDArray)) throw new TypeError(`${fn}: ${what} must be concrete arrays`);
+  if (x.ndim === 0 || y.ndim === 0) throw new ShapeError(`${fn}: ${what} need a leading example axis, got shapes [${x.shape.join(', ')}] and [${y.shape.join(', ')}]`);
+  if (x.shape[0] !== y.shape[0]) throw new ShapeError(`${fn}: ${what === 'x and y' ? 'x' : 'validationData x'} has ${x.shape[0]} examples but ${what === 'x and y' ? 'y' : 'validationData y'} has ${y.shape[0]} (shapes [${x.shape.join(', ')}] and [${y.shape.join(', ')}])`);
+  if (x.shape[0] === 0) throw new RangeError(`${fn}: ${what === 'x and y' ? 'x' : 'validationData'} has no examples (shape [${x.shape.join(', ')}])`);
+}
+
+// ----------------------------------------------------------------------------- option checks
+
+/** A printable form of an option's value for error messages ("2" stays quoted, so a string is visible). */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'function') return 'a function';
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (v instanceof Tensor) return `a ${v.dtype}[${v.shape.join(', ')}] tensor`;
+  if (v !== null && typeof v === 'object') return 'an object';
+  return String(v);
+}
+
+function badOption(fn: string, name: string, value: unknown, allowed: string): never {
+  const message = `${fn}: option ${name} must be ${allowed}, got ${shown(value)}`;
+  throw typeof value === 'number' ? new RangeError(message) : new TypeError(message);
+}
+
+function checkPositiveInteger(fn: string, name: string, value: unknown): void {
+  if (value === undefined) return;
+  if (!(typeof value === 'number' && Number.isInteger(value) && value >= 1)) badOption(fn, name, value, 'a positive integer (1, 2, ...)');
+}
+
+function checkFunction(fn: string, name: string, value: unknown, required: boolean): void {
+  if (value === undefined && !required) return;
+  if (typeof value !== 'function') badOption(fn, name, value, required ? 'a function (it is required)' : 'a function');
+}
+
+function checkKeyOption(fn: string, value: unknown): void {
+  if (value === undefined) return;
+  if (!(value instanceof Tensor) || value.dtype !== 'uint32' || value.shape.length !== 1 || value.shape[0] !== 2) badOption(fn, 'key', value, 'a PRNG key (a uint32[2] tensor from random.key(seed))');
+}
+
+function checkMetrics(fn: string, value: unknown): void {
+  if (value === undefined) return;
+  if (!Array.isArray(value)) badOption(fn, 'metrics', value, 'an array of metric functions (e.g. [accuracy])');
+  (value as unknown[]).forEach((m, i) => {
+    if (typeof m !== 'function' || typeof (m as MetricFn).metricName !== 'string') badOption(fn, `metrics[${i}]`, m, 'a metric function with a metricName (e.g. accuracy)');
+  });
+}
+
+function checkVerbose(fn: string, value: unknown): void {
+  if (value !== undefined && value !== 0 && value !== 1 && value !== 2) badOption(fn, 'verbose', value, '0 (silent), 1 (progress bar) or 2 (one line per epoch)');
+}
+
+function checkKnownOptions(fn: string, opts: object, known: readonly string[]): void {
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`${fn}: options must be an object, got ${shown(opts)}`);
+  for (const k of Object.keys(opts)) if (!known.includes(k)) throw new TypeError(`${fn}: unknown option '${k}'; the options are ${known.join(', ')}`);
+}
+
+const FIT_OPTIONS = ['optimizer', 'loss', 'metrics', 'epochs', 'batchSize', 'shuffle', 'key', 'validationData', 'callbacks', 'verbose', 'write'] as const;
+const EVALUATE_OPTIONS = ['loss', 'key', 'metrics', 'batchSize', 'verbose', 'write'] as const;
+const PREDICT_OPTIONS = ['batchSize', 'key'] as const;
+
+function checkFitOptions(opts: FitOptions, fn: string): void {
+  checkKnownOptions(fn, opts, fn === 'fitAsync' ? [...FIT_OPTIONS, 'yieldEveryMs', 'signal'] : FIT_OPTIONS);
+  const optimizer = opts.optimizer as unknown;
+  if (optimizer === null || typeof optimizer !== 'object' || typeof (optimizer as GradientTransformation).init !== 'function' || typeof (optimizer as GradientTransformation).update !== 'function') {
+    badOption(fn, 'optimizer', optimizer, 'an optimizer ({ init, update }, e.g. adam()); it is required');
+  }
+  checkFunction(fn, 'loss', opts.loss, true);
+  checkMetrics(fn, opts.metrics);
+  checkPositiveInteger(fn, 'epochs', opts.epochs);
+  checkPositiveInteger(fn, 'batchSize', opts.batchSize);
+  if (opts.shuffle !== undefined && typeof opts.shuffle !== 'boolean') badOption(fn, 'shuffle', opts.shuffle, 'true or false');
+  checkKeyOption(fn, opts.key);
+  if (opts.validationData !== undefined) {
+    const v = opts.validationData as unknown;
+    if (!Array.isArray(v) || v.length !== 2) badOption(fn, 'validationData', v, 'a pair [x, y] of arrays');
+    checkData(fn, v[0] as NDArray, v[1] as NDArray, 'validationData x and y');
+  }
+  if (opts.callbacks !== undefined) {
+    if (!Array.isArray(opts.callbacks)) badOption(fn, 'callbacks', opts.callbacks, 'an array of callbacks');
+    opts.callbacks.forEach((c, i) => {
+      if (c === null || typeof c !== 'object') badOption(fn, `callbacks[${i}]`, c, 'a callback object ({ onEpochEnd?, onBatchEnd?, ... })');
+    });
+  }
+  checkVerbose(fn, opts.verbose);
+  checkFunction(fn, 'write', opts.write, false);
+}
+
+function checkEvaluateOptions(opts: EvaluateOptions): void {
+  const fn = 'evaluate';
+  checkKnownOptions(fn, opts, EVALUATE_OPTIONS);
+  checkFunction(fn, 'loss', opts.loss, true);
+  checkMetrics(fn, opts.metrics);
+  checkPositiveInteger(fn, 'batchSize', opts.batchSize);
+  checkKeyOption(fn, opts.key);
+  checkVerbose(fn, opts.verbose);
+  checkFunction(fn, 'write', opts.write, false);
+}
+
+/**
+ * For a loss over class indices, the first label of `y` that is not one of the model's classes
+ * raises, naming it and its index. The class count is the last axis of the model's output, found
+ * by tracing it once on the first batch (nothing is computed; a model that rejects the input's
+ * shape says so here, with the batch's shape, as the first step would).
+ */
+function checkLabels(fn: string, model: Layer, variables: Variables, loss: LossFn, x: NDArray, y: NDArray, batchSize: number, which = 'y'): void {
+  if (loss.integerLabels !== true) return;
+  const probe = makeJaxpr((p: Tree, s: Tree, xb: Tensor) => model.apply(p, xb, { training: false, key: random.key(0) }, s).y);
+  const firstBatch = Int32Array.from({ length: Math.min(batchSize, x.shape[0]) }, (_, i) => i);
+  const out = probe(variables.params, variables.state, gatherRows(x, firstBatch)).jaxpr.outvars[0];
+  const classes = out.aval.shape[out.aval.shape.length - 1];
+  const bad = findBadLabel(y.toTyped() as ArrayLike<number>, classes);
+  if (bad !== null) {
+    const problem = Number.isNaN(bad.value) ? 'is NaN' : Number.isInteger(bad.value) ? `is outside [0, ${classes})` : 'is not an integer';
+    throw new RangeError(`${fn}: label ${bad.value} at index ${bad.index} of ${which} ${problem}; the model has ${classes} classes, so labels must be integers in [0, ${classes})`);
+  }
 }
 
 function defaultWrite(s: string): void {
@@ -119,7 +231,72 @@ function makeTrainStep(model: Layer, opts: FitOptions) {
  * });
  */
 export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: FitOptions): FitResult {
-  checkData('fit', x, y);
+  const loop = trainLoop('fit', model, variables, x, y, opts);
+  for (;;) {
+    const r = loop.next();
+    if (r.done) return r.value;
+  }
+}
+
+export interface FitAsyncOptions extends FitOptions {
+  /**
+   * Yield to the event loop once this many milliseconds of training have passed since the last
+   * yield (default 0: after every step). A page stays responsive and repaints between yields.
+   */
+  yieldEveryMs?: number;
+  /** Stops training after the current step (the result holds the variables reached so far). */
+  signal?: AbortSignal;
+}
+
+/**
+ * `fit` that yields to the event loop between steps (a browser page stays responsive while it
+ * trains on its main thread). The same steps in the same order as `fit`: the results are
+ * bit-identical; callbacks run as in `fit`.
+ *
+ * @example
+ * const result = await fitAsync(model, vars, x, y, { optimizer: adam(), loss, epochs: 1, callbacks: [{
+ *   onBatchEnd: (b, logs, ctl) => (progressBar.value = (b + 1) / ctl.stepsPerEpoch) }] });
+ */
+export async function fitAsync(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: FitAsyncOptions): Promise<FitResult> {
+  const every = opts.yieldEveryMs ?? 0;
+  if (!(every >= 0)) throw new RangeError(`fitAsync: yieldEveryMs must be a number >= 0, got ${opts.yieldEveryMs}`);
+  const loop = trainLoop('fitAsync', model, variables, x, y, opts);
+  let last = Date.now();
+  for (;;) {
+    const r = loop.next(opts.signal?.aborted === true);
+    if (r.done) return r.value;
+    if (Date.now() - last >= every) {
+      await yieldToEventLoop();
+      last = Date.now();
+    }
+  }
+}
+
+/**
+ * Resolves on a fresh macrotask: a MessageChannel message where there is one (setTimeout nested
+ * in a page is clamped to 4 ms), else setTimeout.
+ */
+function yieldToEventLoop(): Promise<void> {
+  if (typeof MessageChannel === 'undefined') return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}
+
+/**
+ * The training loop of fit and fitAsync, one step per `next()`: it yields after each batch's
+ * callbacks; `next(true)` stops training there, as a callback setting stopTraining would.
+ */
+function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: FitOptions): Generator<void, FitResult, boolean | undefined> {
+  checkData(fn, x, y);
+  checkFitOptions(opts, fn);
+  checkLabels(fn, model, variables, opts.loss, x, y, opts.batchSize ?? 32);
+  if (opts.validationData) checkLabels(fn, model, variables, opts.loss, opts.validationData[0], opts.validationData[1], opts.batchSize ?? 32, 'validationData y');
   const epochs = opts.epochs ?? 1;
   const batchSize = opts.batchSize ?? 32;
   const verbose = opts.verbose ?? 1;
@@ -231,11 +408,12 @@ export function fit(model: Layer, variables: Variables, x: NDArray, y: NDArray, 
         lastDraw = Date.now();
         write(`\r${progressLine(b + 1, steps, (Date.now() - start) / 1000, logs, false)}`);
       }
+      if ((yield) === true) ctl.stopTraining = true;
     }
     const elapsed = (Date.now() - start) / 1000;
     if (opts.validationData) {
       const [vx, vy] = opts.validationData;
-      const v = evaluate(model, { params, state }, vx, vy, { loss: opts.loss, metrics, batchSize, verbose: 0 });
+      const v = evaluateChecked(model, { params, state }, vx, vy, { loss: opts.loss, metrics, batchSize, verbose: 0 });
       for (const [k, val] of Object.entries(v)) logs[`val_${k}`] = val;
     }
     if (verbose) write(`${isTTY && verbose === 1 ? '\r' : ''}${progressLine(ctl.batch + 1, steps, elapsed, logs, true)}\n`);
@@ -284,6 +462,13 @@ function predictStep(model: Layer): (params: Tree, state: Tree, x: Tensor, key: 
 /** Loss and metrics over (x, y) in inference mode, averaged over examples. */
 export function evaluate(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: EvaluateOptions): Logs {
   checkData('evaluate', x, y);
+  checkEvaluateOptions(opts);
+  checkLabels('evaluate', model, variables, opts.loss, x, y, opts.batchSize ?? 32);
+  return evaluateChecked(model, variables, x, y, opts);
+}
+
+/** evaluate after its checks (fit's validation pass checked its data before the first epoch). */
+function evaluateChecked(model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: EvaluateOptions): Logs {
   const batchSize = opts.batchSize ?? 32;
   const key = opts.key ?? random.key(0);
   const n = x.shape[0];
@@ -313,6 +498,11 @@ export function evaluate(model: Layer, variables: Variables, x: NDArray, y: NDAr
 
 /** Model outputs for x in inference mode, batched and concatenated. */
 export function predict(model: Layer, variables: Variables, x: NDArray, opts: { batchSize?: number; key?: Tensor } = {}): NDArray {
+  checkKnownOptions('predict', opts, PREDICT_OPTIONS);
+  checkPositiveInteger('predict', 'batchSize', opts.batchSize);
+  checkKeyOption('predict', opts.key);
+  if (!(x instanceof NDArray)) throw new TypeError(`predict: x must be a concrete array, got ${shown(x)}`);
+  if (x.ndim === 0) throw new ShapeError('predict: x needs a leading example axis, got a scalar');
   const batchSize = opts.batchSize ?? 32;
   const key = opts.key ?? random.key(0);
   const n = x.shape[0];

@@ -27,7 +27,10 @@ function rowsOf(where: string, x: TimeByNeurons): { steps: number; neurons: numb
     return { steps: rows.length, neurons, at: (t, n) => rows[t][n] };
   }
   const a = x as { readonly shape: readonly number[]; toTyped(): ArrayLike<number> };
-  if (a.shape.length !== 2) throw new RangeError(`${where}: expected a (time, neurons) array, got shape [${a.shape.join(', ')}]; pick one example first (e.g. indexAxis(spikes, 0, i))`);
+  if (a.shape.length !== 2)
+    throw new RangeError(
+      `${where}: expected a (time, neurons) array, got shape [${a.shape.join(', ')}]; pick one example first (e.g. indexAxis(spikes, 0, i))`,
+    );
   const data = a.toTyped();
   const [steps, neurons] = a.shape;
   return { steps, neurons, at: (t, n) => Number(data[t * neurons + n]) };
@@ -60,7 +63,12 @@ export function spikeRasterSpec(spikes: TimeByNeurons, options: RasterOptions = 
     data: { values },
     mark: { type: 'tick', orient: 'vertical', thickness: 1.5, color: '#1f77b4' },
     encoding: {
-      x: { field: 't', type: 'quantitative', title: options.dt !== undefined ? 'time (ms)' : 'time step', scale: { domain: [0, steps * scale] } },
+      x: {
+        field: 't',
+        type: 'quantitative',
+        title: options.dt !== undefined ? 'time (ms)' : 'time step',
+        scale: { domain: [0, steps * scale] },
+      },
       y: { field: 'neuron', type: 'quantitative', title: 'neuron', scale: { domain: [-0.5, neurons - 0.5] }, axis: { tickMinStep: 1 } },
     },
     config: { font: 'DejaVu Sans, Helvetica, Arial, sans-serif' },
@@ -83,7 +91,9 @@ export interface TraceOptions extends RasterOptions {
 export function membraneTraceSpec(membrane: TimeByNeurons, options: TraceOptions = {}): VegaLiteSpec {
   const { steps, neurons, at } = rowsOf('membraneTraceSpec', membrane);
   const chosen = options.neurons ?? Array.from({ length: Math.min(5, neurons) }, (_, i) => i);
-  for (const n of chosen) if (!(Number.isInteger(n) && n >= 0 && n < neurons)) throw new RangeError(`membraneTraceSpec: neuron ${n} is out of range [0, ${neurons})`);
+  for (const n of chosen)
+    if (!(Number.isInteger(n) && n >= 0 && n < neurons))
+      throw new RangeError(`membraneTraceSpec: neuron ${n} is out of range [0, ${neurons})`);
   const scale = options.dt !== undefined ? options.dt * 1000 : 1;
   const values: { t: number; u: number; neuron: string }[] = [];
   for (const n of chosen) for (let t = 0; t < steps; t++) values.push({ t: t * scale, u: at(t, n), neuron: `neuron ${n}` });
@@ -97,7 +107,11 @@ export function membraneTraceSpec(membrane: TimeByNeurons, options: TraceOptions
   };
   const layers: Record<string, unknown>[] = [line];
   if (options.threshold !== undefined) {
-    layers.push({ data: { values: [{ thr: options.threshold }] }, mark: { type: 'rule', strokeDash: [4, 4], color: '#d62728' }, encoding: { y: { field: 'thr', type: 'quantitative' } } });
+    layers.push({
+      data: { values: [{ thr: options.threshold }] },
+      mark: { type: 'rule', strokeDash: [4, 4], color: '#d62728' },
+      encoding: { y: { field: 'thr', type: 'quantitative' } },
+    });
   }
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
@@ -114,7 +128,9 @@ async function optionalImport<T>(name: string): Promise<T> {
   try {
     return (await import(name)) as T;
   } catch (err) {
-    throw new Error(`spiketrace/plot: rendering needs the optional package '${name}' (npm install vega vega-lite @resvg/resvg-js): ${(err as Error).message}`);
+    throw new Error(
+      `spiketrace/plot: rendering needs the optional package '${name}' (npm install vega vega-lite @resvg/resvg-js): ${(err as Error).message}`,
+    );
   }
 }
 
@@ -128,7 +144,9 @@ interface VegaModule {
 export async function renderFigure(spec: VegaLiteSpec): Promise<Figure> {
   const vl = await optionalImport<{ compile(spec: unknown): { spec: unknown } }>('vega-lite');
   const vega = await optionalImport<VegaModule>('vega');
-  const { Resvg } = await optionalImport<{ Resvg: new (svg: string, opts: unknown) => { render(): { asPng(): Uint8Array } } }>('@resvg/resvg-js');
+  const { Resvg } = await optionalImport<{ Resvg: new (svg: string, opts: unknown) => { render(): { asPng(): Uint8Array } } }>(
+    '@resvg/resvg-js',
+  );
   const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none', logLevel: vega.Warn });
   let svg: string;
   try {
@@ -136,7 +154,12 @@ export async function renderFigure(spec: VegaLiteSpec): Promise<Figure> {
   } finally {
     view.finalize();
   }
-  const resvg = new Resvg(svg, { background: 'white', fitTo: { mode: 'original' }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' }, logLevel: 'off' });
+  const resvg = new Resvg(svg, {
+    background: 'white',
+    fitTo: { mode: 'original' },
+    font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' },
+    logLevel: 'off',
+  });
   const png = new Uint8Array(resvg.render().asPng());
   const dv = new DataView(png.buffer, png.byteOffset, png.byteLength);
   return { svg, png, width: dv.getUint32(16), height: dv.getUint32(20) };
@@ -158,7 +181,10 @@ export async function membraneTrace(membrane: TimeByNeurons, options: TraceOptio
  * @example
  * await writeFigure('out/raster', await spikeRaster(spikes, { dt: 0.001 }));
  */
-export async function writeFigure(pathWithoutExtension: string, figure: Pick<Figure, 'svg' | 'png'>): Promise<{ svgPath: string; pngPath: string }> {
+export async function writeFigure(
+  pathWithoutExtension: string,
+  figure: Pick<Figure, 'svg' | 'png'>,
+): Promise<{ svgPath: string; pngPath: string }> {
   const fs = await import('node:fs/promises');
   const path = await import('node:path');
   await fs.mkdir(path.dirname(pathWithoutExtension), { recursive: true });

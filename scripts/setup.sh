@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages for: the data set; building gl from source (node-gyp: python3, make, g++; GL, X
 # headers); running it headless (Xvfb + Mesa's software rasterizer, llvmpipe).
-GL_PACKAGES="python3 make g++ pkg-config libxi-dev libgl1-mesa-dev mesa-common-dev libglu1-mesa-dev libglew-dev xvfb xauth libgl1-mesa-dri"
+# mesa-utils: glxinfo, with which npm run bench:gpu says whether the display renders on a GPU.
+GL_PACKAGES="python3 make g++ pkg-config libxi-dev libgl1-mesa-dev mesa-common-dev libglu1-mesa-dev libglew-dev xvfb xauth libgl1-mesa-dri mesa-utils"
 # Independent references and peers for tests and benchmarks: the NIR reference package needs h5py
 # and numpy; PyTorch (with the OpenMP OpenBLAS, see bench/README.md) is a benchmark peer; Debian's
 # chromium runs the browser tests (driven by puppeteer-core, no browser download).

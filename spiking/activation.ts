@@ -1,5 +1,5 @@
 /** SpikingActivation: any activation as an integrate-and-fire neuron with a remainder reset. */
-import { add, customVjp, div, floor, mul, random, scan, sub, vjp, type Tensor, type Tree } from '../core/index.js';
+import { add, cast, customVjp, div, floor, mul, random, scan, sub, vjp, type Tensor, type Tree } from '../core/index.js';
 import { activationName, resolveActivation, uniqueName, type ActivationFn, type ActivationName, type Layer, type Regularizer } from '../nn/index.js';
 import type { NeuronCell } from './cell.js';
 import { neuronLayer } from './neuron-layer.js';
@@ -20,6 +20,12 @@ export interface SpikingActivationOptions {
   /** Input is (time, batch, ...) instead of (batch, time, ...). */
   timeMajor?: boolean;
   activityRegularizer?: Regularizer;
+  /**
+   * The precision the state keeps dt in (default float32). The simulation runs in the input's
+   * dtype either way; give 'float64' with float64 inputs to use dt exactly rather than rounded to
+   * float32.
+   */
+  dtype?: 'float32' | 'float64';
   name?: string;
 }
 
@@ -71,8 +77,12 @@ export function activationCell(activation: ActivationName | ActivationFn, where 
     randomState: true,
     shapeFree: true,
     initParams: () => ({}),
-    // Uniform voltages in [0, 1): the same draw as before the cell existed (float32).
-    initialState: (_p, shape, _dtype, key) => ({ voltage: random.uniform(key!, shape) }),
+    // Uniform voltages in [0, 1): the same draw as before the cell existed (float32), cast to the
+    // input's float dtype so float32 and float64 inputs start alike and the scan carry keeps one dtype.
+    initialState: (_p, shape, dtype, key) => {
+      const voltage = random.uniform(key!, shape);
+      return { voltage: dtype === 'float64' ? cast(voltage, dtype) : voltage };
+    },
     step(_p, x, state, dt) {
       const [spikes, voltage] = stepFn(x, state.voltage, dt);
       return [spikes, { voltage }];

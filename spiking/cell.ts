@@ -81,7 +81,9 @@ export function runCell<P extends Tree, S extends CellState>(
 ): CellRun<S> {
   const ctx = options.ctx ?? { training: false };
   const names = options.hidden ?? [];
-  for (const n of names) if (!cell.stateNames.includes(n)) throw new RangeError(`runCell(${cell.kind}): no state named '${n}'; the cell has ${cell.stateNames.join(', ')}`);
+  for (const n of names)
+    if (!cell.stateNames.includes(n))
+      throw new RangeError(`runCell(${cell.kind}): no state named '${n}'; the cell has ${cell.stateNames.join(', ')}`);
   const [final, ys] = scan(
     (s: S, x: Tensor) => {
       const [out, next] = cell.step(params, x, s, dt, ctx);

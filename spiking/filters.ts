@@ -1,7 +1,7 @@
 /** Lowpass and Alpha synaptic filters: zero-order-hold discretisations run as a scan over time. */
 import { add, broadcastTo, cast, exp, div, maximum, mul, neg, scalar, scan, ShapeError, sub, transpose, indexAxis, zeros, type Tensor, type Tree } from '../core/index.js';
 import { uniqueName, type Layer, type LayerShape } from '../nn/index.js';
-import { checkDt, getDefaultDt } from './dt.js';
+import { checkDt, checkLayerDtype, getDefaultDt, type LayerDtype } from './dt.js';
 
 export interface FilterOptions {
   dt?: number;
@@ -13,6 +13,11 @@ export interface FilterOptions {
   tauConstraint?: (tau: Tensor) => Tensor;
   returnSequences?: boolean;
   timeMajor?: boolean;
+  /**
+   * The precision of tau, initialLevel and the state's dt (default float32). The filter runs in
+   * the input's dtype either way; give 'float64' with float64 inputs to use dt and tau exactly.
+   */
+  dtype?: LayerDtype;
   name?: string;
 }
 
@@ -30,9 +35,13 @@ type Step = (x: Tensor, params: FilterParams, dt: Tensor) => Tensor;
 
 function filterLayer(kind: 'Lowpass' | 'Alpha', prefix: string, tau: number, options: FilterOptions, run: Step, rebuild: (o: FilterOptions) => Layer<FilterParams, FilterState>): Layer<FilterParams, FilterState> {
   const name = uniqueName(prefix, options.name);
-  if (!(tau > 0)) throw new RangeError(`${prefix} '${name}': tau must be positive, got ${tau}`);
+  const dtype = checkLayerDtype(`${prefix} '${name}'`, options.dtype);
+  // An infinite tau would freeze the output at its initial level forever.
+  if (!(typeof tau === 'number' && tau > 0)) throw new RangeError(`${prefix} '${name}': tau must be positive, got ${tau}`);
+  if (!Number.isFinite(tau)) throw new RangeError(`${prefix} '${name}': tau must be finite (an infinite tau freezes the output at its initial level), got ${tau}`);
+  if (dtype === 'float32' && !Number.isFinite(Math.fround(tau))) throw new RangeError(`${prefix} '${name}': tau = ${tau} is Infinity in float32; tau must stay finite in the layer's dtype`);
   const dt = options.dt ?? getDefaultDt();
-  checkDt(`${prefix} '${name}'`, dt);
+  checkDt(`${prefix} '${name}'`, dt, dtype);
   const during = options.applyDuringTraining ?? true;
   const returnSequences = options.returnSequences ?? true;
   const timeMajor = options.timeMajor ?? false;
@@ -47,8 +56,8 @@ function filterLayer(kind: 'Lowpass' | 'Alpha', prefix: string, tau: number, opt
       if (units.some((d) => d === null)) throw new ShapeError(`${prefix} '${name}': unit axes must be known, got (None, ${inputShape.join(', ')})`);
       const shape = [1, ...(units as number[])];
       return {
-        params: { tau: zeros(shape).add(tau), initialLevel: zeros(shape).add(options.initialLevel ?? 0) },
-        state: { dt: scalar(dt) },
+        params: { tau: zeros(shape, dtype).add(tau), initialLevel: zeros(shape, dtype).add(options.initialLevel ?? 0) },
+        state: { dt: scalar(dt, dtype) },
         outputShape: returnSequences ? inputShape : units,
       };
     },

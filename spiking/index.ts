@@ -6,7 +6,6 @@ export * as constraints from './constraints.js';
 export { dtScheduler } from './scheduler.js';
 export { getDefaultDt, setDefaultDt, setDt, readDt } from './dt.js';
 export { spikeStats, probabilitiesOverTime, type SpikeStats } from './stats.js';
-export * as testing from './testing.js';
 export { modelEnergy, registerDevice, registerLayerRule, listDevices, type Device, type EnergyReport, type LayerEnergy, type LayerRule } from './energy.js';
 export * as surrogate from './surrogate.js';
 export { heaviside, type Surrogate, type SurrogateName } from './surrogate.js';

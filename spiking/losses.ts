@@ -39,7 +39,10 @@ export function spikeCountCrossEntropy(): LossFn {
 export function spikeCountMse(options: { correctRate?: number; incorrectRate?: number } = {}): LossFn {
   const correct = options.correctRate ?? 0.8;
   const incorrect = options.incorrectRate ?? 0.2;
-  for (const [n, v] of [['correctRate', correct], ['incorrectRate', incorrect]] as const) {
+  for (const [n, v] of [
+    ['correctRate', correct],
+    ['incorrectRate', incorrect],
+  ] as const) {
     if (!(v >= 0 && v <= 1)) throw new RangeError(`spikeCountMse: ${n} must be within [0, 1] (spikes per step), got ${v}`);
   }
   return (yTrue, yPred) => {
@@ -57,7 +60,8 @@ export function spikeCountMse(options: { correctRate?: number; incorrectRate?: n
  */
 export function membraneCrossEntropy(options: { reduce?: 'max' | 'last' } = {}): LossFn {
   const reduce = options.reduce ?? 'max';
-  if (reduce !== 'max' && reduce !== 'last') throw new RangeError(`membraneCrossEntropy: reduce must be 'max' or 'last', got '${String(reduce)}'`);
+  if (reduce !== 'max' && reduce !== 'last')
+    throw new RangeError(`membraneCrossEntropy: reduce must be 'max' or 'last', got '${String(reduce)}'`);
   const ce = sparseCategoricalCrossentropy({ fromLogits: true });
   return (yTrue, yPred) => {
     checkSequence('membraneCrossEntropy', yPred);
@@ -66,4 +70,7 @@ export function membraneCrossEntropy(options: { reduce?: 'max' | 'last' } = {}):
 }
 
 /** Accuracy of the most-spiking output neuron (ties: the lowest index). */
-export const spikeCountAccuracy: MetricFn = Object.assign((yTrue: Tensor, yPred: Tensor) => sparseCategoricalAccuracy(yTrue, sum(yPred, 1)), { metricName: 'accuracy' });
+export const spikeCountAccuracy: MetricFn = Object.assign(
+  (yTrue: Tensor, yPred: Tensor) => sparseCategoricalAccuracy(yTrue, sum(yPred, 1)),
+  { metricName: 'accuracy' },
+);

@@ -8,7 +8,7 @@
 import { cast, div, indexAxis, random, scalar, ShapeError, transpose, type DType, type Tensor, type Tree } from '../core/index.js';
 import { uniqueName, type Layer, type LayerShape, type Regularizer } from '../nn/index.js';
 import { runCell, type CellState, type NeuronCell } from './cell.js';
-import { checkDt, getDefaultDt } from './dt.js';
+import { checkDt, checkLayerDtype, getDefaultDt } from './dt.js';
 
 export interface NeuronLayerOptions {
   /** Simulation time step in seconds (default: the global default when the layer is created). */
@@ -34,6 +34,11 @@ export interface NeuronLayerOptions {
   spikingAwareTraining?: boolean;
   /** dtype of the parameters (default float32). */
   paramDtype?: DType;
+  /**
+   * The precision the state keeps dt in (default float32); the layer runs in the input's dtype
+   * either way. 'float64' with float64 inputs uses dt exactly.
+   */
+  dtype?: 'float32' | 'float64';
   activityRegularizer?: Regularizer;
   name?: string;
 }
@@ -68,28 +73,52 @@ const toTimeMajor = (x: Tensor): Tensor => transpose(x, [1, 0, ...x.shape.slice(
  * @example
  * const layer = neuronLayer(leakyCell({ beta: 0.95 }), { returnHidden: ['mem'] });
  */
-export function neuronLayer<P extends Tree, S extends CellState>(cell: NeuronCell<P, S>, options: NeuronLayerOptions = {}, setup?: NeuronLayerSetup): Layer<P, NeuronLayerState> {
+export function neuronLayer<P extends Tree, S extends CellState>(
+  cell: NeuronCell<P, S>,
+  options: NeuronLayerOptions = {},
+  setup?: NeuronLayerSetup,
+): Layer<P, NeuronLayerState> {
   const display = setup?.display ?? 'neuronLayer';
   const name = uniqueName(setup?.prefix ?? 'neuron', options.name);
   const where = `${display} '${name}'`;
-  for (const n of cell.stateNames) if (RESERVED.has(n)) throw new RangeError(`${where}: a cell state may not be named '${n}' (the layer state uses it)`);
+  for (const n of cell.stateNames)
+    if (RESERVED.has(n)) throw new RangeError(`${where}: a cell state may not be named '${n}' (the layer state uses it)`);
   const dt = options.dt ?? getDefaultDt();
-  checkDt(where, dt);
+  const dtDtype = checkLayerDtype(where, options.dtype);
+  checkDt(where, dt, dtDtype);
   const aware = options.spikingAwareTraining ?? true;
-  if (!aware && !cell.nonSpiking) throw new RangeError(`${where}: spikingAwareTraining: false needs a rate model, and the ${cell.kind} cell has none`);
+  if (!aware && !cell.nonSpiking)
+    throw new RangeError(`${where}: spikingAwareTraining: false needs a rate model, and the ${cell.kind} cell has none`);
   const returnSequences = options.returnSequences ?? true;
   const stateful = options.stateful ?? false;
   const keepState = stateful || (options.returnState ?? false);
   const timeMajor = options.timeMajor ?? false;
   const output = options.output ?? 'spikes';
-  if (output !== 'spikes' && !cell.stateNames.includes(output)) throw new RangeError(`${where}: output must be 'spikes' or a state name (${cell.stateNames.join(', ')}), got '${output}'`);
-  const hiddenNames = options.returnHidden === true ? cell.stateNames : options.returnHidden === false || options.returnHidden === undefined ? [] : options.returnHidden;
-  for (const n of hiddenNames) if (!cell.stateNames.includes(n)) throw new RangeError(`${where}: returnHidden names '${n}', but the ${cell.kind} cell's state has ${cell.stateNames.join(', ')}`);
+  if (output !== 'spikes' && !cell.stateNames.includes(output))
+    throw new RangeError(`${where}: output must be 'spikes' or a state name (${cell.stateNames.join(', ')}), got '${output}'`);
+  const hiddenNames =
+    options.returnHidden === true
+      ? cell.stateNames
+      : options.returnHidden === false || options.returnHidden === undefined
+        ? []
+        : options.returnHidden;
+  for (const n of hiddenNames)
+    if (!cell.stateNames.includes(n))
+      throw new RangeError(`${where}: returnHidden names '${n}', but the ${cell.kind} cell's state has ${cell.stateNames.join(', ')}`);
   const stacked = output === 'spikes' || hiddenNames.includes(output) ? hiddenNames : [...hiddenNames, output];
   const paramDtype = options.paramDtype ?? 'float32';
   const spikesOut = cell.spiking && output === 'spikes';
 
-  const config: Record<string, unknown> = { ...(setup?.config ?? cell.config), dt, seed: options.seed ?? null, spikingAwareTraining: aware, returnSequences, returnState: options.returnState ?? false, stateful, timeMajor };
+  const config: Record<string, unknown> = {
+    ...(setup?.config ?? cell.config),
+    dt,
+    seed: options.seed ?? null,
+    spikingAwareTraining: aware,
+    returnSequences,
+    returnState: options.returnState ?? false,
+    stateful,
+    timeMajor,
+  };
   if (options.output !== undefined) config.output = output;
   if (hiddenNames.length > 0) config.returnHidden = [...hiddenNames];
 
@@ -112,11 +141,17 @@ export function neuronLayer<P extends Tree, S extends CellState>(cell: NeuronCel
       return { ...counts, spiking: cell.spiking };
     },
     init(key, inputShape: LayerShape) {
-      if (inputShape.length < 2) throw new ShapeError(`${where}: expected input (batch, time, ...units), got (None, ${inputShape.join(', ')})`);
+      if (inputShape.length < 2)
+        throw new ShapeError(`${where}: expected input (batch, time, ...units), got (None, ${inputShape.join(', ')})`);
       const units = inputShape.slice(1);
-      if (units.some((d) => d === null) && cell.shapeFree !== true) throw new ShapeError(`${where}: unit axes must be known, got (None, ${inputShape.join(', ')})`);
-      const params = cell.initParams(key, units.map((d) => d ?? 1), paramDtype);
-      return { params, state: emptyState(scalar(dt)), outputShape: returnSequences ? inputShape : units };
+      if (units.some((d) => d === null) && cell.shapeFree !== true)
+        throw new ShapeError(`${where}: unit axes must be known, got (None, ${inputShape.join(', ')})`);
+      const params = cell.initParams(
+        key,
+        units.map((d) => d ?? 1),
+        paramDtype,
+      );
+      return { params, state: emptyState(scalar(dt, dtDtype)), outputShape: returnSequences ? inputShape : units };
     },
     apply(params, x, ctx, state) {
       if (x.ndim < 3) throw new ShapeError(`${where}: expected input (batch, time, ...units), got shape [${x.shape.join(', ')}]`);
@@ -133,14 +168,18 @@ export function neuronLayer<P extends Tree, S extends CellState>(cell: NeuronCel
         if (stateful && stored.every((v) => v !== null && v !== undefined)) {
           cell.stateNames.forEach((n, i) => {
             const v = stored[i]!;
-            if (v.shape.join() !== shape.join()) throw new ShapeError(`${where}: stored state '${n}' has shape [${v.shape.join(', ')}], the input needs [${shape.join(', ')}] (reset the state for a new batch size)`);
+            if (v.shape.join() !== shape.join())
+              throw new ShapeError(
+                `${where}: stored state '${n}' has shape [${v.shape.join(', ')}], the input needs [${shape.join(', ')}] (reset the state for a new batch size)`,
+              );
           });
           s0 = Object.fromEntries(cell.stateNames.map((n, i) => [n, stored[i]!])) as unknown as S;
         } else {
           let k: Tensor | undefined;
           if (cell.randomState) {
             k = options.seed !== undefined ? random.key(options.seed) : ctx.key;
-            if (k === undefined) throw new RangeError(`${where}: unseeded layers need a PRNG key in the apply context (ctx.key), or give the layer a seed`);
+            if (k === undefined)
+              throw new RangeError(`${where}: unseeded layers need a PRNG key in the apply context (ctx.key), or give the layer a seed`);
           }
           s0 = cell.initialState(params, shape, x.dtype, k);
         }
@@ -155,11 +194,16 @@ export function neuronLayer<P extends Tree, S extends CellState>(cell: NeuronCel
       }
       if (!returnSequences) y = indexAxis(y, 0, -1);
       else if (!timeMajor) y = toTimeMajor(y);
-      const losses = options.activityRegularizer ? [div(options.activityRegularizer(y), y.shape[timeMajor && returnSequences ? 1 : 0])] : [];
+      const losses = options.activityRegularizer
+        ? [div(options.activityRegularizer(y), y.shape[timeMajor && returnSequences ? 1 : 0])]
+        : [];
       return { y, state: next as NeuronLayerState, losses };
     },
     constrain: cell.constrain ? (p) => cell.constrain!(p) : undefined,
-    with: (changes) => (setup?.rebuild ? (setup.rebuild(changes, name) as unknown as Layer<P, NeuronLayerState>) : neuronLayer(cell, { ...options, ...(changes as NeuronLayerOptions), name }, setup)),
+    with: (changes) =>
+      setup?.rebuild
+        ? (setup.rebuild(changes, name) as unknown as Layer<P, NeuronLayerState>)
+        : neuronLayer(cell, { ...options, ...(changes as NeuronLayerOptions), name }, setup),
   };
   return layer;
 }

@@ -3,7 +3,25 @@
  * surrogate, cell, time loop" for the step order and the discretisation): each is a cell
  * (`leakyCell`, ...) and a layer factory with Keras-style defaults (`leaky`, ...).
  */
-import { add, array, cast, div, exp, matmul, maximum, minimum, mul, neg, random, scalar, stopGradient, sub, zeros, type DType, type Tensor } from '../core/index.js';
+import {
+  add,
+  array,
+  cast,
+  div,
+  exp,
+  matmul,
+  maximum,
+  minimum,
+  mul,
+  neg,
+  random,
+  scalar,
+  stopGradient,
+  sub,
+  zeros,
+  type DType,
+  type Tensor,
+} from '../core/index.js';
 import { resolveInitializer, uniqueName, type Initializer, type InitializerName, type Layer } from '../nn/index.js';
 import type { CellState, NeuronCell } from './cell.js';
 import { heaviside, resolveSurrogate, type Surrogate, type SurrogateName } from './surrogate.js';
@@ -76,7 +94,8 @@ export type SynapticLayerOptions = SynapticOptions & NeuronLayerOptions;
 export type RecurrentLeakyLayerOptions = NeuronOptions & RecurrentOptions & NeuronLayerOptions;
 export type RecurrentSynapticLayerOptions = SynapticOptions & RecurrentOptions & NeuronLayerOptions;
 export type AdaptiveLeakyLayerOptions = AdaptiveOptions & NeuronLayerOptions;
-export type IntegrateAndFireLayerOptions = Omit<NeuronOptions, 'beta' | 'tau' | 'vLeak' | 'learnBeta' | 'discretisation'> & NeuronLayerOptions;
+export type IntegrateAndFireLayerOptions = Omit<NeuronOptions, 'beta' | 'tau' | 'vLeak' | 'learnBeta' | 'discretisation'> &
+  NeuronLayerOptions;
 export type LeakyIntegratorOptions = Pick<NeuronOptions, 'beta' | 'tau' | 'r' | 'vLeak' | 'discretisation' | 'learnBeta' | 'perUnit'>;
 export type LeakyIntegratorLayerOptions = LeakyIntegratorOptions & NeuronLayerOptions;
 
@@ -106,8 +125,10 @@ interface Spec {
 
 function checkValue(where: string, name: string, v: ParamValue, ok: (x: number) => boolean, expected: string, note = ''): void {
   const vals = typeof v === 'number' ? [v] : Array.isArray(v) ? (v as number[]) : null;
-  if (vals === null || vals.length === 0) throw new TypeError(`${where}: ${name} must be a number or a non-empty array of numbers, got ${JSON.stringify(v)}`);
-  for (const x of vals) if (!(typeof x === 'number' && ok(x))) throw new RangeError(`${where}: ${name} must be ${expected}${note}, got ${x}`);
+  if (vals === null || vals.length === 0)
+    throw new TypeError(`${where}: ${name} must be a number or a non-empty array of numbers, got ${JSON.stringify(v)}`);
+  for (const x of vals)
+    if (!(typeof x === 'number' && ok(x))) throw new RangeError(`${where}: ${name} must be ${expected}${note}, got ${x}`);
 }
 
 const finite = (x: number): boolean => Number.isFinite(x);
@@ -120,17 +141,29 @@ const clip01 = (x: Tensor): Tensor => minimum(maximum(x, 0), 1);
 function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<Params, CellState> {
   const continuous = o.tau !== undefined;
   if (continuous && o.beta !== undefined) throw new RangeError(`${where}: give beta (discrete time) or tau (continuous time), not both`);
-  if (variant.synaptic && o.tauSyn !== undefined && !continuous) throw new RangeError(`${where}: tauSyn needs tau (continuous time); for discrete time give alpha and beta`);
-  if (variant.synaptic && o.tauSyn !== undefined && o.alpha !== undefined) throw new RangeError(`${where}: give alpha (discrete time) or tauSyn (continuous time), not both`);
+  if (variant.synaptic && o.tauSyn !== undefined && !continuous)
+    throw new RangeError(`${where}: tauSyn needs tau (continuous time); for discrete time give alpha and beta`);
+  if (variant.synaptic && o.tauSyn !== undefined && o.alpha !== undefined)
+    throw new RangeError(`${where}: give alpha (discrete time) or tauSyn (continuous time), not both`);
   const reset = o.reset ?? 'subtract';
   if (!RESETS.includes(reset)) throw new RangeError(`${where}: unknown reset mode '${String(reset)}'; expected subtract, zero or none`);
   const discretisation = o.discretisation ?? 'exact';
-  if (discretisation !== 'exact' && discretisation !== 'euler') throw new RangeError(`${where}: unknown discretisation '${String(discretisation)}'; expected exact or euler`);
-  if (o.threshold !== undefined && o.vThreshold !== undefined) throw new RangeError(`${where}: give threshold or vThreshold (its alias), not both`);
+  if (discretisation !== 'exact' && discretisation !== 'euler')
+    throw new RangeError(`${where}: unknown discretisation '${String(discretisation)}'; expected exact or euler`);
+  if (o.threshold !== undefined && o.vThreshold !== undefined)
+    throw new RangeError(`${where}: give threshold or vThreshold (its alias), not both`);
   const surrogate = variant.readout ? null : resolveSurrogate(o.surrogate, where);
 
   const specs = new Map<string, Spec>();
-  const add1 = (name: string, value: ParamValue | undefined, fallback: number, learn: boolean | undefined, ok: (x: number) => boolean, expected: string, note = ''): void => {
+  const add1 = (
+    name: string,
+    value: ParamValue | undefined,
+    fallback: number,
+    learn: boolean | undefined,
+    ok: (x: number) => boolean,
+    expected: string,
+    note = '',
+  ): void => {
     const v = value ?? fallback;
     checkValue(where, name, v, ok, expected, note);
     specs.set(name, { value: v, learn: learn ?? false });
@@ -155,10 +188,18 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
     add1('adaptation', o.adaptation, 1.8, false, finite, 'a finite number');
   }
   const recurrentMode = o.recurrent ?? 'all';
-  if (variant.recurrent && recurrentMode !== 'all' && recurrentMode !== 'oneToOne') throw new RangeError(`${where}: recurrent must be 'all' or 'oneToOne', got '${String(recurrentMode)}'`);
-  const recurrentInit = variant.recurrent ? (o.recurrentInitializer !== undefined ? resolveInitializer(o.recurrentInitializer) : recurrentMode === 'all' ? resolveInitializer('glorotUniform') : (_k: Tensor, shape: readonly number[], dtype?: DType) => zeros(shape, dtype).add(1)) : null;
+  if (variant.recurrent && recurrentMode !== 'all' && recurrentMode !== 'oneToOne')
+    throw new RangeError(`${where}: recurrent must be 'all' or 'oneToOne', got '${String(recurrentMode)}'`);
+  const recurrentInit = variant.recurrent
+    ? o.recurrentInitializer !== undefined
+      ? resolveInitializer(o.recurrentInitializer)
+      : recurrentMode === 'all'
+        ? resolveInitializer('glorotUniform')
+        : (_k: Tensor, shape: readonly number[], dtype?: DType) => zeros(shape, dtype).add(1)
+    : null;
   const initialMembrane = o.initialMembrane ?? 'zeros';
-  if (initialMembrane !== 'zeros' && initialMembrane !== 'uniform') throw new RangeError(`${where}: initialMembrane must be 'zeros' or 'uniform', got '${String(initialMembrane)}'`);
+  if (initialMembrane !== 'zeros' && initialMembrane !== 'uniform')
+    throw new RangeError(`${where}: initialMembrane must be 'zeros' or 'uniform', got '${String(initialMembrane)}'`);
 
   // Fixed values become constants once (per dtype); learned ones come from the parameters.
   const fixed = new Map<string, Tensor | number>();
@@ -170,7 +211,12 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
   };
   const lastAxis = (shape: readonly number[]): number => shape[shape.length - 1];
 
-  const stateNames = [...(variant.synaptic ? ['syn'] : []), 'mem', ...(variant.adaptive ? ['b'] : []), ...(variant.recurrent || variant.adaptive ? ['spk'] : [])];
+  const stateNames = [
+    ...(variant.synaptic ? ['syn'] : []),
+    'mem',
+    ...(variant.adaptive ? ['b'] : []),
+    ...(variant.recurrent || variant.adaptive ? ['spk'] : []),
+  ];
 
   const config: Record<string, unknown> = {};
   for (const [name, s] of specs) config[name] = s.value;
@@ -207,11 +253,14 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
       const units = lastAxis(unitShape);
       for (const [name, s] of specs) {
         if (!s.learn) continue;
-        if (typeof s.value !== 'number' && s.value.length !== units) throw new RangeError(`${where}: ${name} has ${s.value.length} values, the layer has ${units} units`);
+        if (typeof s.value !== 'number' && s.value.length !== units)
+          throw new RangeError(`${where}: ${name} has ${s.value.length} values, the layer has ${units} units`);
         const shape = typeof s.value !== 'number' || o.perUnit ? [units] : [];
         p[name] = typeof s.value === 'number' ? zeros(shape, dtype).add(s.value) : cast(array(s.value as number[]), dtype);
       }
-      for (const [name, s] of specs) if (!s.learn && typeof s.value !== 'number' && s.value.length !== units) throw new RangeError(`${where}: ${name} has ${s.value.length} values, the layer has ${units} units`);
+      for (const [name, s] of specs)
+        if (!s.learn && typeof s.value !== 'number' && s.value.length !== units)
+          throw new RangeError(`${where}: ${name} has ${s.value.length} values, the layer has ${units} units`);
       if (recurrentInit) p.recurrent = recurrentInit(random.foldIn(key, 1), recurrentMode === 'all' ? [units, units] : [units], dtype);
       return p;
     },
@@ -237,7 +286,9 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
         next.syn = add(mul(state.syn, as), mul(drive, gs));
         drive = next.syn;
       }
-      const [a, g] = variant.integrate ? [scalar(1, dtype), specs.has('r') ? mul(dt, get(p, 'r', dtype)) : scalar(1, dtype)] : section(p, dt, dtype, 'beta', 'tau', true);
+      const [a, g] = variant.integrate
+        ? [scalar(1, dtype), specs.has('r') ? mul(dt, get(p, 'r', dtype)) : scalar(1, dtype)]
+        : section(p, dt, dtype, 'beta', 'tau', true);
       // Leak and input: a U + (1 - a) v_leak + g x.
       let decayed: Tensor = mul(state.mem, a);
       if (continuous) decayed = add(decayed, mul(sub(1, a), get(p, 'vLeak', dtype)));
@@ -285,7 +336,15 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
   return cell;
 }
 
-const LEAKY: Variant = { kind: 'Leaky', display: 'leaky', synaptic: false, recurrent: false, adaptive: false, integrate: false, readout: false };
+const LEAKY: Variant = {
+  kind: 'Leaky',
+  display: 'leaky',
+  synaptic: false,
+  recurrent: false,
+  adaptive: false,
+  integrate: false,
+  readout: false,
+};
 const SYNAPTIC: Variant = { ...LEAKY, kind: 'Synaptic', display: 'synaptic', synaptic: true };
 const RLEAKY: Variant = { ...LEAKY, kind: 'RecurrentLeaky', display: 'recurrentLeaky', recurrent: true };
 const RSYNAPTIC: Variant = { ...LEAKY, kind: 'RecurrentSynaptic', display: 'recurrentSynaptic', synaptic: true, recurrent: true };
@@ -313,24 +372,32 @@ function layerOf(variant: Variant, options: AllOptions & NeuronLayerOptions): La
   // The layer names itself first, so errors from the cell name the layer.
   const probe = uniqueName(prefix, options.name);
   const cell = cellOf(variant, options, `${variant.display} '${probe}'`);
-  return neuronLayer(cell, { ...layerOptions, name: probe }, {
-    display: variant.display,
-    prefix,
-    rebuild: (changes, name) => layerOf(variant, { ...options, ...(changes as AllOptions & NeuronLayerOptions), name }) as unknown as Layer,
-  });
+  return neuronLayer(
+    cell,
+    { ...layerOptions, name: probe },
+    {
+      display: variant.display,
+      prefix,
+      rebuild: (changes, name) =>
+        layerOf(variant, { ...options, ...(changes as AllOptions & NeuronLayerOptions), name }) as unknown as Layer,
+    },
+  );
 }
-
 
 /** The LIF cell: U_t = clip(beta) U_{t-1} + x_t - R_t thr; S_t = H(U_t - thr). */
 export const leakyCell = (options: NeuronOptions = {}): NeuronCell<Params, CellState> => cellOf(LEAKY, options);
 /** The current-based LIF cell: I_t = clip(alpha) I_{t-1} + x_t; U_t = clip(beta) U_{t-1} + I_t - R_t thr. */
 export const synapticCell = (options: SynapticOptions = {}): NeuronCell<Params, CellState> => cellOf(SYNAPTIC, options);
 /** The recurrent LIF cell: a Leaky cell with V(S_{t-1}) added to the input (state: mem, spk). */
-export const recurrentLeakyCell = (options: NeuronOptions & RecurrentOptions = {}): NeuronCell<Params, CellState> => cellOf(RLEAKY, options);
+export const recurrentLeakyCell = (options: NeuronOptions & RecurrentOptions = {}): NeuronCell<Params, CellState> =>
+  cellOf(RLEAKY, options);
 /** The recurrent current-based cell: V(S_{t-1}) added to the synaptic current's input. */
-export const recurrentSynapticCell = (options: SynapticOptions & RecurrentOptions = {}): NeuronCell<Params, CellState> => cellOf(RSYNAPTIC, options);
+export const recurrentSynapticCell = (options: SynapticOptions & RecurrentOptions = {}): NeuronCell<Params, CellState> =>
+  cellOf(RSYNAPTIC, options);
 /** Integrate-and-fire: Leaky with beta = 1 (with `r`, continuous time: U += r dt x). */
-export const integrateAndFireCell = (options: Omit<NeuronOptions, 'beta' | 'tau' | 'vLeak' | 'learnBeta' | 'discretisation'> = {}): NeuronCell<Params, CellState> => cellOf(IF, options);
+export const integrateAndFireCell = (
+  options: Omit<NeuronOptions, 'beta' | 'tau' | 'vLeak' | 'learnBeta' | 'discretisation'> = {},
+): NeuronCell<Params, CellState> => cellOf(IF, options);
 /** ALIF (Bellec et al. 2018): b_t = rho b_{t-1} + (1 - rho) S_{t-1}; thr_t = thr + adaptation b_t; Leaky with thr_t. */
 export const adaptiveLeakyCell = (options: AdaptiveOptions = {}): NeuronCell<Params, CellState> => cellOf(ALIF, options);
 /** The non-spiking readout: U_t = clip(beta) U_{t-1} + x_t (continuous: the LI node); outputs U. */
@@ -348,7 +415,8 @@ export const synaptic = (options: SynapticLayerOptions = {}): Layer<Params, Neur
 /** Recurrent LIF neurons (snnTorch's RLeaky): all-to-all recurrent weights (default) or one-to-one. */
 export const recurrentLeaky = (options: RecurrentLeakyLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(RLEAKY, options);
 /** Recurrent current-based neurons (snnTorch's RSynaptic). */
-export const recurrentSynaptic = (options: RecurrentSynapticLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(RSYNAPTIC, options);
+export const recurrentSynaptic = (options: RecurrentSynapticLayerOptions = {}): Layer<Params, NeuronLayerState> =>
+  layerOf(RSYNAPTIC, options);
 /** Integrate-and-fire neurons (no leak). */
 export const integrateAndFire = (options: IntegrateAndFireLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(IF, options);
 /** Adaptive-threshold LIF neurons (ALIF). */
@@ -358,4 +426,3 @@ export const adaptiveLeaky = (options: AdaptiveLeakyLayerOptions = {}): Layer<Pa
  * `membraneCrossEntropy`).
  */
 export const leakyIntegrator = (options: LeakyIntegratorLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(LI, options);
-

@@ -4,7 +4,24 @@
  * compiles inside a jit-compiled scan like any other body (the primal is inlined; see
  * docs/architecture.md "Neurons: surrogate, cell, time loop").
  */
-import { abs, add, cast, customVjp, div, greater, less, maximum, mul, notEqual, onesLike, sigmoid, square, sub, where, type Tensor } from '../core/index.js';
+import {
+  abs,
+  add,
+  cast,
+  customVjp,
+  div,
+  greater,
+  less,
+  maximum,
+  mul,
+  notEqual,
+  onesLike,
+  sigmoid,
+  square,
+  sub,
+  where,
+  type Tensor,
+} from '../core/index.js';
 
 /** A spike function: `spike(u)` is H(u) forward and `derivative(u)` times the cotangent backward. */
 export interface Surrogate {
@@ -25,7 +42,8 @@ export function heaviside(u: Tensor): Tensor {
 }
 
 function checkPositive(where: string, name: string, value: number): void {
-  if (!(typeof value === 'number' && Number.isFinite(value) && value > 0)) throw new RangeError(`${where}: ${name} must be a positive finite number, got ${value}`);
+  if (!(typeof value === 'number' && Number.isFinite(value) && value > 0))
+    throw new RangeError(`${where}: ${name} must be a positive finite number, got ${value}`);
 }
 
 /**
@@ -36,7 +54,8 @@ function checkPositive(where: string, name: string, value: number): void {
  * const s = mine.spike(sub(membrane, threshold));
  */
 export function custom(derivative: (u: Tensor) => Tensor, name = 'custom', config: Readonly<Record<string, number>> = {}): Surrogate {
-  if (typeof derivative !== 'function') throw new TypeError(`surrogate.custom: expected a derivative function g(u), got ${typeof derivative}`);
+  if (typeof derivative !== 'function')
+    throw new TypeError(`surrogate.custom: expected a derivative function g(u), got ${typeof derivative}`);
   const spike = customVjp(
     (u: Tensor) => heaviside(u),
     (u: Tensor) => [heaviside(u), u] as [Tensor, Tensor],
@@ -96,7 +115,11 @@ export { sigmoidSurrogate as sigmoid };
 export type SurrogateName = 'straightThrough' | 'fastSigmoid' | 'atan' | 'sigmoid' | 'triangular' | 'boxcar';
 
 /** A surrogate from a name (default parameters) or itself. */
-export function resolveSurrogate(s: Surrogate | SurrogateName | undefined, where: string, fallback: SurrogateName = 'fastSigmoid'): Surrogate {
+export function resolveSurrogate(
+  s: Surrogate | SurrogateName | undefined,
+  where: string,
+  fallback: SurrogateName = 'fastSigmoid',
+): Surrogate {
   if (s !== undefined && typeof s === 'object') return s;
   const name = s ?? fallback;
   switch (name) {
@@ -113,6 +136,8 @@ export function resolveSurrogate(s: Surrogate | SurrogateName | undefined, where
     case 'boxcar':
       return boxcar();
     default:
-      throw new RangeError(`${where}: unknown surrogate '${String(name)}'; expected a Surrogate or one of straightThrough, fastSigmoid, atan, sigmoid, triangular, boxcar`);
+      throw new RangeError(
+        `${where}: unknown surrogate '${String(name)}'; expected a Surrogate or one of straightThrough, fastSigmoid, atan, sigmoid, triangular, boxcar`,
+      );
   }
 }

@@ -9,17 +9,34 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 
-export const PEERS = ['spiketrace', 'jax-js', 'tfjs-wasm', 'tfjs-cpu'] as const;
+export const PEERS = ['spiketrace', 'pytorch', 'jax-js', 'tfjs-wasm', 'tfjs-cpu'] as const;
 export type PeerName = (typeof PEERS)[number];
 
 /** The benchmark's cases, in report order. */
-export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif', 'lifStopGradient', 'conv'] as const;
+export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif', 'lifStopGradient', 'lifNet', 'conv'] as const;
 export type CaseName = (typeof CASES)[number];
 export type ModelCase = Exclude<CaseName, 'matmul'>;
 
-/** Cases only spiketrace can run (the peers have no spiking neuron). */
-export const SPIKETRACE_ONLY: ReadonlySet<CaseName> = new Set<CaseName>(['spiking', 'poisson', 'lif', 'lifStopGradient']);
+/**
+ * The peers that run each case. jax-js and tfjs have no spiking neuron: the spiking cases' tables
+ * show their M2 rows. PyTorch writes the spiking neuron as a custom autograd function and the LIF
+ * network (`lifNet`) in plain PyTorch. `lif` and `lifStopGradient` (M2 with leaky neurons, the
+ * surrogate written two ways) are spiketrace's alone.
+ */
+export const CASE_PEERS: Readonly<Record<CaseName, readonly PeerName[]>> = {
+  matmul: PEERS,
+  m1: PEERS,
+  m2: PEERS,
+  spiking: ['spiketrace', 'pytorch'],
+  poisson: ['spiketrace', 'pytorch'],
+  lif: ['spiketrace'],
+  lifStopGradient: ['spiketrace'],
+  lifNet: ['spiketrace', 'pytorch'],
+  // jax-js has convolutions, but its peer module implements only the dense models; no PyTorch conv peer yet.
+  conv: ['spiketrace', 'tfjs-wasm', 'tfjs-cpu'],
+};
 
 export const IMAGE = 784;
 export const HIDDEN = 128;
@@ -68,6 +85,23 @@ export function convWeights(seed: number): ConvWeights {
 
 /** Spiking layer's dt (the seed's spiking-aware model). */
 export const SPIKING_DT = 0.01;
+/**
+ * The LIF example's network: rate-coded images over 25 steps, Dense(784 -> 1000) -> Leaky ->
+ * Dense(1000 -> 10) -> Leaky, cross-entropy on the output spike counts, Adam at 5e-4, batch 128.
+ * Leaky: reset by subtraction, computed from the previous potential (detached); spikes H(U - thr)
+ * with H(0) = 0 forward, the fast sigmoid 1 / (slope |U - thr| + 1)^2 backward.
+ */
+export const LIF = { batch: 128, timeSteps: 25, hidden: 1000, beta: 0.95, threshold: 1, slope: 25, lr: 5e-4 } as const;
+
+/** Batch size of a case. */
+export function batchOf(c: CaseName): number {
+  return c === 'lifNet' ? LIF.batch : BATCH;
+}
+
+/** Whole batches in one epoch of 60k samples (the LIF case drops the last 96 rows). */
+export function stepsPerEpoch(c: CaseName): number {
+  return Math.floor(TRAIN_ROWS / batchOf(c));
+}
 
 /** What the parent asks one child to run. */
 export interface Job {
@@ -95,6 +129,11 @@ export interface MatmulResult {
   readonly callsPerRep: number;
   /** Sum of the output, to check that the peers computed the same product. */
   readonly checksum: number;
+  /**
+   * spiketrace's job only: this machine's WebAssembly SIMD multiply-add peak (bench/lib/simd-peak.ts),
+   * GFLOP/s on one thread and on all threads (two here) at once, measured after the product.
+   */
+  readonly simdPeak?: { readonly oneThread: number; readonly allThreads: number; readonly threads: number };
 }
 
 export interface TrainResult {
@@ -107,6 +146,8 @@ export interface TrainResult {
   readonly firstStepS: number;
   /** Every step's loss, warm-up steps included. */
   readonly losses: readonly number[];
+  /** Steps in one epoch of this case (the extrapolation's target). */
+  readonly stepsPerEpoch: number;
 }
 
 /** What a child sends back. */
@@ -148,21 +189,18 @@ export function glorotUniform(next: () => number, fanIn: number, fanOut: number)
   return w;
 }
 
-/** The two dense layers of every model: 784 -> 128 -> 10, biases zero (Keras's defaults). */
+/** The two dense layers of a model, row-major (in, out): 784 -> 128 -> 10 (1000 hidden units for LIF). */
 export interface DenseWeights {
-  readonly w1: Float32Array; // (784, 128)
-  readonly b1: Float32Array; // (128,)
-  readonly w2: Float32Array; // (128, 10)
+  readonly w1: Float32Array; // (784, hidden)
+  readonly b1: Float32Array; // (hidden,)
+  readonly w2: Float32Array; // (hidden, 10)
   readonly b2: Float32Array; // (10,)
 }
 
-/** FNV-1a over the bytes of some arrays, as 8 hex digits. */
+/** CRC-32 over the bytes of some arrays, as 8 hex digits (Python's zlib.crc32 computes the same). */
 export function hashArrays(arrays: readonly Float32Array[]): string {
-  let h = 0x811c9dc5;
-  for (const a of arrays) {
-    const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
-  }
+  let h = 0;
+  for (const a of arrays) h = crc32(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), h);
   return h.toString(16).padStart(8, '0');
 }
 
@@ -183,30 +221,54 @@ export interface TrainData {
 export interface Inputs {
   readonly data: TrainData | null;
   readonly weights: DenseWeights;
+  /** The LIF network's layers: (784, 1000), (1000,), (1000, 10), (10,). */
+  readonly lifWeights: DenseWeights;
+  /**
+   * The LIF case's first batch, rate-coded once by the parent: (25, 128, 784) time-major, 0 or 1.
+   * Every peer trains its first step on these spikes (so first-step losses compare) and encodes
+   * the later batches itself inside its step. Empty when the data has fewer than 128 rows.
+   */
+  readonly lifSpikes0: Uint8Array;
   readonly matmul: { readonly a: Float32Array; readonly b: Float32Array };
 }
 
+/**
+ * manifest.json: the data's size and source, and the constants the Python peer needs (so they are
+ * defined once, here).
+ */
 interface Manifest {
   readonly rows: number;
   readonly source: string;
+  readonly constants: {
+    readonly image: number;
+    readonly hidden: number;
+    readonly classes: number;
+    readonly timeSteps: number;
+    readonly batch: number;
+    readonly spikingDt: number;
+    readonly adam: typeof ADAM;
+    readonly lif: typeof LIF;
+  };
 }
 
-function bytesOf(a: Float32Array | Int32Array): Uint8Array {
+function bytesOf(a: Float32Array | Int32Array | Uint8Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /** Writes the shared inputs as raw little-endian arrays plus a small manifest. */
 export function writeInputs(dir: string, inputs: Inputs): void {
   const w = inputs.weights;
-  const manifest: Manifest = { rows: inputs.data?.rows ?? 0, source: inputs.data?.source ?? '-' };
+  const constants = { image: IMAGE, hidden: HIDDEN, classes: CLASSES, timeSteps: TIME_STEPS, batch: BATCH, spikingDt: SPIKING_DT, adam: ADAM, lif: LIF };
+  const manifest: Manifest = { rows: inputs.data?.rows ?? 0, source: inputs.data?.source ?? '-', constants };
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
   if (inputs.data) {
     writeFileSync(join(dir, 'x.f32'), bytesOf(inputs.data.x));
     writeFileSync(join(dir, 'y.i32'), bytesOf(inputs.data.y));
   }
-  for (const [name, a] of Object.entries({ w1: w.w1, b1: w.b1, w2: w.w2, b2: w.b2, a: inputs.matmul.a, b: inputs.matmul.b })) {
-    writeFileSync(join(dir, `${name}.f32`), bytesOf(a));
-  }
+  writeFileSync(join(dir, 'lif_spikes0.u8'), bytesOf(inputs.lifSpikes0));
+  const lw = inputs.lifWeights;
+  const arrays = { w1: w.w1, b1: w.b1, w2: w.w2, b2: w.b2, lif_w1: lw.w1, lif_b1: lw.b1, lif_w2: lw.w2, lif_b2: lw.b2, a: inputs.matmul.a, b: inputs.matmul.b };
+  for (const [name, a] of Object.entries(arrays)) writeFileSync(join(dir, `${name}.f32`), bytesOf(a));
 }
 
 function readArray<T extends Float32Array | Int32Array>(path: string, make: (b: ArrayBuffer, offset: number, length: number) => T): T {
@@ -225,7 +287,13 @@ export function readInputs(dir: string, withData: boolean): Inputs {
     withData && manifest.rows > 0
       ? { x: f32('x'), y: readArray(join(dir, 'y.i32'), (b, o, n) => new Int32Array(b, o, n)), rows: manifest.rows, source: manifest.source }
       : null;
-  return { data, weights: { w1: f32('w1'), b1: f32('b1'), w2: f32('w2'), b2: f32('b2') }, matmul: { a: f32('a'), b: f32('b') } };
+  return {
+    data,
+    weights: { w1: f32('w1'), b1: f32('b1'), w2: f32('w2'), b2: f32('b2') },
+    lifWeights: { w1: f32('lif_w1'), b1: f32('lif_b1'), w2: f32('lif_w2'), b2: f32('lif_b2') },
+    lifSpikes0: new Uint8Array(readFileSync(join(dir, 'lif_spikes0.u8'))),
+    matmul: { a: f32('a'), b: f32('b') },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,7 +311,7 @@ export class StepClock {
   private tFirst = 0;
   private readonly losses: number[] = [];
 
-  constructor(private readonly job: Pick<Job, 'warmupSteps' | 'maxSteps' | 'budgetS'>) {}
+  constructor(private readonly job: Pick<Job, 'case' | 'warmupSteps' | 'maxSteps' | 'budgetS'>) {}
 
   /** Total steps a run may take (the data must hold this many batches). */
   get plannedSteps(): number {
@@ -277,6 +345,7 @@ export class StepClock {
       measuredS: measuredSteps > 0 ? (this.tLast - this.tWarm) / 1000 : 0,
       firstStepS: (this.tFirst - this.t0) / 1000,
       losses: this.losses,
+      stepsPerEpoch: stepsPerEpoch(this.job.case),
     };
   }
 }

@@ -4,12 +4,33 @@
  * and matmul operands. Built once per run and written to files for the children.
  */
 import { loadFashionMnistRaw, normalizeImages } from '../../data/index.js';
-import { CLASSES, IMAGE, TRAIN_ROWS, glorotUniform, rng, MATMUL, HIDDEN, type DenseWeights, type Inputs, type TrainData } from './common.js';
+import { CLASSES, IMAGE, LIF, TRAIN_ROWS, glorotUniform, rng, MATMUL, HIDDEN, type DenseWeights, type Inputs, type TrainData } from './common.js';
 
 /** The two dense layers of every model, 784 -> 128 -> 10: glorot-uniform kernels, zero biases (Keras's defaults). */
 export function initialWeights(seed: number): DenseWeights {
   const next = rng(seed ^ 0x5eed);
   return { w1: glorotUniform(next, IMAGE, HIDDEN), b1: new Float32Array(HIDDEN), w2: glorotUniform(next, HIDDEN, CLASSES), b2: new Float32Array(CLASSES) };
+}
+
+/** The LIF network's layers, 784 -> 1000 -> 10: glorot-uniform kernels, zero biases. */
+export function lifWeights(seed: number): DenseWeights {
+  const next = rng(seed ^ 0x11f);
+  return { w1: glorotUniform(next, IMAGE, LIF.hidden), b1: new Float32Array(LIF.hidden), w2: glorotUniform(next, LIF.hidden, CLASSES), b2: new Float32Array(CLASSES) };
+}
+
+/**
+ * The LIF case's first batch as rate-coded spikes, (25, 128, 784) time-major: pixel i of row r
+ * spikes at step t when a seeded uniform draw falls below its intensity (Bernoulli(x) per step).
+ */
+export function lifFirstBatchSpikes(data: TrainData | null, seed: number): Uint8Array {
+  if (!data || data.rows < LIF.batch) return new Uint8Array(0);
+  const next = rng(seed ^ 0x5b1e);
+  const per = LIF.batch * IMAGE;
+  const out = new Uint8Array(LIF.timeSteps * per);
+  for (let t = 0; t < LIF.timeSteps; t++) {
+    for (let i = 0; i < per; i++) out[t * per + i] = next() < data.x[i] ? 1 : 0;
+  }
+  return out;
 }
 
 /** The matmul case's operands: pixel-like A in [0, 1), glorot B. */
@@ -53,5 +74,6 @@ export async function loadTrainData(rows: number, seed: number, synthetic: boole
 }
 
 export async function buildInputs(rows: number, seed: number, synthetic: boolean): Promise<Inputs> {
-  return { data: rows > 0 ? await loadTrainData(rows, seed, synthetic) : null, weights: initialWeights(seed), matmul: matmulOperands(seed) };
+  const data = rows > 0 ? await loadTrainData(rows, seed, synthetic) : null;
+  return { data, weights: initialWeights(seed), lifWeights: lifWeights(seed), lifSpikes0: lifFirstBatchSpikes(data, seed), matmul: matmulOperands(seed) };
 }

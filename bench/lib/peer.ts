@@ -12,7 +12,8 @@ export interface Peer {
   /**
    * Trains `model` from `weights` on `data` (batch b = rows [32b, 32b + 32), in order) with Adam
    * and sparse softmax cross-entropy, calling `clock.start()` before the first step and
-   * `clock.step(loss)` after each, until it returns false or the data runs out.
+   * `clock.step(loss)` after each, until it returns false or the data runs out. `lif` (batch 128)
+   * trains its first step on `lifSpikes0`, the parent's rate-coded first batch.
    */
-  train(model: ModelCase, weights: DenseWeights, data: TrainData, clock: StepClock, seed: number): void;
+  train(model: ModelCase, weights: DenseWeights, data: TrainData, clock: StepClock, seed: number, lifSpikes0?: Uint8Array): void;
 }

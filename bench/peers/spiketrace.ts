@@ -1,13 +1,14 @@
 /**
  * spiketrace through its public API, as a user writes it: nn.sequential models, nn.fit with
  * verbose 0 (a callback reads each step's loss for the clock), the data module's tileTime and
- * poissonEncode.
+ * poissonEncode (inside the step, through a lambda layer).
  */
-import { abs, add, div, fromTyped, getBackend, matmul, mul, random, stopGradient, sub, type NDArray, type Tensor, type Tree } from '../../core/index.js';
+import { abs, add, div, fromTyped, getBackend, jit, matmul, mul, random, stopGradient, sub, sum, transpose, valueAndGrad, type NDArray, type Tensor, type Tree } from '../../core/index.js';
+import { gemmFmaActive } from '../../core/backend/wasm/index.js';
 import { poissonEncode, tileTime } from '../../data/index.js';
 import * as nn from '../../nn/index.js';
 import * as spiking from '../../spiking/index.js';
-import { BATCH, CONV, HIDDEN, CLASSES, IMAGE, SPIKING_DT, TIME_STEPS, convWeights, type DenseWeights, type ModelCase, type StepClock } from '../lib/common.js';
+import { BATCH, CONV, HIDDEN, CLASSES, IMAGE, LIF, SPIKING_DT, TIME_STEPS, convWeights, type DenseWeights, type ModelCase, type StepClock, type TrainData } from '../lib/common.js';
 import type { Peer } from '../lib/peer.js';
 
 /** The case's model; the two dense layers are named 'hidden' and 'logits' so weights can be set. */
@@ -24,6 +25,7 @@ function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerSh
     ]);
     return { layer, inputShape: [null, 28, 28, 1] };
   }
+  if (model === 'lifNet') throw new RangeError("spiketrace peer: the 'lifNet' case trains with trainLif");
   if (model === 'm1') {
     return { layer: nn.sequential([nn.flatten(), nn.dense(HIDDEN, { activation: 'relu', name: 'hidden' }), nn.dense(CLASSES, { name: 'logits' })]), inputShape: [28, 28] };
   }
@@ -37,8 +39,9 @@ function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerSh
         : model === 'lifStopGradient'
           ? spiking.leaky({ beta: 0.95, surrogate: stopGradientFastSigmoid })
           : spiking.spikingActivation('relu', { dt: SPIKING_DT });
-  const layer = nn.sequential([nn.reshape([-1, IMAGE]), nn.timeDistributed(nn.dense(HIDDEN), { name: 'hidden' }), act, nn.globalAveragePooling1d(), nn.dense(CLASSES, { name: 'logits' })]);
-  return { layer, inputShape: [null, 28, 28] };
+  const layers = [nn.reshape([-1, IMAGE]), nn.timeDistributed(nn.dense(HIDDEN), { name: 'hidden' }), act, nn.globalAveragePooling1d(), nn.dense(CLASSES, { name: 'logits' })];
+  if (model !== 'poisson') return { layer: nn.sequential(layers), inputShape: [null, 28, 28] };
+  return { layer: nn.sequential([poissonEncoder(), ...layers]), inputShape: [28, 28] };
 }
 
 /**
@@ -54,6 +57,19 @@ const stopGradientFastSigmoid: spiking.Surrogate = {
     return add(s, stopGradient(sub(spiking.heaviside(u), s)));
   },
 };
+
+/**
+ * Binary spike trains drawn per batch inside the training step: poissonEncode at the model's dt
+ * with rate 100 Hz per unit intensity, so each pixel spikes with probability = its intensity at
+ * each step; scaled by dt to spikes of height 1, so the mean over time approximates the image as
+ * the repeated input does. Only the images are held (the encoded set would be 10x their size).
+ */
+function poissonEncoder(): nn.Layer {
+  return nn.lambda((x, { key }) => {
+    if (!key) throw new RangeError('poisson encoder: needs the per-step key that fit passes');
+    return poissonEncode(key, x, TIME_STEPS, { dt: SPIKING_DT, maxRate: 1 / SPIKING_DT }).mul(SPIKING_DT);
+  }, { name: 'poisson', outputShape: (s) => [TIME_STEPS, ...s] });
+}
 
 /** Replaces the initialized kernels and biases of 'hidden' and 'logits' with the shared weights. */
 function withWeights(params: Tree, w: DenseWeights, model: ModelCase, seed: number): Tree {
@@ -73,33 +89,70 @@ function withWeights(params: Tree, w: DenseWeights, model: ModelCase, seed: numb
 }
 
 /**
- * Binary spike trains (rows, 10, 28, 28): poissonEncode at the model's dt with rate 100 Hz per unit
- * intensity, so each pixel spikes with probability = its intensity at each step; scaled by dt to
- * spikes of height 1, so the mean over time approximates the image as the repeated input does.
- * Encoded in chunks before training, outside the timed steps.
+ * The LIF example's network, trained by a hand-written jitted step (valueAndGrad + Adam), as a
+ * user of the neuron layers writes it: timeDistributed dense layers and `leaky` neurons (reset by
+ * subtraction, fast-sigmoid surrogate), cross-entropy on the output spike counts. The first batch
+ * trains on the parent's shared spikes (so its loss compares with PyTorch's); every later batch is
+ * rate-coded inside the step (poissonEncode at dt 1 and 1 Hz per unit intensity: Bernoulli(x)).
  */
-function poissonInput(pixels: Float32Array, rows: number, seed: number): NDArray {
-  const per = TIME_STEPS * IMAGE;
-  const out = new Float32Array(rows * per);
-  const chunk = 1024;
-  for (let r = 0, c = 0; r < rows; r += chunk, c++) {
-    const n = Math.min(chunk, rows - r);
-    const part = fromTyped(pixels.subarray(r * IMAGE, (r + n) * IMAGE), [n, 28, 28]);
-    const spikes = poissonEncode(random.foldIn(random.key(seed), c), part, TIME_STEPS, { dt: SPIKING_DT, maxRate: 1 / SPIKING_DT }).mul(SPIKING_DT);
-    out.set((spikes as NDArray).toTyped() as Float32Array, r * per);
+function trainLif(weights: DenseWeights, data: TrainData, clock: StepClock, seed: number, spikes0: Uint8Array): void {
+  const neuron = { beta: LIF.beta, threshold: LIF.threshold, reset: 'subtract', surrogate: 'fastSigmoid' } as const;
+  const layer = nn.sequential([
+    nn.timeDistributed(nn.dense(LIF.hidden), { name: 'hidden' }),
+    spiking.leaky(neuron),
+    nn.timeDistributed(nn.dense(CLASSES), { name: 'logits' }),
+    spiking.leaky(neuron),
+  ]);
+  const init = layer.init(random.key(seed), [LIF.timeSteps, IMAGE]);
+  let params = withWeights(init.params, weights, 'lifNet', seed);
+  let state: Tree = init.state;
+  const opt = nn.adam(LIF.lr);
+  let optState: Tree = opt.init(params);
+  const crossEntropy = nn.sparseCategoricalCrossentropy({ fromLogits: true });
+  type Out = { params: Tree; state: Tree; optState: Tree; loss: Tensor };
+  const update = (p: Tree, s: Tree, o: Tree, spikes: Tensor, y: Tensor, key: Tensor): Out => {
+    const lossOf = (q: Tree): [Tensor, Tree] => {
+      const r = layer.apply(q as nn.SequentialParams, spikes, { training: true, key }, s as nn.SequentialParams);
+      return [crossEntropy(y, sum(r.y, 1)), r.state];
+    };
+    const [valueAux, grads] = valueAndGrad(lossOf as (q: Tree) => unknown, { hasAux: true })(p);
+    const [loss, nextState] = valueAux as [Tensor, Tree];
+    const [updates, nextOpt] = opt.update(grads, o as Tree[], p);
+    return { params: nn.applyUpdates(p, updates), state: nextState, optState: nextOpt, loss };
+  };
+  const onSpikes = jit(update);
+  const onImages = jit((p: Tree, s: Tree, o: Tree, images: Tensor, y: Tensor, key: Tensor) =>
+    update(p, s, o, poissonEncode(key, images, LIF.timeSteps, { dt: 1, maxRate: 1 }), y, key),
+  );
+  const steps = Math.min(Math.floor(data.rows / LIF.batch), clock.plannedSteps);
+  const stepKey = random.key(seed + 1);
+  clock.start();
+  for (let s = 0; s < steps; s++) {
+    const rows = [s * LIF.batch, (s + 1) * LIF.batch];
+    const y = fromTyped(data.y.subarray(rows[0], rows[1]), [LIF.batch], 'int32');
+    const key = random.foldIn(stepKey, s);
+    let out: Out;
+    if (s === 0 && spikes0.length) {
+      const timeMajor = fromTyped(Float32Array.from(spikes0), [LIF.timeSteps, LIF.batch, IMAGE]);
+      out = onSpikes(params, state, optState, transpose(timeMajor, [1, 0, 2]), y, key);
+    } else {
+      out = onImages(params, state, optState, fromTyped(data.x.subarray(rows[0] * IMAGE, rows[1] * IMAGE), [LIF.batch, IMAGE]), y, key);
+    }
+    ({ params, state, optState } = out);
+    if (!clock.step(out.loss.item())) break;
   }
-  return fromTyped(out, [rows, TIME_STEPS, 28, 28]);
 }
 
 export async function createPeer(): Promise<Peer> {
   return {
-    backend: `${getBackend().name} backend`,
+    backend: `${getBackend().name} backend${gemmFmaActive() ? ', FMA matmul' : ''}`,
     matmul(a, b, m, k, n) {
       const A = fromTyped(a, [m, k]);
       const B = fromTyped(b, [k, n]);
       return () => (matmul(A, B) as NDArray).toTyped();
     },
-    train(model, weights, data, clock: StepClock, seed) {
+    train(model, weights, data, clock: StepClock, seed, lifSpikes0 = new Uint8Array(0)) {
+      if (model === 'lifNet') return trainLif(weights, data, clock, seed, lifSpikes0);
       const { layer, inputShape } = buildModel(model);
       const init = layer.init(random.key(seed), inputShape);
       const vars = { params: withWeights(init.params, weights, model, seed), state: init.state };
@@ -107,7 +160,7 @@ export async function createPeer(): Promise<Peer> {
       const images = fromTyped(data.x.subarray(0, rows * IMAGE), [rows, 28, 28]);
       const labels = fromTyped(data.y.subarray(0, rows), [rows], 'int32');
       // The repeated image is a stride-0 view (no copy), as in the README.
-      const x = model === 'm1' ? images : model === 'poisson' ? poissonInput(data.x, rows, seed) : model === 'conv' ? tileTime(images.reshape([rows, 28, 28, 1]) as NDArray, TIME_STEPS) : tileTime(images, TIME_STEPS);
+      const x = model === 'm1' || model === 'poisson' ? images : model === 'conv' ? tileTime(images.reshape([rows, 28, 28, 1]) as NDArray, TIME_STEPS) : tileTime(images, TIME_STEPS);
       clock.start();
       nn.fit(layer, vars, x, labels, {
         optimizer: nn.adam(),

@@ -4,13 +4,13 @@
  * intermediate after its last use.
  */
 import { debugEnabled, profileRecord } from '../debug.js';
-import { Literal, Var, numberText, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
+import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir.js';
 import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import type { CompiledProgram } from '../backends.js';
 import { literalArray } from '../trace.js';
-import { runFused, type FusedProgram } from './fusion.js';
-import { SCALAR_OPS, storeAs, type ElementwisePrim } from './scalar-ops.js';
+import { opLine, runFused, type FusedArg, type FusedOp, type FusedProgram } from './fusion.js';
+import type { ElementwisePrim } from './scalar-ops.js';
 import { inlineCustomVjp, planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
@@ -250,20 +250,24 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
   const emitGroup = (g: FusionGroup): void => {
     // JS code for the group: inputs v0.., temps t0.., broadcast literals inlined.
     const temps = new Map<Var, string>();
-    const lines = g.eqns.map((e, k) => {
-      const args = e.inputs.map((a) => {
+    const tempIndex = new Map<Var, number>();
+    const ops = g.eqns.map((e, k): FusedOp => {
+      const args = e.inputs.map((a): FusedArg => {
         const lit = plan.literalOf(a);
-        if (lit !== undefined) return `(${numberText(lit.value)})`;
-        return temps.get(a as Var) ?? `v${g.inputs.indexOf(a as Var)}`;
+        if (lit !== undefined) return { literal: lit.value };
+        const t = tempIndex.get(a as Var);
+        return t !== undefined ? { temp: t } : { input: g.inputs.indexOf(a as Var) };
       });
       const out = e.outputs[0];
       temps.set(out, `t${k}`);
-      return `const t${k}=${storeAs(SCALAR_OPS[e.prim as ElementwisePrim].js(args, e.params, out.aval.dtype), out.aval.dtype)};`;
+      tempIndex.set(out, k);
+      return { prim: e.prim as ElementwisePrim, params: e.params as Record<string, unknown>, dtype: out.aval.dtype, args };
     });
+    const lines = ops.map((op, k) => opLine(k, op));
     const r = g.reduce;
     const prog: FusedProgram = r
-      ? { numInputs: g.inputs.length, lines, outputs: [temps.get(r.input) ?? `v${g.inputs.indexOf(r.input)}`], outDtypes: [r.output.aval.dtype], reduce: { op: r.op, axes: r.axes } }
-      : { numInputs: g.inputs.length, lines, outputs: g.outputs.map((v) => temps.get(v)!), outDtypes: g.outputs.map((v) => v.aval.dtype) };
+      ? { numInputs: g.inputs.length, ops, lines, outputs: [temps.get(r.input) ?? `v${g.inputs.indexOf(r.input)}`], outDtypes: [r.output.aval.dtype], reduce: { op: r.op, axes: r.axes } }
+      : { numInputs: g.inputs.length, ops, lines, outputs: g.outputs.map((v) => temps.get(v)!), outDtypes: g.outputs.map((v) => v.aval.dtype) };
     const inSlots = g.inputs.map(slotOf);
     const outSlots = g.outputs.map(slotOf);
     const shape = r ? r.input.aval.shape : g.shape;

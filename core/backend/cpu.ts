@@ -1,7 +1,7 @@
 /** The CPU backend: one eager kernel per primitive over strided views, and the fusing compiler. */
-import ops from 'ndarray-ops';
 import { allocate, type DType, type TypedArray } from '../dtype.js';
 import { makeView, NDArray, reshapeView, type NdView } from '../ndarray.js';
+import { assignStrided } from '../strided-view.js';
 import { ELEMENTWISE, ELEMENTWISE_PRIMS, type PrimParams, type Primitive } from '../primitives.js';
 import { contiguousStrides, stridedOffsets } from '../shape.js';
 import { evalJaxpr, avalOf } from '../trace.js';
@@ -53,7 +53,7 @@ const reduction =
     const key = `${op}:${x.dtype}`;
     let prog = byDtype.get(key);
     if (prog === undefined) {
-      prog = { numInputs: 1, lines: [], outputs: ['v0'], outDtypes: [x.dtype], reduce: { op, axes } };
+      prog = { numInputs: 1, ops: [], lines: [], outputs: ['v0'], outDtypes: [x.dtype], reduce: { op, axes } };
       byDtype.set(key, prog);
     }
     return runFused(prog, [x], x.shape);
@@ -123,7 +123,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   pad: ([x], { low, high }) => {
     const shape = x.shape.map((d, i) => d + low[i] + high[i]);
     const out = contiguous(allocate(x.dtype, shape.reduce((a, c) => a * c, 1)), shape, x.dtype);
-    ops.assign(out.nd.hi(...x.shape.map((d, i) => d + low[i])).lo(...low), x.nd);
+    assignStrided(out.nd.hi(...x.shape.map((d, i) => d + low[i])).lo(...low), x.nd);
     return [out];
   },
   concatenate: (inputs, { axis }) => {
@@ -135,7 +135,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     for (const x of inputs) {
       const lo = shape.map((_, i) => (i === axis ? at : 0));
       const hi = shape.map((d, i) => (i === axis ? at + x.shape[axis] : d));
-      ops.assign(out.nd.hi(...hi).lo(...lo), x.nd);
+      assignStrided(out.nd.hi(...hi).lo(...lo), x.nd);
       at += x.shape[axis];
     }
     return [out];
@@ -214,6 +214,23 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   // The eager interpreter drops its intermediates, so they must not come from the kernel arena.
   custom_vjp_call: (inputs, { fun, numFunConsts, numFwdConsts, numBwdConsts }) =>
     residentScope(false, () => evalJaxpr(fun, [], [...inputs.slice(0, numFunConsts), ...inputs.slice(numFunConsts + numFwdConsts + numBwdConsts)]) as NDArray[]),
+  cond: (inputs, { whenTrue, whenFalse, numTrueConsts, numFalseConsts }) => {
+    const operands = inputs.slice(1 + numTrueConsts + numFalseConsts);
+    const taken = inputs[0].item() !== 0;
+    const consts = taken ? inputs.slice(1, 1 + numTrueConsts) : inputs.slice(1 + numTrueConsts, 1 + numTrueConsts + numFalseConsts);
+    return residentScope(false, () => compiledBody(taken ? whenTrue : whenFalse)([], [...consts, ...operands]));
+  },
+  while_loop: (inputs, { cond, body, numCondConsts, numBodyConsts }) => {
+    const condConsts = inputs.slice(0, numCondConsts);
+    const bodyConsts = inputs.slice(numCondConsts, numCondConsts + numBodyConsts);
+    let carry = inputs.slice(numCondConsts + numBodyConsts);
+    const test = compiledBody(cond);
+    const step = compiledBody(body);
+    return residentScope(false, () => {
+      while (test([], [...condConsts, ...carry])[0].item() !== 0) carry = step([], [...bodyConsts, ...carry]);
+      return carry;
+    });
+  },
 };
 
 /** The eager scan: runs the compiled body once per step over views of xs. */

@@ -1,7 +1,9 @@
 /**
  * Fused elementwise kernels: an expression program over strided inputs, generated as one JS loop
  * nest with `new Function`, optionally ending in a reduction over the innermost axes. The eager
- * path runs every elementwise primitive through a one-equation program; `jit` fuses chains.
+ * path runs every elementwise primitive through a one-equation program; `jit` fuses chains. Where
+ * `new Function` is forbidden (a Content-Security-Policy without 'unsafe-eval'), the same loops run
+ * through an interpreter over the program's ops (SCALAR_OPS' `evaluate`), with bit-identical results.
  */
 import type { DType, TypedArray } from '../dtype.js';
 import { makeView, NDArray } from '../ndarray.js';
@@ -9,14 +11,40 @@ import type { PrimParams } from '../primitives.js';
 import { contiguousStrides } from '../shape.js';
 import { debugEnabled } from '../debug.js';
 import { takeBuffer } from './pool.js';
+import { numberText } from '../ir.js';
+import { evalAllowed, forceEvalForbidden } from './eval-check.js';
 
-import { SCALAR_OPS, storeAs, type ElementwisePrim } from './scalar-ops.js';
+import { SCALAR_OPS, storeAs, storeValue, type ElementwisePrim } from './scalar-ops.js';
 import type { ReduceOp } from './plan.js';
 export type { ElementwisePrim, ReduceOp };
 
-/** A straight-line program over inputs v0..vn-1 producing temps t0..; outputs name temps. */
+/** An operand of a fused op: input i (`vi`), the result of op k (`tk`), or a literal. */
+export type FusedArg = { readonly input: number } | { readonly temp: number } | { readonly literal: number };
+
+/** One op of a fused program: `tk = storeAs(prim(args), dtype)`. */
+export interface FusedOp {
+  readonly prim: ElementwisePrim;
+  readonly params: Record<string, unknown>;
+  readonly dtype: DType;
+  readonly args: readonly FusedArg[];
+}
+
+function argText(a: FusedArg): string {
+  return 'input' in a ? `v${a.input}` : 'temp' in a ? `t${a.temp}` : `(${numberText(a.literal)})`;
+}
+
+/** The JS line of op k (the generated loop's source and the kernel cache's key). */
+export function opLine(k: number, op: FusedOp): string {
+  return `const t${k}=${storeAs(SCALAR_OPS[op.prim].js(op.args.map(argText), op.params, op.dtype), op.dtype)};`;
+}
+
+/**
+ * A straight-line program over inputs v0..vn-1 producing temps t0..; outputs name temps (or
+ * inputs). `lines[k]` is `opLine(k, ops[k])`.
+ */
 export interface FusedProgram {
   readonly numInputs: number;
+  readonly ops: readonly FusedOp[];
   readonly lines: readonly string[];
   readonly outputs: readonly string[];
   readonly outDtypes: readonly DType[];
@@ -24,16 +52,17 @@ export interface FusedProgram {
 }
 
 export function singleOpProgram<P extends ElementwisePrim>(prim: P, params: PrimParams[P], inDtypes: DType[], outDtype: DType): FusedProgram {
-  const args = inDtypes.map((_, i) => `v${i}`);
+  const op: FusedOp = { prim, params: params as Record<string, unknown>, dtype: outDtype, args: inDtypes.map((_, i) => ({ input: i })) };
   return {
     numInputs: inDtypes.length,
-    lines: [`const t0=${storeAs(SCALAR_OPS[prim].js(args, params, outDtype), outDtype)};`],
+    ops: [op],
+    lines: [opLine(0, op)],
     outputs: ['t0'],
     outDtypes: [outDtype],
   };
 }
 
-type KernelFn = (A: TypedArray[], off: number[], st: number[][], O: TypedArray[], shape: number[]) => void;
+export type KernelFn = (A: TypedArray[], off: number[], st: number[][], O: TypedArray[], shape: number[]) => void;
 const kernelCache = new Map<string, KernelFn>();
 export const kernelStats = { compiled: 0 };
 
@@ -96,17 +125,107 @@ function getKernel(prog: FusedProgram, rank: number, innerRank: number): KernelF
   const rankKey = rank * 64 + innerRank;
   const known = byRank.get(rankKey);
   if (known !== undefined) return known;
-  const key = `${rank}|${innerRank}|${prog.reduce?.op ?? ''}|${prog.numInputs}|${prog.outputs.join(',')}|${prog.lines.join('')}`;
+  const compiled = evalAllowed();
+  const key = `${compiled ? 'js' : 'interpreted'}|${rank}|${innerRank}|${prog.reduce?.op ?? ''}|${prog.numInputs}|${prog.outputs.join(',')}|${prog.lines.join('')}`;
   let fn = kernelCache.get(key);
   if (fn === undefined) {
-    const source = generate(prog, rank, innerRank);
-    if (debugEnabled('kernels')) console.error(`[spiketrace kernel]\n${source}`);
-    fn = new Function('A', 'off', 'st', 'O', 'shape', source) as KernelFn;
+    fn = compiled ? compileOrInterpret(prog, rank, innerRank) : interpretKernel(prog, rank, innerRank);
     kernelCache.set(key, fn);
     kernelStats.compiled++;
   }
   byRank.set(rankKey, fn);
   return fn;
+}
+
+/**
+ * The generated loop, or the interpreter if `new Function` throws after all (the first check can
+ * pass where later ones fail: Chromium lets code run from the DevTools protocol generate code
+ * under a CSP that forbids it to the page's own tasks).
+ */
+function compileOrInterpret(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
+  try {
+    return compileKernel(prog, rank, innerRank);
+  } catch (e) {
+    if (!(e instanceof EvalError)) throw e;
+    forceEvalForbidden(true);
+    return interpretKernel(prog, rank, innerRank);
+  }
+}
+
+/** The program's loop nest as generated JS (needs `new Function`). */
+export function compileKernel(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
+  const source = generate(prog, rank, innerRank);
+  if (debugEnabled('kernels')) console.error(`[spiketrace kernel]\n${source}`);
+  return new Function('A', 'off', 'st', 'O', 'shape', source) as KernelFn;
+}
+
+/**
+ * The same loop nest as `generate` writes, walked by an interpreter: the same element order, the
+ * same operations per element (SCALAR_OPS' `evaluate`), the same rounding after each op (storeValue)
+ * and the same float64 accumulator for reductions, so the results are bit-identical, only slower.
+ */
+export function interpretKernel(prog: FusedProgram, rank: number, innerRank: number): KernelFn {
+  const n = prog.numInputs;
+  // Registers: inputs 0..n-1, then one per op, then the literals.
+  const literals: number[] = [];
+  const reg = (a: FusedArg): number => ('input' in a ? a.input : 'temp' in a ? n + a.temp : n + prog.ops.length + literals.push(a.literal) - 1);
+  const ops = prog.ops.map((op) => ({ evaluate: SCALAR_OPS[op.prim].evaluate, params: op.params, dtype: op.dtype, regs: op.args.map(reg), argv: op.args.map(() => 0) }));
+  const outRegs = prog.outputs.map((name) => {
+    const m = /^([tv])(\d+)$/.exec(name);
+    if (m === null) throw new Error(`interpretKernel: output ${name} is neither an input (vN) nor a temp (tN)`);
+    return m[1] === 'v' ? Number(m[2]) : n + Number(m[2]);
+  });
+  const numOps = ops.length;
+  const red = prog.reduce?.op;
+  const outerRank = red ? rank - innerRank : rank;
+  return (A, off, st, O, shape) => {
+    const regs = new Float64Array(n + numOps + literals.length);
+    regs.set(literals, n + numOps);
+    const ptr = off.slice();
+    const step = (): void => {
+      for (let i = 0; i < n; i++) regs[i] = A[i][ptr[i]];
+      for (let k = 0; k < numOps; k++) {
+        const o = ops[k];
+        for (let j = 0; j < o.regs.length; j++) o.argv[j] = regs[o.regs[j]];
+        regs[n + k] = storeValue(o.evaluate(o.argv, o.params, o.dtype), o.dtype);
+      }
+    };
+    // Walks axes [from, to) in row-major order, calling visit at every position; ptr follows.
+    const walk = (from: number, to: number, visit: () => void): void => {
+      if (from === to) {
+        visit();
+        return;
+      }
+      const saved = ptr.slice();
+      for (let j = 0; j < shape[from]; j++) {
+        walk(from + 1, to, visit);
+        for (let i = 0; i < n; i++) ptr[i] += st[i][from];
+      }
+      for (let i = 0; i < n; i++) ptr[i] = saved[i];
+    };
+    let q = 0;
+    if (!red) {
+      walk(0, rank, () => {
+        step();
+        for (let j = 0; j < outRegs.length; j++) O[j][q] = regs[outRegs[j]];
+        q++;
+      });
+      return;
+    }
+    const t = outRegs[0];
+    walk(0, outerRank, () => {
+      let acc = red === 'sum' ? 0 : red === 'max' ? -Infinity : Infinity;
+      walk(outerRank, rank, () => {
+        step();
+        const v = regs[t];
+        if (red === 'sum') acc += v;
+        else if (red === 'max') {
+          if (v > acc || v !== v) acc = v;
+        } else if (v < acc || v !== v) acc = v;
+      });
+      O[0][q++] = acc;
+    });
+  };
 }
 
 /**

@@ -20,6 +20,7 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
   const n = b.shape[r - 1];
   const batchShape = a.shape.slice(0, r - 2);
   const batch = batchShape.reduce((p, c) => p * c, 1);
+  if (k === 1 && a.dtype === 'float32') return outerProducts(a, b, batchShape, m, n);
   if (a.dtype === 'float32' && matmulBackendName() === 'wasm-simd') {
     // The SIMD kernel writes every element of C and never reads it.
     const out = takeBuffer('float32', batch * m * n);
@@ -65,6 +66,37 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
       idx[d] = 0;
     }
   }
+  const shape = [...batchShape, m, n];
+  return new NDArray(makeView(out, shape, contiguousStrides(shape), 0), a.dtype);
+}
+
+/**
+ * A contraction of length 1 is a batch of outer products (vmap's per-example weight gradients):
+ * one multiply per element, written row by row; a gemm call per batch member spends its time in
+ * per-call setup here. Exact: the float64 product of two float32 values rounds once to the
+ * float32 product, which is what the gemm's single multiply-add onto zero gives.
+ */
+function outerProducts(a: NDArray, b: NDArray, batchShape: readonly number[], m: number, n: number): NDArray {
+  const r = a.ndim;
+  const batch = batchShape.reduce((p, c) => p * c, 1);
+  const out = takeBuffer('float32', batch * m * n) as Float32Array;
+  const A = a.data;
+  const B = b.data;
+  const sam = a.strides[r - 2];
+  const sbn = b.strides[r - 1];
+  forEachBatch(batchShape, (t, idx) => {
+    let ao = a.offset;
+    let bo = b.offset;
+    for (let d = 0; d < batchShape.length; d++) {
+      ao += idx[d] * a.strides[d];
+      bo += idx[d] * b.strides[d];
+    }
+    let o = t * m * n;
+    for (let i = 0; i < m; i++) {
+      const ai = A[ao + i * sam];
+      for (let j = 0, bj = bo; j < n; j++, bj += sbn) out[o++] = ai * B[bj];
+    }
+  });
   const shape = [...batchShape, m, n];
   return new NDArray(makeView(out, shape, contiguousStrides(shape), 0), a.dtype);
 }

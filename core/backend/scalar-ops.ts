@@ -91,6 +91,17 @@ const js2 =
   (f: (a: string, b: string) => string): JsRender =>
   (args) =>
     f(args[0], args[1]);
+/**
+ * log(1 + a) = a - a^2/2 + a^3/3 - ... in Horner form, 13 terms: for |a| < 0.25 the first term
+ * left out is below 2^-24 of the result, so the series is as exact as float32 arithmetic allows.
+ */
+function log1pSeries(a: string): string {
+  const coefficient = (k: number): string => (k === 1 ? '1.0' : String(Math.fround(1 / k)));
+  let acc = coefficient(13);
+  for (let k = 12; k >= 1; k--) acc = `(${coefficient(k)} - ${a} * ${acc})`;
+  return `(${a} * ${acc})`;
+}
+
 const gpu1 =
   (f: (a: string) => string): GpuRender =>
   (args) =>
@@ -162,8 +173,9 @@ export const SCALAR_OPS: { readonly [P in ElementwisePrim]: ScalarOp } = {
     js: js1((a) => `Math.log1p(${a})`),
     evaluate: ([a]) => Math.log1p(a),
     simd: null,
-    // GLSL has no log1p: log(u) * a / (u - 1) with u = 1 + a cancels the rounding of u (exact to a few ulps).
-    gpu: gpu1((a) => `((1.0 + ${a}) === 1.0 ? ${a} : Math.log(1.0 + ${a}) * ${a} / ((1.0 + ${a}) - 1.0))`),
+    // GLSL has no log1p, and a shader compiler may fold (1 + a) - 1 to a (Mesa does), so the usual
+    // log(u) * a / (u - 1) trick is not safe: small |a| uses the series, the rest log(1 + a).
+    gpu: gpu1((a) => `(Math.abs(${a}) < 0.25 ? ${log1pSeries(a)} : Math.log(1.0 + ${a}))`),
   },
   sqrt: {
     arity: 1,
@@ -278,33 +290,36 @@ export const SCALAR_OPS: { readonly [P in ElementwisePrim]: ScalarOp } = {
         `(${a} >= 0.0 ? Math.pow(${a}, ${c}) : (Math.floor(${c}) === ${c} ? (Math.abs(${c} - 2.0 * Math.floor(${c} * 0.5)) > 0.5 ? -Math.pow(-${a}, ${c}) : Math.pow(-${a}, ${c})) : Math.sqrt(-1.0 - Math.abs(${a}))))`,
     ),
   },
+  // GPU compares: ordered compares are false when either side is NaN, written with explicit NaN
+  // tests; a compiler that assumes no NaN otherwise turns a compare feeding a select into max/min
+  // (Mesa made relu's where(x <= 0, 0, x) a max(x, 0), which drops NaN).
   lt: {
     arity: 2,
     js: js2((a, c) => `(${a}<${c})`),
     evaluate: ([a, c]) => (a < c ? 1 : 0),
     simd: simdCompare(SIMD_OP.f32x4Lt),
-    gpu: gpu2((a, c) => `(${a} < ${c} ? 1.0 : 0.0)`),
+    gpu: gpu2((a, c) => `(${a} >= ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
   },
   le: {
     arity: 2,
     js: js2((a, c) => `(${a}<=${c})`),
     evaluate: ([a, c]) => (a <= c ? 1 : 0),
     simd: simdCompare(SIMD_OP.f32x4Le),
-    gpu: gpu2((a, c) => `(${a} <= ${c} ? 1.0 : 0.0)`),
+    gpu: gpu2((a, c) => `(${a} > ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
   },
   gt: {
     arity: 2,
     js: js2((a, c) => `(${a}>${c})`),
     evaluate: ([a, c]) => (a > c ? 1 : 0),
     simd: simdCompare(SIMD_OP.f32x4Gt),
-    gpu: gpu2((a, c) => `(${a} > ${c} ? 1.0 : 0.0)`),
+    gpu: gpu2((a, c) => `(${a} <= ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
   },
   ge: {
     arity: 2,
     js: js2((a, c) => `(${a}>=${c})`),
     evaluate: ([a, c]) => (a >= c ? 1 : 0),
     simd: simdCompare(SIMD_OP.f32x4Ge),
-    gpu: gpu2((a, c) => `(${a} >= ${c} ? 1.0 : 0.0)`),
+    gpu: gpu2((a, c) => `(${a} < ${c} || ${a} !== ${a} || ${c} !== ${c} ? 0.0 : 1.0)`),
   },
   eq: {
     arity: 2,

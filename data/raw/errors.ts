@@ -45,6 +45,8 @@ export class IdxFormatError extends Error {
 export type DatasetErrorCode =
   /** No location holds the files and download was off or failed. */
   | 'not-found'
+  /** A file is there but cannot be read (permissions, a directory, an I/O error); `cause` holds Node's error. */
+  | 'unreadable'
   /** A file parsed but has the wrong dtype or shape for this dataset. */
   | 'bad-shape'
   /** A label is outside the dataset's classes. */

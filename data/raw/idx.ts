@@ -139,10 +139,12 @@ export function isGzip(bytes: Uint8Array): boolean {
  *   truncated, or inflates past the limit.
  */
 export function gunzipIfNeeded(bytes: Uint8Array, fileName: string, options?: ParseIdxOptions): Uint8Array {
+  checkParseArguments('gunzipIfNeeded', bytes, fileName);
+  const maxData = maxDataBytesOption('gunzipIfNeeded', options);
   if (!isGzip(bytes)) return bytes;
-  const maxData = options?.maxDataBytes ?? DEFAULT_MAX_IDX_DATA_BYTES;
-  // The largest legal file is the biggest header plus the data cap; anything
-  // that inflates past it is rejected by zlib before it is all in memory.
+  // The largest legal file is the biggest header plus the data cap. zlib
+  // inflates chunk by chunk and stops as soon as the output passes this, so
+  // a bomb costs at most the cap (plus one chunk) of memory, never its full size.
   const maxOutputLength = 4 + 4 * MAX_IDX_DIMS + maxData;
   try {
     return gunzipSync(bytes, { maxOutputLength });
@@ -187,7 +189,8 @@ export function gunzipIfNeeded(bytes: Uint8Array, fileName: string, options?: Pa
  *   header says (`truncated`), and bytes after the data (`trailing-bytes`).
  */
 export function parseIdx(bytes: Uint8Array, fileName: string, options?: ParseIdxOptions): IdxArray {
-  const maxData = options?.maxDataBytes ?? DEFAULT_MAX_IDX_DATA_BYTES;
+  checkParseArguments('parseIdx', bytes, fileName);
+  const maxData = maxDataBytesOption('parseIdx', options);
   const raw = gunzipIfNeeded(bytes, fileName, options);
 
   if (raw.length < 4) {
@@ -389,6 +392,23 @@ export function encodeIdx(array: IdxArray, options?: EncodeIdxOptions): Uint8Arr
     return new Uint8Array(gz);
   }
   return out;
+}
+
+/** Caller mistakes (not file errors, hence TypeError / RangeError rather than IdxFormatError). */
+function checkParseArguments(fn: string, bytes: unknown, fileName: unknown): void {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError(`${fn}: bytes must be a Uint8Array (a Node Buffer is one, e.g. from readFileSync), got ${typeof bytes === 'string' ? `the string ${JSON.stringify(bytes.slice(0, 20))}` : describe(bytes)}`);
+  }
+  if (typeof fileName !== 'string') throw new TypeError(`${fn}: fileName must be a string (used in messages), got ${describe(fileName)}`);
+}
+
+function maxDataBytesOption(fn: string, options: ParseIdxOptions | undefined): number {
+  const v = options?.maxDataBytes;
+  if (v === undefined) return DEFAULT_MAX_IDX_DATA_BYTES;
+  if (!(typeof v === 'number' && Number.isInteger(v) && v >= 0)) {
+    throw new RangeError(`${fn}: option maxDataBytes must be a non-negative integer number of bytes (default ${DEFAULT_MAX_IDX_DATA_BYTES}), got ${typeof v === 'number' ? v : describe(v)}`);
+  }
+  return v;
 }
 
 function hexByte(b: number): string {

@@ -362,12 +362,50 @@ interface LoadedFile {
   readonly contentSha256: string;
 }
 
-function readIdxFile(path: string, hash: boolean): LoadedFile {
-  const bytes = readFileSync(path);
+/** Examples per split in the published files (both MNIST and Fashion-MNIST). */
+const PUBLISHED_COUNTS: Readonly<Record<MnistLikeFile, number>> = {
+  'train-images-idx3-ubyte': 60000,
+  'train-labels-idx1-ubyte': 60000,
+  't10k-images-idx3-ubyte': 10000,
+  't10k-labels-idx1-ubyte': 10000,
+};
+
+/**
+ * The most element data `file` can hold: the published count of labels (one byte each) or images
+ * (h * w bytes each) when the files are verified, so a gzip bomb named like a labels file stops
+ * inflating past 60,000 bytes of data; the parser's generic cap when loading other files of
+ * the same layout ({ verify: false }).
+ */
+function maxDataBytesOf(spec: MnistLikeSpec, file: MnistLikeFile, verify: boolean): number | undefined {
+  if (!verify) return undefined;
+  const perExample = file.includes('labels') ? 1 : spec.imageShape[0] * spec.imageShape[1];
+  return PUBLISHED_COUNTS[file] * perExample;
+}
+
+/** Node's errors for a file that exists but cannot be read, named in words for the message. */
+const UNREADABLE: Readonly<Record<string, string>> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'is a directory',
+  EIO: 'I/O error',
+  ENOENT: 'no longer exists',
+  EMFILE: 'too many open files',
+};
+
+function readIdxFile(path: string, hash: boolean, maxDataBytes?: number): LoadedFile {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    const why = typeof code === 'string' && UNREADABLE[code] !== undefined ? `${UNREADABLE[code]} (${code})` : err instanceof Error ? err.message : String(err);
+    throw new DatasetError('unreadable', `${path}: cannot read the file: ${why}`, { cause: err });
+  }
   // Inflate here rather than inside parseIdx so the content hash is taken
   // over the decompressed bytes, which do not depend on the gzip wrapper.
-  const plain = gunzipIfNeeded(bytes, path);
-  const idx = parseIdx(plain, path);
+  const limits = maxDataBytes === undefined ? undefined : { maxDataBytes };
+  const plain = gunzipIfNeeded(bytes, path, limits);
+  const idx = parseIdx(plain, path, limits);
   const contentSha256 = hash ? sha256Hex(plain) : '';
   return { path, idx, contentSha256 };
 }
@@ -375,7 +413,7 @@ function readIdxFile(path: string, hash: boolean): LoadedFile {
 function readDataset(spec: MnistLikeSpec, probe: Probe, origin: RawOrigin, verify: boolean): RawDataset {
   const path = (f: MnistLikeFile): string => probe.paths[f] as string;
   const files = {} as Record<MnistLikeFile, LoadedFile>;
-  for (const f of MNIST_LIKE_FILES) files[f] = readIdxFile(path(f), verify);
+  for (const f of MNIST_LIKE_FILES) files[f] = readIdxFile(path(f), verify, maxDataBytesOf(spec, f, verify));
 
   const train = makeSplit(spec, 'train', files['train-images-idx3-ubyte'], files['train-labels-idx1-ubyte']);
   const test = makeSplit(spec, 'test', files['t10k-images-idx3-ubyte'], files['t10k-labels-idx1-ubyte']);

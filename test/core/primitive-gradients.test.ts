@@ -8,7 +8,7 @@
 import t from 'tap';
 import { bind } from '../../core/trace.js';
 import { shapeRules, type Primitive } from '../../core/primitives.js';
-import { customVjp, fromTyped, mul, scan, type NDArray, type Tensor } from '../../core/index.js';
+import { cond, customVjp, fromTyped, greater, mul, scan, sum, type NDArray, type Tensor } from '../../core/index.js';
 import { checkVjp, f64 } from './fixtures/helpers.js';
 
 /** A gradient case: f over float64 inputs, the inputs, and an optional tolerance. */
@@ -125,6 +125,12 @@ const CASES: { [P in Primitive]: GradientCase | NoGradient } = {
     ),
     inputs: () => [vec(MIXED, [2, 3])],
   },
+  cond: {
+    // Predicate from the data (sum(x) > 0 for MIXED); the taken branch closes over y.
+    f: (x, y) => cond(greater(sum(x), 0), (a: Tensor) => mul(mul(a, a), y), (a: Tensor) => mul(a, y), x),
+    inputs: () => [vec(POSITIVE, [2, 3]), vec(OTHER, [2, 3])],
+  },
+  while_loop: { noGradient: 'its trip count is only known at run time: reverse mode is refused (use foriLoop with number bounds or scan)' },
 };
 
 t.test('the case table names every primitive of the shape-rule table', async (t) => {

@@ -16,6 +16,7 @@ import {
   broadcastTo,
   cast,
   concatenate,
+  cond,
   customVjp,
   div,
   equal,
@@ -56,6 +57,7 @@ import {
   transpose,
   vmap,
   where,
+  whileLoop,
   type NDArray,
   type Primitive,
   type Tensor,
@@ -282,6 +284,16 @@ const primitiveCases: { [P in Primitive]: Case } = {
     vmapMatchesLoop(t, 'a scan with a carry, xs and a closed-over constant', run as Fn, shapeArb(1, 2).chain((s) => fc.integer({ min: 1, max: 3 }).map((len) => [s, [len, ...s], s])));
     const reversed = (c0: Tensor, xs: Tensor): Tensor[] => asList(scan((c: Tensor, x: Tensor): [Tensor, Tensor] => [add(c, x), c], c0, xs, { reverse: true }) as Tensor[]);
     vmapMatchesLoop(t, 'a reverse scan', reversed as Fn, shapeArb(1, 2).map((s) => [s, [3, ...s]]));
+  },
+  cond: (t) => {
+    // The predicate depends on p (batched or shared); the branches close over c.
+    const f = (p: Tensor, x: Tensor, c: Tensor): Tensor => cond(greater(sum(p), 0), (v: Tensor) => mul(tanh(v), c), (v: Tensor) => sub(v, c), x);
+    vmapMatchesLoop(t, 'cond with batched or shared predicate, operand and constant', f as Fn, same(3, [0, 2]));
+  },
+  while_loop: (t) => {
+    // Doubles x until its sum exceeds the bound b: members stop after different iteration counts.
+    const f = (x: Tensor, b: Tensor): Tensor => whileLoop((v: Tensor) => less(sum(abs(v)), add(sum(abs(b)), 4)), (v: Tensor) => add(mul(v, 2), 0.5), x);
+    vmapMatchesLoop(t, 'whileLoop with a batched or shared condition', f as Fn, same(2, [0, 2]));
   },
   custom_vjp_call: (t) => {
     vmapMatchesLoop(t, 'a customVjp function', (x, y) => clipped(x, y), same(2));

@@ -1,53 +1,81 @@
-/** Latency, delta and rate coding against loops written here from the formulas. */
+/**
+ * Encoders and batching of the data module: poissonEncode's spikes (values, rates within binomial
+ * error of maxRate * x, determinism per key, bad options), tileTime as a stride-0 view, and
+ * batches (a permutation from the key, every row once per epoch, x and y aligned, the remainder,
+ * bad arguments).
+ */
 import t from 'tap';
-import { array, mean, random, type Tensor } from '../../core/index.js';
-import { deltaEncode, latencyEncode, rateEncode } from '../../data/index.js';
+import { fromTyped, jit, random, type NDArray, type Tensor } from '../../core/index.js';
+import { batches, poissonEncode, tileTime } from '../../data/index.js';
 
-const vals = (x: Tensor): number[] => Array.from(x.toTyped() as ArrayLike<number>, Number);
-
-t.test('latency: one spike per input at the formula step, brighter earlier', async (t) => {
-  const xs = [1, 0.9, 0.5, 0.2, 0.05, 0.01, 0, 1.4, -0.3];
-  const steps = 12;
-  for (const code of ['log', 'linear'] as const) {
-    for (const late of ['last', 'never'] as const) {
-      const s = vals(latencyEncode(array(xs, { shape: [1, xs.length] }), steps, { code, late, tau: 3 }));
-      xs.forEach((x, i) => {
-        const xc = Math.min(Math.max(x, 0), 1);
-        let want = code === 'linear' ? Math.floor((1 - xc) * (steps - 1) + 0.5) : Math.floor(3 * Math.log(xc / (xc - 0.01)));
-        if (xc <= 0.01 || want > steps - 1) want = late === 'last' ? steps - 1 : -1;
-        const got = Array.from({ length: steps }, (_, k) => s[k * xs.length + i]);
-        const fired = got.flatMap((v, k) => (v !== 0 ? [k] : []));
-        t.same(fired, want < 0 ? [] : [want], `${code}/${late}: x = ${x} fires at ${want < 0 ? 'no step' : `step ${want}`}`);
-      });
-    }
+t.test('poissonEncode: spikes of height 1/dt at rate maxRate * x', async (t) => {
+  const n = 4000;
+  const x = fromTyped(Float32Array.from({ length: n * 3 }, (_, i) => [0, 0.25, 1][i % 3]), [n, 3]);
+  const dt = 0.01;
+  const steps = 10;
+  const s = poissonEncode(random.key(1), x, steps, { dt, maxRate: 50 }) as NDArray;
+  t.same(s.shape, [n, steps, 3]);
+  const v = s.toTyped();
+  t.ok(v.every((a) => a === 0 || Math.abs(a - 1 / dt) < 1e-3), 'every value is 0 or 1/dt');
+  for (let c = 0; c < 3; c++) {
+    const p = [0, 0.25, 1][c] * 50 * dt;
+    let count = 0;
+    for (let i = 0; i < n; i++) for (let k = 0; k < steps; k++) count += v[(i * steps + k) * 3 + c] > 0 ? 1 : 0;
+    const trials = n * steps;
+    const sd = Math.sqrt(trials * p * (1 - p));
+    t.ok(Math.abs(count - trials * p) <= 5 * sd + 1e-9, `column ${c}: ${count} spikes, expected ${trials * p} +- ${(5 * sd).toFixed(1)}`);
   }
-  t.throws(() => latencyEncode(array([[0.5]]), 0), /latencyEncode: steps must be a positive integer, got 0/);
-  t.throws(() => latencyEncode(array([[0.5]]), 5, { code: 'exp' as never }), /latencyEncode: code must be 'log' or 'linear'/);
+  // (Large arrays are compared by hand: tap's deep equality is slow on 120k elements.)
+  const equal = (a: ArrayLike<number>, b: ArrayLike<number>): boolean => a.length === b.length && Array.prototype.every.call(a, (e: number, i: number) => e === b[i]);
+  const again = poissonEncode(random.key(1), x, steps, { dt, maxRate: 50 }) as NDArray;
+  t.ok(equal(again.toTyped(), v), 'same key, same spikes');
+  const other = poissonEncode(random.key(2), x, steps, { dt, maxRate: 50 }) as NDArray;
+  t.notOk(equal(other.toTyped(), v), 'another key, other spikes');
+  // Traceable: the same spikes under jit.
+  const jitted = jit((k: Tensor, xx: Tensor) => poissonEncode(k, xx, steps, { dt, maxRate: 50 }))(random.key(1), x) as NDArray;
+  t.ok(equal(jitted.toTyped(), v), 'jit gives the same spikes');
 });
 
-t.test('delta: spikes where the change exceeds the threshold, off spikes and padding', async (t) => {
-  const seq = [0, 0.05, 0.3, 0.31, 0.1, 0.5, 0.5, 0.2];
-  const x = array(seq.map((v) => v + 0.2), { shape: [1, seq.length, 1] });
-  for (const padding of [false, true]) {
-    for (const offSpikes of [false, true]) {
-      const got = vals(deltaEncode(x, { threshold: 0.1, padding, offSpikes }));
-      const want = seq.map((v, i) => {
-        const prev = i === 0 ? (padding ? v + 0.2 : 0) : seq[i - 1] + 0.2;
-        const d = v + 0.2 - prev;
-        return d > 0.1 ? 1 : offSpikes && d < -0.1 ? -1 : 0;
-      });
-      t.same(got, want, `padding ${padding}, offSpikes ${offSpikes}`);
-    }
-  }
+t.test('poissonEncode: bad options are named', async (t) => {
+  const x = fromTyped(new Float32Array(4), [2, 2]);
+  t.throws(() => poissonEncode(random.key(0), x, 0), /poissonEncode: steps must be a positive integer, got 0/);
+  t.throws(() => poissonEncode(random.key(0), x, 5, { dt: 0 }), /poissonEncode: dt must be positive, got 0/);
+  t.throws(() => poissonEncode(random.key(0), x, 5, { maxRate: -1 }), /poissonEncode: maxRate must be >= 0 Hz, got -1/);
+  t.throws(() => poissonEncode(random.key(0), x, 5, { dt: 0.01, maxRate: 1000 }), /poissonEncode: maxRate \* dt = 10 > 1; at most one spike per step, so maxRate must be <= 1\/dt = 100 Hz/);
+  t.doesNotThrow(() => poissonEncode(random.key(0), x, 5, { dt: 0.03, maxRate: 1 / 0.03 }), 'maxRate = 1/dt is allowed despite rounding');
 });
 
-t.test('rate: 0/1 spikes with probability clip(x, 0, 1) * gain', async (t) => {
-  const x = array([0, 0.25, 0.9, 2, -1], { shape: [1, 5] });
-  const s = rateEncode(random.key(7), x, 4000, { gain: 0.5 });
-  const v = vals(s);
-  t.ok(v.every((e) => e === 0 || e === 1), 'spikes are 0 or 1');
-  const m = vals(mean(s, 1));
-  [0, 0.125, 0.45, 0.5, 0].forEach((p, i) => t.ok(Math.abs(m[i] - p) < 4 * Math.sqrt((p * (1 - p)) / 4000) + 1e-9, `rate ${m[i].toFixed(4)} ~ ${p}`));
-  t.same(vals(rateEncode(random.key(7), x, 10)), vals(rateEncode(random.key(7), x, 10)), 'same key, same spikes');
-  t.throws(() => rateEncode(random.key(0), x, 3, { gain: 2 }), /rateEncode: gain must be within \[0, 1\]/);
+t.test('tileTime is a stride-0 view', async (t) => {
+  const x = fromTyped(Float32Array.from({ length: 6 }, (_, i) => i), [2, 3]);
+  const tiled = tileTime(x, 4);
+  t.same(tiled.shape, [2, 4, 3]);
+  t.equal(tiled.strides[1], 0, 'time axis has stride 0');
+  t.equal(tiled.data, x.data, 'no copy');
+  t.throws(() => tileTime(x, 1.5), /tileTime: steps must be a positive integer, got 1.5/);
+});
+
+t.test('batches: a permutation from the key, every row once, x and y aligned', async (t) => {
+  const n = 103;
+  const x = fromTyped(Float32Array.from({ length: n * 2 }, (_, i) => Math.floor(i / 2)), [n, 2]);
+  const y = fromTyped(Int32Array.from({ length: n }, (_, i) => i), [n], 'int32');
+  const key = random.key(7);
+  const expected = Array.from((random.permutation(key, n) as NDArray).toTyped());
+  const seen: number[] = [];
+  let count = 0;
+  for (const b of batches(key, x, y, 10)) {
+    count++;
+    const rows = Array.from(b.y!.toTyped());
+    t.same(Array.from(b.index), rows, 'index names the rows');
+    t.same(Array.from(b.x.toTyped()), rows.flatMap((r) => [r, r]), 'x rows match y');
+    seen.push(...rows);
+  }
+  t.equal(count, 11, '10 full batches and a remainder of 3');
+  t.same(seen, expected, 'the order is random.permutation(key, n)');
+  t.same(Array.from(batches(key, x, y, 10, { dropRemainder: true })).length, 10, 'dropRemainder drops the last 3');
+  t.same(Array.from(batches(null, x, null, 50)).map((b) => b.index[0]), [0, 50, 100], 'no key: dataset order');
+  const tiled = tileTime(x, 5);
+  const first = batches(null, tiled, null, 4).next().value!;
+  t.equal(first.x.strides[1], 0, 'a stride-0 time axis stays a view');
+  t.throws(() => batches(key, x, y, 0).next(), /batches: batchSize must be a positive integer, got 0/);
+  t.throws(() => batches(key, x, fromTyped(new Int32Array(5), [5], 'int32'), 4).next(), /batches: x has 103 examples but y has shape \[5\]/);
 });

@@ -9,12 +9,20 @@ import { join } from 'node:path';
 const haveData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
 t.test('npm run example:lif -- --quick', { skip: haveData ? false : 'no Fashion-MNIST files here' }, async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'spiketrace-lif-'));
-  const log = execFileSync(process.execPath, ['--import', 'tsx', 'examples/lif-fashion-mnist.ts', '--quick', '--out', out], { encoding: 'utf8', timeout: 300_000 });
+  const log = execFileSync(process.execPath, ['--import', 'tsx', 'examples/lif-fashion-mnist.ts', '--quick', '--out', out], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
   const acc = /Test accuracy: (\d+\.\d\d)%/.exec(log);
   t.ok(acc, 'prints the test accuracy');
   t.match(log, /Silent outputs \(no output spike at all\): \d+\.\d% of test images/);
   t.match(log, /Spikes per neuron per step: hidden \d\.\d{4}, output \d\.\d{4}/);
-  const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { accuracy: number; silentFraction: number; hiddenSpikesPerStep: number; epochs: number };
+  const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+    accuracy: number;
+    silentFraction: number;
+    hiddenSpikesPerStep: number;
+    epochs: number;
+  };
   t.equal((100 * results.accuracy).toFixed(2), acc?.[1], 'results.json holds the printed accuracy');
   // Ten classes: one epoch on 512 images already beats chance clearly.
   t.ok(results.accuracy > 0.2, `accuracy ${results.accuracy} above chance (0.1)`);

@@ -55,7 +55,7 @@ function runOpt(opt: GradientTransformation): Run {
   const out: Run = { w: [], b: [], updW: [] };
   for (let s = 0; s < gradsW.length; s++) {
     const g = { w: f64(gradsW[s]), b: fromTyped(Float64Array.from(gradsB[s]), [2, 1], 'float64') };
-    const [u, next] = opt.update(g, state, params);
+    const [u, next]: [Tree, typeof state] = opt.update(g, state, params);
     state = next;
     params = applyUpdates(params, u);
     const p = params as { w: Tensor; b: Tensor };
@@ -131,7 +131,7 @@ t.test('adam: float32 params stay float32 and match the formula to float32 preci
   let state = opt.init(params);
   const hw = kerasAdam(w0, gradsW);
   for (let s = 0; s < 3; s++) {
-    const [u, next] = opt.update({ w: f32(gradsW[s]) }, state, params);
+    const [u, next]: [Tree, typeof state] = opt.update({ w: f32(gradsW[s]) }, state, params);
     state = next;
     params = applyUpdates(params, u);
     const w = (params as { w: Tensor }).w;
@@ -223,7 +223,7 @@ t.test('schedules drive the optimizer step by step (step count starts at 0)', as
     let params: Tree = { w: f32([0]) };
     let state = opt.init(params);
     for (let s = 0; s < 10; s++) {
-      const [u, next] = opt.update({ w: f32([1]) }, state, params);
+      const [u, next]: [Tree, typeof state] = opt.update({ w: f32([1]) }, state, params);
       state = next;
       params = applyUpdates(params, u);
       const got = vals((u as { w: Tensor }).w)[0];
@@ -241,7 +241,7 @@ t.test('schedules drive the optimizer step by step (step count starts at 0)', as
   const m = [0, 0];
   const v = [0, 0];
   for (let s = 0; s < 2; s++) {
-    const [u, next] = opt.update({ w: f64(g[s]) }, state, params);
+    const [u, next]: [Tree, typeof state] = opt.update({ w: f64(g[s]) }, state, params);
     state = next;
     params = applyUpdates(params, u);
     const lr = s <= 1 ? 0.5 : 0.25;
@@ -285,4 +285,34 @@ t.test('chain composes transformations in order and keeps a list of states', asy
   // Keras-style step 1: corr * m / (sqrt(v) + eps) with m = 0.1 g, v = 0.001 g^2 -> ~ sign(g).
   t.ok(Math.abs(x1 - -1) < 1e-4, `lr then adam: ${x1} ~ -1 (sign of -0.5 * 3)`);
   t.ok(Math.abs(x2 - -0.5) < 1e-4, `adam then lr: ${x2} ~ -0.5`);
+});
+
+t.test('a hand-written jitted training step traces once: init state has the layout of updated state', async (t) => {
+  const { jit, valueAndGrad, matmul, mean, square, random } = await import('../../core/index.js');
+  const x = random.normal(random.key(1), [8, 3]) as NDArray;
+  const y = random.normal(random.key(2), [8, 1]) as NDArray;
+  let params: Tree = { w: random.normal(random.key(3), [3, 1]), b: f32([0]) };
+  for (const [name, opt] of [['adam', adam(0.05)], ['sgd + nesterov momentum', sgd(0.05, { momentum: 0.9, nesterov: true })]] as const) {
+    let traces = 0;
+    const step = jit((p: Tree, s: Tree, xb: Tensor, yb: Tensor) => {
+      traces++;
+      const [loss, g] = valueAndGrad((q: Tree) => {
+        const { w, b } = q as { w: Tensor; b: Tensor };
+        return mean(square(matmul(xb, w).add(b).sub(yb)));
+      })(p);
+      const [u, s2] = opt.update(g, s as Tree[], p);
+      return { p: applyUpdates(p, u), s: s2, loss };
+    });
+    let state: Tree = opt.init(params);
+    const losses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const out = step(params, state, x, y) as { p: Tree; s: Tree; loss: Tensor };
+      params = out.p;
+      state = out.s;
+      losses.push(out.loss.item());
+    }
+    t.equal(traces, 1, `${name}: four steps, one trace`);
+    t.equal(step.cacheSize, 1, `${name}: one cache entry`);
+    t.ok(losses[3] < losses[0], `${name}: the loss falls (${losses[0]} -> ${losses[3]})`);
+  }
 });

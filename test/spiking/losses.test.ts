@@ -3,7 +3,9 @@ import t from 'tap';
 import { array } from '../../core/index.js';
 import { membraneCrossEntropy, spikeCountCrossEntropy, spikeCountMse } from '../../spiking/index.js';
 
-const B = 2, T = 3, C = 4;
+const B = 2,
+  T = 3,
+  C = 4;
 const data = Array.from({ length: B * T * C }, (_, i) => ((i * 7) % 5) * 0.5 - 0.3);
 const y = array(data, { shape: [B, T, C], dtype: 'float64' });
 const labels = array([2, 0], { dtype: 'int32' });
@@ -24,7 +26,13 @@ t.test('count cross-entropy, count MSE and membrane cross-entropy', async (t) =>
   const maxes = (b: number): number[] => Array.from({ length: C }, (_, c) => Math.max(at(b, 0, c), at(b, 1, c), at(b, 2, c)));
   const lasts = (b: number): number[] => Array.from({ length: C }, (_, c) => at(b, 2, c));
   t.ok(Math.abs(membraneCrossEntropy()(labels, y).item() - (ce(maxes(0), 2) + ce(maxes(1), 0)) / 2) < 1e-12, 'membraneCrossEntropy max');
-  t.ok(Math.abs(membraneCrossEntropy({ reduce: 'last' })(labels, y).item() - (ce(lasts(0), 2) + ce(lasts(1), 0)) / 2) < 1e-12, 'membraneCrossEntropy last');
-  t.throws(() => spikeCountCrossEntropy()(labels, array([[1, 2]])), /spikeCountCrossEntropy: expected outputs \(batch, time, classes\), got shape \[1, 2\]/);
+  t.ok(
+    Math.abs(membraneCrossEntropy({ reduce: 'last' })(labels, y).item() - (ce(lasts(0), 2) + ce(lasts(1), 0)) / 2) < 1e-12,
+    'membraneCrossEntropy last',
+  );
+  t.throws(
+    () => spikeCountCrossEntropy()(labels, array([[1, 2]])),
+    /spikeCountCrossEntropy: expected outputs \(batch, time, classes\), got shape \[1, 2\]/,
+  );
   t.throws(() => spikeCountMse({ correctRate: 3 }), /spikeCountMse: correctRate must be within \[0, 1\]/);
 });

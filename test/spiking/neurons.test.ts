@@ -7,7 +7,17 @@
 import t from 'tap';
 import { array, grad, random, sigmoid, mul, type NDArray, type Tensor, type Tree } from '../../core/index.js';
 import { resetLayerNames, type Layer } from '../../nn/index.js';
-import { adaptiveLeaky, integrateAndFire, leaky, leakyIntegrator, recurrentLeaky, recurrentSynaptic, synaptic, type NeuronLayerState, type Surrogate } from '../../spiking/index.js';
+import {
+  adaptiveLeaky,
+  integrateAndFire,
+  leaky,
+  leakyIntegrator,
+  recurrentLeaky,
+  recurrentSynaptic,
+  synaptic,
+  type NeuronLayerState,
+  type Surrogate,
+} from '../../spiking/index.js';
 
 resetLayerNames();
 const B = 3;
@@ -87,14 +97,18 @@ function reference(x: readonly number[], o: RefOptions, steps = T): { spk: numbe
   return { spk: spkOut, mem: memOut, syn: synOut };
 }
 
-function run(layer: Layer<Tree, NeuronLayerState>, x: readonly number[], steps = T): { y: number[]; state: NeuronLayerState; params: Tree } {
+function run(
+  layer: Layer<Tree, NeuronLayerState>,
+  x: readonly number[],
+  steps = T,
+): { y: number[]; state: NeuronLayerState; params: Tree } {
   const vars = layer.init(random.key(3), [steps, U]);
   const r = layer.apply(vars.params, array(x, { shape: [B, steps, U], dtype: 'float64' }), { training: false }, vars.state);
   return { y: Array.from(r.y.toTyped() as Float64Array), state: r.state, params: vars.params };
 }
 
 function hiddenOf(state: NeuronLayerState, name: string): number[] {
-  return Array.from(((state.hidden as Record<string, Tensor>)[name]).toTyped() as Float64Array);
+  return Array.from((state.hidden as Record<string, Tensor>)[name].toTyped() as Float64Array);
 }
 
 function sameSpikes(t: Tap, got: readonly number[], want: readonly number[], what: string): void {
@@ -110,7 +124,7 @@ function closeAll(t: Tap, got: readonly number[], want: readonly number[], what:
   t.ok(worst <= tol, `${what}: worst difference ${worst} <= ${tol}`);
 }
 
-const weights = (p: Tree, name: string): number[] => Array.from(((p as Record<string, Tensor>)[name]).toTyped() as Float64Array);
+const weights = (p: Tree, name: string): number[] => Array.from((p as Record<string, Tensor>)[name].toTyped() as Float64Array);
 
 t.test('leaky against the float64 loop, each reset mode, graded spikes', async (t) => {
   const x = inputs(1);
@@ -142,10 +156,26 @@ t.test('recurrent neurons (all-to-all and one-to-one) and ALIF against the float
   const all = run(recurrentLeaky({ beta: 0.9, paramDtype: 'float64' }), x);
   const w = weights(all.params, 'recurrent');
   const W = Array.from({ length: U }, (_, i) => w.slice(i * U, (i + 1) * U));
-  t.ok(w.some((v) => Math.abs(v) > 0.1), 'the recurrent weights are not trivial');
+  t.ok(
+    w.some((v) => Math.abs(v) > 0.1),
+    'the recurrent weights are not trivial',
+  );
   sameSpikes(t, all.y, reference(x, { beta: 0.9, thr: 1, reset: 'subtract', recurrentAll: W }).spk, 'recurrentLeaky all-to-all');
-  const one = run(recurrentLeaky({ beta: 0.9, recurrent: 'oneToOne', recurrentInitializer: (_k, shape, dtype) => array([0.5, -0.3, 0.2, 0.9, -1], { shape: shape.slice(), dtype }), paramDtype: 'float64' }), x);
-  sameSpikes(t, one.y, reference(x, { beta: 0.9, thr: 1, reset: 'subtract', recurrentOne: [0.5, -0.3, 0.2, 0.9, -1] }).spk, 'recurrentLeaky one-to-one');
+  const one = run(
+    recurrentLeaky({
+      beta: 0.9,
+      recurrent: 'oneToOne',
+      recurrentInitializer: (_k, shape, dtype) => array([0.5, -0.3, 0.2, 0.9, -1], { shape: shape.slice(), dtype }),
+      paramDtype: 'float64',
+    }),
+    x,
+  );
+  sameSpikes(
+    t,
+    one.y,
+    reference(x, { beta: 0.9, thr: 1, reset: 'subtract', recurrentOne: [0.5, -0.3, 0.2, 0.9, -1] }).spk,
+    'recurrentLeaky one-to-one',
+  );
   const rs = run(recurrentSynaptic({ alpha: 0.6, beta: 0.85, reset: 'zero', paramDtype: 'float64', returnHidden: ['mem'] }), x);
   const ws = weights(rs.params, 'recurrent');
   const Ws = Array.from({ length: U }, (_, i) => ws.slice(i * U, (i + 1) * U));
@@ -171,7 +201,11 @@ t.test('stateful chunks (5 x 20 steps) equal one run of 100', async (t) => {
   for (const [name, make] of cases) {
     const whole = make({});
     const vars = whole.init(random.key(5), [steps, U]);
-    const all = Array.from(whole.apply(vars.params, array(x, { shape: [B, steps, U], dtype: 'float64' }), { training: false }, vars.state).y.toTyped() as Float64Array);
+    const all = Array.from(
+      whole
+        .apply(vars.params, array(x, { shape: [B, steps, U], dtype: 'float64' }), { training: false }, vars.state)
+        .y.toTyped() as Float64Array,
+    );
     const chunked = whole.with({ stateful: true });
     let state = chunked.init(random.key(5), [20, U]).state;
     const parts: number[] = new Array<number>(all.length);
@@ -181,7 +215,8 @@ t.test('stateful chunks (5 x 20 steps) equal one run of 100', async (t) => {
       const r = chunked.apply(vars.params, array(chunk, { shape: [B, 20, U], dtype: 'float64' }), { training: false }, state);
       state = r.state;
       const y = r.y.toTyped() as Float64Array;
-      for (let b = 0; b < B; b++) for (let s = 0; s < 20; s++) for (let u = 0; u < U; u++) parts[(b * steps + c * 20 + s) * U + u] = y[(b * 20 + s) * U + u];
+      for (let b = 0; b < B; b++)
+        for (let s = 0; s < 20; s++) for (let u = 0; u < U; u++) parts[(b * steps + c * 20 + s) * U + u] = y[(b * 20 + s) * U + u];
     }
     t.same(parts, all, `${name}: 5 stateful chunks of 20 = one run of 100 (${all.filter((v) => v !== 0).length} spikes)`);
   }
@@ -213,7 +248,13 @@ t.test('continuous-time LIF: first spike against the exact solution of tau dv/dt
         t.equal(first, want, `exact, I = ${current}: first spike at step ${first}, t* = ${(tStar * 1e3).toFixed(3)} ms`);
         const mem = hiddenOf(out.state, 'mem');
         const vAt = (k: number): number => vInf + (0 - vInf) * Math.exp(-((k + 1) * dt) / tau);
-        closeAll(t, [mem[0], mem[(first - 1) * U]], [vAt(0), vAt(first - 1)], `exact, I = ${current}: membrane on the exact curve before the spike`, 1e-12);
+        closeAll(
+          t,
+          [mem[0], mem[(first - 1) * U]],
+          [vAt(0), vAt(first - 1)],
+          `exact, I = ${current}: membrane on the exact curve before the spike`,
+          1e-12,
+        );
       } else t.ok(Math.abs(first - want) <= 1, `euler, I = ${current}: first spike at step ${first}, within one step of ${want}`);
     }
   }
@@ -231,7 +272,16 @@ t.test('gradients through time of a recurrent layer match finite differences of 
   };
   const steps = 12;
   const x = array(inputs(7, B, steps, U, -0.5, 1.2), { shape: [B, steps, U], dtype: 'float64' });
-  const layer = recurrentSynaptic({ alpha: 0.6, beta: 0.8, learnBeta: true, learnThreshold: true, perUnit: true, surrogate: smooth, resetGradient: true, paramDtype: 'float64' });
+  const layer = recurrentSynaptic({
+    alpha: 0.6,
+    beta: 0.8,
+    learnBeta: true,
+    learnThreshold: true,
+    perUnit: true,
+    surrogate: smooth,
+    resetGradient: true,
+    paramDtype: 'float64',
+  });
   const vars = layer.init(random.key(11), [steps, U]);
   const target = array(inputs(8, B, steps, U, 0, 1), { shape: [B, steps, U], dtype: 'float64' });
   const loss = (p: Tree): Tensor => {

@@ -10,9 +10,8 @@
  * CPU step needs and the program's outputs are read back.
  */
 import { debugEnabled } from '../../debug.js';
-import ndarray from 'ndarray';
 import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../../ir.js';
-import { NDArray } from '../../ndarray.js';
+import { makeView, NDArray } from '../../ndarray.js';
 import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from '../../primitives.js';
 import { contiguousStrides } from '../../shape.js';
 import { avalOf, literalArray } from '../../trace.js';
@@ -487,7 +486,7 @@ function stepView(x: Val, t: number): Val {
 /** `v` repeated `n` times along a new leading axis (stride 0: no copy). */
 function prependAxis(v: Val, n: number): Val {
   if (isDev(v)) return { ...v, host: undefined, shape: [n, ...v.shape], strides: [0, ...v.strides] };
-  return new NDArray(ndarray(v.data, [n, ...v.shape], [0, ...v.strides], v.offset), v.dtype);
+  return new NDArray(makeView(v.data, [n, ...v.shape], [0, ...v.strides], v.offset), v.dtype);
 }
 
 /**

@@ -2,14 +2,31 @@
  * The gpu.js runtime: the GPU context and the mode that runs, device arrays (strided views of
  * flat float32 textures), uploads and readbacks (counted), and the kernel cache.
  */
-import { GPU, type IKernelRunShortcut, type Texture } from 'gpu.js';
-import ndarray from 'ndarray';
+import type { GPU, IKernelRunShortcut, Texture } from 'gpu.js';
 import { allocate, type DType, type TypedArray } from '../../dtype.js';
-import { NDArray } from '../../ndarray.js';
+import { makeView, NDArray } from '../../ndarray.js';
 import type { DeviceBuffer, DeviceMemory } from '../../backends.js';
 import { contiguousStrides } from '../../shape.js';
 import { debugEnabled } from '../../debug.js';
 import { UPLOAD_SOURCE } from './codegen.js';
+import { evalAllowed } from '../eval-check.js';
+
+/**
+ * gpu.js is an optional peer dependency (a CPU-only install should not build the native 'gl'
+ * module): it is loaded here, and a missing package becomes enableGpuBackend's reason, not an
+ * import error of spiketrace/gpu.
+ */
+const gpuJs: { GPU: typeof GPU } | { missing: string } = await import('gpu.js').then(
+  (m: { GPU?: typeof GPU; default?: { GPU?: typeof GPU } }) => {
+    const ctor = m.GPU ?? m.default?.GPU;
+    return ctor ? { GPU: ctor } : { missing: "the 'gpu.js' package does not export GPU (gpu.js ^2.24 expected)" };
+  },
+  (e: Error) => ({
+    missing:
+      "the optional peer dependency 'gpu.js' is not installed (npm install gpu.js; in Node also gl and a display, e.g. xvfb-run): " +
+      e.message.split('\n')[0],
+  }),
+);
 
 export type GpuMode = 'headlessgl' | 'webgl2' | 'webgl' | 'webgpu';
 
@@ -154,7 +171,7 @@ export function readback(x: DevArray): NDArray {
     data = allocate(x.dtype, x.bufSize);
     for (let i = 0; i < x.bufSize; i++) data[i] = raw[i];
   } else if (raw.length !== x.bufSize) data = raw.slice(0, x.bufSize);
-  x.host = new NDArray(ndarray(data, x.shape.slice(), x.strides.slice(), x.offset + (x.dyn ?? 0)), x.dtype);
+  x.host = new NDArray(makeView(data, x.shape.slice(), x.strides.slice(), x.offset + (x.dyn ?? 0)), x.dtype);
   return x.host;
 }
 
@@ -191,7 +208,7 @@ interface ModeProbe {
 }
 
 /** Whether gpu.js can run `mode` here, checked by running a small kernel and reading it back. */
-function probe(mode: GpuMode): { gpu: GPU | null; result: ModeProbe } {
+function probe(GPU: typeof import('gpu.js').GPU, mode: GpuMode): { gpu: GPU | null; result: ModeProbe } {
   const fail = (reason: string): { gpu: null; result: ModeProbe } => ({ gpu: null, result: { mode, ok: false, reason } });
   if (mode === 'webgpu') {
     return fail('gpu.js runs webgpu kernels asynchronously (Promise readback); the Backend interface is synchronous');
@@ -228,8 +245,18 @@ export const probes: ModeProbe[] = [];
 export function startGpu(modes: readonly GpuMode[]): { ok: boolean; mode: GpuMode | null; reason: string } {
   if (gpu !== null && activeMode !== null) return { ok: true, mode: activeMode, reason: 'already enabled' };
   probes.length = 0;
+  if ('missing' in gpuJs) return { ok: false, mode: null, reason: gpuJs.missing };
+  if (!evalAllowed()) {
+    return {
+      ok: false,
+      mode: null,
+      reason:
+        "gpu.js builds its kernels with new Function, which this page's Content-Security-Policy forbids " +
+        "(script-src needs 'unsafe-eval' for the gpujs backend; the cpu backend works without it)",
+    };
+  }
   for (const m of modes) {
-    const { gpu: g, result } = probe(m);
+    const { gpu: g, result } = probe(gpuJs.GPU, m);
     probes.push(result);
     if (g !== null) {
       gpu = g;

@@ -187,6 +187,10 @@ export class Code {
   f32x4Mul(): this {
     return this.simd(0xe6);
   }
+  /** f32x4.relaxed_madd (relaxed SIMD): a * b + c, fused or not as the engine chooses. */
+  f32x4RelaxedMadd(): this {
+    return this.simd(0x105);
+  }
   /** v128.const with four f32 lanes of `value` (rounded to float32). */
   f32x4Const(value: number): this {
     const lane = new Uint8Array(new Float32Array([value]).buffer);

@@ -41,6 +41,12 @@ export interface KernelShape {
   nr: number;
   /** Unroll factor of the k loop. */
   unroll: number;
+  /**
+   * Multiply-add with relaxed SIMD's f32x4.relaxed_madd (one rounding where the engine fuses it)
+   * instead of f32x4.mul + f32x4.add: opt-in, results differ from the unfused kernel's (see
+   * docs/architecture.md, "Matmul and fused multiply-add").
+   */
+  fma?: boolean;
 }
 
 export const DEFAULT_KERNEL: KernelShape = { mr: 5, nr: 8, unroll: 1 };
@@ -52,7 +58,7 @@ const i32s = (count: number): ValType[] => new Array<ValType>(count).fill(I32);
  * rows are LDB bytes apart, the extra last parameter) instead of from packed panels: for products
  * with few rows of A, where packing B would cost as much as the product (k steps unrolled once).
  */
-function microKernel({ mr, nr, unroll }: KernelShape, stridedB = false): FuncDef {
+function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = false): FuncDef {
   const nv = nr / 4;
   // Params.
   const AP = 0;
@@ -96,7 +102,10 @@ function microKernel({ mr, nr, unroll }: KernelShape, stridedB = false): FuncDef
       f.get(AP);
       if (r > 0) f.get(rowOff(r)).add();
       f.v128Load32Splat().set(av);
-      for (let c = 0; c < nv; c++) f.get(acc(r, c)).get(av).get(bv(c)).f32x4Mul().f32x4Add().set(acc(r, c));
+      for (let c = 0; c < nv; c++) {
+        if (fma) f.get(av).get(bv(c)).get(acc(r, c)).f32x4RelaxedMadd().set(acc(r, c));
+        else f.get(acc(r, c)).get(av).get(bv(c)).f32x4Mul().f32x4Add().set(acc(r, c));
+      }
     }
     f.get(AP).get(A_COL).add().set(AP);
   };
@@ -338,6 +347,18 @@ export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL, memoryImpor
     memoryImport,
   );
 }
+
+/**
+ * The smallest module using relaxed SIMD: `(func (param v128 v128 v128) (result v128)
+ * f32x4.relaxed_madd)`. Node 20's V8 rejects it unless started with --experimental-wasm-relaxed-simd;
+ * Chrome 114+ and Node 22+ accept it.
+ */
+export const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type section: (v128 v128 v128) -> v128
+  0x03, 0x02, 0x01, 0x00, // function section
+  0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x85, 0x02, 0x0b, // local.get 0 1 2; f32x4.relaxed_madd
+]);
 
 /**
  * The smallest module using SIMD: `(func (result v128) i32.const 0 i8x16.splat)`. Engines without
