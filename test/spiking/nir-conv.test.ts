@@ -223,8 +223,8 @@ t.test('export errors name the layer', async (t) => {
     t.throws(() => nir.graphFromModel(model, vars, { dt: 1e-3, inputShape }), pattern);
   };
   refuse(conv2d(2, 3), [5, 5, 1], /\(TimeDistributed\): NIR's convolutions and pooling take channels-first tensors/);
-  refuse(conv1d(2, 3, { dataFormat: 'channelsFirst', padding: 'causal' }), [1, 8], /\(TimeDistributed\): its padding \[2, 0\] differs between the two sides/);
+  refuse(conv1d(2, 3, { dataFormat: 'channelsFirst', padding: 'causal' }), [1, 8], /\(TimeDistributed\): padding 'causal' pads one side only/);
   refuse(conv2d(2, 2, { dataFormat: 'channelsFirst', padding: 'same' }), [1, 4, 4], /its padding \[0, 1\] differs between the two sides/);
   refuse(conv2d(2, 3, { dataFormat: 'channelsFirst', activation: 'relu' }), [1, 4, 4], /its activation 'relu' has no NIR node/);
-  refuse(averagePooling2d(2, { dataFormat: 'channelsFirst', padding: 'same' }), [1, 5, 5], /counts the padding; use padding 'valid'/);
+  refuse(averagePooling2d(3, { dataFormat: 'channelsFirst', padding: 'same', strides: 1 }), [1, 5, 5], /counts the padding; use padding 'valid'/);
 });
