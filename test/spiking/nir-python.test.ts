@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { random } from '../../core/index.js';
-import { dense, resetLayerNames, sequential, timeDistributed, flatten } from '../../nn/index.js';
+import { averagePooling2d, conv2d, dense, resetLayerNames, sequential, timeDistributed, flatten } from '../../nn/index.js';
 import { lowpass, alpha } from '../../spiking/index.js';
 import * as nir from '../../spiking/nir/index.js';
 import { nirPythonOrSkip, runPython } from './fixtures/nir-python.js';
@@ -200,6 +200,32 @@ if (python !== null) {
     const err = Math.max(...got.map((g, i) => Math.abs(g - want[i])));
     t.ok(err < 1e-9, `max |error| ${err}`);
     t.ok(want.some((_, i) => i > 0 && want[i] !== want[i - 4]), 'the outputs change over time (some neurons spike)');
+  });
+
+  t.test('an exported channels-first conv model passes the reference reader with type checks', async (t) => {
+    resetLayerNames();
+    const cf = { dataFormat: 'channelsFirst' as const };
+    const model = sequential([
+      // groups 1: the reference's type inference takes c_in from weight.shape[1] (c_in / groups).
+      timeDistributed(conv2d(4, 3, { ...cf, padding: 'same' })),
+      timeDistributed(averagePooling2d(2, cf)),
+      timeDistributed(flatten()),
+      dense(3),
+    ]);
+    const vars = model.init(random.key(3), [null, 2, 6, 6]);
+    const file = join(dir, 'exported-conv.nir');
+    await nir.save(file, model, vars, { dt: 1e-3, inputShape: [2, 6, 6] });
+    const dumped = (JSON.parse(runPython(python, DUMP, ['check', file])) as Record<string, Dump>)[file];
+    const conv = dumped.nodes!.time_distributed;
+    t.equal(conv.type, 'Conv2d');
+    t.same(conv.params!.weight.shape, [4, 2, 3, 3]);
+    t.same(conv.params!.padding.values, [1, 1]);
+    t.same(conv.params!.input_shape.values, [6, 6]);
+    t.equal(dumped.nodes!.time_distributed_1.type, 'AvgPool2d');
+    t.same(dumped.nodes!.time_distributed_1.params!.kernel_size.values, [2, 2]);
+    const kernel = Array.from((vars.params as Record<string, Record<string, { toTyped(): Float32Array }>>).time_distributed.kernel.toTyped());
+    // weight[o, c, a, b] = kernel[a, b, c, o]: o = 3, c = 1, a = 1, b = 2.
+    t.equal(conv.params!.weight.values[((3 * 2 + 1) * 3 + 1) * 3 + 2], kernel[((1 * 3 + 2) * 2 + 1) * 4 + 3]);
   });
 
   t.test('spiketrace models exported to NIR pass the reference reader with type checks', async (t) => {
