@@ -12,6 +12,8 @@
  *   step (zero-order hold): v' = d v + (1 - d) v_leak + (1 - d) r x_t, d = exp(-dt/tau). CubaLI/CubaLIF
  *   update the synaptic current first, I' = I + dt/tau_syn (w_in x_t - I), and the membrane from I'
  *   (Euler, as snnTorch's Synaptic); 'exact' solves the two-state linear system over the step.
+ * - Conv1d/Conv2d/SumPool2d/AvgPool2d follow PyTorch on channels-first tensors (batch, c, ...spatial);
+ *   AvgPool2d counts padded positions (count_include_pad).
  */
 import {
   add,
