@@ -207,6 +207,11 @@ function exportLayer(layer: Layer, params: Tree, state: Tree, inShape: number[],
           : { type: 'CubaLI', params: { tau_syn: tau, tau_mem: tau, r: ones, v_leak: zero, w_in: ones } };
       return { nodes: [['0', node]], cycles: [], outShape: inShape };
     }
+    case 'Conv1D':
+    case 'Conv2D':
+      return exportConv(inner, p, inShape, where);
+    case 'AveragePooling2D':
+      return exportPool(inner, inShape, where);
     case 'Leaky':
     case 'RecurrentLeaky':
     case 'IntegrateAndFire':
@@ -215,10 +220,93 @@ function exportLayer(layer: Layer, params: Tree, state: Tree, inShape: number[],
     default: {
       const why = NO_COUNTERPART[kind];
       throw new NirError(
-        `${where} has no NIR counterpart${why ? `: ${why}` : ' (exportable: dense, timeDistributed flatten, lowpass, alpha, leaky, recurrentLeaky, integrateAndFire, leakyIntegrator, models loaded from NIR)'}`,
+        `${where} has no NIR counterpart${why ? `: ${why}` : ' (exportable: dense, timeDistributed flatten, conv1d, conv2d and averagePooling2d (channelsFirst), lowpass, alpha, leaky, recurrentLeaky, integrateAndFire, leakyIntegrator, models loaded from NIR)'}`,
       );
     }
   }
+}
+
+const CHANNELS_FIRST_ONLY =
+  "NIR's convolutions and pooling take channels-first tensors (c, ...spatial) and have no transpose node; build the layer with dataFormat: 'channelsFirst' to export it";
+
+/** Symmetric padding per axis (NIR/PyTorch pad both sides alike), or an error naming the layer. */
+function symmetricPadding(layer: Layer, inSpatial: number[], window: number[], strides: number[], dilation: number[], where: string): number[] {
+  const padding = layer.config.padding as string | [number, number][];
+  let pairs: [number, number][];
+  if (padding === 'valid') pairs = window.map(() => [0, 0]);
+  else if (padding === 'same')
+    // TensorFlow's 'same': total max((ceil(n / s) - 1) s + dilated window - n, 0), the odd element after.
+    pairs = inSpatial.map((n, i) => {
+      const total = Math.max((Math.ceil(n / strides[i]) - 1) * strides[i] + (window[i] - 1) * dilation[i] + 1 - n, 0);
+      return [Math.floor(total / 2), total - Math.floor(total / 2)];
+    });
+  else if (Array.isArray(padding)) pairs = padding;
+  else throw new NirError(`${where}: padding '${String(padding)}' pads one side only, which NIR (symmetric padding) cannot express`);
+  const odd = pairs.find(([low, high]) => low !== high);
+  if (odd !== undefined)
+    throw new NirError(`${where}: its padding [${odd.join(', ')}] differs between the two sides of an axis; NIR pads both sides alike`);
+  return pairs.map(([low]) => low);
+}
+
+/** A convolution layer (channelsFirst) as a Conv1d/Conv2d node: the kernel [...k, c_in / g, c_out] becomes (c_out, c_in / g, ...k). */
+function exportConv(layer: Layer, p: Record<string, Tensor>, inShape: number[], where: string): ExportedLayer {
+  const c = layer.config;
+  if (c.dataFormat !== 'channelsFirst') throw new NirError(`${where}: ${CHANNELS_FIRST_ONLY}`);
+  if (c.activation !== undefined && c.activation !== null && c.activation !== 'linear')
+    throw new NirError(`${where}: its activation '${String(c.activation)}' has no NIR node; put the nonlinearity in a neuron`);
+  const rank = layer.kind === 'Conv1D' ? 1 : 2;
+  const k = p.kernel;
+  const window = k.shape.slice(0, rank);
+  const [perGroup, out] = k.shape.slice(rank);
+  const groups = c.groups as number;
+  if (inShape.length !== rank + 1 || inShape[0] !== perGroup * groups)
+    throw new NirError(`${where}: its kernel ${fmt(k.shape)} (groups ${groups}) needs input (${perGroup * groups}, ...${rank} spatial) per step, got ${fmt(inShape)}`);
+  const strides = c.strides as number[];
+  const dilation = c.dilation as number[];
+  const spatial = inShape.slice(1);
+  const pad = symmetricPadding(layer, spatial, window, strides, dilation, where);
+  const kv = k.toTyped() as ArrayLike<number>;
+  const taps = window.reduce((a, b) => a * b, 1);
+  const w = new Float64Array(kv.length);
+  for (let tap = 0; tap < taps; tap++)
+    for (let ci = 0; ci < perGroup; ci++) for (let o = 0; o < out; o++) w[(o * perGroup + ci) * taps + tap] = kv[(tap * perGroup + ci) * out + o];
+  const bias = p.bias !== undefined ? tensorArray(p.bias) : nirArray(new Float64Array(out), [out], 'float32');
+  const outSpatial = spatial.map((n, i) => Math.floor((n + 2 * pad[i] - dilation[i] * (window[i] - 1) - 1) / strides[i]) + 1);
+  const ints = (v: number[]): NirArray => nirArray(v, [v.length], 'int64');
+  const node: NirLeafNode = {
+    type: rank === 1 ? 'Conv1d' : 'Conv2d',
+    params: {
+      weight: nirArray(w, [out, perGroup, ...window], 'float32'),
+      bias,
+      stride: ints(strides),
+      padding: ints(pad),
+      dilation: ints(dilation),
+      groups: nirArray([groups], [], 'int64'),
+      input_shape: ints(spatial),
+    },
+  };
+  return { nodes: [['0', node]], cycles: [], outShape: [out, ...outSpatial] };
+}
+
+/** averagePooling2d (channelsFirst, no padding: Keras's average leaves padded positions out, PyTorch's counts them) as AvgPool2d. */
+function exportPool(layer: Layer, inShape: number[], where: string): ExportedLayer {
+  const c = layer.config;
+  if (c.dataFormat !== 'channelsFirst') throw new NirError(`${where}: ${CHANNELS_FIRST_ONLY}`);
+  if (inShape.length !== 3) throw new NirError(`${where}: expects (channels, height, width) per step, got ${fmt(inShape)}`);
+  const window = c.poolSize as number[];
+  const strides = c.strides as number[];
+  const pad = symmetricPadding(layer, inShape.slice(1), window, strides, [1, 1], where);
+  if (pad.some((q) => q !== 0))
+    throw new NirError(
+      `${where}: 'same' padding that pads (${fmt(pad)}) averages over the real positions only, while NIR's AvgPool2d (PyTorch's) counts the padding; use padding 'valid'`,
+    );
+  const ints = (v: number[]): NirArray => nirArray(v, [v.length], 'int64');
+  const outSpatial = inShape.slice(1).map((n, i) => Math.floor((n - window[i]) / strides[i]) + 1);
+  return {
+    nodes: [['0', { type: 'AvgPool2d', params: { kernel_size: ints(window), stride: ints(strides), padding: ints([0, 0]) } }]],
+    cycles: [],
+    outShape: [inShape[0], ...outSpatial],
+  };
 }
 
 /**

@@ -12,6 +12,8 @@
  *   step (zero-order hold): v' = d v + (1 - d) v_leak + (1 - d) r x_t, d = exp(-dt/tau). CubaLI/CubaLIF
  *   update the synaptic current first, I' = I + dt/tau_syn (w_in x_t - I), and the membrane from I'
  *   (Euler, as snnTorch's Synaptic); 'exact' solves the two-state linear system over the step.
+ * - Conv1d/Conv2d/SumPool2d/AvgPool2d follow PyTorch on channels-first tensors (batch, c, ...spatial);
+ *   AvgPool2d counts padded positions (count_include_pad).
  */
 import {
   add,
@@ -37,6 +39,8 @@ import {
   abs,
   less,
   fromTyped,
+  convGeneral,
+  sumPool,
   type Tensor,
   type Tree,
 } from '../../core/index.js';
@@ -53,6 +57,7 @@ import {
   type NirLeafNode,
   type NirLeafType,
   type NirNode,
+  type NirValue,
 } from './graph.js';
 
 export type Discretisation = 'euler' | 'exact';
@@ -148,9 +153,21 @@ function intrinsicShapes(node: NirLeafNode, name: string): { inShape: number[] |
       const s = shapeParam(node.params.input_type, `${where}: 'input_type'`);
       return { inShape: s, outShape: flattenShape(s, node, name) };
     }
+    case 'Conv1d':
+    case 'Conv2d': {
+      const g = convGeometry(node, name);
+      if (node.params.input_shape === undefined) return { inShape: null, outShape: null };
+      const spatial = shapeParam(node.params.input_shape, `${where}: 'input_shape'`);
+      const s = [g.channelsIn, ...spatial];
+      return { inShape: s, outShape: derivedOutShape(s, node, name) };
+    }
+    case 'SumPool2d':
+    case 'AvgPool2d':
+      poolGeometry(node, name);
+      return { inShape: null, outShape: null };
     default:
       throw new NirError(
-        `${where}: this node type is not supported by the importer yet (supported: Input, Output, Affine, Linear, Scale, Flatten, Threshold, I, LI, IF, LIF, CubaLI, CubaLIF, Delay, NIRGraph)`,
+        `${where}: this node type is not supported by the importer yet (supported: Input, Output, Affine, Linear, Scale, Flatten, Threshold, I, LI, IF, LIF, CubaLI, CubaLIF, Delay, Conv1d, Conv2d, SumPool2d, AvgPool2d, NIRGraph)`,
       );
   }
 }
@@ -165,6 +182,109 @@ function flattenShape(inShape: readonly number[], node: NirLeafNode, name: strin
   if (!(start >= 0 && end < n && start <= end))
     throw new NirError(`${where}: start_dim/end_dim select axes ${start}..${end} of an input of shape ${fmt(inShape)}`);
   return [...inShape.slice(0, start), sizeOfShape(inShape.slice(start, end + 1)), ...inShape.slice(end + 1)];
+}
+
+/** Integers per spatial axis from a scalar or a list parameter (NIR and PyTorch accept both). */
+function perAxisInts(v: NirValue | undefined, rank: number, where: string, min: number): number[] {
+  if (v === undefined || typeof v === 'string')
+    throw new NirError(`${where}: expected an integer or ${rank} integers, got ${v === undefined ? 'nothing' : `'${v}'`}`);
+  const list = Array.from(v.values);
+  const out = list.length === 1 ? new Array<number>(rank).fill(list[0]) : list;
+  if (out.length !== rank || out.some((d) => !Number.isInteger(d) || d < min))
+    throw new NirError(`${where}: expected an integer >= ${min} or ${rank} of them, got ${fmt(list)}`);
+  return out;
+}
+
+/** A convolution node's static geometry (NIR/PyTorch conventions, weight (c_out, c_in / groups, ...kernel)). */
+interface ConvGeometry {
+  readonly rank: number;
+  readonly kernel: number[];
+  readonly channelsIn: number;
+  readonly channelsOut: number;
+  readonly stride: number[];
+  readonly dilation: number[];
+  readonly groups: number;
+  /** Explicit [low, high] padding per axis, or 'same' (resolved once the input size is known). */
+  readonly padding: [number, number][] | 'same';
+}
+
+function convGeometry(node: NirLeafNode, name: string): ConvGeometry {
+  const where = `nir: node '${name}' (${node.type})`;
+  const rank = node.type === 'Conv1d' ? 1 : 2;
+  const w = arr(node, 'weight', name);
+  if (w.shape.length !== rank + 2)
+    throw new NirError(`${where}: 'weight' must have ${rank + 2} axes (c_out, c_in / groups, ${rank === 1 ? 'k' : 'kh, kw'}), got ${fmt(w.shape)}`);
+  const groups = intParam(node.params.groups, `${where}: 'groups'`);
+  const [channelsOut, perGroup, ...kernel] = w.shape;
+  if (groups < 1 || channelsOut % groups !== 0)
+    throw new NirError(`${where}: groups must be a positive divisor of c_out = ${channelsOut}, got ${groups}`);
+  const b = arr(node, 'bias', name);
+  if (!(b.values.length === channelsOut && b.shape.length <= 1) && !(b.values.length === 1 && b.shape.length === 0))
+    throw new NirError(`${where}: 'bias' must have shape [${channelsOut}] (one per output channel), got ${fmt(b.shape)}`);
+  const stride = perAxisInts(node.params.stride, rank, `${where}: 'stride'`, 1);
+  const dilation = perAxisInts(node.params.dilation, rank, `${where}: 'dilation'`, 1);
+  const pad = node.params.padding;
+  let padding: ConvGeometry['padding'];
+  if (pad === 'same') {
+    if (stride.some((s) => s !== 1)) throw new NirError(`${where}: padding 'same' needs stride 1 (as in PyTorch), got ${fmt(stride)}`);
+    padding = 'same';
+  } else if (pad === 'valid') padding = kernel.map(() => [0, 0]);
+  else padding = perAxisInts(pad, rank, `${where}: 'padding'`, 0).map((p) => [p, p]);
+  return { rank, kernel, channelsIn: perGroup * groups, channelsOut, stride, dilation, groups, padding };
+}
+
+/** PyTorch's 'same': total padding dilation (k - 1), the odd element after. */
+function resolvedPadding(g: ConvGeometry): [number, number][] {
+  if (g.padding !== 'same') return g.padding;
+  return g.kernel.map((k, i) => {
+    const total = g.dilation[i] * (k - 1);
+    return [Math.floor(total / 2), total - Math.floor(total / 2)];
+  });
+}
+
+interface PoolGeometry {
+  readonly kernel: number[];
+  readonly stride: number[];
+  readonly padding: number[];
+}
+
+function poolGeometry(node: NirLeafNode, name: string): PoolGeometry {
+  const where = `nir: node '${name}' (${node.type})`;
+  const kernel = perAxisInts(node.params.kernel_size, 2, `${where}: 'kernel_size'`, 1);
+  const stride = perAxisInts(node.params.stride, 2, `${where}: 'stride'`, 1);
+  const padding = perAxisInts(node.params.padding, 2, `${where}: 'padding'`, 0);
+  return { kernel, stride, padding };
+}
+
+/** PyTorch's output size of one axis: floor((n + low + high - dilation (k - 1) - 1) / stride) + 1. */
+const outSize = (n: number, k: number, s: number, d: number, low: number, high: number): number =>
+  Math.floor((n + low + high - d * (k - 1) - 1) / s) + 1;
+
+/** The output shape of a node whose shape follows from its input (Flatten, convolutions, pooling). */
+function derivedOutShape(inShape: readonly number[], node: NirLeafNode, name: string): number[] {
+  const where = `nir: node '${name}' (${node.type})`;
+  if (node.type === 'Flatten') return flattenShape(inShape, node, name);
+  if (node.type === 'Conv1d' || node.type === 'Conv2d') {
+    const g = convGeometry(node, name);
+    if (inShape.length !== g.rank + 1 || inShape[0] !== g.channelsIn)
+      throw new NirError(
+        `${where}: expects input (c_in = ${g.channelsIn}, ${g.rank === 1 ? 'length' : 'height, width'}) per step, got ${fmt(inShape)}`,
+      );
+    const pad = resolvedPadding(g);
+    const spatial = inShape.slice(1).map((n, i) => outSize(n, g.kernel[i], g.stride[i], g.dilation[i], pad[i][0], pad[i][1]));
+    if (spatial.some((d) => d < 1))
+      throw new NirError(`${where}: the kernel ${fmt(g.kernel)} (dilation ${fmt(g.dilation)}) does not fit the input ${fmt(inShape)} with its padding`);
+    return [g.channelsOut, ...spatial];
+  }
+  if (node.type === 'SumPool2d' || node.type === 'AvgPool2d') {
+    const g = poolGeometry(node, name);
+    if (inShape.length !== 3) throw new NirError(`${where}: expects input (channels, height, width) per step, got ${fmt(inShape)}`);
+    const spatial = inShape.slice(1).map((n, i) => outSize(n, g.kernel[i], g.stride[i], 1, g.padding[i], g.padding[i]));
+    if (spatial.some((d) => d < 1))
+      throw new NirError(`${where}: the window ${fmt(g.kernel)} does not fit the input ${fmt(inShape)} with padding ${fmt(g.padding)}`);
+    return [inShape[0], ...spatial];
+  }
+  throw new NirError(`${where}: its output shape does not follow from its input`);
 }
 
 /** Inlines nested graphs, checks shapes along every edge and orders the nodes for one time step. */
@@ -230,7 +350,7 @@ export function flattenGraph(graph: NirGraph, dt: number): FlatGraph {
         .find((o) => o !== null);
       if (from) {
         const node = nodes.get(name)!.node;
-        shapes.set(name, { inShape: from, outShape: flattenShape(from, node, name) });
+        shapes.set(name, { inShape: from, outShape: derivedOutShape(from, node, name) });
         changed = true;
       }
     }
@@ -387,6 +507,8 @@ const TENSOR_PARAMS: Partial<Record<NirLeafType, readonly string[]>> = {
   Linear: ['weight'],
   Scale: ['scale'],
   Threshold: ['threshold'],
+  Conv1d: ['weight', 'bias'],
+  Conv2d: ['weight', 'bias'],
   I: ['r'],
   LI: ['tau', 'r', 'v_leak'],
   IF: ['r', 'v_threshold', 'v_reset'],
@@ -460,6 +582,24 @@ function planNode(node: FlatNode, p: Record<string, Tensor>, dt: Tensor, discret
       return stateless((x) => cast(greater(x, p.threshold), x.dtype));
     case 'Flatten':
       return stateless((x) => reshape(x, [x.shape[0], ...shape]));
+    case 'Conv1d':
+    case 'Conv2d': {
+      const g = convGeometry(node.node, node.name);
+      // NIR's (c_out, c_in / groups, ...k) to the core's [...k, c_in / groups, c_out].
+      const kernel = transpose(p.weight, g.rank === 1 ? [2, 1, 0] : [2, 3, 1, 0]);
+      const bias = reshape(p.bias, [p.bias.ndim === 0 ? 1 : g.channelsOut, ...g.kernel.map(() => 1)]);
+      const options = { strides: g.stride, dilation: g.dilation, groups: g.groups, padding: resolvedPadding(g), dataFormat: 'channelsFirst' as const };
+      return stateless((x) => add(convGeneral(x, kernel, options), bias));
+    }
+    case 'SumPool2d':
+    case 'AvgPool2d': {
+      const g = poolGeometry(node.node, node.name);
+      const options = { strides: g.stride, padding: g.padding.map((q) => [q, q] as [number, number]), dataFormat: 'channelsFirst' as const };
+      // PyTorch's AvgPool2d counts padded positions (count_include_pad): the window sum over its size.
+      const size = g.kernel[0] * g.kernel[1];
+      if (node.type === 'SumPool2d') return stateless((x) => sumPool(x, g.kernel, options));
+      return stateless((x) => div(sumPool(x, g.kernel, options), size));
+    }
     case 'I':
     case 'IF': {
       const gain = mul(dt, p.r);
