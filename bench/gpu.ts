@@ -39,7 +39,11 @@ try {
   source = `Fashion-MNIST (${where})`;
 } catch {
   images = random.uniform(random.key(7), [rows, 28, 28]) as NDArray;
-  labels = fromTyped(Int32Array.from({ length: rows }, (_, i) => (i * 7) % CLASSES), [rows], 'int32');
+  labels = fromTyped(
+    Int32Array.from({ length: rows }, (_, i) => (i * 7) % CLASSES),
+    [rows],
+    'int32',
+  );
   source = 'synthetic uniform images (Fashion-MNIST not found)';
 }
 /**
@@ -53,18 +57,28 @@ function glRenderer(): string {
   try {
     const out = execFileSync('glxinfo', ['-B'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] });
     const line = /OpenGL renderer string:\s*(.*)/.exec(out)?.[1]?.trim();
-    return line ? `${line}${/llvmpipe|softpipe|swrast/i.test(line) ? ' (software rendering: not a GPU)' : ''}` : 'unknown (glxinfo printed no renderer)';
+    return line
+      ? `${line}${/llvmpipe|softpipe|swrast/i.test(line) ? ' (software rendering: not a GPU)' : ''}`
+      : 'unknown (glxinfo printed no renderer)';
   } catch {
     return 'unknown (glxinfo not found: install mesa-utils to see whether the display renders on a GPU)';
   }
 }
 
 console.log(`OpenGL renderer of the display: ${glRenderer()}`);
-console.log(`gpu.js mode: ${gpuBackendInfo().mode}; data: ${source}; ${steps} steps of batch ${BATCH}, the first (compiling) step excluded`);
+console.log(
+  `gpu.js mode: ${gpuBackendInfo().mode}; data: ${source}; ${steps} steps of batch ${BATCH}, the first (compiling) step excluded`,
+);
 
 function model(kind: 'm2' | 'spiking'): nn.Layer {
   const act = kind === 'm2' ? nn.activation('relu') : spiking.spikingActivation('relu', { dt: SPIKING_DT });
-  return nn.sequential([nn.reshape([-1, IMAGE]), nn.timeDistributed(nn.dense(HIDDEN)), act, nn.globalAveragePooling1d(), nn.dense(CLASSES)]);
+  return nn.sequential([
+    nn.reshape([-1, IMAGE]),
+    nn.timeDistributed(nn.dense(HIDDEN)),
+    act,
+    nn.globalAveragePooling1d(),
+    nn.dense(CLASSES),
+  ]);
 }
 
 for (const kind of ['m2', 'spiking'] as const) {

@@ -12,7 +12,15 @@ import { setElementwiseBackend } from '../core/backend/wasm/elementwise.js';
 type Program = { name: string; inputs: number; f: (...xs: NDArray[]) => Tensor | Tensor[] };
 const programs: Program[] = [
   { name: 'bias + relu', inputs: 2, f: (x, b) => maximum(x.add(b), 0) },
-  { name: 'voltage update', inputs: 2, f: (v, j) => { const u = v.add(j.mul(0.01)); const s = floor(u); return [u.sub(s), s.div(0.01)]; } },
+  {
+    name: 'voltage update',
+    inputs: 2,
+    f: (v, j) => {
+      const u = v.add(j.mul(0.01));
+      const s = floor(u);
+      return [u.sub(s), s.div(0.01)];
+    },
+  },
   {
     name: 'adam update',
     inputs: 4,
@@ -44,7 +52,12 @@ console.log(`| program | elements | JS loop us | WASM SIMD us | JS/WASM |`);
 console.log(`|---|---|---|---|---|`);
 for (const p of programs) {
   for (const n of sizes) {
-    const xs = Array.from({ length: p.inputs }, (_, k) => fromTyped(Float32Array.from({ length: n }, (_, i) => ((i * 7 + k * 13) % 101) / 50 - 1 + (k === 2 ? 2 : 0)), [n]));
+    const xs = Array.from({ length: p.inputs }, (_, k) =>
+      fromTyped(
+        Float32Array.from({ length: n }, (_, i) => ((i * 7 + k * 13) % 101) / 50 - 1 + (k === 2 ? 2 : 0)),
+        [n],
+      ),
+    );
     const us: Record<string, number> = {};
     for (const backend of ['js', 'wasm-simd'] as const) {
       setElementwiseBackend(backend);

@@ -17,7 +17,19 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CASES, CASE_PEERS, PEERS, TRAIN_ROWS, batchOf, hashArrays, stepsPerEpoch, writeInputs, type CaseName, type Job, type WorkerReport } from './lib/common.js';
+import {
+  CASES,
+  CASE_PEERS,
+  PEERS,
+  TRAIN_ROWS,
+  batchOf,
+  hashArrays,
+  stepsPerEpoch,
+  writeInputs,
+  type CaseName,
+  type Job,
+  type WorkerReport,
+} from './lib/common.js';
 import { buildInputs } from './lib/inputs.js';
 import { pytorchMissing, runPythonJob } from './lib/python.js';
 import { key, lossMismatches, renderReport, secondsPerEpoch, targets } from './lib/report.js';
@@ -32,7 +44,10 @@ const USAGE = `usage: npx tsx bench/run.ts [--quick] [--only ${[...CASES, ...EXT
 
 function parseList<T extends string>(flag: string, value: string | undefined, all: readonly T[]): T[] {
   if (value === undefined) return [...all];
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const bad = items.filter((s) => !(all as readonly string[]).includes(s));
   if (bad.length) throw new RangeError(`${flag}: unknown ${bad.map((b) => `'${b}'`).join(', ')}; choose from ${all.join(', ')}`);
   // Keep the canonical order, whatever order was asked for.
@@ -69,7 +84,10 @@ function planFor(c: CaseName, quick: boolean): Plan {
 function runChild(job: Job, timeoutS: number): Promise<WorkerReport> {
   if (job.peer === 'pytorch') return runPythonJob(job, timeoutS);
   return new Promise((resolve) => {
-    const child = fork(join(here, 'worker.ts'), [JSON.stringify(job)], { execArgv: process.execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = fork(join(here, 'worker.ts'), [JSON.stringify(job)], {
+      execArgv: process.execArgv,
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
     let output = '';
     let report: WorkerReport | undefined;
     child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
@@ -81,7 +99,15 @@ function runChild(job: Job, timeoutS: number): Promise<WorkerReport> {
       if (report) return resolve(report);
       const why = signal === 'SIGKILL' ? `killed after ${timeoutS} s` : `exited with ${code ?? signal}`;
       const tail = output.trim().split('\n').slice(-3).join(' / ');
-      resolve({ job, ok: false, error: `${why}${tail ? `: ${tail}` : ''}`, peakRssMB: NaN, backend: '?', weightsHash: '', dataSource: '-' });
+      resolve({
+        job,
+        ok: false,
+        error: `${why}${tail ? `: ${tail}` : ''}`,
+        peakRssMB: NaN,
+        backend: '?',
+        weightsHash: '',
+        dataSource: '-',
+      });
     });
   });
 }
@@ -169,7 +195,16 @@ async function main(): Promise<number> {
   const cases = CASES.filter((c) => asked.includes(c));
   const vmapSection = asked.includes('vmap') ? await runVmapCase(quick) : null;
   if (cases.length === 0 && vmapSection !== null) {
-    const report = ['# spiketrace benchmark: vmap', '', `- load average ${loadavg()[0].toFixed(2)}`, '', '## Per-example gradients (vmap)', '', vmapSection, ''].join('\n');
+    const report = [
+      '# spiketrace benchmark: vmap',
+      '',
+      `- load average ${loadavg()[0].toFixed(2)}`,
+      '',
+      '## Per-example gradients (vmap)',
+      '',
+      vmapSection,
+      '',
+    ].join('\n');
     atomicWrite(out, report);
     console.log(`\n${report}\nwritten to ${out}`);
     return 0;
@@ -210,13 +245,18 @@ async function main(): Promise<number> {
 
   const started = Date.now();
   const loadBefore = loadavg()[0];
-  const rows = Math.min(TRAIN_ROWS, Math.max(0, ...jobs.filter((j) => j.job.case !== 'matmul').map((j) => (j.job.warmupSteps + j.job.maxSteps) * batchOf(j.job.case))));
+  const rows = Math.min(
+    TRAIN_ROWS,
+    Math.max(0, ...jobs.filter((j) => j.job.case !== 'matmul').map((j) => (j.job.warmupSteps + j.job.maxSteps) * batchOf(j.job.case))),
+  );
   const inputs = await buildInputs(rows, seed, values.synthetic ?? false);
   const inputsDir = mkdtempSync(join(tmpdir(), 'spiketrace-bench-'));
   const runs = new Map<string, WorkerReport[]>();
   try {
     writeInputs(inputsDir, inputs);
-    console.log(`spiketrace benchmark (${quick ? 'quick' : 'full'}): ${jobs.length} jobs, one child process each; data ${inputs.data?.source ?? '-'}, ${rows} rows`);
+    console.log(
+      `spiketrace benchmark (${quick ? 'quick' : 'full'}): ${jobs.length} jobs, one child process each; data ${inputs.data?.source ?? '-'}, ${rows} rows`,
+    );
     for (const s of skipped) console.log(s);
     for (const { job, timeoutS } of jobs) {
       const t = Date.now();
@@ -232,11 +272,16 @@ async function main(): Promise<number> {
   const loadAfter = loadavg()[0];
   const results = new Map<string, WorkerReport>();
   for (const [k, list] of runs) results.set(k, medianRun(list));
-  const spread = repeat > 1 ? [...runs.values()].map((list) => `${list[0].job.case} ${list[0].job.peer}: ${list.map(runSummary).join(', ')}`) : [];
+  const spread =
+    repeat > 1 ? [...runs.values()].map((list) => `${list[0].job.case} ${list[0].job.peer}: ${list.map(runSummary).join(', ')}`) : [];
 
   // Every peer must have trained from the same bytes.
   const dense = (w: typeof inputs.weights): string => hashArrays([w.w1, w.b1, w.w2, w.b2]);
-  const expected = { weights: dense(inputs.weights), lif: dense(inputs.lifWeights), matmul: hashArrays([inputs.matmul.a, inputs.matmul.b]) };
+  const expected = {
+    weights: dense(inputs.weights),
+    lif: dense(inputs.lifWeights),
+    matmul: hashArrays([inputs.matmul.a, inputs.matmul.b]),
+  };
   const expectedHash = (c: CaseName): string => (c === 'matmul' ? expected.matmul : c === 'lifNet' ? expected.lif : expected.weights);
   const mismatched = [...runs.values()].flat().filter((r) => r.ok && r.weightsHash !== expectedHash(r.job.case));
   const lossDiffs = lossMismatches(results);
@@ -249,12 +294,18 @@ async function main(): Promise<number> {
     ...skipped,
     `initial weights: glorot-uniform kernels, zero biases, seed ${seed}, hash ${expected.weights} (lifNet ${expected.lif}); ${mismatched.length ? `**MISMATCH in ${mismatched.map((r) => `${r.job.peer}/${r.job.case}`).join(', ')}**` : 'every peer received the same bytes'}`,
     'optimizer: Adam (lr 1e-3, 5e-4 for lifNet; beta1 0.9, beta2 0.999, epsilon 1e-7); loss: sparse softmax cross-entropy from logits (lifNet: of the output spike counts)',
-    lossDiffs.length ? `**first-step losses differ (same weights, same batch): ${lossDiffs.join('; ')}**` : 'first-step losses: every peer agrees with spiketrace (same weights, same batch)',
+    lossDiffs.length
+      ? `**first-step losses differ (same weights, same batch): ${lossDiffs.join('; ')}**`
+      : 'first-step losses: every peer agrees with spiketrace (same weights, same batch)',
     quick
       ? `s/epoch is extrapolated to ${stepsPerEpoch('m1')} steps (${stepsPerEpoch('lifNet')} for lifNet) from the steps measured after ${planFor('m1', true).warmupSteps} warm-up steps (2 for lifNet; at most ${planFor('m1', true).maxSteps} steps, fewer for the spiking cases, or ${QUICK_BUDGET_S} s); samples/s over the measured steps`
       : `s/epoch is one measured epoch of ${stepsPerEpoch('m1')} steps (${stepsPerEpoch('lifNet')} for lifNet), the first (compiling) step included`,
     'peak RSS: the high-water mark of the child process of that row (VmHWM; the shared inputs it read included)',
-    ...(repeat > 1 ? [`--repeat ${repeat}: the peers of each case took turns ${repeat} times; every row is its median run. All runs: ${spread.join('; ')}`] : []),
+    ...(repeat > 1
+      ? [
+          `--repeat ${repeat}: the peers of each case took turns ${repeat} times; every row is its median run. All runs: ${spread.join('; ')}`,
+        ]
+      : []),
   ];
   const report =
     renderReport(results, { title: `spiketrace benchmark${quick ? ' (--quick)' : ''}`, notes, cases, peers }) +

@@ -14,7 +14,26 @@
  *   npx tsx bench/vmap.ts [--rounds N] [--calls N] [--json]     (or npm run bench -- --only vmap)
  */
 import { parseArgs } from 'node:util';
-import { add, div, fromTyped, grad, indexAxis, jit, logSoftmax, matmul, mean, minimum, mul, neg, relu, reshape, sqrt, sum, vmap, type Tensor } from '../core/index.js';
+import {
+  add,
+  div,
+  fromTyped,
+  grad,
+  indexAxis,
+  jit,
+  logSoftmax,
+  matmul,
+  mean,
+  minimum,
+  mul,
+  neg,
+  relu,
+  reshape,
+  sqrt,
+  sum,
+  vmap,
+  type Tensor,
+} from '../core/index.js';
 import { BATCH, CLASSES, HIDDEN, IMAGE, glorotUniform, rng } from './lib/common.js';
 import { vmapTable, type VmapRow } from './lib/vmap-report.js';
 
@@ -41,13 +60,22 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
   const next = rng(seed);
   const params: Params = {
     W1: fromTyped(glorotUniform(next, IMAGE, HIDDEN), [IMAGE, HIDDEN]),
-    b1: fromTyped(Float32Array.from({ length: HIDDEN }, () => 0.1 * (next() - 0.5)), [HIDDEN]),
+    b1: fromTyped(
+      Float32Array.from({ length: HIDDEN }, () => 0.1 * (next() - 0.5)),
+      [HIDDEN],
+    ),
     W2: fromTyped(glorotUniform(next, HIDDEN, CLASSES), [HIDDEN, CLASSES]),
     b2: fromTyped(new Float32Array(CLASSES), [CLASSES]),
   };
-  const x = fromTyped(Float32Array.from({ length: BATCH * IMAGE }, () => next()), [BATCH, IMAGE]);
+  const x = fromTyped(
+    Float32Array.from({ length: BATCH * IMAGE }, () => next()),
+    [BATCH, IMAGE],
+  );
   const labels = Array.from({ length: BATCH }, () => Math.floor(next() * CLASSES));
-  const y = fromTyped(Float32Array.from({ length: BATCH * CLASSES }, (_, i) => (labels[Math.floor(i / CLASSES)] === i % CLASSES ? 1 : 0)), [BATCH, CLASSES]);
+  const y = fromTyped(
+    Float32Array.from({ length: BATCH * CLASSES }, (_, i) => (labels[Math.floor(i / CLASSES)] === i % CLASSES ? 1 : 0)),
+    [BATCH, CLASSES],
+  );
   const batched = jit(grad(batchLoss));
   const vmapped = jit(perExample);
   const clipped = jit(clippedSum);
@@ -75,7 +103,13 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '9' }, calls: { type: 'string', default: '10' }, json: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '9' },
+      calls: { type: 'string', default: '10' },
+      json: { type: 'boolean', default: false },
+    },
+  });
   const rows = runVmapBench(Number(values.rounds), Number(values.calls));
   if (values.json) console.log(`VMAP_REPORT ${JSON.stringify(rows)}`);
   else console.log(vmapTable(rows));

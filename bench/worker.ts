@@ -5,7 +5,18 @@
  * `BENCH_REPORT {json}` line when run by hand.
  */
 import { readFileSync } from 'node:fs';
-import { bestOf, hashArrays, MATMUL, readInputs, StepClock, sum, type Job, type MatmulResult, type PeerName, type WorkerReport } from './lib/common.js';
+import {
+  bestOf,
+  hashArrays,
+  MATMUL,
+  readInputs,
+  StepClock,
+  sum,
+  type Job,
+  type MatmulResult,
+  type PeerName,
+  type WorkerReport,
+} from './lib/common.js';
 import type { Peer } from './lib/peer.js';
 
 async function createPeer(name: PeerName, training: boolean): Promise<Peer> {
@@ -39,7 +50,8 @@ async function runJob(job: Job): Promise<Omit<WorkerReport, 'peakRssMB'>> {
       const gflops = (2 * MATMUL.m * MATMUL.k * MATMUL.n) / (bestMs * 1e6);
       const checksum = sum(run());
       // The machine's SIMD peak, the matmul row's denominator: measured once, by spiketrace's job.
-      const simdPeak = job.peer === 'spiketrace' ? await (await import('./lib/simd-peak.js')).measureSimdPeak(job.reps, job.repMs / 5) : undefined;
+      const simdPeak =
+        job.peer === 'spiketrace' ? await (await import('./lib/simd-peak.js')).measureSimdPeak(job.reps, job.repMs / 5) : undefined;
       const result: MatmulResult = { kind: 'matmul', bestMs, gflops, reps: job.reps, callsPerRep, checksum, simdPeak };
       return { job, ok: true, result, backend, weightsHash, dataSource };
     }

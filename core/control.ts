@@ -23,14 +23,20 @@ export interface ScanOptions {
  * const [total, partial] = scan((c, x) => [add(c, x), add(c, x)], scalar(0), array([1, 2, 3]));
  * // total = 6, partial = [1, 3, 6]
  */
-export function scan<C extends Tree, X extends Tree, Y extends Tree>(f: (carry: C, x: X) => [C, Y], init: C, xs: X | null, opts: ScanOptions = {}): [C, Y] {
+export function scan<C extends Tree, X extends Tree, Y extends Tree>(
+  f: (carry: C, x: X) => [C, Y],
+  init: C,
+  xs: X | null,
+  opts: ScanOptions = {},
+): [C, Y] {
   const [carryLeaves, carryDef] = treeFlatten(init);
   const [xLeaves, xDef] = treeFlatten(xs);
   let length = opts.length;
   for (const [i, x] of xLeaves.entries()) {
     if (x.ndim === 0) throw new ShapeError(`scan: xs leaf ${i} is a scalar; every xs leaf needs a leading axis to scan over`);
     if (length === undefined) length = x.shape[0];
-    else if (x.shape[0] !== length) throw new ShapeError(`scan: xs leaf ${i} has shape ${fmtShape(x.shape)}, expected leading axis ${length}`);
+    else if (x.shape[0] !== length)
+      throw new ShapeError(`scan: xs leaf ${i} has shape ${fmtShape(x.shape)}, expected leading axis ${length}`);
   }
   if (length === undefined) throw new ShapeError('scan: give opts.length when xs is null or has no leaves');
   let yDef: TreeDef | null = null;
@@ -41,7 +47,8 @@ export function scan<C extends Tree, X extends Tree, Y extends Tree>(f: (carry: 
     const res = f(c, x);
     if (!Array.isArray(res) || res.length !== 2) throw new TypeError('scan: f must return [carry, y]');
     const [c2, c2Def] = treeFlatten(res[0]);
-    if (!treeDefsEqual(c2Def, carryDef)) throw new TreeStructureError(`scan: f returned a carry with structure ${treeDefString(c2Def)}, expected ${treeDefString(carryDef)}`);
+    if (!treeDefsEqual(c2Def, carryDef))
+      throw new TreeStructureError(`scan: f returned a carry with structure ${treeDefString(c2Def)}, expected ${treeDefString(carryDef)}`);
     const [ys, d] = treeFlatten(res[1]);
     yDef = d;
     return [...c2, ...ys];
@@ -69,7 +76,11 @@ export function scan<C extends Tree, X extends Tree, Y extends Tree>(f: (carry: 
  *   (x, ct) => [mul(ct, cast(greater(x, 0), 'float32'))],
  * );
  */
-export function customVjp<A extends Tree[], O extends Tree, R>(f: (...args: A) => O, fwd: (...args: A) => [O, R], bwd: (residuals: R, ct: O) => (Tree | null)[]): (...args: A) => O {
+export function customVjp<A extends Tree[], O extends Tree, R>(
+  f: (...args: A) => O,
+  fwd: (...args: A) => [O, R],
+  bwd: (residuals: R, ct: O) => (Tree | null)[],
+): (...args: A) => O {
   const name = f.name || 'anonymous';
   return (...args: A): O => {
     const [leaves, inDef] = treeFlatten(args);
@@ -89,7 +100,10 @@ export function customVjp<A extends Tree[], O extends Tree, R>(f: (...args: A) =
       const res = fwd(...(treeUnflatten(inDef, xs) as A));
       if (!Array.isArray(res) || res.length !== 2) throw new TypeError(`customVjp(${name}): fwd must return [output, residuals]`);
       const [o, d] = treeFlatten(res[0]);
-      if (!treeDefsEqual(d, outDef!)) throw new TreeStructureError(`customVjp(${name}): fwd output structure ${treeDefString(d)} differs from f's ${treeDefString(outDef!)}`);
+      if (!treeDefsEqual(d, outDef!))
+        throw new TreeStructureError(
+          `customVjp(${name}): fwd output structure ${treeDefString(d)} differs from f's ${treeDefString(outDef!)}`,
+        );
       const [r, rd] = treeFlatten(res[1]);
       resDef = rd;
       numOuts = o.length;
@@ -97,27 +111,39 @@ export function customVjp<A extends Tree[], O extends Tree, R>(f: (...args: A) =
     }, argAvals);
     const resAvals = fwdJ.jaxpr.outvars.slice(numOuts).map((v) => v.aval);
     const outAvals = fun.jaxpr.outvars.map((v) => v.aval);
-    const bwdJ = traceToJaxpr((xs) => {
-      const residuals = treeUnflatten(resDef!, xs.slice(0, resAvals.length)) as R;
-      const cts = treeUnflatten(outDef!, xs.slice(resAvals.length)) as O;
-      const r = bwd(residuals, cts);
-      if (!Array.isArray(r) || r.length !== args.length) throw new TreeStructureError(`customVjp(${name}): bwd must return an array of ${args.length} cotangent(s), got ${Array.isArray(r) ? r.length : typeof r}`);
-      const out: Tensor[] = [];
-      r.forEach((ct, i) => {
-        const [argLeaves, argDef] = treeFlatten(args[i]);
-        if (ct === null || ct === undefined) {
-          for (const l of argLeaves) out.push(zerosLike(l));
-          return;
-        }
-        const [ctLeaves, ctDef] = treeFlatten(ct);
-        if (!treeDefsEqual(ctDef, argDef)) throw new TreeStructureError(`customVjp(${name}): cotangent ${i} has structure ${treeDefString(ctDef)}, argument has ${treeDefString(argDef)}`);
-        ctLeaves.forEach((c, j) => {
-          if (!shapesEqual(c.shape, argLeaves[j].shape)) throw new ShapeError(`customVjp(${name}): bwd returned a cotangent of shape ${fmtShape(c.shape)} for an argument of shape ${fmtShape(argLeaves[j].shape)}`);
+    const bwdJ = traceToJaxpr(
+      (xs) => {
+        const residuals = treeUnflatten(resDef!, xs.slice(0, resAvals.length)) as R;
+        const cts = treeUnflatten(outDef!, xs.slice(resAvals.length)) as O;
+        const r = bwd(residuals, cts);
+        if (!Array.isArray(r) || r.length !== args.length)
+          throw new TreeStructureError(
+            `customVjp(${name}): bwd must return an array of ${args.length} cotangent(s), got ${Array.isArray(r) ? r.length : typeof r}`,
+          );
+        const out: Tensor[] = [];
+        r.forEach((ct, i) => {
+          const [argLeaves, argDef] = treeFlatten(args[i]);
+          if (ct === null || ct === undefined) {
+            for (const l of argLeaves) out.push(zerosLike(l));
+            return;
+          }
+          const [ctLeaves, ctDef] = treeFlatten(ct);
+          if (!treeDefsEqual(ctDef, argDef))
+            throw new TreeStructureError(
+              `customVjp(${name}): cotangent ${i} has structure ${treeDefString(ctDef)}, argument has ${treeDefString(argDef)}`,
+            );
+          ctLeaves.forEach((c, j) => {
+            if (!shapesEqual(c.shape, argLeaves[j].shape))
+              throw new ShapeError(
+                `customVjp(${name}): bwd returned a cotangent of shape ${fmtShape(c.shape)} for an argument of shape ${fmtShape(argLeaves[j].shape)}`,
+              );
+          });
+          out.push(...ctLeaves);
         });
-        out.push(...ctLeaves);
-      });
-      return out;
-    }, [...resAvals, ...outAvals]);
+        return out;
+      },
+      [...resAvals, ...outAvals],
+    );
     const outs = bind('custom_vjp_call', [...fun.consts, ...fwdJ.consts, ...bwdJ.consts, ...leaves], {
       fun: constsAsArgs(fun.jaxpr),
       fwd: constsAsArgs(fwdJ.jaxpr),
@@ -132,7 +158,11 @@ export function customVjp<A extends Tree[], O extends Tree, R>(f: (...args: A) =
 }
 
 /** Traces `fn` on the leaves' avals; returns the jaxpr (constants as leading args), constants and output structure. */
-function traceBranch(name: string, fn: (...args: Tensor[]) => unknown, avals: readonly Aval[]): { jaxpr: Jaxpr; consts: readonly Tensor[]; outDef: TreeDef } {
+function traceBranch(
+  name: string,
+  fn: (...args: Tensor[]) => unknown,
+  avals: readonly Aval[],
+): { jaxpr: Jaxpr; consts: readonly Tensor[]; outDef: TreeDef } {
   let outDef: TreeDef | null = null;
   const closed = traceToJaxpr((xs) => {
     const [outs, d] = treeFlatten(fn(...xs));
@@ -159,17 +189,32 @@ function scalarPredicate(name: string, pred: Tensor): Tensor {
  * @example
  * const y = cond(greater(sum(x), 0), (v) => mul(v, 2), (v) => neg(v), x);
  */
-export function cond<A extends Tree[], O extends Tree>(pred: Tensor | boolean, trueFn: (...operands: A) => O, falseFn: (...operands: A) => O, ...operands: A): O {
+export function cond<A extends Tree[], O extends Tree>(
+  pred: Tensor | boolean,
+  trueFn: (...operands: A) => O,
+  falseFn: (...operands: A) => O,
+  ...operands: A
+): O {
   if (typeof pred === 'boolean') return pred ? trueFn(...operands) : falseFn(...operands);
   const p = scalarPredicate('cond', pred);
   const [leaves, def] = treeFlatten(operands);
   const avals = leaves.map(avalOf);
   const t = traceBranch('cond', (...xs) => trueFn(...(treeUnflatten(def, xs) as A)), avals);
   const f = traceBranch('cond', (...xs) => falseFn(...(treeUnflatten(def, xs) as A)), avals);
-  if (!treeDefsEqual(t.outDef, f.outDef)) throw new TreeStructureError(`cond: the branches return different structures: ${treeDefString(t.outDef)} vs ${treeDefString(f.outDef)}`);
-  const same = t.jaxpr.outvars.every((v, i) => v.aval.dtype === f.jaxpr.outvars[i].aval.dtype && shapesEqual(v.aval.shape, f.jaxpr.outvars[i].aval.shape));
+  if (!treeDefsEqual(t.outDef, f.outDef))
+    throw new TreeStructureError(
+      `cond: the branches return different structures: ${treeDefString(t.outDef)} vs ${treeDefString(f.outDef)}`,
+    );
+  const same = t.jaxpr.outvars.every(
+    (v, i) => v.aval.dtype === f.jaxpr.outvars[i].aval.dtype && shapesEqual(v.aval.shape, f.jaxpr.outvars[i].aval.shape),
+  );
   if (!same) throw new ShapeError(`cond: the branches return different shapes or dtypes: ${avalsText(t.jaxpr)} vs ${avalsText(f.jaxpr)}`);
-  const outs = bind('cond', [p, ...t.consts, ...f.consts, ...leaves], { whenTrue: t.jaxpr, whenFalse: f.jaxpr, numTrueConsts: t.consts.length, numFalseConsts: f.consts.length });
+  const outs = bind('cond', [p, ...t.consts, ...f.consts, ...leaves], {
+    whenTrue: t.jaxpr,
+    whenFalse: f.jaxpr,
+    numTrueConsts: t.consts.length,
+    numFalseConsts: f.consts.length,
+  });
   return treeUnflatten(t.outDef, outs) as O;
 }
 
@@ -185,19 +230,33 @@ export function cond<A extends Tree[], O extends Tree>(pred: Tensor | boolean, t
 export function whileLoop<C extends Tree>(condFn: (carry: C) => Tensor, bodyFn: (carry: C) => C, init: C): C {
   const [leaves, def] = treeFlatten(init);
   const avals = leaves.map(avalOf);
-  const c = traceBranch('whileLoop', (...xs) => {
-    const r = condFn(treeUnflatten(def, xs) as C);
-    if (!(r instanceof Tensor)) throw new TypeError(`whileLoop: condFn must return a scalar tensor, got ${typeof r}`);
-    return scalarPredicate('whileLoop', r);
-  }, avals);
+  const c = traceBranch(
+    'whileLoop',
+    (...xs) => {
+      const r = condFn(treeUnflatten(def, xs) as C);
+      if (!(r instanceof Tensor)) throw new TypeError(`whileLoop: condFn must return a scalar tensor, got ${typeof r}`);
+      return scalarPredicate('whileLoop', r);
+    },
+    avals,
+  );
   const b = traceBranch('whileLoop', (...xs) => bodyFn(treeUnflatten(def, xs) as C), avals);
-  if (!treeDefsEqual(b.outDef, def)) throw new TreeStructureError(`whileLoop: bodyFn returned a carry with structure ${treeDefString(b.outDef)}, expected ${treeDefString(def)}`);
+  if (!treeDefsEqual(b.outDef, def))
+    throw new TreeStructureError(
+      `whileLoop: bodyFn returned a carry with structure ${treeDefString(b.outDef)}, expected ${treeDefString(def)}`,
+    );
   b.jaxpr.outvars.forEach((v, i) => {
     if (v.aval.dtype !== avals[i].dtype || !shapesEqual(v.aval.shape, avals[i].shape)) {
-      throw new ShapeError(`whileLoop: bodyFn returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${avals[i].dtype}${fmtShape(avals[i].shape)}; the carry must keep its shape and dtype`);
+      throw new ShapeError(
+        `whileLoop: bodyFn returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${avals[i].dtype}${fmtShape(avals[i].shape)}; the carry must keep its shape and dtype`,
+      );
     }
   });
-  const outs = bind('while_loop', [...c.consts, ...b.consts, ...leaves], { cond: c.jaxpr, body: b.jaxpr, numCondConsts: c.consts.length, numBodyConsts: b.consts.length });
+  const outs = bind('while_loop', [...c.consts, ...b.consts, ...leaves], {
+    cond: c.jaxpr,
+    body: b.jaxpr,
+    numCondConsts: c.consts.length,
+    numBodyConsts: b.consts.length,
+  });
   return treeUnflatten(def, outs) as C;
 }
 
@@ -211,7 +270,8 @@ export function whileLoop<C extends Tree>(condFn: (carry: C) => Tensor, bodyFn: 
  */
 export function foriLoop<C extends Tree>(lower: number | Tensor, upper: number | Tensor, body: (i: Tensor, carry: C) => C, init: C): C {
   if (typeof lower === 'number' && typeof upper === 'number') {
-    if (!Number.isInteger(lower) || !Number.isInteger(upper)) throw new RangeError(`foriLoop: bounds must be integers, got ${lower} and ${upper}`);
+    if (!Number.isInteger(lower) || !Number.isInteger(upper))
+      throw new RangeError(`foriLoop: bounds must be integers, got ${lower} and ${upper}`);
     if (upper <= lower) return init;
     const [out] = scan((c: C, i: Tensor): [C, null] => [body(i, c), null], init, arange(lower, upper));
     return out;

@@ -36,16 +36,31 @@ function perAxis(op: string, name: string, v: number | readonly number[] | undef
   if (v === undefined) return new Array<number>(r).fill(fallback);
   const list = typeof v === 'number' ? new Array<number>(r).fill(v) : v.slice();
   if (list.length !== r) throw new ShapeError(`${op}: ${name} needs ${r} entries (one per spatial axis), got ${JSON.stringify(v)}`);
-  if (list.some((e) => !Number.isInteger(e) || e < 1)) throw new RangeError(`${op}: ${name} must be positive integers, got ${JSON.stringify(v)}`);
+  if (list.some((e) => !Number.isInteger(e) || e < 1))
+    throw new RangeError(`${op}: ${name} must be positive integers, got ${JSON.stringify(v)}`);
   return list;
 }
 
 /** Padding per spatial axis as [low, high] lists (TensorFlow's 'same': the odd element goes high). */
-function resolvePadding(op: string, padding: Padding, inSpatial: readonly number[], window: readonly number[], strides: readonly number[], dilation: readonly number[], lhsDilation: readonly number[]): [number[], number[]] {
+function resolvePadding(
+  op: string,
+  padding: Padding,
+  inSpatial: readonly number[],
+  window: readonly number[],
+  strides: readonly number[],
+  dilation: readonly number[],
+  lhsDilation: readonly number[],
+): [number[], number[]] {
   const r = inSpatial.length;
   if (typeof padding !== 'string') {
-    if (!Array.isArray(padding) || padding.length !== r || padding.some((p: readonly number[]) => p.length !== 2 || !p.every((e) => Number.isInteger(e)))) {
-      throw new ShapeError(`${op}: padding must be 'valid', 'same', 'causal' or ${r} [low, high] integer pairs, got ${JSON.stringify(padding)}`);
+    if (
+      !Array.isArray(padding) ||
+      padding.length !== r ||
+      padding.some((p: readonly number[]) => p.length !== 2 || !p.every((e) => Number.isInteger(e)))
+    ) {
+      throw new ShapeError(
+        `${op}: padding must be 'valid', 'same', 'causal' or ${r} [low, high] integer pairs, got ${JSON.stringify(padding)}`,
+      );
     }
     return [padding.map((p) => p[0]), padding.map((p) => p[1])];
   }
@@ -55,7 +70,8 @@ function resolvePadding(op: string, padding: Padding, inSpatial: readonly number
     if (r !== 1) throw new ShapeError(`${op}: 'causal' padding is for one spatial axis, got ${r}`);
     return [[effective[0] - 1], [0]];
   }
-  if (padding !== 'same') throw new ShapeError(`${op}: unknown padding '${padding}' (expected 'valid', 'same', 'causal' or [low, high] pairs)`);
+  if (padding !== 'same')
+    throw new ShapeError(`${op}: unknown padding '${padding}' (expected 'valid', 'same', 'causal' or [low, high] pairs)`);
   const low: number[] = [];
   const high: number[] = [];
   inSpatial.forEach((d, i) => {
@@ -83,7 +99,8 @@ function channelsFromLast(y: Tensor, r: number, format: DataFormat): Tensor {
 }
 
 function checkFormat(op: string, format: string): DataFormat {
-  if (format !== 'channelsLast' && format !== 'channelsFirst') throw new RangeError(`${op}: dataFormat must be 'channelsLast' or 'channelsFirst', got '${format}'`);
+  if (format !== 'channelsLast' && format !== 'channelsFirst')
+    throw new RangeError(`${op}: dataFormat must be 'channelsLast' or 'channelsFirst', got '${format}'`);
   return format;
 }
 
@@ -114,10 +131,14 @@ export function conv2d(x: Tensor, kernel: Tensor, options: ConvOptions = {}): Te
 }
 
 function convImpl(op: string, input: Tensor, kernelIn: Tensor, options: ConvOptions): Tensor {
-  if (!(input instanceof Tensor) || !(kernelIn instanceof Tensor)) throw new TypeError(`${op}: expected tensors for the input and the kernel`);
+  if (!(input instanceof Tensor) || !(kernelIn instanceof Tensor))
+    throw new TypeError(`${op}: expected tensors for the input and the kernel`);
   const r = kernelIn.ndim - 2;
   if (r < 1) throw new ShapeError(`${op}: the kernel needs at least 3 axes [...window, in, out], got ${fmtShape(kernelIn.shape)}`);
-  if (input.ndim < r + 2) throw new ShapeError(`${op}: a kernel ${fmtShape(kernelIn.shape)} has ${r} spatial axes, so the input needs at least ${r + 2} axes [batch, ...spatial, channels], got ${fmtShape(input.shape)}`);
+  if (input.ndim < r + 2)
+    throw new ShapeError(
+      `${op}: a kernel ${fmtShape(kernelIn.shape)} has ${r} spatial axes, so the input needs at least ${r + 2} axes [batch, ...spatial, channels], got ${fmtShape(input.shape)}`,
+    );
   const format = checkFormat(op, options.dataFormat ?? 'channelsLast');
   const dtype = promoteTypes(input.dtype, kernelIn.dtype);
   const x = channelsToLast(ops.cast(input, dtype), r, format);
@@ -126,7 +147,9 @@ function convImpl(op: string, input: Tensor, kernelIn: Tensor, options: ConvOpti
   if (!Number.isInteger(groups) || groups < 1) throw new RangeError(`${op}: groups must be a positive integer, got ${groups}`);
   const channels = x.shape[x.ndim - 1];
   if (kernel.shape[r] * groups !== channels) {
-    throw new ShapeError(`${op}: the kernel ${fmtShape(kernel.shape)} takes ${kernel.shape[r]} input channels per group (${groups} group(s)), but the input ${fmtShape(input.shape)} has ${channels} channels`);
+    throw new ShapeError(
+      `${op}: the kernel ${fmtShape(kernel.shape)} takes ${kernel.shape[r]} input channels per group (${groups} group(s)), but the input ${fmtShape(input.shape)} has ${channels} channels`,
+    );
   }
   const strides = perAxis(op, 'strides', options.strides, r, 1);
   const dilation = perAxis(op, 'dilation', options.dilation, r, 1);
@@ -136,7 +159,8 @@ function convImpl(op: string, input: Tensor, kernelIn: Tensor, options: ConvOpti
   const [padLow, padHigh] = resolvePadding(op, options.padding ?? 'valid', spatial, window, strides, dilation, lhsDilation);
   const params: ConvParams = { strides, padLow, padHigh, lhsDilation, rhsDilation: dilation, featureGroupCount: groups };
   const outSpatial = convOutputSpatial(spatial, window, params);
-  if (typeof outSpatial === 'string') throw new ShapeError(`${op}: input ${fmtShape(input.shape)}, kernel ${fmtShape(kernel.shape)}: ${outSpatial}`);
+  if (typeof outSpatial === 'string')
+    throw new ShapeError(`${op}: input ${fmtShape(input.shape)}, kernel ${fmtShape(kernel.shape)}: ${outSpatial}`);
   const lead = x.shape.slice(0, x.ndim - r - 1);
   const outShape = [...lead, ...outSpatial, kernel.shape[r + 1]];
   const b = lead.length > 0 ? broadcastSourceOf(x) : null;
@@ -155,7 +179,12 @@ function convImpl(op: string, input: Tensor, kernelIn: Tensor, options: ConvOpti
  * The output spatial sizes of `convGeneral` (or a pooling op, whose window is a kernel's) for an
  * input with these spatial sizes, without computing anything: for layers' output shapes.
  */
-export function convOutputShape(spatial: readonly number[], window: readonly number[], options: Omit<ConvOptions, 'groups' | 'dataFormat'> = {}, op = 'convOutputShape'): number[] {
+export function convOutputShape(
+  spatial: readonly number[],
+  window: readonly number[],
+  options: Omit<ConvOptions, 'groups' | 'dataFormat'> = {},
+  op = 'convOutputShape',
+): number[] {
   const r = window.length;
   if (spatial.length !== r) throw new ShapeError(`${op}: ${spatial.length} spatial sizes for a ${r}-D window`);
   const strides = perAxis(op, 'strides', options.strides, r, 1);
@@ -209,7 +238,14 @@ export function convInputGrad(ct: Tensor, inShape: readonly number[], kernel: Te
     padLow.push(before);
     padHigh.push(dilatedIn + dilatedWindow - 1 - dilatedOut - before);
   }
-  return bind1('conv', [ct, transposedKernel], { strides: p.lhsDilation.slice(), padLow, padHigh, lhsDilation: p.strides.slice(), rhsDilation: p.rhsDilation.slice(), featureGroupCount: g });
+  return bind1('conv', [ct, transposedKernel], {
+    strides: p.lhsDilation.slice(),
+    padLow,
+    padHigh,
+    lhsDilation: p.strides.slice(),
+    rhsDilation: p.rhsDilation.slice(),
+    featureGroupCount: g,
+  });
 }
 
 /**
@@ -231,7 +267,14 @@ export function convKernelGrad(ct: Tensor, x: Tensor, kernelShape: readonly numb
     const dilatedOut = (outSpatial[d] - 1) * p.strides[d] + 1;
     return dilatedOut - dilatedIn + dilatedWindow - p.padLow[d] - 1;
   });
-  const params: ConvParams = { strides: p.rhsDilation.slice(), padLow: p.padLow.slice(), padHigh, lhsDilation: p.lhsDilation.slice(), rhsDilation: p.strides.slice(), featureGroupCount: 1 };
+  const params: ConvParams = {
+    strides: p.rhsDilation.slice(),
+    padLow: p.padLow.slice(),
+    padHigh,
+    lhsDilation: p.lhsDilation.slice(),
+    rhsDilation: p.strides.slice(),
+    featureGroupCount: 1,
+  };
   const parts: Tensor[] = [];
   for (let k = 0; k < g; k++) {
     const xs = g === 1 ? x : ops.slice(x, [...new Array<number>(r + 1).fill(0), k * groupIn], [...x.shape.slice(0, r + 1), groupIn]);
@@ -273,7 +316,14 @@ function maxRouted(v: Tensor, axis: number): Tensor {
 }
 
 /** For output position p and window position q, the flat spatial index read, or `size` for padding. */
-function poolTable(inSpatial: readonly number[], outSpatial: readonly number[], window: readonly number[], strides: readonly number[], padLow: readonly number[], dilation: readonly number[]): Int32Array {
+function poolTable(
+  inSpatial: readonly number[],
+  outSpatial: readonly number[],
+  window: readonly number[],
+  strides: readonly number[],
+  padLow: readonly number[],
+  dilation: readonly number[],
+): Int32Array {
   const size = sizeOf(inSpatial);
   const r = inSpatial.length;
   const positions = sizeOf(outSpatial);
@@ -305,10 +355,20 @@ function poolTable(inSpatial: readonly number[], outSpatial: readonly number[], 
   return table;
 }
 
-function poolImpl(op: string, kind: PoolKind, input: Tensor, windowIn: number | readonly number[], r: number, options: PoolOptions): Tensor {
+function poolImpl(
+  op: string,
+  kind: PoolKind,
+  input: Tensor,
+  windowIn: number | readonly number[],
+  r: number,
+  options: PoolOptions,
+): Tensor {
   if (!(input instanceof Tensor)) throw new TypeError(`${op}: expected a tensor`);
   const window = perAxis(op, 'window', windowIn, r, 1);
-  if (input.ndim < r + 2) throw new ShapeError(`${op}: expected an input [batch, ...${r} spatial, channels] (at least ${r + 2} axes), got ${fmtShape(input.shape)}`);
+  if (input.ndim < r + 2)
+    throw new ShapeError(
+      `${op}: expected an input [batch, ...${r} spatial, channels] (at least ${r + 2} axes), got ${fmtShape(input.shape)}`,
+    );
   const format = checkFormat(op, options.dataFormat ?? 'channelsLast');
   const x0 = channelsToLast(input, r, format);
   const strides = perAxis(op, 'strides', options.strides, r, 0).map((s, i) => s || window[i]);
@@ -316,9 +376,25 @@ function poolImpl(op: string, kind: PoolKind, input: Tensor, windowIn: number | 
   const lead = x0.shape.slice(0, x0.ndim - r - 1);
   const spatial = x0.shape.slice(lead.length, lead.length + r);
   const channels = x0.shape[x0.ndim - 1];
-  const [padLow, padHigh] = resolvePadding(op, options.padding ?? 'valid', spatial, window, strides, dilation, new Array<number>(r).fill(1));
-  const outSpatial = convOutputSpatial(spatial, window, { strides, padLow, padHigh, lhsDilation: new Array<number>(r).fill(1), rhsDilation: dilation, featureGroupCount: 1 });
-  if (typeof outSpatial === 'string') throw new ShapeError(`${op}: input ${fmtShape(input.shape)}, window ${fmtShape(window)}: ${outSpatial}`);
+  const [padLow, padHigh] = resolvePadding(
+    op,
+    options.padding ?? 'valid',
+    spatial,
+    window,
+    strides,
+    dilation,
+    new Array<number>(r).fill(1),
+  );
+  const outSpatial = convOutputSpatial(spatial, window, {
+    strides,
+    padLow,
+    padHigh,
+    lhsDilation: new Array<number>(r).fill(1),
+    rhsDilation: dilation,
+    featureGroupCount: 1,
+  });
+  if (typeof outSpatial === 'string')
+    throw new ShapeError(`${op}: input ${fmtShape(input.shape)}, window ${fmtShape(window)}: ${outSpatial}`);
   const b = lead.length > 1 ? broadcastSourceOf(x0) : null;
   if (b !== null && b.axes.every((a) => a < lead.length)) {
     // Copies along broadcast batch axes are pooled once (exact), as convolutions are.
@@ -329,7 +405,11 @@ function poolImpl(op: string, kind: PoolKind, input: Tensor, windowIn: number | 
   const x = ops.reshape(x0, [n, ...spatial, channels]);
   const taps = sizeOf(window);
   let y: Tensor;
-  const tiled = padLow.every((v) => v === 0) && padHigh.every((v) => v === 0) && dilation.every((v) => v === 1) && strides.every((s, i) => s === window[i]);
+  const tiled =
+    padLow.every((v) => v === 0) &&
+    padHigh.every((v) => v === 0) &&
+    dilation.every((v) => v === 1) &&
+    strides.every((s, i) => s === window[i]);
   if (tiled) {
     // Non-overlapping windows: a crop and a reshape put each window on axes of its own (views).
     const cropped = ops.slice(x, new Array<number>(r + 2).fill(0), [n, ...outSpatial.map((o, i) => o * window[i]), channels]);
@@ -354,7 +434,7 @@ function poolImpl(op: string, kind: PoolKind, input: Tensor, windowIn: number | 
     y = kind === 'max' ? maxRouted(windows, r + 1) : ops.sum(windows, r + 1);
   }
   if (kind === 'avg') {
-    if (tiled || padLow.every((v) => v === 0) && padHigh.every((v) => v === 0)) {
+    if (tiled || (padLow.every((v) => v === 0) && padHigh.every((v) => v === 0))) {
       y = ops.div(y, taps);
     } else {
       const table = poolTable(spatial, outSpatial, window, strides, padLow, dilation);
@@ -387,13 +467,19 @@ export function sumPool(x: Tensor, window: readonly number[], options: PoolOptio
   return poolImpl('sumPool', 'sum', x, window, window.length, options);
 }
 /** Max pooling over one spatial axis: x [...batch, length, C]. */
-export const maxPool1d = (x: Tensor, window: number, options: PoolOptions = {}): Tensor => poolImpl('maxPool1d', 'max', x, window, 1, options);
+export const maxPool1d = (x: Tensor, window: number, options: PoolOptions = {}): Tensor =>
+  poolImpl('maxPool1d', 'max', x, window, 1, options);
 /** Max pooling over two spatial axes: x [...batch, height, width, C]. */
-export const maxPool2d = (x: Tensor, window: number | readonly number[], options: PoolOptions = {}): Tensor => poolImpl('maxPool2d', 'max', x, window, 2, options);
-export const avgPool1d = (x: Tensor, window: number, options: PoolOptions = {}): Tensor => poolImpl('avgPool1d', 'avg', x, window, 1, options);
-export const avgPool2d = (x: Tensor, window: number | readonly number[], options: PoolOptions = {}): Tensor => poolImpl('avgPool2d', 'avg', x, window, 2, options);
-export const sumPool1d = (x: Tensor, window: number, options: PoolOptions = {}): Tensor => poolImpl('sumPool1d', 'sum', x, window, 1, options);
-export const sumPool2d = (x: Tensor, window: number | readonly number[], options: PoolOptions = {}): Tensor => poolImpl('sumPool2d', 'sum', x, window, 2, options);
+export const maxPool2d = (x: Tensor, window: number | readonly number[], options: PoolOptions = {}): Tensor =>
+  poolImpl('maxPool2d', 'max', x, window, 2, options);
+export const avgPool1d = (x: Tensor, window: number, options: PoolOptions = {}): Tensor =>
+  poolImpl('avgPool1d', 'avg', x, window, 1, options);
+export const avgPool2d = (x: Tensor, window: number | readonly number[], options: PoolOptions = {}): Tensor =>
+  poolImpl('avgPool2d', 'avg', x, window, 2, options);
+export const sumPool1d = (x: Tensor, window: number, options: PoolOptions = {}): Tensor =>
+  poolImpl('sumPool1d', 'sum', x, window, 1, options);
+export const sumPool2d = (x: Tensor, window: number | readonly number[], options: PoolOptions = {}): Tensor =>
+  poolImpl('sumPool2d', 'sum', x, window, 2, options);
 
 function globalAxes(op: string, x: Tensor, r: number, format: DataFormat): number[] {
   if (x.ndim < r + 2) throw new ShapeError(`${op}: expected an input [batch, ...${r} spatial, channels], got ${fmtShape(x.shape)}`);

@@ -21,7 +21,10 @@ export function profileRecord(what: string, ms: number): void {
       const rows = [...profileTotals.entries()].sort((a, b) => b[1].ms - a[1].ms);
       const total = rows.reduce((s, [, t]) => s + t.ms, 0);
       console.error(`[spiketrace profile] ${total.toFixed(1)} ms in compiled steps`);
-      for (const [k, t] of rows.slice(0, 40)) console.error(`${t.ms.toFixed(1).padStart(9)} ms ${(t.ms / t.calls * 1000).toFixed(1).padStart(8)} us/call ${String(t.calls).padStart(7)}x  ${k.slice(0, 160)}`);
+      for (const [k, t] of rows.slice(0, 40))
+        console.error(
+          `${t.ms.toFixed(1).padStart(9)} ms ${((t.ms / t.calls) * 1000).toFixed(1).padStart(8)} us/call ${String(t.calls).padStart(7)}x  ${k.slice(0, 160)}`,
+        );
     });
   }
 }

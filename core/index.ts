@@ -6,11 +6,37 @@
 import './backend/cpu.js';
 export type { DType, TypedArray } from './dtype.js';
 export { Tensor, ConcretizationError, type NestedArray } from './tensor.js';
-export { NDArray, array, fromTyped, fromNdarray, zeros, ones, full, scalar, arange, gatherRows, toDevice, type ArrayOptions } from './ndarray.js';
+export {
+  NDArray,
+  array,
+  fromTyped,
+  fromNdarray,
+  zeros,
+  ones,
+  full,
+  scalar,
+  arange,
+  gatherRows,
+  toDevice,
+  type ArrayOptions,
+} from './ndarray.js';
 export { ShapeError, broadcastShapes, sizeOf } from './shape.js';
 export * from './ops.js';
 export * from './conv.js';
-export { grad, valueAndGrad, vjp, jvp, jacfwd, jacrev, hessian, type GradOptions, type FirstArgGradOptions, type Grads, type JacobianOptions, type JvpOutput } from './vjp.js';
+export {
+  grad,
+  valueAndGrad,
+  vjp,
+  jvp,
+  jacfwd,
+  jacrev,
+  hessian,
+  type GradOptions,
+  type FirstArgGradOptions,
+  type Grads,
+  type JacobianOptions,
+  type JvpOutput,
+} from './vjp.js';
 export { jit, makeJaxpr, toHost, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';
 export { scan, customVjp, cond, whileLoop, foriLoop, type ScanOptions } from './control.js';
 export { vmap, type VmapOptions, type AxisSpec } from './vmap.js';
@@ -20,4 +46,14 @@ export { getBackend, setBackend, withBackend, type Backend } from './backends.js
 export { Tracer } from './trace.js';
 export { sharedMemoryArena } from './backend/wasm/kernel-cache.js';
 export * as random from './random.js';
-export { treeFlatten, treeUnflatten, treeLeaves, treeMap, treeZipMap, treeDefString, TreeStructureError, type Tree, type TreeDef } from './tree.js';
+export {
+  treeFlatten,
+  treeUnflatten,
+  treeLeaves,
+  treeMap,
+  treeZipMap,
+  treeDefString,
+  TreeStructureError,
+  type Tree,
+  type TreeDef,
+} from './tree.js';

@@ -17,7 +17,10 @@ export class Var {
 
 /** A scalar constant inlined into an equation. */
 export class Literal {
-  constructor(readonly value: number, readonly dtype: DType) {}
+  constructor(
+    readonly value: number,
+    readonly dtype: DType,
+  ) {}
   get aval(): Aval {
     return { shape: [], dtype: this.dtype };
   }

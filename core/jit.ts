@@ -26,7 +26,12 @@ interface LeafKind {
 }
 function leafKind(l: Tensor): LeafKind {
   const nd = l instanceof NDArray;
-  return { dtype: l.dtype, shape: l.shape.slice(), broadcast: l.shape.map((d, i) => nd && d > 1 && (l as NDArray).strides[i] === 0), concrete: nd };
+  return {
+    dtype: l.dtype,
+    shape: l.shape.slice(),
+    broadcast: l.shape.map((d, i) => nd && d > 1 && (l as NDArray).strides[i] === 0),
+    concrete: nd,
+  };
 }
 function sameLeaves(leaves: readonly Tensor[], kinds: readonly LeafKind[]): boolean {
   if (leaves.length !== kinds.length) return false;
@@ -37,7 +42,8 @@ function sameLeaves(leaves: readonly Tensor[], kinds: readonly LeafKind[]): bool
     const shape = l.shape;
     if (shape.length !== k.shape.length) return false;
     const strides = l.strides;
-    for (let d = 0; d < shape.length; d++) if (shape[d] !== k.shape[d] || (shape[d] > 1 && strides[d] === 0) !== k.broadcast[d]) return false;
+    for (let d = 0; d < shape.length; d++)
+      if (shape[d] !== k.shape[d] || (shape[d] > 1 && strides[d] === 0) !== k.broadcast[d]) return false;
   }
   return true;
 }
@@ -137,13 +143,22 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
       // program then computes once along those axes wherever the math allows (broadcast sinking).
       const compact = leaves.map((l) => (l instanceof NDArray ? compactView(l) : l));
       const closed = traceToJaxpr((xs) => {
-        const full = xs.map((x, i) => (x.shape === leaves[i].shape || shapesEqual(x.shape, leaves[i].shape) ? x : bind1('broadcast_to', [x], { shape: leaves[i].shape.slice() })));
+        const full = xs.map((x, i) =>
+          x.shape === leaves[i].shape || shapesEqual(x.shape, leaves[i].shape)
+            ? x
+            : bind1('broadcast_to', [x], { shape: leaves[i].shape.slice() }),
+        );
         const [outs, d] = treeFlatten(call(...(treeUnflatten(def, full) as unknown[])));
         outDef = d;
         return outs;
       }, compact.map(avalOf));
       if (debugEnabled('jaxpr')) console.error(`[spiketrace jit ${f.name || 'anonymous'}]\n${printJaxpr(closed.jaxpr)}`);
-      entry = { closed, outDef: outDef!, run: getBackend().compile(closed.jaxpr), argLeafCounts: def.kind === 'array' ? def.children.map(countLeaves) : [] };
+      entry = {
+        closed,
+        outDef: outDef!,
+        run: getBackend().compile(closed.jaxpr),
+        argLeafCounts: def.kind === 'array' ? def.children.map(countLeaves) : [],
+      };
       cache.set(key, entry);
     }
     if (!leaves.some((l) => l instanceof Tracer)) last = { def, backend, leaves: leaves.map(leafKind), entry };
@@ -187,9 +202,14 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
   const run = (args: unknown[], donate: readonly number[] | undefined, keep = false): unknown =>
     pinned === undefined ? invoke(args, donate, keep) : withBackend(pinned, () => invoke(args, donate, keep));
   const jitted = ((...args: unknown[]) => run(args, options.donateArgnums)) as unknown as Jitted<A, R>;
-  jitted.donating = (argnums, opts) => ((...args: unknown[]) => run(args, argnums, opts?.keepInBackend === true)) as unknown as (...args: A) => R;
+  jitted.donating = (argnums, opts) =>
+    ((...args: unknown[]) => run(args, argnums, opts?.keepInBackend === true)) as unknown as (...args: A) => R;
   Object.defineProperty(jitted, 'cacheSize', { get: () => cache.size });
-  jitted.lower = ((...args: unknown[]) => printJaxpr((pinned === undefined ? prepare(args) : withBackend(pinned, () => prepare(args))).entry.closed.jaxpr)) as unknown as Jitted<A, R>['lower'];
+  jitted.lower = ((...args: unknown[]) =>
+    printJaxpr((pinned === undefined ? prepare(args) : withBackend(pinned, () => prepare(args))).entry.closed.jaxpr)) as unknown as Jitted<
+    A,
+    R
+  >['lower'];
   return jitted;
 }
 
@@ -228,5 +248,8 @@ export function toHost<T>(tree: T, options: { readonly recycle?: boolean } = {})
   let detached = arrays.filter((a): a is NDArray => a !== null);
   for (const b of registeredBackends()) if (b.toHost) detached = b.toHost(detached, options.recycle === true);
   let k = 0;
-  return treeUnflatten(def, leaves.map((l, i) => (arrays[i] === null ? l : detached[k++]))) as T;
+  return treeUnflatten(
+    def,
+    leaves.map((l, i) => (arrays[i] === null ? l : detached[k++])),
+  ) as T;
 }

@@ -44,7 +44,8 @@ export class NDArray extends Tensor {
   static fromDevice(backend: string, buffer: DeviceBuffer, shape: readonly number[]): NDArray {
     const memory = backendNamed(backend, 'NDArray.fromDevice').memory;
     if (memory === undefined) throw new Error(`NDArray.fromDevice: backend '${backend}' has no device memory`);
-    if (buffer.size !== sizeOf(shape)) throw new ShapeError(`NDArray.fromDevice: a buffer of ${buffer.size} elements does not fit shape ${fmtShape(shape)}`);
+    if (buffer.size !== sizeOf(shape))
+      throw new ShapeError(`NDArray.fromDevice: a buffer of ${buffer.size} elements does not fit shape ${fmtShape(shape)}`);
     const x = Object.create(NDArray.prototype) as NDArray;
     // Same fields in the same order as the constructor, so host and device arrays share one shape.
     x.view = null;
@@ -88,7 +89,9 @@ export class NDArray extends Tensor {
   private readBackSync(): NdView {
     const d = this.onDevice!;
     if (d.memory.readSync === undefined) {
-      throw new Error(`NDArray: the values live in backend '${d.backend}', which reads asynchronously; await x.read() (or x.toTypedAsync()) before using them synchronously`);
+      throw new Error(
+        `NDArray: the values live in backend '${d.backend}', which reads asynchronously; await x.read() (or x.toTypedAsync()) before using them synchronously`,
+      );
     }
     const view = makeView(d.memory.readSync(d.buffer), d.shape, contiguousStrides(d.shape), 0);
     this.view = view;
@@ -107,7 +110,7 @@ export class NDArray extends Tensor {
     if (this.donatedTo !== null) {
       throw new TypeError(
         `${op}: this ${this.dtype}${fmtShape(this.shape)} array was donated to ${this.donatedTo} and deleted, as JAX deletes donated arrays ` +
-          '(its memory may already hold a later result); use the call\'s outputs instead, or do not donate an array you still need',
+          "(its memory may already hold a later result); use the call's outputs instead, or do not donate an array you still need",
       );
     }
   }
@@ -228,8 +231,12 @@ function inferShape(value: NestedArray | readonly unknown[], where: string): num
  * array([[1, 2, 3]]).shape;           // [1, 3]
  * array(new Int32Array([1, 2]), { dtype: 'int32' });
  */
-export function array(value: NestedArray | readonly NestedArray[] | TypedArray | NDArray | ndarray.NdArray<TypedArray>, options: ArrayOptions = {}): NDArray {
-  if (value instanceof NDArray) return options.dtype && options.dtype !== value.dtype ? fromTyped(convert(value.toTyped(), options.dtype), value.shape) : value;
+export function array(
+  value: NestedArray | readonly NestedArray[] | TypedArray | NDArray | ndarray.NdArray<TypedArray>,
+  options: ArrayOptions = {},
+): NDArray {
+  if (value instanceof NDArray)
+    return options.dtype && options.dtype !== value.dtype ? fromTyped(convert(value.toTyped(), options.dtype), value.shape) : value;
   if (ArrayBuffer.isView(value)) {
     const typed = value as TypedArray;
     const shape = options.shape ?? [typed.length];
@@ -245,12 +252,17 @@ export function array(value: NestedArray | readonly NestedArray[] | TypedArray |
   let pos = 0;
   const fill = (v: unknown, d: number): void => {
     if (d === shape.length) {
-      if (typeof v !== 'number' && typeof v !== 'boolean') throw new ShapeError(`array: expected a number at depth ${d}, got ${JSON.stringify(v)} (ragged nested array for shape ${fmtShape(shape)}?)`);
+      if (typeof v !== 'number' && typeof v !== 'boolean')
+        throw new ShapeError(
+          `array: expected a number at depth ${d}, got ${JSON.stringify(v)} (ragged nested array for shape ${fmtShape(shape)}?)`,
+        );
       out[pos++] = coerceScalar(Number(v), dtype);
       return;
     }
     if (!Array.isArray(v) || v.length !== shape[d]) {
-      throw new ShapeError(`array: ragged nested array: expected length ${shape[d]} at depth ${d} for shape ${fmtShape(shape)}, got ${Array.isArray(v) ? v.length : typeof v}`);
+      throw new ShapeError(
+        `array: ragged nested array: expected length ${shape[d]} at depth ${d} for shape ${fmtShape(shape)}, got ${Array.isArray(v) ? v.length : typeof v}`,
+      );
     }
     for (const item of v) fill(item, d + 1);
   };
@@ -268,7 +280,8 @@ function convert(src: TypedArray, dtype: DType): TypedArray {
 
 /** A reshape that copies only when the view is not contiguous. */
 export function reshapeView(x: NDArray, shape: readonly number[]): NDArray {
-  if (sizeOf(shape) !== x.size) throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
+  if (sizeOf(shape) !== x.size)
+    throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
   if (x.isContiguous()) return new NDArray(makeView(x.data, shape.slice(), contiguousStrides(shape), x.offset), x.dtype);
   return fromTyped(x.toTyped(), shape, x.dtype);
 }
@@ -322,7 +335,7 @@ export function gatherRows(x: NDArray, indices: ArrayLike<number>, options: { re
     // Contiguous rows (the usual dataset layout): one block copy per run of consecutive indices
     // when rows lie back to back (an unshuffled batch is one copy), else one per row.
     const rowsAdjacent = x.strides[0] === rowSize;
-    for (let r = 0; r < indices.length; ) {
+    for (let r = 0; r < indices.length;) {
       const i = indices[r];
       if (!Number.isInteger(i) || i < 0 || i >= n) throw new RangeError(`gatherRows: index ${i} out of range for ${n} rows`);
       let run = 1;

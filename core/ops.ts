@@ -22,7 +22,8 @@ function coerce(op: string, a: TensorLike, b: TensorLike): [Tensor, Tensor] {
   if (typeof a === 'number' && typeof b === 'number') return [scalar(a), scalar(b)];
   if (typeof a === 'number') return [scalar(a, (b as Tensor).dtype), b as Tensor];
   if (typeof b === 'number') return [a, scalar(b, a.dtype)];
-  if (!(a instanceof Tensor) || !(b instanceof Tensor)) throw new TypeError(`${op}: expected tensors or numbers, got ${typeof a} and ${typeof b}`);
+  if (!(a instanceof Tensor) || !(b instanceof Tensor))
+    throw new TypeError(`${op}: expected tensors or numbers, got ${typeof a} and ${typeof b}`);
   const dt = promoteTypes(a.dtype, b.dtype);
   return [cast(a, dt), cast(b, dt)];
 }
@@ -31,10 +32,12 @@ function coerce(op: string, a: TensorLike, b: TensorLike): [Tensor, Tensor] {
 export function broadcastTo(x: TensorLike, shape: readonly number[]): Tensor {
   const t = asTensor(x);
   if (shapesEqual(t.shape, shape)) return t;
-  if (t.ndim > shape.length) throw new ShapeError(`broadcastTo: cannot broadcast ${fmtShape(t.shape)} to ${fmtShape(shape)} (rank ${t.ndim} > ${shape.length})`);
+  if (t.ndim > shape.length)
+    throw new ShapeError(`broadcastTo: cannot broadcast ${fmtShape(t.shape)} to ${fmtShape(shape)} (rank ${t.ndim} > ${shape.length})`);
   broadcastShapes('broadcastTo', t.shape, shape);
   const padded = [...new Array<number>(shape.length - t.ndim).fill(1), ...t.shape];
-  if (padded.some((d, i) => d !== 1 && d !== shape[i])) throw new ShapeError(`broadcastTo: cannot broadcast ${fmtShape(t.shape)} to ${fmtShape(shape)}`);
+  if (padded.some((d, i) => d !== 1 && d !== shape[i]))
+    throw new ShapeError(`broadcastTo: cannot broadcast ${fmtShape(t.shape)} to ${fmtShape(shape)}`);
   const r = t.ndim === shape.length ? t : reshape(t, padded);
   return shapesEqual(r.shape, shape) ? r : bind1('broadcast_to', [r], { shape: shape.slice() });
 }
@@ -58,7 +61,10 @@ function binary(prim: BinaryPrim | ComparePrim, a: TensorLike, b: TensorLike): T
   return bind1(prim, [broadcastTo(x, shape), broadcastTo(y, shape)], {});
 }
 
-const unary = (prim: UnaryPrim) => (x: TensorLike): Tensor => bind1(prim, [asTensor(x)], {});
+const unary =
+  (prim: UnaryPrim) =>
+  (x: TensorLike): Tensor =>
+    bind1(prim, [asTensor(x)], {});
 
 /** Elementwise a + b with broadcasting. @example add(array([1, 2]), 1) // [2, 3] */
 export const add = (a: TensorLike, b: TensorLike): Tensor => binary('add', a, b);
@@ -140,7 +146,8 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   let target = shape.slice();
   if (neg1 === 1) {
     const known = sizeOf(shape.filter((d) => d !== -1));
-    if (known === 0 || x.size % known !== 0) throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
+    if (known === 0 || x.size % known !== 0)
+      throw new ShapeError(`reshape: cannot reshape ${fmtShape(x.shape)} (${x.size} elements) to ${fmtShape(shape)}`);
     target = shape.map((d) => (d === -1 ? x.size / known : d));
   }
   if (shapesEqual(target, x.shape)) return x;
@@ -168,8 +175,10 @@ export function expandDims(x: Tensor, axis: number): Tensor {
 }
 
 export function squeeze(x: Tensor, axis?: number | readonly number[]): Tensor {
-  const axes = axis === undefined ? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0) : normalizeAxes('squeeze', axis, x.ndim);
-  for (const a of axes) if (x.shape[a] !== 1) throw new ShapeError(`squeeze: axis ${a} of ${fmtShape(x.shape)} has size ${x.shape[a]}, not 1`);
+  const axes =
+    axis === undefined ? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0) : normalizeAxes('squeeze', axis, x.ndim);
+  for (const a of axes)
+    if (x.shape[a] !== 1) throw new ShapeError(`squeeze: axis ${a} of ${fmtShape(x.shape)} has size ${x.shape[a]}, not 1`);
   return reshape(
     x,
     x.shape.filter((_, i) => !axes.includes(i)),
@@ -216,7 +225,8 @@ export function concatenate(xs: readonly Tensor[], axis = 0): Tensor {
 export function stack(xs: readonly Tensor[], axis = 0): Tensor {
   if (xs.length === 0) throw new ShapeError('stack: needs at least one array');
   const a = normalizeAxis('stack', axis, xs[0].ndim + 1);
-  for (const x of xs) if (!shapesEqual(x.shape, xs[0].shape)) throw new ShapeError(`stack: shapes differ: ${fmtShape(xs[0].shape)} and ${fmtShape(x.shape)}`);
+  for (const x of xs)
+    if (!shapesEqual(x.shape, xs[0].shape)) throw new ShapeError(`stack: shapes differ: ${fmtShape(xs[0].shape)} and ${fmtShape(x.shape)}`);
   return concatenate(
     xs.map((x) => expandDims(x, a)),
     a,
@@ -229,16 +239,29 @@ export interface ReduceOptions {
   keepdims?: boolean;
 }
 
-function reduce(prim: 'reduce_sum' | 'reduce_max' | 'reduce_min', x: Tensor, axis: number | readonly number[] | undefined, keepdims: boolean): Tensor {
+function reduce(
+  prim: 'reduce_sum' | 'reduce_max' | 'reduce_min',
+  x: Tensor,
+  axis: number | readonly number[] | undefined,
+  keepdims: boolean,
+): Tensor {
   const axes = normalizeAxes(prim, axis, x.ndim);
   const r = axes.length === 0 ? x : bind1(prim, [x], { axes });
-  return keepdims ? reshape(r, x.shape.map((d, i) => (axes.includes(i) ? 1 : d))) : r;
+  return keepdims
+    ? reshape(
+        r,
+        x.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
+      )
+    : r;
 }
 
 /** Sum over `axis` (all axes when omitted). */
-export const sum = (x: Tensor, axis?: number | readonly number[], opts: ReduceOptions = {}): Tensor => reduce('reduce_sum', x, axis, opts.keepdims ?? false);
-export const max = (x: Tensor, axis?: number | readonly number[], opts: ReduceOptions = {}): Tensor => reduce('reduce_max', x, axis, opts.keepdims ?? false);
-export const min = (x: Tensor, axis?: number | readonly number[], opts: ReduceOptions = {}): Tensor => reduce('reduce_min', x, axis, opts.keepdims ?? false);
+export const sum = (x: Tensor, axis?: number | readonly number[], opts: ReduceOptions = {}): Tensor =>
+  reduce('reduce_sum', x, axis, opts.keepdims ?? false);
+export const max = (x: Tensor, axis?: number | readonly number[], opts: ReduceOptions = {}): Tensor =>
+  reduce('reduce_max', x, axis, opts.keepdims ?? false);
+export const min = (x: Tensor, axis?: number | readonly number[], opts: ReduceOptions = {}): Tensor =>
+  reduce('reduce_min', x, axis, opts.keepdims ?? false);
 export function mean(x: Tensor, axis?: number | readonly number[], opts: ReduceOptions = {}): Tensor {
   const axes = normalizeAxes('mean', axis, x.ndim);
   const count = axes.reduce((a, i) => a * x.shape[i], 1);
@@ -271,12 +294,14 @@ export function softmax(x: Tensor, axis = -1): Tensor {
  * A rank-2 right operand is applied to the flattened leading axes of the left in one product.
  */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  if (a.ndim === 0 || b.ndim === 0) throw new ShapeError(`matmul: operands must have rank >= 1, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+  if (a.ndim === 0 || b.ndim === 0)
+    throw new ShapeError(`matmul: operands must have rank >= 1, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
   const [x, y] = coerce('matmul', a, b);
   const x2 = x.ndim === 1 ? reshape(x, [1, x.shape[0]]) : x;
   const y2 = y.ndim === 1 ? reshape(y, [y.shape[0], 1]) : y;
   const k = x2.shape[x2.ndim - 1];
-  if (k !== y2.shape[y2.ndim - 2]) throw new ShapeError(`matmul: inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${k} vs ${y2.shape[y2.ndim - 2]})`);
+  if (k !== y2.shape[y2.ndim - 2])
+    throw new ShapeError(`matmul: inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${k} vs ${y2.shape[y2.ndim - 2]})`);
   let out: Tensor;
   const xb = y2.ndim === 2 && x2.ndim > 2 ? broadcastSourceOf(x2) : null;
   if (xb !== null && !xb.axes.includes(x2.ndim - 1)) {
@@ -376,21 +401,55 @@ declare module './tensor.js' {
 }
 
 Object.assign(Tensor.prototype, {
-  add(this: Tensor, o: TensorLike) { return add(this, o); },
-  sub(this: Tensor, o: TensorLike) { return sub(this, o); },
-  mul(this: Tensor, o: TensorLike) { return mul(this, o); },
-  div(this: Tensor, o: TensorLike) { return div(this, o); },
-  pow(this: Tensor, o: TensorLike) { return pow(this, o); },
-  neg(this: Tensor) { return neg(this); },
-  exp(this: Tensor) { return exp(this); },
-  log(this: Tensor) { return log(this); },
-  matmul(this: Tensor, o: Tensor) { return matmul(this, o); },
-  sum(this: Tensor, axis?: number | readonly number[], opts?: ReduceOptions) { return sum(this, axis, opts); },
-  mean(this: Tensor, axis?: number | readonly number[], opts?: ReduceOptions) { return mean(this, axis, opts); },
-  max(this: Tensor, axis?: number | readonly number[], opts?: ReduceOptions) { return max(this, axis, opts); },
-  min(this: Tensor, axis?: number | readonly number[], opts?: ReduceOptions) { return min(this, axis, opts); },
-  argmax(this: Tensor, axis?: number) { return argmax(this, axis); },
-  reshape(this: Tensor, shape: readonly number[]) { return reshape(this, shape); },
-  transpose(this: Tensor, perm?: readonly number[]) { return transpose(this, perm); },
-  astype(this: Tensor, dtype: DType) { return cast(this, dtype); },
+  add(this: Tensor, o: TensorLike) {
+    return add(this, o);
+  },
+  sub(this: Tensor, o: TensorLike) {
+    return sub(this, o);
+  },
+  mul(this: Tensor, o: TensorLike) {
+    return mul(this, o);
+  },
+  div(this: Tensor, o: TensorLike) {
+    return div(this, o);
+  },
+  pow(this: Tensor, o: TensorLike) {
+    return pow(this, o);
+  },
+  neg(this: Tensor) {
+    return neg(this);
+  },
+  exp(this: Tensor) {
+    return exp(this);
+  },
+  log(this: Tensor) {
+    return log(this);
+  },
+  matmul(this: Tensor, o: Tensor) {
+    return matmul(this, o);
+  },
+  sum(this: Tensor, axis?: number | readonly number[], opts?: ReduceOptions) {
+    return sum(this, axis, opts);
+  },
+  mean(this: Tensor, axis?: number | readonly number[], opts?: ReduceOptions) {
+    return mean(this, axis, opts);
+  },
+  max(this: Tensor, axis?: number | readonly number[], opts?: ReduceOptions) {
+    return max(this, axis, opts);
+  },
+  min(this: Tensor, axis?: number | readonly number[], opts?: ReduceOptions) {
+    return min(this, axis, opts);
+  },
+  argmax(this: Tensor, axis?: number) {
+    return argmax(this, axis);
+  },
+  reshape(this: Tensor, shape: readonly number[]) {
+    return reshape(this, shape);
+  },
+  transpose(this: Tensor, perm?: readonly number[]) {
+    return transpose(this, perm);
+  },
+  astype(this: Tensor, dtype: DType) {
+    return cast(this, dtype);
+  },
 });

@@ -8,7 +8,6 @@ import { fmtShape, shapesEqual, ShapeError, sizeOf } from './shape.js';
 
 type NoParams = Record<string, never>;
 
-
 export interface PrimParams {
   neg: NoParams;
   exp: NoParams;
@@ -154,7 +153,8 @@ const reduction =
   };
 
 const randomKey = (op: string, key: Aval): void => {
-  if (key.dtype !== 'uint32' || !shapesEqual(key.shape, [2])) fail(op, `expected a PRNG key (uint32[2]), got ${key.dtype}${fmtShape(key.shape)}`);
+  if (key.dtype !== 'uint32' || !shapesEqual(key.shape, [2]))
+    fail(op, `expected a PRNG key (uint32[2]), got ${key.dtype}${fmtShape(key.shape)}`);
 };
 
 /** Abstract evaluation: output avals from input avals, with every argument check. */
@@ -186,7 +186,8 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
     expectArity('where', avals, 3);
     const [c, a, b] = avals;
     if (c.dtype !== 'bool') fail('where', `condition must be bool, got ${c.dtype}`);
-    if (!shapesEqual(c.shape, a.shape) || !shapesEqual(a.shape, b.shape)) fail('where', `shapes differ: condition ${fmtShape(c.shape)}, x ${fmtShape(a.shape)}, y ${fmtShape(b.shape)}`);
+    if (!shapesEqual(c.shape, a.shape) || !shapesEqual(a.shape, b.shape))
+      fail('where', `shapes differ: condition ${fmtShape(c.shape)}, x ${fmtShape(a.shape)}, y ${fmtShape(b.shape)}`);
     if (a.dtype !== b.dtype) fail('where', `branch dtypes differ: ${a.dtype} vs ${b.dtype}`);
     return [a];
   },
@@ -202,13 +203,17 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
   },
   reshape: ([x], { shape }) => {
     if (sizeOf(shape) !== sizeOf(x.shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
-      fail('reshape', `cannot reshape ${fmtShape(x.shape)} (${sizeOf(x.shape)} elements) to ${fmtShape(shape)} (${sizeOf(shape)} elements)`);
+      fail(
+        'reshape',
+        `cannot reshape ${fmtShape(x.shape)} (${sizeOf(x.shape)} elements) to ${fmtShape(shape)} (${sizeOf(shape)} elements)`,
+      );
     }
     return [{ shape, dtype: x.dtype }];
   },
   transpose: ([x], { perm }) => {
     const sorted = [...perm].sort((a, b) => a - b);
-    if (perm.length !== x.shape.length || sorted.some((p, i) => p !== i)) fail('transpose', `perm ${JSON.stringify(perm)} is not a permutation of the axes of ${fmtShape(x.shape)}`);
+    if (perm.length !== x.shape.length || sorted.some((p, i) => p !== i))
+      fail('transpose', `perm ${JSON.stringify(perm)} is not a permutation of the axes of ${fmtShape(x.shape)}`);
     return [{ shape: perm.map((p) => x.shape[p]), dtype: x.dtype }];
   },
   broadcast_to: ([x], { shape }) => {
@@ -220,14 +225,17 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
     return [{ shape, dtype: x.dtype }];
   },
   slice: ([x], { starts, limits }) => {
-    if (starts.length !== x.shape.length || limits.length !== x.shape.length) fail('slice', `starts/limits of rank ${starts.length}/${limits.length} for shape ${fmtShape(x.shape)}`);
+    if (starts.length !== x.shape.length || limits.length !== x.shape.length)
+      fail('slice', `starts/limits of rank ${starts.length}/${limits.length} for shape ${fmtShape(x.shape)}`);
     x.shape.forEach((d, i) => {
-      if (starts[i] < 0 || limits[i] > d || starts[i] > limits[i]) fail('slice', `range [${starts[i]}, ${limits[i]}) out of bounds for axis ${i} of shape ${fmtShape(x.shape)}`);
+      if (starts[i] < 0 || limits[i] > d || starts[i] > limits[i])
+        fail('slice', `range [${starts[i]}, ${limits[i]}) out of bounds for axis ${i} of shape ${fmtShape(x.shape)}`);
     });
     return [{ shape: starts.map((s, i) => limits[i] - s), dtype: x.dtype }];
   },
   pad: ([x], { low, high }) => {
-    if (low.length !== x.shape.length || high.length !== x.shape.length) fail('pad', `padding of rank ${low.length} for shape ${fmtShape(x.shape)}`);
+    if (low.length !== x.shape.length || high.length !== x.shape.length)
+      fail('pad', `padding of rank ${low.length} for shape ${fmtShape(x.shape)}`);
     if (low.some((v) => v < 0) || high.some((v) => v < 0)) fail('pad', `negative padding ${JSON.stringify({ low, high })}`);
     return [{ shape: x.shape.map((d, i) => d + low[i] + high[i]), dtype: x.dtype }];
   },
@@ -248,11 +256,14 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
   matmul: (avals) => {
     expectArity('matmul', avals, 2);
     const [a, b] = avals;
-    if (a.shape.length < 2 || b.shape.length < 2) fail('matmul', `operands must have rank >= 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
+    if (a.shape.length < 2 || b.shape.length < 2)
+      fail('matmul', `operands must have rank >= 2, got ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
     if (a.shape.length !== b.shape.length) fail('matmul', `operand ranks differ: ${fmtShape(a.shape)} and ${fmtShape(b.shape)}`);
     const r = a.shape.length;
-    if (a.shape[r - 1] !== b.shape[r - 2]) fail('matmul', `inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${a.shape[r - 1]} vs ${b.shape[r - 2]})`);
-    if (!shapesEqual(a.shape.slice(0, r - 2), b.shape.slice(0, r - 2))) fail('matmul', `batch dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
+    if (a.shape[r - 1] !== b.shape[r - 2])
+      fail('matmul', `inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${a.shape[r - 1]} vs ${b.shape[r - 2]})`);
+    if (!shapesEqual(a.shape.slice(0, r - 2), b.shape.slice(0, r - 2)))
+      fail('matmul', `batch dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
     if (a.dtype !== b.dtype) fail('matmul', `dtypes differ: ${a.dtype} vs ${b.dtype}`);
     return [{ shape: [...a.shape.slice(0, r - 1), b.shape[r - 1]], dtype: a.dtype }];
   },
@@ -263,19 +274,28 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
     const lists = { strides: p.strides, padLow: p.padLow, padHigh: p.padHigh, lhsDilation: p.lhsDilation, rhsDilation: p.rhsDilation };
     for (const [k, v] of Object.entries(lists)) {
       if (v.length !== r) fail('conv', `${k} has ${v.length} entries for ${r} spatial axes`);
-      if (v.some((e) => !Number.isInteger(e) || (k !== 'padLow' && k !== 'padHigh' && e < 1))) fail('conv', `${k} must be ${k.startsWith('pad') ? 'integers' : 'positive integers'}, got ${JSON.stringify(v)}`);
+      if (v.some((e) => !Number.isInteger(e) || (k !== 'padLow' && k !== 'padHigh' && e < 1)))
+        fail('conv', `${k} must be ${k.startsWith('pad') ? 'integers' : 'positive integers'}, got ${JSON.stringify(v)}`);
     }
     if (r < 1) fail('conv', 'needs at least one spatial axis');
     if (x.shape.length !== r + 2 || w.shape.length !== r + 2) {
-      fail('conv', `for ${r} spatial axes expected input [batch, ...${r} spatial, channels] and kernel [...${r} window, in, out], got input ${fmtShape(x.shape)} and kernel ${fmtShape(w.shape)}`);
+      fail(
+        'conv',
+        `for ${r} spatial axes expected input [batch, ...${r} spatial, channels] and kernel [...${r} window, in, out], got input ${fmtShape(x.shape)} and kernel ${fmtShape(w.shape)}`,
+      );
     }
     if (x.dtype !== w.dtype) fail('conv', `dtypes differ: input ${x.dtype} vs kernel ${w.dtype}`);
     if (!isFloat(x.dtype)) fail('conv', `expected float arrays, got ${x.dtype}`);
     const g = p.featureGroupCount;
     const c = x.shape[r + 1];
     const o = w.shape[r + 1];
-    if (!Number.isInteger(g) || g < 1 || c % g !== 0 || o % g !== 0) fail('conv', `featureGroupCount ${g} must divide the input channels (${c}) and the output channels (${o})`);
-    if (w.shape[r] * g !== c) fail('conv', `kernel ${fmtShape(w.shape)} takes ${w.shape[r]} input channels per group, but input ${fmtShape(x.shape)} has ${c} channels in ${g} group(s) (${c / g} each)`);
+    if (!Number.isInteger(g) || g < 1 || c % g !== 0 || o % g !== 0)
+      fail('conv', `featureGroupCount ${g} must divide the input channels (${c}) and the output channels (${o})`);
+    if (w.shape[r] * g !== c)
+      fail(
+        'conv',
+        `kernel ${fmtShape(w.shape)} takes ${w.shape[r]} input channels per group, but input ${fmtShape(x.shape)} has ${c} channels in ${g} group(s) (${c / g} each)`,
+      );
     const spatial = convOutputSpatial(x.shape.slice(1, r + 1), w.shape.slice(0, r), p);
     if (typeof spatial === 'string') fail('conv', `input ${fmtShape(x.shape)}, kernel ${fmtShape(w.shape)}: ${spatial}`);
     return [{ shape: [x.shape[0], ...spatial, o], dtype: x.dtype }];
@@ -288,8 +308,10 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
     return [{ shape: idx.shape, dtype: x.dtype }];
   },
   scatter_add_along_axis: ([upd, idx], { axis, shape }) => {
-    if (!shapesEqual(upd.shape, idx.shape)) fail('scatter_add_along_axis', `updates ${fmtShape(upd.shape)} and indices ${fmtShape(idx.shape)} differ`);
-    if (shape.length !== upd.shape.length || shape.some((d, i) => i !== axis && d !== upd.shape[i])) fail('scatter_add_along_axis', `target ${fmtShape(shape)} does not match updates ${fmtShape(upd.shape)} outside axis ${axis}`);
+    if (!shapesEqual(upd.shape, idx.shape))
+      fail('scatter_add_along_axis', `updates ${fmtShape(upd.shape)} and indices ${fmtShape(idx.shape)} differ`);
+    if (shape.length !== upd.shape.length || shape.some((d, i) => i !== axis && d !== upd.shape[i]))
+      fail('scatter_add_along_axis', `target ${fmtShape(shape)} does not match updates ${fmtShape(upd.shape)} outside axis ${axis}`);
     return [{ shape, dtype: upd.dtype }];
   },
   argsort: ([x], { axis }) => {
@@ -311,7 +333,10 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
     });
     body.outvars.slice(0, numCarry).forEach((v, i) => {
       if (!shapesEqual(v.aval.shape, carry[i].shape) || v.aval.dtype !== carry[i].dtype) {
-        fail('scan', `the body returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${carry[i].dtype}${fmtShape(carry[i].shape)}; the carry must keep its shape and dtype`);
+        fail(
+          'scan',
+          `the body returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${carry[i].dtype}${fmtShape(carry[i].shape)}; the carry must keep its shape and dtype`,
+        );
       }
     });
     return [...carry, ...body.outvars.slice(numCarry).map((v) => ({ shape: [length, ...v.aval.shape], dtype: v.aval.dtype }))];
@@ -319,26 +344,39 @@ export const shapeRules: { [P in Primitive]: ShapeRule<P> } = {
   custom_vjp_call: (_avals, { fun }) => fun.outvars.map((v) => v.aval),
   cond: (avals, { whenTrue, whenFalse, numTrueConsts, numFalseConsts }) => {
     const pred = avals[0];
-    if (pred.dtype !== 'bool' || pred.shape.length !== 0) fail('cond', `the predicate must be a bool scalar, got ${pred.dtype}${fmtShape(pred.shape)}`);
+    if (pred.dtype !== 'bool' || pred.shape.length !== 0)
+      fail('cond', `the predicate must be a bool scalar, got ${pred.dtype}${fmtShape(pred.shape)}`);
     const operands = avals.slice(1 + numTrueConsts + numFalseConsts);
     const t = whenTrue.outvars.map((v) => v.aval);
     const f = whenFalse.outvars.map((v) => v.aval);
-    if (whenTrue.invars.length !== numTrueConsts + operands.length || whenFalse.invars.length !== numFalseConsts + operands.length) fail('cond', 'branch arities do not match the operands');
+    if (whenTrue.invars.length !== numTrueConsts + operands.length || whenFalse.invars.length !== numFalseConsts + operands.length)
+      fail('cond', 'branch arities do not match the operands');
     if (t.length !== f.length || t.some((a, i) => a.dtype !== f[i].dtype || !shapesEqual(a.shape, f[i].shape))) {
-      fail('cond', `the branches return different avals: ${t.map((a) => a.dtype + fmtShape(a.shape)).join(', ')} vs ${f.map((a) => a.dtype + fmtShape(a.shape)).join(', ')}`);
+      fail(
+        'cond',
+        `the branches return different avals: ${t.map((a) => a.dtype + fmtShape(a.shape)).join(', ')} vs ${f.map((a) => a.dtype + fmtShape(a.shape)).join(', ')}`,
+      );
     }
     return t;
   },
   while_loop: (avals, { cond, body, numCondConsts, numBodyConsts }) => {
     const carry = avals.slice(numCondConsts + numBodyConsts);
     const c = cond.outvars[0]?.aval;
-    if (cond.outvars.length !== 1 || c.dtype !== 'bool' || c.shape.length !== 0) fail('while_loop', `the condition must return one bool scalar, got ${cond.outvars.map((v) => v.aval.dtype + fmtShape(v.aval.shape)).join(', ')}`);
+    if (cond.outvars.length !== 1 || c.dtype !== 'bool' || c.shape.length !== 0)
+      fail(
+        'while_loop',
+        `the condition must return one bool scalar, got ${cond.outvars.map((v) => v.aval.dtype + fmtShape(v.aval.shape)).join(', ')}`,
+      );
     body.outvars.forEach((v, i) => {
       if (i >= carry.length || v.aval.dtype !== carry[i].dtype || !shapesEqual(v.aval.shape, carry[i].shape)) {
-        fail('while_loop', `the body returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${carry[i] ? carry[i].dtype + fmtShape(carry[i].shape) : 'nothing'}`);
+        fail(
+          'while_loop',
+          `the body returns carry leaf ${i} as ${v.aval.dtype}${fmtShape(v.aval.shape)} but it came in as ${carry[i] ? carry[i].dtype + fmtShape(carry[i].shape) : 'nothing'}`,
+        );
       }
     });
-    if (body.outvars.length !== carry.length) fail('while_loop', `the body returns ${body.outvars.length} carry leaves for ${carry.length}`);
+    if (body.outvars.length !== carry.length)
+      fail('while_loop', `the body returns ${body.outvars.length} carry leaves for ${carry.length}`);
     return carry;
   },
 };

@@ -17,7 +17,8 @@ import * as prng from './prng/index.js';
 
 /** What a non-tensor argument is, in words, for the key errors. */
 function describeNonTensor(k: unknown): string {
-  if (Array.isArray(k)) return `a JS array of ${k.length} element${k.length === 1 ? '' : 's'} (split returns an array of keys: pass one of them, e.g. keys[0])`;
+  if (Array.isArray(k))
+    return `a JS array of ${k.length} element${k.length === 1 ? '' : 's'} (split returns an array of keys: pass one of them, e.g. keys[0])`;
   if (k === null) return 'null';
   if (typeof k === 'object') return `an object (${Object.prototype.toString.call(k)})`;
   return `the ${typeof k} ${String(k)}`;
@@ -25,9 +26,12 @@ function describeNonTensor(k: unknown): string {
 
 function checkKey(fn: string, k: Tensor): void {
   if (!(k instanceof Tensor)) {
-    throw new TypeError(`${fn}: expected a PRNG key, a uint32[2] tensor made by random.key(seed) (or one of the keys from random.split), got ${describeNonTensor(k)}`);
+    throw new TypeError(
+      `${fn}: expected a PRNG key, a uint32[2] tensor made by random.key(seed) (or one of the keys from random.split), got ${describeNonTensor(k)}`,
+    );
   }
-  if (k.dtype !== 'uint32' || k.ndim !== 1 || k.shape[0] !== 2) throw new ShapeError(`${fn}: expected a PRNG key (uint32[2] from key(seed)), got ${k.dtype}${fmtShape(k.shape)}`);
+  if (k.dtype !== 'uint32' || k.ndim !== 1 || k.shape[0] !== 2)
+    throw new ShapeError(`${fn}: expected a PRNG key (uint32[2] from key(seed)), got ${k.dtype}${fmtShape(k.shape)}`);
 }
 
 /** A key from an integer seed, laid out as JAX's PRNGKey. */

@@ -36,7 +36,10 @@ export function bind<P extends Primitive>(prim: P, inputs: Tensor[], params: Pri
   let top: Trace | null = null;
   for (const x of inputs) {
     if (x instanceof Tracer) {
-      if (!x.trace.alive) throw new ConcretizationError(`${prim}: a tracer escaped the transformation that made it (was a traced value stored outside jit/grad/scan and used later?)`);
+      if (!x.trace.alive)
+        throw new ConcretizationError(
+          `${prim}: a tracer escaped the transformation that made it (was a traced value stored outside jit/grad/scan and used later?)`,
+        );
       if (top === null || x.trace.level > top.level) top = x.trace;
     }
   }
@@ -125,7 +128,10 @@ export class JaxprTrace extends Trace {
   private record<P extends Primitive>(prim: P, atoms: Atom[], params: PrimParams[P]): JaxprTracer[] {
     const rewritten = rewriteBroadcast(this, prim, atoms, params);
     if (rewritten !== null) return [rewritten];
-    const outAvals = shapeRules[prim](atoms.map((a) => a.aval), params);
+    const outAvals = shapeRules[prim](
+      atoms.map((a) => a.aval),
+      params,
+    );
     const outputs = outAvals.map((a) => new Var(a));
     const eqn = { prim, inputs: atoms, params, outputs } as Eqn;
     this.eqns.push(eqn);

@@ -35,7 +35,8 @@ function sortedKeys(x: object): string[] {
 
 /** Where in `tree` the first unsupported value sits (for the error message only). */
 function pathOfUnsupported(x: unknown, path: string): string | null {
-  if (x instanceof Tensor || x === null || x === undefined || typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean') return null;
+  if (x instanceof Tensor || x === null || x === undefined || typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean')
+    return null;
   if (Array.isArray(x)) {
     for (let i = 0; i < x.length; i++) {
       const p = pathOfUnsupported(x[i], `${path}[${i}]`);
@@ -62,7 +63,8 @@ export function treeFlatten(tree: unknown): [Tensor[], TreeDef] {
       leaves.push(x);
       return LEAF;
     }
-    if (x === null || x === undefined || typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean') return { kind: 'static', value: x };
+    if (x === null || x === undefined || typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean')
+      return { kind: 'static', value: x };
     if (Array.isArray(x)) {
       const children = new Array<TreeDef>(x.length);
       for (let i = 0; i < x.length; i++) children[i] = walk(x[i]);
@@ -75,7 +77,9 @@ export function treeFlatten(tree: unknown): [Tensor[], TreeDef] {
       return { kind: 'object', keys, children };
     }
     const path = pathOfUnsupported(tree, '') ?? 'root';
-    throw new TreeStructureError(`pytree: unsupported value at ${path}: ${(x as object).constructor?.name ?? typeof x} (use plain objects, arrays and tensors)`);
+    throw new TreeStructureError(
+      `pytree: unsupported value at ${path}: ${(x as object).constructor?.name ?? typeof x} (use plain objects, arrays and tensors)`,
+    );
   };
   const def = walk(tree);
   return [leaves, def];
@@ -110,7 +114,8 @@ export function treeUnflatten(def: TreeDef, leaves: readonly Tensor[]): Tree {
   const build = (d: TreeDef): Tree => {
     switch (d.kind) {
       case 'leaf':
-        if (i >= leaves.length) throw new TreeStructureError(`treeUnflatten: too few leaves (${leaves.length}) for the structure ${treeDefString(def)}`);
+        if (i >= leaves.length)
+          throw new TreeStructureError(`treeUnflatten: too few leaves (${leaves.length}) for the structure ${treeDefString(def)}`);
         return leaves[i++];
       case 'static':
         return d.value;
@@ -174,7 +179,8 @@ export function treeZipMap(fn: (...leaves: Tensor[]) => Tensor, first: unknown, 
   const [leaves, def] = treeFlatten(first);
   const others = rest.map((t, k) => {
     const [l, d] = treeFlatten(t);
-    if (!treeDefsEqual(def, d)) throw new TreeStructureError(`treeZipMap: tree ${k + 1} has structure ${treeDefString(d)}, expected ${treeDefString(def)}`);
+    if (!treeDefsEqual(def, d))
+      throw new TreeStructureError(`treeZipMap: tree ${k + 1} has structure ${treeDefString(d)}, expected ${treeDefString(def)}`);
     return l;
   });
   return treeUnflatten(

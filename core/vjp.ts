@@ -60,7 +60,12 @@ class VjpTrace extends Trace {
     const primals = inputs.map((x) => (own(x) ? x.primal : x));
     const { outs, backward } = (vjpRules[prim] as VjpRule<P>)(primals, params);
     const tracers = outs.map((o) => this.newTracer(o));
-    this.tape.push({ inputs: inputs.map((x) => (own(x) ? x.id : null)), outputs: tracers.map((t) => t.id), outAvals: outs.map(avalOf), backward });
+    this.tape.push({
+      inputs: inputs.map((x) => (own(x) ? x.id : null)),
+      outputs: tracers.map((t) => t.id),
+      outAvals: outs.map(avalOf),
+      backward,
+    });
     return tracers;
   }
   /** Walks the tape backwards from the output cotangents; returns the cotangent of each id. */
@@ -192,11 +197,20 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
     });
   }),
   // d(AB) = dA B + A dB  =>  ct_A = ct B^T, ct_B = A^T ct
-  matmul: simple('matmul', (ct, [a, b]) => [bind('matmul', [ct, ops.matrixTranspose(b)], {})[0], bind('matmul', [ops.matrixTranspose(a), ct], {})[0]]),
+  matmul: simple('matmul', (ct, [a, b]) => [
+    bind('matmul', [ct, ops.matrixTranspose(b)], {})[0],
+    bind('matmul', [ops.matrixTranspose(a), ct], {})[0],
+  ]),
   // Both cotangents are convolutions (core/conv.ts), so they differentiate again.
   conv: simple('conv', (ct, [x, w], _y, p) => [convInputGrad(ct, x.shape, w, p), convKernelGrad(ct, x, w.shape, p)]),
-  take_along_axis: simple('take_along_axis', (ct, [x, idx], _y, { axis }) => [bind('scatter_add_along_axis', [ct, idx], { axis, shape: x.shape.slice() })[0], null]),
-  scatter_add_along_axis: simple('scatter_add_along_axis', (ct, [, idx], _y, { axis }) => [bind('take_along_axis', [ct, idx], { axis })[0], null]),
+  take_along_axis: simple('take_along_axis', (ct, [x, idx], _y, { axis }) => [
+    bind('scatter_add_along_axis', [ct, idx], { axis, shape: x.shape.slice() })[0],
+    null,
+  ]),
+  scatter_add_along_axis: simple('scatter_add_along_axis', (ct, [, idx], _y, { axis }) => [
+    bind('take_along_axis', [ct, idx], { axis })[0],
+    null,
+  ]),
   argsort: noGrad('argsort'),
   random_bits: noGrad('random_bits'),
   random_split: noGrad('random_split'),
@@ -216,7 +230,10 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
     const residuals = res.slice(nOut);
     return {
       outs,
-      backward: (cts) => [...primals.slice(0, numFunConsts + numFwdConsts + numBwdConsts).map(() => null), ...evalJaxpr(bwd, [], [...bwdConsts, ...residuals, ...cts])],
+      backward: (cts) => [
+        ...primals.slice(0, numFunConsts + numFwdConsts + numBwdConsts).map(() => null),
+        ...evalJaxpr(bwd, [], [...bwdConsts, ...residuals, ...cts]),
+      ],
     };
   },
   scan: (primals, params) => scanVjp(primals, params),
@@ -224,7 +241,9 @@ export const vjpRules: { [P in Primitive]: VjpRule<P> } = {
   while_loop: (primals, params) => ({
     outs: bind('while_loop', primals, params),
     backward: () => {
-      throw new TypeError('whileLoop: reverse-mode differentiation is not supported (the number of iterations is only known at run time); use foriLoop with static bounds or scan');
+      throw new TypeError(
+        'whileLoop: reverse-mode differentiation is not supported (the number of iterations is only known at run time); use foriLoop with static bounds or scan',
+      );
     },
   }),
 };
@@ -242,15 +261,18 @@ function condVjp(primals: Tensor[], params: PrimParams['cond']): VjpResult {
     backward: (cts) => {
       const rest = primals.slice(1);
       const branchBackward = (branch: typeof whenTrue, taken: boolean) =>
-        traceToJaxpr((args) => {
-          const ins = args.slice(0, rest.length);
-          const c = args.slice(rest.length);
-          const [, back] = vjpFlat((xs) => {
-            const consts = taken ? xs.slice(0, numTrueConsts) : xs.slice(numTrueConsts, numTrueConsts + numFalseConsts);
-            return evalJaxpr(branch, [], [...consts, ...xs.slice(numTrueConsts + numFalseConsts)]);
-          }, ins);
-          return back(c);
-        }, [...rest.map(avalOf), ...cts.map(avalOf)]);
+        traceToJaxpr(
+          (args) => {
+            const ins = args.slice(0, rest.length);
+            const c = args.slice(rest.length);
+            const [, back] = vjpFlat((xs) => {
+              const consts = taken ? xs.slice(0, numTrueConsts) : xs.slice(numTrueConsts, numTrueConsts + numFalseConsts);
+              return evalJaxpr(branch, [], [...consts, ...xs.slice(numTrueConsts + numFalseConsts)]);
+            }, ins);
+            return back(c);
+          },
+          [...rest.map(avalOf), ...cts.map(avalOf)],
+        );
       const t = branchBackward(whenTrue, true);
       const f = branchBackward(whenFalse, false);
       const inCts = bind('cond', [primals[0], ...t.consts, ...f.consts, ...rest, ...cts], {
@@ -286,7 +308,13 @@ function scanVjp(primals: Tensor[], { body, numConsts, numCarry, length, reverse
     const outs = evalJaxpr(body, [], args);
     return [...outs, ...args.slice(numConsts, numConsts + numCarry)];
   }, stepAvals);
-  const fwdOuts = bind('scan', [...withCarries.consts, ...primals], { body: constsAsArgs(withCarries.jaxpr), numConsts: numConsts + withCarries.consts.length, numCarry, length, reverse });
+  const fwdOuts = bind('scan', [...withCarries.consts, ...primals], {
+    body: constsAsArgs(withCarries.jaxpr),
+    numConsts: numConsts + withCarries.consts.length,
+    numCarry,
+    length,
+    reverse,
+  });
   const outs = fwdOuts.slice(0, numCarry + numYs);
   const carries = fwdOuts.slice(numCarry + numYs);
   return {
@@ -296,7 +324,14 @@ function scanVjp(primals: Tensor[], { body, numConsts, numCarry, length, reverse
       const ctYs = cts.slice(numCarry);
       const ctCarryAvals = ctCarry.map(avalOf);
       const accAvals = consts.map(avalOf);
-      const bwdAvals = [...accAvals, ...ctCarryAvals, ...accAvals, ...init.map(avalOf), ...xs.map((x) => ({ shape: x.shape.slice(1), dtype: x.dtype })), ...ctYs.map((c) => ({ shape: c.shape.slice(1), dtype: c.dtype }))];
+      const bwdAvals = [
+        ...accAvals,
+        ...ctCarryAvals,
+        ...accAvals,
+        ...init.map(avalOf),
+        ...xs.map((x) => ({ shape: x.shape.slice(1), dtype: x.dtype })),
+        ...ctYs.map((c) => ({ shape: c.shape.slice(1), dtype: c.dtype })),
+      ];
       const bwd = traceToJaxpr((args) => {
         let k = 0;
         const cs = args.slice(k, (k += numConsts));
@@ -347,7 +382,8 @@ export function vjpFlat(fn: (xs: Tensor[]) => Tensor[], primals: Tensor[]): [Ten
     if (cts.length !== outs.length) throw new TreeStructureError(`vjp: ${cts.length} cotangents for ${outs.length} outputs`);
     const seeds = new Map<number, Tensor>();
     outs.forEach((o, i) => {
-      if (!shapesEqual(cts[i].shape, o.shape)) throw new ShapeError(`vjp: cotangent ${i} has shape ${fmtShape(cts[i].shape)}, expected the output's shape ${fmtShape(o.shape)}`);
+      if (!shapesEqual(cts[i].shape, o.shape))
+        throw new ShapeError(`vjp: cotangent ${i} has shape ${fmtShape(cts[i].shape)}, expected the output's shape ${fmtShape(o.shape)}`);
       if (isOwn(o)) {
         const prev = seeds.get(o.id);
         seeds.set(o.id, prev === undefined ? cts[i] : ops.add(prev, cts[i]));
@@ -383,7 +419,10 @@ export function vjp<A extends Tree[], Out extends Tree>(f: (...args: A) => Out, 
     out,
     (ct: Out) => {
       const [cts, ctDef] = treeFlatten(ct);
-      if (!treeDefsEqual(ctDef, outDef)) throw new TreeStructureError(`vjp: cotangent structure ${treeDefString(ctDef)} does not match the output structure ${treeDefString(outDef)}`);
+      if (!treeDefsEqual(ctDef, outDef))
+        throw new TreeStructureError(
+          `vjp: cotangent structure ${treeDefString(ctDef)} does not match the output structure ${treeDefString(outDef)}`,
+        );
       return treeUnflatten(inDef, back(cts)) as Tree[];
     },
   ];
@@ -396,13 +435,20 @@ export interface GradOptions {
   hasAux?: boolean;
 }
 
-function gradImpl(name: string, f: (...args: Tree[]) => unknown, opts: GradOptions, args: Tree[]): { value: Tensor; grads: Tree; aux: unknown } {
+function gradImpl(
+  name: string,
+  f: (...args: Tree[]) => unknown,
+  opts: GradOptions,
+  args: Tree[],
+): { value: Tensor; grads: Tree; aux: unknown } {
   const argnums = opts.argnums ?? 0;
   const nums = typeof argnums === 'number' ? [argnums] : argnums;
-  for (const n of nums) if (n < 0 || n >= args.length) throw new RangeError(`${name}: argnums ${n} out of range for ${args.length} argument(s)`);
+  for (const n of nums)
+    if (n < 0 || n >= args.length) throw new RangeError(`${name}: argnums ${n} out of range for ${args.length} argument(s)`);
   const diffArgs = nums.map((n) => args[n]);
   const [leaves, def] = treeFlatten(diffArgs);
-  for (const l of leaves) if (!isFloat(l.dtype)) throw new TypeError(`${name}: can only differentiate float arguments, got ${l.dtype}${fmtShape(l.shape)}`);
+  for (const l of leaves)
+    if (!isFloat(l.dtype)) throw new TypeError(`${name}: can only differentiate float arguments, got ${l.dtype}${fmtShape(l.shape)}`);
   let aux: unknown;
   const [[value], back, unwrap] = vjpFlat((xs) => {
     const parts = treeUnflatten(def, xs) as Tree[];
@@ -414,7 +460,10 @@ function gradImpl(name: string, f: (...args: Tree[]) => unknown, opts: GradOptio
       [out, aux] = out as [unknown, unknown];
     }
     if (!(out instanceof Tensor)) throw new TypeError(`${name}: f must return a scalar tensor, got ${typeof out}`);
-    if (out.ndim !== 0) throw new ShapeError(`${name}: f must return a scalar (shape []), got shape ${fmtShape(out.shape)}; reduce it (e.g. sum or mean) first`);
+    if (out.ndim !== 0)
+      throw new ShapeError(
+        `${name}: f must return a scalar (shape []), got shape ${fmtShape(out.shape)}; reduce it (e.g. sum or mean) first`,
+      );
     if (!isFloat(out.dtype)) throw new TypeError(`${name}: f must return a float scalar, got ${out.dtype}`);
     return [out];
   }, leaves);
@@ -430,7 +479,15 @@ function gradImpl(name: string, f: (...args: Tree[]) => unknown, opts: GradOptio
  * The type of a gradient of a value of type T: the same structure with every array a Tensor (a
  * gradient is a traced value inside jit, so an NDArray field becomes a Tensor).
  */
-export type Grads<T> = [Tree] extends [T] ? Tree : T extends Tensor ? Tensor : T extends readonly unknown[] ? { -readonly [K in keyof T]: Grads<T[K]> } : T extends object ? { -readonly [K in keyof T]: Grads<T[K]> } : T;
+export type Grads<T> = [Tree] extends [T]
+  ? Tree
+  : T extends Tensor
+    ? Tensor
+    : T extends readonly unknown[]
+      ? { -readonly [K in keyof T]: Grads<T[K]> }
+      : T extends object
+        ? { -readonly [K in keyof T]: Grads<T[K]> }
+        : T;
 
 /** Options for the common case: the gradient with respect to the first argument, no aux output. */
 export interface FirstArgGradOptions extends GradOptions {
@@ -457,13 +514,22 @@ export function grad<A extends Tree[]>(f: (...args: A) => unknown, opts: GradOpt
  * Like grad, but returns [value, grads] (or [[value, aux], grads] with hasAux). For the first
  * argument the gradient has that argument's type.
  */
-export function valueAndGrad<A extends [Tree, ...Tree[]]>(f: (...args: A) => Tensor, opts?: FirstArgGradOptions): (...args: A) => [Tensor, Grads<A[0]>];
+export function valueAndGrad<A extends [Tree, ...Tree[]]>(
+  f: (...args: A) => Tensor,
+  opts?: FirstArgGradOptions,
+): (...args: A) => [Tensor, Grads<A[0]>];
 export function valueAndGrad<A extends [Tree, ...Tree[]], Aux>(
   f: (...args: A) => readonly [Tensor, Aux],
   opts: { argnums?: 0; hasAux: true },
 ): (...args: A) => [[Tensor, Aux], Grads<A[0]>];
-export function valueAndGrad<A extends Tree[]>(f: (...args: A) => unknown, opts?: GradOptions): (...args: A) => [Tensor | [Tensor, unknown], Tree];
-export function valueAndGrad<A extends Tree[]>(f: (...args: A) => unknown, opts: GradOptions = {}): (...args: A) => [Tensor | [Tensor, unknown], Tree] {
+export function valueAndGrad<A extends Tree[]>(
+  f: (...args: A) => unknown,
+  opts?: GradOptions,
+): (...args: A) => [Tensor | [Tensor, unknown], Tree];
+export function valueAndGrad<A extends Tree[]>(
+  f: (...args: A) => unknown,
+  opts: GradOptions = {},
+): (...args: A) => [Tensor | [Tensor, unknown], Tree] {
   return (...args: A) => {
     const r = gradImpl('valueAndGrad', f as (...a: Tree[]) => unknown, opts, args);
     return [opts.hasAux ? [r.value, r.aux] : r.value, r.grads];
@@ -487,9 +553,11 @@ export function jvp<A extends Tree[], O>(f: (...args: A) => O, primals: A, tange
   if (tangents.length !== primals.length) throw new TreeStructureError(`jvp: ${tangents.length} tangents for ${primals.length} primals`);
   const [leaves, def] = treeFlatten(primals);
   const [tanLeaves, tanDef] = treeFlatten(tangents);
-  if (!treeDefsEqual(def, tanDef)) throw new TreeStructureError(`jvp: tangents have structure ${treeDefString(tanDef)}, primals have ${treeDefString(def)}`);
+  if (!treeDefsEqual(def, tanDef))
+    throw new TreeStructureError(`jvp: tangents have structure ${treeDefString(tanDef)}, primals have ${treeDefString(def)}`);
   tanLeaves.forEach((t, i) => {
-    if (!shapesEqual(t.shape, leaves[i].shape)) throw new ShapeError(`jvp: tangent leaf ${i} has shape ${fmtShape(t.shape)}, primal has ${fmtShape(leaves[i].shape)}`);
+    if (!shapesEqual(t.shape, leaves[i].shape))
+      throw new ShapeError(`jvp: tangent leaf ${i} has shape ${fmtShape(t.shape)}, primal has ${fmtShape(leaves[i].shape)}`);
   });
   let outDef = treeFlatten(null)[1];
   const flatF = (xs: Tensor[]): Tensor[] => {
@@ -518,7 +586,8 @@ function basis(shape: readonly number[], dtype: DType): Tensor {
 }
 
 function jacobianArgs(name: string, args: Tree[], argnums: number): Tensor {
-  if (!Number.isInteger(argnums) || argnums < 0 || argnums >= args.length) throw new RangeError(`${name}: argnums ${argnums} out of range for ${args.length} argument(s)`);
+  if (!Number.isInteger(argnums) || argnums < 0 || argnums >= args.length)
+    throw new RangeError(`${name}: argnums ${argnums} out of range for ${args.length} argument(s)`);
   const x = args[argnums];
   if (!(x instanceof Tensor)) throw new TypeError(`${name}: argument ${argnums} must be a tensor, got ${x === null ? 'null' : typeof x}`);
   if (!isFloat(x.dtype)) throw new TypeError(`${name}: can only differentiate float arguments, got ${x.dtype}${fmtShape(x.shape)}`);
@@ -569,7 +638,7 @@ export function jacfwd<A extends Tree[]>(f: (...args: A) => Tensor, opts: Jacobi
     // Batched over the tangent direction, so the batch lands last: [...output shape, n].
     const cols = vmap((dx: Tensor) => jvp(at, [x], [dx])[1][0], { outAxes: -1 })(basis(x.shape, x.dtype));
     return ops.reshape(cols, [...cols.shape.slice(0, -1), ...x.shape]);
-  }
+  };
 }
 
 /**

@@ -20,7 +20,12 @@ export type BatchDim = number | null;
  * A batching rule: given the operands' arrays and their batch axes (at least one non-null), the
  * results for the whole batch and their batch axes.
  */
-export type BatchRule<P extends Primitive> = (vals: Tensor[], dims: BatchDim[], params: PrimParams[P], size: number) => [Tensor[], BatchDim[]];
+export type BatchRule<P extends Primitive> = (
+  vals: Tensor[],
+  dims: BatchDim[],
+  params: PrimParams[P],
+  size: number,
+) => [Tensor[], BatchDim[]];
 
 class BatchTracer extends Tracer {
   readonly shape: readonly number[];
@@ -102,7 +107,14 @@ export const elementwiseRule =
   (vals, dims, params, size) => {
     const batched = dims.filter((d): d is number => d !== null);
     const at = batched.every((d) => d === batched[0]) ? batched[0] : 0;
-    return [bind(prim, vals.map((v, i) => batchAt(v, dims[i], size, at)), params), [at]];
+    return [
+      bind(
+        prim,
+        vals.map((v, i) => batchAt(v, dims[i], size, at)),
+        params,
+      ),
+      [at],
+    ];
   };
 
 /** Primitives with an `axes` list (reductions): the axes are renumbered around the batch axis. */
@@ -130,7 +142,11 @@ export const axisRule =
 export const leadingRule =
   <P extends Primitive>(prim: P, shift: (params: PrimParams[P], size: number) => PrimParams[P]): BatchRule<P> =>
   (vals, dims, params, size) => {
-    const outs = bind(prim, vals.map((v, i) => batchAt(v, dims[i], size)), shift(params, size));
+    const outs = bind(
+      prim,
+      vals.map((v, i) => batchAt(v, dims[i], size)),
+      shift(params, size),
+    );
     return [outs, outs.map(() => 0)];
   };
 
@@ -149,7 +165,12 @@ export const randomRule =
  * axis 0. Outputs come back batched on axis 0 or shared; `forceOut[i]` broadcasts output i to the
  * batch when it is shared. Returns the new closed jaxpr and which outputs are batched.
  */
-export function batchJaxpr(jaxpr: Jaxpr, inBatched: readonly boolean[], size: number, forceOut: readonly boolean[]): { closed: ClosedJaxpr; outBatched: boolean[] } {
+export function batchJaxpr(
+  jaxpr: Jaxpr,
+  inBatched: readonly boolean[],
+  size: number,
+  forceOut: readonly boolean[],
+): { closed: ClosedJaxpr; outBatched: boolean[] } {
   const outBatched: boolean[] = [];
   const avals = jaxpr.invars.map((v, i) => (inBatched[i] ? { shape: [size, ...v.aval.shape], dtype: v.aval.dtype } : v.aval));
   const closed = traceToJaxpr((args) => {
@@ -218,11 +239,25 @@ const convRule: BatchRule<'conv'> = ([x, w], [dx, dw], p, size) => {
   const groupOut = wb.shape[r + 2] / g;
   if (dx === null) {
     // Output channels ordered (group, member, channel): each group's block stays contiguous.
-    const k = ops.transpose(ops.reshape(wb, [...window, groupIn, size, g, groupOut]), [...Array.from({ length: r + 1 }, (_, i) => i), r + 2, r + 1, r + 3]);
+    const k = ops.transpose(ops.reshape(wb, [...window, groupIn, size, g, groupOut]), [
+      ...Array.from({ length: r + 1 }, (_, i) => i),
+      r + 2,
+      r + 1,
+      r + 3,
+    ]);
     const y = bind1('conv', [x, ops.reshape(k, [...window, groupIn, g * size * groupOut])], p);
     const lead = y.shape.slice(0, r + 1);
     const split = ops.reshape(y, [...lead, g, size, groupOut]);
-    return [[ops.reshape(ops.transpose(split, [...Array.from({ length: r + 1 }, (_, i) => i), r + 2, r + 1, r + 3]), [...lead, size, g * groupOut])], [r + 1]];
+    return [
+      [
+        ops.reshape(ops.transpose(split, [...Array.from({ length: r + 1 }, (_, i) => i), r + 2, r + 1, r + 3]), [
+          ...lead,
+          size,
+          g * groupOut,
+        ]),
+      ],
+      [r + 1],
+    ];
   }
   // Both batched: channels (member, group, channel), groups B * G.
   const xb = moveAxis(x, dx, x.ndim - 2); // [N, ...S, B, C]
@@ -259,7 +294,13 @@ const scanRule: BatchRule<'scan'> = (vals, dims, { body, numConsts, numCarry, le
     ...carry.map((c, i) => (carryB[i] ? batchAt(c, dims[numConsts + i], size) : c)),
     ...xs.map((x, i) => (xsB[i] ? moveAxis(x, dims[numConsts + numCarry + i]!, 1) : x)),
   ];
-  const outs = bind('scan', inputs, { body: constsAsArgs(closed.jaxpr), numConsts: closed.consts.length + numConsts, numCarry, length, reverse });
+  const outs = bind('scan', inputs, {
+    body: constsAsArgs(closed.jaxpr),
+    numConsts: closed.consts.length + numConsts,
+    numCarry,
+    length,
+    reverse,
+  });
   return [outs, outs.map((_, i) => (i < numCarry ? (carryB[i] ? 0 : null) : outBatched[i] ? 1 : null))];
 };
 
@@ -294,7 +335,8 @@ const customVjpRule: BatchRule<'custom_vjp_call'> = (vals, dims, params, size) =
 };
 
 /** A bool per member (batch on axis 0) reshaped to select whole members of `like` (batch on axis 0). */
-const memberMask = (pred: Tensor, like: Tensor): Tensor => ops.broadcastTo(ops.reshape(pred, [pred.shape[0], ...like.shape.slice(1).map(() => 1)]), like.shape);
+const memberMask = (pred: Tensor, like: Tensor): Tensor =>
+  ops.broadcastTo(ops.reshape(pred, [pred.shape[0], ...like.shape.slice(1).map(() => 1)]), like.shape);
 
 /**
  * cond over a batch. A shared predicate keeps one cond whose branches run on the batch; a batched
@@ -357,18 +399,24 @@ const whileRule: BatchRule<'while_loop'> = (vals, dims, { cond, body, numCondCon
   }
   const test = condB.closed;
   const avalsOf = (xs: Tensor[]) => xs.map((x) => ({ shape: x.shape, dtype: x.dtype }));
-  const anyCond = traceToJaxpr((args) => {
-    const p = evalJaxpr(test.jaxpr, test.consts, args)[0];
-    return [ops.greater(ops.max(ops.cast(p, 'float32')), 0)];
-  }, [...avalsOf(condConsts), ...avalsOf(carry)]);
-  const maskedBody = traceToJaxpr((args) => {
-    const cc = args.slice(0, numCondConsts);
-    const bc = args.slice(numCondConsts, nConsts);
-    const c = args.slice(nConsts);
-    const p = evalJaxpr(test.jaxpr, test.consts, [...cc, ...c])[0];
-    const next = evalJaxpr(bodyB.jaxpr, bodyB.consts, [...bc, ...c]);
-    return next.map((x, i) => ops.where(memberMask(p, x), x, c[i]));
-  }, [...avalsOf(condConsts), ...avalsOf(bodyConsts), ...avalsOf(carry)]);
+  const anyCond = traceToJaxpr(
+    (args) => {
+      const p = evalJaxpr(test.jaxpr, test.consts, args)[0];
+      return [ops.greater(ops.max(ops.cast(p, 'float32')), 0)];
+    },
+    [...avalsOf(condConsts), ...avalsOf(carry)],
+  );
+  const maskedBody = traceToJaxpr(
+    (args) => {
+      const cc = args.slice(0, numCondConsts);
+      const bc = args.slice(numCondConsts, nConsts);
+      const c = args.slice(nConsts);
+      const p = evalJaxpr(test.jaxpr, test.consts, [...cc, ...c])[0];
+      const next = evalJaxpr(bodyB.jaxpr, bodyB.consts, [...bc, ...c]);
+      return next.map((x, i) => ops.where(memberMask(p, x), x, c[i]));
+    },
+    [...avalsOf(condConsts), ...avalsOf(bodyConsts), ...avalsOf(carry)],
+  );
   const outs = bind('while_loop', [...anyCond.consts, ...condConsts, ...maskedBody.consts, ...condConsts, ...bodyConsts, ...carry], {
     cond: constsAsArgs(anyCond.jaxpr),
     body: constsAsArgs(maskedBody.jaxpr),
@@ -422,13 +470,19 @@ export const batchRules: { [P in Primitive]: BatchRule<P> } = {
     const ranked = v.ndim === 1 && shape.length > 0 ? ops.reshape(v, [size, ...shape.map(() => 1)]) : v;
     return [[ops.broadcastTo(ranked, [size, ...shape])], [0]];
   },
-  slice: leadingRule('slice', ({ starts, limits }, size) => ({ starts: withLeadingAxis(starts, 0), limits: withLeadingAxis(limits, size) })),
+  slice: leadingRule('slice', ({ starts, limits }, size) => ({
+    starts: withLeadingAxis(starts, 0),
+    limits: withLeadingAxis(limits, size),
+  })),
   pad: leadingRule('pad', ({ low, high }) => ({ low: withLeadingAxis(low, 0), high: withLeadingAxis(high, 0) })),
   concatenate: leadingRule('concatenate', ({ axis }) => ({ axis: axis + 1 })),
   matmul: matmulRule,
   conv: convRule,
   take_along_axis: leadingRule('take_along_axis', ({ axis }) => ({ axis: axis + 1 })),
-  scatter_add_along_axis: leadingRule('scatter_add_along_axis', ({ axis, shape }, size) => ({ axis: axis + 1, shape: withLeadingAxis(shape, size) })),
+  scatter_add_along_axis: leadingRule('scatter_add_along_axis', ({ axis, shape }, size) => ({
+    axis: axis + 1,
+    shape: withLeadingAxis(shape, size),
+  })),
   random_bits: randomRule('random_bits'),
   random_split: randomRule('random_split'),
   random_fold_in: randomRule('random_fold_in'),
@@ -464,24 +518,34 @@ export interface VmapOptions {
 function leafAxes(what: string, spec: AxisSpec | undefined, def: TreeDef, path: string): BatchDim[] {
   if (spec === undefined) throw new TreeStructureError(`vmap: ${what} has no axis spec at ${path || 'root'}`);
   if (spec === null || typeof spec === 'number') {
-    if (typeof spec === 'number' && !Number.isInteger(spec)) throw new RangeError(`vmap: ${what} axis at ${path || 'root'} must be an integer or null, got ${spec}`);
+    if (typeof spec === 'number' && !Number.isInteger(spec))
+      throw new RangeError(`vmap: ${what} axis at ${path || 'root'} must be an integer or null, got ${spec}`);
     return new Array<BatchDim>(numLeaves(def)).fill(spec);
   }
   if (Array.isArray(spec)) {
     if (def.kind !== 'array' || def.children.length !== spec.length) {
-      throw new TreeStructureError(`vmap: ${what} spec at ${path || 'root'} is an array of ${spec.length} but the value there has structure ${treeDefString(def)}`);
+      throw new TreeStructureError(
+        `vmap: ${what} spec at ${path || 'root'} is an array of ${spec.length} but the value there has structure ${treeDefString(def)}`,
+      );
     }
     return def.children.flatMap((c, i) => leafAxes(what, (spec as readonly AxisSpec[])[i], c, `${path}[${i}]`));
   }
   const obj = spec as { readonly [key: string]: AxisSpec };
-  if (def.kind !== 'object') throw new TreeStructureError(`vmap: ${what} spec at ${path || 'root'} is an object but the value there has structure ${treeDefString(def)}`);
+  if (def.kind !== 'object')
+    throw new TreeStructureError(
+      `vmap: ${what} spec at ${path || 'root'} is an object but the value there has structure ${treeDefString(def)}`,
+    );
   const extra = Object.keys(obj).filter((k) => !def.keys.includes(k));
-  if (extra.length) throw new TreeStructureError(`vmap: ${what} spec at ${path || 'root'} names ${extra.map((k) => `'${k}'`).join(', ')}, which the value does not have (keys: ${def.keys.join(', ')})`);
+  if (extra.length)
+    throw new TreeStructureError(
+      `vmap: ${what} spec at ${path || 'root'} names ${extra.map((k) => `'${k}'`).join(', ')}, which the value does not have (keys: ${def.keys.join(', ')})`,
+    );
   return def.children.flatMap((c, i) => leafAxes(what, obj[def.keys[i]], c, `${path}.${def.keys[i]}`));
 }
 
 function normalizeBatchAxis(what: string, axis: number, ndim: number): number {
-  if (axis < -ndim || axis >= ndim) throw new RangeError(`vmap: ${what} axis ${axis} is out of range for an array of rank ${ndim - 1} (batched rank ${ndim})`);
+  if (axis < -ndim || axis >= ndim)
+    throw new RangeError(`vmap: ${what} axis ${axis} is out of range for an array of rank ${ndim - 1} (batched rank ${ndim})`);
   return axis < 0 ? axis + ndim : axis;
 }
 
@@ -500,7 +564,9 @@ export function vmap<A extends unknown[], R>(f: (...args: A) => R, options: Vmap
   return (...args: A): R => {
     const perArg: AxisSpec = Array.isArray(inSpec) ? inSpec : args.map(() => inSpec as AxisSpec);
     if (Array.isArray(inSpec) && inSpec.length !== args.length) {
-      throw new TreeStructureError(`vmap: inAxes has ${inSpec.length} entries for ${args.length} argument(s); give one per argument, or a single axis for all`);
+      throw new TreeStructureError(
+        `vmap: inAxes has ${inSpec.length} entries for ${args.length} argument(s); give one per argument, or a single axis for all`,
+      );
     }
     const [leaves, def] = treeFlatten(args);
     const axes = leafAxes('inAxes', perArg, def, 'arguments');
@@ -515,7 +581,9 @@ export function vmap<A extends unknown[], R>(f: (...args: A) => R, options: Vmap
         size = n;
         sizeFrom = `argument leaf ${i} (${leaf.dtype}${fmtShape(leaf.shape)}, axis ${axis})`;
       } else if (n !== size) {
-        throw new ShapeError(`vmap: mismatched batch sizes: ${sizeFrom} has ${size} but argument leaf ${i} (${leaf.dtype}${fmtShape(leaf.shape)}, axis ${axis}) has ${n}`);
+        throw new ShapeError(
+          `vmap: mismatched batch sizes: ${sizeFrom} has ${size} but argument leaf ${i} (${leaf.dtype}${fmtShape(leaf.shape)}, axis ${axis}) has ${n}`,
+        );
       }
       return axis;
     });
@@ -535,7 +603,10 @@ export function vmap<A extends unknown[], R>(f: (...args: A) => R, options: Vmap
       const [v, d] = trace.unwrap(o);
       const target = targets[i];
       if (target === null) {
-        if (d !== null) throw new ShapeError(`vmap: outAxes is null for output leaf ${i} (${o.dtype}${fmtShape(o.shape)}), but it differs across the batch`);
+        if (d !== null)
+          throw new ShapeError(
+            `vmap: outAxes is null for output leaf ${i} (${o.dtype}${fmtShape(o.shape)}), but it differs across the batch`,
+          );
         return v;
       }
       const to = normalizeBatchAxis(`outAxes for output leaf ${i} (${o.dtype}${fmtShape(o.shape)})`, target, o.ndim + 1);

@@ -8,7 +8,18 @@ export { DatasetError, ChecksumError, IdxFormatError } from './raw/errors.js';
 export { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashion-mnist.js';
 export { rateEncode, latencyEncode, deltaEncode, type LatencyOptions } from './encoders.js';
 
-export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'] as const;
+export const FASHION_MNIST_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+] as const;
 
 export interface ImageDataset {
   /** (n, 28, 28) float32 in [0, 1] (pixels / 255). */
@@ -29,11 +40,15 @@ export interface LoadOptions {
 /** limit is checked before anything is loaded (a bad value used to fail only after 70k images). */
 function checkLimit(fn: string, limit: LoadOptions['limit']): void {
   if (limit === undefined) return;
-  if (limit === null || typeof limit !== 'object') throw new TypeError(`${fn}: option limit must be an object { train?, test? }, got ${String(limit)}`);
+  if (limit === null || typeof limit !== 'object')
+    throw new TypeError(`${fn}: option limit must be an object { train?, test? }, got ${String(limit)}`);
   for (const [split, n] of Object.entries(limit)) {
-    if (split !== 'train' && split !== 'test') throw new TypeError(`${fn}: option limit has an unknown key '${split}'; the keys are train and test`);
+    if (split !== 'train' && split !== 'test')
+      throw new TypeError(`${fn}: option limit has an unknown key '${split}'; the keys are train and test`);
     if (n !== undefined && !(typeof n === 'number' && Number.isInteger(n) && n >= 0)) {
-      throw new RangeError(`${fn}: option limit.${split} must be a non-negative integer (the number of examples to keep), got ${typeof n === 'string' ? JSON.stringify(n) : n}`);
+      throw new RangeError(
+        `${fn}: option limit.${split} must be a non-negative integer (the number of examples to keep), got ${typeof n === 'string' ? JSON.stringify(n) : n}`,
+      );
     }
   }
 }
@@ -41,7 +56,11 @@ function checkLimit(fn: string, limit: LoadOptions['limit']): void {
 function toDataset(split: { images: Uint8Array; labels: Uint8Array; count: number }, limit?: number): ImageDataset {
   const n = Math.min(split.count, limit ?? split.count);
   const raw = split.images.subarray(0, n * 784);
-  return { images: fromTyped(normalizeImages(raw), [n, 28, 28]), labels: fromTyped(Int32Array.from(split.labels.subarray(0, n)), [n], 'int32'), raw };
+  return {
+    images: fromTyped(normalizeImages(raw), [n, 28, 28]),
+    labels: fromTyped(Int32Array.from(split.labels.subarray(0, n)), [n], 'int32'),
+    raw,
+  };
 }
 
 /**
@@ -91,15 +110,22 @@ export function poissonEncode(key: Tensor, x: Tensor, steps: number, options: { 
   if (!(dt > 0)) throw new RangeError(`poissonEncode: dt must be positive, got ${dt}`);
   if (!(maxRate >= 0)) throw new RangeError(`poissonEncode: maxRate must be >= 0 Hz, got ${maxRate}`);
   // One Bernoulli draw per step: at most one spike per step, so rates above 1/dt cannot be met.
-  if (maxRate * dt > 1 + 1e-12) throw new RangeError(`poissonEncode: maxRate * dt = ${maxRate * dt} > 1; at most one spike per step, so maxRate must be <= 1/dt = ${1 / dt} Hz`);
+  if (maxRate * dt > 1 + 1e-12)
+    throw new RangeError(
+      `poissonEncode: maxRate * dt = ${maxRate * dt} > 1; at most one spike per step, so maxRate must be <= 1/dt = ${1 / dt} Hz`,
+    );
   if (x.ndim < 1) throw new RangeError(`poissonEncode: x must have a leading example axis, got shape []`);
   if (x instanceof NDArray) {
     const values = x.toTyped();
     for (let i = 0; i < values.length; i++) {
       const v = Number(values[i]);
       if (!(v >= 0 && v <= 1)) {
-        const rate = Number.isNaN(v) ? 'no rate at all' : `${maxRate * v} Hz (${v < 0 ? 'below 0' : `above the ${maxRate} Hz maxRate; at most 1/dt = ${1 / dt} Hz is possible`})`;
-        throw new RangeError(`poissonEncode: x must hold intensities in [0, 1]; element ${i} (flat) is ${v}, which would ask for ${rate}; scale x (e.g. images / 255) or raise maxRate`);
+        const rate = Number.isNaN(v)
+          ? 'no rate at all'
+          : `${maxRate * v} Hz (${v < 0 ? 'below 0' : `above the ${maxRate} Hz maxRate; at most 1/dt = ${1 / dt} Hz is possible`})`;
+        throw new RangeError(
+          `poissonEncode: x must hold intensities in [0, 1]; element ${i} (flat) is ${v}, which would ask for ${rate}; scale x (e.g. images / 255) or raise maxRate`,
+        );
       }
     }
   }
@@ -124,12 +150,21 @@ export interface Batch {
  *   [params, opt] = step(params, opt, x, y);
  * }
  */
-export function* batches(key: Tensor | null, x: NDArray, y: NDArray | null, batchSize: number, options: { dropRemainder?: boolean } = {}): Generator<Batch> {
-  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new RangeError(`batches: batchSize must be a positive integer, got ${batchSize}`);
+export function* batches(
+  key: Tensor | null,
+  x: NDArray,
+  y: NDArray | null,
+  batchSize: number,
+  options: { dropRemainder?: boolean } = {},
+): Generator<Batch> {
+  if (!Number.isInteger(batchSize) || batchSize <= 0)
+    throw new RangeError(`batches: batchSize must be a positive integer, got ${batchSize}`);
   if (x.ndim < 1) throw new RangeError('batches: x must have a leading example axis, got shape []');
   const n = x.shape[0];
-  if (y !== null && (y.ndim < 1 || y.shape[0] !== n)) throw new RangeError(`batches: x has ${n} examples but y has shape [${y.shape.join(', ')}]`);
-  const order = key === null ? Int32Array.from({ length: n }, (_, i) => i) : (random.permutation(key, n) as NDArray).toTyped() as Int32Array;
+  if (y !== null && (y.ndim < 1 || y.shape[0] !== n))
+    throw new RangeError(`batches: x has ${n} examples but y has shape [${y.shape.join(', ')}]`);
+  const order =
+    key === null ? Int32Array.from({ length: n }, (_, i) => i) : ((random.permutation(key, n) as NDArray).toTyped() as Int32Array);
   const end = options.dropRemainder ? n - (n % batchSize) : n;
   for (let start = 0; start < end; start += batchSize) {
     const index = order.subarray(start, Math.min(end, start + batchSize));

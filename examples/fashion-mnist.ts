@@ -29,7 +29,7 @@ console.log(`Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${te
 const classNames = [...FASHION_MNIST_CLASSES];
 
 // [2] the 5x5 grid of training samples
-await writeFigure(join(outDir, "samples"), await sampleGridFigure({ images: train.raw, labels: train.labels.toTyped(), classNames }));
+await writeFigure(join(outDir, 'samples'), await sampleGridFigure({ images: train.raw, labels: train.labels.toTyped(), classNames }));
 
 const compileOptions = (key: number) => ({
   optimizer: nn.adam(),
@@ -51,7 +51,11 @@ function trainModel(label: string, model: nn.Layer, x: NDArray, xTest: NDArray, 
   console.log(`\n=== ${label}\n${nn.summary(model, inputShape)}`);
   const init = model.init(random.key(seed + 1000 * seedOffset), inputShape);
   const trained = nn.fit(model, init, x, train.labels, compileOptions(seed + 100 + 1000 * seedOffset));
-  const logs = nn.evaluate(model, trained, xTest, test.labels, { loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }), metrics: [nn.accuracy], verbose: 2 });
+  const logs = nn.evaluate(model, trained, xTest, test.labels, {
+    loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }),
+    metrics: [nn.accuracy],
+    verbose: 2,
+  });
   console.log(`\nTest accuracy: ${logs.accuracy}`);
   return trained;
 }
@@ -84,7 +88,10 @@ async function checkOutput(label: string, model: nn.Layer, vars: nn.Variables, x
 if (selected.has(1)) {
   const dense = nn.sequential([nn.flatten(), nn.dense(128, { activation: 'relu' }), nn.dense(10)]);
   const denseVars = trainModel('non-spiking', dense, train.images, test.images, [28, 28], 0);
-  const denseAcc = nn.evaluate(dense, denseVars, test.images, test.labels, { loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }), metrics: [nn.accuracy] }).accuracy;
+  const denseAcc = nn.evaluate(dense, denseVars, test.images, test.labels, {
+    loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }),
+    metrics: [nn.accuracy],
+  }).accuracy;
   rows.push({ model: 'non-spiking', accuracy: denseAcc });
 }
 
@@ -93,7 +100,13 @@ const trainSequences = tileTime(train.images, nSteps);
 const testSequences = tileTime(test.images, nSteps);
 
 const spikingModel = (options: spiking.SpikingActivationOptions, head: nn.Layer[] = [nn.globalAveragePooling1d()]): nn.Layer =>
-  nn.sequential([nn.reshape([-1, 28 * 28]), nn.timeDistributed(nn.dense(128)), spiking.spikingActivation('relu', options), ...head, nn.dense(10)]);
+  nn.sequential([
+    nn.reshape([-1, 28 * 28]),
+    nn.timeDistributed(nn.dense(128)),
+    spiking.spikingActivation('relu', options),
+    ...head,
+    nn.dense(10),
+  ]);
 
 // [5]-[10] spiking model without spiking-aware training, evaluated at several dt
 if (selected.has(2)) {
@@ -114,7 +127,11 @@ if (selected.has(3)) {
 
 // [13]-[14] with a rate regularizer towards 10-20 Hz
 if (selected.has(4)) {
-  const m4 = spikingModel({ dt: 0.01, spikingAwareTraining: true, activityRegularizer: spiking.regularizers.l2({ l2: 1e-4, target: [10, 20] }) });
+  const m4 = spikingModel({
+    dt: 0.01,
+    spikingAwareTraining: true,
+    activityRegularizer: spiking.regularizers.l2({ l2: 1e-4, target: [10, 20] }),
+  });
   const v4 = trainModel('spiking-aware + L2(1e-4, target (10, 20))', m4, trainSequences, testSequences, [null, 28, 28], 3);
   await checkOutput('regularized', m4, v4, testSequences);
 }
@@ -131,12 +148,18 @@ const wallS = (Date.now() - t0) / 1000;
 const table = [
   '| # | model | test accuracy | spike rate min / mean / max (Hz) |',
   '|---|---|---|---|',
-  ...rows.map((r, i) => `| ${selected.size === 5 ? i + 1 : '-'} | ${r.model} | ${(100 * r.accuracy).toFixed(2)}% | ${r.rate ? `${r.rate.min.toFixed(2)} / ${r.rate.mean.toFixed(2)} / ${r.rate.max.toFixed(2)}` : '-'} |`),
+  ...rows.map(
+    (r, i) =>
+      `| ${selected.size === 5 ? i + 1 : '-'} | ${r.model} | ${(100 * r.accuracy).toFixed(2)}% | ${r.rate ? `${r.rate.min.toFixed(2)} / ${r.rate.mean.toFixed(2)} / ${r.rate.max.toFixed(2)}` : '-'} |`,
+  ),
 ].join('\n');
 console.log(`\n${table}\n\nwall time ${wallS.toFixed(0)} s, epochs ${epochs}${quick ? ' (quick)' : ''}`);
 const atomic = (path: string, text: string): void => {
   writeFileSync(`${path}.tmp`, text);
   renameSync(`${path}.tmp`, path);
 };
-atomic(join(outDir, 'results.json'), JSON.stringify({ epochs, quick, seedOffset, models: [...selected], wallSeconds: wallS, rows }, null, 2));
+atomic(
+  join(outDir, 'results.json'),
+  JSON.stringify({ epochs, quick, seedOffset, models: [...selected], wallSeconds: wallS, rows }, null, 2),
+);
 atomic(join(outDir, 'results.md'), `${table}\n`);

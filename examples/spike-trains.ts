@@ -27,7 +27,9 @@ if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`--steps must be
 
 const t0 = Date.now();
 const { train, test, source } = await loadFashionMnist({ limit: quick ? { train: 1024, test: 256 } : undefined });
-console.log(`Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${steps} steps of ${dt * 1000} ms`);
+console.log(
+  `Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${steps} steps of ${dt * 1000} ms`,
+);
 
 // Images (n, 28, 28) -> spike trains (n, steps, 28, 28), fresh for every call. poissonEncode's
 // spikes have height 1/dt (their mean over time is the rate); scaled by dt they are 0/1 events,
@@ -59,21 +61,39 @@ const trained = nn.fit(model, init, train.images, train.labels, {
   batchSize: 32,
   key: random.key(1),
 });
-const logs = nn.evaluate(model, trained, test.images, test.labels, { loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }), metrics: [nn.accuracy], key: random.key(2), verbose: 0 });
+const logs = nn.evaluate(model, trained, test.images, test.labels, {
+  loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }),
+  metrics: [nn.accuracy],
+  key: random.key(2),
+  verbose: 0,
+});
 console.log(`\nTest accuracy on fresh spike trains: ${(100 * logs.accuracy).toFixed(2)}%`);
 
 // The network alone, on one fixed draw of test spike trains: rates and energy.
 const examples = Math.min(200, test.labels.shape[0]);
 const spikes = encode(random.key(3), slice(test.images, [0], [examples])) as NDArray;
-const networkVars = { params: (trained.params as Record<string, nn.Variables['params']>).network, state: (trained.state as Record<string, nn.Variables['state']>).network };
-const stats = spiking.spikeStats(network, networkVars, spikes, { labels: slice(test.labels, [0], [examples]) as NDArray, key: random.key(4) });
-console.log(`Hidden spike rate per neuron (Hz): min=${stats.rateHz.min.toFixed(2)} mean=${stats.rateHz.mean.toFixed(2)} max=${stats.rateHz.max.toFixed(2)} (target band 10-30)`);
+const networkVars = {
+  params: (trained.params as Record<string, nn.Variables['params']>).network,
+  state: (trained.state as Record<string, nn.Variables['state']>).network,
+};
+const stats = spiking.spikeStats(network, networkVars, spikes, {
+  labels: slice(test.labels, [0], [examples]) as NDArray,
+  key: random.key(4),
+});
+console.log(
+  `Hidden spike rate per neuron (Hz): min=${stats.rateHz.min.toFixed(2)} mean=${stats.rateHz.mean.toFixed(2)} max=${stats.rateHz.max.toFixed(2)} (target band 10-30)`,
+);
 // The energy model reads each layer's input rate in Hz, i.e. spikes of height 1/dt (KerasSpiking's
 // convention), while this network consumes 0/1 events. The hidden Dense is linear, so the same
 // network with its kernel scaled by dt, fed spikes of height 1/dt, has exactly the same activity.
 const params = networkVars.params as Record<string, Record<string, Tensor>>;
 const hzParams = { ...params, hidden: { ...params.hidden, kernel: mul(params.hidden.kernel, dt) } };
-const energy = spiking.modelEnergy(network, { params: hzParams, state: networkVars.state }, [steps, 28, 28], mul(spikes, 1 / dt) as NDArray);
+const energy = spiking.modelEnergy(
+  network,
+  { params: hzParams, state: networkVars.state },
+  [steps, 28, 28],
+  mul(spikes, 1 / dt) as NDArray,
+);
 console.log(`\nEstimated energy per inference (${steps} steps):\n${energy.summary(['cpu', 'loihi'])}`);
 const ratio = energy.energy('cpu').total / energy.energy('loihi').total;
 console.log(`\nloihi uses ${ratio.toFixed(1)}x less energy than the cpu for this network at these rates.`);

@@ -37,7 +37,9 @@ const t0 = Date.now();
 const trainLimit = Number(flag('--train') ?? (quick ? 512 : 60000));
 const testLimit = Number(flag('--test') ?? (quick ? 256 : 10000));
 const { train, test, source } = await loadFashionMnist({ limit: { train: trainLimit, test: testLimit } });
-console.log(`Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${nSteps} steps of ${dt * 1000} ms`);
+console.log(
+  `Fashion-MNIST from ${source}: ${train.labels.shape[0]} train / ${test.labels.shape[0]} test images, ${nSteps} steps of ${dt * 1000} ms`,
+);
 
 // (n, 28, 28) -> (n, 28, 28, 1) -> (n, steps, 28, 28, 1), a stride-0 view: no copy.
 const sequences = (images: NDArray): NDArray => tileTime(reshape(images, [images.shape[0], 28, 28, 1]) as NDArray, nSteps);
@@ -92,9 +94,18 @@ const probeX = slice(testSequences, [0], [examples]) as NDArray;
 const probeLabels = slice(test.labels, [0], [examples]) as NDArray;
 const stats1 = spiking.spikeStats(model, trained, probeX, { labels: probeLabels });
 const upToPool1 = nn.mapLayers(model, (l) => (model.children!.indexOf(l) <= 4 ? l : null));
-const pooled1 = nn.predict(upToPool1, { params: nn.selectLayers(upToPool1, trained.params), state: nn.selectLayers(upToPool1, trained.state) }, probeX);
+const pooled1 = nn.predict(
+  upToPool1,
+  { params: nn.selectLayers(upToPool1, trained.params), state: nn.selectLayers(upToPool1, trained.state) },
+  probeX,
+);
 const rest = nn.mapLayers(model, (l) => (model.children!.indexOf(l) > 4 ? l : null));
-const stats2 = spiking.spikeStats(rest, { params: nn.selectLayers(rest, trained.params), state: nn.selectLayers(rest, trained.state) }, pooled1, { labels: probeLabels });
+const stats2 = spiking.spikeStats(
+  rest,
+  { params: nn.selectLayers(rest, trained.params), state: nn.selectLayers(rest, trained.state) },
+  pooled1,
+  { labels: probeLabels },
+);
 const fmtRate = (r: spiking.SpikeStats['rateHz']): string => `min=${r.min.toFixed(2)} mean=${r.mean.toFixed(2)} max=${r.max.toFixed(2)}`;
 console.log(`Spike rate per neuron (Hz), spikes1: ${fmtRate(stats1.rateHz)}`);
 console.log(`Spike rate per neuron (Hz), spikes2: ${fmtRate(stats2.rateHz)}`);
@@ -105,7 +116,10 @@ console.log(`Spike rate per neuron (Hz), spikes2: ${fmtRate(stats2.rateHz)}`);
 const params = trained.params as Record<string, Record<string, Tensor>>;
 const byGain = (name: string): Record<string, Tensor> => ({ ...params[name], kernel: mul(params[name].kernel, 1 / gain) });
 const spikeFed = nn.mapLayers(model, (l) => (l.name.startsWith('ungain') ? null : l));
-const energyVars = { params: nn.selectLayers(spikeFed, { ...params, conv2: byGain('conv2'), readout: byGain('readout') }), state: nn.selectLayers(spikeFed, trained.state) };
+const energyVars = {
+  params: nn.selectLayers(spikeFed, { ...params, conv2: byGain('conv2'), readout: byGain('readout') }),
+  state: nn.selectLayers(spikeFed, trained.state),
+};
 const energy = spiking.modelEnergy(spikeFed, energyVars, inputShape, slice(testSequences, [0], [Math.min(100, examples)]) as NDArray);
 console.log(`\nEstimated energy per inference (${nSteps} steps):\n${energy.summary(['cpu', 'loihi'])}`);
 const cpuJ = energy.energy('cpu').total;

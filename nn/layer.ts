@@ -91,7 +91,9 @@ export function resetLayerNames(): void {
 export function checkInputShape(layer: string, expected: LayerShape, actual: readonly number[]): void {
   const ok = expected.length === actual.length - 1 && expected.every((d, i) => d === null || d === actual[i + 1]);
   if (!ok) {
-    throw new ShapeError(`${layer}: expected input shape [batch, ${expected.map((d) => d ?? 'None').join(', ')}], got [${actual.join(', ')}]`);
+    throw new ShapeError(
+      `${layer}: expected input shape [batch, ${expected.map((d) => d ?? 'None').join(', ')}], got [${actual.join(', ')}]`,
+    );
   }
 }
 

@@ -48,11 +48,16 @@ export function dense(units: number, options: DenseOptions = {}): Layer<DensePar
     energy(inShape, outShape) {
       const inputs = inShape[inShape.length - 1] as number;
       const outputSize = outShape.reduce<number>((a, d) => a * (d ?? 1), 1);
-      return { connections: (outputSize / units) * inputs * units, neurons: activationName(options.activation) === 'linear' ? 0 : outputSize, spiking: false };
+      return {
+        connections: (outputSize / units) * inputs * units,
+        neurons: activationName(options.activation) === 'linear' ? 0 : outputSize,
+        spiking: false,
+      };
     },
     init(key, inputShape) {
       const last = inputShape[inputShape.length - 1];
-      if (last === null || last === undefined) throw new ShapeError(`dense '${name}': the last input axis must be known, got ${JSON.stringify(inputShape)}`);
+      if (last === null || last === undefined)
+        throw new ShapeError(`dense '${name}': the last input axis must be known, got ${JSON.stringify(inputShape)}`);
       const [k1, k2] = random.split(key);
       const params: Record<string, Tensor> = { kernel: kernelInit(k1, [last, units]) };
       if (useBias) params.bias = biasInit(k2, [units]);
@@ -60,7 +65,8 @@ export function dense(units: number, options: DenseOptions = {}): Layer<DensePar
     },
     apply(params, x, _ctx, state) {
       const k = params.kernel;
-      if (x.shape[x.ndim - 1] !== k.shape[0]) throw new ShapeError(`dense '${name}': expected input with last axis ${k.shape[0]}, got shape [${x.shape.join(', ')}]`);
+      if (x.shape[x.ndim - 1] !== k.shape[0])
+        throw new ShapeError(`dense '${name}': expected input with last axis ${k.shape[0]}, got shape [${x.shape.join(', ')}]`);
       let y = matmul(x, k);
       if (useBias) y = add(y, params.bias);
       y = act(y);
@@ -72,7 +78,10 @@ export function dense(units: number, options: DenseOptions = {}): Layer<DensePar
 }
 
 /** An activation as a layer of its own. */
-export function activation(fn: ActivationName | ActivationFn, options: { name?: string; activityRegularizer?: Regularizer } = {}): Layer<Record<string, never>, Record<string, never>> {
+export function activation(
+  fn: ActivationName | ActivationFn,
+  options: { name?: string; activityRegularizer?: Regularizer } = {},
+): Layer<Record<string, never>, Record<string, never>> {
   const name = uniqueName('activation', options.name);
   const f = resolveActivation(fn, `activation '${name}'`);
   return {
@@ -94,9 +103,11 @@ function resolveTarget(layer: string, target: readonly number[], inputShape: Lay
   const known = inputShape.every((d) => d !== null);
   const size = known ? (inputShape as number[]).reduce((a, c) => a * c, 1) : null;
   const fixed = target.filter((d) => d !== -1).reduce((a, c) => a * c, 1);
-  if (target.filter((d) => d === -1).length > 1) throw new ShapeError(`${layer}: at most one -1 in the target shape ${JSON.stringify(target)}`);
+  if (target.filter((d) => d === -1).length > 1)
+    throw new ShapeError(`${layer}: at most one -1 in the target shape ${JSON.stringify(target)}`);
   if (!target.includes(-1)) {
-    if (size !== null && size !== fixed) throw new ShapeError(`${layer}: cannot reshape (None, ${inputShape.join(', ')}) to (None, ${target.join(', ')})`);
+    if (size !== null && size !== fixed)
+      throw new ShapeError(`${layer}: cannot reshape (None, ${inputShape.join(', ')}) to (None, ${target.join(', ')})`);
     return target;
   }
   if (size === null) return target.map((d) => (d === -1 ? null : d));
@@ -108,7 +119,10 @@ function resolveTarget(layer: string, target: readonly number[], inputShape: Lay
  * Reshapes each example (the batch axis is kept); one -1 is inferred, also for a free time axis:
  * `reshape([-1, 784])` on (None, None, 28, 28) gives (None, None, 784).
  */
-export function reshape(targetShape: readonly number[], options: { name?: string } = {}): Layer<Record<string, never>, Record<string, never>> {
+export function reshape(
+  targetShape: readonly number[],
+  options: { name?: string } = {},
+): Layer<Record<string, never>, Record<string, never>> {
   const name = uniqueName('reshape', options.name);
   return {
     kind: 'Reshape',
@@ -119,7 +133,9 @@ export function reshape(targetShape: readonly number[], options: { name?: string
       const perExample = x.size / Math.max(1, x.shape[0]);
       const fixed = targetShape.filter((d) => d !== -1).reduce((a, c) => a * c, 1);
       if (targetShape.includes(-1) ? perExample % fixed !== 0 : perExample !== fixed) {
-        throw new ShapeError(`reshape '${name}': cannot reshape input of shape [${x.shape.join(', ')}] to [batch, ${targetShape.join(', ')}]`);
+        throw new ShapeError(
+          `reshape '${name}': cannot reshape input of shape [${x.shape.join(', ')}] to [batch, ${targetShape.join(', ')}]`,
+        );
       }
       return { y: reshapeOp(x, [x.shape[0], ...targetShape]), state, losses: [] };
     },
@@ -135,7 +151,8 @@ export function flatten(options: { name?: string } = {}): Layer<Record<string, n
     name,
     config: {},
     init: (_key, inputShape) => {
-      if (inputShape.some((d) => d === null)) throw new ShapeError(`flatten '${name}': all input axes must be known, got ${JSON.stringify(inputShape)}`);
+      if (inputShape.some((d) => d === null))
+        throw new ShapeError(`flatten '${name}': all input axes must be known, got ${JSON.stringify(inputShape)}`);
       return { params: {}, state: {}, outputShape: [(inputShape as number[]).reduce((a, c) => a * c, 1)] };
     },
     apply: (params, x, _ctx, state) => ({ y: reshapeOp(x, [x.shape[0], -1]), state, losses: [] }),
@@ -151,7 +168,8 @@ export function globalAveragePooling1d(options: { name?: string } = {}): Layer<R
     name,
     config: {},
     init: (_key, inputShape) => {
-      if (inputShape.length < 2) throw new ShapeError(`globalAveragePooling1d '${name}': expected (batch, time, features), got (None, ${inputShape.join(', ')})`);
+      if (inputShape.length < 2)
+        throw new ShapeError(`globalAveragePooling1d '${name}': expected (batch, time, features), got (None, ${inputShape.join(', ')})`);
       return { params: {}, state: {}, outputShape: inputShape.slice(1) };
     },
     apply: (params, x, _ctx, state) => ({ y: mean(x, 1), state, losses: [] }),
@@ -170,7 +188,8 @@ export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, 
     childStates: 'shared',
     energy: inner.energy ? (inShape, outShape) => inner.energy!(inShape.slice(1), outShape.slice(1)) : undefined,
     init(key, inputShape) {
-      if (inputShape.length < 2) throw new ShapeError(`timeDistributed '${name}': expected (batch, time, ...), got (None, ${inputShape.join(', ')})`);
+      if (inputShape.length < 2)
+        throw new ShapeError(`timeDistributed '${name}': expected (batch, time, ...), got (None, ${inputShape.join(', ')})`);
       const r = inner.init(key, inputShape.slice(1));
       return { params: r.params, state: r.state, outputShape: [inputShape[0], ...r.outputShape] };
     },
@@ -201,13 +220,20 @@ export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, 
  * @example
  * const encode = lambda((x, { key }) => poissonEncode(key!, x, 20), { outputShape: (s) => [s[0], 20, ...s.slice(1)] });
  */
-export function lambda(fn: (x: Tensor, ctx: ApplyContext) => Tensor, options: { name?: string; outputShape?: (inputShape: LayerShape) => LayerShape } = {}): Layer<Record<string, never>, Record<string, never>> {
+export function lambda(
+  fn: (x: Tensor, ctx: ApplyContext) => Tensor,
+  options: { name?: string; outputShape?: (inputShape: LayerShape) => LayerShape } = {},
+): Layer<Record<string, never>, Record<string, never>> {
   const name = uniqueName('lambda', options.name);
   return {
     kind: 'Lambda',
     name,
     config: {},
-    init: (_key, inputShape) => ({ params: {}, state: {}, outputShape: options.outputShape ? options.outputShape(inputShape) : inputShape }),
+    init: (_key, inputShape) => ({
+      params: {},
+      state: {},
+      outputShape: options.outputShape ? options.outputShape(inputShape) : inputShape,
+    }),
     apply: (params, x, ctx, state) => ({ y: fn(x, ctx), state, losses: [] }),
     with: () => lambda(fn, { ...options, name }),
   };
@@ -253,7 +279,8 @@ export function sequential(layers: readonly Layer[], options: { name?: string } 
       const newState: SequentialParams = {};
       const losses: Tensor[] = [];
       layers.forEach((l, i) => {
-        if (!(l.name in params)) throw new RangeError(`sequential '${name}': no parameters for layer '${l.name}' (params have ${Object.keys(params).join(', ')})`);
+        if (!(l.name in params))
+          throw new RangeError(`sequential '${name}': no parameters for layer '${l.name}' (params have ${Object.keys(params).join(', ')})`);
         const sub: ApplyContext = ctx.key ? { ...ctx, key: random.foldIn(ctx.key, i) } : ctx;
         const r: ApplyResult = l.apply(params[l.name], y, sub, state[l.name]);
         y = r.y;

@@ -1,5 +1,28 @@
 /** Losses and metrics over (yTrue, yPred) batches; each returns a scalar (mean over the batch). */
-import { argmax, cast, div, equal, floor, fmtShapeOf, greaterEqual, less, log, logSoftmax, maximum, mean, minimum, mul, neg, oneHot, square, sub, sum, ShapeError, where, type Tensor } from './core-ext.js';
+import {
+  argmax,
+  cast,
+  div,
+  equal,
+  floor,
+  fmtShapeOf,
+  greaterEqual,
+  less,
+  log,
+  logSoftmax,
+  maximum,
+  mean,
+  minimum,
+  mul,
+  neg,
+  oneHot,
+  square,
+  sub,
+  sum,
+  ShapeError,
+  where,
+  type Tensor,
+} from './core-ext.js';
 
 /**
  * A loss over (yTrue, yPred). `integerLabels` marks losses whose yTrue holds class indices into
@@ -45,7 +68,9 @@ export function sparseCategoricalCrossentropy(options: { fromLogits?: boolean } 
     const classes = yPred.shape[yPred.ndim - 1];
     const labels = yTrue.ndim === yPred.ndim ? yTrue.reshape(yTrue.shape.slice(0, -1)) : yTrue;
     if (labels.ndim !== yPred.ndim - 1 || labels.shape.some((d, i) => d !== yPred.shape[i])) {
-      throw new ShapeError(`sparseCategoricalCrossentropy: labels of shape ${fmtShapeOf(yTrue)} do not match predictions ${fmtShapeOf(yPred)}`);
+      throw new ShapeError(
+        `sparseCategoricalCrossentropy: labels of shape ${fmtShapeOf(yTrue)} do not match predictions ${fmtShapeOf(yPred)}`,
+      );
     }
     const logp = fromLogits ? logSoftmax(yPred, -1) : log(clipProbs(yPred));
     const perExample = sum(mul(oneHot(labels, classes, yPred.dtype), logp), -1);
@@ -95,4 +120,6 @@ export const sparseCategoricalAccuracy: MetricFn = metric('accuracy', (yTrue, yP
 });
 /** Keras's "accuracy" for integer labels. */
 export const accuracy = sparseCategoricalAccuracy;
-export const categoricalAccuracy: MetricFn = metric('categorical_accuracy', (yTrue, yPred) => mean(cast(equal(argmax(yPred, -1), argmax(yTrue, -1)), 'float32')));
+export const categoricalAccuracy: MetricFn = metric('categorical_accuracy', (yTrue, yPred) =>
+  mean(cast(equal(argmax(yPred, -1), argmax(yTrue, -1)), 'float32')),
+);

@@ -2,7 +2,28 @@
  * Optimizers as pure { init, update } pairs (Optax's design), composed with `chain`.
  * `update(grads, state, params)` returns [updates, newState]; `applyUpdates` adds them.
  */
-import { add, cast, floor, neg, div, mul, pow, scalar, sqrt, sub, treeMap, treeZipMap, where, lessEqual, zeros, zerosLike, NDArray, type Tensor, type Tree, type TensorLike } from '../core/index.js';
+import {
+  add,
+  cast,
+  floor,
+  neg,
+  div,
+  mul,
+  pow,
+  scalar,
+  sqrt,
+  sub,
+  treeMap,
+  treeZipMap,
+  where,
+  lessEqual,
+  zeros,
+  zerosLike,
+  NDArray,
+  type Tensor,
+  type Tree,
+  type TensorLike,
+} from '../core/index.js';
 
 export interface GradientTransformation<S extends Tree = Tree> {
   init(params: Tree): S;
@@ -119,14 +140,22 @@ export function traceMomentum(momentum: number, nesterov = false): GradientTrans
 }
 
 /** Stochastic gradient descent, optionally with (Nesterov) momentum. */
-export function sgd(learningRate: Schedule = 0.01, options: { momentum?: number; nesterov?: boolean } = {}): GradientTransformation<Tree[]> {
+export function sgd(
+  learningRate: Schedule = 0.01,
+  options: { momentum?: number; nesterov?: boolean } = {},
+): GradientTransformation<Tree[]> {
   const m = options.momentum ?? 0;
-  return m > 0 ? chain(traceMomentum(m, options.nesterov ?? false), scaleByLearningRate(learningRate)) : chain(scaleByLearningRate(learningRate));
+  return m > 0
+    ? chain(traceMomentum(m, options.nesterov ?? false), scaleByLearningRate(learningRate))
+    : chain(scaleByLearningRate(learningRate));
 }
 
 /** lr = values[i] for boundaries[i-1] < step <= boundaries[i] (Keras's PiecewiseConstantDecay). */
 export function piecewiseConstant(boundaries: readonly number[], values: readonly number[]): (step: Tensor) => Tensor {
-  if (values.length !== boundaries.length + 1) throw new RangeError(`piecewiseConstant: needs ${boundaries.length + 1} values for ${boundaries.length} boundaries, got ${values.length}`);
+  if (values.length !== boundaries.length + 1)
+    throw new RangeError(
+      `piecewiseConstant: needs ${boundaries.length + 1} values for ${boundaries.length} boundaries, got ${values.length}`,
+    );
   return (step) => {
     let out: Tensor = cast(zerosLike(step), 'float32').add(values[values.length - 1]);
     for (let i = boundaries.length - 1; i >= 0; i--) out = where(lessEqual(step, boundaries[i]), values[i], out);
@@ -135,11 +164,15 @@ export function piecewiseConstant(boundaries: readonly number[], values: readonl
 }
 
 /** lr = initial * rate^(step / decaySteps), floored exponent when staircase. */
-export function exponentialDecay(initial: number, decaySteps: number, decayRate: number, options: { staircase?: boolean } = {}): (step: Tensor) => Tensor {
+export function exponentialDecay(
+  initial: number,
+  decaySteps: number,
+  decayRate: number,
+  options: { staircase?: boolean } = {},
+): (step: Tensor) => Tensor {
   return (step) => {
     let e = div(step, decaySteps);
     if (options.staircase) e = floor(e);
     return mul(pow(scalar(decayRate), e), initial);
   };
 }
-

@@ -55,7 +55,8 @@ export class SafetensorsError extends Error {
  */
 function nodeModule<T>(id: string, fn: string): T {
   const m = nodeBuiltin<T>(id);
-  if (m === undefined) throw new SafetensorsError(`${fn}: needs Node's ${id} (file access); without it, use tensorsToBytes / tensorsFromBytes`);
+  if (m === undefined)
+    throw new SafetensorsError(`${fn}: needs Node's ${id} (file access); without it, use tensorsToBytes / tensorsFromBytes`);
   return m;
 }
 const fs = (fn: string) => nodeModule<typeof FsModule>('node:fs', fn);
@@ -208,15 +209,24 @@ export function tensorsToBytes(tree: Tree, metadata?: Readonly<Record<string, st
   }
   const { stored, names } = nameLeaves(def);
   const dup = duplicates(names);
-  if (dup.length > 0) throw new SafetensorsError(`tensorsToBytes: several leaves get the same name: ${listNames(dup)} (object keys containing '.' clash with nested paths)`);
-  if (names.includes('__metadata__')) throw new SafetensorsError(`tensorsToBytes: a leaf is named "__metadata__", which safetensors reserves`);
+  if (dup.length > 0)
+    throw new SafetensorsError(
+      `tensorsToBytes: several leaves get the same name: ${listNames(dup)} (object keys containing '.' clash with nested paths)`,
+    );
+  if (names.includes('__metadata__'))
+    throw new SafetensorsError(`tensorsToBytes: a leaf is named "__metadata__", which safetensors reserves`);
 
   const meta: Record<string, string> = {};
   if (metadata !== undefined) {
-    if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) throw new SafetensorsError(`tensorsToBytes: metadata must be an object of strings, got ${describe(metadata)}`);
+    if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
+      throw new SafetensorsError(`tensorsToBytes: metadata must be an object of strings, got ${describe(metadata)}`);
     for (const [k, v] of Object.entries(metadata)) {
-      if (k === TREE_METADATA_KEY) throw new SafetensorsError(`tensorsToBytes: metadata key "${TREE_METADATA_KEY}" is reserved for the record's structure`);
-      if (typeof v !== 'string') throw new SafetensorsError(`tensorsToBytes: metadata value for "${k}" must be a string (safetensors stores string to string), got ${describe(v)}`);
+      if (k === TREE_METADATA_KEY)
+        throw new SafetensorsError(`tensorsToBytes: metadata key "${TREE_METADATA_KEY}" is reserved for the record's structure`);
+      if (typeof v !== 'string')
+        throw new SafetensorsError(
+          `tensorsToBytes: metadata value for "${k}" must be a string (safetensors stores string to string), got ${describe(v)}`,
+        );
       meta[k] = v;
     }
   }
@@ -229,7 +239,10 @@ export function tensorsToBytes(tree: Tree, metadata?: Readonly<Record<string, st
   let offset = 0;
   leaves.forEach((leaf, i) => {
     const code = CODE_OF[leaf.dtype];
-    if (code === undefined) throw new SafetensorsError(`tensorsToBytes: leaf ${JSON.stringify(names[i])} has dtype ${String(leaf.dtype)}; expected one of ${Object.keys(CODE_OF).join(', ')}`);
+    if (code === undefined)
+      throw new SafetensorsError(
+        `tensorsToBytes: leaf ${JSON.stringify(names[i])} has dtype ${String(leaf.dtype)}; expected one of ${Object.keys(CODE_OF).join(', ')}`,
+      );
     const shape = leaf.shape.slice();
     const nbytes = leaf.size * ITEMSIZE[code];
     codes.push(code);
@@ -251,7 +264,9 @@ export function tensorsToBytes(tree: Tree, metadata?: Readonly<Record<string, st
     try {
       values = leaf.toTyped();
     } catch (e) {
-      throw new SafetensorsError(`tensorsToBytes: cannot read the values of leaf ${JSON.stringify(names[i])}: ${(e as Error).message}`, { cause: e });
+      throw new SafetensorsError(`tensorsToBytes: cannot read the values of leaf ${JSON.stringify(names[i])}: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     if (!(values instanceof CONSTRUCTOR[code]) || values.length !== leaf.size) {
       throw new SafetensorsError(
@@ -282,17 +297,18 @@ let ioChunkBytes = DEFAULT_IO_CHUNK_BYTES;
 
 /** Internal (tests): the size of one read or write; undefined restores the default (1 GiB). */
 export function setSafetensorsIoChunkBytes(bytes: number | undefined): void {
-  if (bytes !== undefined && !(Number.isInteger(bytes) && bytes >= 1)) throw new RangeError(`setSafetensorsIoChunkBytes: expected a positive integer, got ${bytes}`);
+  if (bytes !== undefined && !(Number.isInteger(bytes) && bytes >= 1))
+    throw new RangeError(`setSafetensorsIoChunkBytes: expected a positive integer, got ${bytes}`);
   ioChunkBytes = bytes ?? DEFAULT_IO_CHUNK_BYTES;
 }
 
 function writeAllSync(fd: number, bytes: Uint8Array, fn: string): void {
   const { writeSync } = fs(fn);
-  for (let pos = 0; pos < bytes.length; ) pos += writeSync(fd, bytes, pos, Math.min(ioChunkBytes, bytes.length - pos));
+  for (let pos = 0; pos < bytes.length;) pos += writeSync(fd, bytes, pos, Math.min(ioChunkBytes, bytes.length - pos));
 }
 
 async function writeAll(fh: FsPromisesModule.FileHandle, bytes: Uint8Array): Promise<void> {
-  for (let pos = 0; pos < bytes.length; ) pos += (await fh.write(bytes, pos, Math.min(ioChunkBytes, bytes.length - pos))).bytesWritten;
+  for (let pos = 0; pos < bytes.length;) pos += (await fh.write(bytes, pos, Math.min(ioChunkBytes, bytes.length - pos))).bytesWritten;
 }
 
 /** A buffer for a whole file, or an error naming the size when the engine cannot make one. */
@@ -300,7 +316,10 @@ function fileBuffer(size: number, path: string): Uint8Array {
   try {
     return new Uint8Array(size);
   } catch (e) {
-    throw new SafetensorsError(`${path}: the file is ${size} bytes, more than this JavaScript engine can hold in one array (${(e as Error).message})`, { cause: e });
+    throw new SafetensorsError(
+      `${path}: the file is ${size} bytes, more than this JavaScript engine can hold in one array (${(e as Error).message})`,
+      { cause: e },
+    );
   }
 }
 
@@ -310,7 +329,7 @@ function readAllSync(path: string, fn: string): Uint8Array {
   try {
     const size = fstatSync(fd).size;
     const out = fileBuffer(size, path);
-    for (let pos = 0; pos < size; ) {
+    for (let pos = 0; pos < size;) {
       const n = readSync(fd, out, pos, Math.min(ioChunkBytes, size - pos), pos);
       if (n === 0) throw new SafetensorsError(`${path}: the file shrank to ${pos} bytes while being read (it was ${size})`);
       pos += n;
@@ -326,7 +345,7 @@ async function readAll(path: string, fn: string): Promise<Uint8Array> {
   try {
     const size = (await fh.stat()).size;
     const out = fileBuffer(size, path);
-    for (let pos = 0; pos < size; ) {
+    for (let pos = 0; pos < size;) {
       const { bytesRead } = await fh.read(out, pos, Math.min(ioChunkBytes, size - pos), pos);
       if (bytesRead === 0) throw new SafetensorsError(`${path}: the file shrank to ${pos} bytes while being read (it was ${size})`);
       pos += bytesRead;
@@ -409,7 +428,8 @@ async function removeStaleTempFiles(path: string, fn: string): Promise<void> {
 }
 
 function saveError(op: string, path: string, e: unknown): SafetensorsError {
-  if (e instanceof SafetensorsError) return new SafetensorsError(`${op}: ${path}: ${e.message.replace(/^tensorsToBytes: /, '')}`, { cause: e });
+  if (e instanceof SafetensorsError)
+    return new SafetensorsError(`${op}: ${path}: ${e.message.replace(/^tensorsToBytes: /, '')}`, { cause: e });
   return new SafetensorsError(`${op}: could not write ${path}: ${(e as Error).message}`, { cause: e });
 }
 
@@ -545,7 +565,10 @@ function parse(bytes: Uint8Array, file: string): Parsed {
   if (bytes.length < 8) fail(`file is ${bytes.length} bytes; expected at least 8 (the little-endian u64 header length)`);
   const n64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
   const after = bytes.length - 8;
-  if (n64 > BigInt(after)) fail(`header length is ${n64} bytes, but only ${after} bytes follow the 8-byte length prefix (file of ${bytes.length} bytes truncated, or not a safetensors file)`);
+  if (n64 > BigInt(after))
+    fail(
+      `header length is ${n64} bytes, but only ${after} bytes follow the 8-byte length prefix (file of ${bytes.length} bytes truncated, or not a safetensors file)`,
+    );
   const n = Number(n64);
   if (n > MAX_HEADER_BYTES) fail(`header length is ${n} bytes; expected at most ${MAX_HEADER_BYTES}`);
   if (n < 2) fail(`header length is ${n} bytes; expected at least 2 (a JSON object "{}")`);
@@ -561,13 +584,19 @@ function parse(bytes: Uint8Array, file: string): Parsed {
   try {
     header = JSON.parse(text);
   } catch (e) {
-    fail(`header is not valid JSON (${(e as Error).message}); found ${JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text)}`);
+    fail(
+      `header is not valid JSON (${(e as Error).message}); found ${JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text)}`,
+    );
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail(`header must be a JSON object, found ${describe(header)}`);
+  if (typeof header !== 'object' || header === null || Array.isArray(header))
+    fail(`header must be a JSON object, found ${describe(header)}`);
   // JSON.parse keeps the last of repeated keys; the reference implementation refuses them, and a
   // file that names one tensor twice is ambiguous.
   const repeated = repeatedJsonKey(text);
-  if (repeated !== null) fail(`header repeats the key ${JSON.stringify(repeated.key)}${repeated.path.length > 0 ? ` inside ${repeated.path.map((k) => JSON.stringify(k)).join(' > ')}` : ''}; every key must appear once`);
+  if (repeated !== null)
+    fail(
+      `header repeats the key ${JSON.stringify(repeated.key)}${repeated.path.length > 0 ? ` inside ${repeated.path.map((k) => JSON.stringify(k)).join(' > ')}` : ''}; every key must appear once`,
+    );
 
   const dataStart = 8 + n;
   const dataLen = bytes.length - dataStart;
@@ -575,7 +604,8 @@ function parse(bytes: Uint8Array, file: string): Parsed {
   let metadata: Record<string, string> | undefined;
   for (const [name, info] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (typeof info !== 'object' || info === null || Array.isArray(info)) fail(`__metadata__ must be an object of strings, found ${describe(info)}`);
+      if (typeof info !== 'object' || info === null || Array.isArray(info))
+        fail(`__metadata__ must be an object of strings, found ${describe(info)}`);
       metadata = {};
       for (const [k, v] of Object.entries(info as Record<string, unknown>)) {
         if (typeof v !== 'string') fail(`__metadata__["${k}"] must be a string, found ${describe(v)}`);
@@ -584,22 +614,29 @@ function parse(bytes: Uint8Array, file: string): Parsed {
       continue;
     }
     const where = `tensor ${JSON.stringify(name)}`;
-    if (typeof info !== 'object' || info === null || Array.isArray(info)) fail(`${where}: expected {dtype, shape, data_offsets}, found ${describe(info)}`);
+    if (typeof info !== 'object' || info === null || Array.isArray(info))
+      fail(`${where}: expected {dtype, shape, data_offsets}, found ${describe(info)}`);
     const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
     if (typeof dtype !== 'string') fail(`${where}: dtype must be a string, found ${describe(dtype)}`);
-    if (!Object.prototype.hasOwnProperty.call(DTYPE_OF, dtype as string)) fail(`${where}: unknown dtype ${JSON.stringify(dtype)}; expected one of ${SUPPORTED}`);
+    if (!Object.prototype.hasOwnProperty.call(DTYPE_OF, dtype as string))
+      fail(`${where}: unknown dtype ${JSON.stringify(dtype)}; expected one of ${SUPPORTED}`);
     const code = dtype as SafetensorsDType;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`${where}: shape must be an array of non-negative integers, found ${JSON.stringify(shape)}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      fail(`${where}: shape must be an array of non-negative integers, found ${JSON.stringify(shape)}`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
       fail(`${where}: data_offsets must be [begin, end] (non-negative integers), found ${JSON.stringify(offsets)}`);
     }
     const dims = shape as number[];
     const [begin, end] = offsets as [number, number];
     if (end < begin) fail(`${where}: data_offsets [${begin}, ${end}] end before they begin`);
-    if (end > dataLen) fail(`${where}: data_offsets [${begin}, ${end}] run past the end of the data; expected at most ${dataLen} bytes after the header, ${end - dataLen} bytes missing (truncated file?)`);
+    if (end > dataLen)
+      fail(
+        `${where}: data_offsets [${begin}, ${end}] run past the end of the data; expected at most ${dataLen} bytes after the header, ${end - dataLen} bytes missing (truncated file?)`,
+      );
     const size = dims.reduce((a, d) => a * d, 1);
     const need = size * ITEMSIZE[code];
-    if (need !== end - begin) fail(`${where}: shape ${fmtShape(dims)} of ${code} needs ${need} bytes, but data_offsets [${begin}, ${end}] span ${end - begin}`);
+    if (need !== end - begin)
+      fail(`${where}: shape ${fmtShape(dims)} of ${code} needs ${need} bytes, but data_offsets [${begin}, ${end}] span ${end - begin}`);
     entries.push({ name, code, shape: dims.slice(), begin, end });
   }
 
@@ -608,12 +645,19 @@ function parse(bytes: Uint8Array, file: string): Parsed {
   let covered = 0;
   let prev: Entry | undefined;
   for (const e of sorted) {
-    if (e.begin < covered) fail(`tensors ${JSON.stringify(prev?.name)} [${prev?.begin}, ${prev?.end}] and ${JSON.stringify(e.name)} [${e.begin}, ${e.end}] overlap`);
-    if (e.begin > covered) fail(`${e.begin - covered} unused bytes before tensor ${JSON.stringify(e.name)}: expected it to begin at ${covered}, found ${e.begin}`);
+    if (e.begin < covered)
+      fail(
+        `tensors ${JSON.stringify(prev?.name)} [${prev?.begin}, ${prev?.end}] and ${JSON.stringify(e.name)} [${e.begin}, ${e.end}] overlap`,
+      );
+    if (e.begin > covered)
+      fail(
+        `${e.begin - covered} unused bytes before tensor ${JSON.stringify(e.name)}: expected it to begin at ${covered}, found ${e.begin}`,
+      );
     covered = e.end;
     prev = e;
   }
-  if (covered !== dataLen) fail(`${dataLen - covered} trailing bytes after the tensors: the tensors cover ${covered} bytes, but ${dataLen} follow the header`);
+  if (covered !== dataLen)
+    fail(`${dataLen - covered} trailing bytes after the tensors: the tensors cover ${covered} bytes, but ${dataLen} follow the header`);
 
   const byName = new Map(entries.map((e) => [e.name, e] as const));
   return { entries, byName, metadata, dataStart };
@@ -674,11 +718,13 @@ function parseStoredDef(json: string, parsed: Parsed, file: string): StoredDef {
       }
       case 'static': {
         if ('special' in node) {
-          if (!(SPECIALS as readonly unknown[]).includes(node.special)) fail(`unknown special static ${JSON.stringify(node.special)}; expected one of ${SPECIALS.join(', ')}`);
+          if (!(SPECIALS as readonly unknown[]).includes(node.special))
+            fail(`unknown special static ${JSON.stringify(node.special)}; expected one of ${SPECIALS.join(', ')}`);
           return { kind: 'static', special: node.special as (typeof SPECIALS)[number] };
         }
         const v = node.value;
-        if (!(v === null || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean')) fail(`static value must be null, a number, a string or a boolean, found ${describe(v)}`);
+        if (!(v === null || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean'))
+          fail(`static value must be null, a number, a string or a boolean, found ${describe(v)}`);
         return { kind: 'static', value: v as null | number | string | boolean };
       }
       case 'array': {
@@ -687,8 +733,10 @@ function parseStoredDef(json: string, parsed: Parsed, file: string): StoredDef {
       }
       case 'object': {
         const { keys, children } = node;
-        if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string')) fail(`object node keys must be strings, found ${JSON.stringify(keys)}`);
-        if (!Array.isArray(children) || children.length !== (keys as string[]).length) fail(`object node has ${(keys as string[]).length} keys but ${Array.isArray(children) ? children.length : 'no'} children`);
+        if (!Array.isArray(keys) || !keys.every((k) => typeof k === 'string'))
+          fail(`object node keys must be strings, found ${JSON.stringify(keys)}`);
+        if (!Array.isArray(children) || children.length !== (keys as string[]).length)
+          fail(`object node has ${(keys as string[]).length} keys but ${Array.isArray(children) ? children.length : 'no'} children`);
         const dup = duplicates(keys as string[]);
         if (dup.length > 0) fail(`object node repeats keys ${listNames(dup)}`);
         return { kind: 'object', keys: (keys as string[]).slice(), children: (children as unknown[]).map((c) => check(c, depth + 1)) };
@@ -714,14 +762,19 @@ function splitNames(parsed: Parsed, file: string): StoredDef {
   for (const name of names) {
     let node = root;
     for (const seg of name.split('.')) {
-      if (node.leaf !== undefined) throw new SafetensorsError(`${file}: tensor ${JSON.stringify(node.leaf)} is also a prefix of tensor ${JSON.stringify(name)}, so the names do not form a nested record; pass a template to loadTensors`);
+      if (node.leaf !== undefined)
+        throw new SafetensorsError(
+          `${file}: tensor ${JSON.stringify(node.leaf)} is also a prefix of tensor ${JSON.stringify(name)}, so the names do not form a nested record; pass a template to loadTensors`,
+        );
       let next = node.children.get(seg);
       if (next === undefined) node.children.set(seg, (next = { children: new Map() }));
       node = next;
     }
     if (node.children.size > 0) {
       const other = names.find((m) => m.startsWith(`${name}.`));
-      throw new SafetensorsError(`${file}: tensor ${JSON.stringify(name)} is also a prefix of tensor ${JSON.stringify(other)}, so the names do not form a nested record; pass a template to loadTensors`);
+      throw new SafetensorsError(
+        `${file}: tensor ${JSON.stringify(name)} is also a prefix of tensor ${JSON.stringify(other)}, so the names do not form a nested record; pass a template to loadTensors`,
+      );
     }
     node.leaf = name;
   }
@@ -750,10 +803,13 @@ function matchTemplate(parsed: Parsed, template: Tree, file: string): StoredDef 
     const e = parsed.byName.get(names[i]);
     if (e === undefined) return;
     const s = leaf.shape;
-    if (s.length !== e.shape.length || s.some((d, j) => d !== e.shape[j])) shapeDiffs.push(`${JSON.stringify(names[i])}: file ${fmtShape(e.shape)}, template ${fmtShape(s)}`);
-    if (CODE_OF[leaf.dtype] !== e.code) dtypeDiffs.push(`${JSON.stringify(names[i])}: file ${e.code} (${DTYPE_OF[e.code]}), template ${leaf.dtype}`);
+    if (s.length !== e.shape.length || s.some((d, j) => d !== e.shape[j]))
+      shapeDiffs.push(`${JSON.stringify(names[i])}: file ${fmtShape(e.shape)}, template ${fmtShape(s)}`);
+    if (CODE_OF[leaf.dtype] !== e.code)
+      dtypeDiffs.push(`${JSON.stringify(names[i])}: file ${e.code} (${DTYPE_OF[e.code]}), template ${leaf.dtype}`);
   });
-  const cap = (xs: string[]): string => (xs.length > MAX_LISTED ? `${xs.slice(0, MAX_LISTED).join('; ')}; and ${xs.length - MAX_LISTED} more` : xs.join('; '));
+  const cap = (xs: string[]): string =>
+    xs.length > MAX_LISTED ? `${xs.slice(0, MAX_LISTED).join('; ')}; and ${xs.length - MAX_LISTED} more` : xs.join('; ');
   if (shapeDiffs.length > 0) problems.push(`shapes differ: ${cap(shapeDiffs)}`);
   if (dtypeDiffs.length > 0) problems.push(`dtypes differ: ${cap(dtypeDiffs)}`);
   if (problems.length > 0) throw new SafetensorsError(`${file} does not match the template: ${problems.join('. ')}`);

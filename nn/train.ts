@@ -2,7 +2,21 @@
  * The training loop: fit / evaluate / predict over concrete arrays, with a jit-compiled step,
  * Keras-style progress output and callbacks.
  */
-import { add, concatenate, gatherRows, jit, makeJaxpr, NDArray, random, scalar, ShapeError, Tensor, toHost, valueAndGrad, type Tree } from '../core/index.js';
+import {
+  add,
+  concatenate,
+  gatherRows,
+  jit,
+  makeJaxpr,
+  NDArray,
+  random,
+  scalar,
+  ShapeError,
+  Tensor,
+  toHost,
+  valueAndGrad,
+  type Tree,
+} from '../core/index.js';
 import type { Layer } from './layer.js';
 import { findBadLabel, type LossFn, type MetricFn } from './losses.js';
 import { applyUpdates, type GradientTransformation } from './optimizers.js';
@@ -68,9 +82,14 @@ export interface FitResult extends Variables {
 
 function checkData(fn: string, x: NDArray, y: NDArray, what = 'x and y'): void {
   if (!(x instanceof NDArray) || !(y instanceof NDArray)) throw new TypeError(`${fn}: ${what} must be concrete arrays`);
-  if (x.ndim === 0 || y.ndim === 0) throw new ShapeError(`${fn}: ${what} need a leading example axis, got shapes [${x.shape.join(', ')}] and [${y.shape.join(', ')}]`);
-  if (x.shape[0] !== y.shape[0]) throw new ShapeError(`${fn}: ${what === 'x and y' ? 'x' : 'validationData x'} has ${x.shape[0]} examples but ${what === 'x and y' ? 'y' : 'validationData y'} has ${y.shape[0]} (shapes [${x.shape.join(', ')}] and [${y.shape.join(', ')}])`);
-  if (x.shape[0] === 0) throw new RangeError(`${fn}: ${what === 'x and y' ? 'x' : 'validationData'} has no examples (shape [${x.shape.join(', ')}])`);
+  if (x.ndim === 0 || y.ndim === 0)
+    throw new ShapeError(`${fn}: ${what} need a leading example axis, got shapes [${x.shape.join(', ')}] and [${y.shape.join(', ')}]`);
+  if (x.shape[0] !== y.shape[0])
+    throw new ShapeError(
+      `${fn}: ${what === 'x and y' ? 'x' : 'validationData x'} has ${x.shape[0]} examples but ${what === 'x and y' ? 'y' : 'validationData y'} has ${y.shape[0]} (shapes [${x.shape.join(', ')}] and [${y.shape.join(', ')}])`,
+    );
+  if (x.shape[0] === 0)
+    throw new RangeError(`${fn}: ${what === 'x and y' ? 'x' : 'validationData'} has no examples (shape [${x.shape.join(', ')}])`);
 }
 
 // ----------------------------------------------------------------------------- option checks
@@ -102,34 +121,55 @@ function checkFunction(fn: string, name: string, value: unknown, required: boole
 
 function checkKeyOption(fn: string, value: unknown): void {
   if (value === undefined) return;
-  if (!(value instanceof Tensor) || value.dtype !== 'uint32' || value.shape.length !== 1 || value.shape[0] !== 2) badOption(fn, 'key', value, 'a PRNG key (a uint32[2] tensor from random.key(seed))');
+  if (!(value instanceof Tensor) || value.dtype !== 'uint32' || value.shape.length !== 1 || value.shape[0] !== 2)
+    badOption(fn, 'key', value, 'a PRNG key (a uint32[2] tensor from random.key(seed))');
 }
 
 function checkMetrics(fn: string, value: unknown): void {
   if (value === undefined) return;
   if (!Array.isArray(value)) badOption(fn, 'metrics', value, 'an array of metric functions (e.g. [accuracy])');
   (value as unknown[]).forEach((m, i) => {
-    if (typeof m !== 'function' || typeof (m as MetricFn).metricName !== 'string') badOption(fn, `metrics[${i}]`, m, 'a metric function with a metricName (e.g. accuracy)');
+    if (typeof m !== 'function' || typeof (m as MetricFn).metricName !== 'string')
+      badOption(fn, `metrics[${i}]`, m, 'a metric function with a metricName (e.g. accuracy)');
   });
 }
 
 function checkVerbose(fn: string, value: unknown): void {
-  if (value !== undefined && value !== 0 && value !== 1 && value !== 2) badOption(fn, 'verbose', value, '0 (silent), 1 (progress bar) or 2 (one line per epoch)');
+  if (value !== undefined && value !== 0 && value !== 1 && value !== 2)
+    badOption(fn, 'verbose', value, '0 (silent), 1 (progress bar) or 2 (one line per epoch)');
 }
 
 function checkKnownOptions(fn: string, opts: object, known: readonly string[]): void {
   if (opts === null || typeof opts !== 'object') throw new TypeError(`${fn}: options must be an object, got ${shown(opts)}`);
-  for (const k of Object.keys(opts)) if (!known.includes(k)) throw new TypeError(`${fn}: unknown option '${k}'; the options are ${known.join(', ')}`);
+  for (const k of Object.keys(opts))
+    if (!known.includes(k)) throw new TypeError(`${fn}: unknown option '${k}'; the options are ${known.join(', ')}`);
 }
 
-const FIT_OPTIONS = ['optimizer', 'loss', 'metrics', 'epochs', 'batchSize', 'shuffle', 'key', 'validationData', 'callbacks', 'verbose', 'write'] as const;
+const FIT_OPTIONS = [
+  'optimizer',
+  'loss',
+  'metrics',
+  'epochs',
+  'batchSize',
+  'shuffle',
+  'key',
+  'validationData',
+  'callbacks',
+  'verbose',
+  'write',
+] as const;
 const EVALUATE_OPTIONS = ['loss', 'key', 'metrics', 'batchSize', 'verbose', 'write'] as const;
 const PREDICT_OPTIONS = ['batchSize', 'key'] as const;
 
 function checkFitOptions(opts: FitOptions, fn: string): void {
   checkKnownOptions(fn, opts, fn === 'fitAsync' ? [...FIT_OPTIONS, 'yieldEveryMs', 'signal'] : FIT_OPTIONS);
   const optimizer = opts.optimizer as unknown;
-  if (optimizer === null || typeof optimizer !== 'object' || typeof (optimizer as GradientTransformation).init !== 'function' || typeof (optimizer as GradientTransformation).update !== 'function') {
+  if (
+    optimizer === null ||
+    typeof optimizer !== 'object' ||
+    typeof (optimizer as GradientTransformation).init !== 'function' ||
+    typeof (optimizer as GradientTransformation).update !== 'function'
+  ) {
     badOption(fn, 'optimizer', optimizer, 'an optimizer ({ init, update }, e.g. adam()); it is required');
   }
   checkFunction(fn, 'loss', opts.loss, true);
@@ -170,7 +210,16 @@ function checkEvaluateOptions(opts: EvaluateOptions): void {
  * by tracing it once on the first batch (nothing is computed; a model that rejects the input's
  * shape says so here, with the batch's shape, as the first step would).
  */
-function checkLabels(fn: string, model: Layer, variables: Variables, loss: LossFn, x: NDArray, y: NDArray, batchSize: number, which = 'y'): void {
+function checkLabels(
+  fn: string,
+  model: Layer,
+  variables: Variables,
+  loss: LossFn,
+  x: NDArray,
+  y: NDArray,
+  batchSize: number,
+  which = 'y',
+): void {
   if (loss.integerLabels !== true) return;
   const probe = makeJaxpr((p: Tree, s: Tree, xb: Tensor) => model.apply(p, xb, { training: false, key: random.key(0) }, s).y);
   const firstBatch = Int32Array.from({ length: Math.min(batchSize, x.shape[0]) }, (_, i) => i);
@@ -179,7 +228,9 @@ function checkLabels(fn: string, model: Layer, variables: Variables, loss: LossF
   const bad = findBadLabel(y.toTyped() as ArrayLike<number>, classes);
   if (bad !== null) {
     const problem = Number.isNaN(bad.value) ? 'is NaN' : Number.isInteger(bad.value) ? `is outside [0, ${classes})` : 'is not an integer';
-    throw new RangeError(`${fn}: label ${bad.value} at index ${bad.index} of ${which} ${problem}; the model has ${classes} classes, so labels must be integers in [0, ${classes})`);
+    throw new RangeError(
+      `${fn}: label ${bad.value} at index ${bad.index} of ${which} ${problem}; the model has ${classes} classes, so labels must be integers in [0, ${classes})`,
+    );
   }
 }
 
@@ -191,10 +242,14 @@ function defaultWrite(s: string): void {
 export function progressLine(step: number, total: number, elapsedS: number, logs: Logs, done: boolean): string {
   const width = 30;
   const filled = Math.floor((width * step) / total);
-  const bar = done ? '='.repeat(width) : '='.repeat(Math.max(0, filled - 1)) + (filled > 0 ? '>' : '') + '.'.repeat(width - Math.max(filled, 0));
+  const bar = done
+    ? '='.repeat(width)
+    : '='.repeat(Math.max(0, filled - 1)) + (filled > 0 ? '>' : '') + '.'.repeat(width - Math.max(filled, 0));
   const pad = String(total).length;
   const perStep = (elapsedS / Math.max(step, 1)) * 1000;
-  const timing = done ? `${Math.round(elapsedS)}s ${Math.round(perStep)}ms/step` : `ETA: ${Math.round((elapsedS / Math.max(step, 1)) * (total - step))}s`;
+  const timing = done
+    ? `${Math.round(elapsedS)}s ${Math.round(perStep)}ms/step`
+    : `ETA: ${Math.round((elapsedS / Math.max(step, 1)) * (total - step))}s`;
   const metrics = Object.entries(logs)
     .map(([k, v]) => ` - ${k}: ${v.toFixed(4)}`)
     .join('');
@@ -292,11 +347,19 @@ function yieldToEventLoop(): Promise<void> {
  * The training loop of fit and fitAsync, one step per `next()`: it yields after each batch's
  * callbacks; `next(true)` stops training there, as a callback setting stopTraining would.
  */
-function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, y: NDArray, opts: FitOptions): Generator<void, FitResult, boolean | undefined> {
+function* trainLoop(
+  fn: string,
+  model: Layer,
+  variables: Variables,
+  x: NDArray,
+  y: NDArray,
+  opts: FitOptions,
+): Generator<void, FitResult, boolean | undefined> {
   checkData(fn, x, y);
   checkFitOptions(opts, fn);
   checkLabels(fn, model, variables, opts.loss, x, y, opts.batchSize ?? 32);
-  if (opts.validationData) checkLabels(fn, model, variables, opts.loss, opts.validationData[0], opts.validationData[1], opts.batchSize ?? 32, 'validationData y');
+  if (opts.validationData)
+    checkLabels(fn, model, variables, opts.loss, opts.validationData[0], opts.validationData[1], opts.batchSize ?? 32, 'validationData y');
   const epochs = opts.epochs ?? 1;
   const batchSize = opts.batchSize ?? 32;
   const verbose = opts.verbose ?? 1;
@@ -375,7 +438,8 @@ function* trainLoop(fn: string, model: Layer, variables: Variables, x: NDArray, 
     if (verbose) write(`Epoch ${epoch + 1}/${epochs}\n`);
     const [shuffleKey, epochKey, nextKey] = random.split(key, 3);
     key = nextKey;
-    const order = opts.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : (random.permutation(shuffleKey, n).toTyped() as Int32Array);
+    const order =
+      opts.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : (random.permutation(shuffleKey, n).toTyped() as Int32Array);
     const start = Date.now();
     let seen = 0;
     let lossSum = 0;
@@ -491,7 +555,9 @@ function evaluateChecked(model: Layer, variables: Variables, x: NDArray, y: NDAr
   if (opts.verbose) {
     const elapsed = (Date.now() - start) / 1000;
     const parts = Object.entries(logs).map(([k, v]) => ` - ${k}: ${v.toFixed(4)}`);
-    (opts.write ?? defaultWrite)(`${steps}/${steps} - ${Math.round(elapsed)}s${parts.join('')} - ${Math.round((elapsed / steps) * 1000)}ms/step\n`);
+    (opts.write ?? defaultWrite)(
+      `${steps}/${steps} - ${Math.round(elapsed)}s${parts.join('')} - ${Math.round((elapsed / steps) * 1000)}ms/step\n`,
+    );
   }
   return logs;
 }

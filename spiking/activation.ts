@@ -1,6 +1,14 @@
 /** SpikingActivation: any activation as an integrate-and-fire neuron with a remainder reset. */
 import { add, cast, customVjp, div, floor, mul, random, scan, sub, vjp, type Tensor, type Tree } from '../core/index.js';
-import { activationName, resolveActivation, uniqueName, type ActivationFn, type ActivationName, type Layer, type Regularizer } from '../nn/index.js';
+import {
+  activationName,
+  resolveActivation,
+  uniqueName,
+  type ActivationFn,
+  type ActivationName,
+  type Layer,
+  type Regularizer,
+} from '../nn/index.js';
 import type { NeuronCell } from './cell.js';
 import { neuronLayer } from './neuron-layer.js';
 
@@ -58,7 +66,10 @@ export function spikeTrain(rates: Tensor, v0: Tensor, dt: Tensor): [Tensor, Tens
  * output n / dt (a spike is 1/dt: 'rate'). Backward, the activation's own derivative
  * (straight through the spikes), never through the voltage.
  */
-export function activationCell(activation: ActivationName | ActivationFn, where = 'activationCell'): NeuronCell<Record<string, never>, { voltage: Tensor }> {
+export function activationCell(
+  activation: ActivationName | ActivationFn,
+  where = 'activationCell',
+): NeuronCell<Record<string, never>, { voltage: Tensor }> {
   const f = resolveActivation(activation, where);
   const stepFn = customVjp(
     (x: Tensor, v: Tensor, dt: Tensor) => integrateStep(f(x), v, dt),
@@ -108,14 +119,21 @@ function integrateStep(r: Tensor, v: Tensor, dt: Tensor): [Tensor, Tensor] {
  * const layer = spikingActivation('relu', { dt: 0.01 });
  * // in a model: timeDistributed(dense(128)) -> spikingActivation('relu') -> globalAveragePooling1d()
  */
-export function spikingActivation(activation: ActivationName | ActivationFn, options: SpikingActivationOptions = {}): Layer<Record<string, never>, SpikingState> {
+export function spikingActivation(
+  activation: ActivationName | ActivationFn,
+  options: SpikingActivationOptions = {},
+): Layer<Record<string, never>, SpikingState> {
   const name = uniqueName('spiking_activation', options.name);
   const cell = activationCell(activation, `spikingActivation '${name}'`);
-  return neuronLayer(cell, { ...options, name }, {
-    display: 'spikingActivation',
-    prefix: 'spiking_activation',
-    rebuild: (changes, n) => spikingActivation(activation, { ...options, ...changes, name: n }) as unknown as Layer,
-  }) as unknown as Layer<Record<string, never>, SpikingState>;
+  return neuronLayer(
+    cell,
+    { ...options, name },
+    {
+      display: 'spikingActivation',
+      prefix: 'spiking_activation',
+      rebuild: (changes, n) => spikingActivation(activation, { ...options, ...changes, name: n }) as unknown as Layer,
+    },
+  ) as unknown as Layer<Record<string, never>, SpikingState>;
 }
 
 /** A fresh state for a stateful layer (the next call draws new initial voltages). */

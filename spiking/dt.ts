@@ -26,14 +26,19 @@ export type LayerDtype = 'float32' | 'float64';
  * 1e39 to Infinity in float32, which would make every output NaN.
  */
 export function checkDt(where: string, dt: number, dtype: LayerDtype = 'float32'): void {
-  if (!(typeof dt === 'number' && Number.isFinite(dt) && dt > 0)) throw new RangeError(`${where}: dt must be a positive finite number, got ${dt}`);
+  if (!(typeof dt === 'number' && Number.isFinite(dt) && dt > 0))
+    throw new RangeError(`${where}: dt must be a positive finite number, got ${dt}`);
   const stored = dtype === 'float32' ? Math.fround(dt) : dt;
-  if (!(stored > 0 && Number.isFinite(stored))) throw new RangeError(`${where}: dt = ${dt} is ${stored} in ${dtype}; dt must stay positive and finite in the layer's dtype (float32 holds about 1.4e-45 to 3.4e38)`);
+  if (!(stored > 0 && Number.isFinite(stored)))
+    throw new RangeError(
+      `${where}: dt = ${dt} is ${stored} in ${dtype}; dt must stay positive and finite in the layer's dtype (float32 holds about 1.4e-45 to 3.4e38)`,
+    );
 }
 
 export function checkLayerDtype(where: string, dtype: unknown): LayerDtype {
   if (dtype === undefined) return 'float32';
-  if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`${where}: dtype must be 'float32' or 'float64', got ${String(dtype)}`);
+  if (dtype !== 'float32' && dtype !== 'float64')
+    throw new TypeError(`${where}: dtype must be 'float32' or 'float64', got ${String(dtype)}`);
   return dtype;
 }
 

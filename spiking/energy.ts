@@ -23,7 +23,8 @@ const devices = new Map<string, Device>([
 
 /** Adds (or replaces) a device by name. */
 export function registerDevice(name: string, device: Device): void {
-  if (!(device.energyPerSynop >= 0 && device.energyPerNeuron >= 0)) throw new RangeError(`registerDevice '${name}': energies must be non-negative`);
+  if (!(device.energyPerSynop >= 0 && device.energyPerNeuron >= 0))
+    throw new RangeError(`registerDevice '${name}': energies must be non-negative`);
   devices.set(name, device);
 }
 export function listDevices(): string[] {
@@ -31,7 +32,11 @@ export function listDevices(): string[] {
 }
 
 /** Connections and neurons of one layer, from its kind, config and one-step shapes. */
-export type LayerRule = (layer: Layer, inputShape: LayerShape, outputShape: LayerShape) => { connections: number; neurons: number; spiking: boolean };
+export type LayerRule = (
+  layer: Layer,
+  inputShape: LayerShape,
+  outputShape: LayerShape,
+) => { connections: number; neurons: number; spiking: boolean };
 
 /** Rules for layer kinds that declare no `energy` capability (registerLayerRule). */
 const rules = new Map<string, LayerRule>();
@@ -72,7 +77,12 @@ export interface EnergyReport {
  * const report = modelEnergy(model, vars, [null, 28, 28], slice(testSequences, [0], [100]) as NDArray);
  * console.log(report.summary(['cpu', 'loihi']));
  */
-export function modelEnergy(model: Layer, variables: { params: Tree; state: Tree }, inputShape: LayerShape, exampleData?: NDArray): EnergyReport {
+export function modelEnergy(
+  model: Layer,
+  variables: { params: Tree; state: Tree },
+  inputShape: LayerShape,
+  exampleData?: NDArray,
+): EnergyReport {
   const layers = model.childStates === 'byName' && model.children ? model.children : [model];
   const entries: LayerEnergy[] = [];
   let shape = inputShape;
@@ -106,7 +116,8 @@ export function modelEnergy(model: Layer, variables: { params: Tree; state: Tree
     if (!d) throw new RangeError(`modelEnergy: unknown device '${deviceName}'; known: ${listDevices().join(', ')}`);
     const perLayer = entries.map((e) => {
       if (!d.spiking) return d.energyPerSynop * e.connections + d.energyPerNeuron * e.neurons;
-      if (e.connections > 0 && e.inputRate === undefined) throw new RangeError(`modelEnergy: device '${deviceName}' is spiking and needs input rates; pass example data`);
+      if (e.connections > 0 && e.inputRate === undefined)
+        throw new RangeError(`modelEnergy: device '${deviceName}' is spiking and needs input rates; pass example data`);
       return d.energyPerSynop * e.connections * (e.inputRate ?? 0) * dt * timesteps + d.energyPerNeuron * e.neurons * timesteps;
     });
     return { perLayer, total: perLayer.reduce((a, c) => a + c, 0) };
@@ -119,8 +130,20 @@ export function modelEnergy(model: Layer, variables: { params: Tree; state: Tree
     summary(show = exampleData ? listDevices() : listDevices().filter((n) => !devices.get(n)!.spiking)) {
       const head = ['layer', 'connections', 'neurons', 'rate (Hz)', ...show.map((s) => `${s} (J/inf)`)];
       const es = show.map(energy);
-      const rows = entries.map((e, i) => [`${e.name} (${e.kind})`, String(e.connections), String(e.neurons), e.inputRate === undefined ? '-' : e.inputRate.toFixed(3), ...es.map((x) => x.perLayer[i].toExponential(3))]);
-      rows.push(['total', String(entries.reduce((a, e) => a + e.connections, 0)), String(entries.reduce((a, e) => a + e.neurons, 0)), '', ...es.map((x) => x.total.toExponential(3))]);
+      const rows = entries.map((e, i) => [
+        `${e.name} (${e.kind})`,
+        String(e.connections),
+        String(e.neurons),
+        e.inputRate === undefined ? '-' : e.inputRate.toFixed(3),
+        ...es.map((x) => x.perLayer[i].toExponential(3)),
+      ]);
+      rows.push([
+        'total',
+        String(entries.reduce((a, e) => a + e.connections, 0)),
+        String(entries.reduce((a, e) => a + e.neurons, 0)),
+        '',
+        ...es.map((x) => x.total.toExponential(3)),
+      ]);
       const w = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j].length)) + 2);
       return [head, ...rows].map((r) => r.map((c, j) => c.padEnd(w[j])).join('')).join('\n');
     },

@@ -1,5 +1,23 @@
 /** Lowpass and Alpha synaptic filters: zero-order-hold discretisations run as a scan over time. */
-import { add, broadcastTo, cast, exp, div, maximum, mul, neg, scalar, scan, ShapeError, sub, transpose, indexAxis, zeros, type Tensor, type Tree } from '../core/index.js';
+import {
+  add,
+  broadcastTo,
+  cast,
+  exp,
+  div,
+  maximum,
+  mul,
+  neg,
+  scalar,
+  scan,
+  ShapeError,
+  sub,
+  transpose,
+  indexAxis,
+  zeros,
+  type Tensor,
+  type Tree,
+} from '../core/index.js';
 import { uniqueName, type Layer, type LayerShape } from '../nn/index.js';
 import { checkDt, checkLayerDtype, getDefaultDt, type LayerDtype } from './dt.js';
 
@@ -33,13 +51,22 @@ export interface FilterState {
 
 type Step = (x: Tensor, params: FilterParams, dt: Tensor) => Tensor;
 
-function filterLayer(kind: 'Lowpass' | 'Alpha', prefix: string, tau: number, options: FilterOptions, run: Step, rebuild: (o: FilterOptions) => Layer<FilterParams, FilterState>): Layer<FilterParams, FilterState> {
+function filterLayer(
+  kind: 'Lowpass' | 'Alpha',
+  prefix: string,
+  tau: number,
+  options: FilterOptions,
+  run: Step,
+  rebuild: (o: FilterOptions) => Layer<FilterParams, FilterState>,
+): Layer<FilterParams, FilterState> {
   const name = uniqueName(prefix, options.name);
   const dtype = checkLayerDtype(`${prefix} '${name}'`, options.dtype);
   // An infinite tau would freeze the output at its initial level forever.
   if (!(typeof tau === 'number' && tau > 0)) throw new RangeError(`${prefix} '${name}': tau must be positive, got ${tau}`);
-  if (!Number.isFinite(tau)) throw new RangeError(`${prefix} '${name}': tau must be finite (an infinite tau freezes the output at its initial level), got ${tau}`);
-  if (dtype === 'float32' && !Number.isFinite(Math.fround(tau))) throw new RangeError(`${prefix} '${name}': tau = ${tau} is Infinity in float32; tau must stay finite in the layer's dtype`);
+  if (!Number.isFinite(tau))
+    throw new RangeError(`${prefix} '${name}': tau must be finite (an infinite tau freezes the output at its initial level), got ${tau}`);
+  if (dtype === 'float32' && !Number.isFinite(Math.fround(tau)))
+    throw new RangeError(`${prefix} '${name}': tau = ${tau} is Infinity in float32; tau must stay finite in the layer's dtype`);
   const dt = options.dt ?? getDefaultDt();
   checkDt(`${prefix} '${name}'`, dt, dtype);
   const during = options.applyDuringTraining ?? true;
@@ -51,9 +78,11 @@ function filterLayer(kind: 'Lowpass' | 'Alpha', prefix: string, tau: number, opt
     carriesDt: true,
     config: { tau, dt, applyDuringTraining: during, initialLevel: options.initialLevel ?? 0, returnSequences, timeMajor },
     init(_key, inputShape: LayerShape) {
-      if (inputShape.length < 2) throw new ShapeError(`${prefix} '${name}': expected input (batch, time, ...units), got (None, ${inputShape.join(', ')})`);
+      if (inputShape.length < 2)
+        throw new ShapeError(`${prefix} '${name}': expected input (batch, time, ...units), got (None, ${inputShape.join(', ')})`);
       const units = inputShape.slice(1);
-      if (units.some((d) => d === null)) throw new ShapeError(`${prefix} '${name}': unit axes must be known, got (None, ${inputShape.join(', ')})`);
+      if (units.some((d) => d === null))
+        throw new ShapeError(`${prefix} '${name}': unit axes must be known, got (None, ${inputShape.join(', ')})`);
       const shape = [1, ...(units as number[])];
       return {
         params: { tau: zeros(shape, dtype).add(tau), initialLevel: zeros(shape, dtype).add(options.initialLevel ?? 0) },
@@ -62,13 +91,15 @@ function filterLayer(kind: 'Lowpass' | 'Alpha', prefix: string, tau: number, opt
       };
     },
     apply(params, x, ctx, state) {
-      if (x.ndim < 3) throw new ShapeError(`${prefix} '${name}': expected input (batch, time, ...units), got shape [${x.shape.join(', ')}]`);
+      if (x.ndim < 3)
+        throw new ShapeError(`${prefix} '${name}': expected input (batch, time, ...units), got shape [${x.shape.join(', ')}]`);
       const perm = [1, 0, ...x.shape.slice(2).map((_, i) => i + 2)];
       let y: Tensor;
       if (ctx.training && !during) y = timeMajor ? x : transpose(x, perm);
       else {
         // The filter runs in the input's precision (float64 inputs give float64-exact responses).
-        const p = x.dtype === params.tau.dtype ? params : { tau: cast(params.tau, x.dtype), initialLevel: cast(params.initialLevel, x.dtype) };
+        const p =
+          x.dtype === params.tau.dtype ? params : { tau: cast(params.tau, x.dtype), initialLevel: cast(params.initialLevel, x.dtype) };
         y = run(timeMajor ? x : transpose(x, perm), p, cast(state.dt, x.dtype));
       }
       y = returnSequences ? (timeMajor ? y : transpose(y, perm)) : indexAxis(y, 0, -1);
@@ -102,10 +133,14 @@ export function lowpass(tau: number, options: FilterOptions = {}): Layer<FilterP
       const a = broadcastTo(decay(params.tau, dt), unit);
       const oneMinusA = sub(1, a);
       const y0 = broadcastTo(params.initialLevel, unit);
-      const [, ys] = scan((y: Tensor, ut: Tensor) => {
-        const next = add(mul(oneMinusA, ut), mul(a, y));
-        return [next, next];
-      }, y0, u);
+      const [, ys] = scan(
+        (y: Tensor, ut: Tensor) => {
+          const next = add(mul(oneMinusA, ut), mul(a, y));
+          return [next, next];
+        },
+        y0,
+        u,
+      );
       return ys;
     },
     (o) => lowpass(tau, o),
@@ -135,12 +170,16 @@ export function alpha(tau: number, options: FilterOptions = {}): Layer<FilterPar
       const b0 = mul(e, div(r, t));
       const b1 = sub(1, mul(e, add(1, r)));
       const init: Tree = [zeros(unit, u.dtype), broadcastTo(params.initialLevel, unit)];
-      const [, ys] = scan((xs: Tree, ut: Tensor) => {
-        const [x0, x1] = xs as [Tensor, Tensor];
-        const n0 = add(add(mul(a00, x0), mul(a01, x1)), mul(b0, ut));
-        const n1 = add(add(mul(a10, x0), mul(a11, x1)), mul(b1, ut));
-        return [[n0, n1], n1];
-      }, init, u);
+      const [, ys] = scan(
+        (xs: Tree, ut: Tensor) => {
+          const [x0, x1] = xs as [Tensor, Tensor];
+          const n0 = add(add(mul(a00, x0), mul(a01, x1)), mul(b0, ut));
+          const n1 = add(add(mul(a10, x0), mul(a11, x1)), mul(b1, ut));
+          return [[n0, n1], n1];
+        },
+        init,
+        u,
+      );
       return ys as Tensor;
     },
     (o) => alpha(tau, o),

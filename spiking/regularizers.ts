@@ -17,7 +17,8 @@ export function rangedError(x: Tensor, target: Target = 0): Tensor {
 
 function validateTarget(target: Target): void {
   if (typeof target === 'number') return;
-  if (!Array.isArray(target) || target.length !== 2) throw new RangeError(`regularizer: a target range must be [low, high], got ${JSON.stringify(target)}`);
+  if (!Array.isArray(target) || target.length !== 2)
+    throw new RangeError(`regularizer: a target range must be [low, high], got ${JSON.stringify(target)}`);
   if (target[0] > target[1]) throw new RangeError(`regularizer: target range low (${target[0]}) exceeds high (${target[1]})`);
 }
 
@@ -89,4 +90,3 @@ export function percentile(options: PercentileOptions = {}): RegularizerFn {
 export function ranged(target: Target, inner: RegularizerFn): RegularizerFn {
   return (x) => inner(rangedError(x, target));
 }
-

@@ -9,7 +9,10 @@ import { setDt } from './dt.js';
  * @example
  * fit(model, vars, x, y, { ..., callbacks: [dtScheduler((step) => Math.max(0.001, 0.1 * 0.99 ** step))] })
  */
-export function dtScheduler(schedule: (step: number) => number, options: { filter?: (layerName: string) => boolean } = {}): Callback & { readonly values: number[] } {
+export function dtScheduler(
+  schedule: (step: number) => number,
+  options: { filter?: (layerName: string) => boolean } = {},
+): Callback & { readonly values: number[] } {
   const values: number[] = [];
   return {
     values,

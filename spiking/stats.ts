@@ -24,13 +24,21 @@ export interface SpikeStats {
  * const s = spikeStats(model, vars, testSequences, { labels: testLabels, dt: 0.01 });
  * console.log(s.accuracy, s.rateHz.mean);
  */
-export function spikeStats(model: Layer, variables: Variables, x: NDArray, options: { labels?: NDArray; dt?: number; batchSize?: number; key?: Tensor } = {}): SpikeStats {
+export function spikeStats(
+  model: Layer,
+  variables: Variables,
+  x: NDArray,
+  options: { labels?: NDArray; dt?: number; batchSize?: number; key?: Tensor } = {},
+): SpikeStats {
   if (model.kind !== 'Sequential' || !model.children) throw new TypeError('spikeStats: expected a sequential model');
   const hasPooling = model.children.some((l) => l.kind === 'GlobalAveragePooling1D');
   // Time-loop layers (those carrying a dt) return every step; the first spiking layer is counted.
   const probe = mapLayers(model, (l) => (l.kind === 'GlobalAveragePooling1D' ? null : l.carriesDt ? l.with({ returnSequences: true }) : l));
   const spikeIndex = probe.children!.findIndex((l) => l.spikes !== undefined);
-  if (spikeIndex < 0) throw new TypeError('spikeStats: the model has no spiking layer (one that declares `spikes`, as spikingActivation and the neuron layers do)');
+  if (spikeIndex < 0)
+    throw new TypeError(
+      'spikeStats: the model has no spiking layer (one that declares `spikes`, as spikingActivation and the neuron layers do)',
+    );
   const perDt = probe.children![spikeIndex].spikes === 'rate';
   const upToSpikes = mapLayers(probe, (l) => (probe.children!.indexOf(l) <= spikeIndex ? l : null));
   let state: Tree = selectLayers(probe, variables.state);
@@ -38,7 +46,10 @@ export function spikeStats(model: Layer, variables: Variables, x: NDArray, optio
   const dt = readDt(probe, state)!;
   const vars = { params: selectLayers(probe, variables.params), state };
   const outputs = predict(probe, vars, x, { batchSize: options.batchSize, key: options.key });
-  const spikes = predict(upToSpikes, { params: selectLayers(upToSpikes, vars.params), state: selectLayers(upToSpikes, vars.state) }, x, { batchSize: options.batchSize, key: options.key });
+  const spikes = predict(upToSpikes, { params: selectLayers(upToSpikes, vars.params), state: selectLayers(upToSpikes, vars.state) }, x, {
+    batchSize: options.batchSize,
+    key: options.key,
+  });
   const steps = spikes.shape[1];
   const counts = spikes.toTyped();
   // A 'rate' layer writes a spike as 1/dt; a 'count' layer as 1 (or its graded height).

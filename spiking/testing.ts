@@ -14,7 +14,10 @@ import { resolveActivation, type ActivationFn, type ActivationName, type Layer }
 import { spikingActivation, type SpikingActivationOptions, type SpikingState } from './activation.js';
 
 /** Builds the layer under test; replace it to check a layer of your own. */
-export type SpikingLayerFactory = (activation: ActivationName | ActivationFn, options: SpikingActivationOptions) => Layer<Record<string, never>, SpikingState>;
+export type SpikingLayerFactory = (
+  activation: ActivationName | ActivationFn,
+  options: SpikingActivationOptions,
+) => Layer<Record<string, never>, SpikingState>;
 
 export interface RateCheckOptions {
   /** Time steps simulated (default 100). */
@@ -54,7 +57,12 @@ export interface RateCheck {
  * Runs `activation` as a spiking layer on a constant input for `steps` steps and compares the
  * mean output with f(x): they must agree within one spike over the simulated time, 1/(T dt).
  */
-export function checkRate(activation: ActivationName | ActivationFn, x: readonly number[], dt: number, options: RateCheckOptions & { seed?: number } = {}): RateCheck {
+export function checkRate(
+  activation: ActivationName | ActivationFn,
+  x: readonly number[],
+  dt: number,
+  options: RateCheckOptions & { seed?: number } = {},
+): RateCheck {
   const steps = options.steps ?? 100;
   const f = resolveActivation(activation, 'checkRate');
   const make = options.layer ?? spikingActivation;
@@ -74,19 +82,32 @@ export function checkRate(activation: ActivationName | ActivationFn, x: readonly
  * Property: for any input and dt, the spike rate of `activation` over T steps equals the
  * activation within 1/(T dt) (+ float tolerance), and has the activation's sign.
  */
-export function rateMatchesActivation(activation: ActivationName | ActivationFn, options: RateCheckOptions = {}): fc.IPropertyWithHooks<[number[], number, number]> {
-  return fc.property(arbInputs(options.inputRange, options.maxUnits), arbDt(options.dtRange), fc.integer({ min: 0, max: 2 ** 31 - 1 }), (x, dt, seed) => {
-    const r = checkRate(activation, x, dt, { ...options, seed });
-    const signsAgree = r.rate.every((v, i) => v === 0 || Math.sign(v) === Math.sign(r.expected[i]) || Math.abs(r.expected[i]) <= r.tolerance[i]);
-    return r.ok && signsAgree;
-  });
+export function rateMatchesActivation(
+  activation: ActivationName | ActivationFn,
+  options: RateCheckOptions = {},
+): fc.IPropertyWithHooks<[number[], number, number]> {
+  return fc.property(
+    arbInputs(options.inputRange, options.maxUnits),
+    arbDt(options.dtRange),
+    fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    (x, dt, seed) => {
+      const r = checkRate(activation, x, dt, { ...options, seed });
+      const signsAgree = r.rate.every(
+        (v, i) => v === 0 || Math.sign(v) === Math.sign(r.expected[i]) || Math.abs(r.expected[i]) <= r.tolerance[i],
+      );
+      return r.ok && signsAgree;
+    },
+  );
 }
 
 /**
  * Property: in training, the gradient through the spiking layer is f'(x) times the upstream
  * gradient (straight-through), for both spikingAwareTraining settings.
  */
-export function gradientIsStraightThrough(activation: ActivationName | ActivationFn, options: { layer?: SpikingLayerFactory; steps?: number; tolerance?: number } = {}): fc.IPropertyWithHooks<[number[], number, boolean]> {
+export function gradientIsStraightThrough(
+  activation: ActivationName | ActivationFn,
+  options: { layer?: SpikingLayerFactory; steps?: number; tolerance?: number } = {},
+): fc.IPropertyWithHooks<[number[], number, boolean]> {
   const f = resolveActivation(activation, 'gradientIsStraightThrough');
   const make = options.layer ?? spikingActivation;
   const steps = options.steps ?? 5;

@@ -21,7 +21,14 @@ t.test('every exported name is in docs/api.md or has a doc comment', async (t) =
   const api = readFileSync(join(repo, 'docs/api.md'), 'utf8');
   const program = ts.createProgram(
     entries.map((e) => e.source),
-    { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, strict: true, skipLibCheck: true, noEmit: true },
+    {
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      strict: true,
+      skipLibCheck: true,
+      noEmit: true,
+    },
   );
   const checker = program.getTypeChecker();
   const undocumented: string[] = [];
@@ -65,7 +72,11 @@ t.test("the README's TypeScript blocks type-check under strict", async (t) => {
         const m = /^import \{([^}]*)\} from '([^']+)';$/.exec(line);
         if (m) {
           const set = named.get(m[2]) ?? new Set<string>();
-          m[1].split(',').map((s) => s.trim()).filter(Boolean).forEach((s) => set.add(s));
+          m[1]
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+            .forEach((s) => set.add(s));
           named.set(m[2], set);
         } else if (/^import /.test(line)) other.add(line);
         else body.push(line);

@@ -12,7 +12,12 @@ import t from 'tap';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const LAYERS = ['core', 'nn', 'spiking', 'data'] as const;
 type Layer = (typeof LAYERS)[number];
-const ALLOWED: Record<Layer, readonly Layer[]> = { core: ['core'], nn: ['core', 'nn'], spiking: ['core', 'nn', 'spiking'], data: ['core', 'data'] };
+const ALLOWED: Record<Layer, readonly Layer[]> = {
+  core: ['core'],
+  nn: ['core', 'nn'],
+  spiking: ['core', 'nn', 'spiking'],
+  data: ['core', 'data'],
+};
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -40,7 +45,8 @@ for (const layer of LAYERS) {
         const where = relative(root, file);
         if (spec.startsWith('.')) {
           const target = relative(root, resolve(dirname(file), spec)).split(/[\\/]/)[0];
-          if ((LAYERS as readonly string[]).includes(target) && !ALLOWED[layer].includes(target as Layer)) problems.push(`${where} imports ${spec} (${target})`);
+          if ((LAYERS as readonly string[]).includes(target) && !ALLOWED[layer].includes(target as Layer))
+            problems.push(`${where} imports ${spec} (${target})`);
           if (!(LAYERS as readonly string[]).includes(target)) problems.push(`${where} imports ${spec} outside the layers`);
         } else if (spec.startsWith('node:')) problems.push(`${where} imports ${spec} statically`);
       }
@@ -50,7 +56,11 @@ for (const layer of LAYERS) {
 }
 
 t.test('the checker sees a violation', async (t) => {
-  t.same(imports("import { x } from '../nn/index.js';\nimport type { Y } from 'node:fs';\nexport * from './a.js';\nimport 'node:fs';"), ['../nn/index.js', './a.js', 'node:fs']);
+  t.same(imports("import { x } from '../nn/index.js';\nimport type { Y } from 'node:fs';\nexport * from './a.js';\nimport 'node:fs';"), [
+    '../nn/index.js',
+    './a.js',
+    'node:fs',
+  ]);
 });
 
 /**
@@ -69,7 +79,9 @@ t.test('only core/backend/ and the core entry points import core/backend/', asyn
       if (where.startsWith('core/backend/') || BACKEND_ENTRY_POINTS.has(where)) continue;
       for (const spec of imports(readFileSync(file, 'utf8'))) {
         if (!spec.startsWith('.')) continue;
-        const target = relative(root, resolve(dirname(file), spec)).split(/[\\/]/).join('/');
+        const target = relative(root, resolve(dirname(file), spec))
+          .split(/[\\/]/)
+          .join('/');
         if (target.startsWith('core/backend/') || target === 'core/internal.js') problems.push(`${where} imports ${spec}`);
       }
     }
@@ -89,9 +101,12 @@ t.test('examples import public entry points only (no core/internal, no module un
   for (const file of sources(join(root, 'examples'))) {
     for (const spec of imports(readFileSync(file, 'utf8'))) {
       if (!spec.startsWith('.')) continue;
-      const target = relative(root, resolve(dirname(file), spec)).split(/[\\/]/).join('/');
+      const target = relative(root, resolve(dirname(file), spec))
+        .split(/[\\/]/)
+        .join('/');
       const layer = target.split('/')[0];
-      if ((LAYERS as readonly string[]).includes(layer) && !PUBLIC_ENTRY_POINTS.has(target)) problems.push(`${relative(root, file)} imports ${spec}`);
+      if ((LAYERS as readonly string[]).includes(layer) && !PUBLIC_ENTRY_POINTS.has(target))
+        problems.push(`${relative(root, file)} imports ${spec}`);
     }
   }
   t.same(problems, [], 'examples use the public API');

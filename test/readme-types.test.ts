@@ -33,12 +33,19 @@ function joinBlocks(parts: readonly string[]): string {
       if (ns) namespaces.set(ns[1], ns[2]);
       else if (nm) {
         const set = named.get(nm[2]) ?? new Set<string>();
-        for (const s of nm[1].split(',').map((x) => x.trim()).filter(Boolean)) set.add(s);
+        for (const s of nm[1]
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean))
+          set.add(s);
         named.set(nm[2], set);
       } else code.push(line);
     }
   }
-  const imports = [...[...namespaces].map(([n, m]) => `import * as ${n} from '${m}';`), ...[...named].map(([m, s]) => `import { ${[...s].join(', ')} } from '${m}';`)];
+  const imports = [
+    ...[...namespaces].map(([n, m]) => `import * as ${n} from '${m}';`),
+    ...[...named].map(([m, s]) => `import { ${[...s].join(', ')} } from '${m}';`),
+  ];
   return [...imports, ...code, 'export {};'].join('\n');
 }
 
@@ -57,7 +64,8 @@ t.test('README TypeScript examples compile under strict', async (t) => {
       return file;
     });
     // Every package entry point maps to its source (./dist/x/index.js -> x/index.ts), as in docs-api.test.ts.
-    const exportsMap = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, { import: string }> }).exports;
+    const exportsMap = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, { import: string }> })
+      .exports;
     const paths = Object.fromEntries(
       Object.entries(exportsMap).map(([sub, e]) => [
         sub === '.' ? 'spiketrace' : `spiketrace/${sub.slice(2)}`,
@@ -65,13 +73,27 @@ t.test('README TypeScript examples compile under strict', async (t) => {
       ]),
     );
     const tsconfig = {
-      compilerOptions: { target: 'ES2022', module: 'ES2022', moduleResolution: 'bundler', lib: ['ES2022', 'DOM'], strict: true, noEmit: true, skipLibCheck: true, esModuleInterop: true, paths, types: ['node'], typeRoots: [join(root, 'node_modules', '@types')] },
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'ES2022',
+        moduleResolution: 'bundler',
+        lib: ['ES2022', 'DOM'],
+        strict: true,
+        noEmit: true,
+        skipLibCheck: true,
+        esModuleInterop: true,
+        paths,
+        types: ['node'],
+        typeRoots: [join(root, 'node_modules', '@types')],
+      },
       files,
     };
     writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig));
     let output = '';
     try {
-      execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], { encoding: 'utf8' });
+      execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(dir, 'tsconfig.json')], {
+        encoding: 'utf8',
+      });
     } catch (e) {
       output = String((e as { stdout?: string }).stdout ?? e);
     }

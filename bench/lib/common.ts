@@ -258,7 +258,16 @@ function bytesOf(a: Float32Array | Int32Array | Uint8Array): Uint8Array {
 /** Writes the shared inputs as raw little-endian arrays plus a small manifest. */
 export function writeInputs(dir: string, inputs: Inputs): void {
   const w = inputs.weights;
-  const constants = { image: IMAGE, hidden: HIDDEN, classes: CLASSES, timeSteps: TIME_STEPS, batch: BATCH, spikingDt: SPIKING_DT, adam: ADAM, lif: LIF };
+  const constants = {
+    image: IMAGE,
+    hidden: HIDDEN,
+    classes: CLASSES,
+    timeSteps: TIME_STEPS,
+    batch: BATCH,
+    spikingDt: SPIKING_DT,
+    adam: ADAM,
+    lif: LIF,
+  };
   const manifest: Manifest = { rows: inputs.data?.rows ?? 0, source: inputs.data?.source ?? '-', constants };
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
   if (inputs.data) {
@@ -267,7 +276,18 @@ export function writeInputs(dir: string, inputs: Inputs): void {
   }
   writeFileSync(join(dir, 'lif_spikes0.u8'), bytesOf(inputs.lifSpikes0));
   const lw = inputs.lifWeights;
-  const arrays = { w1: w.w1, b1: w.b1, w2: w.w2, b2: w.b2, lif_w1: lw.w1, lif_b1: lw.b1, lif_w2: lw.w2, lif_b2: lw.b2, a: inputs.matmul.a, b: inputs.matmul.b };
+  const arrays = {
+    w1: w.w1,
+    b1: w.b1,
+    w2: w.w2,
+    b2: w.b2,
+    lif_w1: lw.w1,
+    lif_b1: lw.b1,
+    lif_w2: lw.w2,
+    lif_b2: lw.b2,
+    a: inputs.matmul.a,
+    b: inputs.matmul.b,
+  };
   for (const [name, a] of Object.entries(arrays)) writeFileSync(join(dir, `${name}.f32`), bytesOf(a));
 }
 
@@ -285,7 +305,12 @@ export function readInputs(dir: string, withData: boolean): Inputs {
   const f32 = (name: string): Float32Array => readArray(join(dir, `${name}.f32`), (b, o, n) => new Float32Array(b, o, n));
   const data: TrainData | null =
     withData && manifest.rows > 0
-      ? { x: f32('x'), y: readArray(join(dir, 'y.i32'), (b, o, n) => new Int32Array(b, o, n)), rows: manifest.rows, source: manifest.source }
+      ? {
+          x: f32('x'),
+          y: readArray(join(dir, 'y.i32'), (b, o, n) => new Int32Array(b, o, n)),
+          rows: manifest.rows,
+          source: manifest.source,
+        }
       : null;
   return {
     data,

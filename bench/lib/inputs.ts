@@ -4,18 +4,40 @@
  * and matmul operands. Built once per run and written to files for the children.
  */
 import { loadFashionMnistRaw, normalizeImages } from '../../data/index.js';
-import { CLASSES, IMAGE, LIF, TRAIN_ROWS, glorotUniform, rng, MATMUL, HIDDEN, type DenseWeights, type Inputs, type TrainData } from './common.js';
+import {
+  CLASSES,
+  IMAGE,
+  LIF,
+  TRAIN_ROWS,
+  glorotUniform,
+  rng,
+  MATMUL,
+  HIDDEN,
+  type DenseWeights,
+  type Inputs,
+  type TrainData,
+} from './common.js';
 
 /** The two dense layers of every model, 784 -> 128 -> 10: glorot-uniform kernels, zero biases (Keras's defaults). */
 export function initialWeights(seed: number): DenseWeights {
   const next = rng(seed ^ 0x5eed);
-  return { w1: glorotUniform(next, IMAGE, HIDDEN), b1: new Float32Array(HIDDEN), w2: glorotUniform(next, HIDDEN, CLASSES), b2: new Float32Array(CLASSES) };
+  return {
+    w1: glorotUniform(next, IMAGE, HIDDEN),
+    b1: new Float32Array(HIDDEN),
+    w2: glorotUniform(next, HIDDEN, CLASSES),
+    b2: new Float32Array(CLASSES),
+  };
 }
 
 /** The LIF network's layers, 784 -> 1000 -> 10: glorot-uniform kernels, zero biases. */
 export function lifWeights(seed: number): DenseWeights {
   const next = rng(seed ^ 0x11f);
-  return { w1: glorotUniform(next, IMAGE, LIF.hidden), b1: new Float32Array(LIF.hidden), w2: glorotUniform(next, LIF.hidden, CLASSES), b2: new Float32Array(CLASSES) };
+  return {
+    w1: glorotUniform(next, IMAGE, LIF.hidden),
+    b1: new Float32Array(LIF.hidden),
+    w2: glorotUniform(next, LIF.hidden, CLASSES),
+    b2: new Float32Array(CLASSES),
+  };
 }
 
 /**
@@ -75,5 +97,11 @@ export async function loadTrainData(rows: number, seed: number, synthetic: boole
 
 export async function buildInputs(rows: number, seed: number, synthetic: boolean): Promise<Inputs> {
   const data = rows > 0 ? await loadTrainData(rows, seed, synthetic) : null;
-  return { data, weights: initialWeights(seed), lifWeights: lifWeights(seed), lifSpikes0: lifFirstBatchSpikes(data, seed), matmul: matmulOperands(seed) };
+  return {
+    data,
+    weights: initialWeights(seed),
+    lifWeights: lifWeights(seed),
+    lifSpikes0: lifFirstBatchSpikes(data, seed),
+    matmul: matmulOperands(seed),
+  };
 }

@@ -47,7 +47,15 @@ export function runPythonJob(job: Job, timeoutS: number): Promise<WorkerReport> 
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutS * 1000);
     const fail = (why: string): WorkerReport => {
       const tail = output.trim().split('\n').slice(-3).join(' / ');
-      return { job, ok: false, error: `${why}${tail ? `: ${tail}` : ''}`, peakRssMB: NaN, backend: 'torch', weightsHash: '', dataSource: '-' };
+      return {
+        job,
+        ok: false,
+        error: `${why}${tail ? `: ${tail}` : ''}`,
+        peakRssMB: NaN,
+        backend: 'torch',
+        weightsHash: '',
+        dataSource: '-',
+      };
     };
     child.on('error', (e) => {
       clearTimeout(timer);

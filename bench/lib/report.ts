@@ -1,15 +1,28 @@
 /** The benchmark's tables (markdown, also printed) and the issues' targets. */
-import { CASE_PEERS, TRAIN_ROWS, batchOf, stepsPerEpoch, type CaseName, type MatmulResult, type PeerName, type TrainResult, type WorkerReport } from './common.js';
+import {
+  CASE_PEERS,
+  TRAIN_ROWS,
+  batchOf,
+  stepsPerEpoch,
+  type CaseName,
+  type MatmulResult,
+  type PeerName,
+  type TrainResult,
+  type WorkerReport,
+} from './common.js';
 
 export const CASE_TITLES: Record<CaseName, string> = {
   matmul: '1. matmul 320x784x128 float32',
   m1: '2. M1: Dense(128, relu) -> Dense(10) on flattened 784 inputs',
   m2: '3. M2: 10 steps of the repeated image, TimeDistributed Dense(128) -> relu -> mean over time -> Dense(10)',
-  spiking: "4. spiking-aware M2: spikingActivation('relu', { dt: 0.01 }) (PyTorch: a custom autograd function; jax-js and tfjs rows are their M2)",
+  spiking:
+    "4. spiking-aware M2: spikingActivation('relu', { dt: 0.01 }) (PyTorch: a custom autograd function; jax-js and tfjs rows are their M2)",
   poisson: '5. spiking-aware M2 on Poisson spike input (time-varying; jax-js and tfjs rows are their M2)',
   lif: "6. M2 with leaky({ beta: 0.95 }) neurons, fast-sigmoid surrogate as a customVjp (spiketrace only; peers' rows are their M2)",
-  lifStopGradient: "7. the same LIF model, its surrogate written with stopGradient (s + sg(H(u) - s)) (spiketrace only; peers' rows are their M2)",
-  lifNet: '8. LIF example network: rate-coded images over 25 steps, Dense(1000) -> Leaky -> Dense(10) -> Leaky, cross-entropy on spike counts, batch 128',
+  lifStopGradient:
+    "7. the same LIF model, its surrogate written with stopGradient (s + sg(H(u) - s)) (spiketrace only; peers' rows are their M2)",
+  lifNet:
+    '8. LIF example network: rate-coded images over 25 steps, Dense(1000) -> Leaky -> Dense(10) -> Leaky, cross-entropy on spike counts, batch 128',
   conv: '9. conv: the spiking CNN example with relu neurons, 10 steps of the repeated image, TimeDistributed Conv2D(32, 3x3) -> relu -> AvgPool(2) -> Conv2D(64, 3x3) -> relu -> AvgPool(2) -> mean over time -> Dense(10)',
 };
 
@@ -21,7 +34,8 @@ export function secondsPerEpoch(r: TrainResult): number {
 
 const f = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 /** 3 significant digits, without exponent notation for the sizes we print. */
-const g3 = (x: number): string => (!Number.isFinite(x) ? '-' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toPrecision(3));
+const g3 = (x: number): string =>
+  !Number.isFinite(x) ? '-' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toPrecision(3);
 const mean = (a: readonly number[]): number => a.reduce((s, v) => s + v, 0) / a.length;
 
 type Results = ReadonlyMap<string, WorkerReport>;
@@ -55,11 +69,33 @@ function matmulTable(results: Results, peers: readonly PeerName[]): string {
     const ratio = st && p !== 'spiketrace' ? `${f(st.gflops / r.gflops, 3)}x` : '-';
     const peak = st?.simdPeak;
     const ofPeak = peak ? `${f((100 * r.gflops) / peak.allThreads, 0)}%` : '-';
-    return [[p, rep.backend, f(r.gflops, 2), f(r.bestMs, 3), `best of ${r.reps} x ${r.callsPerRep}`, f(rep.peakRssMB, 0), r.checksum.toFixed(1), ofPeak, ratio]];
+    return [
+      [
+        p,
+        rep.backend,
+        f(r.gflops, 2),
+        f(r.bestMs, 3),
+        `best of ${r.reps} x ${r.callsPerRep}`,
+        f(rep.peakRssMB, 0),
+        r.checksum.toFixed(1),
+        ofPeak,
+        ratio,
+      ],
+    ];
   });
   const peak = st?.simdPeak;
   const peakNote = peak ? `${f(peak.allThreads, 1)} GFLOP/s on ${peak.threads} threads (${f(peak.oneThread, 1)} on one)` : 'not measured';
-  const header = ['peer', 'backend', 'GFLOP/s', 'ms/matmul', 'repetitions', 'peak RSS MB', 'sum of output', `of wasm SIMD peak (${peakNote})`, 'spiketrace/peer GFLOP/s (higher is better)'];
+  const header = [
+    'peer',
+    'backend',
+    'GFLOP/s',
+    'ms/matmul',
+    'repetitions',
+    'peak RSS MB',
+    'sum of output',
+    `of wasm SIMD peak (${peakNote})`,
+    'spiketrace/peer GFLOP/s (higher is better)',
+  ];
   return table(header, [...rows, ...failedRows(results, 'matmul', header.length)]);
 }
 
@@ -81,14 +117,41 @@ function trainTable(results: Results, c: Exclude<CaseName, 'matmul'>, peers: rea
   const rows = entries.map(({ peer, label, sameModel, r, rep }) => {
     const s = secondsPerEpoch(r);
     const ratio = st && peer !== 'spiketrace' ? `${f(secondsPerEpoch(st.r) / s, 3)}x` : '-';
-    const how = r.warmupSteps === 0 && r.measuredSteps >= r.stepsPerEpoch ? `full epoch (${r.measuredSteps} steps)` : `extrapolated from ${r.measuredSteps} steps`;
+    const how =
+      r.warmupSteps === 0 && r.measuredSteps >= r.stepsPerEpoch
+        ? `full epoch (${r.measuredSteps} steps)`
+        : `extrapolated from ${r.measuredSteps} steps`;
     const samples = (r.measuredSteps * batchOf(c)) / r.measuredS;
     // Steps shared with spiketrace (all of this row's steps for spiketrace itself).
     const k = st && sameModel ? Math.min(r.losses.length, st.r.losses.length) : r.losses.length;
     const stMean = st && sameModel && peer !== 'spiketrace' ? f(mean(st.r.losses.slice(0, k)), 4) : '-';
-    return [label, rep.backend, g3(s), how, f(samples, 0), f(r.firstStepS, 2), f(rep.peakRssMB, 0), f(r.losses[0], 5), `${f(mean(r.losses.slice(0, k)), 4)} (1-${k})`, stMean, ratio];
+    return [
+      label,
+      rep.backend,
+      g3(s),
+      how,
+      f(samples, 0),
+      f(r.firstStepS, 2),
+      f(rep.peakRssMB, 0),
+      f(r.losses[0], 5),
+      `${f(mean(r.losses.slice(0, k)), 4)} (1-${k})`,
+      stMean,
+      ratio,
+    ];
   });
-  const header = ['peer', 'backend', 's/epoch', 'how', 'samples/s', '1st step s', 'peak RSS MB', 'loss step 1', 'mean loss (steps)', 'spiketrace, same steps', 'spiketrace/peer time (lower is better)'];
+  const header = [
+    'peer',
+    'backend',
+    's/epoch',
+    'how',
+    'samples/s',
+    '1st step s',
+    'peak RSS MB',
+    'loss step 1',
+    'mean loss (steps)',
+    'spiketrace, same steps',
+    'spiketrace/peer time (lower is better)',
+  ];
   return table(header, [...rows, ...failedRows(results, c, header.length)]);
 }
 
@@ -126,13 +189,21 @@ export function targets(results: Results): Target[] {
   const mmTf = matmul(results, 'tfjs-wasm');
   out.push(
     mmSt && mmTf
-      ? { text: 'matmul GFLOP/s >= 1.0x tfjs-wasm', measured: `${f(mmSt.gflops, 2)} / ${f(mmTf.gflops, 2)} = ${f(mmSt.gflops / mmTf.gflops, 3)}x`, status: mmSt.gflops / mmTf.gflops >= 1 ? 'met' : 'not met' }
+      ? {
+          text: 'matmul GFLOP/s >= 1.0x tfjs-wasm',
+          measured: `${f(mmSt.gflops, 2)} / ${f(mmTf.gflops, 2)} = ${f(mmSt.gflops / mmTf.gflops, 3)}x`,
+          status: mmSt.gflops / mmTf.gflops >= 1 ? 'met' : 'not met',
+        }
       : { text: 'matmul GFLOP/s >= 1.0x tfjs-wasm', measured: 'needs matmul of spiketrace and tfjs-wasm', status: 'n/a' },
   );
   const peak = mmSt?.simdPeak;
   out.push(
     mmSt && peak
-      ? { text: 'matmul >= 60% of the WebAssembly SIMD peak (2 threads)', measured: `${f(mmSt.gflops, 2)} / ${f(peak.allThreads, 2)} = ${f((100 * mmSt.gflops) / peak.allThreads, 1)}%`, status: mmSt.gflops >= 0.6 * peak.allThreads ? 'met' : 'not met' }
+      ? {
+          text: 'matmul >= 60% of the WebAssembly SIMD peak (2 threads)',
+          measured: `${f(mmSt.gflops, 2)} / ${f(peak.allThreads, 2)} = ${f((100 * mmSt.gflops) / peak.allThreads, 1)}%`,
+          status: mmSt.gflops >= 0.6 * peak.allThreads ? 'met' : 'not met',
+        }
       : { text: 'matmul >= 60% of the WebAssembly SIMD peak (2 threads)', measured: 'needs matmul of spiketrace', status: 'n/a' },
   );
   const timeTarget = (text: string, c: CaseName, peerCase: CaseName, limit: number, peer: PeerName = 'jax-js'): Target => {
@@ -140,7 +211,11 @@ export function targets(results: Results): Target[] {
     const b = train(results, peer, peerCase);
     if (!a || !b) return { text, measured: `needs ${c} of spiketrace and ${peerCase} of ${peer}`, status: 'n/a' };
     const ratio = secondsPerEpoch(a) / secondsPerEpoch(b);
-    return { text, measured: `${g3(secondsPerEpoch(a))} s / ${g3(secondsPerEpoch(b))} s = ${f(ratio, 3)}x`, status: ratio <= limit ? 'met' : 'not met' };
+    return {
+      text,
+      measured: `${g3(secondsPerEpoch(a))} s / ${g3(secondsPerEpoch(b))} s = ${f(ratio, 3)}x`,
+      status: ratio <= limit ? 'met' : 'not met',
+    };
   };
   out.push(timeTarget('M1 epoch <= 0.5x jax-js M1', 'm1', 'm1', 0.5));
   out.push(timeTarget('spiking-aware epoch <= 0.25x jax-js M2', 'spiking', 'm2', 0.25));
@@ -158,7 +233,11 @@ export function targets(results: Results): Target[] {
   if (!cv || !sg) out.push({ text, measured: 'needs lif and lifStopGradient of spiketrace', status: 'n/a' });
   else {
     const ratio = secondsPerEpoch(cv) / secondsPerEpoch(sg);
-    out.push({ text, measured: `${g3(secondsPerEpoch(cv))} s / ${g3(secondsPerEpoch(sg))} s = ${f(ratio, 3)}x`, status: ratio <= 1.2 ? 'met' : 'not met' });
+    out.push({
+      text,
+      measured: `${g3(secondsPerEpoch(cv))} s / ${g3(secondsPerEpoch(sg))} s = ${f(ratio, 3)}x`,
+      status: ratio <= 1.2 ? 'met' : 'not met',
+    });
   }
   return out;
 }
@@ -175,7 +254,18 @@ export function renderReport(results: Results, ctx: ReportContext): string {
   for (const c of ctx.cases) {
     parts.push(`## ${CASE_TITLES[c]}`, '', c === 'matmul' ? matmulTable(results, ctx.peers) : trainTable(results, c, ctx.peers), '');
   }
-  parts.push('## Targets (issues 6 and 17)', '', table(['target', 'measured', 'status'], targets(results).map((t) => [t.text, t.measured, t.status])), '');
-  parts.push(`Epoch = ${TRAIN_ROWS} samples = ${stepsPerEpoch('m1')} steps of batch ${batchOf('m1')} (lifNet: ${stepsPerEpoch('lifNet')} steps of ${batchOf('lifNet')}). Ratios below 1 in the time columns mean spiketrace is faster.`, '');
+  parts.push(
+    '## Targets (issues 6 and 17)',
+    '',
+    table(
+      ['target', 'measured', 'status'],
+      targets(results).map((t) => [t.text, t.measured, t.status]),
+    ),
+    '',
+  );
+  parts.push(
+    `Epoch = ${TRAIN_ROWS} samples = ${stepsPerEpoch('m1')} steps of batch ${batchOf('m1')} (lifNet: ${stepsPerEpoch('lifNet')} steps of ${batchOf('lifNet')}). Ratios below 1 in the time columns mean spiketrace is faster.`,
+    '',
+  );
   return parts.join('\n');
 }

@@ -12,8 +12,13 @@ export const VMAP_TARGET = 2;
 
 export function vmapTable(rows: readonly VmapRow[]): string {
   const lines = ['| variant (M1, batch 32) | ms per call (median) | x batched gradient | runs (ms) |', '|---|---|---|---|'];
-  for (const r of rows) lines.push(`| ${r.name} | ${r.medianMs.toFixed(2)} | ${r.ratio.toFixed(2)}x | ${r.runsMs.map((m) => m.toFixed(1)).join(', ')} |`);
+  for (const r of rows)
+    lines.push(`| ${r.name} | ${r.medianMs.toFixed(2)} | ${r.ratio.toFixed(2)}x | ${r.runsMs.map((m) => m.toFixed(1)).join(', ')} |`);
   const perExample = rows[1];
-  if (perExample !== undefined) lines.push('', `Target (issue 13): per-example gradients with vmap(grad(f)) at most ${VMAP_TARGET}x one batched gradient: ${perExample.ratio.toFixed(2)}x -> ${perExample.ratio <= VMAP_TARGET ? 'met' : 'not met'}.`);
+  if (perExample !== undefined)
+    lines.push(
+      '',
+      `Target (issue 13): per-example gradients with vmap(grad(f)) at most ${VMAP_TARGET}x one batched gradient: ${perExample.ratio.toFixed(2)}x -> ${perExample.ratio <= VMAP_TARGET ? 'met' : 'not met'}.`,
+    );
   return lines.join('\n');
 }

@@ -4,7 +4,18 @@
  * arrays used twice are passed as `.ref`.
  */
 import { defaultDevice, init, jit, nn, numpy as np, tree, valueAndGrad } from '@jax-js/jax';
-import { ADAM, BATCH, CLASSES, HIDDEN, IMAGE, TIME_STEPS, type DenseWeights, type ModelCase, type StepClock, type TrainData } from '../lib/common.js';
+import {
+  ADAM,
+  BATCH,
+  CLASSES,
+  HIDDEN,
+  IMAGE,
+  TIME_STEPS,
+  type DenseWeights,
+  type ModelCase,
+  type StepClock,
+  type TrainData,
+} from '../lib/common.js';
 import type { Peer } from '../lib/peer.js';
 
 type Params = { w1: np.Array; b1: np.Array; w2: np.Array; b2: np.Array };

@@ -3,12 +3,44 @@
  * verbose 0 (a callback reads each step's loss for the clock), the data module's tileTime and
  * poissonEncode (inside the step, through a lambda layer).
  */
-import { abs, add, div, fromTyped, getBackend, jit, matmul, mul, random, stopGradient, sub, sum, transpose, valueAndGrad, type NDArray, type Tensor, type Tree } from '../../core/index.js';
+import {
+  abs,
+  add,
+  div,
+  fromTyped,
+  getBackend,
+  jit,
+  matmul,
+  mul,
+  random,
+  stopGradient,
+  sub,
+  sum,
+  transpose,
+  valueAndGrad,
+  type NDArray,
+  type Tensor,
+  type Tree,
+} from '../../core/index.js';
 import { gemmFmaActive } from '../../core/backend/wasm/index.js';
 import { poissonEncode, tileTime } from '../../data/index.js';
 import * as nn from '../../nn/index.js';
 import * as spiking from '../../spiking/index.js';
-import { BATCH, CONV, HIDDEN, CLASSES, IMAGE, LIF, SPIKING_DT, TIME_STEPS, convWeights, type DenseWeights, type ModelCase, type StepClock, type TrainData } from '../lib/common.js';
+import {
+  BATCH,
+  CONV,
+  HIDDEN,
+  CLASSES,
+  IMAGE,
+  LIF,
+  SPIKING_DT,
+  TIME_STEPS,
+  convWeights,
+  type DenseWeights,
+  type ModelCase,
+  type StepClock,
+  type TrainData,
+} from '../lib/common.js';
 import type { Peer } from '../lib/peer.js';
 
 /** The case's model; the two dense layers are named 'hidden' and 'logits' so weights can be set. */
@@ -27,7 +59,10 @@ function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerSh
   }
   if (model === 'lifNet') throw new RangeError("spiketrace peer: the 'lifNet' case trains with trainLif");
   if (model === 'm1') {
-    return { layer: nn.sequential([nn.flatten(), nn.dense(HIDDEN, { activation: 'relu', name: 'hidden' }), nn.dense(CLASSES, { name: 'logits' })]), inputShape: [28, 28] };
+    return {
+      layer: nn.sequential([nn.flatten(), nn.dense(HIDDEN, { activation: 'relu', name: 'hidden' }), nn.dense(CLASSES, { name: 'logits' })]),
+      inputShape: [28, 28],
+    };
   }
   // M2 trains with the plain relu (what the seed's SpikingActivation without spiking-aware
   // training computes in training); the spiking cases use the spiking neuron at dt 0.01.
@@ -39,7 +74,13 @@ function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerSh
         : model === 'lifStopGradient'
           ? spiking.leaky({ beta: 0.95, surrogate: stopGradientFastSigmoid })
           : spiking.spikingActivation('relu', { dt: SPIKING_DT });
-  const layers = [nn.reshape([-1, IMAGE]), nn.timeDistributed(nn.dense(HIDDEN), { name: 'hidden' }), act, nn.globalAveragePooling1d(), nn.dense(CLASSES, { name: 'logits' })];
+  const layers = [
+    nn.reshape([-1, IMAGE]),
+    nn.timeDistributed(nn.dense(HIDDEN), { name: 'hidden' }),
+    act,
+    nn.globalAveragePooling1d(),
+    nn.dense(CLASSES, { name: 'logits' }),
+  ];
   if (model !== 'poisson') return { layer: nn.sequential(layers), inputShape: [null, 28, 28] };
   return { layer: nn.sequential([poissonEncoder(), ...layers]), inputShape: [28, 28] };
 }
@@ -65,10 +106,13 @@ const stopGradientFastSigmoid: spiking.Surrogate = {
  * the repeated input does. Only the images are held (the encoded set would be 10x their size).
  */
 function poissonEncoder(): nn.Layer {
-  return nn.lambda((x, { key }) => {
-    if (!key) throw new RangeError('poisson encoder: needs the per-step key that fit passes');
-    return poissonEncode(key, x, TIME_STEPS, { dt: SPIKING_DT, maxRate: 1 / SPIKING_DT }).mul(SPIKING_DT);
-  }, { name: 'poisson', outputShape: (s) => [TIME_STEPS, ...s] });
+  return nn.lambda(
+    (x, { key }) => {
+      if (!key) throw new RangeError('poisson encoder: needs the per-step key that fit passes');
+      return poissonEncode(key, x, TIME_STEPS, { dt: SPIKING_DT, maxRate: 1 / SPIKING_DT }).mul(SPIKING_DT);
+    },
+    { name: 'poisson', outputShape: (s) => [TIME_STEPS, ...s] },
+  );
 }
 
 /** Replaces the initialized kernels and biases of 'hidden' and 'logits' with the shared weights. */
@@ -76,7 +120,10 @@ function withWeights(params: Tree, w: DenseWeights, model: ModelCase, seed: numb
   const p = params as Record<string, Record<string, Tensor>>;
   if (model === 'conv') {
     const c = convWeights(seed);
-    const conv = (name: string, kernel: Float32Array, bias: Float32Array): Record<string, Tensor> => ({ kernel: fromTyped(kernel, p[name].kernel.shape), bias: fromTyped(bias, p[name].bias.shape) });
+    const conv = (name: string, kernel: Float32Array, bias: Float32Array): Record<string, Tensor> => ({
+      kernel: fromTyped(kernel, p[name].kernel.shape),
+      bias: fromTyped(bias, p[name].bias.shape),
+    });
     return { ...p, conv1: conv('conv1', c.k1, c.b1), conv2: conv('conv2', c.k2, c.b2), logits: conv('logits', c.w, c.b) };
   }
   const set = (name: string, kernel: Float32Array, bias: Float32Array): Record<string, Tensor> => {
@@ -160,7 +207,12 @@ export async function createPeer(): Promise<Peer> {
       const images = fromTyped(data.x.subarray(0, rows * IMAGE), [rows, 28, 28]);
       const labels = fromTyped(data.y.subarray(0, rows), [rows], 'int32');
       // The repeated image is a stride-0 view (no copy), as in the README.
-      const x = model === 'm1' || model === 'poisson' ? images : model === 'conv' ? tileTime(images.reshape([rows, 28, 28, 1]) as NDArray, TIME_STEPS) : tileTime(images, TIME_STEPS);
+      const x =
+        model === 'm1' || model === 'poisson'
+          ? images
+          : model === 'conv'
+            ? tileTime(images.reshape([rows, 28, 28, 1]) as NDArray, TIME_STEPS)
+            : tileTime(images, TIME_STEPS);
       clock.start();
       nn.fit(layer, vars, x, labels, {
         optimizer: nn.adam(),

@@ -19,6 +19,19 @@ import { reluGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Relu_grad.j
 import { reshapeGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Reshape_grad.js';
 import { sumGradConfig } from '@tensorflow/tfjs-core/dist/gradients/Sum_grad.js';
 
-for (const config of [addGradConfig, avgPoolGradConfig, castGradConfig, conv2DGradConfig, batchMatMulGradConfig, broadcastToGradConfig, meanGradConfig, multiplyGradConfig, negGradConfig, reluGradConfig, reshapeGradConfig, sumGradConfig]) {
+for (const config of [
+  addGradConfig,
+  avgPoolGradConfig,
+  castGradConfig,
+  conv2DGradConfig,
+  batchMatMulGradConfig,
+  broadcastToGradConfig,
+  meanGradConfig,
+  multiplyGradConfig,
+  negGradConfig,
+  reluGradConfig,
+  reshapeGradConfig,
+  sumGradConfig,
+]) {
   registerGradient(config);
 }

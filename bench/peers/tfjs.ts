@@ -8,7 +8,20 @@ import { dirname } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { ADAM, BATCH, CLASSES, CONV, HIDDEN, IMAGE, TIME_STEPS, convWeights, type DenseWeights, type ModelCase, type StepClock, type TrainData } from '../lib/common.js';
+import {
+  ADAM,
+  BATCH,
+  CLASSES,
+  CONV,
+  HIDDEN,
+  IMAGE,
+  TIME_STEPS,
+  convWeights,
+  type DenseWeights,
+  type ModelCase,
+  type StepClock,
+  type TrainData,
+} from '../lib/common.js';
 import type { Peer } from '../lib/peer.js';
 
 export async function createPeer(backend: 'wasm' | 'cpu', training: boolean): Promise<Peer> {
@@ -63,7 +76,12 @@ export async function createPeer(backend: 'wasm' | 'cpu', training: boolean): Pr
           const x = tf.tensor2d(data.x.subarray(s * BATCH * IMAGE, (s + 1) * BATCH * IMAGE), [BATCH, IMAGE]);
           const y = tf.cast(tf.oneHot(tf.tensor1d(data.y.subarray(s * BATCH, (s + 1) * BATCH), 'int32'), CLASSES), 'float32');
           // Sparse softmax cross-entropy from logits, mean over the batch.
-          const cost = optimizer.minimize(() => tf.neg(tf.mean(tf.sum(tf.mul(tf.logSoftmax(logits(x)), y), -1))) as tf.Scalar, true, [w1, b1, w2, b2]);
+          const cost = optimizer.minimize(() => tf.neg(tf.mean(tf.sum(tf.mul(tf.logSoftmax(logits(x)), y), -1))) as tf.Scalar, true, [
+            w1,
+            b1,
+            w2,
+            b2,
+          ]);
           return cost!.dataSync()[0];
         });
         if (!clock.step(lossValue)) break;
@@ -89,7 +107,12 @@ function trainConv(data: TrainData, clock: StepClock, seed: number): void {
   const vars = [k1, b1, k2, b2, w, b];
   const optimizer = tf.train.adam(ADAM.lr, ADAM.beta1, ADAM.beta2, ADAM.epsilon);
   const logits = (x: tf.Tensor2D): tf.Tensor2D => {
-    const xt = tf.reshape(tf.broadcastTo(tf.reshape(x, [BATCH, 1, 28, 28, 1]), [BATCH, TIME_STEPS, 28, 28, 1]), [BATCH * TIME_STEPS, 28, 28, 1]) as tf.Tensor4D;
+    const xt = tf.reshape(tf.broadcastTo(tf.reshape(x, [BATCH, 1, 28, 28, 1]), [BATCH, TIME_STEPS, 28, 28, 1]), [
+      BATCH * TIME_STEPS,
+      28,
+      28,
+      1,
+    ]) as tf.Tensor4D;
     const h1 = tf.avgPool(tf.relu(tf.add(tf.conv2d(xt, k1 as tf.Tensor4D, 1, 'valid'), b1)) as tf.Tensor4D, 2, 2, 'valid');
     const h2 = tf.avgPool(tf.relu(tf.add(tf.conv2d(h1, k2 as tf.Tensor4D, 1, 'valid'), b2)) as tf.Tensor4D, 2, 2, 'valid');
     const perStep = tf.reshape(h2, [BATCH, TIME_STEPS, CONV.flat]);

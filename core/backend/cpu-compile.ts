@@ -66,7 +66,13 @@ interface GroupStep extends StepBase {
  * is written at the same position (all loads of a vector come before its stores), so writing
  * over the inputs is exact, and it keeps an optimizer step's memory footprint to its inputs'.
  */
-function inPlaceTargets(s: GroupStep, env: (NDArray | undefined)[], live: Map<TypedArray, number>, donated: readonly boolean[] | undefined, argOfSlot: Map<number, number>): (TypedArray | undefined)[] | undefined {
+function inPlaceTargets(
+  s: GroupStep,
+  env: (NDArray | undefined)[],
+  live: Map<TypedArray, number>,
+  donated: readonly boolean[] | undefined,
+  argOfSlot: Map<number, number>,
+): (TypedArray | undefined)[] | undefined {
   if (s.wasmSpec === null || s.releasedInputs.length === 0) return undefined;
   // A row whose length is not a multiple of 4 lanes ends with a store into the next row's first
   // elements before that row is read: only whole-vector rows (or one row) may alias an input.
@@ -79,7 +85,8 @@ function inPlaceTargets(s: GroupStep, env: (NDArray | undefined)[], live: Map<Ty
     const arg = argOfSlot.get(slot);
     if (arg !== undefined && donated?.[arg] !== true) continue;
     const x = env[slot];
-    if (x === undefined || x.offset !== 0 || x.data.length !== size || !recyclable(x.data) || live.get(x.data) !== 1 || !x.isContiguous()) continue;
+    if (x === undefined || x.offset !== 0 || x.data.length !== size || !recyclable(x.data) || live.get(x.data) !== 1 || !x.isContiguous())
+      continue;
     const t = s.wasmSpec.inputTypes[i];
     for (let j = 0; j < s.wasmSpec.outputTypes.length; j++) {
       if (s.wasmSpec.outputTypes[j] !== t || reuse?.[j] !== undefined) continue;
@@ -104,7 +111,10 @@ function runStep(s: Step, env: (NDArray | undefined)[], reuse?: (TypedArray | un
   const ins = s.ins;
   for (let i = 0; i < ins.length; i++) ins[i] = env[s.reads[i]] as NDArray;
   const reduced = s.reduceSpec !== null ? runWasmReduce(s.reduceSpec, ins, s.shape, s.axes) : null;
-  const outs = reduced !== null ? [reduced] : (s.wasmSpec !== null ? runWasmFused(s.wasmSpec, ins, s.shape, reuse) : null) ?? runFused(s.prog, ins, s.shape);
+  const outs =
+    reduced !== null
+      ? [reduced]
+      : ((s.wasmSpec !== null ? runWasmFused(s.wasmSpec, ins, s.shape, reuse) : null) ?? runFused(s.prog, ins, s.shape));
   ins.fill(NO_ARRAY);
   for (let i = 0; i < s.writes.length; i++) env[s.writes[i]] = outs[i];
 }
@@ -177,7 +187,6 @@ function drop(live: Map<TypedArray, number>, env: (NDArray | undefined)[], slot:
     giveBuffer(x.data, x.dtype);
   }
 }
-
 
 /**
  * A compiled program (core/backends.ts CompiledProgram): `donated[i]` lets it recycle argument i's
@@ -266,8 +275,21 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
     const lines = ops.map((op, k) => opLine(k, op));
     const r = g.reduce;
     const prog: FusedProgram = r
-      ? { numInputs: g.inputs.length, ops, lines, outputs: [temps.get(r.input) ?? `v${g.inputs.indexOf(r.input)}`], outDtypes: [r.output.aval.dtype], reduce: { op: r.op, axes: r.axes } }
-      : { numInputs: g.inputs.length, ops, lines, outputs: g.outputs.map((v) => temps.get(v)!), outDtypes: g.outputs.map((v) => v.aval.dtype) };
+      ? {
+          numInputs: g.inputs.length,
+          ops,
+          lines,
+          outputs: [temps.get(r.input) ?? `v${g.inputs.indexOf(r.input)}`],
+          outDtypes: [r.output.aval.dtype],
+          reduce: { op: r.op, axes: r.axes },
+        }
+      : {
+          numInputs: g.inputs.length,
+          ops,
+          lines,
+          outputs: g.outputs.map((v) => temps.get(v)!),
+          outDtypes: g.outputs.map((v) => v.aval.dtype),
+        };
     const inSlots = g.inputs.map(slotOf);
     const outSlots = g.outputs.map(slotOf);
     const shape = r ? r.input.aval.shape : g.shape;
@@ -281,7 +303,8 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
         i >= 0 && g.eqns.length === 0
           ? { numInputs: g.inputs.length, eqns: [], outputs: [], inputTypes: g.inputs.map(() => 'f32' as const), outputTypes: [] }
           : wasmFusedSpec(g.eqns, g.inputs, [r.input], plan.literalOf);
-      if (prologue) reduceSpec = { prologue, reduced: i >= 0 && g.eqns.length === 0 ? { input: i } : { temp: prologue.outputs[0] }, op: r.op };
+      if (prologue)
+        reduceSpec = { prologue, reduced: i >= 0 && g.eqns.length === 0 ? { input: i } : { temp: prologue.outputs[0] }, op: r.op };
     }
     steps.push({
       kind: 'group',

@@ -10,7 +10,8 @@ import { wasmRandomBits, wasmUniform01 } from './wasm/threefry.js';
 /** Fewest words for which the WebAssembly threefry (same words) beats the JS loop's call cost. */
 const WASM_RANDOM_MIN = 256;
 
-type RandomPrim = 'random_bits' | 'random_split' | 'random_fold_in' | 'random_uniform' | 'random_normal' | 'random_randint' | 'random_permutation';
+type RandomPrim =
+  'random_bits' | 'random_split' | 'random_fold_in' | 'random_uniform' | 'random_normal' | 'random_randint' | 'random_permutation';
 
 function out(data: TypedArray, shape: readonly number[], dtype: DType): NDArray[] {
   return [new NDArray(makeView(data, shape.slice(), contiguousStrides(shape), 0), dtype)];
@@ -31,7 +32,8 @@ export const randomKernels: { [P in RandomPrim]: (inputs: NDArray[], params: Pri
     const key = keyOf(k);
     const n = sizeOf(shape);
     // [0, 1) float32 in the classic layout: the same bits and floats from the WebAssembly threefry.
-    const simple = dtype === 'float32' && minval === 0 && maxval === 1 && n >= WASM_RANDOM_MIN && !isPartitionable(undefined) && key.length === 2;
+    const simple =
+      dtype === 'float32' && minval === 0 && maxval === 1 && n >= WASM_RANDOM_MIN && !isPartitionable(undefined) && key.length === 2;
     const fast = simple ? wasmUniform01(key[0], key[1], n) : null;
     return out(fast ?? prng.uniform(key, n, { dtype, minval, maxval }), shape, dtype);
   },

@@ -26,7 +26,16 @@ const elementwise =
   <P extends ElementwisePrim>(prim: P): Kernel<P> =>
   (inputs, params) => {
     const outDtype = shapeRules[prim](inputs.map(avalOf), params)[0].dtype;
-    return runFused(singleOpProgram(prim, params, inputs.map((x) => x.dtype), outDtype), inputs, inputs[0].shape);
+    return runFused(
+      singleOpProgram(
+        prim,
+        params,
+        inputs.map((x) => x.dtype),
+        outDtype,
+      ),
+      inputs,
+      inputs[0].shape,
+    );
   };
 
 /** A plain reduction of one float32 input, for the WebAssembly path. */
@@ -84,7 +93,7 @@ function restoreAxis(data: TypedArray, shape: readonly number[], axis: number, d
 
 /** The eager kernels of the elementwise primitives, one per entry of the scalar-op table. */
 const elementwiseKernels = Object.fromEntries(
-  ELEMENTWISE_PRIMS.map((prim) => [prim, SCALAR_OPS[prim].identity ? (([x]: NDArray[]) => [x]) : elementwise(prim)]),
+  ELEMENTWISE_PRIMS.map((prim) => [prim, SCALAR_OPS[prim].identity ? ([x]: NDArray[]) => [x] : elementwise(prim)]),
 ) as { [P in ElementwisePrim]: Kernel<P> };
 
 export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
@@ -122,7 +131,14 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   slice: ([x], { starts, limits }) => [new NDArray(x.nd.hi(...limits).lo(...starts), x.dtype)],
   pad: ([x], { low, high }) => {
     const shape = x.shape.map((d, i) => d + low[i] + high[i]);
-    const out = contiguous(allocate(x.dtype, shape.reduce((a, c) => a * c, 1)), shape, x.dtype);
+    const out = contiguous(
+      allocate(
+        x.dtype,
+        shape.reduce((a, c) => a * c, 1),
+      ),
+      shape,
+      x.dtype,
+    );
     assignStrided(out.nd.hi(...x.shape.map((d, i) => d + low[i])).lo(...low), x.nd);
     return [out];
   },
@@ -130,7 +146,14 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     const shape = inputs[0].shape.slice();
     shape[axis] = inputs.reduce((a, x) => a + x.shape[axis], 0);
     const dtype = inputs[0].dtype;
-    const out = contiguous(allocate(dtype, shape.reduce((a, c) => a * c, 1)), shape, dtype);
+    const out = contiguous(
+      allocate(
+        dtype,
+        shape.reduce((a, c) => a * c, 1),
+      ),
+      shape,
+      dtype,
+    );
     let at = 0;
     for (const x of inputs) {
       const lo = shape.map((_, i) => (i === axis ? at : 0));
@@ -158,7 +181,8 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
       for (let k = 0; k < m; k++) {
         let j = idata[base + k * is];
         if (j < 0) j += n;
-        if (j < 0 || j >= n) throw new RangeError(`take_along_axis: index ${idata[base + k * is]} out of range for axis ${axis} of size ${n}`);
+        if (j < 0 || j >= n)
+          throw new RangeError(`take_along_axis: index ${idata[base + k * is]} out of range for axis ${axis} of size ${n}`);
         out[r * m + k] = xdata[rows[r] + j * xs];
       }
     });
@@ -169,7 +193,10 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     const m = idx.shape[axis];
     const moved = shape.filter((_, i) => i !== axis);
     moved.push(n);
-    const out = allocate(upd.dtype, shape.reduce((a, c) => a * c, 1));
+    const out = allocate(
+      upd.dtype,
+      shape.reduce((a, c) => a * c, 1),
+    );
     const uv = axisLast(upd, axis);
     const iv = axisLast(idx, axis);
     const us = uv.stride[uv.stride.length - 1];
@@ -182,7 +209,8 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
       for (let k = 0; k < m; k++) {
         let j = idata[base + k * is];
         if (j < 0) j += n;
-        if (j < 0 || j >= n) throw new RangeError(`scatter_add_along_axis: index ${idata[base + k * is]} out of range for axis ${axis} of size ${n}`);
+        if (j < 0 || j >= n)
+          throw new RangeError(`scatter_add_along_axis: index ${idata[base + k * is]} out of range for axis ${axis} of size ${n}`);
         out[r * n + j] += udata[ubases[r] + k * us];
       }
     });
@@ -213,7 +241,11 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   scan: (inputs, params) => runScan(inputs, params),
   // The eager interpreter drops its intermediates, so they must not come from the kernel arena.
   custom_vjp_call: (inputs, { fun, numFunConsts, numFwdConsts, numBwdConsts }) =>
-    residentScope(false, () => evalJaxpr(fun, [], [...inputs.slice(0, numFunConsts), ...inputs.slice(numFunConsts + numFwdConsts + numBwdConsts)]) as NDArray[]),
+    residentScope(
+      false,
+      () =>
+        evalJaxpr(fun, [], [...inputs.slice(0, numFunConsts), ...inputs.slice(numFunConsts + numFwdConsts + numBwdConsts)]) as NDArray[],
+    ),
   cond: (inputs, { whenTrue, whenFalse, numTrueConsts, numFalseConsts }) => {
     const operands = inputs.slice(1 + numTrueConsts + numFalseConsts);
     const taken = inputs[0].item() !== 0;

@@ -51,7 +51,12 @@ export interface FusedProgram {
   readonly reduce?: { readonly op: ReduceOp; readonly axes: readonly number[] };
 }
 
-export function singleOpProgram<P extends ElementwisePrim>(prim: P, params: PrimParams[P], inDtypes: DType[], outDtype: DType): FusedProgram {
+export function singleOpProgram<P extends ElementwisePrim>(
+  prim: P,
+  params: PrimParams[P],
+  inDtypes: DType[],
+  outDtype: DType,
+): FusedProgram {
   const op: FusedOp = { prim, params: params as Record<string, unknown>, dtype: outDtype, args: inDtypes.map((_, i) => ({ input: i })) };
   return {
     numInputs: inDtypes.length,
@@ -168,8 +173,15 @@ export function interpretKernel(prog: FusedProgram, rank: number, innerRank: num
   const n = prog.numInputs;
   // Registers: inputs 0..n-1, then one per op, then the literals.
   const literals: number[] = [];
-  const reg = (a: FusedArg): number => ('input' in a ? a.input : 'temp' in a ? n + a.temp : n + prog.ops.length + literals.push(a.literal) - 1);
-  const ops = prog.ops.map((op) => ({ evaluate: SCALAR_OPS[op.prim].evaluate, params: op.params, dtype: op.dtype, regs: op.args.map(reg), argv: op.args.map(() => 0) }));
+  const reg = (a: FusedArg): number =>
+    'input' in a ? a.input : 'temp' in a ? n + a.temp : n + prog.ops.length + literals.push(a.literal) - 1;
+  const ops = prog.ops.map((op) => ({
+    evaluate: SCALAR_OPS[op.prim].evaluate,
+    params: op.params,
+    dtype: op.dtype,
+    regs: op.args.map(reg),
+    argv: op.args.map(() => 0),
+  }));
   const outRegs = prog.outputs.map((name) => {
     const m = /^([tv])(\d+)$/.exec(name);
     if (m === null) throw new Error(`interpretKernel: output ${name} is neither an input (vN) nor a temp (tN)`);
@@ -303,7 +315,13 @@ function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
 
 function fusedLayout(prog: FusedProgram, inputs: readonly NDArray[], shape: readonly number[]): FusedLayout {
   const known = layouts.get(prog);
-  if (known !== undefined && known.strides.length === inputs.length && sameNumbers(known.shape, shape) && inputs.every((x, i) => sameNumbers(x.strides, known.strides[i]))) return known;
+  if (
+    known !== undefined &&
+    known.strides.length === inputs.length &&
+    sameNumbers(known.shape, shape) &&
+    inputs.every((x, i) => sameNumbers(x.strides, known.strides[i]))
+  )
+    return known;
   const axes = prog.reduce?.axes ?? [];
   const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
   const order = [...kept, ...axes];
@@ -312,8 +330,14 @@ function fusedLayout(prog: FusedProgram, inputs: readonly NDArray[], shape: read
   const totalSize = shape.reduce((a, c) => a * c, 1);
   const strides = inputs.map((x) => order.map((ax) => x.strides[ax]));
   const perm = order.map((ax) => shape[ax]);
-  const outerPart = coalesce(perm.slice(0, kept.length), strides.map((s) => s.slice(0, kept.length)));
-  const innerPart = coalesce(perm.slice(kept.length), strides.map((s) => s.slice(kept.length)));
+  const outerPart = coalesce(
+    perm.slice(0, kept.length),
+    strides.map((s) => s.slice(0, kept.length)),
+  );
+  const innerPart = coalesce(
+    perm.slice(kept.length),
+    strides.map((s) => s.slice(kept.length)),
+  );
   const fullShape = [...outerPart.shape, ...innerPart.shape];
   const fullStrides = strides.map((_, i) => [...outerPart.strides[i], ...innerPart.strides[i]]);
   const layout: FusedLayout = {

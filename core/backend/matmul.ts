@@ -32,7 +32,21 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
         ao += idx[d] * a.strides[d];
         bo += idx[d] * b.strides[d];
       }
-      const args = [a.data as Float32Array, ao, a.strides[r - 2], a.strides[r - 1], b.data as Float32Array, bo, b.strides[r - 2], b.strides[r - 1], out as Float32Array, t * m * n, m, k, n] as const;
+      const args = [
+        a.data as Float32Array,
+        ao,
+        a.strides[r - 2],
+        a.strides[r - 1],
+        b.data as Float32Array,
+        bo,
+        b.strides[r - 2],
+        b.strides[r - 1],
+        out as Float32Array,
+        t * m * n,
+        m,
+        k,
+        n,
+      ] as const;
       // A mostly-zero left operand (spikes, relu outputs) visits only its nonzeros, bit-identically.
       if (!sparseGemm(...args)) wasmGemm(...args);
     });
@@ -114,7 +128,21 @@ function forEachBatch(batchShape: readonly number[], fn: (t: number, idx: number
 }
 
 /** C[m,n] = A[m,k] B[k,n]; B rows contiguous (stride 1 along n), A any strides. */
-function gemm(A: TypedArray, ao: number, sam: number, sak: number, B: TypedArray, bo: number, sbk: number, C: TypedArray, co: number, m: number, k: number, n: number, skipZeros: boolean): void {
+function gemm(
+  A: TypedArray,
+  ao: number,
+  sam: number,
+  sak: number,
+  B: TypedArray,
+  bo: number,
+  sbk: number,
+  C: TypedArray,
+  co: number,
+  m: number,
+  k: number,
+  n: number,
+  skipZeros: boolean,
+): void {
   for (let j0 = 0; j0 < n; j0 += BLOCK_N) {
     const j1 = Math.min(n, j0 + BLOCK_N);
     if (sak === 1 || sam !== 1) {

@@ -86,13 +86,7 @@ export function twoProductErr(a: number, b: number, p: number): number {
 export function fma64(a: number, b: number, c: number): number {
   const p = a * b;
   const ap = Math.abs(p);
-  if (
-    !Number.isFinite(p) ||
-    !Number.isFinite(c) ||
-    Math.abs(a) > SPLIT_MAX ||
-    Math.abs(b) > SPLIT_MAX ||
-    (ap !== 0 && ap < PRODUCT_MIN)
-  ) {
+  if (!Number.isFinite(p) || !Number.isFinite(c) || Math.abs(a) > SPLIT_MAX || Math.abs(b) > SPLIT_MAX || (ap !== 0 && ap < PRODUCT_MIN)) {
     return p + c;
   }
   const e = twoProductErr(a, b, p);

@@ -84,11 +84,7 @@ function below64(x: number): number {
  * const v = uniform(keyFromSeed(0), 4, { minval: -1, maxval: 1 });
  * const w = uniform(keyFromSeed(0), 4, { dtype: 'float64' }); // Float64Array
  */
-export function uniform(
-  key: Uint32Array,
-  count: number,
-  options?: UniformOptions & { readonly dtype?: 'float32' },
-): Float32Array;
+export function uniform(key: Uint32Array, count: number, options?: UniformOptions & { readonly dtype?: 'float32' }): Float32Array;
 export function uniform(key: Uint32Array, count: number, options: UniformOptions & { readonly dtype: 'float64' }): Float64Array;
 export function uniform(key: Uint32Array, count: number, options?: UniformOptions): Float32Array | Float64Array;
 export function uniform(key: Uint32Array, count: number, options?: UniformOptions): Float32Array | Float64Array {
@@ -294,9 +290,7 @@ export function randint(key: Uint32Array, count: number, minval: number, maxval:
     throw new RangeError(`randint: minval must be an integer in [-2^31, 2^31 - 1], got ${describe(minval)}`);
   }
   if (typeof maxval !== 'number' || !Number.isInteger(maxval) || maxval <= minval || maxval > 2 ** 31) {
-    throw new RangeError(
-      `randint: maxval must be an integer in (minval, 2^31] (minval=${minval}), got ${describe(maxval)}`,
-    );
+    throw new RangeError(`randint: maxval must be an integer in (minval, 2^31] (minval=${minval}), got ${describe(maxval)}`);
   }
   const method = options?.method ?? 'unbiased';
   if (method === 'jax') return randintJax(key, count, minval, maxval, options);

@@ -44,35 +44,60 @@ export function threefryInto(
     let a = (x0[i] + k0) | 0;
     let b = (x1[i] + k1) | 0;
     // Rounds 1-4, rotations 13, 15, 26, 6; then inject (k1, k2 + 1).
-    a = (a + b) | 0; b = ((b << 13) | (b >>> 19)) ^ a;
-    a = (a + b) | 0; b = ((b << 15) | (b >>> 17)) ^ a;
-    a = (a + b) | 0; b = ((b << 26) | (b >>> 6)) ^ a;
-    a = (a + b) | 0; b = ((b << 6) | (b >>> 26)) ^ a;
-    a = (a + k1) | 0; b = (b + k2 + 1) | 0;
+    a = (a + b) | 0;
+    b = ((b << 13) | (b >>> 19)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 15) | (b >>> 17)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 26) | (b >>> 6)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 6) | (b >>> 26)) ^ a;
+    a = (a + k1) | 0;
+    b = (b + k2 + 1) | 0;
     // Rounds 5-8, rotations 17, 29, 16, 24; then inject (k2, k0 + 2).
-    a = (a + b) | 0; b = ((b << 17) | (b >>> 15)) ^ a;
-    a = (a + b) | 0; b = ((b << 29) | (b >>> 3)) ^ a;
-    a = (a + b) | 0; b = ((b << 16) | (b >>> 16)) ^ a;
-    a = (a + b) | 0; b = ((b << 24) | (b >>> 8)) ^ a;
-    a = (a + k2) | 0; b = (b + k0 + 2) | 0;
+    a = (a + b) | 0;
+    b = ((b << 17) | (b >>> 15)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 29) | (b >>> 3)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 16) | (b >>> 16)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 24) | (b >>> 8)) ^ a;
+    a = (a + k2) | 0;
+    b = (b + k0 + 2) | 0;
     // Rounds 9-12; inject (k0, k1 + 3).
-    a = (a + b) | 0; b = ((b << 13) | (b >>> 19)) ^ a;
-    a = (a + b) | 0; b = ((b << 15) | (b >>> 17)) ^ a;
-    a = (a + b) | 0; b = ((b << 26) | (b >>> 6)) ^ a;
-    a = (a + b) | 0; b = ((b << 6) | (b >>> 26)) ^ a;
-    a = (a + k0) | 0; b = (b + k1 + 3) | 0;
+    a = (a + b) | 0;
+    b = ((b << 13) | (b >>> 19)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 15) | (b >>> 17)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 26) | (b >>> 6)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 6) | (b >>> 26)) ^ a;
+    a = (a + k0) | 0;
+    b = (b + k1 + 3) | 0;
     // Rounds 13-16; inject (k1, k2 + 4).
-    a = (a + b) | 0; b = ((b << 17) | (b >>> 15)) ^ a;
-    a = (a + b) | 0; b = ((b << 29) | (b >>> 3)) ^ a;
-    a = (a + b) | 0; b = ((b << 16) | (b >>> 16)) ^ a;
-    a = (a + b) | 0; b = ((b << 24) | (b >>> 8)) ^ a;
-    a = (a + k1) | 0; b = (b + k2 + 4) | 0;
+    a = (a + b) | 0;
+    b = ((b << 17) | (b >>> 15)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 29) | (b >>> 3)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 16) | (b >>> 16)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 24) | (b >>> 8)) ^ a;
+    a = (a + k1) | 0;
+    b = (b + k2 + 4) | 0;
     // Rounds 17-20; inject (k2, k0 + 5).
-    a = (a + b) | 0; b = ((b << 13) | (b >>> 19)) ^ a;
-    a = (a + b) | 0; b = ((b << 15) | (b >>> 17)) ^ a;
-    a = (a + b) | 0; b = ((b << 26) | (b >>> 6)) ^ a;
-    a = (a + b) | 0; b = ((b << 6) | (b >>> 26)) ^ a;
-    a = (a + k2) | 0; b = (b + k0 + 5) | 0;
+    a = (a + b) | 0;
+    b = ((b << 13) | (b >>> 19)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 15) | (b >>> 17)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 26) | (b >>> 6)) ^ a;
+    a = (a + b) | 0;
+    b = ((b << 6) | (b >>> 26)) ^ a;
+    a = (a + k2) | 0;
+    b = (b + k0 + 5) | 0;
     y0[i] = a;
     y1[i] = b;
   }
@@ -98,12 +123,7 @@ export function threefryInto(
  * const [y0, y1] = threefry2x32(0, 0, new Uint32Array([0]), new Uint32Array([0]));
  * // y0[0] === 0x6b200159, y1[0] === 0x99ba4efe
  */
-export function threefry2x32(
-  key0: number,
-  key1: number,
-  x0: Uint32Array,
-  x1: Uint32Array,
-): [Uint32Array, Uint32Array] {
+export function threefry2x32(key0: number, key1: number, x0: Uint32Array, x1: Uint32Array): [Uint32Array, Uint32Array] {
   checkUint32('threefry2x32', 'key0', key0);
   checkUint32('threefry2x32', 'key1', key1);
   if (!(x0 instanceof Uint32Array) || !(x1 instanceof Uint32Array)) {

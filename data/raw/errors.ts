@@ -9,13 +9,7 @@
  */
 
 /** What was wrong with an IDX file; see {@link IdxFormatError}. */
-export type IdxErrorCode =
-  | 'bad-gzip'
-  | 'bad-magic'
-  | 'unknown-type'
-  | 'bad-dims'
-  | 'truncated'
-  | 'trailing-bytes';
+export type IdxErrorCode = 'bad-gzip' | 'bad-magic' | 'unknown-type' | 'bad-dims' | 'truncated' | 'trailing-bytes';
 
 /**
  * An IDX file (or its gzip wrapper) that cannot be read. The message names the

@@ -25,13 +25,7 @@
  * - MNIST content: published sha256 of the decompressed files, the same in
  *   many independent projects. No MNIST copy was available to recompute them.
  */
-import {
-  loadMnistLikeRaw,
-  loadMnistLikeRawSync,
-  type LoadRawOptions,
-  type MnistLikeSpec,
-  type RawDataset,
-} from './mnist-like.js';
+import { loadMnistLikeRaw, loadMnistLikeRawSync, type LoadRawOptions, type MnistLikeSpec, type RawDataset } from './mnist-like.js';
 
 export type { LoadRawOptions, RawDataset, RawSplit, RawOrigin, FetchLike, FetchResponseLike } from './mnist-like.js';
 

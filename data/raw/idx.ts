@@ -107,9 +107,7 @@ const SIZE_BY_DTYPE: Readonly<Record<IdxDType, number>> = {
   float64: 8,
 };
 
-const KNOWN_CODES = [...TYPE_BY_CODE.entries()]
-  .map(([code, t]) => `${hexByte(code)} (${t.specName})`)
-  .join(', ');
+const KNOWN_CODES = [...TYPE_BY_CODE.entries()].map(([code, t]) => `${hexByte(code)} (${t.specName})`).join(', ');
 
 /**
  * Whether `bytes` start with the gzip magic 0x1f 0x8b. An IDX file starts
@@ -209,19 +207,11 @@ export function parseIdx(bytes: Uint8Array, fileName: string, options?: ParseIdx
   }
   const type = TYPE_BY_CODE.get(raw[2]);
   if (type === undefined) {
-    throw new IdxFormatError(
-      'unknown-type',
-      fileName,
-      `unknown IDX type code ${hexByte(raw[2])}: expected one of ${KNOWN_CODES}`,
-    );
+    throw new IdxFormatError('unknown-type', fileName, `unknown IDX type code ${hexByte(raw[2])}: expected one of ${KNOWN_CODES}`);
   }
   const ndims = raw[3];
   if (ndims === 0 || ndims > MAX_IDX_DIMS) {
-    throw new IdxFormatError(
-      'bad-dims',
-      fileName,
-      `declares ${ndims} dimensions: expected 1 to ${MAX_IDX_DIMS}`,
-    );
+    throw new IdxFormatError('bad-dims', fileName, `declares ${ndims} dimensions: expected 1 to ${MAX_IDX_DIMS}`);
   }
   const headerBytes = 4 + 4 * ndims;
   if (raw.length < headerBytes) {
@@ -397,7 +387,9 @@ export function encodeIdx(array: IdxArray, options?: EncodeIdxOptions): Uint8Arr
 /** Caller mistakes (not file errors, hence TypeError / RangeError rather than IdxFormatError). */
 function checkParseArguments(fn: string, bytes: unknown, fileName: unknown): void {
   if (!(bytes instanceof Uint8Array)) {
-    throw new TypeError(`${fn}: bytes must be a Uint8Array (a Node Buffer is one, e.g. from readFileSync), got ${typeof bytes === 'string' ? `the string ${JSON.stringify(bytes.slice(0, 20))}` : describe(bytes)}`);
+    throw new TypeError(
+      `${fn}: bytes must be a Uint8Array (a Node Buffer is one, e.g. from readFileSync), got ${typeof bytes === 'string' ? `the string ${JSON.stringify(bytes.slice(0, 20))}` : describe(bytes)}`,
+    );
   }
   if (typeof fileName !== 'string') throw new TypeError(`${fn}: fileName must be a string (used in messages), got ${describe(fileName)}`);
 }
@@ -406,7 +398,9 @@ function maxDataBytesOption(fn: string, options: ParseIdxOptions | undefined): n
   const v = options?.maxDataBytes;
   if (v === undefined) return DEFAULT_MAX_IDX_DATA_BYTES;
   if (!(typeof v === 'number' && Number.isInteger(v) && v >= 0)) {
-    throw new RangeError(`${fn}: option maxDataBytes must be a non-negative integer number of bytes (default ${DEFAULT_MAX_IDX_DATA_BYTES}), got ${typeof v === 'number' ? v : describe(v)}`);
+    throw new RangeError(
+      `${fn}: option maxDataBytes must be a non-negative integer number of bytes (default ${DEFAULT_MAX_IDX_DATA_BYTES}), got ${typeof v === 'number' ? v : describe(v)}`,
+    );
   }
   return v;
 }

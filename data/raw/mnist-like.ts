@@ -51,8 +51,10 @@ const mkdir = (p: string, options: { recursive: true }): Promise<string | undefi
 const homedir = (): string => requireNodeBuiltin<typeof OsModule>('node:os', CALLER).homedir();
 const join = (...parts: string[]): string => path().join(...parts);
 const resolve = (...parts: string[]): string => path().resolve(...parts);
-const createHash = (algorithm: string): CryptoModule.Hash => requireNodeBuiltin<typeof CryptoModule>('node:crypto', CALLER).createHash(algorithm);
-const randomBytes = (n: number): Uint8Array & { toString(encoding: 'hex'): string } => requireNodeBuiltin<typeof CryptoModule>('node:crypto', CALLER).randomBytes(n);
+const createHash = (algorithm: string): CryptoModule.Hash =>
+  requireNodeBuiltin<typeof CryptoModule>('node:crypto', CALLER).createHash(algorithm);
+const randomBytes = (n: number): Uint8Array & { toString(encoding: 'hex'): string } =>
+  requireNodeBuiltin<typeof CryptoModule>('node:crypto', CALLER).randomBytes(n);
 import { ChecksumError, DatasetError } from './errors.js';
 import { gunzipIfNeeded, parseIdx, type IdxArray } from './idx.js';
 
@@ -398,7 +400,12 @@ function readIdxFile(path: string, hash: boolean, maxDataBytes?: number): Loaded
     bytes = readFileSync(path);
   } catch (err) {
     const code = (err as { code?: unknown }).code;
-    const why = typeof code === 'string' && UNREADABLE[code] !== undefined ? `${UNREADABLE[code]} (${code})` : err instanceof Error ? err.message : String(err);
+    const why =
+      typeof code === 'string' && UNREADABLE[code] !== undefined
+        ? `${UNREADABLE[code]} (${code})`
+        : err instanceof Error
+          ? err.message
+          : String(err);
     throw new DatasetError('unreadable', `${path}: cannot read the file: ${why}`, { cause: err });
   }
   // Inflate here rather than inside parseIdx so the content hash is taken
@@ -457,10 +464,7 @@ function makeSplit(spec: MnistLikeSpec, split: string, images: LoadedFile, label
   }
   const n = im.shape[0];
   if (lb.shape[0] !== n) {
-    throw new DatasetError(
-      'count-mismatch',
-      `${split} split: ${images.path} has ${n} images but ${labels.path} has ${lb.shape[0]} labels`,
-    );
+    throw new DatasetError('count-mismatch', `${split} split: ${images.path} has ${n} images but ${labels.path} has ${lb.shape[0]} labels`);
   }
   const labelData = lb.data;
   let bad = 0;

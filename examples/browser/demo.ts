@@ -26,7 +26,11 @@ export function demoData(files: Record<(typeof DATA_FILES)[number], Uint8Array>)
     const lb = parseIdx(files[labels as (typeof DATA_FILES)[number]], labels);
     const raw = im.data as Uint8Array;
     const n = im.shape[0];
-    return { sequences: tileTime(fromTyped(normalizeImages(raw), [n, 28, 28]), TIME_STEPS), labels: fromTyped(Int32Array.from(lb.data as Uint8Array), [n], 'int32'), raw };
+    return {
+      sequences: tileTime(fromTyped(normalizeImages(raw), [n, 28, 28]), TIME_STEPS),
+      labels: fromTyped(Int32Array.from(lb.data as Uint8Array), [n], 'int32'),
+      raw,
+    };
   };
   return { train: split('train-images.idx', 'train-labels.idx'), test: split('test-images.idx', 'test-labels.idx') };
 }
@@ -53,7 +57,10 @@ export interface TrainOptions {
 }
 
 /** Trains the demo model with fitAsync; returns the trained variables and every batch's loss. */
-export async function trainDemo(train: DemoSplit, options: TrainOptions = {}): Promise<{ model: nn.Layer; vars: nn.Variables; losses: number[] }> {
+export async function trainDemo(
+  train: DemoSplit,
+  options: TrainOptions = {},
+): Promise<{ model: nn.Layer; vars: nn.Variables; losses: number[] }> {
   const model = demoModel();
   const n = Math.min(options.limit ?? train.labels.shape[0], train.labels.shape[0]);
   const idx = Int32Array.from({ length: n }, (_, i) => i);

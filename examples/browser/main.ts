@@ -155,7 +155,9 @@ dtSelect.addEventListener('change', () => {
 });
 
 let controller: AbortController | null = null;
-async function runTraining(options: { epochs?: number; limit?: number; backend?: string } = {}): Promise<{ losses: number[]; backend: string; ms: number }> {
+async function runTraining(
+  options: { epochs?: number; limit?: number; backend?: string } = {},
+): Promise<{ losses: number[]; backend: string; ms: number }> {
   const backend = chooseBackend(options.backend ?? backendSelect.value);
   controller = new AbortController();
   trainButton.disabled = true;

@@ -18,7 +18,10 @@ export async function makeDemoData(dir: string): Promise<string> {
     writeFileSync(join(dir, `${name}.tmp`), bytes);
     renameSync(join(dir, `${name}.tmp`), join(dir, name));
   };
-  for (const [split, n] of [['train', TRAIN_SUBSET], ['test', TEST_SUBSET]] as const) {
+  for (const [split, n] of [
+    ['train', TRAIN_SUBSET],
+    ['test', TEST_SUBSET],
+  ] as const) {
     const s = raw[split];
     write(`${split}-images.idx`, encodeIdx({ dtype: 'uint8', shape: [n, 28, 28], data: s.images.slice(0, n * 784) }));
     write(`${split}-labels.idx`, encodeIdx({ dtype: 'uint8', shape: [n], data: s.labels.slice(0, n) }));

@@ -40,7 +40,10 @@ export function serveDemo(options: ServeOptions = {}): Promise<{ url: string; se
     }
     readFile(file).then(
       (body) => {
-        const headers: Record<string, string> = { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Cache-Control': 'no-store' };
+        const headers: Record<string, string> = {
+          'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+          'Cache-Control': 'no-store',
+        };
         if (options.isolation ?? true) {
           headers['Cross-Origin-Opener-Policy'] = 'same-origin';
           headers['Cross-Origin-Embedder-Policy'] = 'require-corp';

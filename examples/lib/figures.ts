@@ -44,10 +44,7 @@ export type PixelArray = Uint8Array | Float32Array;
 export const FONT_FAMILY = 'DejaVu Sans, Helvetica, Arial, sans-serif';
 const RESVG_DEFAULT_FAMILY = 'DejaVu Sans';
 /** matplotlib's default colour cycle (tab10), identical to vega's category10. */
-const TAB10 = [
-  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd',
-  '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf',
-];
+const TAB10 = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 
 // ---------------------------------------------------------------------------
 // colormaps
@@ -113,7 +110,7 @@ function pixelRects(
   for (let r = 0; r < side; r++) {
     const y0 = originY + r * pixelSize;
     // merge horizontal runs of equal level into one rectangle
-    for (let c = 0; c < side; ) {
+    for (let c = 0; c < side;) {
       const l = lv[r * side + c];
       let end = c + 1;
       while (end < side && lv[r * side + end] === l) end++;

@@ -1,5 +1,21 @@
 /** Dropout, batch normalization and layer normalization (Keras's definitions and defaults). */
-import { add, cast, div, mean, mul, ones, random, reshape, ShapeError, sqrt, stopGradient, sub, where, zeros, type Tensor } from '../../core/index.js';
+import {
+  add,
+  cast,
+  div,
+  mean,
+  mul,
+  ones,
+  random,
+  reshape,
+  ShapeError,
+  sqrt,
+  stopGradient,
+  sub,
+  where,
+  zeros,
+  type Tensor,
+} from '../../core/index.js';
 import { uniqueName, type Layer } from '../layer.js';
 
 type Empty = Record<string, never>;
@@ -22,7 +38,8 @@ export function dropout(rate: number, options: { name?: string } = {}): Layer<Em
     init: (_key, inputShape) => ({ params: {}, state: {}, outputShape: inputShape }),
     apply(_params, x, ctx, state) {
       if (!ctx.training || rate === 0) return { y: x, state, losses: [] };
-      if (ctx.key === undefined) throw new RangeError(`dropout '${name}': training needs a PRNG key in the apply context ({ training: true, key })`);
+      if (ctx.key === undefined)
+        throw new RangeError(`dropout '${name}': training needs a PRNG key in the apply context ({ training: true, key })`);
       const keep = random.bernoulli(ctx.key, 1 - rate, x.shape);
       return { y: where(keep, div(x, 1 - rate), 0), state, losses: [] };
     },
@@ -44,12 +61,17 @@ export interface NormalizationOptions {
 
 function featureAxis(where: string, axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis;
-  if (!Number.isInteger(a) || a < 0 || a >= rank) throw new ShapeError(`${where}: axis ${axis} out of range for an input of rank ${rank} (without batch)`);
+  if (!Number.isInteger(a) || a < 0 || a >= rank)
+    throw new ShapeError(`${where}: axis ${axis} out of range for an input of rank ${rank} (without batch)`);
   return a;
 }
 
 /** Reshapes a per-feature vector to broadcast against x along axis `a` of x. */
-const alongAxis = (v: Tensor, a: number, ndim: number): Tensor => reshape(v, Array.from({ length: ndim }, (_, i) => (i === a ? v.shape[0] : 1)));
+const alongAxis = (v: Tensor, a: number, ndim: number): Tensor =>
+  reshape(
+    v,
+    Array.from({ length: ndim }, (_, i) => (i === a ? v.shape[0] : 1)),
+  );
 
 /** batchNormalization's state: the moving mean and variance per feature, updated while training. */
 export interface BatchNormalizationState {
@@ -66,7 +88,9 @@ export interface BatchNormalizationState {
  * @example
  * sequential([conv2d(32, 3), batchNormalization(), activation('relu')]);
  */
-export function batchNormalization(options: NormalizationOptions & { momentum?: number } = {}): Layer<Record<string, Tensor>, BatchNormalizationState> {
+export function batchNormalization(
+  options: NormalizationOptions & { momentum?: number } = {},
+): Layer<Record<string, Tensor>, BatchNormalizationState> {
   const name = uniqueName('batch_normalization', options.name);
   const where = `batchNormalization '${name}'`;
   const axis = options.axis ?? -1;
@@ -92,7 +116,9 @@ export function batchNormalization(options: NormalizationOptions & { momentum?: 
       // A negative axis counts from the end, so extra leading axes (time) are batch axes too.
       const fa = axis < 0 ? x.ndim + axis : axis + 1;
       if (fa < 1 || fa >= x.ndim || x.shape[fa] !== state.movingMean.shape[0]) {
-        throw new ShapeError(`${where}: expected ${state.movingMean.shape[0]} features on axis ${axis}, got input shape [${x.shape.join(', ')}]`);
+        throw new ShapeError(
+          `${where}: expected ${state.movingMean.shape[0]} features on axis ${axis}, got input shape [${x.shape.join(', ')}]`,
+        );
       }
       const reduce = x.shape.map((_, i) => i).filter((i) => i !== fa);
       let m: Tensor;
@@ -101,7 +127,8 @@ export function batchNormalization(options: NormalizationOptions & { momentum?: 
       if (ctx.training) {
         m = mean(x, reduce);
         v = mean(mul(sub(x, alongAxis(m, fa, x.ndim)), sub(x, alongAxis(m, fa, x.ndim))), reduce);
-        const blend = (old: Tensor, batch: Tensor): Tensor => add(mul(old, momentum), mul(cast(stopGradient(batch), old.dtype), 1 - momentum));
+        const blend = (old: Tensor, batch: Tensor): Tensor =>
+          add(mul(old, momentum), mul(cast(stopGradient(batch), old.dtype), 1 - momentum));
         next = { movingMean: blend(state.movingMean, m), movingVariance: blend(state.movingVariance, v) };
       } else {
         m = state.movingMean;
@@ -146,7 +173,8 @@ export function layerNormalization(options: NormalizationOptions = {}): Layer<Re
     apply(params, x, _ctx, state) {
       const fa = axis < 0 ? x.ndim + axis : axis + 1;
       const n = (params.gamma ?? params.beta)?.shape[0];
-      if (fa < 1 || fa >= x.ndim || (n !== undefined && x.shape[fa] !== n)) throw new ShapeError(`${where}: expected ${n ?? 'a'} feature(s) on axis ${axis}, got input shape [${x.shape.join(', ')}]`);
+      if (fa < 1 || fa >= x.ndim || (n !== undefined && x.shape[fa] !== n))
+        throw new ShapeError(`${where}: expected ${n ?? 'a'} feature(s) on axis ${axis}, got input shape [${x.shape.join(', ')}]`);
       const m = mean(x, fa, { keepdims: true });
       const centered = sub(x, m);
       const v = mean(mul(centered, centered), fa, { keepdims: true });

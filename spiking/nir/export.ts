@@ -230,7 +230,14 @@ const CHANNELS_FIRST_ONLY =
   "NIR's convolutions and pooling take channels-first tensors (c, ...spatial) and have no transpose node; build the layer with dataFormat: 'channelsFirst' to export it";
 
 /** Symmetric padding per axis (NIR/PyTorch pad both sides alike), or an error naming the layer. */
-function symmetricPadding(layer: Layer, inSpatial: number[], window: number[], strides: number[], dilation: number[], where: string): number[] {
+function symmetricPadding(
+  layer: Layer,
+  inSpatial: number[],
+  window: number[],
+  strides: number[],
+  dilation: number[],
+  where: string,
+): number[] {
   const padding = layer.config.padding as string | [number, number][];
   let pairs: [number, number][];
   if (padding === 'valid') pairs = window.map(() => [0, 0]);
@@ -260,7 +267,9 @@ function exportConv(layer: Layer, p: Record<string, Tensor>, inShape: number[], 
   const [perGroup, out] = k.shape.slice(rank);
   const groups = c.groups as number;
   if (inShape.length !== rank + 1 || inShape[0] !== perGroup * groups)
-    throw new NirError(`${where}: its kernel ${fmt(k.shape)} (groups ${groups}) needs input (${perGroup * groups}, ...${rank} spatial) per step, got ${fmt(inShape)}`);
+    throw new NirError(
+      `${where}: its kernel ${fmt(k.shape)} (groups ${groups}) needs input (${perGroup * groups}, ...${rank} spatial) per step, got ${fmt(inShape)}`,
+    );
   const strides = c.strides as number[];
   const dilation = c.dilation as number[];
   const spatial = inShape.slice(1);
@@ -269,7 +278,8 @@ function exportConv(layer: Layer, p: Record<string, Tensor>, inShape: number[], 
   const taps = window.reduce((a, b) => a * b, 1);
   const w = new Float64Array(kv.length);
   for (let tap = 0; tap < taps; tap++)
-    for (let ci = 0; ci < perGroup; ci++) for (let o = 0; o < out; o++) w[(o * perGroup + ci) * taps + tap] = kv[(tap * perGroup + ci) * out + o];
+    for (let ci = 0; ci < perGroup; ci++)
+      for (let o = 0; o < out; o++) w[(o * perGroup + ci) * taps + tap] = kv[(tap * perGroup + ci) * out + o];
   const bias = p.bias !== undefined ? tensorArray(p.bias) : nirArray(new Float64Array(out), [out], 'float32');
   const outSpatial = spatial.map((n, i) => Math.floor((n + 2 * pad[i] - dilation[i] * (window[i] - 1) - 1) / strides[i]) + 1);
   const ints = (v: number[]): NirArray => nirArray(v, [v.length], 'int64');

@@ -213,7 +213,9 @@ function convGeometry(node: NirLeafNode, name: string): ConvGeometry {
   const rank = node.type === 'Conv1d' ? 1 : 2;
   const w = arr(node, 'weight', name);
   if (w.shape.length !== rank + 2)
-    throw new NirError(`${where}: 'weight' must have ${rank + 2} axes (c_out, c_in / groups, ${rank === 1 ? 'k' : 'kh, kw'}), got ${fmt(w.shape)}`);
+    throw new NirError(
+      `${where}: 'weight' must have ${rank + 2} axes (c_out, c_in / groups, ${rank === 1 ? 'k' : 'kh, kw'}), got ${fmt(w.shape)}`,
+    );
   const groups = intParam(node.params.groups, `${where}: 'groups'`);
   const [channelsOut, perGroup, ...kernel] = w.shape;
   if (groups < 1 || channelsOut % groups !== 0)
@@ -273,7 +275,9 @@ function derivedOutShape(inShape: readonly number[], node: NirLeafNode, name: st
     const pad = resolvedPadding(g);
     const spatial = inShape.slice(1).map((n, i) => outSize(n, g.kernel[i], g.stride[i], g.dilation[i], pad[i][0], pad[i][1]));
     if (spatial.some((d) => d < 1))
-      throw new NirError(`${where}: the kernel ${fmt(g.kernel)} (dilation ${fmt(g.dilation)}) does not fit the input ${fmt(inShape)} with its padding`);
+      throw new NirError(
+        `${where}: the kernel ${fmt(g.kernel)} (dilation ${fmt(g.dilation)}) does not fit the input ${fmt(inShape)} with its padding`,
+      );
     return [g.channelsOut, ...spatial];
   }
   if (node.type === 'SumPool2d' || node.type === 'AvgPool2d') {
@@ -588,13 +592,23 @@ function planNode(node: FlatNode, p: Record<string, Tensor>, dt: Tensor, discret
       // NIR's (c_out, c_in / groups, ...k) to the core's [...k, c_in / groups, c_out].
       const kernel = transpose(p.weight, g.rank === 1 ? [2, 1, 0] : [2, 3, 1, 0]);
       const bias = reshape(p.bias, [p.bias.ndim === 0 ? 1 : g.channelsOut, ...g.kernel.map(() => 1)]);
-      const options = { strides: g.stride, dilation: g.dilation, groups: g.groups, padding: resolvedPadding(g), dataFormat: 'channelsFirst' as const };
+      const options = {
+        strides: g.stride,
+        dilation: g.dilation,
+        groups: g.groups,
+        padding: resolvedPadding(g),
+        dataFormat: 'channelsFirst' as const,
+      };
       return stateless((x) => add(convGeneral(x, kernel, options), bias));
     }
     case 'SumPool2d':
     case 'AvgPool2d': {
       const g = poolGeometry(node.node, node.name);
-      const options = { strides: g.stride, padding: g.padding.map((q) => [q, q] as [number, number]), dataFormat: 'channelsFirst' as const };
+      const options = {
+        strides: g.stride,
+        padding: g.padding.map((q) => [q, q] as [number, number]),
+        dataFormat: 'channelsFirst' as const,
+      };
       // PyTorch's AvgPool2d counts padded positions (count_include_pad): the window sum over its size.
       const size = g.kernel[0] * g.kernel[1];
       if (node.type === 'SumPool2d') return stateless((x) => sumPool(x, g.kernel, options));

@@ -154,10 +154,14 @@ t.test('scan over 20 steps inside jit: results of every call kept and checked ag
   }
   // The eager scan (a compiled body, not inside jit) gives the same.
   const e = kept[0];
-  const eager = scan((h: Tensor, x: Tensor): [Tensor, Tensor] => {
-    const hn = tanh(add(matmul(h, fromTyped(e.W, [H, H])), x));
-    return [hn, mul(hn, 2)];
-  }, fromTyped(e.h0, [B, H]) as Tensor, fromTyped(e.xs, [T, B, H]) as Tensor);
+  const eager = scan(
+    (h: Tensor, x: Tensor): [Tensor, Tensor] => {
+      const hn = tanh(add(matmul(h, fromTyped(e.W, [H, H])), x));
+      return [hn, mul(hn, 2)];
+    },
+    fromTyped(e.h0, [B, H]) as Tensor,
+    fromTyped(e.xs, [T, B, H]) as Tensor,
+  );
   let bad = '';
   kept.forEach(({ h0, xs, W, out }, call) => {
     if (bad) return;
@@ -169,7 +173,8 @@ t.test('scan over 20 steps inside jit: results of every call kept and checked ag
       h.forEach((v, i) => (ys[s * B * H + i] = fr(v * 2)));
     }
     const [hT, ysGot] = out;
-    if (hT.shape.join() !== `${B},${H}` || ysGot.shape.join() !== `${T},${B},${H}`) bad = `call ${call}: shapes [${hT.shape}] [${ysGot.shape}]`;
+    if (hT.shape.join() !== `${B},${H}` || ysGot.shape.join() !== `${T},${B},${H}`)
+      bad = `call ${call}: shapes [${hT.shape}] [${ysGot.shape}]`;
     const i = firstOff(vals(hT), h, 1e-4);
     if (i >= 0) bad = `call ${call} carry[${i}]: ${vals(hT)[i]} vs ${h[i]}`;
     const j = firstOff(vals(ysGot), ys, 1e-4);
@@ -212,13 +217,25 @@ t.test('scan carries that are views, shared, unchanged or xs slices survive carr
     const ys = new Float32Array(T * N * N);
     for (let s = 0; s < T; s++) {
       const x = xs.subarray(s * N * N, (s + 1) * N * N);
-      const a2 = transposeRef(Float32Array.from(a, (v, i) => fr(v + x[i])), N, N);
+      const a2 = transposeRef(
+        Float32Array.from(a, (v, i) => fr(v + x[i])),
+        N,
+        N,
+      );
       a2.forEach((v, i) => (ys[s * N * N + i] = fr(fr(v * 2) + c[i])));
       // eslint-disable-next-line no-self-assign -- b passes through the step unchanged, as in the scan body
       [a, b, c, d, e, f] = [a2, b, Float32Array.from(x), a2, f, Float32Array.from(e, (v, i) => fr(v + x[i]))];
     }
     const [[ga, gb, gc, gd, ge, gf], gys] = out;
-    const checks: [string, Tensor, Float32Array][] = [['a', ga, a], ['b', gb, b], ['c', gc, c], ['d', gd, d], ['e', ge, e], ['f', gf, f], ['ys', gys, ys]];
+    const checks: [string, Tensor, Float32Array][] = [
+      ['a', ga, a],
+      ['b', gb, b],
+      ['c', gc, c],
+      ['d', gd, d],
+      ['e', ge, e],
+      ['f', gf, f],
+      ['ys', gys, ys],
+    ];
     for (const [name, got, want] of checks) {
       if (!sameBits(vals(got), want)) {
         bad = `call ${call} (${call % 2 ? 'eager' : 'jit'}) ${name} differs`;
@@ -235,7 +252,9 @@ t.test('arguments are never written, also when they are outputs of earlier calls
   const next = rng(33);
   const x = fromTyped(randomF32(S * D, next), [S, D]);
   // A closed-over constant that itself came out of a compiled program (so its buffer is recyclable).
-  const scale = jit((a: Tensor) => mul(add(a, 1), 0.5)).donating([], { keepInBackend: true })(fromTyped(randomF32(D * D, next, 0.1), [D, D])) as NDArray;
+  const scale = jit((a: Tensor) => mul(add(a, 1), 0.5)).donating([], { keepInBackend: true })(
+    fromTyped(randomF32(D * D, next, 0.1), [D, D]),
+  ) as NDArray;
   t.ok(recyclable(scale.data), 'the constant lives in a pool buffer');
   // A stride-0 input (a bias broadcast over rows, as data's tileTime makes).
   const bias = broadcastTo(fromTyped(randomF32(D, next, 0.01), [1, D]), [S, D]) as NDArray;

@@ -14,7 +14,23 @@ import { rng } from './fixtures/rng.js';
 import { gpuBackendOrSkip } from './fixtures/gpu.js';
 import { bind } from '../../core/trace.js';
 import { shapeRules, type Primitive, type PrimParams } from '../../core/primitives.js';
-import { cond, customVjp, fromTyped, greater, jit, less, mul, random, scan, sum, toDevice, whileLoop, type DType, type NDArray, type Tensor } from '../../core/index.js';
+import {
+  cond,
+  customVjp,
+  fromTyped,
+  greater,
+  jit,
+  less,
+  mul,
+  random,
+  scan,
+  sum,
+  toDevice,
+  whileLoop,
+  type DType,
+  type NDArray,
+  type Tensor,
+} from '../../core/index.js';
 import { gpuTransferStats } from '../../core/backend/gpu/index.js';
 
 const enabled = gpuBackendOrSkip();
@@ -146,11 +162,23 @@ const CASES: { [P in Primitive]: ParityCase } = {
     inputs: () => [rand(S, 30)],
   },
   cond: {
-    f: (x, y) => cond(greater(sum(x), sum(y)), (a: Tensor, b: Tensor) => mul(a, b), (a: Tensor, b: Tensor) => bind('sub', [a, b], {})[0], x, y),
+    f: (x, y) =>
+      cond(
+        greater(sum(x), sum(y)),
+        (a: Tensor, b: Tensor) => mul(a, b),
+        (a: Tensor, b: Tensor) => bind('sub', [a, b], {})[0],
+        x,
+        y,
+      ),
     inputs: () => [rand(S, 31), rand(S, 32)],
   },
   while_loop: {
-    f: (x) => whileLoop((v: Tensor) => less(sum(v), 50), (v: Tensor) => bind('add', [mul(v, 2), v], {})[0], x),
+    f: (x) =>
+      whileLoop(
+        (v: Tensor) => less(sum(v), 50),
+        (v: Tensor) => bind('add', [mul(v, 2), v], {})[0],
+        x,
+      ),
     inputs: () => [rand(S, 33, 0.1, 1)],
   },
 };

@@ -67,9 +67,8 @@ function rand(shape: number[], seed: number, lo = -1, hi = 1): NDArray {
 }
 const f64 = (x: Tensor): NDArray => array(x as NDArray, { dtype: 'float64' });
 
-
-const maxAbs = (x: Tensor): number => Array.from((x as NDArray).toTyped() as ArrayLike<number>).reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-
+const maxAbs = (x: Tensor): number =>
+  Array.from((x as NDArray).toTyped() as ArrayLike<number>).reduce((a, v) => Math.max(a, Math.abs(v)), 0);
 
 /** What `fn` prints with SPIKETRACE_DEBUG=plan (the plans of the programs it compiles). */
 function planOf(fn: () => void): string {
@@ -138,7 +137,10 @@ if (enabled) {
         ([p, q]: Tensor[], [x, z]: Tensor[]) => {
           const p2 = add(mul(p, a), x);
           const q2 = maximum(q, mul(x, z));
-          return [[p2, q2], [sub(p2, q2), x, p, a]];
+          return [
+            [p2, q2],
+            [sub(p2, q2), x, p, a],
+          ];
         },
         [c0, c1],
         [xs, zs],
@@ -148,7 +150,13 @@ if (enabled) {
     };
     for (const T of [1, 3, 20, 70]) {
       for (const reverse of [false, true]) {
-        const args: [Tensor, Tensor, Tensor, Tensor, Tensor] = [rand([4, 5], 1, 0.5, 0.9), rand([4, 5], 2), rand([4, 5], 3), rand([T, 4, 5], 4 + T), rand([T, 4, 5], 5 + T)];
+        const args: [Tensor, Tensor, Tensor, Tensor, Tensor] = [
+          rand([4, 5], 1, 0.5, 0.9),
+          rand([4, 5], 2),
+          rand([4, 5], 3),
+          rand([T, 4, 5], 4 + T),
+          rand([T, 4, 5], 5 + T),
+        ];
         const f = cumulative(reverse);
         const ref = f(f64(args[0]), f64(args[1]), f64(args[2]), f64(args[3]), f64(args[4]));
         withBackend('gpujs', () => {
@@ -164,10 +172,14 @@ if (enabled) {
 
     // An RNN: matmuls (one of x_t, read at its run-time offset), tanh and reductions in the body.
     const rnn = (w: Tensor, u: Tensor, h0: Tensor, xs: Tensor) =>
-      scan((h: Tensor, x: Tensor) => {
-        const h2 = tanh(add(matmul(h, w), matmul(x, u)));
-        return [h2, [sum(h2, -1), sum(mul(h2, x), -1)]];
-      }, h0, xs);
+      scan(
+        (h: Tensor, x: Tensor) => {
+          const h2 = tanh(add(matmul(h, w), matmul(x, u)));
+          return [h2, [sum(h2, -1), sum(mul(h2, x), -1)]];
+        },
+        h0,
+        xs,
+      );
     const w = rand([6, 6], 30, -0.5, 0.5);
     const u = rand([6, 6], 33, -0.5, 0.5);
     const h0 = rand([3, 6], 31);
@@ -185,14 +197,21 @@ if (enabled) {
 
     // A nested scan (over the rows of x_t), and xs broadcast over time (stride 0).
     const nested = (xs: Tensor, c0: Tensor) =>
-      scan((c: Tensor, x: Tensor) => {
-        const [inner, rows] = scan((s: Tensor, row: Tensor) => [add(mul(s, 0.5), row), mul(s, row)], c, x);
-        return [inner, sum(rows, 0)];
-      }, c0, xs);
+      scan(
+        (c: Tensor, x: Tensor) => {
+          const [inner, rows] = scan((s: Tensor, row: Tensor) => [add(mul(s, 0.5), row), mul(s, row)], c, x);
+          return [inner, sum(rows, 0)];
+        },
+        c0,
+        xs,
+      );
     const nx = rand([5, 4, 7], 40);
     const bx = broadcastTo(rand([1, 4, 7], 41), [5, 4, 7]) as NDArray;
     const nc = rand([7], 42);
-    for (const [name, x] of [['nested', nx], ['nested on xs broadcast over time', bx]] as const) {
+    for (const [name, x] of [
+      ['nested', nx],
+      ['nested on xs broadcast over time', bx],
+    ] as const) {
       const nref = nested(f64(x), f64(nc)) as Tensor[];
       withBackend('gpujs', () => {
         const j = jit(nested);
@@ -214,17 +233,26 @@ if (enabled) {
 
   t.test('a scan whose body needs the CPU falls back to the CPU scan and says so', async (t) => {
     // A cast to int32 and back: int32 has no device kernels.
-    const f = (xs: Tensor, c0: Tensor) => scan((c: Tensor, x: Tensor) => {
-      const n = add(c, cast(cast(mul(x, 10), 'int32'), 'float32'));
-      return [n, n];
-    }, c0, xs);
+    const f = (xs: Tensor, c0: Tensor) =>
+      scan(
+        (c: Tensor, x: Tensor) => {
+          const n = add(c, cast(cast(mul(x, 10), 'int32'), 'float32'));
+          return [n, n];
+        },
+        c0,
+        xs,
+      );
     const xs = rand([6, 8], 50);
     const c0 = rand([8], 51);
     const ref = withBackend('cpu', () => f(xs, c0)) as Tensor[];
     withBackend('gpujs', () => {
       let got: Tensor[] = [];
       const plan = planOf(() => (got = jit(f)(xs, c0) as Tensor[]));
-      t.match(plan, /cpu scan\[length=6[^\n]*not on the device: its body runs cast on the CPU/, 'the plan says why the scan runs on the CPU');
+      t.match(
+        plan,
+        /cpu scan\[length=6[^\n]*not on the device: its body runs cast on the CPU/,
+        'the plan says why the scan runs on the CPU',
+      );
       got.forEach((g, i) => close(t, g, ref[i], `fallback output ${i}`, 0, 0));
     });
   });
@@ -237,9 +265,10 @@ if (enabled) {
   const U = 128;
   const bytes = (...xs: Tensor[]): number => xs.reduce((a, x) => a + x.size * 4, 0);
   /** Non-scalar float constants the traced program captures (uploaded like inputs; PRNG keys stay on the CPU). */
-  const constsOf = (f: (...a: never[]) => unknown, ...args: unknown[]): Tensor[] => (makeJaxpr(f as (...a: unknown[]) => unknown)(...args).consts as Tensor[]).filter((c) => c.size > 1 && c.dtype === 'float32');
+  const constsOf = (f: (...a: never[]) => unknown, ...args: unknown[]): Tensor[] =>
+    (makeJaxpr(f as (...a: unknown[]) => unknown)(...args).consts as Tensor[]).filter((c) => c.size > 1 && c.dtype === 'float32');
 
-  t.test('transfers of jit\'d spiking and filter layers on gpujs', async (t) => {
+  t.test("transfers of jit'd spiking and filter layers on gpujs", async (t) => {
     const x = rand([B, T, U], 60, -20, 120);
     const v0 = rand([B, U], 61, 0, 0.999);
     const target = rand([B, T, U], 62, 0, 50);
@@ -252,7 +281,11 @@ if (enabled) {
         const s = gpuTransferStats();
         const consts = constsOf(f, ...args);
         t.comment(`${name}: ${JSON.stringify(s)}`);
-        t.equal(s.uploads, inputs.length + consts.length, `${name}: ${s.uploads} uploads = one per input (${inputs.length}) and captured constant (${consts.length})`);
+        t.equal(
+          s.uploads,
+          inputs.length + consts.length,
+          `${name}: ${s.uploads} uploads = one per input (${inputs.length}) and captured constant (${consts.length})`,
+        );
         t.equal(s.uploadBytes, bytes(...inputs, ...consts), `${name}: each uploaded whole, once`);
         t.equal(s.readbacks, outputs, `${name}: ${s.readbacks} readbacks = one per output (${outputs}), none per step`);
         t.equal(s.kernelsBuilt, 0, `${name}: the second call builds no kernels`);
@@ -264,15 +297,30 @@ if (enabled) {
     measure('spikingActivation forward', spkFwd, [x, v0], [x, v0], 1);
     const seeded = spikingActivation('relu', { dt: 0.01, seed: 3 });
     // The seeded initial voltage is drawn while tracing: a captured constant, uploaded once.
-    measure('spikingActivation forward, seeded', (x: Tensor) => seeded.apply({}, x, { training: false }, { dt: scalar(0.01), voltage: null }).y, [x], [x], 1);
+    measure(
+      'spikingActivation forward, seeded',
+      (x: Tensor) => seeded.apply({}, x, { training: false }, { dt: scalar(0.01), voltage: null }).y,
+      [x],
+      [x],
+      1,
+    );
     const spkLoss = (x: Tensor, v: Tensor, y: Tensor) => mean(square(sub(spkFwd(x, v), y)));
     measure('valueAndGrad through spikingActivation', valueAndGrad(spkLoss), [x, v0, target], [x, v0, target], 2);
-    for (const [name, layer] of [['lowpass', lowpass(0.05, { dt: 0.01 })], ['alpha', alpha(0.05, { dt: 0.01 })]] as const) {
+    for (const [name, layer] of [
+      ['lowpass', lowpass(0.05, { dt: 0.01 })],
+      ['alpha', alpha(0.05, { dt: 0.01 })],
+    ] as const) {
       const { params, state: fs } = layer.init(random.key(0), [T, U]);
       const fwd = (p: FilterParams, x: Tensor) => layer.apply(p, x, { training: true }, fs).y;
       measure(`${name} forward`, fwd, [params, x], [params.tau, params.initialLevel, x], 1);
       const loss = (p: FilterParams, x: Tensor, y: Tensor) => mean(square(sub(fwd(p, x), y)));
-      measure(`${name} valueAndGrad`, valueAndGrad(loss, { argnums: [0, 1] }), [params, x, target], [params.tau, params.initialLevel, x, target], 4);
+      measure(
+        `${name} valueAndGrad`,
+        valueAndGrad(loss, { argnums: [0, 1] }),
+        [params, x, target],
+        [params.tau, params.initialLevel, x, target],
+        4,
+      );
     }
   });
 
@@ -341,12 +389,15 @@ if (enabled) {
               withBackend(b, () => {
                 let y: Tensor = scalar(0);
                 const plan = planOf(() => (y = jit(fwd)(params, x)));
-                if (b === 'gpujs' && (during || !training)) t.match(plan, /gpu scan\[length=12/, `${name}: the filter's scan runs on the device`);
+                if (b === 'gpujs' && (during || !training))
+                  t.match(plan, /gpu scan\[length=12/, `${name}: the filter's scan runs on the device`);
                 close(t, y, yRef, `[${b}] ${name}: forward`);
                 const gs = treeLeaves(jit(grad(loss, { argnums: [0, 1] }))(params, x));
                 // A parameter's gradient sums B * T terms: its float32 error scales with their
                 // size, not with the (possibly cancelling) sum, so atol is relative to the largest.
-                gs.forEach((g, i) => close(t, g, gRef[i], `[${b}] ${name}: d ${['initialLevel', 'tau', 'x'][i]}`, RTOL, ATOL * Math.max(1, maxAbs(gRef[i]))));
+                gs.forEach((g, i) =>
+                  close(t, g, gRef[i], `[${b}] ${name}: d ${['initialLevel', 'tau', 'x'][i]}`, RTOL, ATOL * Math.max(1, maxAbs(gRef[i]))),
+                );
               });
             }
           }
@@ -357,7 +408,9 @@ if (enabled) {
     const layer = lowpass(0.03, { dt: 0.01 });
     const init = layer.init(random.key(0), [12, 24]);
     withBackend('gpujs', () => {
-      const plan = planOf(() => jit(grad((p: FilterParams, x: Tensor) => sum(layer.apply(p, x, { training: true }, init.state).y)))(init.params, x));
+      const plan = planOf(() =>
+        jit(grad((p: FilterParams, x: Tensor) => sum(layer.apply(p, x, { training: true }, init.state).y)))(init.params, x),
+      );
       t.match(plan, /gpu scan\[length=12, reverse/, 'the VJP of the filter scan (a reverse scan) runs on the device');
       t.notMatch(plan, /cpu scan/, 'no scan of the gradient runs on the CPU');
     });
@@ -374,7 +427,13 @@ if (enabled) {
     const y = fromTyped(labels, [N], 'int32');
     const train = (b: string): { losses: number[]; params: Tree; ms: number; stats: ReturnType<typeof gpuTransferStats> } =>
       withBackend(b, () => {
-        const model = nn.sequential([nn.reshape([-1, 784]), nn.timeDistributed(nn.dense(128)), spikingActivation('relu', { dt: 0.01 }), nn.globalAveragePooling1d(), nn.dense(10)]);
+        const model = nn.sequential([
+          nn.reshape([-1, 784]),
+          nn.timeDistributed(nn.dense(128)),
+          spikingActivation('relu', { dt: 0.01 }),
+          nn.globalAveragePooling1d(),
+          nn.dense(10),
+        ]);
         const init = model.init(random.key(3), [null, 28, 28]);
         const losses: number[] = [];
         resetGpuTransferStats();
@@ -396,7 +455,10 @@ if (enabled) {
     t.equal(gpu.losses.length, 20, 'trained 20 steps');
     let worst = 0;
     gpu.losses.forEach((l, i) => (worst = Math.max(worst, Math.abs(l - cpu.losses[i]) / Math.max(1, Math.abs(cpu.losses[i])))));
-    t.ok(worst <= 1e-4, `loss curves agree within 1e-4 relative (worst ${worst.toExponential(2)}; first ${cpu.losses[0].toFixed(4)}, last ${cpu.losses[19].toFixed(4)})`);
+    t.ok(
+      worst <= 1e-4,
+      `loss curves agree within 1e-4 relative (worst ${worst.toExponential(2)}; first ${cpu.losses[0].toFixed(4)}, last ${cpu.losses[19].toFixed(4)})`,
+    );
     t.ok(cpu.losses[19] < cpu.losses[0], 'the loss goes down');
     treeLeaves(gpu.params).forEach((p, i) => close(t, p, treeLeaves(cpu.params)[i], `trained parameter ${i}`, 1e-3, 1e-5));
     // One program per step: its readbacks are its outputs (parameters, optimizer state, loss), not per time step.

@@ -61,8 +61,6 @@ function rand(shape: number[], seed: number, scale = 1): NDArray {
 }
 const f64 = (x: NDArray): NDArray => array(x, { dtype: 'float64' });
 
-
-
 const backends = ['cpu', 'gpujs'];
 
 if (enabled) {
@@ -129,10 +127,24 @@ if (enabled) {
         close(t, matmul(tv, tb), matmul(f64(tv), f64(tb)), 'transposed views', RTOL_LOOSE, ATOL_LOOSE);
         const mm = jit((x: Tensor, y: Tensor, z: Tensor) => relu(add(matmul(transpose(x), y), z)));
         const z = rand([9], 13);
-        close(t, mm(at, b, z), relu(add(matmul(transpose(f64(at)), f64(b)), f64(z))), 'jit transpose-matmul-add-relu', RTOL_LOOSE, ATOL_LOOSE);
+        close(
+          t,
+          mm(at, b, z),
+          relu(add(matmul(transpose(f64(at)), f64(b)), f64(z))),
+          'jit transpose-matmul-add-relu',
+          RTOL_LOOSE,
+          ATOL_LOOSE,
+        );
         const bm = jit((x: Tensor, y: Tensor) => sum(matmul(x, transpose(y, [0, 2, 1])), -1));
         const yb = rand([3, 4, 6], 14);
-        close(t, bm(ab, yb), sum(matmul(f64(ab), transpose(f64(yb), [0, 2, 1])), -1), 'jit batched matmul with transposed batch view', RTOL_LOOSE, ATOL_LOOSE);
+        close(
+          t,
+          bm(ab, yb),
+          sum(matmul(f64(ab), transpose(f64(yb), [0, 2, 1])), -1),
+          'jit batched matmul with transposed batch view',
+          RTOL_LOOSE,
+          ATOL_LOOSE,
+        );
       });
     });
   }
@@ -149,7 +161,12 @@ if (enabled) {
   const labels = new Float32Array(32 * 10);
   for (let i = 0; i < 32; i++) labels[i * 10 + ((i * 7) % 10)] = 1;
   const ys = fromTyped(labels, [32, 10]);
-  const p64 = { w1: f64(params.w1 as NDArray), b1: f64(params.b1 as NDArray), w2: f64(params.w2 as NDArray), b2: f64(params.b2 as NDArray) };
+  const p64 = {
+    w1: f64(params.w1 as NDArray),
+    b1: f64(params.b1 as NDArray),
+    w2: f64(params.w2 as NDArray),
+    b2: f64(params.b2 as NDArray),
+  };
   const ref = grad(mlpLoss)(p64, f64(xs), f64(ys)) as unknown as Params;
 
   for (const name of backends) {
@@ -158,7 +175,8 @@ if (enabled) {
         const step = jit(grad(mlpLoss));
         for (let rep = 0; rep < 2; rep++) {
           const g = step(params, xs, ys) as unknown as Params;
-          for (const k of ['w1', 'b1', 'w2', 'b2'] as const) close(t, g[k], ref[k], `d loss / d ${k} (call ${rep + 1})`, RTOL_LOOSE, ATOL_LOOSE);
+          for (const k of ['w1', 'b1', 'w2', 'b2'] as const)
+            close(t, g[k], ref[k], `d loss / d ${k} (call ${rep + 1})`, RTOL_LOOSE, ATOL_LOOSE);
         }
       });
     });

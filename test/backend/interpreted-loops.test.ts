@@ -10,7 +10,15 @@ import fc from 'fast-check';
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { allocate, type DType, type TypedArray } from '../../core/dtype.js';
-import { compileKernel, interpretKernel, opLine, type ElementwisePrim, type FusedArg, type FusedOp, type FusedProgram } from '../../core/backend/fusion.js';
+import {
+  compileKernel,
+  interpretKernel,
+  opLine,
+  type ElementwisePrim,
+  type FusedArg,
+  type FusedOp,
+  type FusedProgram,
+} from '../../core/backend/fusion.js';
 import { SCALAR_OPS } from '../../core/backend/scalar-ops.js';
 import { rng } from './fixtures/rng.js';
 
@@ -66,7 +74,8 @@ function randomCase(seed: number): Case {
     const kind = r();
     let op: FusedOp;
     if (kind < 0.25) op = { prim: pick(isFloat ? FLOAT_UNARY : INT_UNARY), params: {}, dtype, args: [operand(dtype)] };
-    else if (kind < 0.55) op = { prim: isFloat && r() < 0.15 ? 'pow' : pick(ARITH), params: {}, dtype, args: [operand(dtype), operand(dtype)] };
+    else if (kind < 0.55)
+      op = { prim: isFloat && r() < 0.15 ? 'pow' : pick(ARITH), params: {}, dtype, args: [operand(dtype), operand(dtype)] };
     else if (kind < 0.7) op = { prim: pick(COMPARE), params: {}, dtype: 'bool', args: [operand(dtype), operand(dtype)] };
     else if (kind < 0.85) op = { prim: 'where', params: {}, dtype, args: [operand('bool'), operand(dtype), operand(dtype)] };
     else op = { prim: 'cast', params: { dtype }, dtype, args: [pick(regs).arg] };
@@ -125,7 +134,13 @@ t.test('interpreted loops equal the generated loops bit for bit on random progra
       const outSize = c.shape.slice(0, rank - c.innerRank).reduce((a, b) => a * b, 1);
       const run = (kernel: ReturnType<typeof compileKernel>): TypedArray[] => {
         const outs = c.prog.outDtypes.map((dt) => allocate(dt, outSize));
-        kernel(c.inputs.slice(), c.offsets.slice(), c.strides.map((s) => s.slice()), outs, c.shape.slice());
+        kernel(
+          c.inputs.slice(),
+          c.offsets.slice(),
+          c.strides.map((s) => s.slice()),
+          outs,
+          c.shape.slice(),
+        );
         return outs;
       };
       const compiled = run(compileKernel(c.prog, rank, c.innerRank));
@@ -135,7 +150,8 @@ t.test('interpreted loops equal the generated loops bit for bit on random progra
         const a = bits(compiled[j]);
         const b = bits(interpreted[j]);
         for (let i = 0; i < a.length; i++) {
-          if (!Object.is(a[i], b[i])) throw new Error(`seed ${seed}, output ${j}, element ${i}: compiled ${a[i]}, interpreted ${b[i]}\n${c.prog.lines.join('\n')}`);
+          if (!Object.is(a[i], b[i]))
+            throw new Error(`seed ${seed}, output ${j}, element ${i}: compiled ${a[i]}, interpreted ${b[i]}\n${c.prog.lines.join('\n')}`);
         }
       }
     }),
@@ -162,7 +178,13 @@ t.test('float32 rounding happens after every op, as in the generated code', asyn
 
 t.test('training without code generation from strings gives the same losses and weights', async (t) => {
   const run = (flags: string[]): string =>
-    execFileSync(process.execPath, [...flags, '--import', 'tsx', 'test/backend/fixtures/train-steps.ts'], { encoding: 'utf8', timeout: 240_000 }).trim().split('\n').pop() ?? '';
+    execFileSync(process.execPath, [...flags, '--import', 'tsx', 'test/backend/fixtures/train-steps.ts'], {
+      encoding: 'utf8',
+      timeout: 240_000,
+    })
+      .trim()
+      .split('\n')
+      .pop() ?? '';
   type Result = { codegen: boolean; losses: number[]; sum: number };
   const allowed = JSON.parse(run([])) as Result;
   const forbidden = JSON.parse(run(['--disallow-code-generation-from-strings'])) as Result;

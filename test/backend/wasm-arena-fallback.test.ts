@@ -7,7 +7,15 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 
 const run = (flags: string[]): { resident: boolean; losses: number[]; sum: number } =>
-  JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', 'test/backend/fixtures/train-steps.ts', ...flags], { encoding: 'utf8', timeout: 120_000 }).trim().split('\n').pop()!);
+  JSON.parse(
+    execFileSync(process.execPath, ['--import', 'tsx', 'test/backend/fixtures/train-steps.ts', ...flags], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    })
+      .trim()
+      .split('\n')
+      .pop()!,
+  );
 
 t.test('training without a shared memory equals training with arrays in the arena', async (t) => {
   const shared = run([]);

@@ -30,7 +30,15 @@ import {
   type NDArray,
   type Tensor,
 } from '../../core/index.js';
-import { arenaAlloc, arenaF32, arenaFree, arenaResidentCapable, arenaStats, residentArray, residentOffset } from '../../core/backend/wasm/kernel-cache.js';
+import {
+  arenaAlloc,
+  arenaF32,
+  arenaFree,
+  arenaResidentCapable,
+  arenaStats,
+  residentArray,
+  residentOffset,
+} from '../../core/backend/wasm/kernel-cache.js';
 import { isResident, poolStats } from '../../core/backend/pool.js';
 import * as nn from '../../nn/index.js';
 
@@ -84,65 +92,181 @@ t.test('resident views survive the memory growing', { skip: !arenaResidentCapabl
 /** Arrays in the arena: outputs of a program asked to keep them resident. */
 const resident = jit((x: Tensor) => x.mul(1)).donating([], { keepInBackend: true });
 
-t.test('kernels on resident operands give the bits they give on ordinary arrays', { skip: !arenaResidentCapable() && 'no shared WebAssembly memory here' }, async (t) => {
-  const next = rng(11);
-  const plain = (shape: number[]): NDArray => fromTyped(randomF32(shape.reduce((a, c) => a * c, 1), next), shape);
-  const cases: [string, (...xs: Tensor[]) => Tensor, number[][]][] = [
-    ['elementwise, same shapes', (a, b) => sqrt(a.mul(a).add(b.mul(b))).sub(a.div(b)), [[37, 53], [37, 53]]],
-    ['elementwise, broadcast row and column', (a, b, c) => maximum(a.mul(b), c), [[41, 30], [1, 30], [41, 1]]],
-    ['elementwise, transposed operand', (a, b) => transpose(a).mul(b).add(1), [[30, 41], [41, 30]]],
-    ['elementwise, sliced rows', (a) => slice(a, [3, 2], [40, 29]).mul(2), [[50, 33]]],
-    ['elementwise, rank 3, mask boundary', (a, b) => where(greater(a, 0), a, b.mul(0.5)), [[6, 17, 23], [6, 17, 23]]],
-    ['elementwise, one scalar', (a, b) => a.mul(b), [[300], []]],
-    ['reduction over rows', (a, b) => sum(a.mul(b), 0), [[64, 48], [64, 48]]],
-    ['reduction over time, rank 3', (a) => sum(a, 1), [[8, 20, 36]]],
-    ['matmul row-major', (a, b) => matmul(a, b), [[37, 70], [70, 29]]],
-    ['matmul A transposed', (a, b) => matmul(transpose(a), b), [[70, 37], [70, 29]]],
-    ['matmul B transposed', (a, b) => matmul(a, transpose(b)), [[37, 70], [29, 70]]],
-    ['matmul of an offset view, m not a multiple of the tile', (a, b) => matmul(slice(a, [1, 0], [34, 70]), b), [[40, 70], [70, 64]]],
-    ['matmul, broadcast left rows', (a, b) => matmul(broadcastTo(a, [9, 70]), b), [[1, 70], [70, 16]]],
-    ['matmul over a batch', (a, b) => matmul(a, b), [[3, 11, 20], [3, 20, 13]]],
-  ];
-  for (const [name, f, shapes] of cases) {
-    const ins = shapes.map(plain);
-    const want = bits(jit(f)(...ins));
-    const res = ins.map((x) => resident(x) as NDArray);
-    t.ok(res.every((x) => x.size < 256 || isResident(x.data)), `${name}: operands of 256+ elements are resident`);
-    const kept = jit(f).donating([], { keepInBackend: true })(...res) as NDArray;
-    const got = jit(f)(...res) as NDArray;
-    t.equal(firstBitDifference(bits(got), want), -1, `${name}: same bits`);
-    t.equal(firstBitDifference(bits(kept), want), -1, `${name}: same bits, result kept resident`);
-    t.notOk(isResident(got.data), `${name}: the outermost call returns an ordinary array`);
-    t.equal(firstBitDifference(bits(reshape(toHost(kept), [-1])), want), -1, `${name}: toHost copies the values`);
-  }
-});
+t.test(
+  'kernels on resident operands give the bits they give on ordinary arrays',
+  { skip: !arenaResidentCapable() && 'no shared WebAssembly memory here' },
+  async (t) => {
+    const next = rng(11);
+    const plain = (shape: number[]): NDArray =>
+      fromTyped(
+        randomF32(
+          shape.reduce((a, c) => a * c, 1),
+          next,
+        ),
+        shape,
+      );
+    const cases: [string, (...xs: Tensor[]) => Tensor, number[][]][] = [
+      [
+        'elementwise, same shapes',
+        (a, b) => sqrt(a.mul(a).add(b.mul(b))).sub(a.div(b)),
+        [
+          [37, 53],
+          [37, 53],
+        ],
+      ],
+      [
+        'elementwise, broadcast row and column',
+        (a, b, c) => maximum(a.mul(b), c),
+        [
+          [41, 30],
+          [1, 30],
+          [41, 1],
+        ],
+      ],
+      [
+        'elementwise, transposed operand',
+        (a, b) => transpose(a).mul(b).add(1),
+        [
+          [30, 41],
+          [41, 30],
+        ],
+      ],
+      ['elementwise, sliced rows', (a) => slice(a, [3, 2], [40, 29]).mul(2), [[50, 33]]],
+      [
+        'elementwise, rank 3, mask boundary',
+        (a, b) => where(greater(a, 0), a, b.mul(0.5)),
+        [
+          [6, 17, 23],
+          [6, 17, 23],
+        ],
+      ],
+      ['elementwise, one scalar', (a, b) => a.mul(b), [[300], []]],
+      [
+        'reduction over rows',
+        (a, b) => sum(a.mul(b), 0),
+        [
+          [64, 48],
+          [64, 48],
+        ],
+      ],
+      ['reduction over time, rank 3', (a) => sum(a, 1), [[8, 20, 36]]],
+      [
+        'matmul row-major',
+        (a, b) => matmul(a, b),
+        [
+          [37, 70],
+          [70, 29],
+        ],
+      ],
+      [
+        'matmul A transposed',
+        (a, b) => matmul(transpose(a), b),
+        [
+          [70, 37],
+          [70, 29],
+        ],
+      ],
+      [
+        'matmul B transposed',
+        (a, b) => matmul(a, transpose(b)),
+        [
+          [37, 70],
+          [29, 70],
+        ],
+      ],
+      [
+        'matmul of an offset view, m not a multiple of the tile',
+        (a, b) => matmul(slice(a, [1, 0], [34, 70]), b),
+        [
+          [40, 70],
+          [70, 64],
+        ],
+      ],
+      [
+        'matmul, broadcast left rows',
+        (a, b) => matmul(broadcastTo(a, [9, 70]), b),
+        [
+          [1, 70],
+          [70, 16],
+        ],
+      ],
+      [
+        'matmul over a batch',
+        (a, b) => matmul(a, b),
+        [
+          [3, 11, 20],
+          [3, 20, 13],
+        ],
+      ],
+    ];
+    for (const [name, f, shapes] of cases) {
+      const ins = shapes.map(plain);
+      const want = bits(jit(f)(...ins));
+      const res = ins.map((x) => resident(x) as NDArray);
+      t.ok(
+        res.every((x) => x.size < 256 || isResident(x.data)),
+        `${name}: operands of 256+ elements are resident`,
+      );
+      const kept = jit(f).donating([], { keepInBackend: true })(...res) as NDArray;
+      const got = jit(f)(...res) as NDArray;
+      t.equal(firstBitDifference(bits(got), want), -1, `${name}: same bits`);
+      t.equal(firstBitDifference(bits(kept), want), -1, `${name}: same bits, result kept resident`);
+      t.notOk(isResident(got.data), `${name}: the outermost call returns an ordinary array`);
+      t.equal(firstBitDifference(bits(reshape(toHost(kept), [-1])), want), -1, `${name}: toHost copies the values`);
+    }
+  },
+);
 
-t.test('toHost gives ordinary arrays and keeps views sharing one copy', { skip: !arenaResidentCapable() && 'no shared WebAssembly memory here' }, async (t) => {
-  const [a, aT] = jit((x: Tensor) => {
-    const y = x.add(1);
-    return [y, transpose(y)] as const;
-  }).donating([], { keepInBackend: true })(fromTyped(Float32Array.from({ length: 600 }, (_, i) => i), [20, 30])) as unknown as [NDArray, NDArray];
-  t.ok(isResident(a.data) && a.data === aT.data, 'resident, and the transpose is a view');
-  const tree = toHost({ a, aT, n: 3 });
-  t.notOk(isResident(tree.a.data), 'copied out');
-  t.equal(tree.a.data, tree.aT.data, 'the two views share their copy');
-  t.same(tree.aT.shape, [30, 20]);
-  t.equal((tree.aT.toTyped() as Float32Array)[1], 31, 'the view reads the right element');
-  t.equal(tree.n, 3, 'other leaves pass through');
-});
+t.test(
+  'toHost gives ordinary arrays and keeps views sharing one copy',
+  { skip: !arenaResidentCapable() && 'no shared WebAssembly memory here' },
+  async (t) => {
+    const [a, aT] = jit((x: Tensor) => {
+      const y = x.add(1);
+      return [y, transpose(y)] as const;
+    }).donating([], { keepInBackend: true })(
+      fromTyped(
+        Float32Array.from({ length: 600 }, (_, i) => i),
+        [20, 30],
+      ),
+    ) as unknown as [NDArray, NDArray];
+    t.ok(isResident(a.data) && a.data === aT.data, 'resident, and the transpose is a view');
+    const tree = toHost({ a, aT, n: 3 });
+    t.notOk(isResident(tree.a.data), 'copied out');
+    t.equal(tree.a.data, tree.aT.data, 'the two views share their copy');
+    t.same(tree.aT.shape, [30, 20]);
+    t.equal((tree.aT.toTyped() as Float32Array)[1], 31, 'the view reads the right element');
+    t.equal(tree.n, 3, 'other leaves pass through');
+  },
+);
 
 t.test('no arena memory leaks over many steps: fit, a scan inside jit, callbacks reading params', async (t) => {
   const next = rng(3);
   const x = fromTyped(randomF32(64 * 20, next), [64, 20]);
-  const y = fromTyped(Int32Array.from({ length: 64 }, (_, i) => i % 4), [64], 'int32');
+  const y = fromTyped(
+    Int32Array.from({ length: 64 }, (_, i) => i % 4),
+    [64],
+    'int32',
+  );
   const model = nn.sequential([nn.dense(300, { activation: 'relu' }), nn.dense(4)]);
   const vars = model.init(random.key(0), [20]);
   const train = (epochs: number, callbacks: nn.Callback[] = []) =>
-    nn.fit(model, vars, x, y, { optimizer: nn.adam(), loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }), epochs, batchSize: 16, verbose: 0, key: random.key(1), callbacks });
+    nn.fit(model, vars, x, y, {
+      optimizer: nn.adam(),
+      loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }),
+      epochs,
+      batchSize: 16,
+      verbose: 0,
+      key: random.key(1),
+      callbacks,
+    });
   train(1);
   const before = poolStats.residentBytes;
   const result = train(30);
-  t.ok(poolStats.residentBytes <= before + 4 * 300 * 20 * 8, `resident bytes stay flat over 120 steps (${before} -> ${poolStats.residentBytes})`);
+  t.ok(
+    poolStats.residentBytes <= before + 4 * 300 * 20 * 8,
+    `resident bytes stay flat over 120 steps (${before} -> ${poolStats.residentBytes})`,
+  );
   const leaves = [result.params, result.optState].flatMap((tr) => Object.values(tr as Record<string, unknown>));
   t.ok(leaves.length > 0);
   const kernel = (result.params as Record<string, Record<string, NDArray>>)[Object.keys(result.params as object)[0]].kernel;
@@ -159,25 +283,43 @@ t.test('no arena memory leaks over many steps: fit, a scan inside jit, callbacks
     },
   ]);
   t.notOk(residentSeen, 'ctl.params holds ordinary arrays');
-  t.ok(poolStats.residentBytes <= mid + 4 * 300 * 20 * 8, `resident bytes stay flat with a reading callback (${mid} -> ${poolStats.residentBytes})`);
+  t.ok(
+    poolStats.residentBytes <= mid + 4 * 300 * 20 * 8,
+    `resident bytes stay flat with a reading callback (${mid} -> ${poolStats.residentBytes})`,
+  );
   // A scan inside jit: each step's ys are copied out and their buffers recycled.
-  const rnn = jit((h0: Tensor, xs: Tensor, w: Tensor) => scan((h: Tensor, xt: Tensor) => {
-    const h2 = tanh(add(matmul(h, w), xt));
-    return [h2, h2.mul(2)] as const;
-  }, h0, xs)).donating([], { keepInBackend: true });
+  const rnn = jit((h0: Tensor, xs: Tensor, w: Tensor) =>
+    scan(
+      (h: Tensor, xt: Tensor) => {
+        const h2 = tanh(add(matmul(h, w), xt));
+        return [h2, h2.mul(2)] as const;
+      },
+      h0,
+      xs,
+    ),
+  ).donating([], { keepInBackend: true });
   // A body that returns its previous carry as y (a filter emitting the state before the update):
   // the donated input carry leaves as y and must be recycled after the copy; its final carry is
   // unused by the caller.
-  const delayed = jit((c0: Tensor, xs: Tensor) => scan((c: Tensor, xt: Tensor) => [c.mul(0.9).add(xt), c] as const, c0, xs)[1]).donating([], { keepInBackend: true });
+  const delayed = jit((c0: Tensor, xs: Tensor) => scan((c: Tensor, xt: Tensor) => [c.mul(0.9).add(xt), c] as const, c0, xs)[1]).donating(
+    [],
+    { keepInBackend: true },
+  );
   const c0 = fromTyped(randomF32(16 * 64, next), [16, 64]);
   const xsD = fromTyped(randomF32(30 * 16 * 64, next), [30, 16, 64]);
   toHost(delayed(c0, xsD), { recycle: true });
   const d0 = poolStats.residentBytes;
   for (let i = 0; i < 10; i++) toHost(delayed(c0, xsD), { recycle: true });
-  t.ok(poolStats.residentBytes <= d0, `a scan whose y is its previous carry, 10 calls: resident bytes flat (${d0} -> ${poolStats.residentBytes})`);
+  t.ok(
+    poolStats.residentBytes <= d0,
+    `a scan whose y is its previous carry, 10 calls: resident bytes flat (${d0} -> ${poolStats.residentBytes})`,
+  );
   const h0 = fromTyped(randomF32(16 * 64, next), [16, 64]);
   const xs = fromTyped(randomF32(50 * 16 * 64, next), [50, 16, 64]);
-  const w = fromTyped(randomF32(64 * 64, next).map((v) => v * 0.1), [64, 64]);
+  const w = fromTyped(
+    randomF32(64 * 64, next).map((v) => v * 0.1),
+    [64, 64],
+  );
   toHost(rnn(h0, xs, w), { recycle: true });
   const s0 = poolStats.residentBytes;
   for (let i = 0; i < 10; i++) toHost(rnn(h0, xs, w), { recycle: true });

@@ -48,26 +48,34 @@ out.optedInClose = C1.every((v, i) => Math.abs(v - C2[i]) <= 1e-5 * (1 + Math.ab
 console.log(JSON.stringify(out));
 `;
 
-t.test('FMA matmul is within float32 rounding of a float64 reference; default stays unfused', { skip: !wasmSimdAvailable() && 'no WebAssembly SIMD' }, async (t) => {
-  const log = execFileSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--import', 'tsx', '--input-type=module', '-e', CHILD], { encoding: 'utf8', timeout: 120_000 });
-  const r = JSON.parse(log.trim().split('\n').pop() ?? '{}') as {
-    relaxed: boolean;
-    cases: { m: number; k: number; n: number; threads: number; built: boolean; worst: number }[];
-    defaultFma: boolean;
-    defaultSameAsFallback: boolean;
-    optedIn: boolean;
-    optedInClose: boolean;
-  };
-  t.ok(r.relaxed, 'relaxed SIMD validates under --experimental-wasm-relaxed-simd');
-  for (const c of r.cases) {
-    t.ok(c.built, `${c.m}x${c.k}x${c.n}: the FMA kernel builds`);
-    t.ok(c.worst <= 1, `${c.m}x${c.k}x${c.n} on ${c.threads} thread(s): error ${c.worst.toFixed(3)} of the float32 bound`);
-  }
-  t.equal(r.defaultFma, false, 'FMA is off unless asked for');
-  t.ok(r.defaultSameAsFallback, 'the default kernel is bit-identical to the JS fallback');
-  t.equal(r.optedIn, true, 'setGemmFma(true) turns it on');
-  t.ok(r.optedInClose, 'opted-in products stay close to the fallback');
-});
+t.test(
+  'FMA matmul is within float32 rounding of a float64 reference; default stays unfused',
+  { skip: !wasmSimdAvailable() && 'no WebAssembly SIMD' },
+  async (t) => {
+    const log = execFileSync(
+      process.execPath,
+      ['--experimental-wasm-relaxed-simd', '--import', 'tsx', '--input-type=module', '-e', CHILD],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    const r = JSON.parse(log.trim().split('\n').pop() ?? '{}') as {
+      relaxed: boolean;
+      cases: { m: number; k: number; n: number; threads: number; built: boolean; worst: number }[];
+      defaultFma: boolean;
+      defaultSameAsFallback: boolean;
+      optedIn: boolean;
+      optedInClose: boolean;
+    };
+    t.ok(r.relaxed, 'relaxed SIMD validates under --experimental-wasm-relaxed-simd');
+    for (const c of r.cases) {
+      t.ok(c.built, `${c.m}x${c.k}x${c.n}: the FMA kernel builds`);
+      t.ok(c.worst <= 1, `${c.m}x${c.k}x${c.n} on ${c.threads} thread(s): error ${c.worst.toFixed(3)} of the float32 bound`);
+    }
+    t.equal(r.defaultFma, false, 'FMA is off unless asked for');
+    t.ok(r.defaultSameAsFallback, 'the default kernel is bit-identical to the JS fallback');
+    t.equal(r.optedIn, true, 'setGemmFma(true) turns it on');
+    t.ok(r.optedInClose, 'opted-in products stay close to the fallback');
+  },
+);
 
 t.test('without relaxed SIMD, asking for FMA keeps the unfused kernel', async (t) => {
   if (relaxedSimdAvailable()) return t.pass('this engine has relaxed SIMD by default');

@@ -46,12 +46,18 @@ t.test('two threads give the one-thread bits', { skip: (!simd || !threadsPossibl
     const before = gemmThreadStats.split;
     two(A, 0, ars, acs, B, 0, brs, bcs, c2, 0, m, k, n);
     t.equal(gemmThreadStats.split, before + 1, `${m}x${k}x${n} was split across threads`);
-    t.ok(c1.every((x, i) => Object.is(x, c2[i])), `${m}x${k}x${n} (A${at ? '^T' : ''}, B${bt ? '^T' : ''}${inArena ? ', in the arena' : ''}) bit-identical`);
+    t.ok(
+      c1.every((x, i) => Object.is(x, c2[i])),
+      `${m}x${k}x${n} (A${at ? '^T' : ''}, B${bt ? '^T' : ''}${inArena ? ', in the arena' : ''}) bit-identical`,
+    );
     if (inArena) for (const x of [A, B, c2]) if (x.buffer instanceof SharedArrayBuffer) releaseResidentArray(x);
   }
   const before = gemmThreadStats.split;
   const small = new Float32Array(16 * 16);
   two(new Float32Array(16 * 16).fill(1), 0, 16, 1, new Float32Array(16 * 16).fill(2), 0, 16, 1, small, 0, 16, 16, 16);
   t.equal(gemmThreadStats.split, before, 'a small product stays on one thread');
-  t.ok(small.every((x) => x === 32), 'and is right');
+  t.ok(
+    small.every((x) => x === 32),
+    'and is right',
+  );
 });

@@ -38,8 +38,15 @@ interface Operand {
   cols: number;
 }
 
-
-function makeOperand(rows: number, cols: number, layout: Layout, pad: number, extraOffset: number, next: () => number, special = 0): Operand {
+function makeOperand(
+  rows: number,
+  cols: number,
+  layout: Layout,
+  pad: number,
+  extraOffset: number,
+  next: () => number,
+  special = 0,
+): Operand {
   let rowStride: number;
   let colStride: number;
   switch (layout) {
@@ -114,7 +121,6 @@ function run(g: GemmF32, a: Operand, b: Operand, cOffset: number): { c: Float32A
   return { c: C.slice(cOffset, cOffset + m * n), sentinelsIntact };
 }
 
-
 /** Index of the first entry off the reference by more than 2 sqrt(k) 2^-23 sum|a||b|, or -1. */
 function firstInaccurate(c: Float32Array, ref: { value: Float64Array; scale: Float64Array }, k: number): number {
   for (let i = 0; i < c.length; i++) {
@@ -141,7 +147,10 @@ type Case = typeof caseArb extends fc.Arbitrary<infer T> ? T : never;
 
 function operands(c: Case, special = 0): [Operand, Operand] {
   const next = rng(c.seed);
-  return [makeOperand(c.m, c.k, c.aLayout, c.aPad, c.aOffset, next, special), makeOperand(c.k, c.n, c.bLayout, c.bPad, c.bOffset, next, special)];
+  return [
+    makeOperand(c.m, c.k, c.aLayout, c.aPad, c.aOffset, next, special),
+    makeOperand(c.k, c.n, c.bLayout, c.bPad, c.bOffset, next, special),
+  ];
 }
 
 /** Kernels under test: the default, other micro-tiles (incl. unrolled), and tiny blocks (K, M, N blocking on small shapes). */
@@ -229,7 +238,11 @@ t.test('Inf and NaN follow IEEE (0 * Inf = NaN, nothing skipped)', async (t) => 
   const A = new Float32Array([0, 0, 0, 1, 2, NaN, 1, 1, 0]); // 3 x 3
   const B = new Float32Array([Infinity, 1, 1, 1, 1, -Infinity, 1, 1, 1]); // 3 x 3
   const expected = [NaN, 0, NaN, NaN, NaN, NaN, Infinity, 2, -Infinity];
-  const impls: [string, GemmF32][] = [['fallback', gemmF32Fallback], ['gemm', gemm], ...variants.map(([name, g]) => [name, g!] as [string, GemmF32])];
+  const impls: [string, GemmF32][] = [
+    ['fallback', gemmF32Fallback],
+    ['gemm', gemm],
+    ...variants.map(([name, g]) => [name, g!] as [string, GemmF32]),
+  ];
   for (const [name, g] of impls) {
     const C = new Float32Array(9);
     g(A, 0, 3, 1, B, 0, 3, 1, C, 0, 3, 3, 3);
@@ -254,7 +267,11 @@ t.test('Inf and NaN follow IEEE (0 * Inf = NaN, nothing skipped)', async (t) => 
 });
 
 t.test('edge shapes: k = 0 gives zeros, empty m or n writes nothing', async (t) => {
-  const impls: [string, GemmF32][] = [['fallback', gemmF32Fallback], ['gemm', gemm], ...variants.map(([name, g]) => [name, g!] as [string, GemmF32])];
+  const impls: [string, GemmF32][] = [
+    ['fallback', gemmF32Fallback],
+    ['gemm', gemm],
+    ...variants.map(([name, g]) => [name, g!] as [string, GemmF32]),
+  ];
   for (const [name, g] of impls) {
     const C = new Float32Array(8).fill(5);
     g(new Float32Array(0), 0, 0, 1, new Float32Array(0), 0, 3, 1, C, 1, 2, 0, 3);
@@ -267,7 +284,11 @@ t.test('edge shapes: k = 0 gives zeros, empty m or n writes nothing', async (t) 
 });
 
 t.test('C may share its buffer with A and B', async (t) => {
-  const impls: [string, GemmF32][] = [['fallback', gemmF32Fallback], ['gemm', gemm], ...variants.map(([name, g]) => [name, g!] as [string, GemmF32])];
+  const impls: [string, GemmF32][] = [
+    ['fallback', gemmF32Fallback],
+    ['gemm', gemm],
+    ...variants.map(([name, g]) => [name, g!] as [string, GemmF32]),
+  ];
   const next = rng(3);
   const m = 9;
   const k = 11;
@@ -302,39 +323,43 @@ t.test('larger shapes: several K, M and N blocks, memory growth and reuse', { sk
   }
 });
 
-t.test('operands in the arena: B read unpacked (few rows of A), A and C in place; the bits of the copying path', { skip: !simd && 'no SIMD' }, async (t) => {
-  const g = createWasmGemm({ threads: 1 });
-  t.ok(g, 'built');
-  if (!g) return;
-  const next = rng(77);
-  // m up to 8 micro-panels (B unpacked) and past it; n off and on the 8-column tile; k past the
-  // 256-deep K block (partial sums accumulate in C); B a view with row stride > n.
-  const cases: [number, number, number, number][] = [
-    [32, 784, 128, 128],
-    [3, 600, 10, 10],
-    [40, 300, 29, 31],
-    [41, 50, 130, 130],
-    [7, 257, 16, 20],
-  ];
-  for (const [m, k, n, ldb] of cases) {
-    const A = Float32Array.from({ length: m * k }, () => next() * 2 - 1);
-    const B = Float32Array.from({ length: k * ldb }, () => next() * 2 - 1);
-    const want = new Float32Array(m * n);
-    g(A, 0, k, 1, B, 0, ldb, 1, want, 0, m, k, n);
-    const arena = (src: Float32Array): Float32Array => {
-      const x = residentArray('float32', src.length) as Float32Array;
-      x.set(src);
-      return x;
-    };
-    const rA = arena(A);
-    const rB = arena(B);
-    const rC = residentArray('float32', m * n) as Float32Array;
-    rC.fill(NaN);
-    g(rA, 0, k, 1, rB, 0, ldb, 1, rC, 0, m, k, n);
-    t.equal(firstBitDifference(rC, want), -1, `${m}x${k}x${n} (B rows ${ldb} apart), all in the arena`);
-    const heapC = new Float32Array(m * n);
-    g(A, 0, k, 1, rB, 0, ldb, 1, heapC, 0, m, k, n);
-    t.equal(firstBitDifference(heapC, want), -1, `${m}x${k}x${n}, only B in the arena`);
-    for (const x of [rA, rB, rC]) releaseResidentArray(x);
-  }
-});
+t.test(
+  'operands in the arena: B read unpacked (few rows of A), A and C in place; the bits of the copying path',
+  { skip: !simd && 'no SIMD' },
+  async (t) => {
+    const g = createWasmGemm({ threads: 1 });
+    t.ok(g, 'built');
+    if (!g) return;
+    const next = rng(77);
+    // m up to 8 micro-panels (B unpacked) and past it; n off and on the 8-column tile; k past the
+    // 256-deep K block (partial sums accumulate in C); B a view with row stride > n.
+    const cases: [number, number, number, number][] = [
+      [32, 784, 128, 128],
+      [3, 600, 10, 10],
+      [40, 300, 29, 31],
+      [41, 50, 130, 130],
+      [7, 257, 16, 20],
+    ];
+    for (const [m, k, n, ldb] of cases) {
+      const A = Float32Array.from({ length: m * k }, () => next() * 2 - 1);
+      const B = Float32Array.from({ length: k * ldb }, () => next() * 2 - 1);
+      const want = new Float32Array(m * n);
+      g(A, 0, k, 1, B, 0, ldb, 1, want, 0, m, k, n);
+      const arena = (src: Float32Array): Float32Array => {
+        const x = residentArray('float32', src.length) as Float32Array;
+        x.set(src);
+        return x;
+      };
+      const rA = arena(A);
+      const rB = arena(B);
+      const rC = residentArray('float32', m * n) as Float32Array;
+      rC.fill(NaN);
+      g(rA, 0, k, 1, rB, 0, ldb, 1, rC, 0, m, k, n);
+      t.equal(firstBitDifference(rC, want), -1, `${m}x${k}x${n} (B rows ${ldb} apart), all in the arena`);
+      const heapC = new Float32Array(m * n);
+      g(A, 0, k, 1, rB, 0, ldb, 1, heapC, 0, m, k, n);
+      t.equal(firstBitDifference(heapC, want), -1, `${m}x${k}x${n}, only B in the arena`);
+      for (const x of [rA, rB, rC]) releaseResidentArray(x);
+    }
+  },
+);

@@ -41,7 +41,9 @@ t.test('bit-identical to the JS loop over shapes, axes, ops and special values',
       (b, n, k, op, over, prologue, special, seed) => {
         const next = rng(seed);
         const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
-        const data = Float32Array.from({ length: b * n * k }, () => (next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2)));
+        const data = Float32Array.from({ length: b * n * k }, () =>
+          next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2),
+        );
         const x = fromTyped(data, [b, n, k]);
         const axes = over === 'time' ? [1] : over === 'batch' ? [0] : [0, 1];
         const reduce = op === 'sum' ? sum : op === 'max' ? max : min;

@@ -18,9 +18,10 @@ const simd = wasmSimdAvailable();
 function sparseMatrix(rows: number, cols: number, density: number, next: () => number): Float32Array {
   // Nonzeros include negative values, spikes of one height, and tiny and huge magnitudes.
   const kinds = [() => 0.01, () => next() - 0.5, () => 1e-30 * (next() - 0.5), () => 1e20 * next()];
-  return Float32Array.from({ length: rows * cols }, () => (next() < density ? kinds[Math.floor(next() * kinds.length)]() : next() < 0.5 ? 0 : -0));
+  return Float32Array.from({ length: rows * cols }, () =>
+    next() < density ? kinds[Math.floor(next() * kinds.length)]() : next() < 0.5 ? 0 : -0,
+  );
 }
-
 
 t.test('bit-identical to the dense kernel over shapes, densities and layouts', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
   let used = 0;
@@ -75,7 +76,10 @@ t.test('declines when it would be wrong or slow', { skip: !simd && 'no WebAssemb
   inf[5 * n + 3] = Infinity;
   C.fill(3);
   t.notOk(sparseGemm(A, 0, k, 1, inf, 0, n, 1, C, 0, m, k, n), 'declines when B holds Inf');
-  t.ok(C.every((x) => x === 3), 'and leaves C untouched');
+  t.ok(
+    C.every((x) => x === 3),
+    'and leaves C untouched',
+  );
   const nan = B.slice();
   nan[17] = NaN;
   t.notOk(sparseGemm(A, 0, k, 1, nan, 0, n, 1, C, 0, m, k, n), 'declines when B holds NaN');
@@ -84,21 +88,34 @@ t.test('declines when it would be wrong or slow', { skip: !simd && 'no WebAssemb
   t.notOk(sparseGemm(A, 0, k, 1, B, 0, 1, k, C, 0, m, k, n), 'declines strided B columns');
   t.notOk(sparseGemm(A, 0, k, 1, B, 0, n, 1, C, 0, 4, 8, 4), 'declines a small product');
   // With Inf in B the CPU backend still gives NaN where 0 * Inf occurs (through the dense kernel).
-  const a = fromTyped(Float32Array.from({ length: m * k }, (_, i) => (i % k === 0 ? 0 : A[i])), [m, k]);
+  const a = fromTyped(
+    Float32Array.from({ length: m * k }, (_, i) => (i % k === 0 ? 0 : A[i])),
+    [m, k],
+  );
   const out = matmul(a, fromTyped(inf, [k, n])) as NDArray;
   t.ok(Number.isNaN(out.toTyped()[3]), '0 * Inf = NaN through matmul');
 });
 
-t.test('matmul on the CPU backend takes the sparse path for spike trains, with the dense result', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
-  const next = rng(9);
-  const [m, k, n] = [320, 784, 128];
-  const spikes = fromTyped(Float32Array.from({ length: m * k }, () => (next() < 0.25 ? 0.01 : 0)), [m, k]);
-  const w = fromTyped(Float32Array.from({ length: k * n }, () => next() - 0.5), [k, n]);
-  const before = sparseStats.calls;
-  const y = (matmul(spikes, w) as NDArray).toTyped() as Float32Array;
-  t.equal(sparseStats.calls, before + 1, 'sparse path used');
-  setSparseMatmul(false);
-  const yDense = (matmul(spikes, w) as NDArray).toTyped() as Float32Array;
-  setSparseMatmul(true);
-  t.ok(sameBits(y, yDense), 'same bits as the dense kernel');
-});
+t.test(
+  'matmul on the CPU backend takes the sparse path for spike trains, with the dense result',
+  { skip: !simd && 'no WebAssembly SIMD' },
+  async (t) => {
+    const next = rng(9);
+    const [m, k, n] = [320, 784, 128];
+    const spikes = fromTyped(
+      Float32Array.from({ length: m * k }, () => (next() < 0.25 ? 0.01 : 0)),
+      [m, k],
+    );
+    const w = fromTyped(
+      Float32Array.from({ length: k * n }, () => next() - 0.5),
+      [k, n],
+    );
+    const before = sparseStats.calls;
+    const y = (matmul(spikes, w) as NDArray).toTyped() as Float32Array;
+    t.equal(sparseStats.calls, before + 1, 'sparse path used');
+    setSparseMatmul(false);
+    const yDense = (matmul(spikes, w) as NDArray).toTyped() as Float32Array;
+    setSparseMatmul(true);
+    t.ok(sameBits(y, yDense), 'same bits as the dense kernel');
+  },
+);

@@ -24,15 +24,24 @@ t.test('same words and floats as core/prng', { skip: !wasmSimdAvailable() && 'no
   );
   const big = wasmUniform01(1, 2, 500_001)!;
   const ref = prng.uniform(Uint32Array.of(1, 2), 500_001);
-  t.ok(big.every((u, i) => Object.is(u, ref[i])), '500,001 floats');
+  t.ok(
+    big.every((u, i) => Object.is(u, ref[i])),
+    '500,001 floats',
+  );
 });
 
 t.test('random.uniform and random.bits through the CPU backend match core/prng', async (t) => {
   const key = random.key(5);
   const u = (random.uniform(key, [37, 41]) as NDArray).toTyped();
   const ref = prng.uniform(Uint32Array.from((key as NDArray).toTyped() as Uint32Array), 37 * 41);
-  t.ok(u.every((x, i) => Object.is(x, ref[i])), 'uniform [0, 1)');
+  t.ok(
+    u.every((x, i) => Object.is(x, ref[i])),
+    'uniform [0, 1)',
+  );
   const scaled = (random.uniform(key, [1000], { minval: -2, maxval: 3 }) as NDArray).toTyped();
   const refScaled = prng.uniform(Uint32Array.from((key as NDArray).toTyped() as Uint32Array), 1000, { minval: -2, maxval: 3 });
-  t.ok(scaled.every((x, i) => Object.is(x, refScaled[i])), 'a scaled range (JS path)');
+  t.ok(
+    scaled.every((x, i) => Object.is(x, refScaled[i])),
+    'a scaled range (JS path)',
+  );
 });

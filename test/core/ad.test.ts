@@ -58,7 +58,13 @@ t.test('grad of grad against closed forms', async (t) => {
     (xv) => {
       const inner = (a: Tensor) => grad((b: Tensor) => sum(tanh(b)))(a) as Tensor;
       const g2 = grad((a: Tensor) => sum(inner(a)))(f64(xv, [xv.length])) as Tensor;
-      expectClose(g2.toTyped(), xv.map((x) => -2 * Math.tanh(x) * (1 - Math.tanh(x) ** 2)), 1e-12, 1e-15, 'second derivative');
+      expectClose(
+        g2.toTyped(),
+        xv.map((x) => -2 * Math.tanh(x) * (1 - Math.tanh(x) ** 2)),
+        1e-12,
+        1e-15,
+        'second derivative',
+      );
     },
     30,
   );
@@ -99,7 +105,12 @@ t.test('grad of grad against closed forms', async (t) => {
 
 t.test('jvp against finite differences', async (t) => {
   const problem = fc
-    .record({ m: fc.integer({ min: 1, max: 3 }), k: fc.integer({ min: 1, max: 3 }), n: fc.integer({ min: 1, max: 3 }), pool: valuesArb(60, -1.5, 1.5) })
+    .record({
+      m: fc.integer({ min: 1, max: 3 }),
+      k: fc.integer({ min: 1, max: 3 }),
+      n: fc.integer({ min: 1, max: 3 }),
+      pool: valuesArb(60, -1.5, 1.5),
+    })
     .map(({ m, k, n, pool }) => {
       let i = 0;
       const take = (s: number[]) => f64(pool.slice(i, (i += sizeOfShape(s))), s);
@@ -152,7 +163,8 @@ t.test('vjp over pytrees', async (t) => {
 
 t.test('valueAndGrad with argnums arrays and hasAux', async (t) => {
   // f(a, b, c) = sum(a * b) + sum(c^2), aux = {s: a + b, tag: 'x'}: grads wrt a is b, wrt c is 2c.
-  const f = (a: Tensor, b: Tensor, c: Tensor) => [add(sum(mul(a, b)), sum(mul(c, c))), { s: add(a, b), tag: 'x' }] as [Tensor, { s: Tensor; tag: string }];
+  const f = (a: Tensor, b: Tensor, c: Tensor) =>
+    [add(sum(mul(a, b)), sum(mul(c, c))), { s: add(a, b), tag: 'x' }] as [Tensor, { s: Tensor; tag: string }];
   prop(
     t,
     'value, aux and grads for argnums [0, 2]',
@@ -162,17 +174,38 @@ t.test('valueAndGrad with argnums arrays and hasAux', async (t) => {
       const av = pool.slice(0, n);
       const bv = pool.slice(n, 2 * n);
       const cv = pool.slice(2 * n);
-      const [[value, aux], grads] = valueAndGrad(f, { argnums: [0, 2], hasAux: true })(f64(av, s), f64(bv, s), f64(cv, s)) as [[Tensor, { s: Tensor; tag: string }], Tensor[]];
+      const [[value, aux], grads] = valueAndGrad(f, { argnums: [0, 2], hasAux: true })(f64(av, s), f64(bv, s), f64(cv, s)) as [
+        [Tensor, { s: Tensor; tag: string }],
+        Tensor[],
+      ];
       const expected = av.reduce((acc, a, i) => acc + a * bv[i], 0) + cv.reduce((acc, c) => acc + c * c, 0);
       expectClose([value.item()], [expected], 1e-12, 1e-12, 'value');
       if (!Array.isArray(grads) || grads.length !== 2) throw new Error('expected two gradients for argnums [0, 2]');
       expectShape(grads[0], s, 'grad a');
       expectClose(grads[0].toTyped(), bv, 0, 0, 'grad a');
-      expectClose(grads[1].toTyped(), cv.map((c) => 2 * c), 0, 0, 'grad c');
-      expectClose(aux.s.toTyped(), av.map((a, i) => a + bv[i]), 0, 0, 'aux.s');
+      expectClose(
+        grads[1].toTyped(),
+        cv.map((c) => 2 * c),
+        0,
+        0,
+        'grad c',
+      );
+      expectClose(
+        aux.s.toTyped(),
+        av.map((a, i) => a + bv[i]),
+        0,
+        0,
+        'aux.s',
+      );
       if (aux.tag !== 'x') throw new Error(`aux.tag ${aux.tag}`);
       // The aux comes back as an ordinary array, usable in later computations.
-      expectClose(add(aux.s, 1).toTyped(), av.map((a, i) => a + bv[i] + 1), 0, 0, 'aux.s + 1');
+      expectClose(
+        add(aux.s, 1).toTyped(),
+        av.map((a, i) => a + bv[i] + 1),
+        0,
+        0,
+        'aux.s + 1',
+      );
     },
     30,
   );
@@ -205,8 +238,10 @@ t.test('gradients of broadcast operands sum over the broadcast axes', async (t) 
       const s = f64([pool[79]], []);
       const wv = W.toTyped();
       const mv = M.toTyped();
-      const colSums = (a: ArrayLike<number>) => Array.from({ length: n }, (_, j) => Array.from({ length: m }, (_, i) => a[i * n + j]).reduce((x, y) => x + y, 0));
-      const rowSums = (a: ArrayLike<number>) => Array.from({ length: m }, (_, i) => Array.from({ length: n }, (_, j) => a[i * n + j]).reduce((x, y) => x + y, 0));
+      const colSums = (a: ArrayLike<number>) =>
+        Array.from({ length: n }, (_, j) => Array.from({ length: m }, (_, i) => a[i * n + j]).reduce((x, y) => x + y, 0));
+      const rowSums = (a: ArrayLike<number>) =>
+        Array.from({ length: m }, (_, i) => Array.from({ length: n }, (_, j) => a[i * n + j]).reduce((x, y) => x + y, 0));
       const [gv, gs] = grad((vv: Tensor, ss: Tensor) => sum(mul(W, add(add(M, vv), ss))), { argnums: [0, 1] })(v, s) as Tensor[];
       expectShape(gv, [n], 'grad v');
       expectShape(gs, [], 'grad scalar');
@@ -214,13 +249,35 @@ t.test('gradients of broadcast operands sum over the broadcast axes', async (t) 
       expectClose([gs.item()], [Array.from(wv).reduce((a, b) => a + b, 0)], 1e-12, 1e-12, 'grad of the scalar = total sum of w');
       const gc = grad((cc: Tensor) => sum(mul(W, mul(M, cc))))(c) as Tensor;
       expectShape(gc, [m, 1], 'grad c');
-      expectClose(gc.toTyped(), rowSums(Array.from(wv, (x, i) => x * mv[i])), 1e-12, 1e-12, 'grad of the [m, 1] column = row sums of w * M');
+      expectClose(
+        gc.toTyped(),
+        rowSums(Array.from(wv, (x, i) => x * mv[i])),
+        1e-12,
+        1e-12,
+        'grad of the [m, 1] column = row sums of w * M',
+      );
     },
     30,
   );
   t.test('the issue example: a [3]-vector added to a [4, 3] matrix', async (t) => {
-    const M = array([[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12]], { dtype: 'float64' });
-    const w = array([[1, 0, 2], [0, 1, 0], [3, 0, 0], [1, 1, 1]], { dtype: 'float64' });
+    const M = array(
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+        [7, 8, 9],
+        [10, 11, 12],
+      ],
+      { dtype: 'float64' },
+    );
+    const w = array(
+      [
+        [1, 0, 2],
+        [0, 1, 0],
+        [3, 0, 0],
+        [1, 1, 1],
+      ],
+      { dtype: 'float64' },
+    );
     const gv = grad((v: Tensor) => sum(mul(w, add(M, v))))(array([0.5, -0.5, 2], { dtype: 'float64' })) as Tensor;
     t.same(gv.toNested(), [5, 2, 3], 'column sums of w');
     const gs = grad((s: Tensor) => sum(mul(w, add(M, s))))(array(1.5, { dtype: 'float64' })) as Tensor;
@@ -258,7 +315,11 @@ t.test('customVjp', async (t) => {
         const w = f64(wv, [wv.length]);
         expectExact(spike(x).toTyped(), xv.map(Math.floor), 'forward');
         const g = grad((a: Tensor) => sum(mul(w, spike(a))))(x) as Tensor;
-        expectExact(g.toTyped(), xv.map((v, i) => surrogate(v, wv[i])), 'gradient');
+        expectExact(
+          g.toTyped(),
+          xv.map((v, i) => surrogate(v, wv[i])),
+          'gradient',
+        );
       },
       30,
     );
@@ -289,18 +350,36 @@ t.test('customVjp', async (t) => {
         const n = xv.length;
         const a = f64(xv, [n]);
         const b = f64(wv, [n]);
-        const c = f64(wv.map((v) => v + 1), [n]);
+        const c = f64(
+          wv.map((v) => v + 1),
+          [n],
+        );
         const out = f({ a, b }, c);
-        expectExact(out.p.toTyped(), xv.map((v, i) => Math.floor(v) * wv[i]), 'forward p');
-        const w = f64(wv.map((v) => v - 0.5), [n]);
+        expectExact(
+          out.p.toTyped(),
+          xv.map((v, i) => Math.floor(v) * wv[i]),
+          'forward p',
+        );
+        const w = f64(
+          wv.map((v) => v - 0.5),
+          [n],
+        );
         const loss = (ab: { a: Tensor; b: Tensor }, cc: Tensor) => {
           const o = f(ab, cc);
           return add(sum(mul(w, o.p)), sum(o.q));
         };
         const [gab, gc] = grad(loss, { argnums: [0, 1] })({ a, b }, c) as [{ a: Tensor; b: Tensor }, Tensor];
         const wvals = Array.from(w.toTyped());
-        expectExact(gab.a.toTyped(), wvals.map((v) => v * 2), 'grad a');
-        expectExact(gab.b.toTyped(), wvals.map((v) => v * 3), 'grad b');
+        expectExact(
+          gab.a.toTyped(),
+          wvals.map((v) => v * 2),
+          'grad a',
+        );
+        expectExact(
+          gab.b.toTyped(),
+          wvals.map((v) => v * 3),
+          'grad b',
+        );
         expectExact(gc.toTyped(), new Array(n).fill(0), 'grad c (bwd returned null)');
       },
       20,
@@ -310,10 +389,14 @@ t.test('customVjp', async (t) => {
   t.test('inside scan', async (t) => {
     // Integrate-and-fire-like loop: v <- v * x_t + x_t, spike s_t = spike(v) is the output.
     const run = (v0: Tensor, xs: Tensor): [Tensor, Tensor] =>
-      scan((v: Tensor, x: Tensor) => {
-        const v2 = add(mul(v, x), x);
-        return [v2, spike(v2)];
-      }, v0, xs) as [Tensor, Tensor];
+      scan(
+        (v: Tensor, x: Tensor) => {
+          const v2 = add(mul(v, x), x);
+          return [v2, spike(v2)];
+        },
+        v0,
+        xs,
+      ) as [Tensor, Tensor];
     const unrolled = (v0: Tensor, xs: Tensor): [Tensor, Tensor] => {
       let v = v0;
       const ys: Tensor[] = [];
@@ -324,11 +407,13 @@ t.test('customVjp', async (t) => {
       }
       return [v, stack(ys)];
     };
-    const problem = fc.record({ T: fc.integer({ min: 1, max: 4 }), d: fc.integer({ min: 1, max: 3 }), pool: valuesArb(40, -1.5, 1.5) }).map(({ T, d, pool }) => ({
-      v0: f64(pool.slice(0, d), [d]),
-      xs: f64(pool.slice(3, 3 + T * d), [T, d]),
-      w: f64(pool.slice(20, 20 + T * d), [T, d]),
-    }));
+    const problem = fc
+      .record({ T: fc.integer({ min: 1, max: 4 }), d: fc.integer({ min: 1, max: 3 }), pool: valuesArb(40, -1.5, 1.5) })
+      .map(({ T, d, pool }) => ({
+        v0: f64(pool.slice(0, d), [d]),
+        xs: f64(pool.slice(3, 3 + T * d), [T, d]),
+        w: f64(pool.slice(20, 20 + T * d), [T, d]),
+      }));
     prop(
       t,
       'ys are spikes; gradients equal those of the unrolled loop',
@@ -348,8 +433,13 @@ t.test('customVjp', async (t) => {
       // ys_t = spike(x_t) (carry unused): d/dx_t sum(w * ys) = w_t / (1 + |x_t|).
       const xs = f64([0.3, -1.7, 2.2, -0.4], [4]);
       const w = f64([1.5, -2, 0.25, 3], [4]);
-      const g = grad((x: Tensor) => sum(mul(w, scan((c: Tensor, xi: Tensor) => [c, spike(xi)], f64([0], []), x)[1] as Tensor)))(xs) as Tensor;
-      t.same(Array.from(g.toTyped()), [0.3, -1.7, 2.2, -0.4].map((v, i) => surrogate(v, [1.5, -2, 0.25, 3][i])));
+      const g = grad((x: Tensor) => sum(mul(w, scan((c: Tensor, xi: Tensor) => [c, spike(xi)], f64([0], []), x)[1] as Tensor)))(
+        xs,
+      ) as Tensor;
+      t.same(
+        Array.from(g.toTyped()),
+        [0.3, -1.7, 2.2, -0.4].map((v, i) => surrogate(v, [1.5, -2, 0.25, 3][i])),
+      );
     });
   });
 
@@ -409,7 +499,11 @@ t.test('customVjp', async (t) => {
     const w = f64([1.5, -2, 0.25, 3, -1], [5]);
     t.same(jit(spike)(x).toNested(), [0, -2, 2, -1, 5], 'forward under jit');
     const g = jit((a: Tensor) => grad((z: Tensor) => sum(mul(w, spike(z))))(a) as Tensor)(x);
-    t.same(Array.from(g.toTyped()), [0.3, -1.7, 2.2, -0.4, 5].map((v, i) => surrogate(v, [1.5, -2, 0.25, 3, -1][i])), 'jit(grad) is bwd exactly');
+    t.same(
+      Array.from(g.toTyped()),
+      [0.3, -1.7, 2.2, -0.4, 5].map((v, i) => surrogate(v, [1.5, -2, 0.25, 3, -1][i])),
+      'jit(grad) is bwd exactly',
+    );
     const g2 = grad((z: Tensor) => sum(mul(w, jit(spike)(z))))(x) as Tensor;
     t.same(Array.from(g2.toTyped()), Array.from(g.toTyped()), 'grad(jit(f)) is bwd exactly');
     // Inside a scan, under jit: ys_t = spike(x_t), so the gradient wrt xs is bwd applied to w.

@@ -72,7 +72,10 @@ function concrete(x: unknown): NDArray {
 }
 
 t.test('array() from nested JS arrays', async (t) => {
-  const x = array([[1, 2, 3], [4, 5, 6]]);
+  const x = array([
+    [1, 2, 3],
+    [4, 5, 6],
+  ]);
   t.same(x.shape, [2, 3]);
   t.equal(x.dtype, 'float32', 'float32 by default');
   t.ok(x.data instanceof Float32Array);
@@ -91,7 +94,15 @@ t.test('array() from nested JS arrays', async (t) => {
   t.equal(array([1, 2], { dtype: 'float64' }).data.constructor, Float64Array);
   t.equal(array(0.1, { dtype: 'float64' }).item(), 0.1, 'float64 keeps full precision');
   t.equal(array(0.1).item(), Math.fround(0.1), 'float32 rounds');
-  t.same(array([1, 2, 3, 4, 5, 6], { shape: [3, 2] }).toNested(), [[1, 2], [3, 4], [5, 6]], 'shape option');
+  t.same(
+    array([1, 2, 3, 4, 5, 6], { shape: [3, 2] }).toNested(),
+    [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ],
+    'shape option',
+  );
   t.throws(() => array([[1, 2], [3]]), ShapeError, 'ragged nested arrays are rejected');
   t.same(array([[[]]] as unknown as number[]).shape, [1, 1, 0], 'empty innermost axis');
 });
@@ -111,7 +122,10 @@ t.test('array() from typed arrays', async (t) => {
     t.equal(x.data, typed, `${dtype}: wraps the typed array without copying`);
     const y = array(typed as Float32Array, { shape: [2, 2] });
     t.same(y.shape, [2, 2]);
-    t.same(y.toNested(), [[typed[0], typed[1]], [typed[2], typed[3]]]);
+    t.same(y.toNested(), [
+      [typed[0], typed[1]],
+      [typed[2], typed[3]],
+    ]);
   }
   const converted = array(new Float64Array([1.5, -2.5]), { dtype: 'int32' });
   t.equal(converted.dtype, 'int32');
@@ -126,12 +140,19 @@ t.test('array() and fromNdarray() from a scijs ndarray', async (t) => {
   t.same(x.shape, [2, 3]);
   t.equal(x.dtype, 'float32');
   t.equal(x.data, data, 'shares the buffer');
-  t.same(x.toNested(), [[1, 2, 3], [4, 5, 6]]);
+  t.same(x.toNested(), [
+    [1, 2, 3],
+    [4, 5, 6],
+  ]);
   // A strided scijs view: transposed, then a column picked out.
   const tv = fromNdarray(nd.transpose(1, 0));
   t.same(tv.shape, [3, 2]);
   t.same(tv.strides, [1, 3]);
-  t.same(tv.toNested(), [[1, 4], [2, 5], [3, 6]]);
+  t.same(tv.toNested(), [
+    [1, 4],
+    [2, 5],
+    [3, 6],
+  ]);
   const stepped = array(ndarray(new Float64Array([0, 1, 2, 3, 4, 5, 6, 7]), [4], [2], 1));
   t.equal(stepped.dtype, 'float64');
   t.same(stepped.toNested(), [1, 3, 5, 7], 'stride 2, offset 1');
@@ -151,7 +172,11 @@ t.test('toNested round trip', async (t) => {
     prop(
       t,
       `${dtype}: array(nested).toNested() returns the nested input`,
-      [shapeArb(0, 4, 3).chain((s) => fc.tuple(fc.constant(s), fc.array(values, { minLength: sizeOfShape(s), maxLength: sizeOfShape(s) })))],
+      [
+        shapeArb(0, 4, 3).chain((s) =>
+          fc.tuple(fc.constant(s), fc.array(values, { minLength: sizeOfShape(s), maxLength: sizeOfShape(s) })),
+        ),
+      ],
       ([shape, flat]) => {
         const nested = nest(flat, shape);
         const x = array(nested, { dtype });
@@ -167,16 +192,27 @@ t.test('toNested round trip', async (t) => {
 });
 
 t.test('views share data', async (t) => {
-  const x = array([[1, 2, 3], [4, 5, 6]]);
+  const x = array([
+    [1, 2, 3],
+    [4, 5, 6],
+  ]);
   const r = concrete(reshape(x, [3, 2]));
   t.equal(r.data, x.data, 'reshape of contiguous data: same buffer');
   t.same(r.strides, [2, 1]);
-  t.same(r.toNested(), [[1, 2], [3, 4], [5, 6]]);
+  t.same(r.toNested(), [
+    [1, 2],
+    [3, 4],
+    [5, 6],
+  ]);
   const tr = concrete(transpose(x));
   t.equal(tr.data, x.data, 'transpose: same buffer');
   t.same(tr.shape, [3, 2]);
   t.same(tr.strides, [1, 3], 'transpose permutes the strides');
-  t.same(tr.toNested(), [[1, 4], [2, 5], [3, 6]]);
+  t.same(tr.toNested(), [
+    [1, 4],
+    [2, 5],
+    [3, 6],
+  ]);
   t.notOk(tr.isContiguous());
   const sl = concrete(slice(x, [1, 1], [1, 2]));
   t.equal(sl.data, x.data, 'slice: same buffer');
@@ -189,10 +225,18 @@ t.test('views share data', async (t) => {
   t.equal(bc.data, v.data, 'broadcastTo: same buffer');
   t.same(bc.shape, [4, 3]);
   t.same(bc.strides, [0, 1], 'broadcast axis has stride 0');
-  t.same(bc.toNested(), [[10, 20, 30], [10, 20, 30], [10, 20, 30], [10, 20, 30]]);
+  t.same(bc.toNested(), [
+    [10, 20, 30],
+    [10, 20, 30],
+    [10, 20, 30],
+    [10, 20, 30],
+  ]);
   const col = concrete(broadcastTo(array([[1], [2]]), [2, 3]));
   t.same(col.strides, [1, 0], 'broadcast of a column: stride 0 on the last axis');
-  t.same(col.toNested(), [[1, 1, 1], [2, 2, 2]]);
+  t.same(col.toNested(), [
+    [1, 1, 1],
+    [2, 2, 2],
+  ]);
   const ed = concrete(expandDims(x, 1));
   t.equal(ed.data, x.data, 'expandDims: same buffer');
   t.same(ed.shape, [2, 1, 3]);
@@ -204,7 +248,10 @@ t.test('views share data', async (t) => {
   // Chained views over one buffer.
   const chain = concrete(slice(transpose(broadcastTo(v, [2, 3])), [1, 0], [2, 2]));
   t.equal(chain.data, v.data, 'slice of transpose of broadcast: still the same buffer');
-  t.same(chain.toNested(), [[20, 20], [30, 30]]);
+  t.same(chain.toNested(), [
+    [20, 20],
+    [30, 30],
+  ]);
   // Arrays are immutable: ops on a view never write into the shared buffer.
   mul(bc, 2);
   add(tr, 1);
@@ -242,7 +289,10 @@ t.test('dtype promotion and weak typing of JS numbers', async (t) => {
 });
 
 t.test('creation helpers', async (t) => {
-  t.same(zeros([2, 2]).toNested(), [[0, 0], [0, 0]]);
+  t.same(zeros([2, 2]).toNested(), [
+    [0, 0],
+    [0, 0],
+  ]);
   t.same(ones([3], 'int32').toNested(), [1, 1, 1]);
   t.equal(ones([3], 'int32').dtype, 'int32');
   t.same(full([2], 7.5, 'float64').toNested(), [7.5, 7.5]);
@@ -255,7 +305,10 @@ t.test('gatherRows: rows along axis 0, broadcast axes stay broadcast', async (t)
   const arb = shapeArb(1, 3, 4).chain((s) =>
     fc.tuple(
       fc.constant(s),
-      fc.array(fc.integer({ min: -50, max: 50 }), { minLength: sizeOfShape(s.map((d) => d + 1)), maxLength: sizeOfShape(s.map((d) => d + 1)) }),
+      fc.array(fc.integer({ min: -50, max: 50 }), {
+        minLength: sizeOfShape(s.map((d) => d + 1)),
+        maxLength: sizeOfShape(s.map((d) => d + 1)),
+      }),
       fc.array(fc.integer({ min: 0, max: s[0] - 1 }), { minLength: 0, maxLength: 6 }),
       fc.constantFrom('contiguous', 'tiled', 'transposed', 'sliced'),
     ),
@@ -275,16 +328,24 @@ t.test('gatherRows: rows along axis 0, broadcast axes stay broadcast', async (t)
         x = concrete(transpose(array(pool.slice(0, sizeOfShape(shape)), { shape: rev })));
       } else if (layout === 'sliced') {
         const big = shape.map((d) => d + 1);
-        x = concrete(slice(array(pool.slice(0, sizeOfShape(big)), { shape: big }), shape.map(() => 1), shape));
+        x = concrete(
+          slice(
+            array(pool.slice(0, sizeOfShape(big)), { shape: big }),
+            shape.map(() => 1),
+            shape,
+          ),
+        );
       } else {
         x = array(pool.slice(0, sizeOfShape(shape)), { shape });
       }
       const g = gatherRows(x, rows);
       const expected = take(x, array(rows, { dtype: 'int32' }), 0);
       if (g.shape.join() !== [rows.length, ...shape.slice(1)].join()) throw new Error(`shape [${g.shape}]`);
-      if (JSON.stringify(g.toNested()) !== JSON.stringify(expected.toNested())) throw new Error(`values ${JSON.stringify(g.toNested())} vs ${JSON.stringify(expected.toNested())}`);
+      if (JSON.stringify(g.toNested()) !== JSON.stringify(expected.toNested()))
+        throw new Error(`values ${JSON.stringify(g.toNested())} vs ${JSON.stringify(expected.toNested())}`);
       if (g.dtype !== x.dtype) throw new Error('dtype');
-      if (layout === 'tiled' && shape.length >= 2 && shape[1] > 1 && rows.length > 0 && g.strides[1] !== 0) throw new Error(`tiled axis lost its stride 0: [${g.strides}]`);
+      if (layout === 'tiled' && shape.length >= 2 && shape[1] > 1 && rows.length > 0 && g.strides[1] !== 0)
+        throw new Error(`tiled axis lost its stride 0: [${g.strides}]`);
     },
     40,
   );
@@ -335,7 +396,13 @@ t.test('bad input', async (t) => {
    * jit; traced values cannot be read or escape.
    */
   /** Asserts fn throws an error of `type` whose message contains every fragment. */
-  function throwsNaming(t: Test, fn: () => unknown, type: new (...a: never[]) => Error, fragments: (string | RegExp)[], what: string): void {
+  function throwsNaming(
+    t: Test,
+    fn: () => unknown,
+    type: new (...a: never[]) => Error,
+    fragments: (string | RegExp)[],
+    what: string,
+  ): void {
     const e = thrown(fn);
     t.ok(e instanceof type, `${what}: throws ${type.name} (got ${e === undefined ? 'no error' : `${e.name}: ${e.message}`})`);
     for (const f of fragments) {
@@ -361,10 +428,28 @@ t.test('bad input', async (t) => {
 
   t.test('matmul dimension mismatch names matmul and both shapes', async (t) => {
     throwsNaming(t, () => matmul(zeros([2, 3]), zeros([4, 5])), ShapeError, ['matmul', '[2, 3]', '[4, 5]'], '2-D inner dims');
-    throwsNaming(t, () => jit(matmul)(zeros([2, 3]), zeros([4, 5])), ShapeError, ['matmul', '[2, 3]', '[4, 5]'], '2-D inner dims under jit');
+    throwsNaming(
+      t,
+      () => jit(matmul)(zeros([2, 3]), zeros([4, 5])),
+      ShapeError,
+      ['matmul', '[2, 3]', '[4, 5]'],
+      '2-D inner dims under jit',
+    );
     throwsNaming(t, () => matmul(zeros([3]), zeros([4])), ShapeError, ['matmul', '[3]', '[4]'], '1-D operands');
-    throwsNaming(t, () => matmul(zeros([2, 5, 3]), zeros([2, 4])), ShapeError, ['matmul', '[2, 5, 3]', '[2, 4]'], 'batched @ 2-D inner dims');
-    throwsNaming(t, () => matmul(zeros([2, 2, 3]), zeros([3, 3, 4])), ShapeError, ['matmul', '[2, 2, 3]', '[3, 3, 4]'], 'batch dims that do not broadcast');
+    throwsNaming(
+      t,
+      () => matmul(zeros([2, 5, 3]), zeros([2, 4])),
+      ShapeError,
+      ['matmul', '[2, 5, 3]', '[2, 4]'],
+      'batched @ 2-D inner dims',
+    );
+    throwsNaming(
+      t,
+      () => matmul(zeros([2, 2, 3]), zeros([3, 3, 4])),
+      ShapeError,
+      ['matmul', '[2, 2, 3]', '[3, 3, 4]'],
+      'batch dims that do not broadcast',
+    );
     throwsNaming(t, () => matmul(zeros([]), zeros([3])), ShapeError, ['matmul', '[]', '[3]'], 'scalar operand');
   });
 
@@ -399,10 +484,28 @@ t.test('bad input', async (t) => {
       ['scan', '[2, 2]', '[2]'],
       'scan body changes the carry shape',
     );
-    throwsNaming(t, () => scan((c: Tensor, x: Tensor[]) => [add(c, x[0]), null], zeros([2]), [zeros([3, 2]), zeros([4, 2])]), ShapeError, ['scan', '[4, 2]'], 'xs leaves of different lengths');
+    throwsNaming(
+      t,
+      () => scan((c: Tensor, x: Tensor[]) => [add(c, x[0]), null], zeros([2]), [zeros([3, 2]), zeros([4, 2])]),
+      ShapeError,
+      ['scan', '[4, 2]'],
+      'xs leaves of different lengths',
+    );
     const [, back] = vjp(((x: Tensor) => ({ y: mul(x, x), z: x })) as (...a: Tree[]) => Tree, zeros([2]));
-    throwsNaming(t, () => back({ y: zeros([2]) }), TreeStructureError, ['vjp', '{"y":*}', '{"y":*,"z":*}'], 'vjp cotangent with a missing key');
-    throwsNaming(t, () => back([zeros([2]), zeros([2])]), TreeStructureError, ['vjp', '[*,*]', '{"y":*,"z":*}'], 'vjp cotangent list for an object output');
+    throwsNaming(
+      t,
+      () => back({ y: zeros([2]) }),
+      TreeStructureError,
+      ['vjp', '{"y":*}', '{"y":*,"z":*}'],
+      'vjp cotangent with a missing key',
+    );
+    throwsNaming(
+      t,
+      () => back([zeros([2]), zeros([2])]),
+      TreeStructureError,
+      ['vjp', '[*,*]', '{"y":*,"z":*}'],
+      'vjp cotangent list for an object output',
+    );
     throwsNaming(t, () => back({ y: zeros([3]), z: zeros([2]) }), ShapeError, ['vjp', '[3]', '[2]'], 'vjp cotangent of the wrong shape');
     const e = thrown(() => valueAndGrad((x: Tensor) => sum(x), { hasAux: true })(zeros([2])));
     t.ok(e instanceof TypeError && /valueAndGrad/.test(e.message) && /aux/.test(e.message), `hasAux without [value, aux]: ${e}`);
@@ -413,7 +516,13 @@ t.test('bad input', async (t) => {
     throwsNaming(t, () => reshape(zeros([2, 3]), [4, -1]), ShapeError, ['reshape', '[2, 3]', '[4, -1]'], 'with -1');
     throwsNaming(t, () => jit((x: Tensor) => reshape(x, [5, 1]))(zeros([2, 3])), ShapeError, ['reshape', '[2, 3]', '[5, 1]'], 'under jit');
     throwsNaming(t, () => grad((x: Tensor) => sum(reshape(x, [7])))(zeros([2, 3])), ShapeError, ['reshape', '[2, 3]', '[7]'], 'under grad');
-    throwsNaming(t, () => array([1, 2, 3, 4, 5, 6], { shape: [4, 2] }), ShapeError, ['[6]', '[4, 2]'], 'array() with a shape that does not fit');
+    throwsNaming(
+      t,
+      () => array([1, 2, 3, 4, 5, 6], { shape: [4, 2] }),
+      ShapeError,
+      ['[6]', '[4, 2]'],
+      'array() with a shape that does not fit',
+    );
   });
 
   t.test('traced values cannot be read inside jit or escape it', async (t) => {
@@ -431,18 +540,31 @@ t.test('bad input', async (t) => {
 
 t.test('toTyped of views with contiguous rows (row copies) equals an element-by-element gather', async (t) => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 16, max: 40 }), fc.boolean(), fc.nat(3), (a, b, c, swap, cut) => {
-      const base = fromTyped(Float32Array.from({ length: a * b * c }, (_, i) => i), [a, b, c]);
-      // Outer axes swapped (a transposed batch) and the last axis sliced: rows stay contiguous.
-      let view = swap ? (transpose(base, [1, 0, 2]) as NDArray) : base;
-      const lo = Math.min(cut, c - 16);
-      view = new NDArray(view.nd.lo(0, 0, lo), 'float32');
-      const got = Array.from(view.toTyped());
-      const want: number[] = [];
-      const [d0, d1, d2] = view.shape;
-      for (let i = 0; i < d0; i++) for (let j = 0; j < d1; j++) for (let k = 0; k < d2; k++) want.push(view.data[view.offset + i * view.strides[0] + j * view.strides[1] + k * view.strides[2]]);
-      return got.length === want.length && got.every((v, i) => v === want[i]);
-    }),
+    fc.property(
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 1, max: 6 }),
+      fc.integer({ min: 16, max: 40 }),
+      fc.boolean(),
+      fc.nat(3),
+      (a, b, c, swap, cut) => {
+        const base = fromTyped(
+          Float32Array.from({ length: a * b * c }, (_, i) => i),
+          [a, b, c],
+        );
+        // Outer axes swapped (a transposed batch) and the last axis sliced: rows stay contiguous.
+        let view = swap ? (transpose(base, [1, 0, 2]) as NDArray) : base;
+        const lo = Math.min(cut, c - 16);
+        view = new NDArray(view.nd.lo(0, 0, lo), 'float32');
+        const got = Array.from(view.toTyped());
+        const want: number[] = [];
+        const [d0, d1, d2] = view.shape;
+        for (let i = 0; i < d0; i++)
+          for (let j = 0; j < d1; j++)
+            for (let k = 0; k < d2; k++)
+              want.push(view.data[view.offset + i * view.strides[0] + j * view.strides[1] + k * view.strides[2]]);
+        return got.length === want.length && got.every((v, i) => v === want[i]);
+      },
+    ),
     { numRuns: 100 },
   );
   t.pass('row-copy path agrees with the gather');
@@ -458,12 +580,7 @@ t.test('gatherRows: runs of consecutive rows, repeats, sliced sources and pooled
     ['contiguous', full],
     ['every other row', new NDArray(strided)],
   ];
-  const orders = [
-    [0, 1, 2, 3, 4],
-    [7, 8, 9, 3, 4, 20, 21, 21, 22, 0],
-    [24, 23, 22],
-    [5],
-  ];
+  const orders = [[0, 1, 2, 3, 4], [7, 8, 9, 3, 4, 20, 21, 21, 22, 0], [24, 23, 22], [5]];
   for (const [name, x] of sources) {
     const n = x.shape[0];
     for (const order of orders) {

@@ -73,7 +73,9 @@ function padsOf(g: Geometry): [number[], number[]] {
 
 function outSpatialOf(g: Geometry): number[] {
   const [lo, hi] = padsOf(g);
-  return g.spatial.map((d, i) => Math.floor(((d - 1) * g.lhsDilation[i] + 1 + lo[i] + hi[i] - ((g.window[i] - 1) * g.dilation[i] + 1)) / g.strides[i]) + 1);
+  return g.spatial.map(
+    (d, i) => Math.floor(((d - 1) * g.lhsDilation[i] + 1 + lo[i] + hi[i] - ((g.window[i] - 1) * g.dilation[i] + 1)) / g.strides[i]) + 1,
+  );
 }
 
 /** Multi-indices of a shape in row-major order. */
@@ -95,7 +97,12 @@ const flatIndex = (idx: readonly number[], shape: readonly number[]): number => 
  * xDilatedPadded[n, o * s + k * dil, g * Cg + ci] * w[k, ci, co]; with a cotangent `ct`, also
  * the gradients, accumulated one product at a time.
  */
-function reference(g: Geometry, x: Float64Array, w: Float64Array, ct?: Float64Array): { y: Float64Array; gx: Float64Array; gw: Float64Array; outShape: number[] } {
+function reference(
+  g: Geometry,
+  x: Float64Array,
+  w: Float64Array,
+  ct?: Float64Array,
+): { y: Float64Array; gx: Float64Array; gw: Float64Array; outShape: number[] } {
   const [lo] = padsOf(g);
   const outSpatial = outSpatialOf(g);
   const c = g.groups * g.groupIn;
@@ -176,53 +183,88 @@ function data(g: Geometry, seed: number): { x: NDArray; w: NDArray; ct: NDArray;
   return { x: fromTyped(xv, xShape, 'float64'), w: fromTyped(wv, wShape, 'float64'), ct: fromTyped(ctv, outShape, 'float64'), xv, wv, ctv };
 }
 
-const options = (g: Geometry) => ({ strides: g.strides, dilation: g.dilation, lhsDilation: g.lhsDilation, groups: g.groups, padding: g.padding as Padding });
+const options = (g: Geometry) => ({
+  strides: g.strides,
+  dilation: g.dilation,
+  lhsDilation: g.lhsDilation,
+  groups: g.groups,
+  padding: g.padding as Padding,
+});
 
 t.test('convGeneral matches the float64 reference: forward and both gradients', (t) => {
-  prop(t, 'forward, d/dx, d/dw', [geometryArb(), fc.integer({ min: 0, max: 1e6 })], (g, seed) => {
-    const { x, w, ct, xv, wv, ctv } = data(g, seed);
-    const ref = reference(g, xv, wv, ctv);
-    const y = convGeneral(x, w, options(g));
-    t.same(y.shape, ref.outShape);
-    expectClose(y.toTyped(), ref.y, 1e-12, 1e-12, `forward ${JSON.stringify(g)}`);
-    const [gx, gw] = grad((a: Tensor, b: Tensor) => sum(mul(convGeneral(a, b, options(g)), ct)), { argnums: [0, 1] })(x, w) as Tensor[];
-    expectClose(gx.toTyped(), ref.gx, 1e-12, 1e-12, `d/dx ${JSON.stringify(g)}`);
-    expectClose(gw.toTyped(), ref.gw, 1e-12, 1e-12, `d/dw ${JSON.stringify(g)}`);
-  }, 60);
-  prop(t, '3-D convolutions too', [geometryArb(3, 4).filter((g) => g.r === 3), fc.integer({ min: 0, max: 1e6 })], (g, seed) => {
-    const { x, w, ct, xv, wv, ctv } = data(g, seed);
-    const ref = reference(g, xv, wv, ctv);
-    expectClose(convGeneral(x, w, options(g)).toTyped(), ref.y, 1e-12, 1e-12, `forward ${JSON.stringify(g)}`);
-    const gw = grad((b: Tensor) => sum(mul(convGeneral(x, b, options(g)), ct)))(w) as Tensor;
-    expectClose(gw.toTyped(), ref.gw, 1e-12, 1e-12, `d/dw ${JSON.stringify(g)}`);
-  }, 10);
+  prop(
+    t,
+    'forward, d/dx, d/dw',
+    [geometryArb(), fc.integer({ min: 0, max: 1e6 })],
+    (g, seed) => {
+      const { x, w, ct, xv, wv, ctv } = data(g, seed);
+      const ref = reference(g, xv, wv, ctv);
+      const y = convGeneral(x, w, options(g));
+      t.same(y.shape, ref.outShape);
+      expectClose(y.toTyped(), ref.y, 1e-12, 1e-12, `forward ${JSON.stringify(g)}`);
+      const [gx, gw] = grad((a: Tensor, b: Tensor) => sum(mul(convGeneral(a, b, options(g)), ct)), { argnums: [0, 1] })(x, w) as Tensor[];
+      expectClose(gx.toTyped(), ref.gx, 1e-12, 1e-12, `d/dx ${JSON.stringify(g)}`);
+      expectClose(gw.toTyped(), ref.gw, 1e-12, 1e-12, `d/dw ${JSON.stringify(g)}`);
+    },
+    60,
+  );
+  prop(
+    t,
+    '3-D convolutions too',
+    [geometryArb(3, 4).filter((g) => g.r === 3), fc.integer({ min: 0, max: 1e6 })],
+    (g, seed) => {
+      const { x, w, ct, xv, wv, ctv } = data(g, seed);
+      const ref = reference(g, xv, wv, ctv);
+      expectClose(convGeneral(x, w, options(g)).toTyped(), ref.y, 1e-12, 1e-12, `forward ${JSON.stringify(g)}`);
+      const gw = grad((b: Tensor) => sum(mul(convGeneral(x, b, options(g)), ct)))(w) as Tensor;
+      expectClose(gw.toTyped(), ref.gw, 1e-12, 1e-12, `d/dw ${JSON.stringify(g)}`);
+    },
+    10,
+  );
   t.end();
 });
 
 t.test('conv gradients match central finite differences; second derivatives exist and match too', (t) => {
-  prop(t, 'grad of sum(tanh(conv) * ct) vs finite differences', [geometryArb(2, 4), fc.integer({ min: 0, max: 1e6 })], (g, seed) => {
-    const { x, w, ct } = data(g, seed);
-    const F = (a: Tensor, b: Tensor): Tensor => sum(mul(tanh(convGeneral(a, b, options(g))), ct));
-    const [gx, gw] = grad(F, { argnums: [0, 1] })(x, w) as Tensor[];
-    const [nx, nw] = fdGrad((a, b) => F(a, b).item(), [x, w]);
-    expectClose(gx.toTyped(), nx, 1e-6, 1e-8, 'd/dx');
-    expectClose(gw.toTyped(), nw, 1e-6, 1e-8, 'd/dw');
-  }, 12);
-  prop(t, 'd/dw of <d/dx F, v> vs finite differences of d/dx F', [geometryArb(2, 4), fc.integer({ min: 0, max: 1e6 })], (g, seed) => {
-    const { x, w, ct } = data(g, seed + 1);
-    const v = data(g, seed + 2).x;
-    const F = (a: Tensor, b: Tensor): Tensor => sum(mul(tanh(convGeneral(a, b, options(g))), ct));
-    const inner = (b: Tensor): Tensor => sum(mul(grad(F, { argnums: 0 })(x, b) as Tensor, v));
-    const analytic = grad(inner)(w) as Tensor;
-    const [numeric] = fdGrad((b) => inner(b).item(), [w]);
-    expectClose(analytic.toTyped(), numeric, 1e-5, 1e-7, 'second derivative');
-  }, 8);
+  prop(
+    t,
+    'grad of sum(tanh(conv) * ct) vs finite differences',
+    [geometryArb(2, 4), fc.integer({ min: 0, max: 1e6 })],
+    (g, seed) => {
+      const { x, w, ct } = data(g, seed);
+      const F = (a: Tensor, b: Tensor): Tensor => sum(mul(tanh(convGeneral(a, b, options(g))), ct));
+      const [gx, gw] = grad(F, { argnums: [0, 1] })(x, w) as Tensor[];
+      const [nx, nw] = fdGrad((a, b) => F(a, b).item(), [x, w]);
+      expectClose(gx.toTyped(), nx, 1e-6, 1e-8, 'd/dx');
+      expectClose(gw.toTyped(), nw, 1e-6, 1e-8, 'd/dw');
+    },
+    12,
+  );
+  prop(
+    t,
+    'd/dw of <d/dx F, v> vs finite differences of d/dx F',
+    [geometryArb(2, 4), fc.integer({ min: 0, max: 1e6 })],
+    (g, seed) => {
+      const { x, w, ct } = data(g, seed + 1);
+      const v = data(g, seed + 2).x;
+      const F = (a: Tensor, b: Tensor): Tensor => sum(mul(tanh(convGeneral(a, b, options(g))), ct));
+      const inner = (b: Tensor): Tensor => sum(mul(grad(F, { argnums: 0 })(x, b) as Tensor, v));
+      const analytic = grad(inner)(w) as Tensor;
+      const [numeric] = fdGrad((b) => inner(b).item(), [w]);
+      expectClose(analytic.toTyped(), numeric, 1e-5, 1e-7, 'second derivative');
+    },
+    8,
+  );
   t.end();
 });
 
 t.test('conv1d, conv2d, channelsFirst, leading batch axes', (t) => {
   const next = rng(7);
-  const arr = (shape: number[]) => fromTyped(Float64Array.from({ length: size(shape) }, () => next() - 0.5), shape, 'float64');
+  const arr = (shape: number[]) =>
+    fromTyped(
+      Float64Array.from({ length: size(shape) }, () => next() - 0.5),
+      shape,
+      'float64',
+    );
   const x = arr([2, 3, 7, 6, 4]);
   const w = arr([3, 2, 4, 5]);
   const y = conv2d(x, w, { padding: 'same', strides: [2, 1] });
@@ -243,15 +285,25 @@ t.test('conv1d, conv2d, channelsFirst, leading batch axes', (t) => {
 
 t.test('a time-tiled input is convolved once per image (broadcast sinking), with the same values', (t) => {
   const next = rng(3);
-  const img = fromTyped(Float32Array.from({ length: 2 * 6 * 6 * 1 }, () => next()), [2, 6, 6, 1]);
-  const w = fromTyped(Float32Array.from({ length: 3 * 3 * 1 * 4 }, () => next() - 0.5), [3, 3, 1, 4]);
+  const img = fromTyped(
+    Float32Array.from({ length: 2 * 6 * 6 * 1 }, () => next()),
+    [2, 6, 6, 1],
+  );
+  const w = fromTyped(
+    Float32Array.from({ length: 3 * 3 * 1 * 4 }, () => next() - 0.5),
+    [3, 3, 1, 4],
+  );
   const f = (im: Tensor, k: Tensor): Tensor => conv2d(broadcastTo(expandDims(im, 1), [2, 5, 6, 6, 1]), k);
   const jaxpr = makeJaxpr(f)(img, w);
   const convs = jaxpr.jaxpr.eqns.filter((e) => e.prim === 'conv');
   t.equal(convs.length, 1);
   t.same(convs[0].inputs[0].aval.shape, [2, 6, 6, 1], 'the conv sees one copy of each image');
   const gradJaxpr = makeJaxpr((k: Tensor) => grad((kk: Tensor) => sum(f(img, kk)))(k))(w);
-  for (const e of gradJaxpr.jaxpr.eqns.filter((q) => q.prim === 'conv')) t.ok(e.inputs.every((a) => a.aval.shape[0] !== 10 && a.aval.shape.at(-2) !== 10), 'the kernel gradient sums over time first');
+  for (const e of gradJaxpr.jaxpr.eqns.filter((q) => q.prim === 'conv'))
+    t.ok(
+      e.inputs.every((a) => a.aval.shape[0] !== 10 && a.aval.shape.at(-2) !== 10),
+      'the kernel gradient sums over time first',
+    );
   const tiled = jit(f)(img, w);
   const perStep = conv2d(broadcastTo(expandDims(img, 1), [2, 5, 6, 6, 1]).reshape([10, 6, 6, 1]) as Tensor, w);
   expectClose(tiled.toTyped(), perStep.toTyped(), 0, 0, 'same values as convolving every step');
@@ -260,12 +312,30 @@ t.test('a time-tiled input is convolved once per image (broadcast sinking), with
 
 t.test('bad input gets errors naming the op and the shapes', (t) => {
   const x = fromTyped(new Float32Array(2 * 5 * 5 * 3), [2, 5, 5, 3]);
-  t.match(thrown(() => conv2d(x, fromTyped(new Float32Array(3 * 3 * 2 * 4), [3, 3, 2, 4])))?.message, /conv2d: the kernel \[3, 3, 2, 4\] takes 2 input channels.*\[2, 5, 5, 3\] has 3 channels/);
-  t.match(thrown(() => conv2d(x, fromTyped(new Float32Array(3 * 3 * 4), [3, 3, 4])))?.message, /conv2d: expected a kernel \[height, width, in, out\], got \[3, 3, 4\]/);
-  t.match(thrown(() => conv2d(x, fromTyped(new Float32Array(7 * 7 * 3), [7, 7, 3, 1])))?.message, /conv2d: input \[2, 5, 5, 3\], kernel \[7, 7, 3, 1\]: the \(dilated\) window \[7, 7\] does not fit/);
-  t.match(thrown(() => conv2d(x, fromTyped(new Float32Array(9 * 3), [3, 3, 3, 1]), { strides: [1, 0] }))?.message, /conv2d: strides must be positive integers/);
-  t.match(thrown(() => conv2d(x, fromTyped(new Float32Array(9 * 3), [3, 3, 3, 1]), { padding: 'full' as Padding }))?.message, /conv2d: unknown padding 'full'/);
-  t.match(thrown(() => conv1d(x, fromTyped(new Float32Array(6), [3, 2, 1]), { padding: 'causal' }))?.message, /conv1d: the kernel \[3, 2, 1\] takes 2 input channels/);
+  t.match(
+    thrown(() => conv2d(x, fromTyped(new Float32Array(3 * 3 * 2 * 4), [3, 3, 2, 4])))?.message,
+    /conv2d: the kernel \[3, 3, 2, 4\] takes 2 input channels.*\[2, 5, 5, 3\] has 3 channels/,
+  );
+  t.match(
+    thrown(() => conv2d(x, fromTyped(new Float32Array(3 * 3 * 4), [3, 3, 4])))?.message,
+    /conv2d: expected a kernel \[height, width, in, out\], got \[3, 3, 4\]/,
+  );
+  t.match(
+    thrown(() => conv2d(x, fromTyped(new Float32Array(7 * 7 * 3), [7, 7, 3, 1])))?.message,
+    /conv2d: input \[2, 5, 5, 3\], kernel \[7, 7, 3, 1\]: the \(dilated\) window \[7, 7\] does not fit/,
+  );
+  t.match(
+    thrown(() => conv2d(x, fromTyped(new Float32Array(9 * 3), [3, 3, 3, 1]), { strides: [1, 0] }))?.message,
+    /conv2d: strides must be positive integers/,
+  );
+  t.match(
+    thrown(() => conv2d(x, fromTyped(new Float32Array(9 * 3), [3, 3, 3, 1]), { padding: 'full' as Padding }))?.message,
+    /conv2d: unknown padding 'full'/,
+  );
+  t.match(
+    thrown(() => conv1d(x, fromTyped(new Float32Array(6), [3, 2, 1]), { padding: 'causal' }))?.message,
+    /conv1d: the kernel \[3, 2, 1\] takes 2 input channels/,
+  );
   t.end();
 });
 
@@ -274,24 +344,45 @@ t.test('float32 im2col + gemm kernel vs the plain loop and the float64 reference
     const [padLow, padHigh] = padsOf(g);
     return { strides: g.strides, padLow, padHigh, lhsDilation: g.lhsDilation, rhsDilation: g.dilation, featureGroupCount: g.groups };
   };
-  prop(t, 'random geometries', [geometryArb(), fc.integer({ min: 0, max: 1e6 })], (g, seed) => {
-    const { xv, wv } = data(g, seed);
-    const c = g.groups * g.groupIn;
-    const x32 = fromTyped(Float32Array.from(xv), [g.n, ...g.spatial, c]);
-    const w32 = fromTyped(Float32Array.from(wv), [...g.window, g.groupIn, g.groups * g.groupOut]);
-    const fast = convIm2col(x32, w32, params(g)).toTyped();
-    const plain = convDirect(x32, w32, params(g)).toTyped();
-    const ref = reference(g, Float64Array.from(x32.toTyped()), Float64Array.from(w32.toTyped())).y;
-    expectClose(fast, plain, 1e-5, 1e-6, 'im2col vs plain');
-    expectClose(fast, ref, 1e-5, 1e-6, 'im2col vs float64 reference');
-  }, 40);
+  prop(
+    t,
+    'random geometries',
+    [geometryArb(), fc.integer({ min: 0, max: 1e6 })],
+    (g, seed) => {
+      const { xv, wv } = data(g, seed);
+      const c = g.groups * g.groupIn;
+      const x32 = fromTyped(Float32Array.from(xv), [g.n, ...g.spatial, c]);
+      const w32 = fromTyped(Float32Array.from(wv), [...g.window, g.groupIn, g.groups * g.groupOut]);
+      const fast = convIm2col(x32, w32, params(g)).toTyped();
+      const plain = convDirect(x32, w32, params(g)).toTyped();
+      const ref = reference(g, Float64Array.from(x32.toTyped()), Float64Array.from(w32.toTyped())).y;
+      expectClose(fast, plain, 1e-5, 1e-6, 'im2col vs plain');
+      expectClose(fast, ref, 1e-5, 1e-6, 'im2col vs float64 reference');
+    },
+    40,
+  );
   // Large enough for several patch blocks and the SIMD / sparse gemm; a strided (transposed)
   // input view and mostly-zero (spike) input.
   const next = rng(11);
-  const g: Geometry = { r: 2, n: 9, spatial: [30, 30], window: [3, 3], groups: 2, groupIn: 8, groupOut: 8, strides: [1, 1], dilation: [1, 1], lhsDilation: [1, 1], padding: 'same' };
+  const g: Geometry = {
+    r: 2,
+    n: 9,
+    spatial: [30, 30],
+    window: [3, 3],
+    groups: 2,
+    groupIn: 8,
+    groupOut: 8,
+    strides: [1, 1],
+    dilation: [1, 1],
+    lhsDilation: [1, 1],
+    padding: 'same',
+  };
   const xs = Float32Array.from({ length: 9 * 30 * 30 * 16 }, () => (next() < 0.15 ? 1 : 0));
   const xT = transpose(fromTyped(xs, [9, 16, 30, 30]), [0, 2, 3, 1]) as NDArray;
-  const w = fromTyped(Float32Array.from({ length: 9 * 8 * 16 }, () => next() - 0.5), [3, 3, 8, 16]);
+  const w = fromTyped(
+    Float32Array.from({ length: 9 * 8 * 16 }, () => next() - 0.5),
+    [3, 3, 8, 16],
+  );
   const fast = convIm2col(xT, w, params(g)).toTyped();
   const plain = convDirect(xT, w, params(g)).toTyped();
   expectClose(fast, plain, 1e-5, 1e-5, 'sparse strided input, 2 groups, several blocks');
@@ -312,7 +403,12 @@ interface PoolGeometry {
 }
 
 /** Reference pooling: the max (first maximal tap gets the gradient), sum or mean of the taps inside the input. */
-function poolReference(kind: 'max' | 'sum' | 'avg', g: PoolGeometry, x: Float64Array, ct: Float64Array): { y: Float64Array; gx: Float64Array; outShape: number[] } {
+function poolReference(
+  kind: 'max' | 'sum' | 'avg',
+  g: PoolGeometry,
+  x: Float64Array,
+  ct: Float64Array,
+): { y: Float64Array; gx: Float64Array; outShape: number[] } {
   const lo: number[] = [];
   const outSpatial = g.spatial.map((d, i) => {
     const kp = (g.window[i] - 1) * g.dilation[i] + 1;
@@ -370,27 +466,37 @@ const poolArb = fc
       padding: fc.constantFrom<'valid' | 'same'>('valid', 'same'),
     }),
   )
-  .map((g) => ({ ...g, strides: g.strides.length ? g.strides : g.window, dilation: g.dilation.length ? g.dilation : g.window.map(() => 1) }))
+  .map((g) => ({
+    ...g,
+    strides: g.strides.length ? g.strides : g.window,
+    dilation: g.dilation.length ? g.dilation : g.window.map(() => 1),
+  }))
   .filter((g) => g.padding === 'same' || g.spatial.every((d, i) => d >= (g.window[i] - 1) * g.dilation[i] + 1));
 
 t.test('max / average / sum pooling match the reference, forward and gradient', (t) => {
   for (const kind of ['max', 'avg', 'sum'] as const) {
     const op = { max: maxPool, avg: avgPool, sum: sumPool }[kind];
     // Small integers make ties common (as spikes do): the max gradient must go to the first.
-    prop(t, `${kind} pooling`, [poolArb, fc.integer({ min: 0, max: 1e6 }), fc.boolean()], (g, seed, ties) => {
-      const next = rng(seed);
-      const xShape = [g.n, ...g.spatial, g.c];
-      const xv = Float64Array.from({ length: size(xShape) }, () => (ties ? Math.floor(next() * 3) : next() * 2 - 1));
-      const x = fromTyped(xv, xShape, 'float64');
-      const opts = { strides: g.strides, dilation: g.dilation, padding: g.padding };
-      const y = op(x, g.window, opts);
-      const ctv = Float64Array.from({ length: y.size }, () => next() * 2 - 1);
-      const ref = poolReference(kind, g, xv, ctv);
-      t.same(y.shape, ref.outShape);
-      expectClose(y.toTyped(), ref.y, 1e-12, 1e-12, `${kind} forward ${JSON.stringify(g)}`);
-      const gx = grad((a: Tensor) => sum(mul(op(a, g.window, opts), fromTyped(ctv, y.shape, 'float64'))))(x) as Tensor;
-      expectClose(gx.toTyped(), ref.gx, 1e-12, 1e-12, `${kind} gradient ${JSON.stringify(g)}`);
-    }, 40);
+    prop(
+      t,
+      `${kind} pooling`,
+      [poolArb, fc.integer({ min: 0, max: 1e6 }), fc.boolean()],
+      (g, seed, ties) => {
+        const next = rng(seed);
+        const xShape = [g.n, ...g.spatial, g.c];
+        const xv = Float64Array.from({ length: size(xShape) }, () => (ties ? Math.floor(next() * 3) : next() * 2 - 1));
+        const x = fromTyped(xv, xShape, 'float64');
+        const opts = { strides: g.strides, dilation: g.dilation, padding: g.padding };
+        const y = op(x, g.window, opts);
+        const ctv = Float64Array.from({ length: y.size }, () => next() * 2 - 1);
+        const ref = poolReference(kind, g, xv, ctv);
+        t.same(y.shape, ref.outShape);
+        expectClose(y.toTyped(), ref.y, 1e-12, 1e-12, `${kind} forward ${JSON.stringify(g)}`);
+        const gx = grad((a: Tensor) => sum(mul(op(a, g.window, opts), fromTyped(ctv, y.shape, 'float64'))))(x) as Tensor;
+        expectClose(gx.toTyped(), ref.gx, 1e-12, 1e-12, `${kind} gradient ${JSON.stringify(g)}`);
+      },
+      40,
+    );
   }
   t.end();
 });
@@ -400,7 +506,11 @@ t.test('pooling: NaN propagates, -Infinity is a value, channelsFirst, global poo
   t.same(Array.from(maxPool2d(x, 2).toTyped()), [NaN, 4], 'NaN wins its window');
   t.same(Array.from(maxPool2d(x, [1, 2], { strides: [1, 2] }).toTyped()).slice(2), [-Infinity, -Infinity]);
   const next = rng(5);
-  const v = fromTyped(Float64Array.from({ length: 2 * 3 * 5 * 4 }, () => next()), [2, 3, 5, 4], 'float64');
+  const v = fromTyped(
+    Float64Array.from({ length: 2 * 3 * 5 * 4 }, () => next()),
+    [2, 3, 5, 4],
+    'float64',
+  );
   const cf = maxPool2d(transpose(v, [0, 3, 1, 2]), 2, { padding: 'same', dataFormat: 'channelsFirst' });
   expectClose(transpose(cf, [0, 2, 3, 1]).toTyped(), maxPool2d(v, 2, { padding: 'same' }).toTyped(), 0, 0, 'channelsFirst');
   const ga = globalAvgPool(v).toTyped();
@@ -418,6 +528,9 @@ t.test('pooling: NaN propagates, -Infinity is a value, channelsFirst, global poo
     }
   }
   t.match(thrown(() => maxPool2d(v, 2, { strides: [0, 1] }))?.message, /maxPool2d: strides must be positive integers/);
-  t.match(thrown(() => maxPool2d(fromTyped(new Float32Array(4), [4]), 2))?.message, /maxPool2d: expected an input \[batch, \.\.\.2 spatial, channels\]/);
+  t.match(
+    thrown(() => maxPool2d(fromTyped(new Float32Array(4), [4]), 2))?.message,
+    /maxPool2d: expected an input \[batch, \.\.\.2 spatial, channels\]/,
+  );
   t.end();
 });

@@ -10,7 +10,11 @@ import { add, fromTyped, jit, random, type NDArray, type Tensor } from '../../co
 import * as nn from '../../nn/index.js';
 
 const N = 1024;
-const filled = (f: (i: number) => number): NDArray => fromTyped(Float32Array.from({ length: N }, (_, i) => f(i)), [N]);
+const filled = (f: (i: number) => number): NDArray =>
+  fromTyped(
+    Float32Array.from({ length: N }, (_, i) => f(i)),
+    [N],
+  );
 // Outputs kept in the kernels' arena, so a donated buffer really is recycled for the next output.
 const resident = (x: NDArray): NDArray => jit((v: Tensor) => v.mul(1)).donating([], { keepInBackend: true })(x) as NDArray;
 
@@ -48,8 +52,15 @@ t.test('an array also passed undonated, or returned itself, is not deleted', asy
 t.test('fit donates only its own step outputs: the caller never sees the error', async (t) => {
   const model = nn.sequential([nn.dense(8, { activation: 'relu' }), nn.dense(3)]);
   const init = model.init(random.key(0), [5]);
-  const x = fromTyped(Float32Array.from({ length: 40 * 5 }, (_, i) => Math.cos(i)), [40, 5]);
-  const y = fromTyped(Int32Array.from({ length: 40 }, (_, i) => i % 3), [40], 'int32');
+  const x = fromTyped(
+    Float32Array.from({ length: 40 * 5 }, (_, i) => Math.cos(i)),
+    [40, 5],
+  );
+  const y = fromTyped(
+    Int32Array.from({ length: 40 }, (_, i) => i % 3),
+    [40],
+    'int32',
+  );
   const seen: number[] = [];
   const res = nn.fit(model, init, x, y, {
     optimizer: nn.adam(1e-2),
@@ -57,7 +68,12 @@ t.test('fit donates only its own step outputs: the caller never sees the error',
     epochs: 2,
     batchSize: 8,
     verbose: 0,
-    callbacks: [{ onBatchEnd: (_b, _l, ctl) => void seen.push(((ctl.params as Record<string, Record<string, Tensor>>)[model.children![0].name].bias as NDArray).toTyped()[0]) }],
+    callbacks: [
+      {
+        onBatchEnd: (_b, _l, ctl) =>
+          void seen.push(((ctl.params as Record<string, Record<string, Tensor>>)[model.children![0].name].bias as NDArray).toTyped()[0]),
+      },
+    ],
   });
   t.equal(seen.length, 10, 'a callback reads the parameters every step');
   t.ok(res.history.history.loss.every(Number.isFinite), 'training ran');
@@ -65,5 +81,8 @@ t.test('fit donates only its own step outputs: the caller never sees the error',
     if (tree !== null && typeof tree === 'object' && 'toTyped' in (tree as object)) (tree as NDArray).toTyped();
     else if (tree !== null && typeof tree === 'object') for (const v of Object.values(tree)) readAll(v);
   };
-  t.doesNotThrow(() => [init.params, res.params, res.state, res.optState, x, y].forEach(readAll), "the caller's arrays and fit's results are all readable");
+  t.doesNotThrow(
+    () => [init.params, res.params, res.state, res.optState, x, y].forEach(readAll),
+    "the caller's arrays and fit's results are all readable",
+  );
 });

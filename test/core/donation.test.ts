@@ -9,7 +9,11 @@ import { fromTyped, jit, random, sqrt, type NDArray, type Tensor, type Tree } fr
 import * as nn from '../../nn/index.js';
 
 const N = 4096;
-const filled = (f: (i: number) => number): NDArray => fromTyped(Float32Array.from({ length: N }, (_, i) => f(i)), [N]);
+const filled = (f: (i: number) => number): NDArray =>
+  fromTyped(
+    Float32Array.from({ length: N }, (_, i) => f(i)),
+    [N],
+  );
 // An Adam-like update: several intermediates the size of the inputs, outputs the same size.
 const update = (w: Tensor, m: Tensor, g: Tensor): [Tensor, Tensor] => {
   const m2 = m.mul(0.9).add(g.mul(0.1));
@@ -46,8 +50,15 @@ t.test('a donated argument is reused for an output; results equal the undonated 
   // writes its outputs), so the next call's outputs land in them.
   const donatedM = m.data;
   const again = step.donating([0, 1], { keepInBackend: true })(out[0], out[1], g) as unknown as [NDArray, NDArray];
-  t.ok([again[0].data, again[1].data].some((d) => d === donatedW || d === donatedM), 'the next outputs were written into the donated buffers');
-  t.same(Array.from(again[0].toTyped()), Array.from((step(plain[0], plain[1], g) as unknown as NDArray[])[0].toTyped()), 'and hold the right values');
+  t.ok(
+    [again[0].data, again[1].data].some((d) => d === donatedW || d === donatedM),
+    'the next outputs were written into the donated buffers',
+  );
+  t.same(
+    Array.from(again[0].toTyped()),
+    Array.from((step(plain[0], plain[1], g) as unknown as NDArray[])[0].toTyped()),
+    'and hold the right values',
+  );
   // A loop of donating steps gives the same trajectory as plain steps.
   [w, m] = [again[0], again[1]];
   let [pw, pm] = step(plain[0], plain[1], g) as unknown as [NDArray, NDArray];
@@ -85,10 +96,24 @@ t.test('fit: the caller variables and anything a callback read stay intact', asy
   const leaves = (tree: Tree): NDArray[] => Object.values(tree as Record<string, Record<string, NDArray>>).flatMap((l) => Object.values(l));
   const snapshot = (tree: Tree): number[][] => leaves(tree).map((a) => Array.from(a.toTyped()));
   const initCopy = snapshot(init.params);
-  const x = fromTyped(Float32Array.from({ length: 64 * 20 }, (_, i) => Math.sin(i)), [64, 20]);
-  const y = fromTyped(Int32Array.from({ length: 64 }, (_, i) => i % 3), [64], 'int32');
+  const x = fromTyped(
+    Float32Array.from({ length: 64 * 20 }, (_, i) => Math.sin(i)),
+    [64, 20],
+  );
+  const y = fromTyped(
+    Int32Array.from({ length: 64 }, (_, i) => i % 3),
+    [64],
+    'int32',
+  );
   const seen: { params: Tree; copy: number[][] }[] = [];
-  const opts = { optimizer: nn.adam(1e-2), loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }), epochs: 3, batchSize: 8, verbose: 0 as const, key: random.key(1) };
+  const opts = {
+    optimizer: nn.adam(1e-2),
+    loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }),
+    epochs: 3,
+    batchSize: 8,
+    verbose: 0 as const,
+    key: random.key(1),
+  };
   const withCallback = nn.fit(model, init, x, y, {
     ...opts,
     callbacks: [
@@ -112,12 +137,19 @@ t.test('a fused update writes its results over donated inputs read for the last 
   // last vector would land on the next row before it is read: never in place).
   for (const shape of [[4096], [64, 64], [63, 65]]) {
     const size = shape.reduce((a, c) => a * c, 1);
-    const mk = (f: (i: number) => number): NDArray => fromTyped(Float32Array.from({ length: size }, (_, i) => f(i)), shape);
+    const mk = (f: (i: number) => number): NDArray =>
+      fromTyped(
+        Float32Array.from({ length: size }, (_, i) => f(i)),
+        shape,
+      );
     const keep = jit((x: Tensor) => x.mul(1)).donating([], { keepInBackend: true });
     let w = keep(mk((i) => (i % 7) / 7 - 0.5)) as NDArray;
     let m = keep(mk((i) => (i % 5) / 50)) as NDArray;
     const g = mk((i) => ((i * 3) % 11) / 11 - 0.5);
-    let [pw, pm] = [fromTyped(Float32Array.from(w.toTyped() as Float32Array), shape), fromTyped(Float32Array.from(m.toTyped() as Float32Array), shape)];
+    let [pw, pm] = [
+      fromTyped(Float32Array.from(w.toTyped() as Float32Array), shape),
+      fromTyped(Float32Array.from(m.toTyped() as Float32Array), shape),
+    ];
     const step = jit(update);
     let inPlace = 0;
     for (let k = 0; k < 5; k++) {

@@ -67,7 +67,11 @@ t.test('relu: NaN stays NaN; every other input gives the bits of x > 0 ? x : +0'
   const want = x.map((v) => (Number.isNaN(v) ? NaN : Math.fround(v) > 0 ? Math.fround(v) : 0));
   for (const [path, got] of everyPath((a) => relu(a), f32(x))) sameValues(t, got, want, `relu on ${path}`);
   sameValues(t, values(relu(f64([NaN, -0, 2]))), [NaN, 0, 2], 'relu on float64');
-  t.equal((grad((a: Tensor) => sum(relu(a)))(f32([NaN])) as Tensor).toTyped()[0], 1, 'a NaN input passes its cotangent (the select keeps x)');
+  t.equal(
+    (grad((a: Tensor) => sum(relu(a)))(f32([NaN])) as Tensor).toTyped()[0],
+    1,
+    'a NaN input passes its cotangent (the select keeps x)',
+  );
 });
 
 t.test('maximum / minimum and their reductions: a NaN operand wins on every path', async (t) => {
@@ -78,11 +82,25 @@ t.test('maximum / minimum and their reductions: a NaN operand wins on every path
     if (Number.isNaN(fx) || Number.isNaN(fy)) return NaN;
     return (gt ? fx > fy : fx < fy) ? fx : fy;
   };
-  for (const [path, got] of everyPath((p, q) => maximum(p, q), f32(a), f32(b))) sameValues(t, got, a.map((x, i) => pick(x, b[i], true)), `maximum on ${path}`);
-  for (const [path, got] of everyPath((p, q) => minimum(p, q), f32(a), f32(b))) sameValues(t, got, a.map((x, i) => pick(x, b[i], false)), `minimum on ${path}`);
+  for (const [path, got] of everyPath((p, q) => maximum(p, q), f32(a), f32(b)))
+    sameValues(
+      t,
+      got,
+      a.map((x, i) => pick(x, b[i], true)),
+      `maximum on ${path}`,
+    );
+  for (const [path, got] of everyPath((p, q) => minimum(p, q), f32(a), f32(b)))
+    sameValues(
+      t,
+      got,
+      a.map((x, i) => pick(x, b[i], false)),
+      `minimum on ${path}`,
+    );
   const rows = fromTyped(Float32Array.from(big([1, 2, NaN, 3, 4, 5, 6, 7])), [128, 8], 'float32');
-  for (const [path, got] of everyPath((r) => max(r, 1), rows)) t.ok(got.every(Number.isNaN), `max over a row holding NaN is NaN on ${path}`);
-  for (const [path, got] of everyPath((r) => min(r, 1), rows)) t.ok(got.every(Number.isNaN), `min over a row holding NaN is NaN on ${path}`);
+  for (const [path, got] of everyPath((r) => max(r, 1), rows))
+    t.ok(got.every(Number.isNaN), `max over a row holding NaN is NaN on ${path}`);
+  for (const [path, got] of everyPath((r) => min(r, 1), rows))
+    t.ok(got.every(Number.isNaN), `min over a row holding NaN is NaN on ${path}`);
 });
 
 /** d/dx f at x (float64), through grad. */

@@ -107,20 +107,33 @@ const OPS: [string, (a: Tensor, b: Tensor, e: Env) => Tensor][] = [
   ['a @ P^T * b', (a, b, e) => mul(matmul(a, transpose(e.P)), b)],
   ['(a^T)^T via reshape/transpose', (a, _b, e) => transpose(reshape(a, [e.n, e.m]))],
   ['shift right by slice + pad', (a, _b, e) => pad(slice(a, [0, 0], [e.m, e.n - 1]), [0, 1], [0, 0])],
-  ['concatenate slices of a and b', (a, b, e) => concatenate([slice(a, [0, 0], [e.m, 1]), slice(exp(neg(abs(b))), [0, 1], [e.m, e.n - 1])], 1)],
+  [
+    'concatenate slices of a and b',
+    (a, b, e) => concatenate([slice(a, [0, 0], [e.m, 1]), slice(exp(neg(abs(b))), [0, 1], [e.m, e.n - 1])], 1),
+  ],
   ['a * b^T-ish: a * reshape(transpose(b))', (a, b, e) => mul(a, reshape(transpose(b), [e.m, e.n]))],
   ['int32 chain: float(int(4a) * 3 + 1) / 8', (a) => div(cast(add(mul(cast(mul(a, 4), 'int32'), 3), 1), 'float32'), 8)],
   ['bool logic: float((a > 0) == (b > 0))', (a, b) => cast(equal(greater(a, 0), greater(b, 0)), 'float32')],
   ['sort(a, 1)', (a) => sort(a, 1)],
   ['columns permuted by argsort(sum(b, 0))', (a, b) => take(a, argsort(sum(b, 0)), 1)],
-  ['running sum over rows (scan)', (a, _b, e) => scan((c: Tensor, row: Tensor) => [add(c, row), mul(add(c, row), e.v)], zerosLike(indexAxis(a, 0, 0)), a)[1] as Tensor],
+  [
+    'running sum over rows (scan)',
+    (a, _b, e) => scan((c: Tensor, row: Tensor) => [add(c, row), mul(add(c, row), e.v)], zerosLike(indexAxis(a, 0, 0)), a)[1] as Tensor,
+  ],
   ['takeAlongAxis by argmax', (a, b) => mul(b, takeAlongAxis(a, expandDims(argmax(b, 1), 1), 1))],
 ];
 
 type Step = [number, number, number];
 
 /** Runs a program: each step applies OPS[op] to two earlier values; returns a pytree of results. */
-function runProgram(steps: Step[], X: Tensor, Y: Tensor, v: Tensor, c: Tensor, P: Tensor): { out: Tensor; total: Tensor; colMax: Tensor; rows: Tensor[] } {
+function runProgram(
+  steps: Step[],
+  X: Tensor,
+  Y: Tensor,
+  v: Tensor,
+  c: Tensor,
+  P: Tensor,
+): { out: Tensor; total: Tensor; colMax: Tensor; rows: Tensor[] } {
   const [m, n] = X.shape;
   const env: Env = { m, n, v, c, P };
   const vals: Tensor[] = [X, Y];
@@ -185,7 +198,8 @@ function expectTreeClose(actual: unknown, expected: unknown, rtol: number, atol:
     const keys = Object.keys(expected).sort();
     const akeys = Object.keys(actual as object).sort();
     if (JSON.stringify(keys) !== JSON.stringify(akeys)) throw new Error(`${path}: keys ${akeys} vs ${keys}`);
-    for (const k of keys) expectTreeClose((actual as Record<string, unknown>)[k], (expected as Record<string, unknown>)[k], rtol, atol, `${path}.${k}`);
+    for (const k of keys)
+      expectTreeClose((actual as Record<string, unknown>)[k], (expected as Record<string, unknown>)[k], rtol, atol, `${path}.${k}`);
     return;
   }
   if (actual !== expected) throw new Error(`${path}: ${String(actual)} vs ${String(expected)}`);
@@ -280,14 +294,24 @@ t.test('time-tiled (stride-0) inputs through matmul, reshape, transpose and scan
         const a = tanh(add(matmul(xx, w), bb)); // [B, T, p]
         const flat = matmul(reshape(xx, [B * T, n]), w); // [B*T, p]
         const tb = transpose(xx, [1, 0, 2]); // [T, B, n]
-        const [h, hs] = scan((hh: Tensor, xt: Tensor) => {
-          const h2 = tanh(add(matmul(hh, u), matmul(xt, w)));
-          return [h2, h2];
-        }, zeros([B, p]), tb) as [Tensor, Tensor];
+        const [h, hs] = scan(
+          (hh: Tensor, xt: Tensor) => {
+            const h2 = tanh(add(matmul(hh, u), matmul(xt, w)));
+            return [h2, h2];
+          },
+          zeros([B, p]),
+          tb,
+        ) as [Tensor, Tensor];
         const loss = add(add(sum(mul(a, a)), mean(flat)), add(sum(h), sum(mul(hs, hs))));
         return { a, flat, h, hs, loss, meanT: mean(exp(xx), 1) };
       };
-      const gradOf = (xx: Tensor, w: Tensor, u: Tensor, bb: Tensor) => grad((x2: Tensor, w2: Tensor, u2: Tensor, b2: Tensor) => f(x2, w2, u2, b2).loss, { argnums: [0, 1, 2, 3] })(xx, w, u, bb) as Tensor[];
+      const gradOf = (xx: Tensor, w: Tensor, u: Tensor, bb: Tensor) =>
+        grad((x2: Tensor, w2: Tensor, u2: Tensor, b2: Tensor) => f(x2, w2, u2, b2).loss, { argnums: [0, 1, 2, 3] })(
+          xx,
+          w,
+          u,
+          bb,
+        ) as Tensor[];
       const eager = f(x, W, U, b);
       expectTreeClose(eager, f(copyOf(x), W, U, b), 1e-6, 1e-6, 'eager view vs copy');
       expectTreeClose(jit(f)(x, W, U, b), eager, 1e-6, 1e-6, 'jit vs eager');
@@ -313,7 +337,9 @@ t.test('jit fuses a long elementwise chain over a broadcast, transposed input', 
     [0.5, 2, -0.1],
     [-1.25, 0.75, 1.5],
   ];
-  const expected = X.map((rowv) => rowv.reduce((acc, x, j) => fr(acc + fr(fr(Math.tanh(fr(x + (j + 1)))) * fr(j + 1 - fr(Math.exp(x))))), 0));
+  const expected = X.map((rowv) =>
+    rowv.reduce((acc, x, j) => fr(acc + fr(fr(Math.tanh(fr(x + (j + 1)))) * fr(j + 1 - fr(Math.exp(x))))), 0),
+  );
   t.equal(firstMismatch(got, expected, 1e-6, 1e-6), null, `got ${Array.from(got)}, expected ${expected}`);
 });
 
@@ -323,21 +349,45 @@ t.test('jit cache: retraces only on new structure, shapes or dtypes', async (t) 
     traces++;
     return add(mul(x, 2), y);
   });
-  const a = array([[1, 2, 3], [4, 5, 6]]);
-  const b = array([[0.5, 0.5, 0.5], [1, 1, 1]]);
-  t.same(f(a, b).toNested(), [[2.5, 4.5, 6.5], [9, 11, 13]]);
-  t.same(f(b, a).toNested(), [[2, 3, 4], [6, 7, 8]]);
+  const a = array([
+    [1, 2, 3],
+    [4, 5, 6],
+  ]);
+  const b = array([
+    [0.5, 0.5, 0.5],
+    [1, 1, 1],
+  ]);
+  t.same(f(a, b).toNested(), [
+    [2.5, 4.5, 6.5],
+    [9, 11, 13],
+  ]);
+  t.same(f(b, a).toNested(), [
+    [2, 3, 4],
+    [6, 7, 8],
+  ]);
   t.equal(traces, 1, 'same shapes and dtypes: traced once');
   t.equal(f.cacheSize, 1);
   // A non-contiguous view of the same shape and dtype reuses the trace and reads the view correctly.
-  const aT = transpose(array([[1, 4], [2, 5], [3, 6]]));
-  t.same(f(aT, b).toNested(), [[2.5, 4.5, 6.5], [9, 11, 13]]);
+  const aT = transpose(
+    array([
+      [1, 4],
+      [2, 5],
+      [3, 6],
+    ]),
+  );
+  t.same(f(aT, b).toNested(), [
+    [2.5, 4.5, 6.5],
+    [9, 11, 13],
+  ]);
   t.equal(traces, 1, 'a strided view does not retrace');
   t.same(f(array([1, 2]), array([3, 4])).toNested(), [5, 8]);
   t.equal(f.cacheSize, 2, 'new shape: new trace');
   t.same(f(array([1, 2], { dtype: 'float64' }), array([3, 4], { dtype: 'float64' })).dtype, 'float64');
   t.equal(f.cacheSize, 3, 'new dtype: new trace');
-  t.same(f(a, array([1, 2, 3])).toNested(), [[3, 6, 9], [9, 12, 15]]);
+  t.same(f(a, array([1, 2, 3])).toNested(), [
+    [3, 6, 9],
+    [9, 12, 15],
+  ]);
   t.equal(f.cacheSize, 4, 'new shape of the second argument (broadcast): new trace');
   f(a, b);
   f(array([7, 8]), array([0, 0]));
@@ -367,12 +417,21 @@ t.test('jit cache: static leaves of the argument pytree key the cache', async (t
 
 t.test('jit of a function returning a pytree', async (t) => {
   const f = (x: Tensor, y: Tensor) => ({ sum: add(x, y), parts: [sum(x), { t: tanh(y), k: 3 }], label: 'ok' });
-  const x = array([[0.5, -1], [2, 0]]);
-  const y = array([[1, 1], [-0.5, 0.25]]);
+  const x = array([
+    [0.5, -1],
+    [2, 0],
+  ]);
+  const y = array([
+    [1, 1],
+    [-0.5, 0.25],
+  ]);
   const got = jit(f)(x, y);
   const want = f(x, y);
   t.same(Object.keys(got).sort(), ['label', 'parts', 'sum']);
-  t.same(got.sum.toNested(), [[1.5, 0], [1.5, 0.25]]);
+  t.same(got.sum.toNested(), [
+    [1.5, 0],
+    [1.5, 0.25],
+  ]);
   t.equal((got.parts[0] as Tensor).item(), 1.5);
   t.equal((got.parts[1] as { k: number }).k, 3, 'static output leaves come back');
   t.equal(got.label, 'ok');
@@ -380,9 +439,16 @@ t.test('jit of a function returning a pytree', async (t) => {
 });
 
 t.test('jit composes with grad both ways, and with closed-over arrays', async (t) => {
-  const W = array([[0.5, -0.25, 1], [0.75, 0.1, -0.5]]);
+  const W = array([
+    [0.5, -0.25, 1],
+    [0.75, 0.1, -0.5],
+  ]);
   const loss = (x: Tensor, b: Tensor) => mean(mul(tanh(add(matmul(x, W), b)), 2));
-  const x = array([[1, 2], [-1, 0.5], [0.25, -2]]);
+  const x = array([
+    [1, 2],
+    [-1, 0.5],
+    [0.25, -2],
+  ]);
   const b = array([0.1, -0.2, 0.3]);
   const eager = grad(loss, { argnums: [0, 1] })(x, b) as Tensor[];
   const jg = jit((xx: Tensor, bb: Tensor) => grad(loss, { argnums: [0, 1] })(xx, bb) as Tensor[]);
@@ -424,7 +490,16 @@ t.test('eager ops on strided inputs agree with contiguous copies', async (t) => 
     (m, n, pool, la, lb) => {
       const a = withLayout(pool, [m, n], la);
       const b = withLayout(pool.slice(5), [m, n], lb);
-      const f = (x: Tensor, y: Tensor) => [tanh(x), add(x, y), mul(x, y), sum(x, 0), sum(y, 1), max(x), matmul(x, transpose(y)), matmul(transpose(x), y)];
+      const f = (x: Tensor, y: Tensor) => [
+        tanh(x),
+        add(x, y),
+        mul(x, y),
+        sum(x, 0),
+        sum(y, 1),
+        max(x),
+        matmul(x, transpose(y)),
+        matmul(transpose(x), y),
+      ];
       expectTreeClose(f(a, b), f(copyOf(a), copyOf(b)), 0, 0, 'views vs copies');
       if (m > 1 && la === 'transposed' && a.isContiguous()) throw new Error('a transposed view should not be contiguous');
       if (m > 1 && la === 'broadcast' && a.strides[0] !== 0) throw new Error('a broadcast view should have stride 0');
@@ -442,9 +517,28 @@ t.test('matmul follows IEEE arithmetic: a 0 in the left operand does not hide In
   t.ok(Number.isNaN(viaOps.item()), 'sum of elementwise products is NaN');
   t.ok(Number.isNaN(matmul(a, b).item()), `eager matmul is NaN (got ${matmul(a, b).item()})`);
   t.ok(Number.isNaN(jit(matmul)(a, b).item()), 'jit matmul is NaN');
-  const nanW = array([[NaN, 2], [3, 4]], { dtype: 'float64' });
+  const nanW = array(
+    [
+      [NaN, 2],
+      [3, 4],
+    ],
+    { dtype: 'float64' },
+  );
   const spikes = array([[0, 1]], { dtype: 'float64' });
-  t.same(matmul(array([[1, 0]], { dtype: 'float64' }), array([[1, 2], [3, 4]], { dtype: 'float64' })).toNested(), [[1, 2]], 'finite case unaffected');
+  t.same(
+    matmul(
+      array([[1, 0]], { dtype: 'float64' }),
+      array(
+        [
+          [1, 2],
+          [3, 4],
+        ],
+        { dtype: 'float64' },
+      ),
+    ).toNested(),
+    [[1, 2]],
+    'finite case unaffected',
+  );
   t.ok(Number.isNaN(matmul(spikes, nanW).toTyped()[0]), 'a NaN weight shows in the output even when its input is 0');
 });
 
@@ -474,7 +568,13 @@ t.test('a backend per call: jit({ backend }) and withBackend, whatever setBacken
   t.same(Array.from(z.toTyped()), [2, 3]);
   t.ok(ran > 0, 'eager ops inside withBackend ran on it');
   t.equal(getBackend().name, 'cpu', 'restored after withBackend');
-  t.throws(() => withBackend('counting-cpu', () => { throw new Error('boom'); }), /boom/);
+  t.throws(
+    () =>
+      withBackend('counting-cpu', () => {
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   t.equal(getBackend().name, 'cpu', 'restored after a throw');
   t.throws(() => withBackend('nope', () => 0), /withBackend: unknown backend 'nope'; registered: .*cpu/);
   t.throws(() => jit((x: Tensor) => x, { backend: 'nope' })(array([1])), /withBackend: unknown backend 'nope'/);

@@ -1,9 +1,34 @@
 // Edge cases where spiketrace follows numpy/JAX semantics.
 import t from 'tap';
-import { array, cast, div, equal, full, greater, lessEqual, logsumexp, maximum, minimum, notEqual, scalar, vjp, mul, type Tensor } from '../../core/index.js';
+import {
+  array,
+  cast,
+  div,
+  equal,
+  full,
+  greater,
+  lessEqual,
+  logsumexp,
+  maximum,
+  minimum,
+  notEqual,
+  scalar,
+  vjp,
+  mul,
+  type Tensor,
+} from '../../core/index.js';
 
 t.test('logsumexp of an all -Infinity row is -Infinity, not NaN (as JAX)', async (t) => {
-  const r = logsumexp(array([[-Infinity, -Infinity], [0, Math.log(3)]], { dtype: 'float64' }), -1).toNested() as number[];
+  const r = logsumexp(
+    array(
+      [
+        [-Infinity, -Infinity],
+        [0, Math.log(3)],
+      ],
+      { dtype: 'float64' },
+    ),
+    -1,
+  ).toNested() as number[];
   t.equal(r[0], -Infinity);
   t.ok(Math.abs(r[1] - Math.log(4)) < 1e-12, `log(1 + 3) = ${r[1]}`);
 });
@@ -32,18 +57,31 @@ t.test('vjp is typed by its function', async (t) => {
 t.test('broadcast scalar constants enter jit as literals and give the eager values', async (t) => {
   const { jit, add, mul, zeros, scalar, broadcastTo, grad, sum } = await import('../../core/index.js');
   const f = (x: Tensor): Tensor => add(mul(x, broadcastTo(scalar(0.5), x.shape)), 2);
-  const x = array([[1, 2, 3], [4, 5, 6]]);
+  const x = array([
+    [1, 2, 3],
+    [4, 5, 6],
+  ]);
   const jf = jit(f);
   t.same(jf(x).toNested(), f(x).toNested());
   t.match(jf.lower(x), /broadcast_to\[shape=\[2,3\]\] 0\.5:f32/, 'the constant is a literal in the jaxpr');
-  t.same((jit(grad((y: Tensor) => sum(f(y))))(zeros([2, 3])) as Tensor).toNested(), [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]);
+  t.same((jit(grad((y: Tensor) => sum(f(y))))(zeros([2, 3])) as Tensor).toNested(), [
+    [0.5, 0.5, 0.5],
+    [0.5, 0.5, 0.5],
+  ]);
 });
 
 t.test('jit caches per backend', async (t) => {
   const { jit, mul, setBackend } = await import('../../core/index.js');
   const { registerBackend, cpuBackend } = await import('../../core/internal.js');
   let runs = 0;
-  registerBackend({ name: 'counting-cpu', run: (p, i, q) => cpuBackend.run(p, i, q), compile: (j) => { runs++; return cpuBackend.compile(j); } });
+  registerBackend({
+    name: 'counting-cpu',
+    run: (p, i, q) => cpuBackend.run(p, i, q),
+    compile: (j) => {
+      runs++;
+      return cpuBackend.compile(j);
+    },
+  });
   const f = jit((x: Tensor) => mul(x, 2));
   const x = array([1, 2]);
   f(x);

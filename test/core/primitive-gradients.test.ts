@@ -127,7 +127,13 @@ const CASES: { [P in Primitive]: GradientCase | NoGradient } = {
   },
   cond: {
     // Predicate from the data (sum(x) > 0 for MIXED); the taken branch closes over y.
-    f: (x, y) => cond(greater(sum(x), 0), (a: Tensor) => mul(mul(a, a), y), (a: Tensor) => mul(a, y), x),
+    f: (x, y) =>
+      cond(
+        greater(sum(x), 0),
+        (a: Tensor) => mul(mul(a, a), y),
+        (a: Tensor) => mul(a, y),
+        x,
+      ),
     inputs: () => [vec(POSITIVE, [2, 3]), vec(OTHER, [2, 3])],
   },
   while_loop: { noGradient: 'its trip count is only known at run time: reverse mode is refused (use foriLoop with number bounds or scan)' },

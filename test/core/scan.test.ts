@@ -43,7 +43,8 @@ function expectTreeClose(actual: Tree, expected: Tree, rtol: number, atol: numbe
     return;
   }
   if (expected !== null && typeof expected === 'object') {
-    for (const k of Object.keys(expected)) expectTreeClose((actual as Record<string, Tree>)[k], (expected as Record<string, Tree>)[k], rtol, atol, `${path}.${k}`);
+    for (const k of Object.keys(expected))
+      expectTreeClose((actual as Record<string, Tree>)[k], (expected as Record<string, Tree>)[k], rtol, atol, `${path}.${k}`);
     return;
   }
   if (actual !== expected) throw new Error(`${path}: ${String(actual)} vs ${String(expected)}`);
@@ -59,7 +60,10 @@ type Ys = { p: Tensor; q: Tensor[] };
 function step(c: Carry, x: Xs): [Carry, Ys] {
   const h = tanh(add(mul(c.h, x.a), x.b));
   const s = add(c.s, sum(mul(h, h)));
-  return [{ h, s }, { p: mul(h, s), q: [s] }];
+  return [
+    { h, s },
+    { p: mul(h, s), q: [s] },
+  ];
 }
 
 /** The same loop unrolled in JS; ys stacked in xs order. */
@@ -99,7 +103,10 @@ const problemArb = fc
       init: { h: f64(take(d), [d]), s: f64(take(1), []) },
       xs: { a: f64(take(T * d), [T, d]), b: f64(take(T), [T]) },
       wh: f64(take(d), [d]),
-      wy: f64(take(T * d).map((v, i) => v + (pool[(i * 7) % 64] ?? 0)), [T, d]),
+      wy: f64(
+        take(T * d).map((v, i) => v + (pool[(i * 7) % 64] ?? 0)),
+        [T, d],
+      ),
     };
   });
 
@@ -123,8 +130,14 @@ t.test('grad through scan equals grad of the unrolled loop', async (t) => {
     'pytree carry and pytree xs, forward order',
     [problemArb],
     ({ init, xs, wh, wy }) => {
-      const g1 = grad(lossOf((i, x) => scanned(i, x), wh, wy), { argnums: [0, 1] })(init, xs);
-      const g2 = grad(lossOf((i, x) => unrolled(i, x), wh, wy), { argnums: [0, 1] })(init, xs);
+      const g1 = grad(
+        lossOf((i, x) => scanned(i, x), wh, wy),
+        { argnums: [0, 1] },
+      )(init, xs);
+      const g2 = grad(
+        lossOf((i, x) => unrolled(i, x), wh, wy),
+        { argnums: [0, 1] },
+      )(init, xs);
       expectTreeClose(g1, g2, RTOL, ATOL, 'grads');
     },
     25,
@@ -134,8 +147,14 @@ t.test('grad through scan equals grad of the unrolled loop', async (t) => {
     'reverse: true',
     [problemArb],
     ({ init, xs, wh, wy }) => {
-      const g1 = grad(lossOf((i, x) => scanned(i, x, true), wh, wy), { argnums: [0, 1] })(init, xs);
-      const g2 = grad(lossOf((i, x) => unrolled(i, x, true), wh, wy), { argnums: [0, 1] })(init, xs);
+      const g1 = grad(
+        lossOf((i, x) => scanned(i, x, true), wh, wy),
+        { argnums: [0, 1] },
+      )(init, xs);
+      const g2 = grad(
+        lossOf((i, x) => unrolled(i, x, true), wh, wy),
+        { argnums: [0, 1] },
+      )(init, xs);
       expectTreeClose(g1, g2, RTOL, ATOL, 'grads');
     },
     25,
@@ -145,8 +164,16 @@ t.test('grad through scan equals grad of the unrolled loop', async (t) => {
     'under jit: jit(grad(f)) with a scan equals grad of the unrolled loop',
     [problemArb],
     ({ init, xs, wh, wy }) => {
-      const g1 = jit((i: Carry, x: Xs) => grad(lossOf((a, b) => scanned(a, b), wh, wy), { argnums: [0, 1] })(i, x))(init, xs);
-      const g2 = grad(lossOf((i, x) => unrolled(i, x), wh, wy), { argnums: [0, 1] })(init, xs);
+      const g1 = jit((i: Carry, x: Xs) =>
+        grad(
+          lossOf((a, b) => scanned(a, b), wh, wy),
+          { argnums: [0, 1] },
+        )(i, x),
+      )(init, xs);
+      const g2 = grad(
+        lossOf((i, x) => unrolled(i, x), wh, wy),
+        { argnums: [0, 1] },
+      )(init, xs);
       expectTreeClose(g1, g2, 1e-9, 1e-12, 'grads');
     },
     15,
@@ -182,7 +209,9 @@ t.test('scan without xs (length given) and with zero steps', async (t) => {
   const [c2, ys2] = scan((cc: Tensor, x: Tensor) => [add(tanh(cc), x), x], f64([1, 2], [2]), empty) as [Tensor, Tensor];
   t.same(c2.toNested(), [1, 2], 'zero steps: the carry is the init');
   t.same(ys2.shape, [0, 2]);
-  const g2 = grad((h: Tensor) => sum(scan((cc: Tensor, x: Tensor) => [add(tanh(cc), x), x], h, empty)[0] as Tensor))(f64([1, 2], [2])) as Tensor;
+  const g2 = grad((h: Tensor) => sum(scan((cc: Tensor, x: Tensor) => [add(tanh(cc), x), x], h, empty)[0] as Tensor))(
+    f64([1, 2], [2]),
+  ) as Tensor;
   t.same(g2.toNested(), [1, 1], 'zero steps: identity gradient');
 });
 
@@ -190,10 +219,14 @@ t.test('scan without xs (length given) and with zero steps', async (t) => {
 
 /** h <- tanh(h @ W + x): the body closes over W (a scan constant). */
 function rnnScan(W: Tensor, h0: Tensor, xs: Tensor): Tensor {
-  const [h, ys] = scan((h: Tensor, x: Tensor) => {
-    const n = tanh(add(matmul(h, W), x));
-    return [n, n];
-  }, h0, xs) as [Tensor, Tensor];
+  const [h, ys] = scan(
+    (h: Tensor, x: Tensor) => {
+      const n = tanh(add(matmul(h, W), x));
+      return [n, n];
+    },
+    h0,
+    xs,
+  ) as [Tensor, Tensor];
   return add(sum(h), sum(mul(ys, ys)));
 }
 function rnnUnrolled(W: Tensor, h0: Tensor, xs: Tensor): Tensor {
@@ -207,9 +240,22 @@ function rnnUnrolled(W: Tensor, h0: Tensor, xs: Tensor): Tensor {
 }
 
 t.test('grad through scan with constants closed over by the body', async (t) => {
-  const W = array([[0.5, -0.2], [0.3, 0.1]], { dtype: 'float64' });
+  const W = array(
+    [
+      [0.5, -0.2],
+      [0.3, 0.1],
+    ],
+    { dtype: 'float64' },
+  );
   const h0 = array([0.1, -0.3], { dtype: 'float64' });
-  const xs = array([[1, 2], [3, 4], [0.5, -1]], { dtype: 'float64' });
+  const xs = array(
+    [
+      [1, 2],
+      [3, 4],
+      [0.5, -1],
+    ],
+    { dtype: 'float64' },
+  );
   t.equal(rnnScan(W, h0, xs).item(), rnnUnrolled(W, h0, xs).item(), 'forward values agree');
   const expected = grad(rnnUnrolled, { argnums: [0, 1, 2] })(W, h0, xs) as Tensor[];
   let got: Tensor[] | undefined;
@@ -262,7 +308,11 @@ t.test('grad of grad through a scan', async (t) => {
   prop(
     t,
     'closed form for a polynomial body (scalar carry)',
-    [fc.double({ min: -1.5, max: 1.5, noNaN: true }), fc.double({ min: -1.5, max: 1.5, noNaN: true }), fc.double({ min: -1.5, max: 1.5, noNaN: true })],
+    [
+      fc.double({ min: -1.5, max: 1.5, noNaN: true }),
+      fc.double({ min: -1.5, max: 1.5, noNaN: true }),
+      fc.double({ min: -1.5, max: 1.5, noNaN: true }),
+    ],
     (h, x0, x1) => {
       const xs = f64([x0, x1], [2]);
       const f = (h0: Tensor) => scan((c: Tensor, x: Tensor) => [mul(mul(c, c), x), null], h0, xs)[0] as Tensor;
@@ -280,10 +330,14 @@ t.test('grad of grad through a scan', async (t) => {
     ([h, ...xv]) => {
       const xs = f64(xv, [4]);
       const f = (h0: Tensor, x: Tensor) => {
-        const [c, ys] = scan((c: Tensor, xi: Tensor) => {
-          const n = tanh(add(mul(c, xi), xi));
-          return [n, mul(n, n)];
-        }, h0, x) as [Tensor, Tensor];
+        const [c, ys] = scan(
+          (c: Tensor, xi: Tensor) => {
+            const n = tanh(add(mul(c, xi), xi));
+            return [n, mul(n, n)];
+          },
+          h0,
+          x,
+        ) as [Tensor, Tensor];
         return add(c, sum(ys));
       };
       const g = (h0: Tensor, x: Tensor) => grad(f, { argnums: [0, 1] })(h0, x) as Tensor[];
@@ -299,8 +353,21 @@ t.test('grad of grad through a scan', async (t) => {
     15,
   );
   t.test('vector carry with a closed-over weight: grad of grad vs finite differences', async (t) => {
-    const W = array([[0.5, -0.2], [0.3, 0.1]], { dtype: 'float64' });
-    const xs = array([[1, 2], [3, 4], [0.5, -1]], { dtype: 'float64' });
+    const W = array(
+      [
+        [0.5, -0.2],
+        [0.3, 0.1],
+      ],
+      { dtype: 'float64' },
+    );
+    const xs = array(
+      [
+        [1, 2],
+        [3, 4],
+        [0.5, -1],
+      ],
+      { dtype: 'float64' },
+    );
     const G = (h0: Tensor) => sum(mul(grad((h: Tensor) => rnnScan(W, h, xs))(h0) as Tensor, h0));
     const h0 = f64([0.1, -0.3], [2]);
     let analytic: Tensor | undefined;
@@ -320,10 +387,14 @@ t.test('nested scans and mixed-dtype carries under grad', async (t) => {
   // The inner body closes over W and over the outer body's carry h.
   const nested = (w: Tensor, h0: Tensor) =>
     sum(
-      scan((h: Tensor, xrow: Tensor) => {
-        const [h2] = scan((g: Tensor, x: Tensor) => [tanh(add(matmul(g, w), mul(x, h))), null], h, xrow) as [Tensor, null];
-        return [h2, null];
-      }, h0, xs)[0] as Tensor,
+      scan(
+        (h: Tensor, xrow: Tensor) => {
+          const [h2] = scan((g: Tensor, x: Tensor) => [tanh(add(matmul(g, w), mul(x, h))), null], h, xrow) as [Tensor, null];
+          return [h2, null];
+        },
+        h0,
+        xs,
+      )[0] as Tensor,
     );
   const unrolledNested = (w: Tensor, h0: Tensor) => {
     let h = h0;
@@ -337,15 +408,35 @@ t.test('nested scans and mixed-dtype carries under grad', async (t) => {
   const h0 = f64([0.1, -0.3], [2]);
   t.doesNotThrow(() => expectClose([nested(W, h0).item()], [unrolledNested(W, h0).item()], 1e-14, 0, 'forward'));
   const want = grad(unrolledNested, { argnums: [0, 1] })(W, h0) as Tensor[];
-  t.doesNotThrow(() => expectTreeClose(grad(nested, { argnums: [0, 1] })(W, h0) as Tensor[], want, RTOL, ATOL, 'grad'), 'grad of nested scans');
-  t.doesNotThrow(() => expectTreeClose(jit((w: Tensor, h: Tensor) => grad(nested, { argnums: [0, 1] })(w, h) as Tensor[])(W, h0), want, RTOL, ATOL, 'jit grad'), 'jit(grad) of nested scans');
+  t.doesNotThrow(
+    () => expectTreeClose(grad(nested, { argnums: [0, 1] })(W, h0) as Tensor[], want, RTOL, ATOL, 'grad'),
+    'grad of nested scans',
+  );
+  t.doesNotThrow(
+    () =>
+      expectTreeClose(
+        jit((w: Tensor, h: Tensor) => grad(nested, { argnums: [0, 1] })(w, h) as Tensor[])(W, h0),
+        want,
+        RTOL,
+        ATOL,
+        'jit grad',
+      ),
+    'jit(grad) of nested scans',
+  );
   const gg = (f: typeof nested) => grad((h: Tensor) => sum(grad(f, { argnums: 1 })(W, h) as Tensor))(h0) as Tensor;
-  t.doesNotThrow(() => expectClose(gg(nested).toTyped(), gg(unrolledNested).toTyped(), RTOL, ATOL, 'grad of grad'), 'grad of grad of nested scans');
+  t.doesNotThrow(
+    () => expectClose(gg(nested).toTyped(), gg(unrolledNested).toTyped(), RTOL, ATOL, 'grad of grad'),
+    'grad of grad of nested scans',
+  );
 
   // Carry [count: int32, total: float64]; ys = the running total entering each step.
   const x3 = f64([1, 2, 3], [3]);
   const mixed = (x: Tensor) => {
-    const [[n, tot], ys] = scan((c: Tensor[], xi: Tensor) => [[add(c[0], cast(greater(xi, 1.5), 'int32')), add(c[1], mul(xi, xi))], c[1]], [array(0, { dtype: 'int32' }), f64([0], [])], x) as [Tensor[], Tensor];
+    const [[n, tot], ys] = scan(
+      (c: Tensor[], xi: Tensor) => [[add(c[0], cast(greater(xi, 1.5), 'int32')), add(c[1], mul(xi, xi))], c[1]],
+      [array(0, { dtype: 'int32' }), f64([0], [])],
+      x,
+    ) as [Tensor[], Tensor];
     return { n, tot, ys };
   };
   const r = mixed(x3);

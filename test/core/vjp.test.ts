@@ -61,7 +61,23 @@ import {
   type Tensor,
   type Tree,
 } from '../../core/index.js';
-import { awayFromZeroArb, axesArb, checkVjp, distinctArb, expectExact, expectShape, f64, fdGrad, firstMismatch, prop, shapeArb, sizeOfShape, valuesArb, weightsArb, type Shape } from './fixtures/helpers.js';
+import {
+  awayFromZeroArb,
+  axesArb,
+  checkVjp,
+  distinctArb,
+  expectExact,
+  expectShape,
+  f64,
+  fdGrad,
+  firstMismatch,
+  prop,
+  shapeArb,
+  sizeOfShape,
+  valuesArb,
+  weightsArb,
+  type Shape,
+} from './fixtures/helpers.js';
 
 const RUNS = 25;
 
@@ -69,18 +85,15 @@ const RUNS = 25;
 const arr = (minRank: number, maxRank: number, values: (n: number) => fc.Arbitrary<number[]>, maxDim = 3): fc.Arbitrary<NDArray> =>
   shapeArb(minRank, maxRank, maxDim).chain((s) => values(sizeOfShape(s)).map((v) => f64(v, s)));
 
-const arrOfShape = (s: Shape, values: (n: number) => fc.Arbitrary<number[]>): fc.Arbitrary<NDArray> => values(sizeOfShape(s)).map((v) => f64(v, s));
+const arrOfShape = (s: Shape, values: (n: number) => fc.Arbitrary<number[]>): fc.Arbitrary<NDArray> =>
+  values(sizeOfShape(s)).map((v) => f64(v, s));
 
 const range = (lo: number, hi: number) => (n: number) => valuesArb(n, lo, hi);
 
 /** A shape and a shape that broadcasts against it (dims set to 1, leading dims dropped), in random order. */
 const broadcastPairArb: fc.Arbitrary<[Shape, Shape]> = shapeArb(0, 3, 3).chain((s) =>
   fc
-    .tuple(
-      fc.array(fc.boolean(), { minLength: s.length, maxLength: s.length }),
-      fc.integer({ min: 0, max: s.length }),
-      fc.boolean(),
-    )
+    .tuple(fc.array(fc.boolean(), { minLength: s.length, maxLength: s.length }), fc.integer({ min: 0, max: s.length }), fc.boolean())
     .map(([ones, drop, swap]): [Shape, Shape] => {
       const b = s.map((d, i) => (ones[i] ? 1 : d)).slice(drop);
       return swap ? [b, s] : [s, b];
@@ -99,8 +112,26 @@ t.test('the finite-difference reference itself', async (t) => {
     return s;
   };
   const [gx, gy] = fdGrad(F as (...xs: NDArray[]) => number, [f64(xv, [3]), f64(yv, [3])]);
-  t.equal(firstMismatch(gx, xv.map((x, i) => 3 * x * x * yv[i] + Math.cos(x)), 1e-7, 1e-8), null, 'dF/dx');
-  t.equal(firstMismatch(gy, xv.map((x) => x ** 3), 1e-7, 1e-8), null, 'dF/dy');
+  t.equal(
+    firstMismatch(
+      gx,
+      xv.map((x, i) => 3 * x * x * yv[i] + Math.cos(x)),
+      1e-7,
+      1e-8,
+    ),
+    null,
+    'dF/dx',
+  );
+  t.equal(
+    firstMismatch(
+      gy,
+      xv.map((x) => x ** 3),
+      1e-7,
+      1e-8,
+    ),
+    null,
+    'dF/dy',
+  );
   t.match(firstMismatch([1, 2], [1, 2.1], 1e-6, 0), /element 1/, 'firstMismatch flags a difference');
   t.match(firstMismatch([NaN], [0], 1, 1), /element 0/, 'firstMismatch flags NaN');
   // checkVjp passes on a correct pair and throws when the tolerance cannot be met.
@@ -138,8 +169,22 @@ t.test('binary elementwise ops with broadcasting', async (t) => {
     ['div', div, pair(range(-2, 2), (n) => awayFromZeroArb(n, 0.5, 2))],
     ['pow', pow, pair(range(0.5, 2), range(-2, 2))],
     // Values on two interleaved grids (k * 0.02 and k * 0.02 + 0.01): no ties, even after +-h.
-    ['maximum', maximum, pair((n) => fc.array(fc.integer({ min: -100, max: 100 }), { minLength: n, maxLength: n }).map((v) => v.map((k) => k * 0.02)), (n) => fc.array(fc.integer({ min: -100, max: 100 }), { minLength: n, maxLength: n }).map((v) => v.map((k) => k * 0.02 + 0.01)))],
-    ['minimum', minimum, pair((n) => fc.array(fc.integer({ min: -100, max: 100 }), { minLength: n, maxLength: n }).map((v) => v.map((k) => k * 0.02)), (n) => fc.array(fc.integer({ min: -100, max: 100 }), { minLength: n, maxLength: n }).map((v) => v.map((k) => k * 0.02 + 0.01)))],
+    [
+      'maximum',
+      maximum,
+      pair(
+        (n) => fc.array(fc.integer({ min: -100, max: 100 }), { minLength: n, maxLength: n }).map((v) => v.map((k) => k * 0.02)),
+        (n) => fc.array(fc.integer({ min: -100, max: 100 }), { minLength: n, maxLength: n }).map((v) => v.map((k) => k * 0.02 + 0.01)),
+      ),
+    ],
+    [
+      'minimum',
+      minimum,
+      pair(
+        (n) => fc.array(fc.integer({ min: -100, max: 100 }), { minLength: n, maxLength: n }).map((v) => v.map((k) => k * 0.02)),
+        (n) => fc.array(fc.integer({ min: -100, max: 100 }), { minLength: n, maxLength: n }).map((v) => v.map((k) => k * 0.02 + 0.01)),
+      ),
+    ],
   ];
   for (const [name, f, args] of cases) {
     prop(t, `vjp of ${name} matches finite differences`, [args, weightsArb], ([a, b], w) => checkVjp(name, f, [a, b], w), RUNS);
@@ -157,41 +202,73 @@ t.test('where', async (t) => {
   const args = broadcastPairArb.chain(([sa, sb]) => {
     const full = sa.length >= sb.length ? sa : sb;
     return fc.tuple(
-      fc.array(fc.boolean(), { minLength: sizeOfShape(full), maxLength: sizeOfShape(full) }).map((v) => fromTyped(Uint8Array.from(v.map(Number)), full, 'bool')),
+      fc
+        .array(fc.boolean(), { minLength: sizeOfShape(full), maxLength: sizeOfShape(full) })
+        .map((v) => fromTyped(Uint8Array.from(v.map(Number)), full, 'bool')),
       arrOfShape(sa, range(-2, 2)),
       arrOfShape(sb, range(-2, 2)),
     );
   });
-  prop(t, 'vjp of where matches finite differences (x and y broadcast)', [args, weightsArb], ([c, x, y], w) => checkVjp('where', (a, b) => where(c, a, b), [x, y], w), RUNS);
+  prop(
+    t,
+    'vjp of where matches finite differences (x and y broadcast)',
+    [args, weightsArb],
+    ([c, x, y], w) => checkVjp('where', (a, b) => where(c, a, b), [x, y], w),
+    RUNS,
+  );
   prop(
     t,
     'where routes the cotangent: grad wrt x is w where cond, 0 elsewhere',
     [arr(1, 3, range(-2, 2)), weightsArb],
     (x, wv) => {
-      const w = f64(Array.from({ length: x.size }, (_, i) => wv[i % wv.length]), x.shape);
+      const w = f64(
+        Array.from({ length: x.size }, (_, i) => wv[i % wv.length]),
+        x.shape,
+      );
       const cond = greater(x, 0);
       const [gx, gy] = grad((a: Tensor, b: Tensor) => sum(mul(w, where(cond, a, b))), { argnums: [0, 1] })(x, x) as Tensor[];
       const xs = x.toTyped();
       const ws = w.toTyped();
-      expectExact(gx.toTyped(), Array.from(xs, (v, i) => (v > 0 ? ws[i] : 0)), 'grad x');
-      expectExact(gy.toTyped(), Array.from(xs, (v, i) => (v > 0 ? 0 : ws[i])), 'grad y');
+      expectExact(
+        gx.toTyped(),
+        Array.from(xs, (v, i) => (v > 0 ? ws[i] : 0)),
+        'grad x',
+      );
+      expectExact(
+        gy.toTyped(),
+        Array.from(xs, (v, i) => (v > 0 ? 0 : ws[i])),
+        'grad y',
+      );
     },
     RUNS,
   );
 });
 
 t.test('cast', async (t) => {
-  prop(t, 'float64 -> float64 cast is a no-op for the gradient', [arr(0, 3, range(-2, 2)), weightsArb], (x, w) => checkVjp('cast f64', (a) => mul(cast(a, 'float64'), a), [x], w), RUNS);
+  prop(
+    t,
+    'float64 -> float64 cast is a no-op for the gradient',
+    [arr(0, 3, range(-2, 2)), weightsArb],
+    (x, w) => checkVjp('cast f64', (a) => mul(cast(a, 'float64'), a), [x], w),
+    RUNS,
+  );
   prop(
     t,
     'float64 -> float32 -> float64: the cotangent is rounded to float32 and comes back as float64',
     [arr(0, 3, range(-2, 2)), weightsArb],
     (x, wv) => {
-      const w = f64(Array.from({ length: x.size }, (_, i) => wv[i % wv.length] / 3), x.shape);
+      const w = f64(
+        Array.from({ length: x.size }, (_, i) => wv[i % wv.length] / 3),
+        x.shape,
+      );
       const g = grad((a: Tensor) => sum(mul(w, cast(cast(a, 'float32'), 'float64'))))(x) as Tensor;
       if (g.dtype !== 'float64') throw new Error(`gradient dtype ${g.dtype}`);
       expectShape(g, x.shape, 'gradient');
-      expectExact(g.toTyped(), Array.from(w.toTyped(), (v) => Math.fround(v)), 'gradient');
+      expectExact(
+        g.toTyped(),
+        Array.from(w.toTyped(), (v) => Math.fround(v)),
+        'gradient',
+      );
     },
     RUNS,
   );
@@ -201,10 +278,17 @@ t.test('cast', async (t) => {
     [arr(0, 3, range(-2, 2)), weightsArb],
     (x64, wv) => {
       const x = cast(x64, 'float32');
-      const w = f64(Array.from({ length: x.size }, (_, i) => wv[i % wv.length] / 3), x.shape);
+      const w = f64(
+        Array.from({ length: x.size }, (_, i) => wv[i % wv.length] / 3),
+        x.shape,
+      );
       const g = grad((a: Tensor) => sum(mul(w, mul(cast(a, 'float64'), 2))))(x) as Tensor;
       if (g.dtype !== 'float32') throw new Error(`gradient dtype ${g.dtype}`);
-      expectExact(g.toTyped(), Array.from(w.toTyped(), (v) => Math.fround(2 * v)), 'gradient');
+      expectExact(
+        g.toTyped(),
+        Array.from(w.toTyped(), (v) => Math.fround(2 * v)),
+        'gradient',
+      );
     },
     RUNS,
   );
@@ -236,8 +320,20 @@ t.test('reductions over random axes, keepdims both ways', async (t) => {
     );
   }
   const axisArgs = shapeArb(1, 3, 4).chain((s) => fc.tuple(arrOfShape(s, range(-3, 3)), fc.integer({ min: -s.length, max: s.length - 1 })));
-  prop(t, 'vjp of logSoftmax matches finite differences', [axisArgs, weightsArb], ([x, axis], w) => checkVjp('logSoftmax', (a) => logSoftmax(a, axis), [x], w), RUNS);
-  prop(t, 'vjp of softmax matches finite differences', [axisArgs, weightsArb], ([x, axis], w) => checkVjp('softmax', (a) => softmax(a, axis), [x], w), RUNS);
+  prop(
+    t,
+    'vjp of logSoftmax matches finite differences',
+    [axisArgs, weightsArb],
+    ([x, axis], w) => checkVjp('logSoftmax', (a) => logSoftmax(a, axis), [x], w),
+    RUNS,
+  );
+  prop(
+    t,
+    'vjp of softmax matches finite differences',
+    [axisArgs, weightsArb],
+    ([x, axis], w) => checkVjp('softmax', (a) => softmax(a, axis), [x], w),
+    RUNS,
+  );
 });
 
 /** Every size-preserving reshape target worth trying for a shape. */
@@ -259,26 +355,43 @@ t.test('shape ops', async (t) => {
   prop(
     t,
     'vjp of transpose matches finite differences',
-    [shapeArb(1, 4, 3).chain((s) => fc.tuple(arrOfShape(s, range(-2, 2)), fc.option(fc.shuffledSubarray(s.map((_, i) => i), { minLength: s.length, maxLength: s.length }), { nil: undefined }))), weightsArb],
+    [
+      shapeArb(1, 4, 3).chain((s) =>
+        fc.tuple(
+          arrOfShape(s, range(-2, 2)),
+          fc.option(
+            fc.shuffledSubarray(
+              s.map((_, i) => i),
+              { minLength: s.length, maxLength: s.length },
+            ),
+            { nil: undefined },
+          ),
+        ),
+      ),
+      weightsArb,
+    ],
     ([x, perm], w) => checkVjp(`transpose ${JSON.stringify(perm)}`, (a) => mul(transpose(a, perm), transpose(exp(a), perm)), [x], w),
     RUNS,
   );
   const broadcastArgs = shapeArb(0, 3, 3).chain((s) =>
-    fc
-      .tuple(
-        fc.array(fc.boolean(), { minLength: s.length, maxLength: s.length }),
-        shapeArb(0, 2, 3),
-      )
-      .chain(([ones, lead]) => {
-        const src = s.map((d, i) => (ones[i] ? 1 : d));
-        return fc.tuple(arrOfShape(src, range(-2, 2)), fc.constant([...lead, ...s]));
-      }),
+    fc.tuple(fc.array(fc.boolean(), { minLength: s.length, maxLength: s.length }), shapeArb(0, 2, 3)).chain(([ones, lead]) => {
+      const src = s.map((d, i) => (ones[i] ? 1 : d));
+      return fc.tuple(arrOfShape(src, range(-2, 2)), fc.constant([...lead, ...s]));
+    }),
   );
-  prop(t, 'vjp of broadcastTo matches finite differences', [broadcastArgs, weightsArb], ([x, target], w) => checkVjp(`broadcastTo ${JSON.stringify(target)}`, (a) => broadcastTo(tanh(a), target), [x], w), RUNS);
+  prop(
+    t,
+    'vjp of broadcastTo matches finite differences',
+    [broadcastArgs, weightsArb],
+    ([x, target], w) => checkVjp(`broadcastTo ${JSON.stringify(target)}`, (a) => broadcastTo(tanh(a), target), [x], w),
+    RUNS,
+  );
   const sliceArgs = shapeArb(1, 3, 4).chain((s) =>
     fc.tuple(
       arrOfShape(s, range(-2, 2)),
-      fc.tuple(...s.map((d) => fc.integer({ min: 0, max: d - 1 }).chain((st) => fc.tuple(fc.constant(st), fc.integer({ min: 1, max: d - st }))))),
+      fc.tuple(
+        ...s.map((d) => fc.integer({ min: 0, max: d - 1 }).chain((st) => fc.tuple(fc.constant(st), fc.integer({ min: 1, max: d - st })))),
+      ),
     ),
   );
   prop(
@@ -294,7 +407,11 @@ t.test('shape ops', async (t) => {
     RUNS,
   );
   const padArgs = shapeArb(1, 3, 3).chain((s) =>
-    fc.tuple(arrOfShape(s, range(-2, 2)), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: s.length, maxLength: s.length }), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: s.length, maxLength: s.length })),
+    fc.tuple(
+      arrOfShape(s, range(-2, 2)),
+      fc.array(fc.integer({ min: 0, max: 2 }), { minLength: s.length, maxLength: s.length }),
+      fc.array(fc.integer({ min: 0, max: 2 }), { minLength: s.length, maxLength: s.length }),
+    ),
   );
   prop(
     t,
@@ -302,7 +419,11 @@ t.test('shape ops', async (t) => {
     [padArgs, weightsArb],
     ([x, lo, hi], w) => {
       const p = pad(x, lo, hi);
-      expectShape(p, x.shape.map((d, i) => d + lo[i] + hi[i]), 'pad output');
+      expectShape(
+        p,
+        x.shape.map((d, i) => d + lo[i] + hi[i]),
+        'pad output',
+      );
       const total = (p.toTyped() as Float64Array).reduce((a, b) => a + b, 0);
       const inner = (x.toTyped() as Float64Array).reduce((a, b) => a + b, 0);
       if (Math.abs(total - inner) > 1e-12) throw new Error(`pad added non-zero values: ${total} vs ${inner}`);
@@ -315,7 +436,12 @@ t.test('shape ops', async (t) => {
       fc.tuple(
         fc.constant(axis),
         fc.array(
-          fc.integer({ min: 1, max: 3 }).chain((d) => arrOfShape(s.map((v, i) => (i === axis ? d : v)), range(-2, 2))),
+          fc.integer({ min: 1, max: 3 }).chain((d) =>
+            arrOfShape(
+              s.map((v, i) => (i === axis ? d : v)),
+              range(-2, 2),
+            ),
+          ),
           { minLength: 2, maxLength: 3 },
         ),
       ),
@@ -325,7 +451,17 @@ t.test('shape ops', async (t) => {
     t,
     'vjp of concatenate matches finite differences',
     [concatArgs, weightsArb],
-    ([axis, xs], w) => checkVjp(`concatenate axis ${axis}`, (...a) => concatenate(a.map((v, i) => mul(v, i + 1)), axis), xs, w),
+    ([axis, xs], w) =>
+      checkVjp(
+        `concatenate axis ${axis}`,
+        (...a) =>
+          concatenate(
+            a.map((v, i) => mul(v, i + 1)),
+            axis,
+          ),
+        xs,
+        w,
+      ),
     RUNS,
   );
   const stackArgs = shapeArb(0, 2, 3).chain((s) =>
@@ -341,22 +477,43 @@ t.test('shape ops', async (t) => {
       const expected = xs[0].shape.slice();
       expected.splice(a, 0, xs.length);
       expectShape(y, expected, 'stack output');
-      checkVjp(`stack axis ${axis}`, (...v) => stack(v.map((u, i) => (i === 0 ? exp(u) : u)), axis), xs, w);
+      checkVjp(
+        `stack axis ${axis}`,
+        (...v) =>
+          stack(
+            v.map((u, i) => (i === 0 ? exp(u) : u)),
+            axis,
+          ),
+        xs,
+        w,
+      );
     },
     RUNS,
   );
   prop(
     t,
     'vjp of expandDims matches finite differences',
-    [shapeArb(0, 3, 3).chain((s) => fc.tuple(arrOfShape(s, range(-2, 2)), fc.integer({ min: -(s.length + 1), max: s.length }))), weightsArb],
+    [
+      shapeArb(0, 3, 3).chain((s) => fc.tuple(arrOfShape(s, range(-2, 2)), fc.integer({ min: -(s.length + 1), max: s.length }))),
+      weightsArb,
+    ],
     ([x, axis], w) => checkVjp(`expandDims ${axis}`, (a) => expandDims(mul(a, a), axis), [x], w),
     RUNS,
   );
   const squeezeArgs = shapeArb(1, 4, 3).chain((s) => {
     const ones = s.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0);
-    return fc.tuple(arrOfShape(s, range(-2, 2)), ones.length ? fc.option(fc.subarray(ones, { minLength: 1 }), { nil: undefined }) : fc.constant(undefined));
+    return fc.tuple(
+      arrOfShape(s, range(-2, 2)),
+      ones.length ? fc.option(fc.subarray(ones, { minLength: 1 }), { nil: undefined }) : fc.constant(undefined),
+    );
   });
-  prop(t, 'vjp of squeeze matches finite differences', [squeezeArgs, weightsArb], ([x, axes], w) => checkVjp(`squeeze ${JSON.stringify(axes)}`, (a) => squeeze(mul(a, a), axes), [x], w), RUNS);
+  prop(
+    t,
+    'vjp of squeeze matches finite differences',
+    [squeezeArgs, weightsArb],
+    ([x, axes], w) => checkVjp(`squeeze ${JSON.stringify(axes)}`, (a) => squeeze(mul(a, a), axes), [x], w),
+    RUNS,
+  );
 });
 
 t.test('matmul', async (t) => {
@@ -365,7 +522,10 @@ t.test('matmul', async (t) => {
   const cases: [string, fc.Arbitrary<[NDArray, NDArray]>][] = [
     ['2-D @ 2-D', fc.tuple(dim, dim, dim).chain(([m, k, n]) => mk([m, k], [k, n]))],
     ['batched 3-D @ 3-D', fc.tuple(dim, dim, dim, dim).chain(([b, m, k, n]) => mk([b, m, k], [b, k, n]))],
-    ['broadcast leading dims [b,1,m,k] @ [c,k,n]', fc.tuple(dim, dim, dim, dim, dim).chain(([b, c, m, k, n]) => mk([b, 1, m, k], [c, k, n]))],
+    [
+      'broadcast leading dims [b,1,m,k] @ [c,k,n]',
+      fc.tuple(dim, dim, dim, dim, dim).chain(([b, c, m, k, n]) => mk([b, 1, m, k], [c, k, n])),
+    ],
     ['2-D @ batched [b,k,n]', fc.tuple(dim, dim, dim, dim).chain(([b, m, k, n]) => mk([m, k], [b, k, n]))],
     ['batched [b,c,m,k] @ 2-D', fc.tuple(dim, dim, dim, dim, dim).chain(([b, c, m, k, n]) => mk([b, c, m, k], [k, n]))],
     ['1-D @ 2-D', fc.tuple(dim, dim).chain(([k, n]) => mk([k], [k, n]))],
@@ -431,7 +591,9 @@ function naiveMatmul(a: NDArray, b: NDArray): { shape: number[]; values: number[
 function expectClose2(y: Tensor, ref: { shape: number[]; values: number[] }, what: string): void {
   expectShape(y, ref.shape, `${what} shape`);
   const v = y.toTyped();
-  for (let i = 0; i < v.length; i++) if (Math.abs(v[i] - ref.values[i]) > 1e-12 * (1 + Math.abs(ref.values[i]))) throw new Error(`${what}: element ${i} is ${v[i]}, expected ${ref.values[i]}`);
+  for (let i = 0; i < v.length; i++)
+    if (Math.abs(v[i] - ref.values[i]) > 1e-12 * (1 + Math.abs(ref.values[i])))
+      throw new Error(`${what}: element ${i} is ${v[i]}, expected ${ref.values[i]}`);
 }
 
 t.test('gathers and sort', async (t) => {
@@ -441,7 +603,9 @@ t.test('gathers and sort', async (t) => {
         const ishape = s.map((d, i) => (i === axis ? m : d));
         return fc.tuple(
           arrOfShape(s, range(-2, 2)),
-          fc.array(fc.integer({ min: 0, max: s[axis] - 1 }), { minLength: sizeOfShape(ishape), maxLength: sizeOfShape(ishape) }).map((v) => fromTyped(Int32Array.from(v), ishape, 'int32')),
+          fc
+            .array(fc.integer({ min: 0, max: s[axis] - 1 }), { minLength: sizeOfShape(ishape), maxLength: sizeOfShape(ishape) })
+            .map((v) => fromTyped(Int32Array.from(v), ishape, 'int32')),
           fc.constant(axis),
         );
       }),
@@ -459,7 +623,9 @@ t.test('gathers and sort', async (t) => {
       shapeArb(0, 2, 3).chain((ishape) =>
         fc.tuple(
           arrOfShape(s, range(-2, 2)),
-          fc.array(fc.integer({ min: 0, max: s[axis] - 1 }), { minLength: sizeOfShape(ishape), maxLength: sizeOfShape(ishape) }).map((v) => fromTyped(Int32Array.from(v), ishape, 'int32')),
+          fc
+            .array(fc.integer({ min: 0, max: s[axis] - 1 }), { minLength: sizeOfShape(ishape), maxLength: sizeOfShape(ishape) })
+            .map((v) => fromTyped(Int32Array.from(v), ishape, 'int32')),
           fc.constant(axis),
         ),
       ),
@@ -479,13 +645,19 @@ t.test('gathers and sort', async (t) => {
       const xv = x.toTyped();
       const iv = idx.toTyped();
       const expected: number[] = [];
-      for (let p = 0; p < pre; p++) for (let j = 0; j < iv.length; j++) for (let q = 0; q < post; q++) expected.push(xv[(p * x.shape[axis] + iv[j]) * post + q]);
+      for (let p = 0; p < pre; p++)
+        for (let j = 0; j < iv.length; j++) for (let q = 0; q < post; q++) expected.push(xv[(p * x.shape[axis] + iv[j]) * post + q]);
       expectExact(y.toTyped(), expected, 'take values');
       checkVjp(`take axis ${axis}`, (a) => take(tanh(a), idx, axis), [x], w);
     },
     RUNS,
   );
-  const sortArgs = shapeArb(1, 3, 4).chain((s) => fc.tuple(arrOfShape(s, (n) => distinctArb(n)), fc.integer({ min: -s.length, max: s.length - 1 })));
+  const sortArgs = shapeArb(1, 3, 4).chain((s) =>
+    fc.tuple(
+      arrOfShape(s, (n) => distinctArb(n)),
+      fc.integer({ min: -s.length, max: s.length - 1 }),
+    ),
+  );
   prop(
     t,
     'sort: rows ascending, vjp matches finite differences',
@@ -495,7 +667,8 @@ t.test('gathers and sort', async (t) => {
       const a = axis < 0 ? axis + x.ndim : axis;
       const moved = transpose(y, [...x.shape.map((_, i) => i).filter((i) => i !== a), a]).toTyped();
       const n = x.shape[a];
-      for (let i = 0; i < moved.length; i++) if (i % n !== 0 && !(moved[i - 1] < moved[i])) throw new Error(`sort: not ascending at ${i}: ${Array.from(moved)}`);
+      for (let i = 0; i < moved.length; i++)
+        if (i % n !== 0 && !(moved[i - 1] < moved[i])) throw new Error(`sort: not ascending at ${i}: ${Array.from(moved)}`);
       checkVjp(`sort axis ${axis}`, (v) => sort(v, axis), [x], w);
     },
     RUNS,
@@ -521,7 +694,10 @@ t.test('integer and bool outputs carry no gradient', async (t) => {
     'comparisons, argmax and argsort contribute exactly zero gradient',
     [arr(1, 3, (n) => distinctArb(n)), weightsArb],
     (x, wv) => {
-      const w = f64(Array.from({ length: x.size }, (_, i) => wv[i % wv.length]), x.shape);
+      const w = f64(
+        Array.from({ length: x.size }, (_, i) => wv[i % wv.length]),
+        x.shape,
+      );
       const viaInts = (a: Tensor): Tensor =>
         add(
           add(sum(mul(w, cast(greater(a, 0), 'float64'))), sum(cast(argsort(a, -1), 'float64'))),
@@ -540,16 +716,28 @@ t.test('integer and bool outputs carry no gradient', async (t) => {
     RUNS,
   );
   t.test('vjp of an integer-valued function returns zero cotangents', async (t) => {
-    const x = array([[0.5, -1, 2], [3, 0.1, -2]], { dtype: 'float64' });
+    const x = array(
+      [
+        [0.5, -1, 2],
+        [3, 0.1, -2],
+      ],
+      { dtype: 'float64' },
+    );
     const [idx, back] = vjp(((a: Tensor) => argmax(a, 1)) as (...args: Tree[]) => Tensor, x);
     t.same((idx as Tensor).toNested(), [2, 0]);
     t.equal((idx as Tensor).dtype, 'int32');
     const [gx] = back(array([1, 1], { dtype: 'int32' })) as Tensor[];
-    t.same(gx.toNested(), [[0, 0, 0], [0, 0, 0]]);
+    t.same(gx.toNested(), [
+      [0, 0, 0],
+      [0, 0, 0],
+    ]);
     const [b, back2] = vjp(((a: Tensor) => less(a, 0)) as (...args: Tree[]) => Tensor, x);
     t.equal((b as Tensor).dtype, 'bool');
     const [g2] = back2(equal(x, x)) as Tensor[];
-    t.same(g2.toNested(), [[0, 0, 0], [0, 0, 0]]);
+    t.same(g2.toNested(), [
+      [0, 0, 0],
+      [0, 0, 0],
+    ]);
   });
 });
 
@@ -562,17 +750,23 @@ t.test('second-order VJPs', async (t) => {
    * differentiable. For each op, G(x) = grad(sum(w1 * f))(x) is checked like a first-order op:
    * grad(sum(w2 * G(x))) against central finite differences of G (float64, random shapes).
    */
-  const arr = (values: (n: number) => fc.Arbitrary<number[]>) => shapeArb(1, 3, 3).chain((s) => values(sizeOfShape(s)).map((v) => f64(v, s)));
+  const arr = (values: (n: number) => fc.Arbitrary<number[]>) =>
+    shapeArb(1, 3, 3).chain((s) => values(sizeOfShape(s)).map((v) => f64(v, s)));
   const range = (lo: number, hi: number) => (n: number) => valuesArb(n, lo, hi);
   const awayFromZero = (n: number) => awayFromZeroArb(n, 0.1, 2);
   const idx = array([0, 0], { dtype: 'int32' });
 
   /** x -> grad of sum(w1 * f(x)) at x. */
-  const firstDerivative = (f: (x: Tensor) => Tensor, w1: readonly number[]) => (x: Tensor): Tensor => {
-    const y = f(x);
-    const w = f64(Array.from({ length: y.size }, (_, i) => w1[i % w1.length]), y.shape);
-    return grad((z: Tensor) => sum(mul(w, f(z))))(x) as Tensor;
-  };
+  const firstDerivative =
+    (f: (x: Tensor) => Tensor, w1: readonly number[]) =>
+    (x: Tensor): Tensor => {
+      const y = f(x);
+      const w = f64(
+        Array.from({ length: y.size }, (_, i) => w1[i % w1.length]),
+        y.shape,
+      );
+      return grad((z: Tensor) => sum(mul(w, f(z))))(x) as Tensor;
+    };
 
   const cases: [string, (x: Tensor) => Tensor, (n: number) => fc.Arbitrary<number[]>][] = [
     ['exp', exp, range(-2, 2)],
@@ -594,8 +788,31 @@ t.test('second-order VJPs', async (t) => {
     ['mean * mean', (x) => mul(mean(x, 0), mean(x)), range(-2, 2)],
     ['sort * x', (x) => mul(sort(x, -1), x), (n) => distinctArb(n, 0.05)],
     ['take ** 2', (x) => mul(take(x, idx, 0), take(x, idx, 0)), range(-2, 2)],
-    ['tanh(m) @ m^T', (x) => { const m = reshape(x, [x.shape[0], -1]); return matmul(tanh(m), matrixTranspose(m)); }, range(-2, 2)],
-    ['pad * pad', (x) => mul(pad(x, x.shape.map(() => 1), x.shape.map(() => 0)), pad(x, x.shape.map(() => 0), x.shape.map(() => 1))), range(-2, 2)],
+    [
+      'tanh(m) @ m^T',
+      (x) => {
+        const m = reshape(x, [x.shape[0], -1]);
+        return matmul(tanh(m), matrixTranspose(m));
+      },
+      range(-2, 2),
+    ],
+    [
+      'pad * pad',
+      (x) =>
+        mul(
+          pad(
+            x,
+            x.shape.map(() => 1),
+            x.shape.map(() => 0),
+          ),
+          pad(
+            x,
+            x.shape.map(() => 0),
+            x.shape.map(() => 1),
+          ),
+        ),
+      range(-2, 2),
+    ],
     ['concatenate * concatenate', (x) => mul(concatenate([x, exp(x)], 0), concatenate([x, x], 0)), range(-2, 2)],
     ['broadcastTo * tanh', (x) => mul(broadcastTo(x, [2, ...x.shape]), tanh(x)), range(-2, 2)],
     ['transpose * transpose', (x) => mul(transpose(x), transpose(exp(x))), range(-2, 2)],

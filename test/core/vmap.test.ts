@@ -74,7 +74,9 @@ const asList = (r: Tensor | Tensor[]): Tensor[] => (Array.isArray(r) ? r : [r]);
 
 /** The reference: f on each batch member (arguments sliced along their in axis), stacked at outAxis. */
 function loopReference(f: Fn, args: readonly Tensor[], inAxes: readonly (number | null)[], size: number, outAxis: number): Tensor[] {
-  const perMember = Array.from({ length: size }, (_, i) => asList(f(...args.map((a, k) => (inAxes[k] === null ? a : indexAxis(a, inAxes[k]!, i))))));
+  const perMember = Array.from({ length: size }, (_, i) =>
+    asList(f(...args.map((a, k) => (inAxes[k] === null ? a : indexAxis(a, inAxes[k]!, i))))),
+  );
   return perMember[0].map((_, j) => {
     const parts = perMember.map((outs) => outs[j]);
     const rank = parts[0].ndim + 1;
@@ -85,7 +87,8 @@ function loopReference(f: Fn, args: readonly Tensor[], inAxes: readonly (number 
 function expectSame(actual: readonly Tensor[], expected: readonly Tensor[], what: string, rtol = RTOL, atol = ATOL): void {
   if (actual.length !== expected.length) throw new Error(`${what}: ${actual.length} outputs, expected ${expected.length}`);
   actual.forEach((a, i) => {
-    if (a.shape.join() !== expected[i].shape.join()) throw new Error(`${what}: output ${i} has shape [${a.shape}], expected [${expected[i].shape}]`);
+    if (a.shape.join() !== expected[i].shape.join())
+      throw new Error(`${what}: output ${i} has shape [${a.shape}], expected [${expected[i].shape}]`);
     if (a.dtype !== expected[i].dtype) throw new Error(`${what}: output ${i} has dtype ${a.dtype}, expected ${expected[i].dtype}`);
     expectClose(a.toTyped(), expected[i].toTyped(), rtol, atol, `${what}: output ${i}`);
   });
@@ -107,7 +110,13 @@ function problemArb(shapes: fc.Arbitrary<Shape[]>, opts: { shared?: boolean; lo?
     fc
       .record({
         size: fc.integer({ min: 1, max: 3 }),
-        axes: fc.tuple(...members.map((s) => (opts.shared === false ? fc.integer({ min: 0, max: s.length }) : fc.option(fc.integer({ min: 0, max: s.length }), { nil: null, freq: 3 })))),
+        axes: fc.tuple(
+          ...members.map((s) =>
+            opts.shared === false
+              ? fc.integer({ min: 0, max: s.length })
+              : fc.option(fc.integer({ min: 0, max: s.length }), { nil: null, freq: 3 }),
+          ),
+        ),
         outAxis: fc.constantFrom(0, -1),
       })
       .chain(({ size, axes, outAxis }) => {
@@ -124,7 +133,13 @@ function problemArb(shapes: fc.Arbitrary<Shape[]>, opts: { shared?: boolean; lo?
   );
 }
 
-function vmapMatchesLoop(t: Test, name: string, f: Fn, shapes: fc.Arbitrary<Shape[]>, opts: { shared?: boolean; lo?: number; hi?: number; runs?: number } = {}): void {
+function vmapMatchesLoop(
+  t: Test,
+  name: string,
+  f: Fn,
+  shapes: fc.Arbitrary<Shape[]>,
+  opts: { shared?: boolean; lo?: number; hi?: number; runs?: number } = {},
+): void {
   prop(
     t,
     name,
@@ -137,7 +152,8 @@ function vmapMatchesLoop(t: Test, name: string, f: Fn, shapes: fc.Arbitrary<Shap
   );
 }
 
-const same = (n: number, rank: [number, number] = [0, 3]): fc.Arbitrary<Shape[]> => shapeArb(rank[0], rank[1]).map((s) => Array.from({ length: n }, () => s));
+const same = (n: number, rank: [number, number] = [0, 3]): fc.Arbitrary<Shape[]> =>
+  shapeArb(rank[0], rank[1]).map((s) => Array.from({ length: n }, () => s));
 const one = (rank: [number, number] = [0, 3]) => same(1, rank);
 
 /** Batched keys: `size` keys from one seed, stacked to uint32[size, 2]. */
@@ -161,8 +177,14 @@ function randomCase(t: Test, name: string, draw: (k: Tensor) => Tensor | Tensor[
 // ----------------------------------------------------------------------------- one case per primitive
 
 type Case = (t: Test) => void;
-const unaryCase = (f: (x: Tensor) => Tensor, lo = -2, hi = 2): Case => (t) => vmapMatchesLoop(t, 'vmap(f) = stacked f(x_i)', f as Fn, one(), { lo, hi });
-const binaryCase = (f: (a: Tensor, b: Tensor) => Tensor, lo = -2, hi = 2): Case => (t) => vmapMatchesLoop(t, 'vmap(f) = stacked f(x_i)', f as Fn, same(2), { lo, hi });
+const unaryCase =
+  (f: (x: Tensor) => Tensor, lo = -2, hi = 2): Case =>
+  (t) =>
+    vmapMatchesLoop(t, 'vmap(f) = stacked f(x_i)', f as Fn, one(), { lo, hi });
+const binaryCase =
+  (f: (a: Tensor, b: Tensor) => Tensor, lo = -2, hi = 2): Case =>
+  (t) =>
+    vmapMatchesLoop(t, 'vmap(f) = stacked f(x_i)', f as Fn, same(2), { lo, hi });
 
 /** Indices for take/scatter: a permutation of each row of y along axis 1. */
 const rows = shapeArb(2, 2, 3).map((s) => [s, s]);
@@ -215,12 +237,26 @@ const primitiveCases: { [P in Primitive]: Case } = {
   },
   transpose: (t) => {
     vmapMatchesLoop(t, 'reversed axes', (x) => transpose(x), one([2, 3]));
-    vmapMatchesLoop(t, 'rotated axes', (x) => transpose(x, x.shape.map((_, i) => (i + 1) % x.ndim)), one([2, 3]));
+    vmapMatchesLoop(
+      t,
+      'rotated axes',
+      (x) =>
+        transpose(
+          x,
+          x.shape.map((_, i) => (i + 1) % x.ndim),
+        ),
+      one([2, 3]),
+    );
   },
   broadcast_to: (t) => {
     vmapMatchesLoop(t, 'a new leading axis', (x) => broadcastTo(x, [2, ...x.shape]), one());
     vmapMatchesLoop(t, 'a scalar member to a shape', (x) => broadcastTo(x, [2, 3]), fc.constant([[]]));
-    vmapMatchesLoop(t, 'size-1 axes expanded', (x) => broadcastTo(x, [3, x.shape[1]]), shapeArb(1, 1).map((s) => [[1, ...s]]));
+    vmapMatchesLoop(
+      t,
+      'size-1 axes expanded',
+      (x) => broadcastTo(x, [3, x.shape[1]]),
+      shapeArb(1, 1).map((s) => [[1, ...s]]),
+    );
   },
   slice: (t) =>
     vmapMatchesLoop(
@@ -252,22 +288,75 @@ const primitiveCases: { [P in Primitive]: Case } = {
   },
   conv: (t) => {
     // x [n, h, w, groups * 2], kernel [2, 2, 2, groups * 2]: a batched input, a batched kernel, or both.
-    const dims = fc.record({ n: fc.integer({ min: 1, max: 2 }), h: fc.integer({ min: 2, max: 4 }), w: fc.integer({ min: 2, max: 4 }), groups: fc.integer({ min: 1, max: 2 }) });
+    const dims = fc.record({
+      n: fc.integer({ min: 1, max: 2 }),
+      h: fc.integer({ min: 2, max: 4 }),
+      w: fc.integer({ min: 2, max: 4 }),
+      groups: fc.integer({ min: 1, max: 2 }),
+    });
     const f = (groups: number) => (x: Tensor, k: Tensor) => convGeneral(x, k, { strides: [1, 2], padding: 'same', groups });
     for (const groups of [1, 2]) {
-      vmapMatchesLoop(t, `conv2d with ${groups} group(s)`, f(groups) as Fn, dims.map(({ n, h, w }) => [[n, h, w, groups * 2], [2, 2, 2, groups * 2]]), { runs: 12 });
+      vmapMatchesLoop(
+        t,
+        `conv2d with ${groups} group(s)`,
+        f(groups) as Fn,
+        dims.map(({ n, h, w }) => [
+          [n, h, w, groups * 2],
+          [2, 2, 2, groups * 2],
+        ]),
+        { runs: 12 },
+      );
     }
   },
   matmul: (t) => {
-    const dims = fc.record({ m: fc.integer({ min: 1, max: 3 }), k: fc.integer({ min: 1, max: 3 }), n: fc.integer({ min: 1, max: 3 }), b: fc.integer({ min: 1, max: 2 }) });
-    vmapMatchesLoop(t, 'matrices (either operand shared, or both batched)', (a, b) => matmul(a, b), dims.map(({ m, k, n }) => [[m, k], [k, n]]));
-    vmapMatchesLoop(t, 'an outer product (contraction of length 1)', (a, b) => matmul(a, b), dims.map(({ m, n }) => [[m, 1], [1, n]]));
-    vmapMatchesLoop(t, 'stacks of matrices', (a, b) => matmul(a, b), dims.map(({ m, k, n, b }) => [[b, m, k], [b, k, n]]));
-    vmapMatchesLoop(t, 'a vector times a matrix', (a, b) => matmul(a, b), dims.map(({ k, n }) => [[k], [k, n]]));
+    const dims = fc.record({
+      m: fc.integer({ min: 1, max: 3 }),
+      k: fc.integer({ min: 1, max: 3 }),
+      n: fc.integer({ min: 1, max: 3 }),
+      b: fc.integer({ min: 1, max: 2 }),
+    });
+    vmapMatchesLoop(
+      t,
+      'matrices (either operand shared, or both batched)',
+      (a, b) => matmul(a, b),
+      dims.map(({ m, k, n }) => [
+        [m, k],
+        [k, n],
+      ]),
+    );
+    vmapMatchesLoop(
+      t,
+      'an outer product (contraction of length 1)',
+      (a, b) => matmul(a, b),
+      dims.map(({ m, n }) => [
+        [m, 1],
+        [1, n],
+      ]),
+    );
+    vmapMatchesLoop(
+      t,
+      'stacks of matrices',
+      (a, b) => matmul(a, b),
+      dims.map(({ m, k, n, b }) => [
+        [b, m, k],
+        [b, k, n],
+      ]),
+    );
+    vmapMatchesLoop(
+      t,
+      'a vector times a matrix',
+      (a, b) => matmul(a, b),
+      dims.map(({ k, n }) => [[k], [k, n]]),
+    );
   },
   take_along_axis: (t) => vmapMatchesLoop(t, 'x picked along axis 1 by argsort(y)', (x, y) => takeAlongAxis(x, argsort(y, 1), 1), rows),
   scatter_add_along_axis: (t) =>
-    vmapMatchesLoop(t, 'u added at argsort(y) along axis 1', (u, y) => bind('scatter_add_along_axis', [u, argsort(y, 1)], { axis: 1, shape: u.shape.slice() })[0], rows),
+    vmapMatchesLoop(
+      t,
+      'u added at argsort(y) along axis 1',
+      (u, y) => bind('scatter_add_along_axis', [u, argsort(y, 1)], { axis: 1, shape: u.shape.slice() })[0],
+      rows,
+    ),
   random_bits: (t) => randomCase(t, 'bits', (k) => random.bits(k, [3])),
   random_split: (t) => randomCase(t, 'split', (k) => random.split(k, 3)),
   random_fold_in: (t) => randomCase(t, 'foldIn', (k) => random.foldIn(k, 7)),
@@ -281,18 +370,40 @@ const primitiveCases: { [P in Primitive]: Case } = {
       const [c, ys] = scan((c: Tensor, x: Tensor): [Tensor, Tensor] => [tanh(add(mul(c, x), w)), mul(c, 2)], c0, xs);
       return [c, ys];
     };
-    vmapMatchesLoop(t, 'a scan with a carry, xs and a closed-over constant', run as Fn, shapeArb(1, 2).chain((s) => fc.integer({ min: 1, max: 3 }).map((len) => [s, [len, ...s], s])));
-    const reversed = (c0: Tensor, xs: Tensor): Tensor[] => asList(scan((c: Tensor, x: Tensor): [Tensor, Tensor] => [add(c, x), c], c0, xs, { reverse: true }) as Tensor[]);
-    vmapMatchesLoop(t, 'a reverse scan', reversed as Fn, shapeArb(1, 2).map((s) => [s, [3, ...s]]));
+    vmapMatchesLoop(
+      t,
+      'a scan with a carry, xs and a closed-over constant',
+      run as Fn,
+      shapeArb(1, 2).chain((s) => fc.integer({ min: 1, max: 3 }).map((len) => [s, [len, ...s], s])),
+    );
+    const reversed = (c0: Tensor, xs: Tensor): Tensor[] =>
+      asList(scan((c: Tensor, x: Tensor): [Tensor, Tensor] => [add(c, x), c], c0, xs, { reverse: true }) as Tensor[]);
+    vmapMatchesLoop(
+      t,
+      'a reverse scan',
+      reversed as Fn,
+      shapeArb(1, 2).map((s) => [s, [3, ...s]]),
+    );
   },
   cond: (t) => {
     // The predicate depends on p (batched or shared); the branches close over c.
-    const f = (p: Tensor, x: Tensor, c: Tensor): Tensor => cond(greater(sum(p), 0), (v: Tensor) => mul(tanh(v), c), (v: Tensor) => sub(v, c), x);
+    const f = (p: Tensor, x: Tensor, c: Tensor): Tensor =>
+      cond(
+        greater(sum(p), 0),
+        (v: Tensor) => mul(tanh(v), c),
+        (v: Tensor) => sub(v, c),
+        x,
+      );
     vmapMatchesLoop(t, 'cond with batched or shared predicate, operand and constant', f as Fn, same(3, [0, 2]));
   },
   while_loop: (t) => {
     // Doubles x until its sum exceeds the bound b: members stop after different iteration counts.
-    const f = (x: Tensor, b: Tensor): Tensor => whileLoop((v: Tensor) => less(sum(abs(v)), add(sum(abs(b)), 4)), (v: Tensor) => add(mul(v, 2), 0.5), x);
+    const f = (x: Tensor, b: Tensor): Tensor =>
+      whileLoop(
+        (v: Tensor) => less(sum(abs(v)), add(sum(abs(b)), 4)),
+        (v: Tensor) => add(mul(v, 2), 0.5),
+        x,
+      );
     vmapMatchesLoop(t, 'whileLoop with a batched or shared condition', f as Fn, same(2, [0, 2]));
   },
   custom_vjp_call: (t) => {
@@ -319,7 +430,11 @@ const clipped = customVjp(
 
 t.test('every primitive has a batching-rule case', async (t) => {
   const names = Object.keys(shapeRules) as Primitive[];
-  t.same(names.filter((p) => !(p in primitiveCases)), [], 'no primitive lacks a case');
+  t.same(
+    names.filter((p) => !(p in primitiveCases)),
+    [],
+    'no primitive lacks a case',
+  );
   for (const p of names) await t.test(p, async (t) => primitiveCases[p](t));
 });
 
@@ -333,9 +448,27 @@ function expectTreeSame(actual: Tree, expected: Tree, what: string, rtol = RTOL,
   expectSame(a, e, what, rtol, atol);
 }
 const treeLeavesOf = (x: Tree): Tensor[] =>
-  x === null || x === undefined || typeof x !== 'object' ? [] : 'shape' in x ? [x as Tensor] : Array.isArray(x) ? x.flatMap(treeLeavesOf) : Object.keys(x).sort().flatMap((k) => treeLeavesOf((x as Record<string, Tree>)[k]));
+  x === null || x === undefined || typeof x !== 'object'
+    ? []
+    : 'shape' in x
+      ? [x as Tensor]
+      : Array.isArray(x)
+        ? x.flatMap(treeLeavesOf)
+        : Object.keys(x)
+            .sort()
+            .flatMap((k) => treeLeavesOf((x as Record<string, Tree>)[k]));
 const structure = (x: Tree): unknown =>
-  x === null || x === undefined || typeof x !== 'object' ? x : 'shape' in x ? '*' : Array.isArray(x) ? x.map(structure) : Object.fromEntries(Object.keys(x).sort().map((k) => [k, structure((x as Record<string, Tree>)[k])]));
+  x === null || x === undefined || typeof x !== 'object'
+    ? x
+    : 'shape' in x
+      ? '*'
+      : Array.isArray(x)
+        ? x.map(structure)
+        : Object.fromEntries(
+            Object.keys(x)
+              .sort()
+              .map((k) => [k, structure((x as Record<string, Tree>)[k])]),
+          );
 
 type Params = { W1: Tensor; b1: Tensor; W2: Tensor; b2: Tensor };
 /** A two-layer tanh MLP's squared error on one example (x: [4], y: [3]). */
@@ -344,13 +477,11 @@ const mlpLoss = (p: Params, x: Tensor, y: Tensor): Tensor => {
   const out = add(matmul(h, p.W2), p.b2);
   return sum(mul(sub(out, y), sub(out, y)));
 };
-const mlpArb = fc
-  .record({ size: fc.integer({ min: 1, max: 5 }), seed: fc.integer({ min: 0, max: 1000 }) })
-  .map(({ size, seed }) => {
-    const k = random.split(random.key(seed), 6);
-    const n = (i: number, shape: number[]): NDArray => random.normal(k[i], shape, { dtype: 'float64' }) as NDArray;
-    return { params: { W1: n(0, [4, 5]), b1: n(1, [5]), W2: n(2, [5, 3]), b2: n(3, [3]) }, xs: n(4, [size, 4]), ys: n(5, [size, 3]), size };
-  });
+const mlpArb = fc.record({ size: fc.integer({ min: 1, max: 5 }), seed: fc.integer({ min: 0, max: 1000 }) }).map(({ size, seed }) => {
+  const k = random.split(random.key(seed), 6);
+  const n = (i: number, shape: number[]): NDArray => random.normal(k[i], shape, { dtype: 'float64' }) as NDArray;
+  return { params: { W1: n(0, [4, 5]), b1: n(1, [5]), W2: n(2, [5, 3]), b2: n(3, [3]) }, xs: n(4, [size, 4]), ys: n(5, [size, 3]), size };
+});
 const perExampleLoop = (params: Params, xs: Tensor, ys: Tensor): Params[] =>
   Array.from({ length: xs.shape[0] }, (_, i) => grad(mlpLoss)(params, indexAxis(xs, 0, i), indexAxis(ys, 0, i)) as Params);
 const stackTrees = (trees: Params[]): Params => ({
@@ -362,33 +493,74 @@ const stackTrees = (trees: Params[]): Params => ({
 
 t.test('vmap composes with grad, jit, scan and itself', async (t) => {
   const perExample = vmap(grad(mlpLoss), { inAxes: [null, 0, 0] });
-  prop(t, 'vmap(grad(f)) equals per-example gradients computed one by one', [mlpArb], ({ params, xs, ys }) => {
-    expectTreeSame(perExample(params, xs, ys) as Tree, stackTrees(perExampleLoop(params, xs, ys)), 'per-example grads');
-  }, 10);
+  prop(
+    t,
+    'vmap(grad(f)) equals per-example gradients computed one by one',
+    [mlpArb],
+    ({ params, xs, ys }) => {
+      expectTreeSame(perExample(params, xs, ys) as Tree, stackTrees(perExampleLoop(params, xs, ys)), 'per-example grads');
+    },
+    10,
+  );
   const jitted = jit(perExample);
-  prop(t, 'jit(vmap(grad(f))) equals the same loop', [mlpArb], ({ params, xs, ys }) => {
-    expectTreeSame(jitted(params, xs, ys) as Tree, stackTrees(perExampleLoop(params, xs, ys)), 'jitted per-example grads', 1e-10, 1e-12);
-  }, 10);
-  prop(t, 'grad(sum of vmap(f)) equals the sum of per-example gradients', [mlpArb], ({ params, xs, ys }) => {
-    const total = grad((p: Params) => sum(vmap(mlpLoss, { inAxes: [null, 0, 0] })(p, xs, ys)))(params) as Params;
-    const loop = perExampleLoop(params, xs, ys);
-    const summed = { W1: sum(stack(loop.map((g) => g.W1)), 0), b1: sum(stack(loop.map((g) => g.b1)), 0), W2: sum(stack(loop.map((g) => g.W2)), 0), b2: sum(stack(loop.map((g) => g.b2)), 0) };
-    expectTreeSame(total, summed, 'grad of vmap', 1e-10, 1e-12);
-  }, 10);
-  prop(t, 'vmap(jit(f)) equals vmap(f)', [mlpArb], ({ params, xs, ys }) => {
-    const f = jit(mlpLoss);
-    expectSame([vmap(f, { inAxes: [null, 0, 0] })(params, xs, ys)], [vmap(mlpLoss, { inAxes: [null, 0, 0] })(params, xs, ys)], 'vmap of jit');
-  }, 5);
+  prop(
+    t,
+    'jit(vmap(grad(f))) equals the same loop',
+    [mlpArb],
+    ({ params, xs, ys }) => {
+      expectTreeSame(jitted(params, xs, ys) as Tree, stackTrees(perExampleLoop(params, xs, ys)), 'jitted per-example grads', 1e-10, 1e-12);
+    },
+    10,
+  );
+  prop(
+    t,
+    'grad(sum of vmap(f)) equals the sum of per-example gradients',
+    [mlpArb],
+    ({ params, xs, ys }) => {
+      const total = grad((p: Params) => sum(vmap(mlpLoss, { inAxes: [null, 0, 0] })(p, xs, ys)))(params) as Params;
+      const loop = perExampleLoop(params, xs, ys);
+      const summed = {
+        W1: sum(stack(loop.map((g) => g.W1)), 0),
+        b1: sum(stack(loop.map((g) => g.b1)), 0),
+        W2: sum(stack(loop.map((g) => g.W2)), 0),
+        b2: sum(stack(loop.map((g) => g.b2)), 0),
+      };
+      expectTreeSame(total, summed, 'grad of vmap', 1e-10, 1e-12);
+    },
+    10,
+  );
+  prop(
+    t,
+    'vmap(jit(f)) equals vmap(f)',
+    [mlpArb],
+    ({ params, xs, ys }) => {
+      const f = jit(mlpLoss);
+      expectSame(
+        [vmap(f, { inAxes: [null, 0, 0] })(params, xs, ys)],
+        [vmap(mlpLoss, { inAxes: [null, 0, 0] })(params, xs, ys)],
+        'vmap of jit',
+      );
+    },
+    5,
+  );
 
   const pairwise = (x: Tensor, y: Tensor): Tensor => sum(mul(tanh(x), exp(y)));
   prop(
     t,
     'vmap(vmap(f)) equals a double loop (outer axis 1 of x, inner axis 0)',
-    [fc.record({ a: fc.integer({ min: 1, max: 3 }), b: fc.integer({ min: 1, max: 3 }), n: fc.integer({ min: 1, max: 3 }) }).chain(({ a, b, n }) => fc.tuple(arrArb([b, a, n]), arrArb([b, n])))],
+    [
+      fc
+        .record({ a: fc.integer({ min: 1, max: 3 }), b: fc.integer({ min: 1, max: 3 }), n: fc.integer({ min: 1, max: 3 }) })
+        .chain(({ a, b, n }) => fc.tuple(arrArb([b, a, n]), arrArb([b, n]))),
+    ],
     ([xs, ys]) => {
       // x: [b, a, n] batched over a (outer, axis 1) then b (inner, axis 0); y: [b, n] shared by the outer batch.
       const got = vmap(vmap(pairwise), { inAxes: [1, null] })(xs, ys);
-      const want = stack(Array.from({ length: xs.shape[1] }, (_, i) => stack(Array.from({ length: xs.shape[0] }, (_, j) => pairwise(indexAxis(indexAxis(xs, 1, i), 0, j), indexAxis(ys, 0, j))))));
+      const want = stack(
+        Array.from({ length: xs.shape[1] }, (_, i) =>
+          stack(Array.from({ length: xs.shape[0] }, (_, j) => pairwise(indexAxis(indexAxis(xs, 1, i), 0, j), indexAxis(ys, 0, j)))),
+        ),
+      );
       expectSame([got], [want], 'vmap of vmap');
     },
     15,
@@ -397,11 +569,16 @@ t.test('vmap composes with grad, jit, scan and itself', async (t) => {
   await t.test('vmap inside a scan body, and per-example gradients through a scan', async (t) => {
     const xs = f64([0.1, -0.3, 0.5, 0.7, -1.1, 0.2, 0.3, 0.9, -0.4, 0.6, 0.8, -0.2], [3, 2, 2]);
     const w = f64([0.5, -0.25], [2]);
-    const [final] = scan((c: Tensor, x: Tensor): [Tensor, Tensor] => [vmap((ci: Tensor, xi: Tensor) => tanh(add(mul(ci, xi), w)))(c, x), c], f64([0, 0, 0, 0], [2, 2]), xs);
+    const [final] = scan(
+      (c: Tensor, x: Tensor): [Tensor, Tensor] => [vmap((ci: Tensor, xi: Tensor) => tanh(add(mul(ci, xi), w)))(c, x), c],
+      f64([0, 0, 0, 0], [2, 2]),
+      xs,
+    );
     let c = f64([0, 0, 0, 0], [2, 2]);
     for (let i = 0; i < 3; i++) c = tanh(add(mul(c, indexAxis(xs, 0, i)), w)) as NDArray;
     expectSame([final as Tensor], [c], 'scan of vmap');
-    const loss = (w: Tensor, x: Tensor): Tensor => sum(scan((c: Tensor, xi: Tensor): [Tensor, Tensor] => [tanh(add(mul(c, xi), w)), c], mul(w, 0), x)[0] as Tensor);
+    const loss = (w: Tensor, x: Tensor): Tensor =>
+      sum(scan((c: Tensor, xi: Tensor): [Tensor, Tensor] => [tanh(add(mul(c, xi), w)), c], mul(w, 0), x)[0] as Tensor);
     const batch = f64([0.1, -0.3, 0.5, 0.7, -1.1, 0.2, 0.3, 0.9, -0.4, 0.6, 0.8, -0.2], [2, 3, 2]);
     const per = vmap(grad(loss), { inAxes: [null, 0] })(w, batch);
     const want = stack([0, 1].map((i) => grad(loss)(w, indexAxis(batch, 0, i)) as Tensor));
@@ -417,20 +594,40 @@ t.test('vmap over pytrees', async (t) => {
   const out = vmap(f, { inAxes: [{ a: 1, b: [0, null] }], outAxes: { s: 0, t: null, pair: [-1, null] } })(p);
   t.same(out.s.toNested(), [1 + 4 + 1, 2 + 5 + 2, 3 + 6 + 3], 'column sums of a plus b[0]');
   t.same(out.t.toNested(), [14, 16, 18], 'a shared output with outAxes null keeps its shape');
-  t.same(out.pair[0].toNested(), [[1, 2, 3], [4, 5, 6]], 'outAxes -1 puts the batch last (here: back where it came from)');
+  t.same(
+    out.pair[0].toNested(),
+    [
+      [1, 2, 3],
+      [4, 5, 6],
+    ],
+    'outAxes -1 puts the batch last (here: back where it came from)',
+  );
   t.equal(out.pair[1], 5, 'static leaves pass through');
 });
 
 t.test('vmap errors name vmap and say what was expected', async (t) => {
-  const x = array([[1, 2], [3, 4], [5, 6]]);
+  const x = array([
+    [1, 2],
+    [3, 4],
+    [5, 6],
+  ]);
   const y = array([1, 2]);
-  t.match(thrown(() => vmap(add)(x, y))?.message, /vmap: mismatched batch sizes: argument leaf 0 \(f32\[3, 2\]|vmap: mismatched batch sizes/);
+  t.match(
+    thrown(() => vmap(add)(x, y))?.message,
+    /vmap: mismatched batch sizes: argument leaf 0 \(f32\[3, 2\]|vmap: mismatched batch sizes/,
+  );
   t.match(thrown(() => vmap(add)(x, y))?.message, /has 3 but argument leaf 1 .* has 2/);
   t.match(thrown(() => vmap(add, { inAxes: [2, null] })(x, y))?.message, /vmap: inAxes .* axis 2 is out of range for an array of rank 1/);
   t.match(thrown(() => vmap(add, { inAxes: [0] })(x, y))?.message, /vmap: inAxes has 1 entries for 2 argument\(s\)/);
   t.match(thrown(() => vmap(add, { inAxes: [null, null] })(x, y))?.message, /vmap: no argument is batched/);
-  t.match(thrown(() => vmap((a: Tensor) => a, { outAxes: null })(x))?.message, /vmap: outAxes is null for output leaf 0 .* differs across the batch/);
+  t.match(
+    thrown(() => vmap((a: Tensor) => a, { outAxes: null })(x))?.message,
+    /vmap: outAxes is null for output leaf 0 .* differs across the batch/,
+  );
   t.match(thrown(() => vmap((a: Tensor) => a, { outAxes: 3 })(x))?.message, /vmap: outAxes .* axis 3 is out of range/);
-  t.match(thrown(() => vmap((p: { a: Tensor }) => p.a, { inAxes: [{ b: 0 }] })({ a: x }))?.message, /vmap: inAxes spec at arguments\[0\] names 'b'/);
+  t.match(
+    thrown(() => vmap((p: { a: Tensor }) => p.a, { inAxes: [{ b: 0 }] })({ a: x }))?.message,
+    /vmap: inAxes spec at arguments\[0\] names 'b'/,
+  );
   t.match(thrown(() => vmap((a: Tensor) => a.item())(x))?.message, /vmap: cannot read the values of a batched array/);
 });

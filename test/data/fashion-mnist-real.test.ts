@@ -145,15 +145,19 @@ function officialFromDebian(file: MnistLikeFile): Uint8Array {
   return out;
 }
 
-t.test('Debian rewrites the gzip headers; the content and the official archives are recoverable', { skip: !debian && 'Debian package not installed' }, async (t) => {
-  for (const f of MNIST_LIKE_FILES) {
-    const deb = readFileSync(join(DEBIAN_FASHION_MNIST_DIR, `${f}.gz`));
-    t.not(hex('sha256', deb), FASHION_MNIST.hashes[f].archive, `${f}.gz: Debian's archive is not byte-identical to the official one`);
-    const official = officialFromDebian(f);
-    t.equal(hex('sha256', official), FASHION_MNIST.hashes[f].archive, `${f}.gz rebuilt: sha256 is Keras' published hash`);
-    t.equal(hex('md5', official), ZALANDO_MD5[f], `${f}.gz rebuilt: MD5 is Zalando's published hash`);
-  }
-});
+t.test(
+  'Debian rewrites the gzip headers; the content and the official archives are recoverable',
+  { skip: !debian && 'Debian package not installed' },
+  async (t) => {
+    for (const f of MNIST_LIKE_FILES) {
+      const deb = readFileSync(join(DEBIAN_FASHION_MNIST_DIR, `${f}.gz`));
+      t.not(hex('sha256', deb), FASHION_MNIST.hashes[f].archive, `${f}.gz: Debian's archive is not byte-identical to the official one`);
+      const official = officialFromDebian(f);
+      t.equal(hex('sha256', official), FASHION_MNIST.hashes[f].archive, `${f}.gz rebuilt: sha256 is Keras' published hash`);
+      t.equal(hex('md5', official), ZALANDO_MD5[f], `${f}.gz rebuilt: MD5 is Zalando's published hash`);
+    }
+  },
+);
 
 t.test('the download path with the real archives and hashes', { skip: !debian && 'Debian package not installed' }, async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'spiketrace-fmnist-dl-'));
@@ -189,6 +193,9 @@ t.test('the download path with the real archives and hashes', { skip: !debian &&
     const body = new Uint8Array(readFileSync(join(DEBIAN_FASHION_MNIST_DIR, f)));
     return { ok: true, status: 200, arrayBuffer: async () => body.buffer };
   };
-  await t.rejects(loadFashionMnistRaw({ cacheDir: cacheDir2, systemDirs: [], fetchImpl: debFetch }), { name: 'ChecksumError', code: 'checksum' });
+  await t.rejects(loadFashionMnistRaw({ cacheDir: cacheDir2, systemDirs: [], fetchImpl: debFetch }), {
+    name: 'ChecksumError',
+    code: 'checksum',
+  });
   t.notOk(existsSync(cacheDir2), 'nothing written, not even the directory');
 });

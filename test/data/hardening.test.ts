@@ -47,7 +47,10 @@ t.test('a gzip bomb named like a labels file stops at the published labels size'
     error = e;
   }
   t.ok(error instanceof IdxFormatError && error.code === 'bad-gzip', `a bad-gzip IdxFormatError (got ${String(error)})`);
-  t.match(String((error as Error).message), /inflates to more than 60068 bytes, the most an IDX file within the 60000-byte data limit can have/);
+  t.match(
+    String((error as Error).message),
+    /inflates to more than 60068 bytes, the most an IDX file within the 60000-byte data limit can have/,
+  );
   t.ok(process.memoryUsage().arrayBuffers - before < 32 * 2 ** 20, 'far less than the 64 MB it would inflate to was held');
   // The same file with { verify: false } (other files of this layout) falls back to the generic cap and parses.
   t.throws(() => loadMnistLikeRawSync(FASHION_MNIST, { dir, download: false, verify: false }), /has 3 images but .* has 67108864 labels/);
@@ -55,12 +58,25 @@ t.test('a gzip bomb named like a labels file stops at the published labels size'
 
 t.test('parseIdx / gunzipIfNeeded check their arguments', async (t) => {
   const ok = encodeIdx({ dtype: 'uint8', shape: [2], data: Uint8Array.of(1, 2) });
-  t.throws(() => parseIdx('0000' as never, 'x'), /parseIdx: bytes must be a Uint8Array \(a Node Buffer is one, e.g. from readFileSync\), got the string "0000"/);
+  t.throws(
+    () => parseIdx('0000' as never, 'x'),
+    /parseIdx: bytes must be a Uint8Array \(a Node Buffer is one, e.g. from readFileSync\), got the string "0000"/,
+  );
   t.throws(() => parseIdx([0, 0, 8, 1] as never, 'x'), /parseIdx: bytes must be a Uint8Array .*, got Array/);
-  t.throws(() => parseIdx(ok, 'x', { maxDataBytes: NaN }), /parseIdx: option maxDataBytes must be a non-negative integer number of bytes \(default 2147483648\), got NaN/);
+  t.throws(
+    () => parseIdx(ok, 'x', { maxDataBytes: NaN }),
+    /parseIdx: option maxDataBytes must be a non-negative integer number of bytes \(default 2147483648\), got NaN/,
+  );
   t.throws(() => parseIdx(ok, 'x', { maxDataBytes: -1 }), /option maxDataBytes must be a non-negative integer .*, got -1/);
-  t.throws(() => gunzipIfNeeded(ok, 'x', { maxDataBytes: 1.5 }), /gunzipIfNeeded: option maxDataBytes must be a non-negative integer .*, got 1.5/);
-  t.throws(() => parseIdx(ok, 'x', { maxDataBytes: 1 }), /dimensions \[2\] of uint8 mean 2 bytes of data, more than the limit of 1 bytes/, 'a real limit still applies');
+  t.throws(
+    () => gunzipIfNeeded(ok, 'x', { maxDataBytes: 1.5 }),
+    /gunzipIfNeeded: option maxDataBytes must be a non-negative integer .*, got 1.5/,
+  );
+  t.throws(
+    () => parseIdx(ok, 'x', { maxDataBytes: 1 }),
+    /dimensions \[2\] of uint8 mean 2 bytes of data, more than the limit of 1 bytes/,
+    'a real limit still applies',
+  );
   t.same(Array.from(parseIdx(ok, 'x', { maxDataBytes: 2 }).data), [1, 2]);
 });
 
@@ -80,7 +96,10 @@ t.test('loadFashionMnist checks limit before loading anything', async (t) => {
   }
   const dir = join(root, 'small');
   writeSmall(dir);
-  const error = await loadFashionMnist({ dir, download: false, limit: { train: 2 } }).then(() => null, (e: unknown) => e);
+  const error = await loadFashionMnist({ dir, download: false, limit: { train: 2 } }).then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.ok(error instanceof DatasetError && error.code === 'checksum', `a valid limit gets as far as the checksum (got ${String(error)})`);
 });
 
@@ -92,7 +111,13 @@ t.test('an unreadable dataset file is a DatasetError naming the path and the rea
   const original = fs.readFileSync;
   // Running as root, chmod 000 would not stop a read: Node's own EACCES error is injected instead.
   fs.readFileSync = ((path: unknown, ...rest: unknown[]) => {
-    if (path === target) throw Object.assign(new Error(`EACCES: permission denied, open '${target}'`), { code: 'EACCES', errno: -13, syscall: 'open', path: target });
+    if (path === target)
+      throw Object.assign(new Error(`EACCES: permission denied, open '${target}'`), {
+        code: 'EACCES',
+        errno: -13,
+        syscall: 'open',
+        path: target,
+      });
     return (original as (...a: unknown[]) => unknown)(path, ...rest);
   }) as typeof fs.readFileSync;
   try {

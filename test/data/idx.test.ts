@@ -73,10 +73,7 @@ t.test('hand-written fixtures decode to the values the spec says', async (t) => 
 });
 
 t.test('encodeIdx writes exactly the spec bytes', async (t) => {
-  t.same(
-    [...encodeIdx({ dtype: 'int16', shape: [2], data: Int16Array.of(-2, 258) })],
-    [0, 0, 0x0b, 1, 0, 0, 0, 2, 0xff, 0xfe, 0x01, 0x02],
-  );
+  t.same([...encodeIdx({ dtype: 'int16', shape: [2], data: Int16Array.of(-2, 258) })], [0, 0, 0x0b, 1, 0, 0, 0, 2, 0xff, 0xfe, 0x01, 0x02]);
   t.same(
     [...encodeIdx({ dtype: 'float32', shape: [1, 1], data: Float32Array.of(1.5) })],
     [0, 0, 0x0d, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0x3f, 0xc0, 0, 0],
@@ -102,10 +99,7 @@ t.test('encodeIdx rejects inconsistent arrays', async (t) => {
   t.throws(() => encodeIdx({ dtype: 'uint8', shape: [2, 2], data: new Uint8Array(3) }), RangeError);
   t.throws(() => encodeIdx({ dtype: 'uint8', shape: [], data: new Uint8Array(1) }), RangeError);
   t.throws(() => encodeIdx({ dtype: 'uint8', shape: [1.5], data: new Uint8Array(1) }), RangeError);
-  t.throws(
-    () => encodeIdx({ dtype: 'int16', shape: [1], data: new Uint8Array(1) } as unknown as IdxArray),
-    TypeError,
-  );
+  t.throws(() => encodeIdx({ dtype: 'int16', shape: [1], data: new Uint8Array(1) } as unknown as IdxArray), TypeError);
 });
 
 // ------------------------------------------------------------------ round trips
@@ -226,17 +220,31 @@ t.test('bad gzip: corrupt, truncated, or inflating past the limit', async (t) =>
   mentions(t, msg, 'cut.gz', `${cut.length} bytes`);
 
   const garbage = bytes(0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0xff);
-  mentions(t, idxError(t, () => parseIdx(garbage, 'garbage.gz'), 'bad-gzip'), 'garbage.gz', '14 bytes');
+  mentions(
+    t,
+    idxError(t, () => parseIdx(garbage, 'garbage.gz'), 'bad-gzip'),
+    'garbage.gz',
+    '14 bytes',
+  );
 
   // A flipped bit in the stored CRC: the deflate data is fine, the check is not.
   const crc = Uint8Array.from(good);
   crc[crc.length - 6] ^= 0x01;
-  mentions(t, idxError(t, () => parseIdx(crc, 'crc.gz'), 'bad-gzip'), 'crc.gz');
+  mentions(
+    t,
+    idxError(t, () => parseIdx(crc, 'crc.gz'), 'bad-gzip'),
+    'crc.gz',
+  );
 
   // 1 MB of zeros gzips to ~1 KB; with a 100-byte data limit it must not inflate fully.
   const bomb = gzipSync(new Uint8Array(1 << 20));
   const limit = 4 + 4 * MAX_IDX_DIMS + 100;
-  mentions(t, idxError(t, () => parseIdx(bomb, 'bomb.gz', { maxDataBytes: 100 }), 'bad-gzip'), 'bomb.gz', String(limit));
+  mentions(
+    t,
+    idxError(t, () => parseIdx(bomb, 'bomb.gz', { maxDataBytes: 100 }), 'bad-gzip'),
+    'bomb.gz',
+    String(limit),
+  );
 });
 
 // ------------------------------------------------------------------ fuzz

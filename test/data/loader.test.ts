@@ -22,13 +22,7 @@ import {
   loadMnistRaw,
   normalizeImages,
 } from '../../data/raw/fashion-mnist.js';
-import {
-  loadMnistLikeRaw,
-  MNIST_LIKE_FILES,
-  type FetchLike,
-  type MnistLikeFile,
-  type MnistLikeSpec,
-} from '../../data/raw/mnist-like.js';
+import { loadMnistLikeRaw, MNIST_LIKE_FILES, type FetchLike, type MnistLikeFile, type MnistLikeSpec } from '../../data/raw/mnist-like.js';
 
 // ------------------------------------------------------------------ fixtures
 
@@ -154,7 +148,10 @@ t.test('search order: dir, then env, Keras cache, system dir, download cache', a
   );
   // Every place is a numbered line, in search order.
   const order = [1, 2, 3, 4, 5].map((i) => msg.indexOf(`\n  ${i}. `));
-  t.ok(order.every((p, i) => p > 0 && (i === 0 || p > order[i - 1])), 'five numbered places, in order');
+  t.ok(
+    order.every((p, i) => p > 0 && (i === 0 || p > order[i - 1])),
+    'five numbered places, in order',
+  );
   t.ok(msg.indexOf('FASHION_MNIST_DIR: not set') < msg.indexOf(kerasDir), 'env listed before Keras');
   t.ok(msg.indexOf(kerasDir) < msg.indexOf(sysDir) && msg.indexOf(sysDir) < msg.indexOf(cacheDir), 'Keras, system, cache order');
 });
@@ -252,7 +249,9 @@ t.test('images and labels of the wrong layout are rejected with the file and the
   const base = synthetic(5, 2);
   const variant = (over: Partial<Record<MnistLikeFile, Uint8Array>>) => writeDataset(freshDir('bad'), { ...base, ...over });
 
-  const wrongSize = variant({ 'train-images-idx3-ubyte': encodeIdx({ dtype: 'uint8', shape: [5, 27, 28], data: new Uint8Array(5 * 27 * 28) }) });
+  const wrongSize = variant({
+    'train-images-idx3-ubyte': encodeIdx({ dtype: 'uint8', shape: [5, 27, 28], data: new Uint8Array(5 * 27 * 28) }),
+  });
   const e1 = await rejectsWith(t, loadFashionMnistRaw({ dir: wrongSize, verify: false }), DatasetError, 'bad-shape');
   mentions(t, e1?.message ?? '', join(wrongSize, 'train-images-idx3-ubyte.gz'), '(N, 28, 28)', '(5, 27, 28)');
 
@@ -270,7 +269,14 @@ t.test('images and labels of the wrong layout are rejected with the file and the
 
   const fewer = variant({ 't10k-labels-idx1-ubyte': encodeIdx({ dtype: 'uint8', shape: [3], data: new Uint8Array(3) }) });
   const e5 = await rejectsWith(t, loadFashionMnistRaw({ dir: fewer, verify: false }), DatasetError, 'count-mismatch');
-  mentions(t, e5?.message ?? '', join(fewer, 't10k-images-idx3-ubyte.gz'), join(fewer, 't10k-labels-idx1-ubyte.gz'), '2 images', '3 labels');
+  mentions(
+    t,
+    e5?.message ?? '',
+    join(fewer, 't10k-images-idx3-ubyte.gz'),
+    join(fewer, 't10k-labels-idx1-ubyte.gz'),
+    '2 images',
+    '3 labels',
+  );
 
   const truncated = variant({ 'train-labels-idx1-ubyte': base['train-labels-idx1-ubyte'].subarray(0, 10) });
   const e6 = await rejectsWith(t, loadFashionMnistRaw({ dir: truncated, verify: false }), IdxFormatError);
@@ -287,7 +293,14 @@ t.test('by default each file must have the published content hash, whatever its 
     t.equal(err?.file, join(dir, name));
     t.equal(err?.expected, FASHION_MNIST.hashes['train-images-idx3-ubyte'].content);
     t.equal(err?.actual, expectedActual, 'hash of the decompressed bytes, not of the .gz');
-    mentions(t, err?.message ?? '', join(dir, name), FASHION_MNIST.hashes['train-images-idx3-ubyte'].content, expectedActual, 'verify: false');
+    mentions(
+      t,
+      err?.message ?? '',
+      join(dir, name),
+      FASHION_MNIST.hashes['train-images-idx3-ubyte'].content,
+      expectedActual,
+      'verify: false',
+    );
   }
 });
 
@@ -338,7 +351,9 @@ function syntheticServer(nTrain: number, nTest: number) {
     beforeEach?.(url);
     const o = override.get(url);
     if (o === 'network-error') {
-      throw new TypeError('fetch failed', { cause: Object.assign(new Error('getaddrinfo ENOTFOUND datasets.example.invalid'), { code: 'ENOTFOUND' }) });
+      throw new TypeError('fetch failed', {
+        cause: Object.assign(new Error('getaddrinfo ENOTFOUND datasets.example.invalid'), { code: 'ENOTFOUND' }),
+      });
     }
     const body = o ?? served.get(url);
     if (body === undefined) return { ok: false, status: 404, statusText: 'Not Found', arrayBuffer: async () => new ArrayBuffer(0) };
@@ -379,8 +394,16 @@ t.test('download: verified files land whole in the cache and are loaded; a secon
   });
   const ds = await loadMnistLikeRaw(srv.spec, { cacheDir, fetchImpl: srv.fetchImpl });
   t.same([ds.origin, ds.source, ds.train.count, ds.test.count], ['download', cacheDir, 3, 2]);
-  t.same(srv.calls, MNIST_LIKE_FILES.map((f) => `${srv.spec.baseUrl}${f}.gz`), 'fetched each file once, from baseUrl');
-  t.same(snapshots.map((s) => s.length), [0, 1, 2, 3], 'files appear one by one');
+  t.same(
+    srv.calls,
+    MNIST_LIKE_FILES.map((f) => `${srv.spec.baseUrl}${f}.gz`),
+    'fetched each file once, from baseUrl',
+  );
+  t.same(
+    snapshots.map((s) => s.length),
+    [0, 1, 2, 3],
+    'files appear one by one',
+  );
   t.same(listDir(cacheDir), MNIST_LIKE_FILES.map((f) => `${f}.gz`).sort(), 'only the four files, no leftovers');
   t.same([...ds.train.labels], [0, 1, 2]);
 

@@ -43,7 +43,9 @@ async function browserTests(t: Test): Promise<void> {
 
   // The reference: the same training in this Node process, on the files the page fetches.
   const LIMIT = 256;
-  const files = Object.fromEntries(DATA_FILES.map((f) => [f, new Uint8Array(readFileSync(join(out, 'data', f)))])) as Parameters<typeof demoData>[0];
+  const files = Object.fromEntries(DATA_FILES.map((f) => [f, new Uint8Array(readFileSync(join(out, 'data', f)))])) as Parameters<
+    typeof demoData
+  >[0];
   const { train, test } = demoData(files);
   const node = await trainDemo(train, { limit: LIMIT, epochs: 1 });
   const nodeAccuracy = spiking.spikeStats(node.model, node.vars, test.sequences, { labels: test.labels, dt: 0.01 }).accuracy;
@@ -112,7 +114,11 @@ async function browserTests(t: Test): Promise<void> {
         return page.close();
       });
       const r = await trainIn(page, 'cpu');
-      t.same(r.env, { crossOriginIsolated: c.isolation, sharedMemory: c.sharedMemory, codeGeneration: c.codeGeneration }, 'the page environment');
+      t.same(
+        r.env,
+        { crossOriginIsolated: c.isolation, sharedMemory: c.sharedMemory, codeGeneration: c.codeGeneration },
+        'the page environment',
+      );
       t.equal(r.backend, 'cpu');
       t.same(r.losses, node.losses, 'every step loss, bit for bit');
       t.equal(r.accuracy, nodeAccuracy, 'test accuracy at dt 0.01');

@@ -14,10 +14,7 @@ import {
   type Figure,
 } from '../../examples/lib/figures.js';
 
-const CLASS_NAMES = [
-  'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-  'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
-];
+const CLASS_NAMES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 const S = 28;
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
@@ -115,14 +112,38 @@ t.test('pngSize reads IHDR and rejects non-PNGs', async (t) => {
 t.test('spikeHistogram matches an independent count', async (t) => {
   const rnd = rng(3);
   const ints = Float32Array.from({ length: 5000 }, () => Math.floor(-Math.log(1 - rnd()) * 1.3));
-  t.same(spikeHistogram(ints).map((b) => b.count), countBins(ints), 'integer counts');
+  t.same(
+    spikeHistogram(ints).map((b) => b.count),
+    countBins(ints),
+    'integer counts',
+  );
   const fractional = Float32Array.from({ length: 3000 }, () => rnd() * 4.2);
   const bins = spikeHistogram(fractional);
-  t.same(bins.map((b) => b.count), countBins(fractional), 'fractional rates');
-  t.equal(bins.reduce((a, b) => a + b.count, 0), fractional.length, 'every value counted');
-  t.same(bins.map((b) => [b.lo, b.k, b.hi]), bins.map((_, k) => [k - 0.5, k, k + 0.5]), 'edges at k +- 0.5');
-  t.same(spikeHistogram(new Float32Array([0, 1, 1, 3, 0.5, 0.49])).map((b) => b.count), [2, 3, 0, 1], 'half-open bins');
-  t.same(spikeHistogram(new Float32Array(4)).map((b) => b.count), [4], 'all zeros');
+  t.same(
+    bins.map((b) => b.count),
+    countBins(fractional),
+    'fractional rates',
+  );
+  t.equal(
+    bins.reduce((a, b) => a + b.count, 0),
+    fractional.length,
+    'every value counted',
+  );
+  t.same(
+    bins.map((b) => [b.lo, b.k, b.hi]),
+    bins.map((_, k) => [k - 0.5, k, k + 0.5]),
+    'edges at k +- 0.5',
+  );
+  t.same(
+    spikeHistogram(new Float32Array([0, 1, 1, 3, 0.5, 0.49])).map((b) => b.count),
+    [2, 3, 0, 1],
+    'half-open bins',
+  );
+  t.same(
+    spikeHistogram(new Float32Array(4)).map((b) => b.count),
+    [4],
+    'all zeros',
+  );
   t.throws(() => spikeHistogram(new Float32Array([1, -1])), RangeError);
   t.throws(() => spikeHistogram(new Float32Array([NaN])), RangeError);
 });
@@ -137,7 +158,11 @@ t.test('sampleGridFigure', async (t) => {
   const texts = svgTexts(fig.svg);
   for (const name of CLASS_NAMES) t.ok(texts.includes(name), `title "${name}" in SVG`);
   const titleTexts = texts.filter((s) => CLASS_NAMES.includes(s));
-  t.same(titleTexts, Array.from(labels.subarray(0, 25), (l) => CLASS_NAMES[l]), '25 titles in order');
+  t.same(
+    titleTexts,
+    Array.from(labels.subarray(0, 25), (l) => CLASS_NAMES[l]),
+    '25 titles in order',
+  );
   t.notMatch(fig.svg, /role-axis/, 'no axes');
 
   // pixel colours: matplotlib `binary`, autoscaled per image (min white, max black)
@@ -145,7 +170,10 @@ t.test('sampleGridFigure', async (t) => {
   const [pixels] = unitValues(spec) as { x0: number; x1: number; y0: number; y1: number; c: string }[][];
   const black = pixels.filter((p) => p.c === '#000000');
   t.ok(black.length >= 25, 'every image has its maximum drawn black');
-  t.notOk(pixels.some((p) => p.c === '#ffffff'), 'zero (white) pixels are left to the background');
+  t.notOk(
+    pixels.some((p) => p.c === '#ffffff'),
+    'zero (white) pixels are left to the background',
+  );
   let covered = 0;
   for (const p of pixels) covered += (p.x1 - p.x0) * (p.y1 - p.y0);
   let nonzero = 0;
@@ -185,7 +213,15 @@ t.test('spikeOutputFigure', async (t) => {
   checkPng(t, fig, [1000, 1500], [300, 500]);
 
   const texts = svgTexts(fig.svg);
-  for (const s of ['Dress', 'Spikes per neuron per timestep', 'Output predictions', '# of spikes', 'Frequency', 'Time (s)', 'Probability']) {
+  for (const s of [
+    'Dress',
+    'Spikes per neuron per timestep',
+    'Output predictions',
+    '# of spikes',
+    'Frequency',
+    'Time (s)',
+    'Probability',
+  ]) {
     t.ok(texts.includes(s), `"${s}" in SVG`);
   }
   for (const name of CLASS_NAMES) t.ok(texts.includes(name), `legend entry "${name}"`);
@@ -196,18 +232,32 @@ t.test('spikeOutputFigure', async (t) => {
 
   // the histogram data in the generated spec
   const hist = unitValues(spikeOutputSpec(opts))[1] as { k: number; count: number }[];
-  t.same(hist.map((b) => b.k), expected.map((_, k) => k), 'integer bin centres 0..max');
-  t.same(hist.map((b) => b.count), expected, 'spec frequencies equal an independent count');
+  t.same(
+    hist.map((b) => b.k),
+    expected.map((_, k) => k),
+    'integer bin centres 0..max',
+  );
+  t.same(
+    hist.map((b) => b.count),
+    expected,
+    'spec frequencies equal an independent count',
+  );
 
   // the rendered bars: labels carry the frequency, heights are proportional to it
-  const bars = [...fig.svg.matchAll(/<path aria-label="(\d+) spikes: frequency (\d+)"[^>]* d="M([-\d.e]+),([-\d.e]+)h([-\d.e]+)v([-\d.e]+)h/g)].map((m) => ({
+  const bars = [
+    ...fig.svg.matchAll(/<path aria-label="(\d+) spikes: frequency (\d+)"[^>]* d="M([-\d.e]+),([-\d.e]+)h([-\d.e]+)v([-\d.e]+)h/g),
+  ].map((m) => ({
     k: Number(m[1]),
     count: Number(m[2]),
     x: Number(m[3]),
     width: Number(m[5]),
     height: Number(m[6]),
   }));
-  t.same(bars.map((b) => b.count), expected, 'rendered bar frequencies equal the independent count');
+  t.same(
+    bars.map((b) => b.count),
+    expected,
+    'rendered bar frequencies equal the independent count',
+  );
   const pxPerCount = bars[0].height / expected[0];
   for (const b of bars) t.ok(Math.abs(b.height - b.count * pxPerCount) < 1e-6, `bar ${b.k} height proportional to ${b.count}`);
   for (let i = 1; i < bars.length; i++) {

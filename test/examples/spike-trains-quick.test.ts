@@ -6,7 +6,10 @@ import { existsSync } from 'node:fs';
 
 const haveData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
 t.test('npm run example:spikes -- --quick', { skip: haveData ? false : 'no Fashion-MNIST files here' }, async (t) => {
-  const log = execFileSync(process.execPath, ['--import', 'tsx', 'examples/spike-trains.ts', '--quick'], { encoding: 'utf8', timeout: 300_000 });
+  const log = execFileSync(process.execPath, ['--import', 'tsx', 'examples/spike-trains.ts', '--quick'], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
   t.match(log, /Test accuracy on fresh spike trains: \d+\.\d\d%/);
   t.match(log, /Hidden spike rate per neuron \(Hz\): min=\d+\.\d\d mean=\d+\.\d\d max=\d+\.\d\d/);
   const total = /^total\s+(\d+)\s+(\d+)\s+([\d.e+-]+)\s+([\d.e+-]+)/m.exec(log);

@@ -10,7 +10,10 @@ import { join } from 'node:path';
 const haveData = existsSync('/usr/share/datasets/fashion-mnist') || process.env.FASHION_MNIST_DIR !== undefined;
 t.test('npm run example:cnn -- --quick', { skip: haveData ? false : 'no Fashion-MNIST files here' }, async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'spiking-cnn-'));
-  const log = execFileSync(process.execPath, ['--import', 'tsx', 'examples/spiking-cnn.ts', '--quick', '--out', out], { encoding: 'utf8', timeout: 300_000 });
+  const log = execFileSync(process.execPath, ['--import', 'tsx', 'examples/spiking-cnn.ts', '--quick', '--out', out], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
   t.match(log, /Test accuracy: \d+\.\d\d%/);
   t.match(log, /Spike rate per neuron \(Hz\), spikes1: min=\d+\.\d\d mean=\d+\.\d\d max=\d+\.\d\d/);
   t.match(log, /Spike rate per neuron \(Hz\), spikes2: min=\d+\.\d\d mean=\d+\.\d\d max=\d+\.\d\d/);

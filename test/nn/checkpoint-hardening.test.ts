@@ -143,7 +143,11 @@ t.test("temporary files are recognisable, and killed saves' leftovers are remove
       fsp.rename = rename;
     }
     t.equal(temps.length, 1, `${kind}: one temporary file`);
-    t.match(temps[0], new RegExp(`/\\.m\\.safetensors\\.spiketrace-${process.pid}-[0-9a-f]{12}\\.tmp$`), `${kind}: named .<file>.spiketrace-<pid>-<hex>.tmp`);
+    t.match(
+      temps[0],
+      new RegExp(`/\\.m\\.safetensors\\.spiketrace-${process.pid}-[0-9a-f]{12}\\.tmp$`),
+      `${kind}: named .<file>.spiketrace-<pid>-<hex>.tmp`,
+    );
     t.same(readdirSync(sub).sort(), [...kept, 'm.safetensors'].sort(), `${kind}: the dead process's leftovers are gone, the rest stay`);
   }
 });

@@ -40,10 +40,19 @@ function lcg(n: number, seed: number): number[] {
     return s / 2 ** 31 - 1;
   });
 }
-const close = (a: readonly number[], b: readonly number[], tol = 1e-12): boolean => a.length === b.length && a.every((v, i) => Math.abs(v - b[i]) <= tol * (1 + Math.abs(b[i])));
+const close = (a: readonly number[], b: readonly number[], tol = 1e-12): boolean =>
+  a.length === b.length && a.every((v, i) => Math.abs(v - b[i]) <= tol * (1 + Math.abs(b[i])));
 
 /** Hand 2-D convolution, 'valid', strides (sh, sw), NHWC x HWIO + bias, then act. */
-function handConv2d(x: number[], [n, h, w, c]: number[], k: number[], [kh, kw, , f]: number[], bias: number[], [sh, sw]: number[], act = (v: number) => v): number[] {
+function handConv2d(
+  x: number[],
+  [n, h, w, c]: number[],
+  k: number[],
+  [kh, kw, , f]: number[],
+  bias: number[],
+  [sh, sw]: number[],
+  act = (v: number) => v,
+): number[] {
   const oh = Math.floor((h - kh) / sh) + 1;
   const ow = Math.floor((w - kw) / sw) + 1;
   const out: number[] = [];
@@ -52,7 +61,10 @@ function handConv2d(x: number[], [n, h, w, c]: number[], k: number[], [kh, kw, ,
       for (let j = 0; j < ow; j++) {
         for (let o = 0; o < f; o++) {
           let s = bias[o];
-          for (let di = 0; di < kh; di++) for (let dj = 0; dj < kw; dj++) for (let ci = 0; ci < c; ci++) s += x[((b * h + i * sh + di) * w + j * sw + dj) * c + ci] * k[((di * kw + dj) * c + ci) * f + o];
+          for (let di = 0; di < kh; di++)
+            for (let dj = 0; dj < kw; dj++)
+              for (let ci = 0; ci < c; ci++)
+                s += x[((b * h + i * sh + di) * w + j * sw + dj) * c + ci] * k[((di * kw + dj) * c + ci) * f + o];
           out.push(act(s));
         }
       }
@@ -67,26 +79,51 @@ t.test('conv2d layer: shapes, values against the hand loop, timeDistributed', (t
   const init = layer.init(random.key(0), [5, 7, 2]);
   t.same(init.outputShape, [4, 3, 3]);
   t.same((init.params as { kernel: Tensor }).kernel.shape, [2, 3, 2, 3]);
-  t.same(conv2d(4, 3, { padding: 'same', strides: 2 }).init(random.key(0), [7, 8, 1]).outputShape, [4, 4, 4], "'same': ceil(size / stride)");
+  t.same(
+    conv2d(4, 3, { padding: 'same', strides: 2 }).init(random.key(0), [7, 8, 1]).outputShape,
+    [4, 4, 4],
+    "'same': ceil(size / stride)",
+  );
   const kv = lcg(2 * 3 * 2 * 3, 1);
   const bv = lcg(3, 2);
   const xv = lcg(2 * 5 * 7 * 2, 3);
   const params = { kernel: f64(kv, [2, 3, 2, 3]), bias: f64(bv, [3]) };
   const y = layer.apply(params, f64(xv, [2, 5, 7, 2]), { training: false }, {}).y;
-  t.ok(close(vals(y), handConv2d(xv, [2, 5, 7, 2], kv, [2, 3, 2, 3], bv, [1, 2], (v) => Math.max(v, 0))), 'relu(conv + bias)');
+  t.ok(
+    close(
+      vals(y),
+      handConv2d(xv, [2, 5, 7, 2], kv, [2, 3, 2, 3], bv, [1, 2], (v) => Math.max(v, 0)),
+    ),
+    'relu(conv + bias)',
+  );
   // timeDistributed: (batch, time, ...) convolved step by step.
   const td = timeDistributed(layer);
   t.same(td.init(random.key(0), [4, 5, 7, 2]).outputShape, [4, 4, 3, 3]);
   const xs = lcg(2 * 4 * 5 * 7 * 2, 4);
   const ys = td.apply(params, f64(xs, [2, 4, 5, 7, 2]), { training: false }, {}).y;
   t.same(ys.shape, [2, 4, 4, 3, 3]);
-  t.ok(close(vals(ys), handConv2d(xs, [8, 5, 7, 2], kv, [2, 3, 2, 3], bv, [1, 2], (v) => Math.max(v, 0))), 'every step convolved');
+  t.ok(
+    close(
+      vals(ys),
+      handConv2d(xs, [8, 5, 7, 2], kv, [2, 3, 2, 3], bv, [1, 2], (v) => Math.max(v, 0)),
+    ),
+    'every step convolved',
+  );
   // A time-tiled input reaches the conv compact.
   const img = f64(xv, [2, 5, 7, 2]);
-  const jaxpr = makeJaxpr((p: Tree, im: Tensor) => td.apply(p as typeof params, broadcastTo(expandDims(im, 1), [2, 6, 5, 7, 2]), { training: false }, {}).y)(params, img);
+  const jaxpr = makeJaxpr(
+    (p: Tree, im: Tensor) => td.apply(p as typeof params, broadcastTo(expandDims(im, 1), [2, 6, 5, 7, 2]), { training: false }, {}).y,
+  )(params, img);
   const convs = jaxpr.jaxpr.eqns.filter((e) => e.prim === 'conv');
-  t.same(convs.map((e) => e.inputs[0].aval.shape[0]), [2], 'one conv over the 2 images, not 12 steps');
-  t.throws(() => layer.apply(params, f64(lcg(2 * 5 * 7 * 3, 5), [2, 5, 7, 3]), { training: false }, {}), /conv2d 'conv2d': expected input \[batch, \.\.\.2 spatial, 2 channels\], got shape \[2, 5, 7, 3\]/);
+  t.same(
+    convs.map((e) => e.inputs[0].aval.shape[0]),
+    [2],
+    'one conv over the 2 images, not 12 steps',
+  );
+  t.throws(
+    () => layer.apply(params, f64(lcg(2 * 5 * 7 * 3, 5), [2, 5, 7, 3]), { training: false }, {}),
+    /conv2d 'conv2d': expected input \[batch, \.\.\.2 spatial, 2 channels\], got shape \[2, 5, 7, 3\]/,
+  );
   t.throws(() => layer.init(random.key(0), [5, 7]), /conv2d 'conv2d': expected input shape \[\.\.\.2 spatial, channels\]/);
   t.end();
 });
@@ -139,7 +176,10 @@ t.test('pooling layers and global pools against hand values', (t) => {
 
 t.test('dropout: identity at inference; in training zeros or x / (1 - rate), from the context key', (t) => {
   const layer = dropout(0.25);
-  const x = fromTyped(Float32Array.from({ length: 4000 }, (_, i) => 1 + (i % 7)), [40, 100]);
+  const x = fromTyped(
+    Float32Array.from({ length: 4000 }, (_, i) => 1 + (i % 7)),
+    [40, 100],
+  );
   t.equal(layer.apply({}, x, { training: false }, {}).y, x, 'inference: the input itself');
   const key = random.key(3);
   const y = vals(layer.apply({}, x, { training: true, key }, {}).y);
@@ -185,7 +225,13 @@ t.test('batchNormalization: batch statistics and moving averages in training, mo
   t.ok(close(vals(r.state.movingMean), [0.9 * 0.1 + 0.1 * means[0], 0.9 * -0.2 + 0.1 * means[1]]), 'moving mean');
   t.ok(close(vals(r.state.movingVariance), [0.9 * 1.2 + 0.1 * vars[0], 0.9 * 0.8 + 0.1 * vars[1]]), 'moving variance');
   const inf = layer.apply(params, f64(xv, [4, 3, 2]), { training: false }, state);
-  t.ok(close(vals(inf.y), xv.map((e, i) => ((e - [0.1, -0.2][i % 2]) / Math.sqrt([1.2, 0.8][i % 2] + 1e-3)) * gamma[i % 2] + beta[i % 2])), 'inference');
+  t.ok(
+    close(
+      vals(inf.y),
+      xv.map((e, i) => ((e - [0.1, -0.2][i % 2]) / Math.sqrt([1.2, 0.8][i % 2] + 1e-3)) * gamma[i % 2] + beta[i % 2]),
+    ),
+    'inference',
+  );
   t.equal(inf.state, state, 'inference leaves the state alone');
   t.end();
 });
@@ -209,17 +255,38 @@ t.test('layerNormalization normalizes each example over its features', (t) => {
 
 t.test('summary rows, safetensors round trip, energy rule, fit with batch norm and dropout', (t) => {
   resetLayerNames();
-  const model = sequential([conv2d(8, 3, { activation: 'relu' }), batchNormalization(), maxPooling2d(2), dropout(0.1), flatten(), dense(10)]);
+  const model = sequential([
+    conv2d(8, 3, { activation: 'relu' }),
+    batchNormalization(),
+    maxPooling2d(2),
+    dropout(0.1),
+    flatten(),
+    dense(10),
+  ]);
   const text = summary(model, [10, 10, 1]);
   t.match(text, /conv2d \(Conv2D\)\s+\(None, 8, 8, 8\)\s+80/);
   t.match(text, /batch_normalization \(BatchNormalization\)\s+\(None, 8, 8, 8\)\s+16/);
   t.match(text, /max_pooling2d \(MaxPooling2D\)\s+\(None, 4, 4, 8\)\s+0/);
   const vars = model.init(random.key(1), [10, 10, 1]);
   const x = fromTyped(Float32Array.from(lcg(16 * 100, 13).map((v) => v * 0.5 + 0.5)), [16, 10, 10, 1]);
-  const labels = fromTyped(Int32Array.from({ length: 16 }, (_, i) => i % 10), [16], 'int32');
-  const trained = fit(model, vars, x, labels, { optimizer: adam(0.01), loss: sparseCategoricalCrossentropy({ fromLogits: true }), epochs: 2, batchSize: 8, verbose: 0, key: random.key(2) });
+  const labels = fromTyped(
+    Int32Array.from({ length: 16 }, (_, i) => i % 10),
+    [16],
+    'int32',
+  );
+  const trained = fit(model, vars, x, labels, {
+    optimizer: adam(0.01),
+    loss: sparseCategoricalCrossentropy({ fromLogits: true }),
+    epochs: 2,
+    batchSize: 8,
+    verbose: 0,
+    key: random.key(2),
+  });
   const bnState = (trained.state as Record<string, { movingMean: Tensor }>).batch_normalization.movingMean;
-  t.ok(vals(bnState).some((v) => v !== 0), 'fit moved the moving mean');
+  t.ok(
+    vals(bnState).some((v) => v !== 0),
+    'fit moved the moving mean',
+  );
   const bytes = tensorsToBytes({ params: trained.params, state: trained.state });
   const back = tensorsFromBytes(bytes) as { params: Tree; state: Tree };
   const before = model.apply(trained.params as never, x, { training: false }, trained.state as never).y;

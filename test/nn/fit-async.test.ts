@@ -6,7 +6,18 @@
  */
 import t from 'tap';
 import { random, sharedMemoryArena, type NDArray, type Tensor, type Tree } from '../../core/index.js';
-import { accuracy, adam, dense, fit, fitAsync, resetLayerNames, sequential, sparseCategoricalCrossentropy, type FitOptions, type FitResult } from '../../nn/index.js';
+import {
+  accuracy,
+  adam,
+  dense,
+  fit,
+  fitAsync,
+  resetLayerNames,
+  sequential,
+  sparseCategoricalCrossentropy,
+  type FitOptions,
+  type FitResult,
+} from '../../nn/index.js';
 import { spikingActivation } from '../../spiking/index.js';
 import { arenaResidentCapable } from '../../core/backend/wasm/kernel-cache.js';
 
@@ -64,7 +75,10 @@ t.test('fitAsync equals fit bit for bit', async (t) => {
   const fa = flat(result);
   const fs = flat(sync);
   t.equal(fa.length, fs.length);
-  t.ok(fa.every((v, i) => Object.is(v, fs[i])), 'the same final variables');
+  t.ok(
+    fa.every((v, i) => Object.is(v, fs[i])),
+    'the same final variables',
+  );
   t.ok(ticks >= 10, `other tasks ran while it trained (${ticks} ticks over 12 steps)`);
 });
 
@@ -91,7 +105,10 @@ t.test('yieldEveryMs spaces the yields; an AbortSignal stops after the current s
   });
   t.equal(losses.length, 3, 'stopped after the third step');
   t.same(r.history.epochs, [0], 'within the first epoch');
-  await t.rejects(fitAsync(d.model, d.vars, x, y, { ...options([]), yieldEveryMs: -1 }), /fitAsync: yieldEveryMs must be a number >= 0, got -1/);
+  await t.rejects(
+    fitAsync(d.model, d.vars, x, y, { ...options([]), yieldEveryMs: -1 }),
+    /fitAsync: yieldEveryMs must be a number >= 0, got -1/,
+  );
 });
 
 t.test('sharedMemoryArena says whether the kernels share memory', async (t) => {

@@ -88,7 +88,10 @@ t.test('dense: glorot kernel, zero bias, same key same weights, different key di
   );
   const limit = Math.sqrt(6 / (784 + 128));
   const kv = vals(kernel);
-  t.ok(kv.every((x) => Math.abs(x) <= limit), 'kernel within the glorot limit');
+  t.ok(
+    kv.every((x) => Math.abs(x) <= limit),
+    'kernel within the glorot limit',
+  );
   t.ok(new Set(kv).size > kv.length * 0.9, 'kernel values are not constant');
   t.same(a.outputShape, [128]);
 

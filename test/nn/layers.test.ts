@@ -24,7 +24,8 @@ import {
 const vals = (x: Tensor): number[] => Array.from(x.toTyped() as ArrayLike<number>);
 const f64 = (v: readonly number[], shape: readonly number[]): NDArray => fromTyped(Float64Array.from(v), shape, 'float64');
 const ctx = { training: false };
-const maxAbsDiff = (a: readonly number[], b: readonly number[]): number => (a.length !== b.length ? Infinity : Math.max(0, ...a.map((x, i) => Math.abs(x - b[i]))));
+const maxAbsDiff = (a: readonly number[], b: readonly number[]): number =>
+  a.length !== b.length ? Infinity : Math.max(0, ...a.map((x, i) => Math.abs(x - b[i])));
 /** Deterministic pseudo-random doubles in [-1, 1) (a plain LCG, independent of the library). */
 function lcg(n: number, seed: number): number[] {
   let s = seed >>> 0;
@@ -35,7 +36,13 @@ function lcg(n: number, seed: number): number[] {
 }
 
 /** Hand-written dense on the last axis: rows of length `din` times a [din, dout] kernel + bias. */
-function handDense(x: readonly number[], din: number, kernel: readonly number[], bias: readonly number[], act: (v: number) => number = (v) => v): number[] {
+function handDense(
+  x: readonly number[],
+  din: number,
+  kernel: readonly number[],
+  bias: readonly number[],
+  act: (v: number) => number = (v) => v,
+): number[] {
   const dout = bias.length;
   const out: number[] = [];
   for (let r = 0; r < x.length / din; r++) {
@@ -87,7 +94,13 @@ t.test('timeDistributed(dense) equals dense per time step; other inner layers vi
     t.ok(maxAbsDiff(vals(indexAxis(y, 1, s)), vals(ys)) < 1e-6, `time step ${s}`);
   }
   // And against the hand product (float32 tolerance).
-  t.ok(maxAbsDiff(vals(y), handDense(vals(x), din, vals(p.kernel), vals(p.bias), (v) => Math.max(0, v))) < 1e-6, 'hand product');
+  t.ok(
+    maxAbsDiff(
+      vals(y),
+      handDense(vals(x), din, vals(p.kernel), vals(p.bias), (v) => Math.max(0, v)),
+    ) < 1e-6,
+    'hand product',
+  );
 
   // A non-dense inner layer (a sequential of dense + flatten of a [2, 2] frame) takes the reshape path.
   const frame = sequential([flatten({ name: 'f' }), dense(2, { name: 'd' })]);
@@ -101,7 +114,11 @@ t.test('timeDistributed(dense) equals dense per time step; other inner layers vi
     const ys = frame.apply(i2.params as Record<string, Tree>, indexAxis(x2, 1, s), ctx, i2.state as Record<string, Tree>).y;
     t.ok(maxAbsDiff(vals(indexAxis(y2, 1, s)), vals(ys)) < 1e-6, `sequential inner, step ${s}`);
   }
-  t.throws(() => td.init(random.key(0), [din]), /timeDistributed '.*': expected \(batch, time, \.\.\.\), got \(None, 2\)/, 'rank too small');
+  t.throws(
+    () => td.init(random.key(0), [din]),
+    /timeDistributed '.*': expected \(batch, time, \.\.\.\), got \(None, 2\)/,
+    'rank too small',
+  );
 });
 
 t.test('reshape: -1 with a free time axis, known shapes, errors', async (t) => {
@@ -119,10 +136,16 @@ t.test('reshape: -1 with a free time axis, known shapes, errors', async (t) => {
 
   t.same(reshape([4, -1]).init(random.key(0), [2, 6]).outputShape, [4, 3]);
   t.same(reshape([3, 4]).init(random.key(0), [12]).outputShape, [3, 4]);
-  t.throws(() => reshape([5, -1], { name: 'rs' }).init(random.key(0), [2, 6]), /reshape 'rs': cannot reshape \(None, 2, 6\) to \(None, 5, -1\)/);
+  t.throws(
+    () => reshape([5, -1], { name: 'rs' }).init(random.key(0), [2, 6]),
+    /reshape 'rs': cannot reshape \(None, 2, 6\) to \(None, 5, -1\)/,
+  );
   t.throws(() => reshape([5, 3], { name: 'rs2' }).init(random.key(0), [2, 6]), /reshape 'rs2'/);
   t.throws(() => reshape([-1, -1], { name: 'rs3' }).init(random.key(0), [2, 6]), /reshape 'rs3': at most one -1/);
-  t.throws(() => reshape([-1, 784], { name: 'rs4' }).apply({}, array(lcg(2 * 3 * 10, 1), { shape: [2, 3, 10] }), ctx, {}), /reshape 'rs4': cannot reshape input of shape \[2, 3, 10\] to \[batch, -1, 784\]/);
+  t.throws(
+    () => reshape([-1, 784], { name: 'rs4' }).apply({}, array(lcg(2 * 3 * 10, 1), { shape: [2, 3, 10] }), ctx, {}),
+    /reshape 'rs4': cannot reshape input of shape \[2, 3, 10\] to \[batch, -1, 784\]/,
+  );
 });
 
 t.test('flatten', async (t) => {
@@ -157,7 +180,9 @@ t.test('globalAveragePooling1d is the mean over axis 1', async (t) => {
 
 t.test('summary prints names, kinds, output shapes and parameter counts', async (t) => {
   resetLayerNames();
-  const model = sequential([flatten({ name: 'flat' }), dense(128, { activation: 'relu', name: 'hidden' }), dense(10, { name: 'logits' })], { name: 'mlp' });
+  const model = sequential([flatten({ name: 'flat' }), dense(128, { activation: 'relu', name: 'hidden' }), dense(10, { name: 'logits' })], {
+    name: 'mlp',
+  });
   const s = summary(model, [28, 28]);
   t.match(s, /Model: "mlp"/);
   const line = (name: string): string => s.split('\n').find((l) => l.startsWith(name)) ?? '';
@@ -170,7 +195,11 @@ t.test('summary prints names, kinds, output shapes and parameter counts', async 
 
   // Free time axis and TimeDistributed.
   resetLayerNames();
-  const seq = sequential([reshape([-1, 784], { name: 'rs' }), timeDistributed(dense(128), { name: 'td' }), globalAveragePooling1d({ name: 'gap' })]);
+  const seq = sequential([
+    reshape([-1, 784], { name: 'rs' }),
+    timeDistributed(dense(128), { name: 'td' }),
+    globalAveragePooling1d({ name: 'gap' }),
+  ]);
   const s2 = summary(seq, [null, 28, 28]);
   t.match(s2, /rs \(Reshape\)\s+\(None, None, 784\)\s+0/);
   t.match(s2, /td \(TimeDistributed\(Dense\)\)\s+\(None, None, 128\)\s+100480/);
@@ -200,19 +229,32 @@ t.test('mapLayers drops and replaces layers, keeping names so old params apply',
   );
   t.equal(dropped.name, 'net');
   const noAct = handDense(handDense(xv, 4, hk, hb), 3, ok, ob);
-  t.ok(maxAbsDiff(vals(dropped.apply(init.params, x, ctx, init.state).y), noAct) < 1e-6, 'old params apply to the model without the activation');
+  t.ok(
+    maxAbsDiff(vals(dropped.apply(init.params, x, ctx, init.state).y), noAct) < 1e-6,
+    'old params apply to the model without the activation',
+  );
   const sel = selectLayers(dropped, init.params) as Record<string, unknown>;
   t.same(Object.keys(sel), ['h', 'out'], 'selectLayers keeps the remaining layers');
   t.equal(sel.h, init.params.h, 'and their params unchanged');
 
-  const replaced = mapLayers(model, (l) => (l.name === 'h' ? l.with({ activation: 'relu' }) : l.name === 'act' ? l.with({ activation: 'sigmoid' }) : l));
+  const replaced = mapLayers(model, (l) =>
+    l.name === 'h' ? l.with({ activation: 'relu' }) : l.name === 'act' ? l.with({ activation: 'sigmoid' }) : l,
+  );
   t.same(
     replaced.children!.map((l) => l.name),
     ['h', 'act', 'out'],
   );
   const sig = (v: number): number => 1 / (1 + Math.exp(-v));
-  const want = handDense(handDense(xv, 4, hk, hb, (v) => sig(Math.max(0, v))), 3, ok, ob);
-  t.ok(maxAbsDiff(vals(replaced.apply(init.params, x, ctx, init.state).y), want) < 1e-6, 'replaced layers (relu, sigmoid) use the old params');
+  const want = handDense(
+    handDense(xv, 4, hk, hb, (v) => sig(Math.max(0, v))),
+    3,
+    ok,
+    ob,
+  );
+  t.ok(
+    maxAbsDiff(vals(replaced.apply(init.params, x, ctx, init.state).y), want) < 1e-6,
+    'replaced layers (relu, sigmoid) use the old params',
+  );
   t.equal(replaced.children![0].config.activation, 'relu');
   t.equal(model.children![0].config.activation, 'linear', 'the original model is unchanged');
 });
@@ -273,16 +315,29 @@ t.test('bad input errors name the layer and the shapes', async (t) => {
   resetLayerNames();
   const layer = dense(3, { name: 'probe' });
   const init = layer.init(random.key(0), [4]);
-  t.throws(() => layer.apply(init.params, array(lcg(2 * 5, 1), { shape: [2, 5] }), ctx, {}), /dense 'probe': expected input with last axis 4, got shape \[2, 5\]/);
+  t.throws(
+    () => layer.apply(init.params, array(lcg(2 * 5, 1), { shape: [2, 5] }), ctx, {}),
+    /dense 'probe': expected input with last axis 4, got shape \[2, 5\]/,
+  );
   const model = sequential([dense(8, { name: 'first' }), dense(2, { name: 'second' })]);
   const mi = model.init(random.key(0), [4]);
-  t.throws(() => model.apply(mi.params, array(lcg(3 * 6, 1), { shape: [3, 6] }), ctx, mi.state), /dense 'first': expected input with last axis 4, got shape \[3, 6\]/, 'inside a sequential');
+  t.throws(
+    () => model.apply(mi.params, array(lcg(3 * 6, 1), { shape: [3, 6] }), ctx, mi.state),
+    /dense 'first': expected input with last axis 4, got shape \[3, 6\]/,
+    'inside a sequential',
+  );
   t.throws(() => dense(3, { name: 'nolast' }).init(random.key(0), [4, null]), /dense 'nolast': the last input axis must be known/);
   t.throws(() => dense(0), /dense: units must be a positive integer, got 0/);
-  t.throws(() => sequential([dense(2, { name: 'twin' }), dense(2, { name: 'twin' })], { name: 'dup' }), /sequential 'dup': two layers are named 'twin'/);
+  t.throws(
+    () => sequential([dense(2, { name: 'twin' }), dense(2, { name: 'twin' })], { name: 'dup' }),
+    /sequential 'dup': two layers are named 'twin'/,
+  );
   t.throws(() => dense(2, { activation: 'nope' as 'relu', name: 'act' }), /dense 'act': unknown activation 'nope'/);
   // Missing parameters for a layer name.
-  t.throws(() => model.apply({ first: mi.params.first }, array(lcg(3 * 4, 1), { shape: [3, 4] }), ctx, mi.state), /no parameters for layer 'second'/);
+  t.throws(
+    () => model.apply({ first: mi.params.first }, array(lcg(3 * 4, 1), { shape: [3, 4] }), ctx, mi.state),
+    /no parameters for layer 'second'/,
+  );
 });
 
 t.test('automatic names are Keras-style and unique', async (t) => {
@@ -296,18 +351,24 @@ t.test('automatic names are Keras-style and unique', async (t) => {
 
 t.test('timeDistributed divides an inner activity penalty by batch x time, for dense as for any layer', async (t) => {
   const [b, steps, din] = [3, 4, 5];
-  const x = fromTyped(Float32Array.from({ length: b * steps * din }, (_, i) => Math.sin(i)), [b, steps, din]);
+  const x = fromTyped(
+    Float32Array.from({ length: b * steps * din }, (_, i) => Math.sin(i)),
+    [b, steps, din],
+  );
   const penalty = (y: Tensor): Tensor => sum(y.mul(y));
   const td = timeDistributed(dense(2, { activityRegularizer: penalty }));
   const vars = td.init(random.key(0), [steps, din]);
   const r = td.apply(vars.params, x, { training: true }, vars.state);
   const y = r.y as NDArray;
   const expected = Array.from(y.toTyped()).reduce((s, v) => s + v * v, 0) / (b * steps);
-  t.ok(Math.abs((r.losses[0] as NDArray).item() - expected) < 1e-5 * expected, `dense fast path: ${(r.losses[0] as NDArray).item()} vs ${expected}`);
+  t.ok(
+    Math.abs((r.losses[0] as NDArray).item() - expected) < 1e-5 * expected,
+    `dense fast path: ${(r.losses[0] as NDArray).item()} vs ${expected}`,
+  );
   // The same dense inside a sequential takes the reshape path: the same penalty.
   const viaReshape = timeDistributed(sequential([dense(2, { activityRegularizer: penalty, name: 'inner_dense' })]));
   const v2 = viaReshape.init(random.key(0), [steps, din]);
-  const params2 = { inner_dense: (vars.params as Record<string, unknown>) } as unknown as typeof v2.params;
+  const params2 = { inner_dense: vars.params as Record<string, unknown> } as unknown as typeof v2.params;
   const r2 = viaReshape.apply(params2, x, { training: true }, v2.state);
   t.ok(Math.abs((r2.losses[0] as NDArray).item() - expected) < 1e-5 * expected, 'reshape path gives the same');
 });

@@ -4,7 +4,17 @@
  */
 import t from 'tap';
 import { array, random, type NDArray, type Tensor } from '../../core/index.js';
-import { accuracy, adam, dense, evaluate, fit, predict, resetLayerNames, sequential, sparseCategoricalCrossentropy } from '../../nn/index.js';
+import {
+  accuracy,
+  adam,
+  dense,
+  evaluate,
+  fit,
+  predict,
+  resetLayerNames,
+  sequential,
+  sparseCategoricalCrossentropy,
+} from '../../nn/index.js';
 
 const vals = (x: Tensor): number[] => Array.from(x.toTyped() as ArrayLike<number>);
 
@@ -59,10 +69,21 @@ for (const [name, make] of [
     const vars = model.init(kInit, [2]);
     const before = evaluate(model, vars, test.x, test.y, { loss, metrics: [accuracy], batchSize: 64 });
     const start = Date.now();
-    const res = fit(model, vars, train.x, train.y, { optimizer: adam(0.02), loss, metrics: [accuracy], epochs: 40, batchSize: 32, key: kFit, verbose: 0 });
+    const res = fit(model, vars, train.x, train.y, {
+      optimizer: adam(0.02),
+      loss,
+      metrics: [accuracy],
+      epochs: 40,
+      batchSize: 32,
+      key: kFit,
+      verbose: 0,
+    });
     const seconds = (Date.now() - start) / 1000;
     const after = evaluate(model, res, test.x, test.y, { loss, metrics: [accuracy], batchSize: 64 });
-    t.ok(after.accuracy > 0.95, `held-out accuracy ${after.accuracy} > 0.95 (before training ${before.accuracy}, fit took ${seconds.toFixed(2)}s)`);
+    t.ok(
+      after.accuracy > 0.95,
+      `held-out accuracy ${after.accuracy} > 0.95 (before training ${before.accuracy}, fit took ${seconds.toFixed(2)}s)`,
+    );
     t.ok(after.loss < before.loss / 3, `held-out loss fell from ${before.loss.toFixed(3)} to ${after.loss.toFixed(3)}`);
     const h = res.history.history.loss;
     t.ok(h[h.length - 1] < h[0], 'training loss decreased over the epochs');

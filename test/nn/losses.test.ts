@@ -4,7 +4,14 @@
  */
 import t from 'tap';
 import { array, grad, random, type NDArray, type Tensor } from '../../core/index.js';
-import { accuracy, categoricalAccuracy, categoricalCrossentropy, meanSquaredError, sparseCategoricalAccuracy, sparseCategoricalCrossentropy } from '../../nn/index.js';
+import {
+  accuracy,
+  categoricalAccuracy,
+  categoricalCrossentropy,
+  meanSquaredError,
+  sparseCategoricalAccuracy,
+  sparseCategoricalCrossentropy,
+} from '../../nn/index.js';
 
 const vals = (x: Tensor): number[] => Array.from(x.toTyped() as ArrayLike<number>);
 const rows = (x: Tensor): number[][] => {
@@ -74,7 +81,10 @@ t.test('sparseCategoricalCrossentropy fromLogits: equals -log softmax for small 
     const want32 = meanOf(z32v.map((r, i) => directNll(r, yv[i])));
     t.ok(Math.abs(loss(y, z32).item() - want32) < 1e-5 * Math.max(1, want32), `seed ${seed}: float32 close`);
     // Labels given as [n, 1] are accepted as well (Keras's sparse label layout).
-    const y2 = array(yv.map((v) => [v]), { dtype: 'int32' });
+    const y2 = array(
+      yv.map((v) => [v]),
+      { dtype: 'int32' },
+    );
     t.ok(Math.abs(loss(y2, z).item() - want) < 1e-12, `seed ${seed}: labels of shape [n, 1]`);
   }
 });
@@ -103,7 +113,11 @@ t.test('sparseCategoricalCrossentropy from probabilities: Keras clipping to [1e-
   const a = loss(labels([1, 0]), f64(q)).item();
   const b = sparseCategoricalCrossentropy({ fromLogits: true })(labels([1, 0]), f64(logits)).item();
   t.ok(Math.abs(a - b) < 1e-12 && Math.abs(a - (-Math.log(0.3) - Math.log(0.6)) / 2) < 1e-12, `probabilities ${a} = logits ${b}`);
-  t.throws(() => loss(labels([0, 1, 2]), f64(q)), /sparseCategoricalCrossentropy: labels of shape \[3\] do not match predictions \[2, 3\]/, 'label count mismatch names both shapes');
+  t.throws(
+    () => loss(labels([0, 1, 2]), f64(q)),
+    /sparseCategoricalCrossentropy: labels of shape \[3\] do not match predictions \[2, 3\]/,
+    'label count mismatch names both shapes',
+  );
 });
 
 t.test('categoricalCrossentropy against hand values', async (t) => {
@@ -130,14 +144,28 @@ t.test('categoricalCrossentropy against hand values', async (t) => {
     [0.2, 1.2, 0.6],
     [1, 2, 1],
   ];
-  const wantScaled = meanOf(q.map((r, i) => { const z2 = r.reduce((a, c) => a + c, 0); return target[i].reduce((a, ti, j) => a - ti * Math.log(clip(r[j] / z2)), 0); }));
+  const wantScaled = meanOf(
+    q.map((r, i) => {
+      const z2 = r.reduce((a, c) => a + c, 0);
+      return target[i].reduce((a, ti, j) => a - ti * Math.log(clip(r[j] / z2)), 0);
+    }),
+  );
   const gotQ = categoricalCrossentropy()(f64(target), f64(q)).item();
   t.ok(Math.abs(gotQ - wantScaled) < 1e-12, `unnormalised probabilities: ${gotQ} vs ${wantScaled}`);
   // One-hot targets agree with the sparse version.
   const sparse = sparseCategoricalCrossentropy({ fromLogits: true })(labels([1, 2]), f64(z)).item();
-  const dense = categoricalCrossentropy({ fromLogits: true })(f64([[0, 1, 0], [0, 0, 1]]), f64(z)).item();
+  const dense = categoricalCrossentropy({ fromLogits: true })(
+    f64([
+      [0, 1, 0],
+      [0, 0, 1],
+    ]),
+    f64(z),
+  ).item();
   t.ok(Math.abs(sparse - dense) < 1e-12, 'one-hot categorical = sparse');
-  t.throws(() => categoricalCrossentropy()(f64([[1, 0]]), f64(p)), /categoricalCrossentropy: targets of shape \[1, 2\] do not match predictions \[2, 3\]/);
+  t.throws(
+    () => categoricalCrossentropy()(f64([[1, 0]]), f64(p)),
+    /categoricalCrossentropy: targets of shape \[1, 2\] do not match predictions \[2, 3\]/,
+  );
 });
 
 t.test('meanSquaredError against hand values', async (t) => {
@@ -155,7 +183,10 @@ t.test('meanSquaredError against hand values', async (t) => {
   // Integer targets are cast to the prediction dtype.
   const got = meanSquaredError()(array([[1, 2]], { dtype: 'int32' }), f64([[0, 4]])).item();
   t.equal(got, 2.5);
-  t.throws(() => meanSquaredError()(f64([[1, 2]]), f64([[1, 2, 3]])), /meanSquaredError: targets of shape \[1, 2\] do not match predictions \[1, 3\]/);
+  t.throws(
+    () => meanSquaredError()(f64([[1, 2]]), f64([[1, 2, 3]])),
+    /meanSquaredError: targets of shape \[1, 2\] do not match predictions \[1, 3\]/,
+  );
 });
 
 t.test('accuracy metrics', async (t) => {
@@ -173,7 +204,18 @@ t.test('accuracy metrics', async (t) => {
   const hand = y.filter((v, i) => v === [1, 0, 2, 2, 0][i]).length / y.length;
   t.equal(hand, 0.6);
   t.ok(Math.abs(accuracy(labels(y), pred).item() - hand) < 1e-7, 'int labels [n]');
-  t.ok(Math.abs(accuracy(array(y.map((v) => [v]), { dtype: 'int32' }), pred).item() - hand) < 1e-7, 'labels [n, 1]');
+  t.ok(
+    Math.abs(
+      accuracy(
+        array(
+          y.map((v) => [v]),
+          { dtype: 'int32' },
+        ),
+        pred,
+      ).item() - hand,
+    ) < 1e-7,
+    'labels [n, 1]',
+  );
   t.ok(Math.abs(accuracy(array(y, { dtype: 'float32' }), pred).item() - hand) < 1e-7, 'float labels');
   t.equal(categoricalAccuracy.metricName, 'categorical_accuracy');
   const onehot = f64(y.map((v) => [0, 1, 2].map((j) => (j === v ? 1 : 0))));

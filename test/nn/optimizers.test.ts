@@ -95,7 +95,10 @@ t.test('adam: first three updates equal Keras closed form (float64 params, defau
   for (let s = 0; s < 3; s++) {
     // Structural check (float32-level): catches a wrong formula, eps placement, bias correction.
     const scale = hw.updates[s].map((u) => Math.abs(u));
-    t.ok(maxRelErr(r.updW[s], hw.updates[s], scale) < 1e-4, `step ${s + 1}: updates of w match Keras's formula to 1e-4 relative (got ${r.updW[s]}, want ${hw.updates[s]})`);
+    t.ok(
+      maxRelErr(r.updW[s], hw.updates[s], scale) < 1e-4,
+      `step ${s + 1}: updates of w match Keras's formula to 1e-4 relative (got ${r.updW[s]}, want ${hw.updates[s]})`,
+    );
   }
   // The params are float64, so the update must be float64-accurate too (relative to the step).
   for (let s = 0; s < 3; s++) {
@@ -122,7 +125,10 @@ t.test('adam: custom learning rate, betas and epsilon follow the same formula', 
   const kerasStep1 = (((-1e-3 * Math.sqrt(1 - 0.999)) / (1 - 0.9)) * (0.1 * g)) / (Math.sqrt(0.001 * g * g) + 1e-7);
   const paperStep1 = (-1e-3 * g) / (Math.abs(g) + 1e-7);
   const r2 = runOpt(adam());
-  t.ok(Math.abs(r2.updW[0][3] - kerasStep1) < 1e-3 * Math.abs(kerasStep1), `tiny-gradient step ${r2.updW[0][3]} is Keras's ${kerasStep1}, not the paper's ${paperStep1}`);
+  t.ok(
+    Math.abs(r2.updW[0][3] - kerasStep1) < 1e-3 * Math.abs(kerasStep1),
+    `tiny-gradient step ${r2.updW[0][3]} is Keras's ${kerasStep1}, not the paper's ${paperStep1}`,
+  );
 });
 
 t.test('adam: float32 params stay float32 and match the formula to float32 precision', async (t) => {
@@ -237,7 +243,10 @@ t.test('schedules drive the optimizer step by step (step count starts at 0)', as
   const opt = adam(piecewiseConstant([1], [0.5, 0.25]));
   let params: Tree = { w: f64([0, 0]) };
   let state = opt.init(params);
-  const g = [[2, -1], [-3, 4]];
+  const g = [
+    [2, -1],
+    [-3, 4],
+  ];
   const m = [0, 0];
   const v = [0, 0];
   for (let s = 0; s < 2; s++) {
@@ -292,7 +301,10 @@ t.test('a hand-written jitted training step traces once: init state has the layo
   const x = random.normal(random.key(1), [8, 3]) as NDArray;
   const y = random.normal(random.key(2), [8, 1]) as NDArray;
   let params: Tree = { w: random.normal(random.key(3), [3, 1]), b: f32([0]) };
-  for (const [name, opt] of [['adam', adam(0.05)], ['sgd + nesterov momentum', sgd(0.05, { momentum: 0.9, nesterov: true })]] as const) {
+  for (const [name, opt] of [
+    ['adam', adam(0.05)],
+    ['sgd + nesterov momentum', sgd(0.05, { momentum: 0.9, nesterov: true })],
+  ] as const) {
     let traces = 0;
     const step = jit((p: Tree, s: Tree, xb: Tensor, yb: Tensor) => {
       traces++;

@@ -4,7 +4,21 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { array, broadcastTo, fromTyped, NDArray, reshape, scalar, slice, Tensor, transpose, zeros, type DType, type Tree, type TypedArray } from '../../core/index.js';
+import {
+  array,
+  broadcastTo,
+  fromTyped,
+  NDArray,
+  reshape,
+  scalar,
+  slice,
+  Tensor,
+  transpose,
+  zeros,
+  type DType,
+  type Tree,
+  type TypedArray,
+} from '../../core/index.js';
 import {
   loadTensors,
   loadTensorsSync,
@@ -117,7 +131,6 @@ function tmp(t: Test): string {
   return dir;
 }
 
-
 const record = (): Tree => ({
   params: {
     dense: { kernel: makeTensor('float32', [3, 4], 1), bias: makeTensor('float32', [4], 2) },
@@ -194,7 +207,10 @@ t.test('round trip of a nested record with every dtype, statics, scalars, empty 
   t.equal(treeDiff(back, rec), null);
   checkLoaded(t, back);
   const b = back as { config: { eps: number; bad: number; clip: unknown }; list: unknown[] };
-  t.ok(Object.is(b.config.eps, -0) && Number.isNaN(b.config.bad) && 'clip' in b.config && b.config.clip === undefined, 'special statics survive');
+  t.ok(
+    Object.is(b.config.eps, -0) && Number.isNaN(b.config.bad) && 'clip' in b.config && b.config.clip === undefined,
+    'special statics survive',
+  );
   t.same(tensorMetadataFromBytes(tensorsToBytes(rec, { epoch: '3' })), { epoch: '3' });
   t.same(tensorMetadataFromBytes(tensorsToBytes(rec)), {});
 });
@@ -205,7 +221,19 @@ t.test('leaf names are the dotted paths', async (t) => {
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, unknown>;
   t.same(
     Object.keys(header).sort(),
-    ['__metadata__', 'empty', 'list.2.0', 'opt.count', 'opt.mu.dense.kernel', 'opt.seed', 'params.dense.bias', 'params.dense.kernel', 'params.embed.0', 'params.embed.1', 'params.mask'].sort(),
+    [
+      '__metadata__',
+      'empty',
+      'list.2.0',
+      'opt.count',
+      'opt.mu.dense.kernel',
+      'opt.seed',
+      'params.dense.bias',
+      'params.dense.kernel',
+      'params.embed.0',
+      'params.embed.1',
+      'params.mask',
+    ].sort(),
   );
   t.same(header['opt.count'], { dtype: 'I32', shape: [], data_offsets: (header['opt.count'] as { data_offsets: number[] }).data_offsets });
   t.same((header['empty'] as { shape: number[] }).shape, [0, 3]);
@@ -222,7 +250,13 @@ t.test('roots: a single tensor, a static, an empty record', async (t) => {
 });
 
 t.test('unusual keys (__proto__, empty, unicode, integer-like) round trip as own properties', async (t) => {
-  const tree: Record<string, Tree> = { ['__proto__']: { x: scalar(1) }, '': scalar(2), 'é ü': scalar(3), '0': scalar(4), constructor: scalar(5) };
+  const tree: Record<string, Tree> = {
+    ['__proto__']: { x: scalar(1) },
+    '': scalar(2),
+    'é ü': scalar(3),
+    '0': scalar(4),
+    constructor: scalar(5),
+  };
   t.ok(Object.prototype.hasOwnProperty.call(tree, '__proto__'));
   const back = tensorsFromBytes(tensorsToBytes(tree)) as Record<string, Tree>;
   t.ok(Object.prototype.hasOwnProperty.call(back, '__proto__'), '__proto__ is an own key');
@@ -240,16 +274,29 @@ t.test('views are written as their row-major values', async (t) => {
     broadcast: broadcastTo(array([1, 2, 3], { dtype: 'int32' }), [4, 3]),
     sliced: slice(x, [0, 1], [2, 2]),
     row: reshape(slice(x, [1, 0], [1, 3]), [3]),
-    boolT: transpose(array([[1, 0, 1], [0, 0, 1]], { dtype: 'bool' })),
+    boolT: transpose(
+      array(
+        [
+          [1, 0, 1],
+          [0, 0, 1],
+        ],
+        { dtype: 'bool' },
+      ),
+    ),
   };
-  for (const v of Object.values(views)) t.notOk((v as NDArray).isContiguous() && (v as NDArray).offset === 0 && (v as NDArray).data.length === v.size, 'really a view');
+  for (const v of Object.values(views))
+    t.notOk((v as NDArray).isContiguous() && (v as NDArray).offset === 0 && (v as NDArray).data.length === v.size, 'really a view');
   const back = tensorsFromBytes(tensorsToBytes(views)) as Record<string, NDArray>;
   t.same(Array.from(back.transposed.toTyped()), [1, 4, 2, 5, 3, 6]);
   t.same(back.transposed.shape, [3, 2]);
   t.same(Array.from(back.broadcast.toTyped()), [1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]);
   t.same(Array.from(back.sliced.toTyped()), [2, 3, 5, 6]);
   t.same(Array.from(back.row.toTyped()), [4, 5, 6]);
-  t.same(back.boolT.toNested(), [[1, 0], [0, 0], [1, 1]]);
+  t.same(back.boolT.toNested(), [
+    [1, 0],
+    [0, 0],
+    [1, 1],
+  ]);
   t.equal(treeDiff(back, views), null);
   checkLoaded(t, back);
 });
@@ -258,8 +305,18 @@ const dtypeArb = fc.constantFrom<DType>('float32', 'float64', 'int32', 'uint32',
 const tensorArb = fc
   .record({ dtype: dtypeArb, shape: fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 3 }), seed: fc.integer() })
   .map(({ dtype, shape, seed }) => makeTensor(dtype, shape, seed) as Tree);
-const staticArb: fc.Arbitrary<Tree> = fc.oneof(fc.constant(null), fc.constant(undefined), fc.double(), fc.integer(), fc.string({ maxLength: 4 }), fc.boolean());
-const keyArb = fc.oneof(fc.constantFrom('kernel', 'bias', 'mu', '0', '12', '__proto__', '', 'é', 'a b'), fc.string({ maxLength: 4 }).filter((s) => !s.includes('.')));
+const staticArb: fc.Arbitrary<Tree> = fc.oneof(
+  fc.constant(null),
+  fc.constant(undefined),
+  fc.double(),
+  fc.integer(),
+  fc.string({ maxLength: 4 }),
+  fc.boolean(),
+);
+const keyArb = fc.oneof(
+  fc.constantFrom('kernel', 'bias', 'mu', '0', '12', '__proto__', '', 'é', 'a b'),
+  fc.string({ maxLength: 4 }).filter((s) => !s.includes('.')),
+);
 const { tree: treeArb } = fc.letrec<{ tree: Tree; leaf: Tree; obj: Tree; arr: Tree }>((tie) => ({
   tree: fc.oneof({ depthSize: 'small', withCrossShrink: true }, tie('leaf'), tie('obj'), tie('arr')),
   leaf: fc.oneof(tensorArb, tensorArb, staticArb),
@@ -277,7 +334,8 @@ t.test('property: random records round trip exactly, with and without a template
       const viaTemplate = tensorsFromBytes(bytes, tree);
       const d2 = treeDiff(viaTemplate, tree);
       if (d2) throw new Error(`template: ${d2}`);
-      for (const leaf of loadedLeaves(back)) if (!(leaf.isContiguous() && leaf.offset === 0 && leaf.data.length === leaf.size)) throw new Error('not contiguous');
+      for (const leaf of loadedLeaves(back))
+        if (!(leaf.isContiguous() && leaf.offset === 0 && leaf.data.length === leaf.size)) throw new Error('not contiguous');
     }),
     { numRuns: 150 },
   );
@@ -296,7 +354,11 @@ t.test('saveTensors / loadTensors and the sync variants', async (t) => {
   t.same(await readTensorMetadata(p1), { note: 'async' });
   const p2 = join(dir, 'b.safetensors');
   saveTensorsSync(p2, rec, { note: 'sync' });
-  t.same(readFileSync(p2).subarray(readFileSync(p2).length - 100), readFileSync(p1).subarray(readFileSync(p1).length - 100), 'same data bytes');
+  t.same(
+    readFileSync(p2).subarray(readFileSync(p2).length - 100),
+    readFileSync(p1).subarray(readFileSync(p1).length - 100),
+    'same data bytes',
+  );
   t.equal(treeDiff(await loadTensors(p2, rec), rec), null);
   t.same(readTensorMetadataSync(p2), { note: 'sync' });
   // overwrite
@@ -335,7 +397,12 @@ t.test('a file written by hand per the spec (no spiketrace metadata, unaligned o
   ];
   for (const pad of [true, false]) {
     const bytes = handFile(header, data, pad);
-    const back = tensorsFromBytes(bytes, undefined, 'hand.safetensors') as { flags: NDArray; layers: { '0': { weight: NDArray; bias: NDArray } }; step: NDArray; ids: NDArray };
+    const back = tensorsFromBytes(bytes, undefined, 'hand.safetensors') as {
+      flags: NDArray;
+      layers: { '0': { weight: NDArray; bias: NDArray } };
+      step: NDArray;
+      ids: NDArray;
+    };
     t.same(Object.keys(back).sort(), ['flags', 'ids', 'layers', 'step']);
     t.equal(back.flags.dtype, 'bool');
     t.same(Array.from(back.flags.toTyped()), [1, 0, 1]);
@@ -350,7 +417,12 @@ t.test('a file written by hand per the spec (no spiketrace metadata, unaligned o
     checkLoaded(t, back);
     t.same(tensorMetadataFromBytes(bytes), { format: 'pt' });
     // with a template whose structure differs from the dotted split
-    const template = { flags: zeros([3], 'bool'), layers: [{ weight: zeros([2, 1]), bias: scalar(0, 'float64') }], step: scalar(0, 'int32'), ids: zeros([0], 'uint32') };
+    const template = {
+      flags: zeros([3], 'bool'),
+      layers: [{ weight: zeros([2, 1]), bias: scalar(0, 'float64') }],
+      step: scalar(0, 'int32'),
+      ids: zeros([0], 'uint32'),
+    };
     const viaTemplate = tensorsFromBytes(bytes, template);
     t.ok(Array.isArray(viaTemplate.layers));
     t.same(viaTemplate.layers[0].weight.toNested(), [[1], [-3]]);
@@ -366,9 +438,18 @@ t.test('a file written by hand per the spec (no spiketrace metadata, unaligned o
 });
 
 t.test('dotted names that do not nest are refused without a template', async (t) => {
-  const bytes = handFile('{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"a.b":{"dtype":"F32","shape":[],"data_offsets":[4,8]}}', new Array<number>(8).fill(0));
-  t.throws(() => tensorsFromBytes(bytes, undefined, 'nest.st'), { name: 'SafetensorsError', message: /nest\.st: tensor "a" is also a prefix of tensor "a\.b"/ });
-  const reversed = handFile('{"a.b":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[],"data_offsets":[4,8]}}', new Array<number>(8).fill(0));
+  const bytes = handFile(
+    '{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"a.b":{"dtype":"F32","shape":[],"data_offsets":[4,8]}}',
+    new Array<number>(8).fill(0),
+  );
+  t.throws(() => tensorsFromBytes(bytes, undefined, 'nest.st'), {
+    name: 'SafetensorsError',
+    message: /nest\.st: tensor "a" is also a prefix of tensor "a\.b"/,
+  });
+  const reversed = handFile(
+    '{"a.b":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[],"data_offsets":[4,8]}}',
+    new Array<number>(8).fill(0),
+  );
   t.throws(() => tensorsFromBytes(reversed, undefined, 'nest.st'), { message: /nest\.st: tensor "a" is also a prefix/ });
   // a template makes it loadable
   const ok = tensorsFromBytes(bytes, { a: scalar(0), 'a.b': scalar(0) }) as Record<string, Tensor>;
@@ -432,7 +513,15 @@ t.test('numpy reads what we write and we read what numpy writes', async (t) => {
   const p = join(dir, 'ours.safetensors');
   const q = join(dir, 'numpy.safetensors');
   const rec = {
-    params: { w: transpose(array([[1, 2, 3], [4, 5, 6]])), b: array([0.5, -1.25], { dtype: 'float64' }) },
+    params: {
+      w: transpose(
+        array([
+          [1, 2, 3],
+          [4, 5, 6],
+        ]),
+      ),
+      b: array([0.5, -1.25], { dtype: 'float64' }),
+    },
     opt: { count: scalar(42, 'int32'), mask: array([1, 0, 1], { dtype: 'bool' }), key: array(new Uint32Array([0, 4294967295])) },
   };
   await saveTensors(p, rec, { epoch: '3' });
@@ -442,7 +531,9 @@ t.test('numpy reads what we write and we read what numpy writes', async (t) => {
     return;
   }
   t.equal(r.status, 0, r.stderr);
-  const got = JSON.parse(r.stdout) as Record<string, { dtype: string; shape: number[]; values: number[] }> & { __metadata__: Record<string, string> };
+  const got = JSON.parse(r.stdout) as Record<string, { dtype: string; shape: number[]; values: number[] }> & {
+    __metadata__: Record<string, string>;
+  };
   t.same(got['params.w'], { dtype: 'F32', shape: [3, 2], values: [1, 4, 2, 5, 3, 6] });
   t.same(got['params.b'], { dtype: 'F64', shape: [2], values: [0.5, -1.25] });
   t.same(got['opt.count'], { dtype: 'I32', shape: [], values: [42] });
@@ -468,7 +559,11 @@ t.test('numpy reads what we write and we read what numpy writes', async (t) => {
 
 const F = 'bad.safetensors';
 const refused = (t: Test, bytes: Uint8Array, re: RegExp, what: string): void => {
-  t.throws(() => tensorsFromBytes(bytes, undefined, F), { name: 'SafetensorsError', message: new RegExp(`${F.replace('.', '\\.')}: .*${re.source}`) }, what);
+  t.throws(
+    () => tensorsFromBytes(bytes, undefined, F),
+    { name: 'SafetensorsError', message: new RegExp(`${F.replace('.', '\\.')}: .*${re.source}`) },
+    what,
+  );
 };
 const T1 = '"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}';
 const eight = [0, 0, 128, 63, 0, 0, 0, 64];
@@ -493,19 +588,59 @@ t.test('corrupt files are refused with the file name and expected vs found', asy
   badUtf8[10] = 0xff;
   refused(t, badUtf8, /not valid UTF-8/, 'invalid UTF-8');
 
-  refused(t, handFile('{"x":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}', [0, 0, 0, 0]), /tensor "x": unknown dtype "F16"; expected one of F32, F64, I32, U32, BOOL/, 'unknown dtype');
+  refused(
+    t,
+    handFile('{"x":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}', [0, 0, 0, 0]),
+    /tensor "x": unknown dtype "F16"; expected one of F32, F64, I32, U32, BOOL/,
+    'unknown dtype',
+  );
   refused(t, handFile('{"x":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}', eight), /unknown dtype "I64"/, 'I64');
-  refused(t, handFile('{"x":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}', eight), /shape must be an array of non-negative integers/, 'fractional shape');
+  refused(
+    t,
+    handFile('{"x":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}', eight),
+    /shape must be an array of non-negative integers/,
+    'fractional shape',
+  );
   refused(t, handFile('{"x":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', eight), /shape must be/, 'negative shape');
   refused(t, handFile('{"x":{"dtype":"F32","data_offsets":[0,8]}}', eight), /shape must be/, 'missing shape');
   refused(t, handFile('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0]}}', eight), /data_offsets must be \[begin, end\]/, 'one offset');
-  refused(t, handFile('{"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}', eight), /data_offsets \[8, 0\] end before they begin/, 'reversed');
+  refused(
+    t,
+    handFile('{"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}', eight),
+    /data_offsets \[8, 0\] end before they begin/,
+    'reversed',
+  );
   refused(t, handFile('{"x":[1]}', []), /tensor "x": expected \{dtype, shape, data_offsets\}, found an array/, 'not an object');
-  refused(t, handFile('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}', eight), /data_offsets \[0, 16\] run past the end of the data; expected at most 8 bytes .* 8 bytes missing/, 'out of range');
-  refused(t, handFile('{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', eight), /shape \[3\] of F32 needs 12 bytes, but data_offsets \[0, 8\] span 8/, 'size mismatch');
-  refused(t, handFile('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', eight), /tensors "x" \[0, 8\] and "y" \[4, 8\] overlap/, 'overlap');
-  refused(t, handFile('{"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', eight), /4 unused bytes before tensor "x": expected it to begin at 0, found 4/, 'gap');
-  refused(t, handFile(`{${T1}}`, [...eight, 1, 2, 3]), /3 trailing bytes after the tensors: the tensors cover 8 bytes, but 11 follow the header/, 'trailing');
+  refused(
+    t,
+    handFile('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}', eight),
+    /data_offsets \[0, 16\] run past the end of the data; expected at most 8 bytes .* 8 bytes missing/,
+    'out of range',
+  );
+  refused(
+    t,
+    handFile('{"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', eight),
+    /shape \[3\] of F32 needs 12 bytes, but data_offsets \[0, 8\] span 8/,
+    'size mismatch',
+  );
+  refused(
+    t,
+    handFile('{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', eight),
+    /tensors "x" \[0, 8\] and "y" \[4, 8\] overlap/,
+    'overlap',
+  );
+  refused(
+    t,
+    handFile('{"x":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', eight),
+    /4 unused bytes before tensor "x": expected it to begin at 0, found 4/,
+    'gap',
+  );
+  refused(
+    t,
+    handFile(`{${T1}}`, [...eight, 1, 2, 3]),
+    /3 trailing bytes after the tensors: the tensors cover 8 bytes, but 11 follow the header/,
+    'trailing',
+  );
   refused(t, handFile(`{${T1}}`, eight.slice(0, 5)), /run past the end of the data; expected at most 5 bytes/, 'missing bytes');
   refused(t, handFile('{"__metadata__":{"a":1}}', []), /__metadata__\["a"\] must be a string, found number 1/, 'metadata value');
   refused(t, handFile('{"__metadata__":[]}', []), /__metadata__ must be an object of strings/, 'metadata array');
@@ -516,7 +651,10 @@ t.test('a corrupt stored structure is refused, never half-applied', async (t) =>
   const cases: [string, RegExp][] = [
     ['{"kind":"leaf","name":"y"}', /leaf "y" is not a tensor in the header/],
     ['{"kind":"object","keys":["a","b"],"children":[{"kind":"leaf","name":"x"},{"kind":"leaf","name":"x"}]}', /leaf "x" appears twice/],
-    ['{"kind":"object","keys":["a","a"],"children":[{"kind":"leaf","name":"x"},{"kind":"static","value":1}]}', /object node repeats keys "a"/],
+    [
+      '{"kind":"object","keys":["a","a"],"children":[{"kind":"leaf","name":"x"},{"kind":"static","value":1}]}',
+      /object node repeats keys "a"/,
+    ],
     ['{"kind":"object","keys":["a"],"children":[]}', /object node has 1 keys but 0 children/],
     ['{"kind":"static","value":null}', /the header has tensors the stored structure does not place: "x"/],
     ['{"kind":"static","value":{}}', /static value must be null, a number, a string or a boolean/],
@@ -525,7 +663,8 @@ t.test('a corrupt stored structure is refused, never half-applied', async (t) =>
     ['{"kind":"array"}', /array node without children/],
     ['{"kind":', /not valid JSON/],
   ];
-  for (const [tree, re] of cases) refused(t, handFile(meta(tree), eight), new RegExp(`__metadata__\\["spiketrace\\.tree"\\]: ${re.source}`), tree);
+  for (const [tree, re] of cases)
+    refused(t, handFile(meta(tree), eight), new RegExp(`__metadata__\\["spiketrace\\.tree"\\]: ${re.source}`), tree);
   const deep = '{"kind":"array","children":['.repeat(3000) + '{"kind":"leaf","name":"x"}' + ']}'.repeat(3000);
   refused(t, handFile(meta(deep), eight), /nested deeper than/, 'deep nesting');
 });
@@ -534,7 +673,10 @@ t.test('loadTensors names the file path in its errors', async (t) => {
   const dir = tmp(t);
   const p = join(dir, 'short.safetensors');
   writeFileSync(p, new Uint8Array([1, 2, 3]));
-  await t.rejects(loadTensors(p), { name: 'SafetensorsError', message: `${p}: file is 3 bytes; expected at least 8 (the little-endian u64 header length)` });
+  await t.rejects(loadTensors(p), {
+    name: 'SafetensorsError',
+    message: `${p}: file is 3 bytes; expected at least 8 (the little-endian u64 header length)`,
+  });
   t.throws(() => loadTensorsSync(p), { message: new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: file is 3 bytes`) });
   await t.rejects(readTensorMetadata(p), { message: /file is 3 bytes/ });
 });
@@ -565,7 +707,9 @@ t.test('property: truncated or extended files are always refused, naming the fil
           if (!(e instanceof SafetensorsError) || !e.message.startsWith('fuzz.safetensors: ')) throw e;
           continue;
         }
-        throw new Error(`accepted a ${bad === truncated ? `truncation to ${cut} of ${bytes.length}` : `file with ${extra.length} extra bytes`}`);
+        throw new Error(
+          `accepted a ${bad === truncated ? `truncation to ${cut} of ${bytes.length}` : `file with ${extra.length} extra bytes`}`,
+        );
       }
     }),
     { numRuns: 200 },
@@ -595,8 +739,10 @@ t.test('property: mutated files either throw naming the file or load every tenso
         }
         accepted++;
         const leaves = loadedLeaves(out);
-        for (const leaf of leaves) if (leaf.data.length !== leaf.size || !leaf.isContiguous()) throw new Error('tensor size does not match its shape');
-        if (leaves.length !== headerTensorCount(bad)) throw new Error(`partial result: ${leaves.length} tensors of ${headerTensorCount(bad)}`);
+        for (const leaf of leaves)
+          if (leaf.data.length !== leaf.size || !leaf.isContiguous()) throw new Error('tensor size does not match its shape');
+        if (leaves.length !== headerTensorCount(bad))
+          throw new Error(`partial result: ${leaves.length} tensors of ${headerTensorCount(bad)}`);
         if (template !== undefined) {
           const want = loadedLeaves(tensorsFromBytes(bytes));
           if (leaves.length !== want.length) throw new Error('template result has a different leaf count');
@@ -625,11 +771,18 @@ t.test('template mismatches are refused listing missing/extra names and shape/dt
   const dir = tmp(t);
   const p = join(dir, 'c.safetensors');
   await saveTensors(p, saved);
-  await t.rejects(loadTensors(p, template), { message: new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not match the template`) });
-  t.throws(() => loadTensorsSync(p, { step: scalar(0, 'int32') }), { message: /extra in the file \(not in the template\): "dense\.bias", "dense\.kernel", "extraLayer\.w"/ });
+  await t.rejects(loadTensors(p, template), {
+    message: new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not match the template`),
+  });
+  t.throws(() => loadTensorsSync(p, { step: scalar(0, 'int32') }), {
+    message: /extra in the file \(not in the template\): "dense\.bias", "dense\.kernel", "extraLayer\.w"/,
+  });
 
   // A template that is not a pytree is refused naming the file.
-  t.throws(() => tensorsFromBytes(bytes, { w: new Date() } as unknown as Tree, 'ckpt.safetensors'), { name: 'SafetensorsError', message: /^ckpt\.safetensors: pytree: unsupported value at \.w/ });
+  t.throws(() => tensorsFromBytes(bytes, { w: new Date() } as unknown as Tree, 'ckpt.safetensors'), {
+    name: 'SafetensorsError',
+    message: /^ckpt\.safetensors: pytree: unsupported value at \.w/,
+  });
   // Long lists are capped.
   const many: Record<string, Tensor> = {};
   for (let i = 0; i < 30; i++) many[`p${i}`] = scalar(i);
@@ -643,10 +796,15 @@ t.test('template mismatches are refused listing missing/extra names and shape/dt
 // ----------------------------------------------------------------------------- saving errors and atomicity
 
 t.test('unsavable records are refused before anything is written', async (t) => {
-  t.throws(() => tensorsToBytes({ 'a.b': scalar(1), a: { b: scalar(2) } }), { name: 'SafetensorsError', message: /several leaves get the same name: "a\.b"/ });
+  t.throws(() => tensorsToBytes({ 'a.b': scalar(1), a: { b: scalar(2) } }), {
+    name: 'SafetensorsError',
+    message: /several leaves get the same name: "a\.b"/,
+  });
   t.throws(() => tensorsToBytes({ __metadata__: scalar(1) }), { message: /reserves/ });
   t.throws(() => tensorsToBytes({ w: scalar(1) }, { [TREE_METADATA_KEY]: 'x' }), { message: /reserved/ });
-  t.throws(() => tensorsToBytes({ w: scalar(1) }, { n: 3 } as unknown as Record<string, string>), { message: /metadata value for "n" must be a string/ });
+  t.throws(() => tensorsToBytes({ w: scalar(1) }, { n: 3 } as unknown as Record<string, string>), {
+    message: /metadata value for "n" must be a string/,
+  });
   t.throws(() => tensorsToBytes({ w: new Date() } as unknown as Tree), { message: /unsupported value at \.w: Date/ });
 });
 
@@ -658,7 +816,10 @@ t.test('a failing save leaves the previous file intact and no temp files', async
   const before = readFileSync(p);
   const bad = { w: new Date() } as unknown as Tree;
 
-  await t.rejects(saveTensors(p, bad), { name: 'SafetensorsError', message: new RegExp(`saveTensors: ${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*unsupported value`) });
+  await t.rejects(saveTensors(p, bad), {
+    name: 'SafetensorsError',
+    message: new RegExp(`saveTensors: ${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: .*unsupported value`),
+  });
   t.throws(() => saveTensorsSync(p, bad), { message: /saveTensorsSync: .*unsupported value/ });
   t.same(readFileSync(p), before, 'previous file untouched');
   t.same(readdirSync(dir), ['model.safetensors']);
@@ -698,7 +859,10 @@ t.test('without Node built-ins (a browser), the file functions say what to use; 
   proc.getBuiltinModule = undefined;
   try {
     const tree = { w: array([1, 2, 3]) };
-    t.throws(() => saveTensorsSync('/tmp/never.safetensors', tree), /saveTensorsSync: needs Node's node:fs \(file access\); without it, use tensorsToBytes \/ tensorsFromBytes/);
+    t.throws(
+      () => saveTensorsSync('/tmp/never.safetensors', tree),
+      /saveTensorsSync: needs Node's node:fs \(file access\); without it, use tensorsToBytes \/ tensorsFromBytes/,
+    );
     await t.rejects(loadTensors('/tmp/never.safetensors'), /loadTensors: needs Node's node:fs\/promises/);
     const back = tensorsFromBytes(tensorsToBytes(tree)) as { w: NDArray };
     t.same(Array.from(back.w.toTyped()), [1, 2, 3], 'bytes round trip');

@@ -5,7 +5,20 @@
  * terminateOnNaN); the progress line; input errors.
  */
 import t from 'tap';
-import { add, array, gatherRows, random, scalar, sqrt, square, sum, valueAndGrad, type NDArray, type Tensor, type Tree } from '../../core/index.js';
+import {
+  add,
+  array,
+  gatherRows,
+  random,
+  scalar,
+  sqrt,
+  square,
+  sum,
+  valueAndGrad,
+  type NDArray,
+  type Tensor,
+  type Tree,
+} from '../../core/index.js';
 import {
   accuracy,
   adam,
@@ -31,7 +44,8 @@ import {
 const vals = (x: Tensor): number[] => Array.from(x.toTyped() as ArrayLike<number>);
 const leaves = (p: Tree): Record<string, number[]> => {
   const out: Record<string, number[]> = {};
-  for (const [layer, ps] of Object.entries(p as Record<string, Record<string, Tensor>>)) for (const [k, v] of Object.entries(ps)) out[`${layer}.${k}`] = vals(v);
+  for (const [layer, ps] of Object.entries(p as Record<string, Record<string, Tensor>>))
+    for (const [k, v] of Object.entries(ps)) out[`${layer}.${k}`] = vals(v);
   return out;
 };
 const maxDiff = (a: Record<string, number[]>, b: Record<string, number[]>): number => {
@@ -117,14 +131,31 @@ t.test('fit equals a hand-written loop over the same batches (shuffle false)', a
   t.ok(pErr < 1e-6, `final params equal the hand loop's (max err ${pErr})`);
   // Sanity: training moved the params, and the penalties were part of the loss.
   t.ok(maxDiff(leaves(res.params), leaves(init.params)) > 1e-3, 'params changed');
-  const r0 = model.apply(init.params, gatherRows(x, Array.from({ length: 16 }, (_, i) => i)), { training: true }, init.state);
-  const dataOnly = loss(gatherRows(y, Array.from({ length: 16 }, (_, i) => i)), r0.y).item();
+  const r0 = model.apply(
+    init.params,
+    gatherRows(
+      x,
+      Array.from({ length: 16 }, (_, i) => i),
+    ),
+    { training: true },
+    init.state,
+  );
+  const dataOnly = loss(
+    gatherRows(
+      y,
+      Array.from({ length: 16 }, (_, i) => i),
+    ),
+    r0.y,
+  ).item();
   t.ok(batchLosses[0] - dataOnly > 1e-4, `first batch loss ${batchLosses[0]} includes the penalties (data loss ${dataOnly})`);
   // Optimizer state comes back too: adam's count is the number of steps.
   const os = res.optState as [{ count: Tensor }, unknown];
   t.equal(os[0].count.item(), 12, 'optimizer step count = 12');
   // The metric in history is the example-weighted accuracy of each batch's pre-update predictions.
-  t.ok(res.history.history.accuracy.every((a) => a >= 0 && a <= 1), 'accuracy in [0, 1]');
+  t.ok(
+    res.history.history.accuracy.every((a) => a >= 0 && a <= 1),
+    'accuracy in [0, 1]',
+  );
 
   // Resuming from the returned variables continues the same trajectory: 1 + 2 epochs = 3 epochs.
   const first = fit(model, init, x, y, { optimizer: opt, loss, epochs: 1, batchSize, shuffle: false, ...silent });
@@ -168,7 +199,15 @@ t.test('evaluate and predict agree with hand computations', async (t) => {
   t.match(lines.join(''), /^3\/3 - \d+s - loss: \d+\.\d{4} - accuracy: \d\.\d{4} - \d+ms\/step\n$/);
   t.match(lines.join(''), `loss: ${handLoss.toFixed(4)}`);
   // validationData in fit reports evaluate's numbers as val_*.
-  const res = fit(model, vars, x, y, { optimizer: sgd(0.1), loss, metrics: [accuracy], epochs: 1, batchSize: 16, validationData: [x, y], ...silent });
+  const res = fit(model, vars, x, y, {
+    optimizer: sgd(0.1),
+    loss,
+    metrics: [accuracy],
+    epochs: 1,
+    batchSize: 16,
+    validationData: [x, y],
+    ...silent,
+  });
   const after = evaluate(model, res, x, y, { loss, metrics: [accuracy], batchSize: 16 });
   t.ok(Math.abs(res.history.history.val_loss[0] - after.loss) < 1e-6, 'val_loss = evaluate after the epoch');
   t.ok(Math.abs(res.history.history.val_accuracy[0] - after.accuracy) < 1e-6, 'val_accuracy = evaluate after the epoch');
@@ -189,7 +228,15 @@ t.test('same key -> identical fit results; different key -> different', async (t
   t.ok(maxDiff(leaves(a.params), leaves(c.params)) > 1e-5, 'different key (different shuffles): different params');
   t.notSame(a.history.history.loss, c.history.history.loss, 'different key: different losses');
   // Shuffling actually happens: the default (shuffle on) differs from shuffle false.
-  const d = fit(model, init, x, y, { optimizer: adam(0.02), loss, epochs: 2, batchSize: 8, key: random.key(11), shuffle: false, ...silent });
+  const d = fit(model, init, x, y, {
+    optimizer: adam(0.02),
+    loss,
+    epochs: 2,
+    batchSize: 8,
+    key: random.key(11),
+    shuffle: false,
+    ...silent,
+  });
   t.ok(maxDiff(leaves(a.params), leaves(d.params)) > 1e-5, 'shuffled != unshuffled');
 });
 
@@ -213,7 +260,10 @@ t.test('callbacks: onBatchBegin can change ctl.state and the next step sees it',
   const n = 40;
   const batchSize = 8; // 5 steps per epoch
   const { x } = classificationData(9, n);
-  const yReg = array(vals(x).filter((_, i) => i % 4 === 0), { shape: [n, 1] });
+  const yReg = array(
+    vals(x).filter((_, i) => i % 4 === 0),
+    { shape: [n, 1] },
+  );
   const model = sequential([gate(), dense(1, { name: 'lin' })]);
   const init = model.init(random.key(10), [4]);
   const seen: { batch: number; epoch: number; steps: number }[] = [];
@@ -227,12 +277,23 @@ t.test('callbacks: onBatchBegin can change ctl.state and the next step sees it',
     onBatchEnd: (_b, logs) => batchLosses.push(logs.batchLoss),
   };
   const opt = sgd(0); // params never move, so each batch loss depends only on the data and g
-  const res = fit(model, init, x, yReg, { optimizer: opt, loss: meanSquaredError(), epochs: 1, batchSize, shuffle: false, callbacks: [cb], ...silent });
+  const res = fit(model, init, x, yReg, {
+    optimizer: opt,
+    loss: meanSquaredError(),
+    epochs: 1,
+    batchSize,
+    shuffle: false,
+    callbacks: [cb],
+    ...silent,
+  });
   t.same(
     seen.map((s) => s.batch),
     [0, 1, 2, 3, 4],
   );
-  t.ok(seen.every((s) => s.epoch === 0 && s.steps === 5), 'ctl.epoch and stepsPerEpoch');
+  t.ok(
+    seen.every((s) => s.epoch === 0 && s.steps === 5),
+    'ctl.epoch and stepsPerEpoch',
+  );
   const st = (res.state as { gate: { g: Tensor; n: Tensor } }).gate;
   t.equal(st.n.item(), 103, 'counter: set to 100 before batch 2, then 3 more steps');
   t.equal(st.g.item(), 4, 'g kept');
@@ -253,7 +314,10 @@ t.test('callbacks: onBatchBegin can change ctl.state and the next step sees it',
     return s / batchSize;
   });
   const err = Math.max(...batchLosses.map((l, i) => Math.abs(l - hand[i]) / Math.max(1, hand[i])));
-  t.ok(err < 1e-5, `batch losses follow the changed state from batch 2 on (${batchLosses.map((v) => v.toFixed(4))} vs ${hand.map((v) => v.toFixed(4))})`);
+  t.ok(
+    err < 1e-5,
+    `batch losses follow the changed state from batch 2 on (${batchLosses.map((v) => v.toFixed(4))} vs ${hand.map((v) => v.toFixed(4))})`,
+  );
   t.ok(Math.abs(hand[2] - hand[1]) > 1e-3, 'the change is visible in the losses');
 });
 
@@ -299,14 +363,37 @@ t.test('earlyStopping stops after `patience` epochs without improvement (Keras s
   // Keras: wait counts non-improving epochs and stops when wait >= patience, i.e. after
   // 1 + patience epochs here (Keras's own doc example: patience 3 -> "Only 4 epochs are run").
   for (const patience of [0, 1, 2, 3]) {
-    const res = fit(model, init, x, y, { optimizer: sgd(0), loss, epochs: 10, batchSize: 8, shuffle: false, callbacks: [earlyStopping({ patience })], ...silent });
+    const res = fit(model, init, x, y, {
+      optimizer: sgd(0),
+      loss,
+      epochs: 10,
+      batchSize: 8,
+      shuffle: false,
+      callbacks: [earlyStopping({ patience })],
+      ...silent,
+    });
     const l = res.history.history.loss;
-    t.ok(l.every((v) => v === l[0]), `patience ${patience}: the loss is constant (${l[0]})`);
-    t.equal(res.history.epochs.length, Math.max(1, patience) + 1, `patience ${patience}: stops after ${Math.max(1, patience) + 1} epochs (ran ${res.history.epochs.length})`);
+    t.ok(
+      l.every((v) => v === l[0]),
+      `patience ${patience}: the loss is constant (${l[0]})`,
+    );
+    t.equal(
+      res.history.epochs.length,
+      Math.max(1, patience) + 1,
+      `patience ${patience}: stops after ${Math.max(1, patience) + 1} epochs (ran ${res.history.epochs.length})`,
+    );
     t.match(res.history.stopReason ?? '', /early stopping/, `patience ${patience}: stopReason set`);
   }
   // A loss that keeps improving never triggers it: full-batch gradient descent on a convex loss.
-  const improving = fit(model, init, x, y, { optimizer: sgd(0.05), loss, epochs: 6, batchSize: 24, shuffle: false, callbacks: [earlyStopping({ patience: 0 })], ...silent });
+  const improving = fit(model, init, x, y, {
+    optimizer: sgd(0.05),
+    loss,
+    epochs: 6,
+    batchSize: 24,
+    shuffle: false,
+    callbacks: [earlyStopping({ patience: 0 })],
+    ...silent,
+  });
   const il = improving.history.history.loss;
   t.ok(
     il.every((v, i) => i === 0 || v < il[i - 1]),
@@ -315,11 +402,27 @@ t.test('earlyStopping stops after `patience` epochs without improvement (Keras s
   t.equal(improving.history.epochs.length, 6, 'all epochs run');
   t.equal(improving.history.stopReason, undefined);
   // minDelta: improvements smaller than minDelta do not count.
-  const deltaRes = fit(model, init, x, y, { optimizer: sgd(1e-4), loss, epochs: 6, batchSize: 24, shuffle: false, callbacks: [earlyStopping({ patience: 0, minDelta: 1 })], ...silent });
+  const deltaRes = fit(model, init, x, y, {
+    optimizer: sgd(1e-4),
+    loss,
+    epochs: 6,
+    batchSize: 24,
+    shuffle: false,
+    callbacks: [earlyStopping({ patience: 0, minDelta: 1 })],
+    ...silent,
+  });
   t.equal(deltaRes.history.epochs.length, 2, 'tiny improvements below minDelta stop training at the first check');
   // An unknown monitor names the available logs.
   t.throws(
-    () => fit(model, init, x, y, { optimizer: sgd(0), loss, epochs: 2, batchSize: 8, callbacks: [earlyStopping({ monitor: 'val_loss' })], ...silent }),
+    () =>
+      fit(model, init, x, y, {
+        optimizer: sgd(0),
+        loss,
+        epochs: 2,
+        batchSize: 8,
+        callbacks: [earlyStopping({ monitor: 'val_loss' })],
+        ...silent,
+      }),
     /earlyStopping: no log named 'val_loss'; logs are loss/,
   );
 });
@@ -358,7 +461,15 @@ t.test('terminateOnNaN stops at the first NaN batch and names epoch and batch', 
   t.match(out.join(''), /terminateOnNaN: loss became NaN at epoch 2, batch 3/, 'the reason is printed');
 
   // A huge learning rate: the loss overflows to a non-finite value within a few steps.
-  const huge = fit(model, init, x, yReg, { optimizer: sgd(1e30), loss: meanSquaredError(), epochs: 3, batchSize, shuffle: false, callbacks: [terminateOnNaN()], ...silent });
+  const huge = fit(model, init, x, yReg, {
+    optimizer: sgd(1e30),
+    loss: meanSquaredError(),
+    epochs: 3,
+    batchSize,
+    shuffle: false,
+    callbacks: [terminateOnNaN()],
+    ...silent,
+  });
   t.match(huge.history.stopReason ?? '', /terminateOnNaN: loss became (NaN|Infinity) at epoch 1, batch \d+; training stopped/);
 });
 
@@ -368,11 +479,23 @@ t.test('progress output: Keras format', async (t) => {
   const model = mlp();
   const init = model.init(random.key(0), [4]);
   const out: string[] = [];
-  const res = fit(model, init, x, y, { optimizer: sgd(0.1), loss, metrics: [accuracy], epochs: 2, batchSize: 10, shuffle: false, verbose: 1, write: (s) => out.push(s) });
+  const res = fit(model, init, x, y, {
+    optimizer: sgd(0.1),
+    loss,
+    metrics: [accuracy],
+    epochs: 2,
+    batchSize: 10,
+    shuffle: false,
+    verbose: 1,
+    write: (s) => out.push(s),
+  });
   const lines = out.join('').split('\n');
   t.equal(lines[0], 'Epoch 1/2');
   t.match(lines[1], /^3\/3 \[={30}\] - \d+s \d+ms\/step - loss: \d+\.\d{4} - accuracy: \d\.\d{4}$/, `progress line: ${lines[1]}`);
-  t.ok(lines[1].endsWith(`loss: ${res.history.history.loss[0].toFixed(4)} - accuracy: ${res.history.history.accuracy[0].toFixed(4)}`), 'numbers are the epoch logs');
+  t.ok(
+    lines[1].endsWith(`loss: ${res.history.history.loss[0].toFixed(4)} - accuracy: ${res.history.history.accuracy[0].toFixed(4)}`),
+    'numbers are the epoch logs',
+  );
   t.equal(lines[2], 'Epoch 2/2');
   t.match(lines[3], /^3\/3 \[={30}\] - /);
   // verbose 0 prints nothing.
@@ -381,7 +504,10 @@ t.test('progress output: Keras format', async (t) => {
   t.same(quiet, []);
   // Mid-epoch line: Keras's bar (=, >, .) and an ETA.
   t.equal(progressLine(5, 10, 1, { loss: 0.5 }, false), ' 5/10 [==============>...............] - ETA: 1s - loss: 0.5000');
-  t.equal(progressLine(1875, 1875, 9.4, { loss: 0.49791, accuracy: 0.825 }, true), '1875/1875 [==============================] - 9s 5ms/step - loss: 0.4979 - accuracy: 0.8250');
+  t.equal(
+    progressLine(1875, 1875, 9.4, { loss: 0.49791, accuracy: 0.825 }, true),
+    '1875/1875 [==============================] - 9s 5ms/step - loss: 0.4979 - accuracy: 0.8250',
+  );
 });
 
 t.test('input errors name the function or layer and the shapes', async (t) => {
@@ -389,10 +515,20 @@ t.test('input errors name the function or layer and the shapes', async (t) => {
   const { x, y } = classificationData(17, 20);
   const model = mlp();
   const init = model.init(random.key(0), [4]);
-  const shortY = gatherRows(y, Array.from({ length: 19 }, (_, i) => i));
-  t.throws(() => fit(model, init, x, shortY, { optimizer: sgd(0.1), loss, ...silent }), /fit: x has 20 examples but y has 19 \(shapes \[20, 4\] and \[19\]\)/);
+  const shortY = gatherRows(
+    y,
+    Array.from({ length: 19 }, (_, i) => i),
+  );
+  t.throws(
+    () => fit(model, init, x, shortY, { optimizer: sgd(0.1), loss, ...silent }),
+    /fit: x has 20 examples but y has 19 \(shapes \[20, 4\] and \[19\]\)/,
+  );
   t.throws(() => evaluate(model, init, x, shortY, { loss }), /evaluate: x has 20 examples but y has 19/);
   const wide = random.normal(random.key(1), [20, 5]) as NDArray;
-  t.throws(() => fit(model, init, wide, y, { optimizer: sgd(0.1), loss, batchSize: 8, ...silent }), /dense 'h': expected input with last axis 4, got shape \[8, 5\]/, 'the layer and both shapes');
+  t.throws(
+    () => fit(model, init, wide, y, { optimizer: sgd(0.1), loss, batchSize: 8, ...silent }),
+    /dense 'h': expected input with last axis 4, got shape \[8, 5\]/,
+    'the layer and both shapes',
+  );
   t.throws(() => predict(model, init, wide), /dense 'h': expected input with last axis 4, got shape \[\d+, 5\]/);
 });

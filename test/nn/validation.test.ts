@@ -7,7 +7,18 @@
  */
 import t from 'tap';
 import { array, fromTyped, random, type NDArray, type Tensor } from '../../core/index.js';
-import { dense, evaluate, fit, predict, resetLayerNames, sequential, sgd, sparseCategoricalCrossentropy, terminateOnNaN, timeDistributed } from '../../nn/index.js';
+import {
+  dense,
+  evaluate,
+  fit,
+  predict,
+  resetLayerNames,
+  sequential,
+  sgd,
+  sparseCategoricalCrossentropy,
+  terminateOnNaN,
+  timeDistributed,
+} from '../../nn/index.js';
 import { spikingActivation } from '../../spiking/index.js';
 
 const silent = { verbose: 0 as const };
@@ -56,11 +67,17 @@ t.test('fit and evaluate reject bad labels once, naming the first bad label and 
   const { model, init } = model3();
   const { x, y } = problem(30);
   const opts = { optimizer: sgd(0.1), loss, epochs: 1, batchSize: 8, ...silent };
-  t.throws(() => fit(model, init, x, withLabel(y, 17, 3, 'int32'), opts), /fit: label 3 at index 17 of y is outside \[0, 3\); the model has 3 classes/);
+  t.throws(
+    () => fit(model, init, x, withLabel(y, 17, 3, 'int32'), opts),
+    /fit: label 3 at index 17 of y is outside \[0, 3\); the model has 3 classes/,
+  );
   t.throws(() => fit(model, init, x, withLabel(y, 4, -1, 'int32'), opts), /fit: label -1 at index 4 of y is outside \[0, 3\)/);
   t.throws(() => fit(model, init, x, withLabel(y, 9, NaN, 'float32'), opts), /fit: label NaN at index 9 of y is NaN/);
   t.throws(() => fit(model, init, x, withLabel(y, 2, 1.5, 'float32'), opts), /fit: label 1.5 at index 2 of y is not an integer/);
-  t.throws(() => fit(model, init, x, y, { ...opts, validationData: [x, withLabel(y, 29, 1000, 'int32')] }), /fit: label 1000 at index 29 of validationData y is outside \[0, 3\)/);
+  t.throws(
+    () => fit(model, init, x, y, { ...opts, validationData: [x, withLabel(y, 29, 1000, 'int32')] }),
+    /fit: label 1000 at index 29 of validationData y is outside \[0, 3\)/,
+  );
   t.throws(() => evaluate(model, init, x, withLabel(y, 0, 7, 'int32'), { loss }), /evaluate: label 7 at index 0 of y is outside \[0, 3\)/);
   const ok = fit(model, init, x, withLabel(y, 3, 2, 'float32'), opts);
   t.equal(ok.history.history.loss.length, 1, 'integral float labels train');
@@ -92,11 +109,19 @@ t.test('fit / evaluate / predict check every option up front: the option, the va
     [{ loss: 'mse' }, /fit: option loss must be a function \(it is required\), got "mse"/],
     [{ batch_size: 8 }, /fit: unknown option 'batch_size'; the options are optimizer, loss, .*batchSize/],
   ];
-  for (const [change, message] of fitCases) t.throws(() => fit(model, init, x, y, { ...base, ...change } as never), message, JSON.stringify(change) ?? String(change));
+  for (const [change, message] of fitCases)
+    t.throws(() => fit(model, init, x, y, { ...base, ...change } as never), message, JSON.stringify(change) ?? String(change));
   t.throws(() => evaluate(model, init, x, y, { loss, batchSize: 0 }), /evaluate: option batchSize must be a positive integer .*, got 0/);
-  t.throws(() => evaluate(model, init, x, y, { loss, key: [1, 2] } as never), /evaluate: option key must be a PRNG key .*, got an array of 2/);
+  t.throws(
+    () => evaluate(model, init, x, y, { loss, key: [1, 2] } as never),
+    /evaluate: option key must be a PRNG key .*, got an array of 2/,
+  );
   t.throws(() => evaluate(model, init, x, y, {} as never), /evaluate: option loss must be a function \(it is required\), got undefined/);
-  t.throws(() => predict(model, init, x, { batchSize: 0 }), /predict: option batchSize must be a positive integer .*, got 0/, 'batchSize 0 no longer loops forever');
+  t.throws(
+    () => predict(model, init, x, { batchSize: 0 }),
+    /predict: option batchSize must be a positive integer .*, got 0/,
+    'batchSize 0 no longer loops forever',
+  );
   t.throws(() => predict(model, init, x, { batchSize: -1 }), /predict: option batchSize must be a positive integer .*, got -1/);
   t.throws(() => predict(model, init, x, { batchSize: 0.5 }), /predict: option batchSize must be a positive integer .*, got 0.5/);
   t.throws(() => predict(model, init, x, { bs: 2 } as never), /predict: unknown option 'bs'; the options are batchSize, key/);
@@ -109,7 +134,10 @@ t.test('empty datasets are refused instead of returning untrained weights or NaN
   t.throws(() => fit(model, init, x0, y0, { optimizer: sgd(0.1), loss, ...silent }), /fit: x has no examples \(shape \[0, 4\]\)/);
   t.throws(() => evaluate(model, init, x0, y0, { loss }), /evaluate: x has no examples \(shape \[0, 4\]\)/);
   const { x, y } = problem(6);
-  t.throws(() => fit(model, init, x, y, { optimizer: sgd(0.1), loss, validationData: [x0, y0], ...silent }), /fit: validationData has no examples/);
+  t.throws(
+    () => fit(model, init, x, y, { optimizer: sgd(0.1), loss, validationData: [x0, y0], ...silent }),
+    /fit: validationData has no examples/,
+  );
 });
 
 t.test('a NaN pixel reaches the loss through relu, so terminateOnNaN stops training', async (t) => {
@@ -118,8 +146,20 @@ t.test('a NaN pixel reaches the loss through relu, so terminateOnNaN stops train
   const pixels = Float32Array.from(x.toTyped() as Float32Array);
   pixels[4 * 5 + 2] = NaN;
   const poisoned = fromTyped(pixels, [16, 4], 'float32');
-  const res = fit(model, init, poisoned, y, { optimizer: sgd(0.1), loss, epochs: 3, batchSize: 4, shuffle: false, callbacks: [terminateOnNaN()], ...silent });
-  t.match(res.history.stopReason ?? '', /terminateOnNaN: loss became NaN at epoch 1, batch 2; training stopped/, 'stops at the batch holding example 5');
+  const res = fit(model, init, poisoned, y, {
+    optimizer: sgd(0.1),
+    loss,
+    epochs: 3,
+    batchSize: 4,
+    shuffle: false,
+    callbacks: [terminateOnNaN()],
+    ...silent,
+  });
+  t.match(
+    res.history.stopReason ?? '',
+    /terminateOnNaN: loss became NaN at epoch 1, batch 2; training stopped/,
+    'stops at the batch holding example 5',
+  );
 });
 
 t.test('spikingActivation propagates a NaN input to that unit only', async (t) => {
@@ -131,17 +171,32 @@ t.test('spikingActivation propagates a NaN input to that unit only', async (t) =
   const y = layer.apply(params, fromTyped(rates, [2, 5, 3], 'float32'), { training: false }, state).y as Tensor;
   const out = y.toTyped() as Float32Array;
   const at = (b: number, s: number, u: number) => out[(b * 5 + s) * 3 + u];
-  t.ok([0, 1, 2, 3, 4].every((s) => Number.isFinite(at(0, s, 0))), 'unit 0 of batch 0 stays finite');
+  t.ok(
+    [0, 1, 2, 3, 4].every((s) => Number.isFinite(at(0, s, 0))),
+    'unit 0 of batch 0 stays finite',
+  );
   t.ok(Number.isFinite(at(0, 1, 1)), 'unit 1 is finite before the NaN step');
   t.ok(Number.isNaN(at(0, 2, 1)), 'the NaN step of unit 1 is NaN');
-  t.ok([2, 3, 4].every((s) => Number.isNaN(at(0, s, 1))), 'and the voltage carries it to the later steps of that unit');
-  t.ok([0, 1, 2, 3, 4].every((s) => !Number.isNaN(at(1, s, 1))), 'batch 1 is untouched');
+  t.ok(
+    [2, 3, 4].every((s) => Number.isNaN(at(0, s, 1))),
+    'and the voltage carries it to the later steps of that unit',
+  );
+  t.ok(
+    [0, 1, 2, 3, 4].every((s) => !Number.isNaN(at(1, s, 1))),
+    'batch 1 is untouched',
+  );
 });
 
 t.test('a PRNG key that is not a key tensor: the error says what a key is', async (t) => {
-  t.throws(() => random.normal(0 as never, [3]), /normal: expected a PRNG key, a uint32\[2\] tensor made by random.key\(seed\).*, got the number 0/);
+  t.throws(
+    () => random.normal(0 as never, [3]),
+    /normal: expected a PRNG key, a uint32\[2\] tensor made by random.key\(seed\).*, got the number 0/,
+  );
   const keys = random.split(random.key(0));
-  t.throws(() => random.uniform(keys as never, [3]), /uniform: expected a PRNG key, .*got a JS array of 2 elements \(split returns an array of keys: pass one of them, e.g. keys\[0\]\)/);
+  t.throws(
+    () => random.uniform(keys as never, [3]),
+    /uniform: expected a PRNG key, .*got a JS array of 2 elements \(split returns an array of keys: pass one of them, e.g. keys\[0\]\)/,
+  );
   t.throws(() => random.split(undefined as never), /split: expected a PRNG key, .*got the undefined undefined/);
   t.throws(() => random.bernoulli('k' as never, 0.5, [2]), /bernoulli: expected a PRNG key, .*got the string k/);
   t.throws(() => random.normal(array([1, 2]), [3]), /normal: expected a PRNG key \(uint32\[2\] from key\(seed\)\), got float32\[2\]/);

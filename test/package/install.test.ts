@@ -24,7 +24,12 @@ interface PackageJson {
 
 // `npm pack` runs the prepack build; --json reports the tarball's name and file list.
 const packed = JSON.parse(
-  execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: repo, encoding: 'utf8', timeout: 240_000, stdio: ['ignore', 'pipe', 'pipe'] }),
+  execFileSync('npm', ['pack', '--json', '--pack-destination', work], {
+    cwd: repo,
+    encoding: 'utf8',
+    timeout: 240_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }),
 ) as { filename: string; files: { path: string }[] }[];
 const tarball = join(work, packed[0].filename);
 const files = new Set(packed[0].files.map((f) => f.path));
@@ -40,10 +45,21 @@ t.test('the tarball holds the built entry points, resolvable maps, and no benchm
     t.ok(files.has(posix.normalize(target.import)), `${entry}: ${target.import} is packed`);
     t.ok(files.has(posix.normalize(target.types)), `${entry}: ${target.types} is packed`);
   }
-  t.same([...files].filter((f) => /(^|\/)bench/.test(f)), [], 'no benchmark files');
-  t.same([...files].filter((f) => f.startsWith('test/') || f.startsWith('examples/')), [], 'no tests or examples');
+  t.same(
+    [...files].filter((f) => /(^|\/)bench/.test(f)),
+    [],
+    'no benchmark files',
+  );
+  t.same(
+    [...files].filter((f) => f.startsWith('test/') || f.startsWith('examples/')),
+    [],
+    'no tests or examples',
+  );
   const maps = [...files].filter((f) => f.endsWith('.map'));
-  t.ok(maps.some((f) => f.endsWith('.d.ts.map')), 'declaration maps are shipped');
+  t.ok(
+    maps.some((f) => f.endsWith('.d.ts.map')),
+    'declaration maps are shipped',
+  );
   const unresolved: string[] = [];
   for (const m of maps) {
     const { sources } = JSON.parse(readFileSync(join(installed, m), 'utf8')) as { sources: string[] };
@@ -123,10 +139,22 @@ export const model = nn.sequential([nn.dense(4)]);
   writeFileSync(
     join(project, 'tsconfig.json'),
     JSON.stringify({
-      compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', lib: ['ES2022', 'DOM'], strict: true, skipLibCheck: false, noEmit: true, types: [] },
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        lib: ['ES2022', 'DOM'],
+        strict: true,
+        skipLibCheck: false,
+        noEmit: true,
+        types: [],
+      },
       files: ['consumer.ts'],
     }),
   );
-  const tsc = spawnSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', project], { encoding: 'utf8', timeout: 120_000 });
+  const tsc = spawnSync(process.execPath, [join(repo, 'node_modules/typescript/bin/tsc'), '-p', project], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   t.equal(tsc.status, 0, `tsc: ${tsc.stdout}${tsc.stderr}`);
 });

@@ -134,7 +134,10 @@ function chiSquareUniform(xs: Int32Array, lo: number, hi: number, bins: number):
 t.test('randint: range and chi-square uniformity', async (t) => {
   for (const method of ['unbiased', 'jax'] as const) {
     const x = randint(keyFromSeed(10), N, -3, 7, { method });
-    t.ok(x.every((v) => v >= -3 && v < 7), `${method}: all in [-3, 7)`);
+    t.ok(
+      x.every((v) => v >= -3 && v < 7),
+      `${method}: all in [-3, 7)`,
+    );
     const { stat, crit } = chiSquareUniform(x, -3, 7, 10);
     t.ok(stat < crit, `${method}: chi-square ${stat.toFixed(1)} < ${crit.toFixed(1)} (df 9)`);
   }
@@ -142,7 +145,10 @@ t.test('randint: range and chi-square uniformity', async (t) => {
   const full = randint(keyFromSeed(5), N, -(2 ** 31), 2 ** 31);
   const { stat, crit } = chiSquareUniform(full, -(2 ** 31), 2 ** 31, 16);
   t.ok(stat < crit, `full int32 range: chi-square over 16 bins ${stat.toFixed(1)}`);
-  t.ok(randint(keyFromSeed(5), 100, 9, 10).every((v) => v === 9), 'one-value range');
+  t.ok(
+    randint(keyFromSeed(5), 100, 9, 10).every((v) => v === 9),
+    'one-value range',
+  );
 });
 
 t.test('randint: unbiased for large spans where JAX is not', async (t) => {
@@ -167,7 +173,10 @@ t.test("randint 'unbiased' follows its documented construction", async (t) => {
   const k = keyFromSeed(12);
   const bits = randomBits(k, 1000, { partitionable: true });
   const x = randint(k, 1000, -8, 8);
-  t.ok(x.every((v, i) => v === -8 + (bits[i] & 15)), 'span 16');
+  t.ok(
+    x.every((v, i) => v === -8 + (bits[i] & 15)),
+    'span 16',
+  );
   // Any span: accepted round-0 words map to minval + w % span.
   const span = 1_000_003;
   const threshold = 2 ** 32 % span;
@@ -231,7 +240,10 @@ t.test('uniform argument checks and exclusive upper bound', async (t) => {
   // A range with a single float64 inside: every draw must be minval.
   const lo = 1;
   const hi = 1 + 2 ** -52;
-  t.ok(uniform(k, 1000, { dtype: 'float64', minval: lo, maxval: hi }).every((x) => x === lo), 'single-float64 range');
+  t.ok(
+    uniform(k, 1000, { dtype: 'float64', minval: lo, maxval: hi }).every((x) => x === lo),
+    'single-float64 range',
+  );
 });
 
 t.test('property: uniform stays in [minval, maxval) for any seed and range', async (t) => {

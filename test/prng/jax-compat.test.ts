@@ -4,16 +4,7 @@
  * fixtures/generate-jax-reference.py), in both counter layouts.
  */
 import t from 'tap';
-import {
-  bernoulli,
-  keyFromSeed,
-  normal,
-  permutation,
-  randint,
-  randomBits,
-  randomBits64,
-  uniform,
-} from '../../core/prng/index.js';
+import { bernoulli, keyFromSeed, normal, permutation, randint, randomBits, randomBits64, uniform } from '../../core/prng/index.js';
 import { JAX_REFERENCE as R } from './fixtures/jax-reference.js';
 
 const LAYOUTS = ['classic', 'partitionable'] as const;
@@ -40,8 +31,15 @@ for (const layout of LAYOUTS) {
       if (maxval === 2 ** 24 + 2) {
         // JAX returns maxval itself for some draws here; ours stays below it
         // (the only float32 in [2^24, 2^24 + 2) is 2^24) and agrees elsewhere.
-        t.ok(values.some((v) => v === maxval), 'JAX does produce maxval in this case');
-        t.same(arr(u), values.map((v) => (v === maxval ? 2 ** 24 : v)), 'float32 [2^24, 2^24 + 2): upper bound kept exclusive');
+        t.ok(
+          values.some((v) => v === maxval),
+          'JAX does produce maxval in this case',
+        );
+        t.same(
+          arr(u),
+          values.map((v) => (v === maxval ? 2 ** 24 : v)),
+          'float32 [2^24, 2^24 + 2): upper bound kept exclusive',
+        );
       } else {
         t.same(arr(u), values, `uniform(PRNGKey(${seed}), (${n},), float32, ${minval}, ${maxval})`);
       }

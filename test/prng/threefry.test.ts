@@ -42,9 +42,5 @@ t.test('empty input and argument checks', async (t) => {
   t.throws(() => threefry2x32(0, 2 ** 32, new Uint32Array(1), new Uint32Array(1)), RangeError);
   t.throws(() => threefry2x32(0.5, 0, new Uint32Array(1), new Uint32Array(1)), RangeError);
   t.throws(() => threefry2x32(0, 0, new Uint32Array(2), new Uint32Array(1)), RangeError);
-  t.throws(
-    () => threefry2x32(0, 0, [0] as unknown as Uint32Array, new Uint32Array(1)),
-    TypeError,
-    'plain arrays are rejected',
-  );
+  t.throws(() => threefry2x32(0, 0, [0] as unknown as Uint32Array, new Uint32Array(1)), TypeError, 'plain arrays are rejected');
 });

@@ -14,7 +14,15 @@ const square: ActivationFn = (x) => mul(x, x);
 const fns: { name: string; act: 'relu' | 'tanh' | 'sigmoid' | ActivationFn; f: (x: number) => number; df: (x: number) => number }[] = [
   { name: 'relu', act: 'relu', f: (x) => Math.max(0, x), df: (x) => (x > 0 ? 1 : 0) },
   { name: 'tanh', act: 'tanh', f: Math.tanh, df: (x) => 1 - Math.tanh(x) ** 2 },
-  { name: 'sigmoid', act: 'sigmoid', f: (x) => 1 / (1 + Math.exp(-x)), df: (x) => { const s = 1 / (1 + Math.exp(-x)); return s * (1 - s); } },
+  {
+    name: 'sigmoid',
+    act: 'sigmoid',
+    f: (x) => 1 / (1 + Math.exp(-x)),
+    df: (x) => {
+      const s = 1 / (1 + Math.exp(-x));
+      return s * (1 - s);
+    },
+  },
   { name: 'square (user)', act: square, f: (x) => x * x, df: (x) => 2 * x },
 ];
 
@@ -36,7 +44,10 @@ t.test('rate equivalence: mean spikes over T equal f(x) within 1/(T dt)', async 
         const units = xs.length;
         const x = broadcastTo(array([[xs]]), [2, T, units]);
         const y = run(spikingActivation(act, { dt, seed }), x).y;
-        if (y.shape.join() !== [2, T, units].join()) { failure = `shape ${y.shape}`; return false; }
+        if (y.shape.join() !== [2, T, units].join()) {
+          failure = `shape ${y.shape}`;
+          return false;
+        }
         const v = vals(y);
         for (let b = 0; b < 2; b++) {
           for (let u = 0; u < units; u++) {
@@ -45,9 +56,17 @@ t.test('rate equivalence: mean spikes over T equal f(x) within 1/(T dt)', async 
             const m = s / T;
             const want = f(Math.fround(xs[u]));
             const tol = 1 / (T * dt) + 1e-4 * Math.max(1, Math.abs(want));
-            if (!(Math.abs(m - want) <= tol)) { failure = `${name} x=${xs[u]} dt=${dt} T=${T}: mean ${m} want ${want} tol ${tol}`; return false; }
+            if (!(Math.abs(m - want) <= tol)) {
+              failure = `${name} x=${xs[u]} dt=${dt} T=${T}: mean ${m} want ${want} tol ${tol}`;
+              return false;
+            }
             // Sign: a negative rate never gives a positive spike.
-            if (want < 0) for (let k = 0; k < T; k++) if (v[(b * T + k) * units + u] > 0) { failure = `${name}: positive spike for negative rate`; return false; }
+            if (want < 0)
+              for (let k = 0; k < T; k++)
+                if (v[(b * T + k) * units + u] > 0) {
+                  failure = `${name}: positive spike for negative rate`;
+                  return false;
+                }
           }
         }
         return true;
@@ -62,20 +81,33 @@ t.test('negative rates give negative spikes (tanh of negative x)', async (t) => 
   const dt = 0.01;
   const x = broadcastTo(array([[[-2]]]), [1, 100, 1]);
   const v = vals(run(spikingActivation('tanh', { dt, seed: 3 }), x).y);
-  t.ok(v.some((s) => s < 0), 'some spikes are negative');
-  t.ok(v.every((s) => s <= 0), 'no positive spikes');
-  t.ok(v.every((s) => Math.abs(Math.abs(s) * dt - Math.round(Math.abs(s) * dt)) < 1e-3), 'spikes are multiples of 1/dt');
+  t.ok(
+    v.some((s) => s < 0),
+    'some spikes are negative',
+  );
+  t.ok(
+    v.every((s) => s <= 0),
+    'no positive spikes',
+  );
+  t.ok(
+    v.every((s) => Math.abs(Math.abs(s) * dt - Math.round(Math.abs(s) * dt)) < 1e-3),
+    'spikes are multiples of 1/dt',
+  );
 });
 
-t.test('gradient is straight-through f\'(x) * w, spikingAwareTraining true and false', async (t) => {
-  const B = 2, T = 5, U = 3;
+t.test("gradient is straight-through f'(x) * w, spikingAwareTraining true and false", async (t) => {
+  const B = 2,
+    T = 5,
+    U = 3;
   const xsRaw = [-1.5, -0.3, 0.4, 1.2, 2.5, -2.2];
   const xData: number[] = [];
   const wData: number[] = [];
-  for (let b = 0; b < B; b++) for (let k = 0; k < T; k++) for (let u = 0; u < U; u++) {
-    xData.push(xsRaw[(b * 7 + k * 3 + u) % xsRaw.length] + 0.01 * k);
-    wData.push(((b + 1) * (k + 2) * (u + 1)) % 5 - 2 + 0.5);
-  }
+  for (let b = 0; b < B; b++)
+    for (let k = 0; k < T; k++)
+      for (let u = 0; u < U; u++) {
+        xData.push(xsRaw[(b * 7 + k * 3 + u) % xsRaw.length] + 0.01 * k);
+        wData.push((((b + 1) * (k + 2) * (u + 1)) % 5) - 2 + 0.5);
+      }
   const x = array(xData, { shape: [B, T, U] });
   const w = array(wData, { shape: [B, T, U] });
   const xv = vals(x);
@@ -106,11 +138,18 @@ t.test('seeds: same seed same spikes, different seeds differ, keys, missing key'
   const k2 = vals(run(u, x, false, random.key(2)).y);
   t.same(k1, k1b, 'same key, same spikes');
   t.notSame(k1, k2, 'unseeded layer with different ctx.key differ');
-  t.throws(() => run(spikingActivation('relu', { dt: 0.01, name: 'nokey' }), x), /PRNG key|ctx\.key|seed/, 'unseeded without key throws a clear error');
+  t.throws(
+    () => run(spikingActivation('relu', { dt: 0.01, name: 'nokey' }), x),
+    /PRNG key|ctx\.key|seed/,
+    'unseeded without key throws a clear error',
+  );
 });
 
 t.test('stateful: ten calls of 10 steps equal one call of 100 steps', async (t) => {
-  const xs = [[0.37, 2.3, 7.9], [1.1, 0.05, 3.3]];
+  const xs = [
+    [0.37, 2.3, 7.9],
+    [1.1, 0.05, 3.3],
+  ];
   const full = broadcastTo(array(xs).reshape([2, 1, 3]), [2, 100, 3]);
   const chunk = broadcastTo(array(xs).reshape([2, 1, 3]), [2, 10, 3]);
   const one = spikingActivation('relu', { dt: 0.01, seed: 11, stateful: true });

@@ -23,17 +23,26 @@ t.test('percentile outside [0, 100]', async (t) => {
 
 t.test('target ranges: low > high, or not two long', async (t) => {
   t.throws(() => regularizers.l2({ target: [20, 10] }), /low \(20\) exceeds high \(10\)/);
-  t.throws(() => regularizers.l1({ target: [1, 2, 3] as unknown as [number, number] }), /target range must be \[low, high\], got \[1,2,3\]/);
+  t.throws(
+    () => regularizers.l1({ target: [1, 2, 3] as unknown as [number, number] }),
+    /target range must be \[low, high\], got \[1,2,3\]/,
+  );
 });
 
 t.test('input without a time axis', async (t) => {
   const layer = spikingActivation('relu', { seed: 0 });
   const { state } = layer.init(random.key(0), [null, 4]);
-  t.throws(() => layer.apply({}, zeros([2, 4]), { training: false }, state), /spikingActivation '.*': expected input \(batch, time, \.\.\.units\), got shape \[2, 4\]/);
+  t.throws(
+    () => layer.apply({}, zeros([2, 4]), { training: false }, state),
+    /spikingActivation '.*': expected input \(batch, time, \.\.\.units\), got shape \[2, 4\]/,
+  );
   t.throws(() => layer.init(random.key(0), [4]), /expected input \(batch, time, \.\.\.units\)/);
   const lp = lowpass(0.1);
   const v = lp.init(random.key(0), [null, 4]);
-  t.throws(() => lp.apply(v.params, zeros([2, 4]), { training: false }, v.state), /lowpass '.*': expected input \(batch, time, \.\.\.units\), got shape \[2, 4\]/);
+  t.throws(
+    () => lp.apply(v.params, zeros([2, 4]), { training: false }, v.state),
+    /lowpass '.*': expected input \(batch, time, \.\.\.units\), got shape \[2, 4\]/,
+  );
 });
 
 t.test('unknown activation or device', async (t) => {
@@ -45,7 +54,12 @@ t.test('unknown activation or device', async (t) => {
 });
 
 t.test('loihi energy doubles when timesteps double', async (t) => {
-  const model = nn.sequential([nn.reshape([-1, 3]), nn.timeDistributed(nn.dense(4)), spikingActivation('relu', { dt: 0.01, seed: 0 }), nn.globalAveragePooling1d()]);
+  const model = nn.sequential([
+    nn.reshape([-1, 3]),
+    nn.timeDistributed(nn.dense(4)),
+    spikingActivation('relu', { dt: 0.01, seed: 0 }),
+    nn.globalAveragePooling1d(),
+  ]);
   const vars = model.init(random.key(0), [null, 3]);
   const frame = [[0.5, 1, 2]];
   const e10 = modelEnergy(model, vars, [null, 3], array([Array(10).fill(frame[0])])).energy('loihi').total;

@@ -7,7 +7,17 @@
  */
 import t, { type Test } from 'tap';
 import { fromTyped, random, type Tensor } from '../../core/index.js';
-import { averagePooling2d, conv1d, conv2d, dense, flatten, resetLayerNames, sequential, timeDistributed, type Layer } from '../../nn/index.js';
+import {
+  averagePooling2d,
+  conv1d,
+  conv2d,
+  dense,
+  flatten,
+  resetLayerNames,
+  sequential,
+  timeDistributed,
+  type Layer,
+} from '../../nn/index.js';
 import { leaky } from '../../spiking/index.js';
 import * as nir from '../../spiking/nir/index.js';
 import { nirArray, type NirGraph, type NirLeafNode, type NirValue } from '../../spiking/nir/index.js';
@@ -37,8 +47,15 @@ function single(op: NirLeafNode, inShape: number[], outShape: number[]): NirGrap
 
 /** PyTorch's convNd over one sample x (c_in, ...spatial) flattened; spatial of rank 1 or 2. */
 function convLoop(
-  x: number[], inShape: number[], w: number[], wShape: number[], bias: number[],
-  stride: number[], pad: number[], dilation: number[], groups: number,
+  x: number[],
+  inShape: number[],
+  w: number[],
+  wShape: number[],
+  bias: number[],
+  stride: number[],
+  pad: number[],
+  dilation: number[],
+  groups: number,
 ): { y: number[]; shape: number[] } {
   const sp = inShape.slice(1);
   const [cout, cpg, ...k] = wShape;
@@ -76,7 +93,14 @@ function convLoop(
 }
 
 /** Sum (or PyTorch average, padding counted) pooling of one sample x (c, h, w). */
-function poolLoop(x: number[], [c, h, w]: number[], k: number[], s: number[], p: number[], average: boolean): { y: number[]; shape: number[] } {
+function poolLoop(
+  x: number[],
+  [c, h, w]: number[],
+  k: number[],
+  s: number[],
+  p: number[],
+  average: boolean,
+): { y: number[]; shape: number[] } {
   const oh = Math.floor((h + 2 * p[0] - k[0]) / s[0]) + 1;
   const ow = Math.floor((w + 2 * p[1] - k[1]) / s[1]) + 1;
   const y: number[] = [];
@@ -96,10 +120,7 @@ function poolLoop(x: number[], [c, h, w]: number[], k: number[], s: number[], p:
 }
 
 /** Runs a one-node graph over (batch 2, time 3) float64 inputs and compares every step with `loop`. */
-function check(
-  t: Test, op: NirLeafNode, inShape: number[],
-  loop: (x: number[]) => { y: number[]; shape: number[] }, seed: number,
-): void {
+function check(t: Test, op: NirLeafNode, inShape: number[], loop: (x: number[]) => { y: number[]; shape: number[] }, seed: number): void {
   const size = inShape.reduce((a, b) => a * b, 1);
   const [batch, time] = [2, 3];
   const xs = sequence(batch * time * size, seed);
@@ -165,12 +186,24 @@ t.test('shape errors name the node', async (t) => {
     dilation: ints([1, 1]),
     groups: nirArray([1], [], 'int64'),
   });
-  t.throws(() => nir.modelFromGraph(single(conv, [3, 4, 4], [2, 3, 3]), { dt: 1e-3 }), /node 'op' \(Conv2d\): expects input \(c_in = 1, height, width\) per step, got \[3, 4, 4\]/);
-  t.throws(() => nir.modelFromGraph(single(conv, [1, 4, 4], [2, 4, 4]), { dt: 1e-3 }), /shape mismatch on the edge 'op' -> 'out': 'op' \(Conv2d\) gives \[2, 3, 3\]/);
+  t.throws(
+    () => nir.modelFromGraph(single(conv, [3, 4, 4], [2, 3, 3]), { dt: 1e-3 }),
+    /node 'op' \(Conv2d\): expects input \(c_in = 1, height, width\) per step, got \[3, 4, 4\]/,
+  );
+  t.throws(
+    () => nir.modelFromGraph(single(conv, [1, 4, 4], [2, 4, 4]), { dt: 1e-3 }),
+    /shape mismatch on the edge 'op' -> 'out': 'op' \(Conv2d\) gives \[2, 3, 3\]/,
+  );
   const pool = node('SumPool2d', { kernel_size: ints([5, 5]), stride: ints([1, 1]), padding: ints([0, 0]) });
-  t.throws(() => nir.modelFromGraph(single(pool, [1, 3, 3], [1, 1, 1]), { dt: 1e-3 }), /node 'op' \(SumPool2d\): the window \[5, 5\] does not fit/);
+  t.throws(
+    () => nir.modelFromGraph(single(pool, [1, 3, 3], [1, 1, 1]), { dt: 1e-3 }),
+    /node 'op' \(SumPool2d\): the window \[5, 5\] does not fit/,
+  );
   const badGroups = node('Conv2d', { ...conv.params, groups: nirArray([3], [], 'int64') });
-  t.throws(() => nir.modelFromGraph(single(badGroups, [1, 4, 4], [2, 3, 3]), { dt: 1e-3 }), /node 'op' \(Conv2d\): groups must be a positive divisor of c_out = 2, got 3/);
+  t.throws(
+    () => nir.modelFromGraph(single(badGroups, [1, 4, 4], [2, 3, 3]), { dt: 1e-3 }),
+    /node 'op' \(Conv2d\): groups must be a positive divisor of c_out = 2, got 3/,
+  );
 });
 
 t.test('export: conv2d -> leaky -> averagePooling2d -> flatten -> dense (channelsFirst) -> NIR -> spiketrace, bit for bit', async (t) => {
@@ -223,8 +256,16 @@ t.test('export errors name the layer', async (t) => {
     t.throws(() => nir.graphFromModel(model, vars, { dt: 1e-3, inputShape }), pattern);
   };
   refuse(conv2d(2, 3), [5, 5, 1], /\(TimeDistributed\): NIR's convolutions and pooling take channels-first tensors/);
-  refuse(conv1d(2, 3, { dataFormat: 'channelsFirst', padding: 'causal' }), [1, 8], /\(TimeDistributed\): padding 'causal' pads one side only/);
+  refuse(
+    conv1d(2, 3, { dataFormat: 'channelsFirst', padding: 'causal' }),
+    [1, 8],
+    /\(TimeDistributed\): padding 'causal' pads one side only/,
+  );
   refuse(conv2d(2, 2, { dataFormat: 'channelsFirst', padding: 'same' }), [1, 4, 4], /its padding \[0, 1\] differs between the two sides/);
   refuse(conv2d(2, 3, { dataFormat: 'channelsFirst', activation: 'relu' }), [1, 4, 4], /its activation 'relu' has no NIR node/);
-  refuse(averagePooling2d(3, { dataFormat: 'channelsFirst', padding: 'same', strides: 1 }), [1, 5, 5], /counts the padding; use padding 'valid'/);
+  refuse(
+    averagePooling2d(3, { dataFormat: 'channelsFirst', padding: 'same', strides: 1 }),
+    [1, 5, 5],
+    /counts the padding; use padding 'valid'/,
+  );
 });

@@ -158,8 +158,14 @@ if (python !== null) {
       return Array.from(v.values, Math.fround); // the model's params are float32
     };
     const [w, b, tau, r, vLeak, thr, aw, ab] = [
-      p('conv', 'weight'), p('conv', 'bias'), p('lif', 'tau'), p('lif', 'r'), p('lif', 'v_leak'), p('lif', 'v_threshold'),
-      p('aff', 'weight'), p('aff', 'bias'),
+      p('conv', 'weight'),
+      p('conv', 'bias'),
+      p('lif', 'tau'),
+      p('lif', 'r'),
+      p('lif', 'v_leak'),
+      p('lif', 'v_threshold'),
+      p('aff', 'weight'),
+      p('aff', 'bias'),
     ];
     const [batch, time, cin, cout, n] = [2, 20, 2, 3, 6];
     const x = random.uniform(random.key(5), [batch, time, cin, n, n], { dtype: 'float64' }).mul(3);
@@ -190,7 +196,13 @@ if (python !== null) {
           for (let i = 0; i < n / 2; i++)
             for (let j = 0; j < n / 2; j++) {
               let sum = 0;
-              for (const [di, dj] of [[0, 0], [0, 1], [1, 0], [1, 1]]) sum += spikes[(o * n + 2 * i + di) * n + 2 * j + dj];
+              for (const [di, dj] of [
+                [0, 0],
+                [0, 1],
+                [1, 0],
+                [1, 1],
+              ])
+                sum += spikes[(o * n + 2 * i + di) * n + 2 * j + dj];
               pooled.push(sum);
             }
         for (let k = 0; k < 4; k++) want.push(pooled.reduce((acc, z, m) => acc + aw[k * 27 + m] * z, ab[k]));
@@ -199,7 +211,10 @@ if (python !== null) {
     t.equal(got.length, want.length);
     const err = Math.max(...got.map((g, i) => Math.abs(g - want[i])));
     t.ok(err < 1e-9, `max |error| ${err}`);
-    t.ok(want.some((_, i) => i > 0 && want[i] !== want[i - 4]), 'the outputs change over time (some neurons spike)');
+    t.ok(
+      want.some((_, i) => i > 0 && want[i] !== want[i - 4]),
+      'the outputs change over time (some neurons spike)',
+    );
   });
 
   t.test('an exported channels-first conv model passes the reference reader with type checks', async (t) => {
@@ -223,7 +238,9 @@ if (python !== null) {
     t.same(conv.params!.input_shape.values, [6, 6]);
     t.equal(dumped.nodes!.time_distributed_1.type, 'AvgPool2d');
     t.same(dumped.nodes!.time_distributed_1.params!.kernel_size.values, [2, 2]);
-    const kernel = Array.from((vars.params as Record<string, Record<string, { toTyped(): Float32Array }>>).time_distributed.kernel.toTyped());
+    const kernel = Array.from(
+      (vars.params as Record<string, Record<string, { toTyped(): Float32Array }>>).time_distributed.kernel.toTyped(),
+    );
     // weight[o, c, a, b] = kernel[a, b, c, o]: o = 3, c = 1, a = 1, b = 2.
     t.equal(conv.params!.weight.values[((3 * 2 + 1) * 3 + 1) * 3 + 2], kernel[((1 * 3 + 2) * 2 + 1) * 4 + 3]);
   });

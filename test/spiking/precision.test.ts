@@ -92,19 +92,34 @@ t.test("lowpass and alpha with dtype 'float64' use dt and tau exactly", async (t
 
 t.test("dt and tau must survive the layer's dtype; poissonEncode refuses intensities outside [0, 1]", async (t) => {
   resetLayerNames();
-  t.throws(() => spikingActivation('relu', { dt: 1e-50 }), /spikingActivation 'spiking_activation.*': dt = 1e-50 is 0 in float32; dt must stay positive and finite/);
+  t.throws(
+    () => spikingActivation('relu', { dt: 1e-50 }),
+    /spikingActivation 'spiking_activation.*': dt = 1e-50 is 0 in float32; dt must stay positive and finite/,
+  );
   t.throws(() => spikingActivation('relu', { dt: 1e39 }), /dt = 1e\+39 is Infinity in float32/);
   t.doesNotThrow(() => spikingActivation('relu', { dt: 1e-50, dtype: 'float64' }), 'float64 holds 1e-50');
   t.throws(() => lowpass(0.1, { dt: 1e-50 }), /lowpass 'lowpass.*': dt = 1e-50 is 0 in float32/);
   t.throws(() => alpha(0.1, { dt: 1e39 }), /alpha 'alpha.*': dt = 1e\+39 is Infinity in float32/);
-  t.throws(() => lowpass(Infinity), /lowpass 'lowpass.*': tau must be finite \(an infinite tau freezes the output at its initial level\), got Infinity/);
+  t.throws(
+    () => lowpass(Infinity),
+    /lowpass 'lowpass.*': tau must be finite \(an infinite tau freezes the output at its initial level\), got Infinity/,
+  );
   t.throws(() => alpha(1e39), /alpha 'alpha.*': tau = 1e\+39 is Infinity in float32/);
   t.throws(() => spikingActivation('relu', { dtype: 'float16' as never }), /dtype must be 'float32' or 'float64', got float16/);
   const model = sequential([spikingActivation('relu', { dt: 0.01, name: 'sa' })]);
   const { state } = model.init(random.key(0), [T, UNITS]);
   t.throws(() => setDt(model, state, 1e-50), /setDt \(layer 'sa'\): dt = 1e-50 is 0 in float32/);
   const x = fromTyped(Float32Array.of(0.2, 2, 0.5), [3], 'float32');
-  t.throws(() => poissonEncode(random.key(0), x, 10), /poissonEncode: x must hold intensities in \[0, 1\]; element 1 \(flat\) is 2, which would ask for 200 Hz \(above the 100 Hz maxRate; at most 1\/dt = 1000 Hz is possible\)/);
-  t.throws(() => poissonEncode(random.key(0), fromTyped(Float32Array.of(NaN), [1], 'float32'), 10), /element 0 \(flat\) is NaN, which would ask for no rate at all/);
-  t.throws(() => poissonEncode(random.key(0), fromTyped(Float32Array.of(-0.5), [1], 'float32'), 10), /is -0.5, which would ask for -50 Hz \(below 0\)/);
+  t.throws(
+    () => poissonEncode(random.key(0), x, 10),
+    /poissonEncode: x must hold intensities in \[0, 1\]; element 1 \(flat\) is 2, which would ask for 200 Hz \(above the 100 Hz maxRate; at most 1\/dt = 1000 Hz is possible\)/,
+  );
+  t.throws(
+    () => poissonEncode(random.key(0), fromTyped(Float32Array.of(NaN), [1], 'float32'), 10),
+    /element 0 \(flat\) is NaN, which would ask for no rate at all/,
+  );
+  t.throws(
+    () => poissonEncode(random.key(0), fromTyped(Float32Array.of(-0.5), [1], 'float32'), 10),
+    /is -0.5, which would ask for -50 Hz \(below 0\)/,
+  );
 });

@@ -25,7 +25,13 @@ t.test('the properties fail for a layer whose rate is wrong', async (t) => {
   // A "spiking" layer that fires at twice the rate: the property must find a counterexample.
   const doubled: SpikingLayerFactory = (act, opts) => {
     const inner = spikingActivation(act, opts);
-    return { ...inner, apply: (p, x, ctx, s) => { const r = inner.apply(p, x, ctx, s); return { ...r, y: mul(r.y, 2) }; } };
+    return {
+      ...inner,
+      apply: (p, x, ctx, s) => {
+        const r = inner.apply(p, x, ctx, s);
+        return { ...r, y: mul(r.y, 2) };
+      },
+    };
   };
   const res = fc.check(rateMatchesActivation('relu', { layer: doubled, inputRange: [1, 5] }), { numRuns: 20 });
   t.ok(res.failed, 'rate property catches a doubled rate');
@@ -34,5 +40,6 @@ t.test('the properties fail for a layer whose rate is wrong', async (t) => {
 });
 
 t.test('gradient property holds for both spikingAwareTraining settings', async (t) => {
-  for (const act of ['relu', 'tanh', 'sigmoid'] as const) t.doesNotThrow(() => fc.assert(gradientIsStraightThrough(act), { numRuns: 15 }), act);
+  for (const act of ['relu', 'tanh', 'sigmoid'] as const)
+    t.doesNotThrow(() => fc.assert(gradientIsStraightThrough(act), { numRuns: 15 }), act);
 });

@@ -37,7 +37,10 @@ if (!r.ok) {
   process.exit(0);
 }
 console.log(`gpu.js mode: ${gpuBackendInfo().mode}`);
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const sizes = process.argv
+  .slice(2)
+  .map(Number)
+  .filter((n) => n > 0);
 for (const n of sizes.length ? sizes : [128, 256, 512]) {
   const a = rand([n, n], 1);
   const b = rand([n, n], 2);
@@ -63,11 +66,14 @@ for (const n of sizes.length ? sizes : [128, 256, 512]) {
   release(da);
   release(db);
   const g = (ms: number): string => (flop / ms / 1e6).toFixed(2);
-  console.log(`matmul ${n}^3: cpu ${cpuMs.toFixed(1)} ms (${g(cpuMs)} GFLOP/s); gpujs eager ${gpuMs.toFixed(1)} ms (${g(gpuMs)} GFLOP/s); gpujs kernel ${kMs.toFixed(1)} ms (${g(kMs)} GFLOP/s)`);
+  console.log(
+    `matmul ${n}^3: cpu ${cpuMs.toFixed(1)} ms (${g(cpuMs)} GFLOP/s); gpujs eager ${gpuMs.toFixed(1)} ms (${g(gpuMs)} GFLOP/s); gpujs kernel ${kMs.toFixed(1)} ms (${g(kMs)} GFLOP/s)`,
+  );
 }
 
 type Params = { w1: Tensor; b1: Tensor; w2: Tensor; b2: Tensor };
-const loss = (p: Params, x: Tensor, y: Tensor): Tensor => mean(sum(mul(y, logSoftmax(add(matmul(relu(add(matmul(x, p.w1), p.b1)), p.w2), p.b2))), -1));
+const loss = (p: Params, x: Tensor, y: Tensor): Tensor =>
+  mean(sum(mul(y, logSoftmax(add(matmul(relu(add(matmul(x, p.w1), p.b1)), p.w2), p.b2))), -1));
 const p: Params = { w1: rand([784, 128], 3), b1: rand([128], 4), w2: rand([128, 10], 5), b2: rand([10], 6) };
 const x = rand([64, 784], 7);
 const y = rand([64, 10], 8);

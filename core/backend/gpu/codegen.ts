@@ -123,7 +123,12 @@ export interface GpuProgram {
  * parameter, hence one texture unit); default: one each. Parameters: the textures T0.., then, in
  * input order, each scalar input's value (A<i>) and each run-time offset (D<i>).
  */
-export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], views: readonly InputView[], texOf?: readonly number[]): string {
+export function fusedKernelSource(
+  prog: GpuProgram,
+  shape: readonly number[],
+  views: readonly InputView[],
+  texOf?: readonly number[],
+): string {
   const n = prog.numInputs;
   let slots = 0;
   const tex = texOf ?? views.map((v) => (v.scalar ? -1 : slots++));
@@ -164,7 +169,12 @@ export function fusedKernelSource(prog: GpuProgram, shape: readonly number[], vi
       lines.push(...compute(views.map((_, i) => offsetExpr(0, id, inner.strides[i]).replace(/^0\.0/, `b${i}`))));
       return lines;
     };
-    const acc = (t: string): string => (op === 'sum' ? `acc = acc + ${t};` : op === 'max' ? `acc = (${t} > acc || ${t} !== ${t}) ? ${t} : acc;` : `acc = (${t} < acc || ${t} !== ${t}) ? ${t} : acc;`);
+    const acc = (t: string): string =>
+      op === 'sum'
+        ? `acc = acc + ${t};`
+        : op === 'max'
+          ? `acc = (${t} > acc || ${t} !== ${t}) ? ${t} : acc;`
+          : `acc = (${t} < acc || ${t} !== ${t}) ? ${t} : acc;`;
     // max/min start from the first element (no infinite literal needed); sum from zero.
     if (op === 'sum') body.push('let acc = 0.0;');
     else body.push('let acc = 0.0;', '{', 'let jf = 0.0;', ...step('jf'), `acc = ${prog.output};`, '}');
@@ -220,7 +230,14 @@ export function stackKernelSource(items: readonly { readonly shape: readonly num
   items.forEach(({ shape, view }, k) => {
     const size = shape.reduce((a, c) => a * c, 1);
     const end = start + size;
-    const cond = items.length === 1 ? 'x > -1.0' : k === 0 ? `x < ${lit(end - 0.5)}` : k === items.length - 1 ? `x > ${lit(start - 0.5)}` : `x > ${lit(start - 0.5)} && x < ${lit(end - 0.5)}`;
+    const cond =
+      items.length === 1
+        ? 'x > -1.0'
+        : k === 0
+          ? `x < ${lit(end - 0.5)}`
+          : k === items.length - 1
+            ? `x > ${lit(start - 0.5)}`
+            : `x > ${lit(start - 0.5)} && x < ${lit(end - 0.5)}`;
     body.push(`if (${cond}) {`);
     if (view.scalar) body.push(`r = A${k};`);
     else {
@@ -247,7 +264,13 @@ export const UPLOAD_SOURCE = 'function upload(a) {\n  return a[this.thread.x];\n
  * fall on padding or between dilated input elements are skipped.
  */
 export function convKernelSource(
-  p: { readonly strides: readonly number[]; readonly padLow: readonly number[]; readonly lhsDilation: readonly number[]; readonly rhsDilation: readonly number[]; readonly featureGroupCount: number },
+  p: {
+    readonly strides: readonly number[];
+    readonly padLow: readonly number[];
+    readonly lhsDilation: readonly number[];
+    readonly rhsDilation: readonly number[];
+    readonly featureGroupCount: number;
+  },
   xShape: readonly number[],
   wShape: readonly number[],
   outShape: readonly number[],

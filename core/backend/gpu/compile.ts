@@ -18,7 +18,18 @@ import { avalOf, literalArray } from '../../trace.js';
 import { cpuKernels } from '../cpu.js';
 import { SCALAR_OPS, type ElementwisePrim } from '../scalar-ops.js';
 import { inlineCustomVjp, planFusion, REDUCE_OPS } from '../plan.js';
-import { MAX_GPU_INDEX, STACK_FANIN, convKernelSource, fusedKernelSource, gpuDtype, lit, matmulKernelSource, stackKernelSource, type GpuProgram, type InputView } from './codegen.js';
+import {
+  MAX_GPU_INDEX,
+  STACK_FANIN,
+  convKernelSource,
+  fusedKernelSource,
+  gpuDtype,
+  lit,
+  matmulKernelSource,
+  stackKernelSource,
+  type GpuProgram,
+  type InputView,
+} from './codegen.js';
 import { launch, launchArgs, readback, release, upload, uploadBuffer, type DevArray, type GpuBuffer } from './runtime.js';
 
 type Val = NDArray | DevArray;
@@ -34,7 +45,15 @@ function toDev(v: Val, ctx: Ctx): DevArray {
   if (isDev(v)) return v;
   // An array already in gpujs memory (toDevice) is read where it is: no readback, no upload.
   const own = v.device === 'gpujs' ? (v.deviceBuffer as GpuBuffer) : null;
-  if (own !== null) return { tex: own.tex, bufSize: Math.max(1, own.size), shape: v.shape.slice(), strides: contiguousStrides(v.shape), offset: 0, dtype: v.dtype };
+  if (own !== null)
+    return {
+      tex: own.tex,
+      bufSize: Math.max(1, own.size),
+      shape: v.shape.slice(),
+      strides: contiguousStrides(v.shape),
+      offset: 0,
+      dtype: v.dtype,
+    };
   // Small enough a buffer behind the view: upload it whole (shared by all its views); otherwise
   // only the view's compact data.
   const compactSize = v.shape.reduce((a, d, i) => a * (v.strides[i] === 0 ? 1 : d), 1);
@@ -46,7 +65,9 @@ function toDev(v: Val, ctx: Ctx): DevArray {
     ctx.uploaded.set(key, d);
     ctx.made.push(d);
   }
-  return whole ? { tex: d.tex, bufSize: d.bufSize, shape: v.shape.slice(), strides: v.strides.slice(), offset: v.offset, dtype: v.dtype } : d;
+  return whole
+    ? { tex: d.tex, bufSize: d.bufSize, shape: v.shape.slice(), strides: v.strides.slice(), offset: v.offset, dtype: v.dtype }
+    : d;
 }
 const toHost = (v: Val): NDArray => (isDev(v) ? readback(v) : v);
 function finish(ctx: Ctx): void {
@@ -102,14 +123,22 @@ function packDev(vals: readonly DevArray[], ctx: Ctx): DevArray[] {
     ctx.made.push(packed);
     let start = 0;
     for (const v of group) {
-      out.push({ tex: packed.tex, bufSize: packed.bufSize, dtype: v.dtype, shape: v.shape.slice(), strides: contiguousStrides(v.shape), offset: start });
+      out.push({
+        tex: packed.tex,
+        bufSize: packed.bufSize,
+        dtype: v.dtype,
+        shape: v.shape.slice(),
+        strides: contiguousStrides(v.shape),
+        offset: start,
+      });
       start += sizeOf(v.shape);
     }
   }
   return out;
 }
 
-const textureCount = (inputs: readonly (DevArray | null)[]): number => new Set(inputs.filter((d): d is DevArray => d !== null).map((d) => d.tex)).size;
+const textureCount = (inputs: readonly (DevArray | null)[]): number =>
+  new Set(inputs.filter((d): d is DevArray => d !== null).map((d) => d.tex)).size;
 
 /** Packs inputs (from the last) until they read at most MAX_KERNEL_TEXTURES textures. */
 function fitTextures(inputs: readonly (DevArray | null)[], ctx: Ctx): (DevArray | null)[] {
@@ -133,7 +162,14 @@ function fitTextures(inputs: readonly (DevArray | null)[], ctx: Ctx): (DevArray 
  * computed at run time does not make a new kernel); others are uploaded. Inputs that share a
  * texture share its kernel parameter.
  */
-function runProgram(prog: GpuProgram, shape: readonly number[], vals: Val[], outDtype: 'float32' | 'bool' | string, sources: Map<string, string>, ctx: Ctx): DevArray {
+function runProgram(
+  prog: GpuProgram,
+  shape: readonly number[],
+  vals: Val[],
+  outDtype: 'float32' | 'bool' | string,
+  sources: Map<string, string>,
+  ctx: Ctx,
+): DevArray {
   const scalars = vals.map(scalarValue);
   let inputs = vals.map((v, i) => (scalars[i] === null ? toDev(v, ctx) : null));
   if (textureCount(inputs) > MAX_KERNEL_TEXTURES) inputs = fitTextures(inputs, ctx);
@@ -148,7 +184,9 @@ function runProgram(prog: GpuProgram, shape: readonly number[], vals: Val[], out
     }
     return j;
   });
-  const key = inputs.map((d, i) => (d === null ? 's' : `${texOf[i]}:${d.bufSize}:${d.strides.join(',')}@${d.offset}${d.dyn === undefined ? '' : '+d'}`)).join('|');
+  const key = inputs
+    .map((d, i) => (d === null ? 's' : `${texOf[i]}:${d.bufSize}:${d.strides.join(',')}@${d.offset}${d.dyn === undefined ? '' : '+d'}`))
+    .join('|');
   let src = sources.get(key);
   if (src === undefined) {
     src = fusedKernelSource(
@@ -178,7 +216,13 @@ function runMatmul(a: DevArray, b: DevArray): DevArray {
 }
 
 function runConv(x: DevArray, w: DevArray, p: PrimParams['conv']): DevArray {
-  const out = shapeRules.conv([{ shape: x.shape, dtype: 'float32' }, { shape: w.shape, dtype: 'float32' }], p)[0].shape;
+  const out = shapeRules.conv(
+    [
+      { shape: x.shape, dtype: 'float32' },
+      { shape: w.shape, dtype: 'float32' },
+    ],
+    p,
+  )[0].shape;
   return launch(convKernelSource(p, x.shape, w.shape, out, viewOf(x), viewOf(w)), [x, w], out, 'float32');
 }
 
@@ -189,7 +233,12 @@ function viewDev<P extends Primitive>(prim: P, x: DevArray, params: PrimParams[P
     case 'broadcast_to': {
       const { shape } = params as PrimParams['broadcast_to'];
       // A rank-0 source (a scalar) broadcasts along every axis.
-      return { ...base, shape: shape.slice(), strides: shape.map((d, i) => (x.shape.length === 0 || (x.shape[i] === 1 && d !== 1) ? 0 : x.strides[i])), offset: x.offset };
+      return {
+        ...base,
+        shape: shape.slice(),
+        strides: shape.map((d, i) => (x.shape.length === 0 || (x.shape[i] === 1 && d !== 1) ? 0 : x.strides[i])),
+        offset: x.offset,
+      };
     }
     case 'transpose': {
       const { perm } = params as PrimParams['transpose'];
@@ -197,13 +246,26 @@ function viewDev<P extends Primitive>(prim: P, x: DevArray, params: PrimParams[P
     }
     case 'slice': {
       const { starts, limits } = params as PrimParams['slice'];
-      return { ...base, shape: starts.map((s, i) => limits[i] - s), strides: x.strides.slice(), offset: x.offset + starts.reduce((a, s, i) => a + s * x.strides[i], 0) };
+      return {
+        ...base,
+        shape: starts.map((s, i) => limits[i] - s),
+        strides: x.strides.slice(),
+        offset: x.offset + starts.reduce((a, s, i) => a + s * x.strides[i], 0),
+      };
     }
     case 'reshape': {
       const { shape } = params as PrimParams['reshape'];
       const contiguous = contiguousStrides(x.shape).every((s, i) => x.shape[i] === 1 || x.strides[i] === s);
       const src = contiguous ? x : copyDev(x, ctx);
-      return { tex: src.tex, bufSize: src.bufSize, dtype: src.dtype, dyn: src.dyn, shape: shape.slice(), strides: contiguousStrides(shape), offset: src.offset };
+      return {
+        tex: src.tex,
+        bufSize: src.bufSize,
+        dtype: src.dtype,
+        dyn: src.dyn,
+        shape: shape.slice(),
+        strides: contiguousStrides(shape),
+        offset: src.offset,
+      };
     }
   }
   throw new Error(`gpujs: ${prim} is not a view op`);
@@ -257,7 +319,13 @@ export function gpuRun<P extends Primitive>(prim: P, inputs: NDArray[], params: 
       ctx.made.push(out);
       return [readback(out)];
     }
-    if (prim === 'matmul' && inputs[0].dtype === 'float32' && fitsGpu(inputs[0].shape) && fitsGpu(inputs[1].shape) && fitsGpu(outAval.shape)) {
+    if (
+      prim === 'matmul' &&
+      inputs[0].dtype === 'float32' &&
+      fitsGpu(inputs[0].shape) &&
+      fitsGpu(inputs[1].shape) &&
+      fitsGpu(outAval.shape)
+    ) {
       const out = runMatmul(toDev(inputs[0], ctx), toDev(inputs[1], ctx));
       ctx.made.push(out);
       return [readback(out)];
@@ -370,7 +438,12 @@ function compileSteps(input: Jaxpr): Compiled {
     steps.push({
       describe: [`gpu ${head}, body:`, ...body.describe.map((l) => `    ${l}`)],
       run: (env, ctx) => {
-        const outs = runScanDev(body, p, e.inputs.map((a) => read(a, env)), ctx);
+        const outs = runScanDev(
+          body,
+          p,
+          e.inputs.map((a) => read(a, env)),
+          ctx,
+        );
         outSlots.forEach((s, i) => (env[s] = outs[i]));
       },
     });
@@ -390,14 +463,21 @@ function compileSteps(input: Jaxpr): Compiled {
       eqnCode(e.prim, e.inputs, e.outputs[0].aval.dtype, e.params, () => 'x') !== null,
     reducible: (e) => e.inputs[0].aval.dtype === 'float32' && fitsGpu(e.inputs[0].aval.shape) && fitsGpu(e.outputs[0].aval.shape),
   });
-  const reducible = (e: Eqn): boolean => e.inputs[0].aval.dtype === 'float32' && fitsGpu(e.inputs[0].aval.shape) && fitsGpu(e.outputs[0].aval.shape);
+  const reducible = (e: Eqn): boolean =>
+    e.inputs[0].aval.dtype === 'float32' && fitsGpu(e.inputs[0].aval.shape) && fitsGpu(e.outputs[0].aval.shape);
 
   for (const item of plan.items) {
     if (item.kind === 'group') {
       const g = item.group;
       const temps = new Map<Var, string>();
       const lines: [string, string][] = g.eqns.map((e, k) => {
-        const code = eqnCode(e.prim, e.inputs, e.outputs[0].aval.dtype, e.params, (a) => literalCode(a) ?? temps.get(a) ?? `v${g.inputs.indexOf(a)}`)!;
+        const code = eqnCode(
+          e.prim,
+          e.inputs,
+          e.outputs[0].aval.dtype,
+          e.params,
+          (a) => literalCode(a) ?? temps.get(a) ?? `v${g.inputs.indexOf(a)}`,
+        )!;
         temps.set(e.outputs[0], `t${k}`);
         return [`t${k}`, code];
       });
@@ -408,7 +488,14 @@ function compileSteps(input: Jaxpr): Compiled {
         emitProgram(`gpu fused[${names},reduce_${r.op}]`, prog, r.input.aval.shape, g.inputs, r.output);
       } else {
         // gpu.js kernels have one output: one program per value the group writes out.
-        for (const v of g.outputs) emitProgram(`gpu fused[${names}] -> ${temps.get(v)}`, { numInputs: g.inputs.length, lines, output: temps.get(v)! }, g.shape, g.inputs, v);
+        for (const v of g.outputs)
+          emitProgram(
+            `gpu fused[${names}] -> ${temps.get(v)}`,
+            { numInputs: g.inputs.length, lines, output: temps.get(v)! },
+            g.shape,
+            g.inputs,
+            v,
+          );
       }
       continue;
     }
@@ -416,10 +503,21 @@ function compileSteps(input: Jaxpr): Compiled {
     const out = e.outputs[0];
     const op = REDUCE_OPS[e.prim];
     if (op && reducible(e)) {
-      emitProgram(`gpu reduce_${op}`, { numInputs: 1, lines: [], output: 'v0', reduce: { op, axes: (e.params as { axes: number[] }).axes } }, e.inputs[0].aval.shape, [e.inputs[0]], out);
+      emitProgram(
+        `gpu reduce_${op}`,
+        { numInputs: 1, lines: [], output: 'v0', reduce: { op, axes: (e.params as { axes: number[] }).axes } },
+        e.inputs[0].aval.shape,
+        [e.inputs[0]],
+        out,
+      );
     } else if (VIEW_OPS.has(e.prim)) {
       emitView(e);
-    } else if (e.prim === 'matmul' && out.aval.dtype === 'float32' && e.inputs.every((a) => fitsGpu(a.aval.shape)) && fitsGpu(out.aval.shape)) {
+    } else if (
+      e.prim === 'matmul' &&
+      out.aval.dtype === 'float32' &&
+      e.inputs.every((a) => fitsGpu(a.aval.shape)) &&
+      fitsGpu(out.aval.shape)
+    ) {
       const [a, b] = e.inputs;
       const outSlot = slotOf(out);
       steps.push({
@@ -430,7 +528,12 @@ function compileSteps(input: Jaxpr): Compiled {
           env[outSlot] = d;
         },
       });
-    } else if (e.prim === 'conv' && out.aval.dtype === 'float32' && e.inputs.every((a) => fitsGpu(a.aval.shape)) && fitsGpu(out.aval.shape)) {
+    } else if (
+      e.prim === 'conv' &&
+      out.aval.dtype === 'float32' &&
+      e.inputs.every((a) => fitsGpu(a.aval.shape)) &&
+      fitsGpu(out.aval.shape)
+    ) {
       const [x, w] = e.inputs;
       const outSlot = slotOf(out);
       const p = e.params as PrimParams['conv'];
@@ -541,7 +644,12 @@ function runScanDev(body: Compiled, p: PrimParams['scan'], ins: readonly Val[], 
       const ordered = reverse ? items.slice().reverse() : items;
       const specs = ordered.map(({ v }) => ({ shape: v.shape, view: isDev(v) ? viewOf(v) : { strides: [], offset: 0, scalar: true } }));
       const rows = items.reduce((a, it) => a + it.rows, 0);
-      const out = launch(stackKernelSource(specs), ordered.map(({ v }) => (isDev(v) ? v : scalarValue(v)!)), [rows * size], dtype as 'float32');
+      const out = launch(
+        stackKernelSource(specs),
+        ordered.map(({ v }) => (isDev(v) ? v : scalarValue(v)!)),
+        [rows * size],
+        dtype as 'float32',
+      );
       adopt(out);
       hold(out);
       for (const it of items) drop(it.v);

@@ -182,7 +182,10 @@ export interface GpuBuffer extends DeviceBuffer {
 
 function readBuffer(buffer: DeviceBuffer): TypedArray {
   const b = buffer as GpuBuffer;
-  return readback({ tex: b.tex, bufSize: Math.max(1, b.size), shape: [b.size], strides: [1], offset: 0, dtype: b.dtype }).data.slice(0, b.size) as TypedArray;
+  return readback({ tex: b.tex, bufSize: Math.max(1, b.size), shape: [b.size], strides: [1], offset: 0, dtype: b.dtype }).data.slice(
+    0,
+    b.size,
+  ) as TypedArray;
 }
 
 /** The gpujs backend's device memory (core/backends.ts DeviceMemory); WebGL reads back synchronously. */

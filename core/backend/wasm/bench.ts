@@ -23,7 +23,14 @@ function opt(name: string): number | undefined {
 }
 const trials = opt('trials') ?? 5;
 const quick = args.includes('--quick');
-const kernelOptions: WasmGemmOptions = { mr: opt('mr'), nr: opt('nr'), unroll: opt('unroll'), kcMax: opt('kc'), mc: opt('mc'), nc: opt('nc') };
+const kernelOptions: WasmGemmOptions = {
+  mr: opt('mr'),
+  nr: opt('nr'),
+  unroll: opt('unroll'),
+  kcMax: opt('kc'),
+  mc: opt('mc'),
+  nc: opt('nc'),
+};
 
 function randn(size: number, seed: number): Float32Array {
   // Small LCG + Box-Muller: reproducible without the library's PRNG.
@@ -73,7 +80,11 @@ const cases: Case[] = [
 ];
 
 const wasm = createWasmGemm(kernelOptions);
-console.log(`backend: ${matmulBackendName()}  kernel: ${JSON.stringify(kernelOptions)}  trials: ${trials}  cpu: ${cpus()[0]?.model} x${cpus().length}  load: ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(
+  `backend: ${matmulBackendName()}  kernel: ${JSON.stringify(kernelOptions)}  trials: ${trials}  cpu: ${cpus()[0]?.model} x${cpus().length}  load: ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);
 const rows: string[][] = [['shape', 'wasm-simd GFLOP/s', 'ms', 'fallback GFLOP/s', 'matmul.ts JS GFLOP/s', 'ms', 'speedup', 'max rel err']];
 for (const c of cases) {
   const { m, k, n } = c;

@@ -77,7 +77,8 @@ export function wasmFusedSpec(
   const out: WasmFusedEqn[] = [];
   const operand = (a: Atom): { o: WasmOperand; t: LaneType } | null => {
     const lit = literalOf(a);
-    if (lit !== undefined) return lit.dtype === 'float32' && Math.fround(lit.value) === lit.value ? { o: { literal: lit.value }, t: 'f32' } : null;
+    if (lit !== undefined)
+      return lit.dtype === 'float32' && Math.fround(lit.value) === lit.value ? { o: { literal: lit.value }, t: 'f32' } : null;
     const v = a as Var;
     const k = temps.get(v);
     if (k !== undefined) return { o: { temp: k }, t: types[k] };
@@ -100,7 +101,13 @@ export function wasmFusedSpec(
   }
   const outTemps = outputs.map((v) => temps.get(v));
   if (outTemps.some((k, j) => k === undefined || types[k] !== outputTypes[j])) return null;
-  return { numInputs: inputs.length, eqns: out, outputs: outTemps as number[], inputTypes: inputTypes as LaneType[], outputTypes: outputTypes as LaneType[] };
+  return {
+    numInputs: inputs.length,
+    eqns: out,
+    outputs: outTemps as number[],
+    inputTypes: inputTypes as LaneType[],
+    outputTypes: outputTypes as LaneType[],
+  };
 }
 
 /** How an operand is laid out in the module's memory for one call. */
@@ -191,8 +198,17 @@ function kernelBytes(spec: WasmFusedSpec, layouts: readonly Layout[]): Uint8Arra
       f.v128Store32Lane(0);
     } else f.get(q[j]).get(tmp[spec.outputs[j]]).v128Store(0, 0);
   }
-  for (let i = 0; i < nIn; i++) if (layouts[i] === 'vector') f.get(p[i]).i32(isMask(spec.inputTypes[i]) ? 4 : 16).add().set(p[i]);
-  for (let j = 0; j < nOut; j++) f.get(q[j]).i32(isMask(spec.outputTypes[j]) ? 4 : 16).add().set(q[j]);
+  for (let i = 0; i < nIn; i++)
+    if (layouts[i] === 'vector')
+      f.get(p[i])
+        .i32(isMask(spec.inputTypes[i]) ? 4 : 16)
+        .add()
+        .set(p[i]);
+  for (let j = 0; j < nOut; j++)
+    f.get(q[j])
+      .i32(isMask(spec.outputTypes[j]) ? 4 : 16)
+      .add()
+      .set(q[j]);
   f.get(C).i32(1).add().tee(C).get(VECS).ltU().brIf(0);
   f.end();
   for (let i = 0; i < nIn; i++) f.get(inPtr(i)).get(inStride(i)).add().set(inPtr(i));
@@ -220,8 +236,6 @@ export function setElementwiseBackend(c: ElementwiseBackend | 'auto'): void {
 export function elementwiseBackendName(): ElementwiseBackend {
   return choice !== 'js' && wasmSimdAvailable() ? 'wasm-simd' : 'js';
 }
-
-
 
 /** How one operand reaches the kernel under a plan. */
 interface Placement {
@@ -280,7 +294,10 @@ function sameStrides(inputs: readonly NDArray[], strides: readonly (readonly num
 
 function makePlan(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[], residency: number): Plan {
   const size = shape.reduce((a, c) => a * c, 1);
-  const merged = coalesce([...shape], inputs.map((x) => [...x.strides]));
+  const merged = coalesce(
+    [...shape],
+    inputs.map((x) => [...x.strides]),
+  );
   const rank = merged.shape.length;
   // Every axis but the last is flattened into rows.
   const outer = merged.shape.slice(0, Math.max(0, rank - 1));
@@ -300,21 +317,40 @@ function makePlan(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readon
     const layout: Layout = si === 0 ? 'splat' : 'vector';
     const fixed = rows === 1 || merged.strides[i].slice(0, rank - 1).every((x) => x === 0);
     const rowStride = rank >= 2 ? merged.strides[i][0] : 0;
-    const base = { layout, innerStride: si, rowStride, rowStarts: null, contiguous: false, inPlace: false, copy: 0, at: 0, rowStrideBytes: 0 };
+    const base = {
+      layout,
+      innerStride: si,
+      rowStride,
+      rowStarts: null,
+      contiguous: false,
+      inPlace: false,
+      copy: 0,
+      at: 0,
+      rowStrideBytes: 0,
+    };
     // Rows one stride apart (two merged axes, or one): read in place if resident.
     if ((residency & (1 << i)) !== 0 && (si === 0 || si === 1) && (fixed || rank === 2)) {
       return { ...base, inPlace: true, rowStrideBytes: fixed ? 0 : rowStride * e };
     }
     const room = (elements: number): number => reserve(Math.ceil((elements * e) / 4));
     if (si === 0 && fixed) return { ...base, copy: 1, at: room(1) };
-    if (si === 0) return { ...base, copy: rows, at: room(rows), rowStrideBytes: e, rowStarts: rank > 2 ? stridedOffsets(outer, merged.strides[i], 0) : null };
+    if (si === 0)
+      return {
+        ...base,
+        copy: rows,
+        at: room(rows),
+        rowStrideBytes: e,
+        rowStarts: rank > 2 ? stridedOffsets(outer, merged.strides[i], 0) : null,
+      };
     if (si === 1 && fixed) return { ...base, copy: cols, at: room(cols) };
     const rowStarts = rank > 2 ? stridedOffsets(outer, merged.strides[i], 0) : null;
     const contiguous = si === 1 && (rowStarts === null ? rowStride === cols : rowStarts.every((o, r) => o === r * cols));
     return { ...base, copy: rows * cols, at: room(rows * cols), rowStrideBytes: cols * e, rowStarts, contiguous };
   });
   const nIn = inputs.length;
-  const outAt = spec.outputs.map((_, j) => ((residency & (1 << (nIn + j))) !== 0 ? -1 : reserve(Math.ceil((rows * cols * outSize[j]) / 4))));
+  const outAt = spec.outputs.map((_, j) =>
+    (residency & (1 << (nIn + j))) !== 0 ? -1 : reserve(Math.ceil((rows * cols * outSize[j]) / 4)),
+  );
   const layouts = placements.map((pl) => pl.layout);
   const fn = cachedKernel('elementwise', spec, layouts, () => kernelBytes(spec, layouts));
   return {
@@ -357,7 +393,12 @@ function planFor(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonl
  * their rows have one stride; results are written in place when the pool hands out a resident
  * buffer. Everything else is copied into a scratch block of the arena for the call.
  */
-export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], shape: readonly number[], reuse?: readonly (TypedArray | undefined)[]): NDArray[] | null {
+export function runWasmFused(
+  spec: WasmFusedSpec,
+  inputs: readonly NDArray[],
+  shape: readonly number[],
+  reuse?: readonly (TypedArray | undefined)[],
+): NDArray[] | null {
   if (elementwiseBackendName() !== 'wasm-simd') return null;
   let size = 1;
   for (const d of shape) size *= d;
@@ -371,7 +412,9 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
   for (let i = 0; i < nIn && i < 31; i++) if (residentOffset(inputs[i].data) >= 0) residency |= 1 << i;
   for (let j = 0; j < nOut; j++) {
     // A caller-chosen buffer (an input read for the last time here) or one from the pool.
-    outs[j] = (reuse?.[j] as Float32Array | Uint8Array | undefined) ?? (spec.outputTypes[j] === 'mask' ? (takeBuffer('bool', size) as Uint8Array) : (takeBuffer('float32', size) as Float32Array));
+    outs[j] =
+      (reuse?.[j] as Float32Array | Uint8Array | undefined) ??
+      (spec.outputTypes[j] === 'mask' ? (takeBuffer('bool', size) as Uint8Array) : (takeBuffer('float32', size) as Float32Array));
     if (nIn + j < 31 && residentOffset(outs[j]) >= 0) residency |= 1 << (nIn + j);
   }
   const plan = planFor(spec, inputs, shape, residency);
@@ -414,7 +457,8 @@ export function runWasmFused(spec: WasmFusedSpec, inputs: readonly NDArray[], sh
           view.set(data.subarray(o, o + cols), at + r * cols);
         }
       } else {
-        for (let r = 0, d = at; r < rows; r++) for (let c = 0, o = off + (starts === null ? r * rs : starts[r]); c < cols; c++, o += si) view[d++] = data[o];
+        for (let r = 0, d = at; r < rows; r++)
+          for (let c = 0, o = off + (starts === null ? r * rs : starts[r]); c < cols; c++, o += si) view[d++] = data[o];
       }
     }
   }

@@ -287,12 +287,17 @@ export interface FuncDef {
  * "memory" (`memoryPages` initial pages), or, with `importMemory`, one imported as "env"."memory"
  * so that several generated modules can share one memory.
  */
-export function encodeModule(funcs: FuncDef[], memoryPages = 1, importMemory: boolean | { readonly sharedMaxPages: number } = false): Uint8Array<ArrayBuffer> {
+export function encodeModule(
+  funcs: FuncDef[],
+  memoryPages = 1,
+  importMemory: boolean | { readonly sharedMaxPages: number } = false,
+): Uint8Array<ArrayBuffer> {
   const typeSec = vec(funcs.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))]));
   const funcSec = vec(funcs.map((_, i) => uleb(i)));
   const memSec = vec([[0x00, ...uleb(memoryPages)]]);
   // Limits: 0x00 min, or 0x03 min max for a shared memory (threads).
-  const limits = typeof importMemory === 'object' ? [0x03, ...uleb(memoryPages), ...uleb(importMemory.sharedMaxPages)] : [0x00, ...uleb(memoryPages)];
+  const limits =
+    typeof importMemory === 'object' ? [0x03, ...uleb(memoryPages), ...uleb(importMemory.sharedMaxPages)] : [0x00, ...uleb(memoryPages)];
   const importSec = vec([[...str('env'), ...str('memory'), 0x02, ...limits]]);
   const exports: number[][] = importMemory ? [] : [[...str('memory'), 0x02, 0x00]];
   funcs.forEach((f, i) => {
@@ -312,7 +317,14 @@ export function encodeModule(funcs: FuncDef[], memoryPages = 1, importMemory: bo
     }),
   );
   return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, typeSec),
     ...(importMemory ? section(2, importSec) : []),
     ...section(3, funcSec),

@@ -83,11 +83,38 @@ export function wasmSimdAvailable(): boolean {
 
 interface KernelExports {
   memory: WebAssembly.Memory;
-  block: (aPtr: number, aRow: number, aCol: number, aPanel: number, bPtr: number, bPanel: number, cPtr: number, ldc: number, mPanels: number, nPanels: number, kc: number, accumulate: number) => void;
+  block: (
+    aPtr: number,
+    aRow: number,
+    aCol: number,
+    aPanel: number,
+    bPtr: number,
+    bPanel: number,
+    cPtr: number,
+    ldc: number,
+    mPanels: number,
+    nPanels: number,
+    kc: number,
+    accumulate: number,
+  ) => void;
   packCopyA: (src: number, ld: number, dst: number, lines: number, panels: number, panelBytes: number) => void;
   packCopyB: (src: number, ld: number, dst: number, lines: number, panels: number, panelBytes: number) => void;
   packInterleaveB: (src: number, ld: number, dst: number, lines: number, k: number, panelBytes: number) => void;
-  blockStridedB: (aPtr: number, aRow: number, aCol: number, aPanel: number, bPtr: number, bPanel: number, cPtr: number, ldc: number, mPanels: number, nPanels: number, kc: number, accumulate: number, ldb: number) => void;
+  blockStridedB: (
+    aPtr: number,
+    aRow: number,
+    aCol: number,
+    aPanel: number,
+    bPtr: number,
+    bPanel: number,
+    cPtr: number,
+    ldc: number,
+    mPanels: number,
+    nPanels: number,
+    kc: number,
+    accumulate: number,
+    ldb: number,
+  ) => void;
   compact: (c: number, ldc: number, rowBytes: number, m: number) => void;
 }
 
@@ -240,7 +267,12 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   // Without the separate product, a fused kernel has a register for a sixth row of accumulators
   // (12 + 2 B vectors + the A splat = 15 xmm): 6 x 8 ran ~6% faster than 5 x 8 here with FMA (one
   // thread, 320x784x128, best of 450 interleaved calls), while 5 x 8 fused was no faster than unfused.
-  const shape: KernelShape = { mr: options.mr ?? (fma ? 6 : DEFAULT_KERNEL.mr), nr: options.nr ?? DEFAULT_KERNEL.nr, unroll: options.unroll ?? DEFAULT_KERNEL.unroll, fma };
+  const shape: KernelShape = {
+    mr: options.mr ?? (fma ? 6 : DEFAULT_KERNEL.mr),
+    nr: options.nr ?? DEFAULT_KERNEL.nr,
+    unroll: options.unroll ?? DEFAULT_KERNEL.unroll,
+    fma,
+  };
   const MR = shape.mr;
   const NR = shape.nr;
   const kcMax = Math.max(1, options.kcMax ?? KC_MAX);
@@ -396,7 +428,8 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     // overlaps neither operand, the full MR-row panels are written straight into it; only a last,
     // partial panel goes to the workspace (a tile always writes MR rows) and is copied after.
     const cDirect = nPad === n ? residentOffset(C, cOffset) : -1;
-    const overlaps = (X: Float32Array): boolean => X.buffer === C.buffer && X.byteOffset < cDirect + 4 * m * n && cDirect < X.byteOffset + X.byteLength;
+    const overlaps = (X: Float32Array): boolean =>
+      X.buffer === C.buffer && X.byteOffset < cDirect + 4 * m * n && cDirect < X.byteOffset + X.byteLength;
     const fullPanels = cDirect >= 0 && !overlaps(A) && !overlaps(B) ? Math.floor(m / MR) : 0;
     const cAt = (ip0: number): number => (ip0 < fullPanels ? cDirect : ws + cBase) + ip0 * MR * ldc;
     // Goto-style blocking over the panels [m0, m1) x [n0, n1): an NC-column block of packed B and
@@ -410,8 +443,36 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
             const kcur = Math.min(kc, k - p0);
             if (bStrided) {
               const ldb = 4 * bRowStride;
-              wasm.blockStridedB(aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bSrc + jp0 * NR * 4 + p0 * ldb, NR * 4, cAt(ip0) + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0, ldb);
-            } else emit(OP_BLOCK, [aAt + ip0 * aPanel + p0 * aCol, aRow, aCol, aPanel, bAt + jp0 * bPanel + p0 * NR * 4, bPanel, cAt(ip0) + jp0 * NR * 4, ldc, mp, np, kcur, p0 > 0 ? 1 : 0]);
+              wasm.blockStridedB(
+                aAt + ip0 * aPanel + p0 * aCol,
+                aRow,
+                aCol,
+                aPanel,
+                bSrc + jp0 * NR * 4 + p0 * ldb,
+                NR * 4,
+                cAt(ip0) + jp0 * NR * 4,
+                ldc,
+                mp,
+                np,
+                kcur,
+                p0 > 0 ? 1 : 0,
+                ldb,
+              );
+            } else
+              emit(OP_BLOCK, [
+                aAt + ip0 * aPanel + p0 * aCol,
+                aRow,
+                aCol,
+                aPanel,
+                bAt + jp0 * bPanel + p0 * NR * 4,
+                bPanel,
+                cAt(ip0) + jp0 * NR * 4,
+                ldc,
+                mp,
+                np,
+                kcur,
+                p0 > 0 ? 1 : 0,
+              ]);
           }
         }
       }
@@ -531,7 +592,18 @@ function getDefault(): GemmF32 | null {
  * elemStride apart) into panels of `width` interleaved lines, zero-filling up to `linesPad`: the
  * layout the micro-kernel reads, for operands whose strides the in-WASM packers do not cover.
  */
-function gatherPanels(h: Float32Array, base: number, src: Float32Array, offset: number, lineStride: number, elemStride: number, lines: number, linesPad: number, k: number, width: number): void {
+function gatherPanels(
+  h: Float32Array,
+  base: number,
+  src: Float32Array,
+  offset: number,
+  lineStride: number,
+  elemStride: number,
+  lines: number,
+  linesPad: number,
+  k: number,
+  width: number,
+): void {
   for (let i = 0; i < linesPad; i++) {
     const r = i % width;
     let d = base + (i - r) * k + r;

@@ -87,7 +87,10 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
   f.get(ACC).if();
   f.get(CP).set(RP);
   for (let r = 0; r < mr; r++) {
-    for (let c = 0; c < nv; c++) f.get(RP).v128Load(16 * c).set(acc(r, c));
+    for (let c = 0; c < nv; c++)
+      f.get(RP)
+        .v128Load(16 * c)
+        .set(acc(r, c));
     if (r < mr - 1) f.get(RP).get(LDC).add().set(RP);
   }
   f.else();
@@ -97,7 +100,10 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
   // One k step; `u` is the step within an unrolled group (A is addressed through the pointer,
   // advanced by aCol after every step; B through constant offsets).
   const step = (u: number) => {
-    for (let c = 0; c < nv; c++) f.get(BP).v128Load(4 * (u * nr + 4 * c)).set(bv(c));
+    for (let c = 0; c < nv; c++)
+      f.get(BP)
+        .v128Load(4 * (u * nr + 4 * c))
+        .set(bv(c));
     for (let r = 0; r < mr; r++) {
       f.get(AP);
       if (r > 0) f.get(rowOff(r)).add();
@@ -115,7 +121,10 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
     f.get(KC).i32(unroll).ltU().brIf(0);
     f.loop();
     for (let u = 0; u < unroll; u++) step(u);
-    f.get(BP).i32(4 * nr * unroll).add().set(BP);
+    f.get(BP)
+      .i32(4 * nr * unroll)
+      .add()
+      .set(BP);
     f.get(KC).i32(unroll).sub().tee(KC);
     f.i32(unroll).geU().brIf(0);
     f.end();
@@ -126,7 +135,11 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
   f.loop();
   step(0);
   if (stridedB) f.get(BP).get(LDB).add().set(BP);
-  else f.get(BP).i32(4 * nr).add().set(BP);
+  else
+    f.get(BP)
+      .i32(4 * nr)
+      .add()
+      .set(BP);
   f.get(KC).i32(1).sub().tee(KC);
   f.brIf(0);
   f.end();
@@ -135,7 +148,10 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
   // Store the tile.
   f.get(CP).set(RP);
   for (let r = 0; r < mr; r++) {
-    for (let c = 0; c < nv; c++) f.get(RP).get(acc(r, c)).v128Store(16 * c);
+    for (let c = 0; c < nv; c++)
+      f.get(RP)
+        .get(acc(r, c))
+        .v128Store(16 * c);
     if (r < mr - 1) f.get(RP).get(LDC).add().set(RP);
   }
   return { name: stridedB ? 'microStridedB' : 'micro', params: i32s(nParams), results: [], locals, body: f };
@@ -189,7 +205,10 @@ function blockLoop({ mr, nr }: KernelShape, microIndex: number, stridedB = false
     }
     f.end();
     f.get(BP).get(B_PANEL).add().set(BP);
-    f.get(C_COL).i32(4 * nr).add().set(C_COL);
+    f.get(C_COL)
+      .i32(4 * nr)
+      .add()
+      .set(C_COL);
     f.get(JP).i32(1).add().tee(JP);
     f.get(N_PANELS).ltU().brIf(0);
   }
@@ -227,12 +246,18 @@ function packCopy(name: string, width: number): FuncDef {
     {
       copyChunk(f, S, D, 4 * width);
       f.get(S).get(LD).add().set(S);
-      f.get(D).i32(4 * width).add().set(D);
+      f.get(D)
+        .i32(4 * width)
+        .add()
+        .set(D);
       f.get(P).i32(1).sub().tee(P);
       f.brIf(0);
     }
     f.end();
-    f.get(SRC).i32(4 * width).add().set(SRC);
+    f.get(SRC)
+      .i32(4 * width)
+      .add()
+      .set(SRC);
     f.get(DST).get(PANEL_BYTES).add().set(DST);
     f.get(PANELS).i32(1).sub().tee(PANELS);
     f.brIf(0);
@@ -263,7 +288,10 @@ function packInterleave(name: string, width: number): FuncDef {
     {
       f.get(D).get(S).i32Load().i32Store();
       f.get(S).i32(4).add().set(S);
-      f.get(D).i32(4 * width).add().set(D);
+      f.get(D)
+        .i32(4 * width)
+        .add()
+        .set(D);
       f.get(P).i32(1).sub().tee(P);
       f.brIf(0);
     }
@@ -330,8 +358,12 @@ function compact(): FuncDef {
  * The kernel module's bytes for a micro-tile shape: with its own memory, or (`memoryImport`)
  * importing one (the kernels' arena; shared, so that worker threads run blocks on the same operands).
  */
-export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL, memoryImport: boolean | { readonly sharedMaxPages: number } = false): Uint8Array<ArrayBuffer> {
-  if (shape.nr % 4 !== 0 || shape.nr < 4 || shape.mr < 1 || shape.unroll < 1) throw new Error(`gemm kernel: bad micro-tile ${JSON.stringify(shape)}`);
+export function gemmModuleBytes(
+  shape: KernelShape = DEFAULT_KERNEL,
+  memoryImport: boolean | { readonly sharedMaxPages: number } = false,
+): Uint8Array<ArrayBuffer> {
+  if (shape.nr % 4 !== 0 || shape.nr < 4 || shape.mr < 1 || shape.unroll < 1)
+    throw new Error(`gemm kernel: bad micro-tile ${JSON.stringify(shape)}`);
   return encodeModule(
     [
       microKernel(shape),
@@ -354,10 +386,43 @@ export function gemmModuleBytes(shape: KernelShape = DEFAULT_KERNEL, memoryImpor
  * Chrome 114+ and Node 22+ accept it.
  */
 export const RELAXED_SIMD_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-  0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type section: (v128 v128 v128) -> v128
-  0x03, 0x02, 0x01, 0x00, // function section
-  0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x85, 0x02, 0x0b, // local.get 0 1 2; f32x4.relaxed_madd
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00, // magic, version
+  0x01,
+  0x08,
+  0x01,
+  0x60,
+  0x03,
+  0x7b,
+  0x7b,
+  0x7b,
+  0x01,
+  0x7b, // type section: (v128 v128 v128) -> v128
+  0x03,
+  0x02,
+  0x01,
+  0x00, // function section
+  0x0a,
+  0x0d,
+  0x01,
+  0x0b,
+  0x00,
+  0x20,
+  0x00,
+  0x20,
+  0x01,
+  0x20,
+  0x02,
+  0xfd,
+  0x85,
+  0x02,
+  0x0b, // local.get 0 1 2; f32x4.relaxed_madd
 ]);
 
 /**
@@ -365,8 +430,33 @@ export const RELAXED_SIMD_PROBE = new Uint8Array([
  * the SIMD proposal reject it in `WebAssembly.validate`.
  */
 export const SIMD_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
-  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
-  0x03, 0x02, 0x01, 0x00, // function section
-  0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x0b, // code: i32.const 0; i8x16.splat; end
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00, // magic, version
+  0x01,
+  0x05,
+  0x01,
+  0x60,
+  0x00,
+  0x01,
+  0x7b, // type section: () -> v128
+  0x03,
+  0x02,
+  0x01,
+  0x00, // function section
+  0x0a,
+  0x08,
+  0x01,
+  0x06,
+  0x00,
+  0x41,
+  0x00,
+  0xfd,
+  0x0f,
+  0x0b, // code: i32.const 0; i8x16.splat; end
 ]);

@@ -93,7 +93,11 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Arr
   f.end();
   if (spec.op === 'sum') {
     for (let lane = 0; lane < 4; lane++) {
-      f.get(Q).get(lane < 2 ? ACC : ACC2).simdLaneOp(SIMD_OP.f64x2ExtractLane, lane % 2).f32DemoteF64().f32Store(4 * lane);
+      f.get(Q)
+        .get(lane < 2 ? ACC : ACC2)
+        .simdLaneOp(SIMD_OP.f64x2ExtractLane, lane % 2)
+        .f32DemoteF64()
+        .f32Store(4 * lane);
     }
   } else f.get(Q).get(ACC).v128Store(0, 0);
   f.get(Q).i32(16).add().set(Q);
@@ -105,8 +109,6 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Arr
   f.end();
   return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, arenaImport());
 }
-
-
 
 /** What a reduction call needs that depends only on the shapes and strides (cached per spec). */
 interface ReducePlan {
@@ -140,7 +142,13 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
     reducePlans.set(spec, list);
   }
   for (const known of list) {
-    if (sameNums(known.shape, shape) && sameNums(known.axes, axes) && known.strides.length === inputs.length && inputs.every((x, i) => sameNums(x.strides, known.strides[i]))) return known;
+    if (
+      sameNums(known.shape, shape) &&
+      sameNums(known.axes, axes) &&
+      known.strides.length === inputs.length &&
+      inputs.every((x, i) => sameNums(x.strides, known.strides[i]))
+    )
+      return known;
   }
   const plan: ReducePlan = { shape: shape.slice(), axes: axes.slice(), strides: inputs.map((x) => x.strides.slice()), ok: null };
   if (list.length >= PLANS_PER_SPEC) list.shift();
@@ -151,8 +159,14 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
   const redSize = axes.reduce((a, ax) => a * shape[ax], 1);
   if (outSize === 0 || redSize === 0) return plan;
   if (inputs.some((x) => x.strides.some((st) => st < 0))) return plan;
-  const keptPart = coalesce(kept.map((i) => shape[i]), inputs.map((x) => kept.map((i) => x.strides[i])));
-  const redPart = coalesce(axes.map((i) => shape[i]), inputs.map((x) => axes.map((i) => x.strides[i])));
+  const keptPart = coalesce(
+    kept.map((i) => shape[i]),
+    inputs.map((x) => kept.map((i) => x.strides[i])),
+  );
+  const redPart = coalesce(
+    axes.map((i) => shape[i]),
+    inputs.map((x) => axes.map((i) => x.strides[i])),
+  );
   const kr = keptPart.shape.length;
   if (kr < 1 || kr > 2 || redPart.shape.length !== 1) return plan;
   const K = keptPart.shape[kr - 1];
@@ -183,7 +197,12 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
  * contiguous float32 from the buffer pool. Null when WebAssembly SIMD is off or the layout is not
  * the one above.
  */
-export function runWasmReduce(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: readonly number[], axes: readonly number[]): NDArray | null {
+export function runWasmReduce(
+  spec: WasmReduceSpec,
+  inputs: readonly NDArray[],
+  shape: readonly number[],
+  axes: readonly number[],
+): NDArray | null {
   if (elementwiseBackendName() !== 'wasm-simd') return null;
   const p = reducePlan(spec, inputs, shape, axes).ok;
   if (p === null) return null;

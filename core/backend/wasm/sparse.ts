@@ -57,7 +57,17 @@ function allFinite(): Code {
  * Emits: build the list of nonzeros of one line of `len` floats at `src` (stride 4 bytes) as
  * (index * scale, value) pairs at `list`; leaves the pair count in local `nnz`.
  */
-function emitNonzeroList(f: Code, src: number, len: number, scale: number, list: number, idx: number, nnz: number, val: number, addr: number): void {
+function emitNonzeroList(
+  f: Code,
+  src: number,
+  len: number,
+  scale: number,
+  list: number,
+  idx: number,
+  nnz: number,
+  val: number,
+  addr: number,
+): void {
   // Branch-free: every entry is written at the current end, which advances only for a nonzero
   // (a data-dependent branch mispredicts on spike trains about as often as it is taken).
   f.i32(0).set(nnz).i32(0).set(idx).get(src).set(addr);
@@ -90,10 +100,24 @@ function rowsKernel(): { params: ValType[]; locals: ValType[]; body: Code } {
     f.get(T).get(NNZ).geU().brIf(1);
     f.get(LIST).get(T).i32(8).mul().add().tee(ADDR).i32Load().get(B).add().get(J).i32(16).mul().add().set(OFF);
     f.get(ADDR).v128Load32Splat(4).set(SPLAT);
-    for (let v = 0; v < width; v++) f.get(acc(v)).get(SPLAT).get(OFF).v128Load(16 * v, 0).f32x4Mul().f32x4Add().set(acc(v));
+    for (let v = 0; v < width; v++)
+      f.get(acc(v))
+        .get(SPLAT)
+        .get(OFF)
+        .v128Load(16 * v, 0)
+        .f32x4Mul()
+        .f32x4Add()
+        .set(acc(v));
     f.get(T).i32(1).add().set(T).br(0);
     f.end().end();
-    for (let v = 0; v < width; v++) f.get(C).get(J).i32(16).mul().add().get(acc(v)).v128Store(16 * v, 0);
+    for (let v = 0; v < width; v++)
+      f.get(C)
+        .get(J)
+        .i32(16)
+        .mul()
+        .add()
+        .get(acc(v))
+        .v128Store(16 * v, 0);
     f.get(J).i32(width).add().set(J);
   };
   f.i32(0).set(J);
@@ -127,13 +151,28 @@ function outerKernel(): { params: ValType[]; locals: ValType[]; body: Code } {
   f.get(P).get(K).geU().brIf(1);
   emitNonzeroList(f, X, M, LDC, LIST, I, NNZ, VAL, ADDR);
   const emitBlock = (width: number): void => {
-    for (let v = 0; v < width; v++) f.get(B).get(J).i32(16).mul().add().v128Load(16 * v, 0).set(bv(v));
+    for (let v = 0; v < width; v++)
+      f.get(B)
+        .get(J)
+        .i32(16)
+        .mul()
+        .add()
+        .v128Load(16 * v, 0)
+        .set(bv(v));
     f.i32(0).set(T);
     f.block().loop();
     f.get(T).get(NNZ).geU().brIf(1);
     f.get(LIST).get(T).i32(8).mul().add().tee(ADDR).i32Load().get(C).add().get(J).i32(16).mul().add().set(CROW);
     f.get(ADDR).v128Load32Splat(4).set(SPLAT);
-    for (let v = 0; v < width; v++) f.get(CROW).get(CROW).v128Load(16 * v, 0).get(SPLAT).get(bv(v)).f32x4Mul().f32x4Add().v128Store(16 * v, 0);
+    for (let v = 0; v < width; v++)
+      f.get(CROW)
+        .get(CROW)
+        .v128Load(16 * v, 0)
+        .get(SPLAT)
+        .get(bv(v))
+        .f32x4Mul()
+        .f32x4Add()
+        .v128Store(16 * v, 0);
     f.get(T).i32(1).add().set(T).br(0);
     f.end().end();
     f.get(J).i32(width).add().set(J);
@@ -220,9 +259,19 @@ export function setSparseMatmul(on: boolean): void {
  * when A is sparse enough for its layout and B is finite; returns false (C untouched) otherwise.
  */
 export function sparseGemm(
-  A: Float32Array, aOffset: number, aRowStride: number, aColStride: number,
-  B: Float32Array, bOffset: number, bRowStride: number, bColStride: number,
-  C: Float32Array, cOffset: number, m: number, k: number, n: number,
+  A: Float32Array,
+  aOffset: number,
+  aRowStride: number,
+  aColStride: number,
+  B: Float32Array,
+  bOffset: number,
+  bRowStride: number,
+  bColStride: number,
+  C: Float32Array,
+  cOffset: number,
+  m: number,
+  k: number,
+  n: number,
 ): boolean {
   if (!enabled || m * k * n < MIN_WORK || bColStride !== 1) return false;
   const form = aColStride === 1 ? 'rows' : aRowStride === 1 ? 'outer' : null;

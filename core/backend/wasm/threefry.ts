@@ -13,7 +13,17 @@ const ROTATIONS = [13, 15, 26, 6, 17, 29, 16, 24];
 const PARITY = 0x1bd11bda;
 const PAGE = 65536;
 
-const OP = { i32x4Splat: 0x11, i32x4LtU: 0x3a, v128And: 0x4e, v128Xor: 0x51, i32x4Shl: 0xab, i32x4ShrU: 0xad, i32x4Add: 0xae, f32x4ConvertI32x4U: 0xfb, f32x4Mul: 0xe6 } as const;
+const OP = {
+  i32x4Splat: 0x11,
+  i32x4LtU: 0x3a,
+  v128And: 0x4e,
+  v128Xor: 0x51,
+  i32x4Shl: 0xab,
+  i32x4ShrU: 0xad,
+  i32x4Add: 0xae,
+  f32x4ConvertI32x4U: 0xfb,
+  f32x4Mul: 0xe6,
+} as const;
 
 /**
  * Blocks hashed per loop iteration, as independent vectors of four: each round is a chain of
@@ -70,7 +80,9 @@ function hashBody(uniform: boolean): Code {
   f.get(I).get(HALF).geU().brIf(1);
   vecs.forEach(({ a, b }, v) => {
     // x0 = i + 4v + lane
-    f.get(I).i32(4 * v).add();
+    f.get(I)
+      .i32(4 * v)
+      .add();
     op(OP.i32x4Splat);
     f.get(LANE);
     op(OP.i32x4Add);
@@ -103,7 +115,9 @@ function hashBody(uniform: boolean): Code {
         if (rot % 8 === 0) {
           // A whole-byte rotation is one byte shuffle: output byte j of a lane is input byte j - rot/8.
           const k = rot / 8;
-          f.get(b).get(b).shuffle(Array.from({ length: 16 }, (_, j) => (j & ~3) + (((j & 3) - k) & 3)));
+          f.get(b)
+            .get(b)
+            .shuffle(Array.from({ length: 16 }, (_, j) => (j & ~3) + (((j & 3) - k) & 3)));
         } else {
           f.get(b).i32(rot);
           op(OP.i32x4Shl);
