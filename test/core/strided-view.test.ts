@@ -6,7 +6,6 @@ import t from 'tap';
 import ndarray from 'ndarray';
 import { StridedView, assignStrided } from '../../core/strided-view.js';
 
-type Op = { k: 'lo' | 'hi' | 'step' | 'transpose' | 'pick'; args: number[] };
 const opArb = fc.record({
   k: fc.constantFrom('lo' as const, 'hi' as const, 'step' as const, 'transpose' as const, 'pick' as const),
   args: fc.array(fc.integer({ min: -3, max: 4 }), { maxLength: 4 }),

@@ -17,7 +17,6 @@ import {
   sgd,
   sparseCategoricalCrossentropy,
   terminateOnNaN,
-  timeDistributed,
 } from '../../nn/index.js';
 import { spikingActivation } from '../../spiking/index.js';
 
