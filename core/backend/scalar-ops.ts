@@ -15,7 +15,7 @@
  * The table is typed `{ [P in ElementwisePrim]: ScalarOp }`: a new elementwise primitive does not
  * compile until it says what it is on every backend, including an explicit `simd: null`.
  */
-import type { DType } from '../dtype.js';
+import { coerceScalar, type DType } from '../dtype.js';
 import { ELEMENTWISE, type ElementwisePrim, type Primitive } from '../primitives.js';
 import { SIMD_OP, type Code as WasmCode } from './wasm/encoder.js';
 
@@ -67,21 +67,8 @@ export function storeAs(expr: string, dtype: DType): string {
   }
 }
 
-/** `storeAs` on a value: what an array of `dtype` holds after storing `value`. */
-export function storeValue(value: number, dtype: DType): number {
-  switch (dtype) {
-    case 'float32':
-      return Math.fround(value);
-    case 'float64':
-      return value;
-    case 'int32':
-      return value | 0;
-    case 'uint32':
-      return value >>> 0;
-    case 'bool':
-      return value ? 1 : 0;
-  }
-}
+/** `storeAs` on a value: what an array of `dtype` holds after storing `value` (the same rounding as `coerceScalar`). */
+export const storeValue: (value: number, dtype: DType) => number = coerceScalar;
 
 const js1 =
   (f: (a: string) => string): JsRender =>
