@@ -8,18 +8,8 @@ export { DatasetError, ChecksumError, IdxFormatError } from './raw/errors.js';
 export { loadFashionMnistRaw, loadMnistRaw, normalizeImages } from './raw/fashion-mnist.js';
 export { rateEncode, latencyEncode, deltaEncode, type LatencyOptions } from './encoders.js';
 
-export const FASHION_MNIST_CLASSES = [
-  'T-shirt/top',
-  'Trouser',
-  'Pullover',
-  'Dress',
-  'Coat',
-  'Sandal',
-  'Shirt',
-  'Sneaker',
-  'Bag',
-  'Ankle boot',
-] as const;
+/** Fashion-MNIST's class names, indexed by label. */
+export { FASHION_MNIST_CLASSES } from './raw/fashion-mnist.js';
 
 export interface ImageDataset {
   /** (n, 28, 28) float32 in [0, 1] (pixels / 255). */

@@ -30,7 +30,7 @@ import { loadMnistLikeRaw, loadMnistLikeRawSync, type LoadRawOptions, type Mnist
 export type { LoadRawOptions, RawDataset, RawSplit, RawOrigin, FetchLike, FetchResponseLike } from './mnist-like.js';
 
 /** Fashion-MNIST's class names, indexed by label. */
-export const FASHION_MNIST_CLASSES: readonly string[] = Object.freeze([
+export const FASHION_MNIST_CLASSES = Object.freeze([
   'T-shirt/top',
   'Trouser',
   'Pullover',
@@ -41,7 +41,7 @@ export const FASHION_MNIST_CLASSES: readonly string[] = Object.freeze([
   'Sneaker',
   'Bag',
   'Ankle boot',
-]);
+] as const);
 
 /** Where Debian's `dataset-fashion-mnist` package installs the four `.gz` files. */
 export const DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';

@@ -100,21 +100,8 @@ interface KernelExports {
   packCopyA: (src: number, ld: number, dst: number, lines: number, panels: number, panelBytes: number) => void;
   packCopyB: (src: number, ld: number, dst: number, lines: number, panels: number, panelBytes: number) => void;
   packInterleaveB: (src: number, ld: number, dst: number, lines: number, k: number, panelBytes: number) => void;
-  blockStridedB: (
-    aPtr: number,
-    aRow: number,
-    aCol: number,
-    aPanel: number,
-    bPtr: number,
-    bPanel: number,
-    cPtr: number,
-    ldc: number,
-    mPanels: number,
-    nPanels: number,
-    kc: number,
-    accumulate: number,
-    ldb: number,
-  ) => void;
+  /** `block` reading B unpacked, row-major with row stride `ldb`. */
+  blockStridedB: (...args: [...Parameters<KernelExports['block']>, ldb: number]) => void;
   compact: (c: number, ldc: number, rowBytes: number, m: number) => void;
 }
 
