@@ -37,12 +37,15 @@ console.log(
 );
 
 const surrogate = spiking.surrogate.fastSigmoid(25);
+// torch.nn.Linear's default weights: kernel and bias uniform in +-1/sqrt(fan-in). The recipe needs
+// them: with Keras's glorot kernel and zero bias the same network leaves most test images silent.
+const linear = (units: number): nn.Layer => nn.dense(units, { kernelInitializer: 'fanInUniform', biasInitializer: 'fanInUniform' });
 const network = nn.sequential(
   [
     nn.reshape([-1, 784]),
-    nn.timeDistributed(nn.dense(hidden), { name: 'fc1' }),
+    nn.timeDistributed(linear(hidden), { name: 'fc1' }),
     spiking.leaky({ beta: 0.95, surrogate, name: 'lif1' }),
-    nn.timeDistributed(nn.dense(10), { name: 'fc2' }),
+    nn.timeDistributed(linear(10), { name: 'fc2' }),
     spiking.leaky({ beta: 0.95, surrogate, name: 'lif2' }),
   ],
   { name: 'network' },

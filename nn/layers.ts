@@ -1,7 +1,7 @@
 /** Keras's everyday layers as pure init/apply records. */
 import { add, div, matmul, mean, random, reshape as reshapeOp, ShapeError, Tensor, type Tree } from '../core/index.js';
 import { activationName, resolveActivation, type ActivationFn, type ActivationName } from './activations.js';
-import { resolveInitializer, type Initializer, type InitializerName } from './initializers.js';
+import { resolveInitializer, type Initializer, type InitializerName, type LayerFans } from './initializers.js';
 import { checkInputShape, uniqueName, type ApplyContext, type ApplyResult, type Layer, type LayerShape } from './layer.js';
 
 export type Regularizer = (x: Tensor) => Tensor;
@@ -59,8 +59,9 @@ export function dense(units: number, options: DenseOptions = {}): Layer<DensePar
       if (last === null || last === undefined)
         throw new ShapeError(`dense '${name}': the last input axis must be known, got ${JSON.stringify(inputShape)}`);
       const [k1, k2] = random.split(key);
-      const params: Record<string, Tensor> = { kernel: kernelInit(k1, [last, units]) };
-      if (useBias) params.bias = biasInit(k2, [units]);
+      const layerFans: LayerFans = { fanIn: last, fanOut: units };
+      const params: Record<string, Tensor> = { kernel: kernelInit(k1, [last, units], 'float32', layerFans) };
+      if (useBias) params.bias = biasInit(k2, [units], 'float32', layerFans);
       return { params: params as DenseParams, state: {}, outputShape: [...inputShape.slice(0, -1), units] };
     },
     apply(params, x, _ctx, state) {

@@ -20,7 +20,7 @@ import {
   type Padding,
 } from '../../core/index.js';
 import { activationName, resolveActivation, type ActivationFn, type ActivationName } from '../activations.js';
-import { resolveInitializer, type Initializer, type InitializerName } from '../initializers.js';
+import { kernelFans, resolveInitializer, type Initializer, type InitializerName } from '../initializers.js';
 import { uniqueName, type Layer, type LayerShape } from '../layer.js';
 import type { Regularizer } from '../layers.js';
 
@@ -153,8 +153,10 @@ function convLayer(
           `${where}: the channel axis must be known and divisible by groups (${groups}), got ${JSON.stringify(inputShape)}`,
         );
       const [k1, k2] = random.split(key);
-      const params: Record<string, Tensor> = { kernel: kernelInit(k1, [...window, channels / groups, filters]) };
-      if (useBias) params.bias = biasInit(k2, [filters]);
+      const kernelShape = [...window, channels / groups, filters];
+      const layerFans = kernelFans(kernelShape);
+      const params: Record<string, Tensor> = { kernel: kernelInit(k1, kernelShape, 'float32', layerFans) };
+      if (useBias) params.bias = biasInit(k2, [filters], 'float32', layerFans);
       return {
         params: params as ConvLayerParams,
         state: {},

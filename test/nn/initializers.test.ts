@@ -1,9 +1,10 @@
 /**
- * glorotUniform's range and moments on a 784x128 kernel, dense's zero bias, and key determinism.
+ * glorotUniform's range and moments on a 784x128 kernel, dense's zero bias, and key determinism; fanInUniform
+ * (PyTorch's Linear/Conv default) against its closed form, with the layer's fan-in reaching the bias.
  */
 import t from 'tap';
 import { random, type Tensor } from '../../core/index.js';
-import { dense, glorotUniform, heNormal, resetLayerNames, sequential } from '../../nn/index.js';
+import { conv2d, dense, fanInUniform, glorotUniform, heNormal, resetLayerNames, resolveInitializer, sequential } from '../../nn/index.js';
 
 const vals = (x: Tensor): number[] => Array.from(x.toTyped() as ArrayLike<number>);
 /** Element-wise identity of two long arrays (tap's deep `same` is slow on 1e5 elements). */
@@ -120,4 +121,57 @@ t.test('sequential init: layers get different keys; same model key -> same param
   t.same(vals(p1.b.kernel), vals(p2.b.kernel));
   t.notSame(vals(p1.a.kernel), vals(p1.b.kernel), 'two layers of equal shape get different weights');
   t.notSame(vals(p1.a.kernel), vals(p3.a.kernel), 'different model key -> different weights');
+});
+
+t.test('fanInUniform: U(-1/sqrt(fanIn), 1/sqrt(fanIn)) for a kernel, moments of the closed form', async (t) => {
+  const bound = 1 / Math.sqrt(784);
+  const k = fanInUniform(random.key(11), [784, 300]);
+  t.same(k.shape, [784, 300]);
+  const v = vals(k);
+  const n = v.length;
+  const m = moments(v);
+  t.ok(m.min >= -bound && m.max <= bound, `within +-${bound} (min ${m.min}, max ${m.max})`);
+  t.ok(m.max > 0.99 * bound && m.min < -0.99 * bound, 'fills the range');
+  t.ok(Math.abs(m.mean) < 5 * (bound / Math.sqrt(3 * n)), `mean ${m.mean} ~ 0`);
+  const varTarget = (bound * bound) / 3;
+  const varSd = Math.sqrt((4 * bound ** 4) / 45 / n);
+  t.ok(Math.abs(m.variance - varTarget) < 5 * varSd, `variance ${m.variance} within 5 sd of ${varTarget}`);
+  // A rank-4 kernel's fan-in includes the window: [3, 3, 16, 32] -> 144.
+  const conv = moments(vals(fanInUniform(random.key(12), [3, 3, 16, 32])));
+  t.ok(conv.max <= 1 / 12 && conv.min >= -1 / 12 && conv.max > 0.95 / 12, `conv kernel within and filling +-1/12 (max ${conv.max})`);
+  // Given the layer's fans, a bias uses the layer's fan-in, not its own length.
+  const bias = moments(vals(fanInUniform(random.key(13), [2000], 'float32', { fanIn: 100, fanOut: 2000 })));
+  t.ok(bias.max <= 0.1 && bias.min >= -0.1 && bias.max > 0.095 && bias.min < -0.095, `bias within and filling +-0.1`);
+  t.equal(fanInUniform(random.key(1), [3, 4], 'float64').dtype, 'float64');
+  t.throws(() => fanInUniform(random.key(1), [0, 4]), /fanInUniform: the fan-in must be positive, got 0/);
+});
+
+t.test('fanInUniform: same key same values, different key different, by name too', async (t) => {
+  const a = vals(fanInUniform(random.key(3), [50, 40]));
+  t.ok(identical(a, vals(fanInUniform(random.key(3), [50, 40]))), 'same key: identical');
+  t.ok(identical(a, vals(resolveInitializer('fanInUniform')(random.key(3), [50, 40]))), "resolveInitializer('fanInUniform') is it");
+  const b = vals(fanInUniform(random.key(4), [50, 40]));
+  t.ok(b.filter((x, i) => x !== a[i]).length > a.length * 0.99, 'different key: different values');
+});
+
+t.test("dense and conv2d pass their kernel's fans: a fanInUniform bias is bounded by 1/sqrt(the layer's fan-in)", async (t) => {
+  resetLayerNames();
+  const options = { kernelInitializer: 'fanInUniform', biasInitializer: 'fanInUniform' } as const;
+  // torch.nn.Linear(784, 1000): weight and bias both in +-1/28.
+  const { params } = dense(1000, options).init(random.key(0), [784]);
+  for (const [name, p] of [['kernel', params.kernel], ['bias', params.bias]] as const) {
+    const m = moments(vals(p));
+    const bound = 1 / 28;
+    t.ok(m.min >= -bound && m.max <= bound && m.max > 0.99 * bound && m.min < -0.99 * bound, `dense ${name} within and filling +-1/28`);
+    const varSd = Math.sqrt((4 * bound ** 4) / 45 / p.size);
+    t.ok(Math.abs(m.variance - bound ** 2 / 3) < 5 * varSd, `dense ${name} variance ${m.variance} vs ${bound ** 2 / 3}`);
+  }
+  const again = dense(1000, options).init(random.key(0), [784]).params;
+  t.ok(identical(vals(again.bias), vals(params.bias)) && identical(vals(again.kernel), vals(params.kernel)), 'same key: same weights');
+  // torch.nn.Conv2d(16, 512, 3): fan-in 3*3*16 = 144, bias in +-1/12.
+  const convBias = vals(conv2d(512, 3, options).init(random.key(1), [10, 10, 16]).params.bias);
+  const m = moments(convBias);
+  t.ok(m.min >= -1 / 12 && m.max <= 1 / 12 && m.max > 0.9 / 12 && m.min < -0.9 / 12, `conv2d bias within and filling +-1/12`);
+  // The defaults do not move: glorot kernel, zero bias.
+  t.ok(vals(dense(8).init(random.key(0), [4]).params.bias).every((x) => x === 0), 'default bias still zero');
 });
