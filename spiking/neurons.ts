@@ -57,6 +57,12 @@ export interface NeuronOptions {
   /** Spike height (graded spikes; default 1). */
   graded?: ParamValue;
   learnBeta?: boolean;
+  /**
+   * Learn tau (continuous time): tau becomes a parameter and the step's decay exp(-dt/tau) (or
+   * 1 - dt/tau under 'euler') follows it, so the gradient reaches tau; the NIR export writes the
+   * learned value. The step uses tau as it is: training must keep it positive.
+   */
+  learnTau?: boolean;
   learnThreshold?: boolean;
   learnGraded?: boolean;
   /** Learned parameters get one value per unit (default: one shared value, unless an array was given). */
@@ -73,6 +79,8 @@ export interface SynapticOptions extends NeuronOptions {
   /** Synaptic time constant in seconds (continuous time; then `tau` is the membrane's). */
   tauSyn?: ParamValue;
   learnAlpha?: boolean;
+  /** Learn tauSyn (continuous time), as `learnTau` for the membrane. */
+  learnTauSyn?: boolean;
 }
 
 export interface RecurrentOptions {
@@ -94,9 +102,12 @@ export type SynapticLayerOptions = SynapticOptions & NeuronLayerOptions;
 export type RecurrentLeakyLayerOptions = NeuronOptions & RecurrentOptions & NeuronLayerOptions;
 export type RecurrentSynapticLayerOptions = SynapticOptions & RecurrentOptions & NeuronLayerOptions;
 export type AdaptiveLeakyLayerOptions = AdaptiveOptions & NeuronLayerOptions;
-export type IntegrateAndFireLayerOptions = Omit<NeuronOptions, 'beta' | 'tau' | 'vLeak' | 'learnBeta' | 'discretisation'> &
+export type IntegrateAndFireLayerOptions = Omit<NeuronOptions, 'beta' | 'tau' | 'vLeak' | 'learnBeta' | 'learnTau' | 'discretisation'> &
   NeuronLayerOptions;
-export type LeakyIntegratorOptions = Pick<NeuronOptions, 'beta' | 'tau' | 'r' | 'vLeak' | 'discretisation' | 'learnBeta' | 'perUnit'>;
+export type LeakyIntegratorOptions = Pick<
+  NeuronOptions,
+  'beta' | 'tau' | 'r' | 'vLeak' | 'discretisation' | 'learnBeta' | 'learnTau' | 'perUnit'
+>;
 export type LeakyIntegratorLayerOptions = LeakyIntegratorOptions & NeuronLayerOptions;
 
 type Params = { readonly [name: string]: Tensor };
@@ -145,6 +156,14 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
     throw new RangeError(`${where}: tauSyn needs tau (continuous time); for discrete time give alpha and beta`);
   if (variant.synaptic && o.tauSyn !== undefined && o.alpha !== undefined)
     throw new RangeError(`${where}: give alpha (discrete time) or tauSyn (continuous time), not both`);
+  // Each learn flag belongs to one time base; a flag of the other one would be silently without effect.
+  if (variant.integrate && o.learnTau) throw new RangeError(`${where}: integrate-and-fire neurons have no tau to learn`);
+  if (continuous && o.learnBeta) throw new RangeError(`${where}: learnBeta is for discrete time (beta); with tau give learnTau`);
+  if (!continuous && o.learnTau) throw new RangeError(`${where}: learnTau needs tau (continuous time); with beta give learnBeta`);
+  if (variant.synaptic && continuous && o.learnAlpha)
+    throw new RangeError(`${where}: learnAlpha is for discrete time (alpha); with tau give learnTauSyn`);
+  if (variant.synaptic && !continuous && o.learnTauSyn)
+    throw new RangeError(`${where}: learnTauSyn needs tau (continuous time); with alpha give learnAlpha`);
   const reset = o.reset ?? 'subtract';
   if (!RESETS.includes(reset)) throw new RangeError(`${where}: unknown reset mode '${String(reset)}'; expected subtract, zero or none`);
   const discretisation = o.discretisation ?? 'exact';
@@ -169,13 +188,13 @@ function buildCell(variant: Variant, o: AllOptions, where: string): NeuronCell<P
     specs.set(name, { value: v, learn: learn ?? false });
   };
   if (!variant.integrate) {
-    if (continuous) add1('tau', o.tau, 0, false, positive, 'a positive number of seconds');
+    if (continuous) add1('tau', o.tau, 0, o.learnTau, positive, 'a positive number of seconds');
     else add1('beta', o.beta, 0.9, o.learnBeta, unit, 'within [0, 1]', ' (a learned beta is clipped to [0, 1] in the step)');
   }
   if (continuous || (variant.integrate && o.r !== undefined)) add1('r', o.r, 1, false, finite, 'a finite number');
   if (continuous) add1('vLeak', o.vLeak, 0, false, finite, 'a finite number');
   if (variant.synaptic) {
-    if (continuous) add1('tauSyn', o.tauSyn, 0.005, false, positive, 'a positive number of seconds');
+    if (continuous) add1('tauSyn', o.tauSyn, 0.005, o.learnTauSyn, positive, 'a positive number of seconds');
     else add1('alpha', o.alpha, 0.8, o.learnAlpha, unit, 'within [0, 1]', ' (a learned alpha is clipped to [0, 1] in the step)');
   }
   if (!variant.readout) {
@@ -396,7 +415,7 @@ export const recurrentSynapticCell = (options: SynapticOptions & RecurrentOption
   cellOf(RSYNAPTIC, options);
 /** Integrate-and-fire: Leaky with beta = 1 (with `r`, continuous time: U += r dt x). */
 export const integrateAndFireCell = (
-  options: Omit<NeuronOptions, 'beta' | 'tau' | 'vLeak' | 'learnBeta' | 'discretisation'> = {},
+  options: Omit<NeuronOptions, 'beta' | 'tau' | 'vLeak' | 'learnBeta' | 'learnTau' | 'discretisation'> = {},
 ): NeuronCell<Params, CellState> => cellOf(IF, options);
 /** ALIF (Bellec et al. 2018): b_t = rho b_{t-1} + (1 - rho) S_{t-1}; thr_t = thr + adaptation b_t; Leaky with thr_t. */
 export const adaptiveLeakyCell = (options: AdaptiveOptions = {}): NeuronCell<Params, CellState> => cellOf(ALIF, options);

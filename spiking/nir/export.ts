@@ -321,7 +321,7 @@ function exportPool(layer: Layer, inShape: number[], where: string): ExportedLay
 
 /**
  * A LIF-family neuron layer as NIR nodes. Continuous-time layers (tau, r, vLeak) are written as
- * they are. Discrete-time ones (beta) map so that NIR's exact (zero-order hold) discretisation at
+ * they are, a learned tau (`learnTau`) with its trained values. Discrete-time ones (beta) map so that NIR's exact (zero-order hold) discretisation at
  * the same dt gives the same step: tau = -dt / ln(beta), r = 1 / (1 - beta), v_leak = 0 (then
  * exp(-dt/tau) = beta and (1 - beta) r = 1). Load such files with discretisation 'exact'.
  * NIR's LIF resets to v_reset in the step it fires; a `zero` reset with vReset = vLeak is the same
@@ -361,7 +361,10 @@ function exportNeuron(layer: Layer, p: Record<string, Tensor>, state: Tree, inSh
     r = c.r === undefined ? new Float64Array(n).fill(1 / dt) : values('r', 1);
     vLeak = new Float64Array(n);
   } else if (c.tau !== undefined) {
+    // A learned tau is written as trained (values() reads the parameter); training may have pushed it out of NIR's range.
     tau = values('tau', 0);
+    const bad = tau.find((v) => !(v > 0 && Number.isFinite(v)));
+    if (bad !== undefined) throw new NirError(`${where}: tau ${bad} is not a positive time constant (a learned tau must stay positive)`);
     r = values('r', 1);
     vLeak = values('vLeak', 0);
   } else {

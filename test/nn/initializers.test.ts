@@ -159,7 +159,10 @@ t.test("dense and conv2d pass their kernel's fans: a fanInUniform bias is bounde
   const options = { kernelInitializer: 'fanInUniform', biasInitializer: 'fanInUniform' } as const;
   // torch.nn.Linear(784, 1000): weight and bias both in +-1/28.
   const { params } = dense(1000, options).init(random.key(0), [784]);
-  for (const [name, p] of [['kernel', params.kernel], ['bias', params.bias]] as const) {
+  for (const [name, p] of [
+    ['kernel', params.kernel],
+    ['bias', params.bias],
+  ] as const) {
     const m = moments(vals(p));
     const bound = 1 / 28;
     t.ok(m.min >= -bound && m.max <= bound && m.max > 0.99 * bound && m.min < -0.99 * bound, `dense ${name} within and filling +-1/28`);
@@ -173,5 +176,8 @@ t.test("dense and conv2d pass their kernel's fans: a fanInUniform bias is bounde
   const m = moments(convBias);
   t.ok(m.min >= -1 / 12 && m.max <= 1 / 12 && m.max > 0.9 / 12 && m.min < -0.9 / 12, `conv2d bias within and filling +-1/12`);
   // The defaults do not move: glorot kernel, zero bias.
-  t.ok(vals(dense(8).init(random.key(0), [4]).params.bias).every((x) => x === 0), 'default bias still zero');
+  t.ok(
+    vals(dense(8).init(random.key(0), [4]).params.bias).every((x) => x === 0),
+    'default bias still zero',
+  );
 });

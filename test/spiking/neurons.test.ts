@@ -2,11 +2,12 @@
  * The neuron layers against float64 loops written here from the formulas of
  * ../shared/spec/neurons.md (snnTorch conventions), the continuous-time LIF against the exact
  * solution of tau dv/dt = (v_leak - v) + R I, stateful chunks against one run, and the
- * gradient through time against central finite differences.
+ * gradient through time against central finite differences (also w.r.t. a learned tau), and training
+ * that moves a learned tau.
  */
 import t from 'tap';
 import { array, grad, random, sigmoid, mul, type NDArray, type Tensor, type Tree } from '../../core/index.js';
-import { resetLayerNames, type Layer } from '../../nn/index.js';
+import { adam, fit, meanSquaredError, resetLayerNames, type Layer } from '../../nn/index.js';
 import {
   adaptiveLeaky,
   integrateAndFire,
@@ -309,4 +310,143 @@ t.test('gradients through time of a recurrent layer match finite differences of 
   }
   t.ok(worst < 1e-5, `${checked} gradient entries, worst relative error ${worst.toExponential(2)}`);
   t.ok(Math.abs((g.beta.toTyped() as Float64Array)[0]) > 1e-6, 'beta gets a gradient');
+});
+
+t.test('learned tau (continuous time): same forward as a fixed tau; gradient w.r.t. tau against finite differences', async (t) => {
+  // A smooth spike function makes the loss differentiable in tau, so central differences in float64
+  // check d/dtau of the decay exp(-dt/tau) (or 1 - dt/tau) and of its input gain (1 - a) r.
+  const smooth: Surrogate = {
+    name: 'smoothSigmoid',
+    config: { slope: 4 },
+    derivative: (u) => mul(mul(sigmoid(mul(u, 4)), sigmoid(mul(u, -4))), 4),
+    spike: (u) => sigmoid(mul(u, 4)),
+  };
+  const steps = 15;
+  const dt = 1e-3;
+  const x = array(inputs(21, B, steps, U, -0.5, 1.5), { shape: [B, steps, U], dtype: 'float64' });
+  const target = array(inputs(22, B, steps, U, 0, 1), { shape: [B, steps, U], dtype: 'float64' });
+  const tau = [0.004, 0.01, 0.02, 0.005, 0.008];
+  const cases: [
+    string,
+    (learn: boolean, discretisation: 'exact' | 'euler') => Layer<Record<string, Tensor>, NeuronLayerState>,
+    string[],
+  ][] = [
+    [
+      'leaky (per-unit tau, r, vLeak)',
+      (learn, discretisation) =>
+        leaky({
+          tau,
+          r: 2,
+          vLeak: 0.1,
+          learnTau: learn,
+          surrogate: smooth,
+          resetGradient: true,
+          dt,
+          discretisation,
+          paramDtype: 'float64',
+        }),
+      ['tau'],
+    ],
+    [
+      'synaptic (shared tau and tauSyn)',
+      (learn, discretisation) =>
+        synaptic({
+          tau: 0.01,
+          tauSyn: 0.004,
+          learnTau: learn,
+          learnTauSyn: learn,
+          surrogate: smooth,
+          dt,
+          discretisation,
+          paramDtype: 'float64',
+        }),
+      ['tau', 'tauSyn'],
+    ],
+    [
+      'leakyIntegrator (tau per unit by perUnit)',
+      (learn, discretisation) =>
+        leakyIntegrator({ tau: 0.02, r: 1.5, learnTau: learn, perUnit: learn, dt, discretisation, paramDtype: 'float64' }),
+      ['tau'],
+    ],
+  ];
+  for (const discretisation of ['exact', 'euler'] as const) {
+    for (const [what, make, names] of cases) {
+      const layer = make(true, discretisation);
+      const vars = layer.init(random.key(3), [steps, U]);
+      const fixed = make(false, discretisation);
+      const fixedVars = fixed.init(random.key(3), [steps, U]);
+      const run = (l: typeof layer, p: Tree, s: NeuronLayerState): number[] =>
+        Array.from(l.apply(p as never, x, { training: false }, s).y.toTyped() as Float64Array);
+      t.same(
+        run(layer, vars.params, vars.state),
+        run(fixed, fixedVars.params, fixedVars.state),
+        `${what} ${discretisation}: forward as a fixed tau`,
+      );
+      t.same(layer.config.learn, names, `${what}: config lists ${names.join(', ')} as learned`);
+      const loss = (p: Tree): Tensor => {
+        const d = layer.apply(p as never, x, { training: true }, vars.state).y.sub(target);
+        return d.mul(d).sum();
+      };
+      const g = grad(loss)(vars.params) as Record<string, Tensor>;
+      const p0 = vars.params as Record<string, NDArray>;
+      let worst = 0;
+      let checked = 0;
+      for (const name of names) {
+        const base = Array.from(p0[name].toTyped() as Float64Array);
+        const gv = g[name].toTyped() as Float64Array;
+        for (let i = 0; i < base.length; i++) {
+          const eps = 1e-6 * base[i];
+          const lossAt = (d: number): number => {
+            const v = base.slice();
+            v[i] += d;
+            return loss({ ...p0, [name]: array(v, { shape: p0[name].shape, dtype: 'float64' }) }).item();
+          };
+          const fd = (lossAt(eps) - lossAt(-eps)) / (2 * eps);
+          t.ok(Math.abs(fd) > 1e-3, `${what} ${discretisation}: d loss / d ${name}[${i}] = ${fd.toExponential(3)} is not negligible`);
+          worst = Math.max(worst, Math.abs(fd - gv[i]) / (1e-6 + Math.abs(fd)));
+          checked++;
+        }
+      }
+      t.ok(worst < 1e-5, `${what} ${discretisation}: ${checked} tau gradients, worst relative error ${worst.toExponential(2)}`);
+    }
+  }
+});
+
+t.test('training moves a learned tau towards the teacher', async (t) => {
+  // A leaky integrator with tau 20 ms learns to reproduce one with tau 50 ms from their outputs.
+  const dt = 1e-3;
+  const steps = 30;
+  const xs = random.uniform(random.key(9), [64, steps, U], { minval: 0, maxval: 1 });
+  const teacher = leakyIntegrator({ tau: 0.05, dt });
+  const tv = teacher.init(random.key(0), [steps, U]);
+  const ys = teacher.apply(tv.params, xs, { training: false }, tv.state).y as NDArray;
+  const student = leakyIntegrator({ tau: 0.02, learnTau: true, perUnit: true, dt });
+  const sv = student.init(random.key(0), [steps, U]);
+  const before = Array.from((sv.params as Record<string, Tensor>).tau.toTyped() as Float32Array);
+  const trained = fit(student, sv, xs as NDArray, ys, {
+    optimizer: adam(2e-3),
+    loss: meanSquaredError(),
+    epochs: 20,
+    batchSize: 16,
+    key: random.key(1),
+    verbose: 0,
+  });
+  const after = Array.from((trained.params as Record<string, Tensor>).tau.toTyped() as Float32Array);
+  t.same(before, new Array<number>(U).fill(Math.fround(0.02)), 'starts at 20 ms');
+  t.ok(
+    after.every((v) => Math.abs(v - 0.05) < Math.abs(0.02 - 0.05) / 2),
+    `every unit's tau moved more than half way to 50 ms: ${after.map((v) => (v * 1e3).toFixed(1)).join(', ')} ms`,
+  );
+  const loss = trained.history.history.loss;
+  t.ok(loss[loss.length - 1] < loss[0] / 10, `loss fell from ${loss[0].toExponential(2)} to ${loss[loss.length - 1].toExponential(2)}`);
+});
+
+t.test('learn flags of the other time base are refused, naming the layer', async (t) => {
+  t.throws(
+    () => leaky({ tau: 0.01, learnBeta: true, name: 'lt1' }),
+    /leaky 'lt1': learnBeta is for discrete time \(beta\); with tau give learnTau/,
+  );
+  t.throws(() => leaky({ beta: 0.9, learnTau: true, name: 'lt2' }), /leaky 'lt2': learnTau needs tau \(continuous time\)/);
+  t.throws(() => synaptic({ tau: 0.01, learnAlpha: true, name: 'lt3' }), /synaptic 'lt3': learnAlpha is for discrete time/);
+  t.throws(() => synaptic({ learnTauSyn: true, name: 'lt4' }), /synaptic 'lt4': learnTauSyn needs tau/);
 });

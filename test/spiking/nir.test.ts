@@ -554,3 +554,42 @@ t.test('saving is atomic: a refused model or an unwritable path leaves the exist
     'then replaced whole',
   );
 });
+
+t.test('a learned tau is exported with its trained values, and the file runs as the trained model', async (t) => {
+  resetLayerNames();
+  const dt = 1e-3;
+  const model = sequential([
+    dense(6, { name: 'fc1' }),
+    leaky({ tau: 0.01, learnTau: true, perUnit: true, reset: 'zero', dt, name: 'lif' }),
+    dense(4, { name: 'fc2' }),
+    leakyIntegrator({ tau: 0.02, learnTau: true, dt, name: 'li' }),
+  ]);
+  const vars = model.init(random.key(7), [null, 5]);
+  // Stand-ins for trained values: what an optimizer leaves in params.
+  const trainedLif = [0.004, 0.0075, 0.012, 0.02, 0.009, 0.0155];
+  const params = vars.params as Record<string, Record<string, Tensor>>;
+  const trained = {
+    params: {
+      ...params,
+      lif: { ...params.lif, tau: array(trainedLif) },
+      li: { ...params.li, tau: array([0.033]).reshape([]) },
+    },
+    state: vars.state,
+  };
+  const x = random.normal(random.key(8), [2, 30, 5]).mul(3);
+  const want = values(model.apply(trained.params, x, { training: false }, trained.state).y);
+  const back = await nir.load(await nir.saveToBytes(model, trained, { dt }), { dt, discretisation: 'exact' });
+  const tauOf = (name: string): number[] => Array.from(((back.graph.nodes[name] as NirLeafNode).params.tau as nir.NirArray).values);
+  t.same(tauOf('lif'), trainedLif.map(Math.fround), 'the LIF node holds the learned per-unit tau');
+  t.same(tauOf('li'), new Array<number>(4).fill(Math.fround(0.033)), 'the LI node holds the learned shared tau, one per unit');
+  t.same(
+    values(back.model.apply(back.variables.params, x, { training: false }, {}).y),
+    want,
+    'the loaded file runs as the trained model, bit for bit',
+  );
+  const negative = {
+    params: { ...trained.params, lif: { ...params.lif, tau: array([0.004, -0.5, 0.01, 0.01, 0.01, 0.01]) } },
+    state: vars.state,
+  };
+  await t.rejects(nir.saveToBytes(model, negative, { dt }), /'lif'.*tau -0.5 is not a positive time constant/);
+});
