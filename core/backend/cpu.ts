@@ -267,7 +267,6 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
 
 /** The eager scan: runs the compiled body once per step over views of xs. */
 function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse }: PrimParams['scan']): NDArray[] {
-  const consts = inputs.slice(0, numConsts);
   let carry = inputs.slice(numConsts, numConsts + numCarry);
   const xs = inputs.slice(numConsts + numCarry);
   const step = compiledBody(body);
