@@ -7,7 +7,12 @@
  *     ([32, 784, 128] for the first kernel: 32x the batched gradient's memory);
  *   - per-example, clipped and summed: the same inside one jit that clips each example's gradient
  *     to norm 1 and sums them (a DP-SGD step; the per-example gradients stay inside the program);
- *   - per-example (loop): jit(grad) called once per example, the workaround vmap replaces.
+ *   - per-example (loop): jit(grad) called once per example, the workaround vmap replaces;
+ *   - per-example, previous results donated: as the vmap row, the previous call's gradients passed
+ *     back donated (JAX's donate_argnums), so their memory holds the new ones. A fresh 12.8 MB result
+ *     costs its page faults on every call (the next row), more than the batched gradient itself;
+ *   - memory alone: a fresh [32, 784, 128] float32 array written once, what every per-example
+ *     result the caller keeps costs before any arithmetic.
  * The variants take turns (A B C D A B C D ...) for `--rounds` rounds and each row reports its
  * median, so a machine whose speed drifts slows every row alike.
  *
@@ -80,6 +85,8 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
   const vmapped = jit(perExample);
   const clipped = jit(clippedSum);
   const single = jit(grad(exampleLoss));
+  const donating = jit((p: Params, xs: Tensor, ys: Tensor, _previous: Params) => perExample(p, xs, ys) as Params, { donateArgnums: [3] });
+  let previous = vmapped(params, x, y) as Params;
   const xs = Array.from({ length: BATCH }, (_, i) => indexAxis(x, 0, i));
   const ys = Array.from({ length: BATCH }, (_, i) => indexAxis(y, 0, i));
   const variants: [string, () => unknown][] = [
@@ -87,6 +94,8 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
     ['per-example gradients: jit(vmap(grad(loss)))', () => vmapped(params, x, y)],
     ['per-example gradients clipped and summed, one jit', () => clipped(params, x, y)],
     ['per-example gradients: jit(grad) per example (loop)', () => xs.map((xi, i) => single(params, xi, ys[i]))],
+    ['per-example gradients, previous results donated: jit(vmap(grad(loss)), { donateArgnums })', () => (previous = donating(params, x, y, previous))],
+    ['memory alone: a fresh [32, 784, 128] float32 array, written once', () => new Float32Array(BATCH * IMAGE * HIDDEN).fill(1)],
   ];
   const runs = variants.map(() => [] as number[]);
   for (const [, f] of variants) for (let i = 0; i < 3; i++) f();

@@ -1,0 +1,13 @@
+import { add, fromTyped, grad, jit, logSoftmax, matmul, mul, neg, relu, reshape, sum, vmap, type Tensor } from '../core/index.js';
+type Params = { W1: Tensor; b1: Tensor; W2: Tensor; b2: Tensor };
+const logits = (p: Params, x: Tensor): Tensor => add(matmul(relu(add(matmul(x, p.W1), p.b1)), p.W2), p.b2);
+const exampleLoss = (p: Params, x: Tensor, y: Tensor): Tensor => neg(sum(mul(y, logSoftmax(logits(p, reshape(x, [1, 784]))))));
+const perExample = jit(vmap(grad(exampleLoss), { inAxes: [null, 0, 0] }));
+const z = (s: number[]) => fromTyped(new Float32Array(s.reduce((a, b) => a * b, 1)).map(() => Math.random() - 0.5), s);
+const p = { W1: z([784, 128]), b1: z([128]), W2: z([128, 10]), b2: z([10]) };
+const x = z([32, 784]), y = z([32, 10]);
+for (let i = 0; i < 3; i++) perExample(p, x, y);
+const n = Number(process.argv[2] ?? 50);
+const t0 = performance.now();
+for (let i = 0; i < n; i++) perExample(p, x, y);
+console.log(((performance.now() - t0) / n).toFixed(2), 'ms/call');
