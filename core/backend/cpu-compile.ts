@@ -325,7 +325,7 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
     }
     steps.push({
       kind: 'group',
-      describe: `${wasmSpec || reduceSpec ? 'wasm-' : ''}fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}` : ''}]`,
+      describe: `${wasmSpec || reduceSpec ? 'wasm-' : ''}fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}${JSON.stringify(r.axes)}` : ''}] ${shape.join('x')}`,
       reads: inSlots,
       writes: outSlots,
       release: [],
