@@ -94,7 +94,10 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
     ['per-example gradients: jit(vmap(grad(loss)))', () => vmapped(params, x, y)],
     ['per-example gradients clipped and summed, one jit', () => clipped(params, x, y)],
     ['per-example gradients: jit(grad) per example (loop)', () => xs.map((xi, i) => single(params, xi, ys[i]))],
-    ['per-example gradients, previous results donated: jit(vmap(grad(loss)), { donateArgnums })', () => (previous = donating(params, x, y, previous))],
+    [
+      'per-example gradients, previous results donated: jit(vmap(grad(loss)), { donateArgnums })',
+      () => (previous = donating(params, x, y, previous)),
+    ],
     ['memory alone: a fresh [32, 784, 128] float32 array, written once', () => new Float32Array(BATCH * IMAGE * HIDDEN).fill(1)],
   ];
   const runs = variants.map(() => [] as number[]);

@@ -19,7 +19,15 @@ const simd = wasmSimdAvailable();
 
 /** Values with every sign of zero, tiny and huge magnitudes, infinities and NaN among ordinary ones. */
 function values(count: number, next: () => number): Float32Array {
-  const kinds = [() => next() * 4 - 2, () => 0, () => -0, () => 1e-30 * (next() - 0.5), () => 3e38 * (next() - 0.5), () => Infinity, () => NaN];
+  const kinds = [
+    () => next() * 4 - 2,
+    () => 0,
+    () => -0,
+    () => 1e-30 * (next() - 0.5),
+    () => 3e38 * (next() - 0.5),
+    () => Infinity,
+    () => NaN,
+  ];
   return Float32Array.from({ length: count }, () => (next() < 0.8 ? kinds[0]() : kinds[Math.floor(next() * kinds.length)]()));
 }
 
@@ -63,7 +71,8 @@ t.test('bit-identical to gemm with k = 1 and to the rounded product plus +0', { 
           for (let b = 0; b < batch; b++) {
             gemmF32(A, aOffsets[b], aStride, 1, B, bOffsets[b], 1, bStride, viaGemm, b * m * n, m, 1, n);
             for (let i = 0; i < m; i++)
-              for (let j = 0; j < n; j++) direct[b * m * n + i * n + j] = Math.fround(A[aOffsets[b] + i * aStride] * B[bOffsets[b] + j * bStride]) + 0;
+              for (let j = 0; j < n; j++)
+                direct[b * m * n + i * n + j] = Math.fround(A[aOffsets[b] + i * aStride] * B[bOffsets[b] + j * bStride]) + 0;
           }
           const got = Float32Array.from(C);
           return firstBitDifference(got, viaGemm) === -1 && firstBitDifference(got, direct) === -1;

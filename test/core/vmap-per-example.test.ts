@@ -9,7 +9,23 @@
 import t from 'tap';
 import { rng } from '../backend/fixtures/rng.js';
 import { firstBitDifference } from '../backend/fixtures/compare.js';
-import { add, fromTyped, grad, indexAxis, jit, logSoftmax, matmul, mul, neg, relu, reshape, sum, vmap, type NDArray, type Tensor } from '../../core/index.js';
+import {
+  add,
+  fromTyped,
+  grad,
+  indexAxis,
+  jit,
+  logSoftmax,
+  matmul,
+  mul,
+  neg,
+  relu,
+  reshape,
+  sum,
+  vmap,
+  type NDArray,
+  type Tensor,
+} from '../../core/index.js';
 
 type Params = { W1: Tensor; b1: Tensor; W2: Tensor; b2: Tensor };
 type Grads = { W1: NDArray; b1: NDArray; W2: NDArray; b2: NDArray };
@@ -21,9 +37,22 @@ function exampleLoss(p: Params, x: Tensor, y: Tensor): Tensor {
 }
 
 /** Each example's gradient in float64: forward, softmax, then backward by the chain rule. */
-function float64Grads(W1: Float32Array, b1: Float32Array, W2: Float32Array, b2: Float32Array, x: Float32Array, y: Float32Array, sizes: number[]) {
+function float64Grads(
+  W1: Float32Array,
+  b1: Float32Array,
+  W2: Float32Array,
+  b2: Float32Array,
+  x: Float32Array,
+  y: Float32Array,
+  sizes: number[],
+) {
   const [batch, inputs, hidden, classes] = sizes;
-  const out = { W1: new Float64Array(batch * inputs * hidden), b1: new Float64Array(batch * hidden), W2: new Float64Array(batch * hidden * classes), b2: new Float64Array(batch * classes) };
+  const out = {
+    W1: new Float64Array(batch * inputs * hidden),
+    b1: new Float64Array(batch * hidden),
+    W2: new Float64Array(batch * hidden * classes),
+    b2: new Float64Array(batch * classes),
+  };
   for (let s = 0; s < batch; s++) {
     const pre = new Float64Array(hidden);
     for (let j = 0; j < hidden; j++) {
@@ -74,7 +103,12 @@ for (const sizes of [
     const b1 = uniform(hidden, 0.1);
     const W2 = uniform(hidden * classes, Math.sqrt(6 / (hidden + classes)));
     const b2 = uniform(classes, 0.1);
-    const params: Params = { W1: fromTyped(W1, [inputs, hidden]), b1: fromTyped(b1, [hidden]), W2: fromTyped(W2, [hidden, classes]), b2: fromTyped(b2, [classes]) };
+    const params: Params = {
+      W1: fromTyped(W1, [inputs, hidden]),
+      b1: fromTyped(b1, [hidden]),
+      W2: fromTyped(W2, [hidden, classes]),
+      b2: fromTyped(b2, [classes]),
+    };
     const makeBatch = () => {
       const x = Float32Array.from({ length: batch * inputs }, () => next());
       const labels = Array.from({ length: batch }, () => Math.floor(next() * classes));
@@ -84,7 +118,10 @@ for (const sizes of [
     const perExample = jit(vmap(grad(exampleLoss), { inAxes: [null, 0, 0] }));
     const first = makeBatch();
     const got = perExample(params, first.X, first.Y) as unknown as Grads;
-    const kept = Object.fromEntries(LEAVES.map((k) => [k, Float32Array.from(got[k].toTyped() as Float32Array)])) as Record<(typeof LEAVES)[number], Float32Array>;
+    const kept = Object.fromEntries(LEAVES.map((k) => [k, Float32Array.from(got[k].toTyped() as Float32Array)])) as Record<
+      (typeof LEAVES)[number],
+      Float32Array
+    >;
 
     const ref = float64Grads(W1, b1, W2, b2, first.x, first.y, sizes);
     for (const k of LEAVES) {
@@ -95,7 +132,10 @@ for (const sizes of [
         worst = Math.max(worst, Math.abs(g[i] - ref[k][i]));
         scale = Math.max(scale, Math.abs(ref[k][i]));
       }
-      t.ok(scale > 0 && worst <= 1e-5 * Math.max(scale, 1), `${k}: nonzero, within float32 rounding of the float64 loop (worst ${worst}, scale ${scale})`);
+      t.ok(
+        scale > 0 && worst <= 1e-5 * Math.max(scale, 1),
+        `${k}: nonzero, within float32 rounding of the float64 loop (worst ${worst}, scale ${scale})`,
+      );
     }
 
     const single = jit(grad(exampleLoss));
@@ -111,9 +151,12 @@ for (const sizes of [
 
     // More calls, plain and with the previous results donated back (their memory then recycled):
     // the first call's results must not change, and the later results must be right.
-    const donating = jit((p: Params, x: Tensor, y: Tensor, _previous: Grads) => vmap(grad(exampleLoss), { inAxes: [null, 0, 0] })(p, x, y), {
-      donateArgnums: [3],
-    });
+    const donating = jit(
+      (p: Params, x: Tensor, y: Tensor, _previous: Grads) => vmap(grad(exampleLoss), { inAxes: [null, 0, 0] })(p, x, y),
+      {
+        donateArgnums: [3],
+      },
+    );
     let previous = perExample(params, makeBatch().X, makeBatch().Y) as unknown as Grads;
     for (let call = 0; call < 3; call++) {
       const b = makeBatch();
@@ -128,6 +171,7 @@ for (const sizes of [
       t.ok(worst <= 1e-5, `donating call ${call}: W1 gradients right (worst ${worst})`);
       previous = g;
     }
-    for (const k of LEAVES) t.equal(firstBitDifference(got[k].toTyped() as Float32Array, kept[k]), -1, `${k}: the first results are untouched`);
+    for (const k of LEAVES)
+      t.equal(firstBitDifference(got[k].toTyped() as Float32Array, kept[k]), -1, `${k}: the first results are untouched`);
   });
 }
