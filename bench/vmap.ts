@@ -9,16 +9,18 @@
  *     to norm 1 and sums them (a DP-SGD step; the per-example gradients stay inside the program);
  *   - per-example (loop): jit(grad) called once per example, the workaround vmap replaces;
  *   - per-example, previous results donated: as the vmap row, the previous call's gradients passed
- *     back donated (JAX's donate_argnums), so their memory holds the new ones. A fresh 12.8 MB result
- *     costs its page faults on every call (the next row), more than the batched gradient itself;
- *   - memory alone: a fresh [32, 784, 128] float32 array written once, what every per-example
- *     result the caller keeps costs before any arithmetic.
- * The variants take turns (A B C D A B C D ...) for `--rounds` rounds and each row reports its
- * median, so a machine whose speed drifts slows every row alike.
+ *     back donated (JAX's donate_argnums), so their memory holds the new ones. Without it every call
+ *     returns 12.8 MB of fresh memory, whose page faults cost more than the arithmetic here
+ *     (docs/architecture.md, vmap section).
+ * The variants take turns (A B C D A B C D ...) for `--rounds` rounds, each block of calls after a
+ * full garbage collection (so no row pays for the previous row's garbage), and each row reports
+ * its median, so a machine whose speed drifts slows every row alike.
  *
  *   npx tsx bench/vmap.ts [--rounds N] [--calls N] [--json]     (or npm run bench -- --only vmap)
  */
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   add,
   div,
@@ -98,12 +100,16 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
       'per-example gradients, previous results donated: jit(vmap(grad(loss)), { donateArgnums })',
       () => (previous = donating(params, x, y, previous)),
     ],
-    ['memory alone: a fresh [32, 784, 128] float32 array, written once', () => new Float32Array(BATCH * IMAGE * HIDDEN).fill(1)],
   ];
   const runs = variants.map(() => [] as number[]);
   for (const [, f] of variants) for (let i = 0; i < 3; i++) f();
+  // A full collection before each timed block: the per-example rows leave 12.8 MB of garbage per
+  // call, whose collection would otherwise land in whichever row runs next.
+  setFlagsFromString('--expose-gc');
+  const collect = runInNewContext('gc') as () => void;
   for (let r = 0; r < rounds; r++) {
     variants.forEach(([, f], v) => {
+      collect();
       const t0 = performance.now();
       for (let i = 0; i < calls; i++) f();
       runs[v].push((performance.now() - t0) / calls);
