@@ -267,45 +267,78 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
 
 /** The eager scan: runs the compiled body once per step over views of xs. */
 function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse }: PrimParams['scan']): NDArray[] {
-  const consts = inputs.slice(0, numConsts);
   let carry = inputs.slice(numConsts, numConsts + numCarry);
   const xs = inputs.slice(numConsts + numCarry);
   const step = compiledBody(body);
   const donated = new Array<boolean>(inputs.length).fill(false);
   const callerOwned = new Set(inputs.map((x) => x.data));
   const ysAvals = body.outvars.slice(numCarry).map((v) => v.aval);
-  const ysData = ysAvals.map((a) => allocate(a.dtype, length * a.shape.reduce((p, c) => p * c, 1)));
   const ysSize = ysAvals.map((a) => a.shape.reduce((p, c) => p * c, 1));
+  // Every step writes its slice of the stacked ys, so their buffers come from the pool: a fresh
+  // array per scan paid its page faults on every training step (the spiking model's two scans).
+  const ysData = ysAvals.map((a, j) => takeBuffer(a.dtype, length * ysSize[j]));
+  // The body's arguments: consts, then this step's carry and x_t (one array, refilled per step).
+  const args = inputs.slice();
+  const numXs = xs.length;
+  const xsAt = numConsts + numCarry;
+  // x_t: each xs view with its leading (scan) axis dropped, moved by its stride per step.
+  const xtViews = xs.map((x) => {
+    const v = x.nd;
+    return { data: v.data, shape: v.shape.slice(1), stride: v.stride.slice(1), offset: v.offset, step: v.stride[0], dtype: x.dtype };
+  });
   for (let i = 0; i < length; i++) {
     const t = reverse ? length - 1 - i : i;
-    const xt = xs.map((x) => new NDArray(x.nd.pick(t, ...new Array<null>(x.ndim - 1).fill(null)), x.dtype));
+    for (let j = 0; j < numXs; j++) {
+      const v = xtViews[j];
+      args[xsAt + j] = new NDArray(makeView(v.data, v.shape, v.stride, v.offset + t * v.step), v.dtype);
+    }
     // The previous step's carry is donated (the body may write this step's values into its
     // memory), except a buffer the caller passed in (a carry the body returns unchanged).
-    for (let j = 0; j < numCarry; j++) donated[numConsts + j] = i > 0 && !callerOwned.has(carry[j].data);
-    const carryIn = carry;
-    const outs = step([], [...consts, ...carry, ...xt], donated);
-    carry = outs.slice(0, numCarry);
-    const ysOut = outs.slice(numCarry);
-    ysOut.forEach((y, j) => {
-      const dst = ysData[j];
+    for (let j = 0; j < numCarry; j++) {
+      args[numConsts + j] = carry[j];
+      donated[numConsts + j] = i > 0 && !callerOwned.has(carry[j].data);
+    }
+    const outs = step([], args, donated);
+    for (let j = 0; j < ysSize.length; j++) {
+      const y = outs[numCarry + j];
       const flat = y.isContiguous() ? y.data.subarray(y.offset, y.offset + ysSize[j]) : y.toTyped();
-      dst.set(flat as ArrayLike<number>, t * ysSize[j]);
-    });
+      ysData[j].set(flat as ArrayLike<number>, t * ysSize[j]);
+    }
     // This step's y buffers are copied: recycle them (not one a carry or an input still holds; an
     // input carry that was donated is free once read, also when the body returned it as y).
-    const held = new Set<TypedArray>([...carry, ...consts, ...xt].map((x) => x.data));
-    carryIn.forEach((c, j) => {
-      if (!donated[numConsts + j]) held.add(c.data);
-    });
-    for (const y of ysOut) {
-      if (recyclable(y.data) && !held.has(y.data)) {
-        held.add(y.data);
-        giveBuffer(y.data, y.dtype);
-      }
+    for (let j = numCarry; j < outs.length; j++) {
+      const data = outs[j].data;
+      if (!recyclable(data) || heldByScan(data, outs, numCarry, j, args, donated, numConsts)) continue;
+      giveBuffer(data, outs[j].dtype);
     }
+    carry = outs.slice(0, numCarry);
   }
   const ys = ysAvals.map((a, j) => contiguous(ysData[j], [length, ...a.shape], a.dtype));
   return [...carry, ...ys];
+}
+
+/**
+ * Whether y buffer `data` (output j of a scan step) must outlive the step: a new carry, a const,
+ * an x_t or an undonated input carry holds it, or an earlier y output (already given back) was it.
+ */
+function heldByScan(
+  data: TypedArray,
+  outs: readonly NDArray[],
+  numCarry: number,
+  j: number,
+  args: readonly NDArray[],
+  donated: readonly boolean[],
+  numConsts: number,
+): boolean {
+  for (let c = 0; c < numCarry; c++) if (outs[c].data === data) return true;
+  for (let c = numCarry; c < j; c++) if (outs[c].data === data) return true;
+  for (let a = 0; a < args.length; a++) {
+    if (args[a].data !== data) continue;
+    // An input carry that was donated is free once read.
+    if (a >= numConsts && a < numConsts + numCarry && donated[a]) continue;
+    return true;
+  }
+  return false;
 }
 
 const bodyCache = new WeakMap<object, (consts: NDArray[], args: NDArray[], donated?: readonly boolean[]) => NDArray[]>();

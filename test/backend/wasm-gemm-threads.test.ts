@@ -27,6 +27,9 @@ t.test('two threads give the one-thread bits', { skip: (!simd || !threadsPossibl
     // n a multiple of the tile width: C in the arena is written in place but for a last partial panel.
     [1002, 300, 128, false, false],
     [784, 96, 128, true, false],
+    // Few rows of A and a row-major B: in the arena, both threads read B unpacked (strided B).
+    [32, 1100, 256, false, false],
+    [23, 1000, 200, false, false],
   ];
   // Operands in ordinary arrays (copied in), then living in the kernels' arena (each thread packs
   // its half straight from them), as a compiled program's intermediates and parameters do.

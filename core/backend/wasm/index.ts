@@ -154,11 +154,19 @@ const STRIDED_B_MAX_PANELS = 8;
  * A call posted to the helper: an operation (OP_*) and up to 12 i32 arguments. Packing is posted
  * too, so that each thread packs the panels of its own half of C.
  */
-const CALL_INTS = 13;
+const CALL_INTS = 14;
 const OP_BLOCK = 0;
 const OP_PACK_A = 1;
 const OP_PACK_B = 2;
 const OP_INTERLEAVE_B = 3;
+const OP_BLOCK_STRIDED_B = 4;
+
+/**
+ * How long (ms) the helper keeps polling for the next job after finishing one before it sleeps:
+ * a training step posts its products a few hundred microseconds apart, and waking a sleeping
+ * thread (a futex wake and a reschedule) costs tens of microseconds, as much as the half it runs.
+ */
+const HELPER_SPIN_MS = 2;
 
 /** The worker's code: run the posted calls over the shared memory, then signal. */
 const HELPER_SOURCE = `
@@ -166,16 +174,18 @@ const { workerData } = require('node:worker_threads');
 const { module, memory, control } = workerData;
 const ctl = new Int32Array(control);
 const w = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const ops = [w.block, w.packCopyA, w.packCopyB, w.packInterleaveB];
+const ops = [w.block, w.packCopyA, w.packCopyB, w.packInterleaveB, w.blockStridedB];
 let seen = 0;
 for (;;) {
+  const until = performance.now() + ${HELPER_SPIN_MS};
+  for (let i = 1; Atomics.load(ctl, 0) === seen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
   Atomics.wait(ctl, 0, seen);
   const seq = Atomics.load(ctl, 0);
   if (seq < 0) break;
   seen = seq;
   const calls = new Int32Array(memory.buffer, ctl[2], ${CALL_INTS} * ctl[3]);
   for (let o = 0; o < calls.length; o += ${CALL_INTS}) {
-    ops[calls[o]](calls[o + 1], calls[o + 2], calls[o + 3], calls[o + 4], calls[o + 5], calls[o + 6], calls[o + 7], calls[o + 8], calls[o + 9], calls[o + 10], calls[o + 11], calls[o + 12]);
+    ops[calls[o]](calls[o + 1], calls[o + 2], calls[o + 3], calls[o + 4], calls[o + 5], calls[o + 6], calls[o + 7], calls[o + 8], calls[o + 9], calls[o + 10], calls[o + 11], calls[o + 12], calls[o + 13]);
   }
   Atomics.store(ctl, 1, seq);
   Atomics.notify(ctl, 1);
@@ -327,6 +337,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       if (op === OP_BLOCK) wasm.block(...(args as Parameters<KernelExports['block']>));
       else if (op === OP_PACK_A) wasm.packCopyA(...(args as Parameters<KernelExports['packCopyA']>));
       else if (op === OP_PACK_B) wasm.packCopyB(...(args as Parameters<KernelExports['packCopyB']>));
+      else if (op === OP_BLOCK_STRIDED_B) wasm.blockStridedB(...(args as Parameters<KernelExports['blockStridedB']>));
       else wasm.packInterleaveB(...(args as Parameters<KernelExports['packInterleaveB']>));
     };
 
@@ -379,7 +390,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const threaded = helper !== null && splittable;
     // B read in place, unpacked: a row-major B in the arena times few rows of A (packing it would
     // cost about as much as the product: x @ W for a batch of 32).
-    const bStrided = !threaded && bRowMajor && bSrc >= 0 && mPanels <= STRIDED_B_MAX_PANELS;
+    const bStrided = bRowMajor && bSrc >= 0 && mPanels <= STRIDED_B_MAX_PANELS;
     // B: NR-column panels packed from `bPack` (row-major or transposed source).
     const bPanel = 4 * NR * k;
     const bAt = ws + bBase;
@@ -430,7 +441,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
             const kcur = Math.min(kc, k - p0);
             if (bStrided) {
               const ldb = 4 * bRowStride;
-              wasm.blockStridedB(
+              emit(OP_BLOCK_STRIDED_B, [
                 aAt + ip0 * aPanel + p0 * aCol,
                 aRow,
                 aCol,
@@ -444,7 +455,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
                 kcur,
                 p0 > 0 ? 1 : 0,
                 ldb,
-              );
+              ]);
             } else
               emit(OP_BLOCK, [
                 aAt + ip0 * aPanel + p0 * aCol,

@@ -2,7 +2,7 @@
  * Reductions of fused float32 programs (reduce_sum / reduce_max / reduce_min after an
  * elementwise prologue) as WebAssembly SIMD kernels, for the layout training steps produce: the
  * innermost kept axis is contiguous and the reduced axes are outer to it (a bias gradient summed
- * over the batch, a mean over time of [batch, time, units]). Four adjacent outputs are reduced at
+ * over the batch, a mean over time of [batch, time, units]), merging into one or two loops. Four adjacent outputs are reduced at
  * once, one per lane.
  *
  * Exactness: as in the JS loop (core/backend/fusion.ts), each output is accumulated strictly in
@@ -33,22 +33,36 @@ export interface WasmReduceSpec {
 type Layout = 'vector' | 'splat';
 export const wasmReduceStats = { calls: 0 };
 
-/** (O, R, Kv, outRowBytes, outPtr, [ptr, strideOBytes, strideRBytes] per input) */
-function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Array<ArrayBuffer> {
+/**
+ * (O, R, Kv, outRowBytes, outPtr, [ptr, strideOBytes, strideRBytes] per input); with `nested`
+ * (two reduced axes that do not merge, as a bias gradient summed over [batch, time] of a
+ * time-major cotangent) one more reduced level inside the first: (O, R, Kv, outRowBytes, outPtr,
+ * R2, [ptr, strideOBytes, strideRBytes, strideR2Bytes] per input).
+ */
+function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[], nested: boolean): Uint8Array<ArrayBuffer> {
   const nIn = spec.prologue.numInputs;
   const [O, R, KV, OUT_ROW, OUT] = [0, 1, 2, 3, 4];
-  const ptr = (i: number) => 5 + 3 * i;
-  const so = (i: number) => 6 + 3 * i;
-  const sr = (i: number) => 7 + 3 * i;
-  const params: ValType[] = new Array<ValType>(5 + 3 * nIn).fill(I32);
+  const R2 = 5;
+  const first = nested ? 6 : 5;
+  const per = nested ? 4 : 3;
+  const ptr = (i: number) => first + per * i;
+  const so = (i: number) => first + 1 + per * i;
+  const sr = (i: number) => first + 2 + per * i;
+  const sr2 = (i: number) => first + 3 + per * i;
+  const params: ValType[] = new Array<ValType>(first + per * nIn).fill(I32);
   let next = params.length;
   const [IO, C, IR, Q] = [next++, next++, next++, next++];
   const p = Array.from({ length: nIn }, () => next++);
   const kp = Array.from({ length: nIn }, () => next++);
+  const [IR2] = nested ? [next++] : [-1];
+  const pr = nested ? Array.from({ length: nIn }, () => next++) : [];
   const val = Array.from({ length: nIn }, () => next++);
   const tmp = spec.prologue.eqns.map(() => next++);
   const [ACC, ACC2, V] = [next++, next++, next++];
-  const locals: ValType[] = [...new Array<ValType>(4 + 2 * nIn).fill(I32), ...new Array<ValType>(nIn + tmp.length + 3).fill(V128)];
+  const locals: ValType[] = [
+    ...new Array<ValType>(4 + 2 * nIn + (nested ? 1 + nIn : 0)).fill(I32),
+    ...new Array<ValType>(nIn + tmp.length + 3).fill(V128),
+  ];
   const f = new Code();
   const op = (sub: number) => f.simdOp(sub);
   f.loop(); // o
@@ -61,6 +75,12 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Arr
   for (let i = 0; i < nIn; i++) f.get(kp[i]).set(p[i]);
   f.i32(0).set(IR);
   f.loop(); // r
+  if (nested) {
+    // The inner reduced axis, from where this r starts; then on to the next r.
+    for (let i = 0; i < nIn; i++) f.get(p[i]).set(pr[i]);
+    f.i32(0).set(IR2);
+    f.loop(); // r2
+  }
   for (let i = 0; i < nIn; i++) {
     if (layouts[i] === 'vector') f.get(p[i]).v128Load(0, 0).set(val[i]);
     else f.get(p[i]).v128Load32Splat().set(val[i]);
@@ -90,7 +110,12 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[]): Uint8Arr
     op(SIMD_OP.v128Bitselect);
     f.set(ACC);
   }
-  for (let i = 0; i < nIn; i++) f.get(p[i]).get(sr(i)).add().set(p[i]);
+  if (nested) {
+    for (let i = 0; i < nIn; i++) f.get(p[i]).get(sr2(i)).add().set(p[i]);
+    f.get(IR2).i32(1).add().tee(IR2).get(R2).ltU().brIf(0);
+    f.end();
+    for (let i = 0; i < nIn; i++) f.get(pr[i]).get(sr(i)).add().set(p[i]);
+  } else for (let i = 0; i < nIn; i++) f.get(p[i]).get(sr(i)).add().set(p[i]);
   f.get(IR).i32(1).add().tee(IR).get(R).ltU().brIf(0);
   f.end();
   if (spec.op === 'sum') {
@@ -218,10 +243,13 @@ interface ReducePlan {
     outSize: number;
     O: number;
     Rn: number;
+    /** The inner reduced axis's length (0: one reduced axis). */
+    R2: number;
     K: number;
     spans: number[];
     keptStride: number[];
     redStride: number[];
+    redStride2: number[];
     fn: KernelFn;
   } | null;
 }
@@ -264,7 +292,8 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
     inputs.map((x) => axes.map((i) => x.strides[i])),
   );
   const kr = keptPart.shape.length;
-  if (kr > 2 || redPart.shape.length !== 1) return plan;
+  if (kr > 2 || redPart.shape.length > 2) return plan;
+  const nested = redPart.shape.length === 2;
   const K = kr === 0 ? 1 : keptPart.shape[kr - 1];
   if (inputs.length === 0 && (kr < 1 || K < 4)) return plan;
   const layouts: Layout[] = [];
@@ -276,7 +305,7 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
   if (layouts.length < inputs.length) {
     // No contiguous kept axis: one kept axis outside the reduced one, lanes over rows. Fewer
     // than four outputs (a full reduction) stay in the JS loop, which is as fast for one row.
-    if (kr !== 1 || outSize < 4) return plan;
+    if (kr !== 1 || outSize < 4 || nested) return plan;
     plan.ok = {
       form: 'rows',
       outShape,
@@ -284,10 +313,12 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
       outSize,
       O: outSize,
       Rn: redPart.shape[0],
+      R2: 0,
       K: 1,
       spans: inputs.map((x) => x.shape.reduce((a, d, ax) => a + (d - 1) * x.strides[ax], 0) + 1),
       keptStride: inputs.map((_, i) => keptPart.strides[i][0]),
       redStride: inputs.map((_, i) => redPart.strides[i][0]),
+      redStride2: inputs.map(() => 0),
       fn: cachedKernel('reduce-rows', spec, [], () => rowsKernelBytes(spec)),
     };
     return plan;
@@ -299,11 +330,13 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
     outSize,
     O: kr === 2 ? keptPart.shape[0] : 1,
     Rn: redPart.shape[0],
+    R2: nested ? redPart.shape[1] : 0,
     K,
     spans: inputs.map((x) => x.shape.reduce((a, d, ax) => a + (d - 1) * x.strides[ax], 0) + 1),
     keptStride: inputs.map((_, i) => (kr === 2 ? keptPart.strides[i][0] : 0)),
     redStride: inputs.map((_, i) => redPart.strides[i][0]),
-    fn: cachedKernel('reduce', spec, layouts, () => kernelBytes(spec, layouts)),
+    redStride2: inputs.map((_, i) => (nested ? redPart.strides[i][1] : 0)),
+    fn: cachedKernel(nested ? 'reduce2' : 'reduce', spec, layouts, () => kernelBytes(spec, layouts, nested)),
   };
   return plan;
 }
@@ -344,10 +377,12 @@ export function runWasmReduce(
   const base = block >> 2;
   const outPtr = outAt < 0 ? outInPlace : block + outAt * 4;
   const args = p.form === 'rows' ? [O, p.Rn, outPtr] : [O, p.Rn, Math.ceil(K / 4), K * 4, outPtr];
+  if (p.R2 > 0) args.push(p.R2);
   for (let i = 0; i < inputs.length; i++) {
     const x = inputs[i];
     if (at[i] >= 0) h.set((x.data as Float32Array).subarray(x.offset, x.offset + spans[i]), base + at[i]);
     args.push(at[i] < 0 ? inPlace[i] : block + at[i] * 4, p.keptStride[i] * 4, p.redStride[i] * 4);
+    if (p.R2 > 0) args.push(p.redStride2[i] * 4);
   }
   p.fn(...args);
   wasmReduceStats.calls++;
