@@ -7,13 +7,20 @@
  *     ([32, 784, 128] for the first kernel: 32x the batched gradient's memory);
  *   - per-example, clipped and summed: the same inside one jit that clips each example's gradient
  *     to norm 1 and sums them (a DP-SGD step; the per-example gradients stay inside the program);
- *   - per-example (loop): jit(grad) called once per example, the workaround vmap replaces.
- * The variants take turns (A B C D A B C D ...) for `--rounds` rounds and each row reports its
- * median, so a machine whose speed drifts slows every row alike.
+ *   - per-example (loop): jit(grad) called once per example, the workaround vmap replaces;
+ *   - per-example, previous results donated: as the vmap row, the previous call's gradients passed
+ *     back donated (JAX's donate_argnums), so their memory holds the new ones. Without it every call
+ *     returns 12.8 MB of fresh memory, whose page faults cost more than the arithmetic here
+ *     (docs/architecture.md, vmap section).
+ * The variants take turns (A B C D A B C D ...) for `--rounds` rounds, each block of calls after a
+ * full garbage collection (so no row pays for the previous row's garbage), and each row reports
+ * its median, so a machine whose speed drifts slows every row alike.
  *
  *   npx tsx bench/vmap.ts [--rounds N] [--calls N] [--json]     (or npm run bench -- --only vmap)
  */
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   add,
   div,
@@ -80,6 +87,8 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
   const vmapped = jit(perExample);
   const clipped = jit(clippedSum);
   const single = jit(grad(exampleLoss));
+  const donating = jit((p: Params, xs: Tensor, ys: Tensor, _previous: Params) => perExample(p, xs, ys) as Params, { donateArgnums: [3] });
+  let previous = vmapped(params, x, y) as Params;
   const xs = Array.from({ length: BATCH }, (_, i) => indexAxis(x, 0, i));
   const ys = Array.from({ length: BATCH }, (_, i) => indexAxis(y, 0, i));
   const variants: [string, () => unknown][] = [
@@ -87,11 +96,20 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
     ['per-example gradients: jit(vmap(grad(loss)))', () => vmapped(params, x, y)],
     ['per-example gradients clipped and summed, one jit', () => clipped(params, x, y)],
     ['per-example gradients: jit(grad) per example (loop)', () => xs.map((xi, i) => single(params, xi, ys[i]))],
+    [
+      'per-example gradients, previous results donated: jit(vmap(grad(loss)), { donateArgnums })',
+      () => (previous = donating(params, x, y, previous)),
+    ],
   ];
   const runs = variants.map(() => [] as number[]);
   for (const [, f] of variants) for (let i = 0; i < 3; i++) f();
+  // A full collection before each timed block: the per-example rows leave 12.8 MB of garbage per
+  // call, whose collection would otherwise land in whichever row runs next.
+  setFlagsFromString('--expose-gc');
+  const collect = runInNewContext('gc') as () => void;
   for (let r = 0; r < rounds; r++) {
     variants.forEach(([, f], v) => {
+      collect();
       const t0 = performance.now();
       for (let i = 0; i < calls; i++) f();
       runs[v].push((performance.now() - t0) / calls);

@@ -37,9 +37,16 @@ interface StepBase {
   release: number[];
   /** Donated arguments whose last reader this step is. */
   releaseDonated: { arg: number; slot: number }[];
+  /**
+   * Whether everything this step writes is a program result that no later step reads: when the
+   * results leave for the caller as ordinary arrays, the step then writes them there directly
+   * instead of into the arena and a copy.
+   */
+  leaves: boolean;
 }
 interface KernelStep extends StepBase {
   kind: 'kernel';
+  prim: Primitive;
   kernel: (inputs: NDArray[], params: unknown) => NDArray[];
   params: unknown;
   inSlots: number[];
@@ -143,7 +150,13 @@ interface Program {
  * only when the last slot holding it is released; buffers of inputs, constants and outputs are
  * never released.
  */
-function runProgram(p: Program, consts: NDArray[], args: NDArray[], donated: readonly boolean[] | undefined): NDArray[] {
+function runProgram(
+  p: Program,
+  consts: NDArray[],
+  args: NDArray[],
+  donated: readonly boolean[] | undefined,
+  resultsLeave: boolean,
+): NDArray[] {
   const env = new Array<NDArray | undefined>(p.nSlots);
   const live = new Map<TypedArray, number>();
   for (let i = 0; i < consts.length; i++) env[p.constSlots[i]] = consts[i];
@@ -160,11 +173,13 @@ function runProgram(p: Program, consts: NDArray[], args: NDArray[], donated: rea
   for (let k = 0; k < steps.length; k++) {
     const s = steps[k];
     const reuse = s.kind === 'group' ? inPlaceTargets(s, env, live, donated, p.argOfSlot) : undefined;
-    if (p.profile) {
-      const t0 = performance.now();
-      runStep(s, env, reuse);
-      profileRecord(s.describe, performance.now() - t0);
-    } else runStep(s, env, reuse);
+    const t0 = p.profile ? performance.now() : 0;
+    // A result made in the arena would be copied out to the caller at the end (a per-example
+    // gradient of 12.8 MB: written, read back and written again into fresh memory); ordinary
+    // memory from the start is written once.
+    if (resultsLeave && s.leaves) residentScope(false, () => runStep(s, env, reuse));
+    else runStep(s, env, reuse);
+    if (p.profile) profileRecord(s.describe, performance.now() - t0);
     for (const w of s.writes) hold(live, env[w]);
     for (const r of s.release) drop(live, env, r);
     if (donated !== undefined) for (const { arg, slot } of s.releaseDonated) if (donated[arg] === true) drop(live, env, slot);
@@ -243,11 +258,13 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
     const inSlots = inputs.map((a) => (a instanceof Var ? slotOf(a) : -1));
     steps.push({
       kind: 'kernel',
-      describe: e.prim,
+      prim: e.prim,
+      describe: `${e.prim} ${e.outputs.map((v) => v.aval.shape.join('x')).join(',')}`,
       reads: inputs.filter((a): a is Var => a instanceof Var).map(slotOf),
       writes: outSlots,
       release: [],
       releaseDonated: [],
+      leaves: false,
       kernel,
       params: e.params,
       inSlots,
@@ -308,11 +325,12 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
     }
     steps.push({
       kind: 'group',
-      describe: `${wasmSpec || reduceSpec ? 'wasm-' : ''}fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}` : ''}]`,
+      describe: `${wasmSpec || reduceSpec ? 'wasm-' : ''}fused[${g.eqns.map((e) => e.prim).join(',')}${r ? `,reduce_${r.op}${JSON.stringify(r.axes)}` : ''}] ${shape.join('x')}`,
       reads: inSlots,
       writes: outSlots,
       release: [],
       releaseDonated: [],
+      leaves: false,
       shape,
       prog,
       wasmSpec,
@@ -376,6 +394,15 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
     }),
     profile: debugEnabled('profile'),
   };
+  // Steps whose results all leave (program outputs nothing later reads). Steps holding jaxprs run
+  // nested programs that manage their own memory, and keep the arena.
+  const HOLDS_JAXPR = new Set<Primitive>(['scan', 'cond', 'while_loop', 'custom_vjp_call']);
+  steps.forEach((st, i) => {
+    st.leaves =
+      st.writes.length > 0 &&
+      (st.kind === 'group' || !HOLDS_JAXPR.has(st.prim)) &&
+      st.writes.every((w) => outSlots.has(w) && !(lastRead.get(w)! > i));
+  });
   // Which inputs of each group step are read for the last time there (candidates to be written
   // over in place, when nothing else holds them at run time).
   for (const st of steps) {
@@ -388,7 +415,7 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
   return (consts, args, donated, keepInBackend) => {
     // Called from another program's step (a scan body), results stay for that program to manage.
     const nested = residentActive();
-    const outs = residentScope(true, () => runProgram(program, consts, args, donated));
+    const outs = residentScope(true, () => runProgram(program, consts, args, donated, !nested && keepInBackend !== true));
     if (nested || keepInBackend === true) return outs;
     // The outermost call hands ordinary arrays to its caller: results made in the arena are
     // copied out and their arena buffers recycled (never a caller's own buffer passed through).

@@ -9,6 +9,7 @@ import { contiguousStrides } from '../shape.js';
 import { gemm as wasmGemm, matmulBackendName } from './wasm/index.js';
 import { takeBuffer } from './pool.js';
 import { sparseGemm } from './wasm/sparse.js';
+import { outerProductsF32 } from './wasm/outer.js';
 
 /** Columns of B per block: keeps a block of output rows and B rows in L1/L2. */
 const BLOCK_N = 256;
@@ -86,18 +87,21 @@ export function matmulKernel(a: NDArray, b: NDArray): NDArray {
 
 /**
  * A contraction of length 1 is a batch of outer products (vmap's per-example weight gradients):
- * one multiply per element, written row by row; a gemm call per batch member spends its time in
- * per-call setup here. Exact: the float64 product of two float32 values rounds once to the
- * float32 product, which is what the gemm's single multiply-add onto zero gives.
+ * one multiply per element, written row by row (core/backend/wasm/outer.ts, or the JS loop below);
+ * a gemm call per batch member spends its time in per-call setup here. Each element is the product
+ * plus +0, exactly what the gemm's single multiply-add onto +0 gives (a -0 product comes out +0):
+ * the float64 product of two float32 values rounds once to the float32 product.
  */
 function outerProducts(a: NDArray, b: NDArray, batchShape: readonly number[], m: number, n: number): NDArray {
   const r = a.ndim;
   const batch = batchShape.reduce((p, c) => p * c, 1);
   const out = takeBuffer('float32', batch * m * n) as Float32Array;
-  const A = a.data;
-  const B = b.data;
+  const A = a.data as Float32Array;
+  const B = b.data as Float32Array;
   const sam = a.strides[r - 2];
   const sbn = b.strides[r - 1];
+  const aOffsets = new Array<number>(batch);
+  const bOffsets = new Array<number>(batch);
   forEachBatch(batchShape, (t, idx) => {
     let ao = a.offset;
     let bo = b.offset;
@@ -105,12 +109,17 @@ function outerProducts(a: NDArray, b: NDArray, batchShape: readonly number[], m:
       ao += idx[d] * a.strides[d];
       bo += idx[d] * b.strides[d];
     }
-    let o = t * m * n;
-    for (let i = 0; i < m; i++) {
-      const ai = A[ao + i * sam];
-      for (let j = 0, bj = bo; j < n; j++, bj += sbn) out[o++] = ai * B[bj];
-    }
+    aOffsets[t] = ao;
+    bOffsets[t] = bo;
   });
+  if (matmulBackendName() !== 'wasm-simd' || !outerProductsF32(A, aOffsets, sam, B, bOffsets, sbn, out, m, n)) {
+    for (let t = 0, o = 0; t < batch; t++) {
+      for (let i = 0; i < m; i++) {
+        const ai = A[aOffsets[t] + i * sam];
+        for (let j = 0, bj = bOffsets[t]; j < n; j++, bj += sbn) out[o++] = ai * B[bj] + 0;
+      }
+    }
+  }
   const shape = [...batchShape, m, n];
   return new NDArray(makeView(out, shape, contiguousStrides(shape), 0), a.dtype);
 }

@@ -78,6 +78,65 @@ t.test('a sum over time equals a float64 reference rounded once', { skip: !simd 
   t.ok(ok, 'every output is the float64 sum rounded to float32');
 });
 
+t.test(
+  'rows form (reduced axes innermost; a full reduction stays in JS): bit-identical to the JS loop',
+  { skip: !simd && 'no WebAssembly SIMD' },
+  async (t) => {
+    let wasmRuns = 0;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 11 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 1, max: 70 }),
+        fc.constantFrom('sum', 'max', 'min'),
+        fc.constantFrom('last', 'inner', 'all', 'outer-strided'),
+        fc.boolean(),
+        fc.double({ min: 0, max: 0.05, noNaN: true }),
+        fc.integer(),
+        (b, n, k, op, over, prologue, special, seed) => {
+          const next = rng(seed);
+          const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
+          const data = Float32Array.from({ length: b * n * k }, () =>
+            next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2),
+          );
+          const x = fromTyped(data, [b, n, k]);
+          // 'outer-strided': the kept axis is the last one but reduced over the first two, whose
+          // stride is not 1 only when k > 1; b * n outputs of k terms when reducing the last axis.
+          const axes = over === 'last' ? [2] : over === 'inner' ? [1, 2] : over === 'all' ? [0, 1, 2] : [0, 1];
+          const reduce = op === 'sum' ? sum : op === 'max' ? max : min;
+          const f = (v: Tensor): Tensor => reduce(prologue ? v.mul(v).sub(1) : v, axes);
+          const js = run('js', f, x);
+          const wasm = run('wasm-simd', f, x);
+          if (js.calls !== 0) return false;
+          if (wasm.calls > 0) wasmRuns++;
+          return sameBits(js.out, wasm.out);
+        },
+      ),
+      { numRuns: 200, seed: 78 },
+    );
+    t.ok(wasmRuns >= 60, `WebAssembly reduced in ${wasmRuns} of 200 cases`);
+  },
+);
+
+t.test(
+  'rows form: a per-example squared norm equals a float64 reference rounded once',
+  { skip: !simd && 'no WebAssembly SIMD' },
+  async (t) => {
+    const [b, n, k] = [7, 33, 29];
+    const next = rng(4);
+    const data = Float32Array.from({ length: b * n * k }, (_, i) => (i % 5 === 0 ? 1e4 * (next() - 0.5) : next() - 0.5));
+    const { out, calls } = run('wasm-simd', (v) => sum(v.mul(v), [1, 2]), fromTyped(data, [b, n, k]));
+    t.ok(calls > 0, 'WebAssembly ran');
+    let ok = true;
+    for (let i = 0; i < b && ok; i++) {
+      let acc = 0;
+      for (let j = 0; j < n * k; j++) acc += Math.fround(data[i * n * k + j] * data[i * n * k + j]);
+      ok = Object.is(Math.fround(acc), out[i]);
+    }
+    t.ok(ok, 'every output is the float64 sum of the float32 squares, rounded to float32');
+  },
+);
+
 t.test('two reduced axes that do not merge (a time-major cotangent summed over batch and time)', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
   let wasmRuns = 0;
   fc.assert(

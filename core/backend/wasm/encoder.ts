@@ -260,6 +260,8 @@ export const SIMD_OP = {
   i32x4ExtendLowI16x8U: 0xa9,
   i32x4Ne: 0x38,
   f64x2ExtractLane: 0x21,
+  f32x4ExtractLane: 0x1f,
+  f32x4ReplaceLane: 0x20,
   f64x2PromoteLowF32x4: 0x5f,
   f64x2Add: 0xf0,
   i32x4Sub: 0xb1,

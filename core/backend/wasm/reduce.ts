@@ -9,7 +9,9 @@
  * the reduced axes' order, sums in float64 from +0 (lanes promoted to f64x2), rounded to float32
  * once at the end; max/min compare in float32 with the JS loop's NaN rule. The prologue is the
  * same f32x4 code as core/backend/wasm/elementwise.ts. So results are bit-identical to the JS
- * loop (NaN payloads aside); other layouts return null and the JS loop runs.
+ * loop (NaN payloads aside). A second form takes one kept axis outside the reduced ones (at least
+ * four outputs: per-example squared norms, sum over [1, 2] of [32, 784, 128]), one output's row
+ * per lane; other layouts return null and the JS loop runs.
  */
 import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
 import { makeView, NDArray } from '../../ndarray.js';
@@ -135,6 +137,98 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[], nested: b
   return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, arenaImport());
 }
 
+/**
+ * The second form, for a contiguous (or any strided) reduced axis with the kept axis outside it (a
+ * per-example gradient's squared norm: sum over [1, 2] of [32, 784, 128]; a full reduction): lane
+ * l accumulates output o + l, each lane walking its own row, one element per lane per step, in
+ * the reduced axis's order as the JS loop does.
+ * (O, R, outPtr, [ptr, keptStrideBytes, redStrideBytes] per input)
+ */
+function rowsKernelBytes(spec: WasmReduceSpec): Uint8Array<ArrayBuffer> {
+  const nIn = spec.prologue.numInputs;
+  const [O, R, OUT] = [0, 1, 2];
+  const ptr = (i: number) => 3 + 3 * i;
+  const ks = (i: number) => 4 + 3 * i;
+  const rs = (i: number) => 5 + 3 * i;
+  const params: ValType[] = new Array<ValType>(3 + 3 * nIn).fill(I32);
+  let next = params.length;
+  const [G, VALID, IR, Q] = [next++, next++, next++, next++];
+  const off = Array.from({ length: nIn }, () => next++);
+  const lane = Array.from({ length: nIn }, () => [next++, next++, next++, next++]);
+  const val = Array.from({ length: nIn }, () => next++);
+  const tmp = spec.prologue.eqns.map(() => next++);
+  const [ACC, ACC2, V] = [next++, next++, next++];
+  const locals: ValType[] = [...new Array<ValType>(4 + 5 * nIn).fill(I32), ...new Array<ValType>(nIn + tmp.length + 3).fill(V128)];
+  const f = new Code();
+  const op = (sub: number) => f.simdOp(sub);
+  f.i32(0).set(G);
+  f.block().loop(); // groups of four outputs
+  f.get(G).get(O).geU().brIf(1);
+  f.get(O).get(G).sub().set(VALID);
+  f.get(VALID).i32(4).gtU().if().i32(4).set(VALID).end();
+  // Lanes past the last output re-read the last row (in bounds) and are not stored.
+  for (let i = 0; i < nIn; i++) {
+    f.get(ptr(i)).get(G).get(ks(i)).mul().add().set(lane[i][0]);
+    for (let l = 1; l < 4; l++) {
+      f.get(lane[i][l - 1]).set(lane[i][l]);
+      f.get(VALID).i32(l).gtU().if().get(lane[i][l]).get(ks(i)).add().set(lane[i][l]).end();
+    }
+    f.i32(0).set(off[i]);
+  }
+  if (spec.op === 'sum') f.v128Zero().set(ACC).v128Zero().set(ACC2);
+  else f.f32x4Const(spec.op === 'max' ? -Infinity : Infinity).set(ACC);
+  f.i32(0).set(IR);
+  f.block().loop(); // r
+  f.get(IR).get(R).geU().brIf(1);
+  for (let i = 0; i < nIn; i++) {
+    f.get(lane[i][0]).get(off[i]).add().v128Load32Splat();
+    for (let l = 1; l < 4; l++) f.get(lane[i][l]).get(off[i]).add().f32Load().simdLaneOp(SIMD_OP.f32x4ReplaceLane, l);
+    f.set(val[i]);
+  }
+  emitEqns(f, spec.prologue.eqns, val, tmp);
+  const r = spec.reduced;
+  if ('input' in r) f.get(val[r.input]);
+  else if ('temp' in r) f.get(tmp[r.temp]);
+  else f.f32x4Const(r.literal);
+  f.set(V);
+  if (spec.op === 'sum') {
+    f.get(ACC).get(V);
+    op(SIMD_OP.f64x2PromoteLowF32x4);
+    op(SIMD_OP.f64x2Add);
+    f.set(ACC);
+    f.get(ACC2).get(V).get(V).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
+    op(SIMD_OP.f64x2PromoteLowF32x4);
+    op(SIMD_OP.f64x2Add);
+    f.set(ACC2);
+  } else {
+    f.get(V).get(ACC).get(V).get(ACC);
+    op(spec.op === 'max' ? SIMD_OP.f32x4Gt : SIMD_OP.f32x4Lt);
+    f.get(V).get(V);
+    op(SIMD_OP.f32x4Ne);
+    op(SIMD_OP.v128Or);
+    op(SIMD_OP.v128Bitselect);
+    f.set(ACC);
+  }
+  for (let i = 0; i < nIn; i++) f.get(off[i]).get(rs(i)).add().set(off[i]);
+  f.get(IR).i32(1).add().set(IR).br(0);
+  f.end().end();
+  f.get(OUT).get(G).i32(4).mul().add().set(Q);
+  for (let l = 0; l < 4; l++) {
+    f.get(VALID).i32(l).gtU().if();
+    f.get(Q);
+    if (spec.op === 'sum')
+      f.get(l < 2 ? ACC : ACC2)
+        .simdLaneOp(SIMD_OP.f64x2ExtractLane, l % 2)
+        .f32DemoteF64();
+    else f.get(ACC).simdLaneOp(SIMD_OP.f32x4ExtractLane, l);
+    f.f32Store(4 * l);
+    f.end();
+  }
+  f.get(G).i32(4).add().set(G).br(0);
+  f.end().end();
+  return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, arenaImport());
+}
+
 /** What a reduction call needs that depends only on the shapes and strides (cached per spec). */
 interface ReducePlan {
   shape: number[];
@@ -142,6 +236,8 @@ interface ReducePlan {
   strides: number[][];
   /** null: this layout is not one the kernel takes (the caller's JS loop runs). */
   ok: {
+    /** 'vector': four adjacent kept outputs per vector; 'rows': four outputs' rows, one per lane. */
+    form: 'vector' | 'rows';
     outShape: number[];
     outStrides: number[];
     outSize: number;
@@ -196,17 +292,39 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
     inputs.map((x) => axes.map((i) => x.strides[i])),
   );
   const kr = keptPart.shape.length;
-  if (kr < 1 || kr > 2 || redPart.shape.length > 2) return plan;
+  if (kr > 2 || redPart.shape.length > 2) return plan;
   const nested = redPart.shape.length === 2;
-  const K = keptPart.shape[kr - 1];
-  if (K < 4) return plan;
+  const K = kr === 0 ? 1 : keptPart.shape[kr - 1];
+  if (inputs.length === 0 && (kr < 1 || K < 4)) return plan;
   const layouts: Layout[] = [];
-  for (let i = 0; i < inputs.length; i++) {
+  for (let i = 0; i < inputs.length && kr >= 1 && K >= 4; i++) {
     const sk = keptPart.strides[i][kr - 1];
-    if (sk !== 0 && sk !== 1) return plan;
+    if (sk !== 0 && sk !== 1) break;
     layouts.push(sk === 1 ? 'vector' : 'splat');
   }
+  if (layouts.length < inputs.length) {
+    // No contiguous kept axis: one kept axis outside the reduced one, lanes over rows. Fewer
+    // than four outputs (a full reduction) stay in the JS loop, which is as fast for one row.
+    if (kr !== 1 || outSize < 4 || nested) return plan;
+    plan.ok = {
+      form: 'rows',
+      outShape,
+      outStrides: contiguousStrides(outShape),
+      outSize,
+      O: outSize,
+      Rn: redPart.shape[0],
+      R2: 0,
+      K: 1,
+      spans: inputs.map((x) => x.shape.reduce((a, d, ax) => a + (d - 1) * x.strides[ax], 0) + 1),
+      keptStride: inputs.map((_, i) => keptPart.strides[i][0]),
+      redStride: inputs.map((_, i) => redPart.strides[i][0]),
+      redStride2: inputs.map(() => 0),
+      fn: cachedKernel('reduce-rows', spec, [], () => rowsKernelBytes(spec)),
+    };
+    return plan;
+  }
   plan.ok = {
+    form: 'vector',
     outShape,
     outStrides: contiguousStrides(outShape),
     outSize,
@@ -257,7 +375,8 @@ export function runWasmReduce(
   if (block < 0) return null;
   const h = arenaF32();
   const base = block >> 2;
-  const args = [O, p.Rn, Math.ceil(K / 4), K * 4, outAt < 0 ? outInPlace : block + outAt * 4];
+  const outPtr = outAt < 0 ? outInPlace : block + outAt * 4;
+  const args = p.form === 'rows' ? [O, p.Rn, outPtr] : [O, p.Rn, Math.ceil(K / 4), K * 4, outPtr];
   if (p.R2 > 0) args.push(p.R2);
   for (let i = 0; i < inputs.length; i++) {
     const x = inputs[i];
