@@ -274,7 +274,9 @@ function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse
   const donated = new Array<boolean>(inputs.length).fill(false);
   const callerOwned = new Set(inputs.map((x) => x.data));
   const ysAvals = body.outvars.slice(numCarry).map((v) => v.aval);
-  const ysData = ysAvals.map((a) => allocate(a.dtype, length * a.shape.reduce((p, c) => p * c, 1)));
+  // From the pool: every element is written below, and a fresh array of a training step's spike
+  // trains (tens of MB) cost its page faults on every call.
+  const ysData = ysAvals.map((a) => takeBuffer(a.dtype, length * a.shape.reduce((p, c) => p * c, 1)));
   const ysSize = ysAvals.map((a) => a.shape.reduce((p, c) => p * c, 1));
   for (let i = 0; i < length; i++) {
     const t = reverse ? length - 1 - i : i;
