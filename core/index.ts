@@ -35,6 +35,8 @@ export {
   type FirstArgGradOptions,
   type Grads,
   type JacobianOptions,
+  type Jacobian,
+  type ArgsAt,
   type JvpOutput,
 } from './vjp.js';
 export { jit, makeJaxpr, toHost, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';

@@ -10,7 +10,7 @@ import { type PrimParams, type Primitive } from './primitives.js';
 import { fmtShape, ShapeError, shapesEqual } from './shape.js';
 import { Tensor } from './tensor.js';
 import { avalOf, bind, constsAsArgs, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
-import { treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree } from './tree.js';
+import { treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree, type TreeDef } from './tree.js';
 import type { DType } from './dtype.js';
 import { arange } from './ndarray.js';
 import { vmap } from './vmap.js';
@@ -574,9 +574,30 @@ export function jvp<A extends Tree[], O>(f: (...args: A) => O, primals: A, tange
 }
 
 export interface JacobianOptions {
-  /** Which positional argument to differentiate (default 0); it must be a float tensor. */
-  argnums?: number;
+  /**
+   * Which positional argument(s) to differentiate (default 0), each a pytree of float tensors; a
+   * list gives, for every output leaf, a list of Jacobians (one per listed argument), as JAX's tuple.
+   */
+  argnums?: number | readonly number[];
 }
+
+/**
+ * The Jacobian of an output of type O with respect to an argument of type In (JAX's layout): O's
+ * structure with each tensor replaced by In's structure, whose tensor for an output leaf y and an
+ * argument leaf x has shape [...y.shape, ...x.shape].
+ */
+export type Jacobian<O, In> = [Tree] extends [O]
+  ? Tree
+  : O extends Tensor
+    ? Grads<In>
+    : O extends readonly unknown[]
+      ? { -readonly [K in keyof O]: Jacobian<O[K], In> }
+      : O extends object
+        ? { -readonly [K in keyof O]: Jacobian<O[K], In> }
+        : O;
+
+/** The arguments listed in argnums N, as a tuple (what a list of argnums differentiates). */
+export type ArgsAt<A extends readonly unknown[], N extends readonly number[]> = { -readonly [K in keyof N]: A[N[K] & number] };
 
 /** The rows of an identity matrix of size `shape`'s element count, each shaped like `shape`. */
 function basis(shape: readonly number[], dtype: DType): Tensor {
@@ -585,69 +606,193 @@ function basis(shape: readonly number[], dtype: DType): Tensor {
   return ops.reshape(ops.cast(ops.equal(ops.reshape(iota, [n, 1]), iota), dtype), [n, ...shape]);
 }
 
-function jacobianArgs(name: string, args: Tree[], argnums: number): Tensor {
-  if (!Number.isInteger(argnums) || argnums < 0 || argnums >= args.length)
-    throw new RangeError(`${name}: argnums ${argnums} out of range for ${args.length} argument(s)`);
-  const x = args[argnums];
-  if (!(x instanceof Tensor)) throw new TypeError(`${name}: argument ${argnums} must be a tensor, got ${x === null ? 'null' : typeof x}`);
-  if (!isFloat(x.dtype)) throw new TypeError(`${name}: can only differentiate float arguments, got ${x.dtype}${fmtShape(x.shape)}`);
-  return x;
+/**
+ * `def`'s structure with its i-th leaf replaced by `subtrees[i]` (a Jacobian's output structure
+ * holding one argument-structured tree per output leaf).
+ */
+function graft(def: TreeDef, subtrees: readonly Tree[]): Tree {
+  let i = 0;
+  const build = (d: TreeDef): Tree => {
+    switch (d.kind) {
+      case 'leaf':
+        return subtrees[i++];
+      case 'static':
+        return d.value;
+      case 'array':
+        return d.children.map(build);
+      case 'object': {
+        const out: Record<string, Tree> = {};
+        d.keys.forEach((k, j) => (out[k] = build(d.children[j])));
+        return out;
+      }
+    }
+  };
+  return build(def);
 }
 
-function jacobianOutput(name: string, y: unknown): Tensor {
-  if (!(y instanceof Tensor)) throw new TypeError(`${name}: f must return a tensor, got ${typeof y}`);
-  if (!isFloat(y.dtype)) throw new TypeError(`${name}: f must return a float tensor, got ${y.dtype}`);
-  return y;
+/** A function of the differentiated arguments' leaves only, returning f's output leaves. */
+interface FlatProblem {
+  /** The differentiated arguments' leaves, in tree order. */
+  readonly leaves: Tensor[];
+  /** Their structure: one argument's tree (number argnums) or a list of them. */
+  readonly inDef: TreeDef;
+  readonly fn: (xs: Tensor[]) => Tensor[];
+  /** f's output structure (known once fn has run). */
+  outDef(): TreeDef;
+}
+
+function flatProblem(name: string, f: (...args: Tree[]) => unknown, argnums: number | readonly number[], args: Tree[]): FlatProblem {
+  const nums = typeof argnums === 'number' ? [argnums] : argnums;
+  for (const n of nums)
+    if (!Number.isInteger(n) || n < 0 || n >= args.length)
+      throw new RangeError(`${name}: argnums ${n} out of range for ${args.length} argument(s)`);
+  if (new Set(nums).size !== nums.length) throw new RangeError(`${name}: argnums lists an argument twice: [${nums.join(', ')}]`);
+  const [leaves, inDef] = treeFlatten(typeof argnums === 'number' ? args[argnums] : nums.map((n) => args[n]));
+  for (const l of leaves)
+    if (!isFloat(l.dtype)) throw new TypeError(`${name}: can only differentiate float arguments, got ${l.dtype}${fmtShape(l.shape)}`);
+  if (leaves.length === 0)
+    throw new TypeError(`${name}: argument(s) ${nums.join(', ')} hold no tensors to differentiate (a pytree of float tensors)`);
+  let outDef: TreeDef | undefined;
+  const fn = (xs: Tensor[]): Tensor[] => {
+    const diff = treeUnflatten(inDef, xs);
+    const full = args.slice();
+    if (typeof argnums === 'number') full[argnums] = diff;
+    else nums.forEach((n, i) => (full[n] = (diff as Tree[])[i]));
+    const [outs, d] = treeFlatten(f(...full));
+    outs.forEach((o, i) => {
+      if (!isFloat(o.dtype))
+        throw new TypeError(`${name}: f must return float tensors, got ${o.dtype}${fmtShape(o.shape)} at output leaf ${i}`);
+    });
+    outDef = d;
+    return outs;
+  };
+  return { leaves, inDef, fn, outDef: () => outDef! };
+}
+
+/** jacobians[j][i]: output leaf j by argument leaf i, assembled into output structure of argument structures. */
+function assemble(p: FlatProblem, jacobians: readonly (readonly Tensor[])[]): Tree {
+  return graft(
+    p.outDef(),
+    jacobians.map((row) => treeUnflatten(p.inDef, row)),
+  );
+}
+
+function jacrevImpl(name: string, f: (...args: Tree[]) => unknown, opts: JacobianOptions): (...args: Tree[]) => Tree {
+  const argnums = opts.argnums ?? 0;
+  return (...args) => {
+    const p = flatProblem(name, f, argnums, args);
+    const [ys, back] = vjpFlat(p.fn, p.leaves);
+    // One VJP per output leaf, vmapped over the rows of its identity (the other leaves' cotangents zero).
+    const jacobians = ys.map((y, j) => {
+      const zeros = ys.map((o) => ops.zerosLike(o));
+      const rows = vmap((ct: Tensor) => back(zeros.map((z, k) => (k === j ? ct : z))))(basis(y.shape, y.dtype));
+      return rows.map((r, i) => ops.reshape(r, [...y.shape, ...p.leaves[i].shape]));
+    });
+    return assemble(p, jacobians);
+  };
+}
+
+function jacfwdImpl(name: string, f: (...args: Tree[]) => unknown, opts: JacobianOptions): (...args: Tree[]) => Tree {
+  const argnums = opts.argnums ?? 0;
+  return (...args) => {
+    const p = flatProblem(name, f, argnums, args);
+    const zeros = p.leaves.map((x) => ops.zerosLike(x));
+    // One JVP per argument leaf, vmapped over its basis (the other leaves' tangents zero); batched over
+    // the tangent direction, so the batch lands last: [...output leaf shape, n].
+    const columns = p.leaves.map((x, i) => {
+      const cols = vmap(
+        (dx: Tensor) =>
+          jvp(
+            (...xs: Tensor[]) => p.fn(xs),
+            p.leaves,
+            zeros.map((z, k) => (k === i ? dx : z)),
+          )[1],
+        {
+          outAxes: -1,
+        },
+      )(basis(x.shape, x.dtype));
+      return cols.map((c) => ops.reshape(c, [...c.shape.slice(0, -1), ...x.shape]));
+    });
+    const outLeaves = columns[0].length;
+    return assemble(
+      p,
+      Array.from({ length: outLeaves }, (_, j) => columns.map((c) => c[j])),
+    );
+  };
 }
 
 /**
- * The Jacobian of `f` with respect to argument `argnums` by reverse mode: one VJP, vmapped over
- * the rows of the identity. The result has shape [...output shape, ...argument shape].
+ * The Jacobian of `f` by reverse mode (JAX's jacrev): one VJP per output leaf, vmapped over the
+ * rows of the identity. Arguments and output are pytrees: the result has f's output structure with
+ * each tensor replaced by the differentiated argument's structure, the tensor for output leaf y and
+ * argument leaf x of shape [...y.shape, ...x.shape] (a tensor for a tensor function of a tensor).
+ * `argnums` picks the argument (default 0), or a list of them (then a list per output leaf).
  *
  * @example
  * jacrev((x: Tensor) => mul(x, x))(array([1, 2])); // [[2, 0], [0, 4]]
+ * // a and b of shape [2]: J[0].a = diag(b) and J[0].b = diag(a) ([2, 2]), J[1].a = [1, 1] and J[1].b = [0, 0] ([2]).
+ * const J = jacrev((p: { a: Tensor; b: Tensor }) => [mul(p.a, p.b), sum(p.a)] as const)(p);
  */
-export function jacrev<A extends Tree[]>(f: (...args: A) => Tensor, opts: JacobianOptions = {}): (...args: A) => Tensor {
-  const argnums = opts.argnums ?? 0;
-  return (...args: A): Tensor => {
-    const x = jacobianArgs('jacrev', args, argnums);
-    const at = (xi: Tensor): Tensor => {
-      const full = args.slice() as A;
-      full[argnums] = xi;
-      return jacobianOutput('jacrev', f(...full));
-    };
-    const [[y], back] = vjpFlat((xs) => [at(xs[0])], [x]);
-    const rows = vmap((ct: Tensor) => back([ct])[0])(basis(y.shape, y.dtype));
-    return ops.reshape(rows, [...y.shape, ...x.shape]);
-  };
+export function jacrev<A extends [Tree, ...Tree[]], O extends Tree>(
+  f: (...args: A) => O,
+  opts?: { argnums?: 0 },
+): (...args: A) => Jacobian<O, A[0]>;
+export function jacrev<A extends Tree[], O extends Tree, const N extends number>(
+  f: (...args: A) => O,
+  opts: { argnums: N },
+): (...args: A) => Jacobian<O, A[N]>;
+export function jacrev<A extends Tree[], O extends Tree, const N extends readonly number[]>(
+  f: (...args: A) => O,
+  opts: { argnums: N },
+): (...args: A) => Jacobian<O, ArgsAt<A, N>>;
+export function jacrev<A extends Tree[]>(f: (...args: A) => Tree, opts?: JacobianOptions): (...args: A) => Tree;
+export function jacrev<A extends Tree[]>(f: (...args: A) => Tree, opts: JacobianOptions = {}): (...args: A) => Tree {
+  return jacrevImpl('jacrev', f as (...args: Tree[]) => unknown, opts);
 }
 
 /**
- * The Jacobian of `f` with respect to argument `argnums` by forward mode: one JVP, vmapped over
- * the basis of the argument's space. Same shape as jacrev: [...output shape, ...argument shape].
+ * The Jacobian of `f` by forward mode (JAX's jacfwd): one JVP per argument leaf, vmapped over the
+ * basis of its space. Same structure and shapes as jacrev.
  */
-export function jacfwd<A extends Tree[]>(f: (...args: A) => Tensor, opts: JacobianOptions = {}): (...args: A) => Tensor {
-  const argnums = opts.argnums ?? 0;
-  return (...args: A): Tensor => {
-    const x = jacobianArgs('jacfwd', args, argnums);
-    const at = (xi: Tensor): Tensor => {
-      const full = args.slice() as A;
-      full[argnums] = xi;
-      return jacobianOutput('jacfwd', f(...full));
-    };
-    // Batched over the tangent direction, so the batch lands last: [...output shape, n].
-    const cols = vmap((dx: Tensor) => jvp(at, [x], [dx])[1][0], { outAxes: -1 })(basis(x.shape, x.dtype));
-    return ops.reshape(cols, [...cols.shape.slice(0, -1), ...x.shape]);
-  };
+export function jacfwd<A extends [Tree, ...Tree[]], O extends Tree>(
+  f: (...args: A) => O,
+  opts?: { argnums?: 0 },
+): (...args: A) => Jacobian<O, A[0]>;
+export function jacfwd<A extends Tree[], O extends Tree, const N extends number>(
+  f: (...args: A) => O,
+  opts: { argnums: N },
+): (...args: A) => Jacobian<O, A[N]>;
+export function jacfwd<A extends Tree[], O extends Tree, const N extends readonly number[]>(
+  f: (...args: A) => O,
+  opts: { argnums: N },
+): (...args: A) => Jacobian<O, ArgsAt<A, N>>;
+export function jacfwd<A extends Tree[]>(f: (...args: A) => Tree, opts?: JacobianOptions): (...args: A) => Tree;
+export function jacfwd<A extends Tree[]>(f: (...args: A) => Tree, opts: JacobianOptions = {}): (...args: A) => Tree {
+  return jacfwdImpl('jacfwd', f as (...args: Tree[]) => unknown, opts);
 }
 
 /**
- * The Hessian of a scalar function with respect to argument `argnums`: jacfwd of jacrev, shape
- * [...argument shape, ...argument shape].
+ * The Hessian of a scalar function (JAX's hessian): jacfwd of jacrev with respect to the same
+ * argument(s). For an argument tree the result is that tree of trees: the tensor at [i][j] has shape
+ * [...x_i.shape, ...x_j.shape] (a tensor [...x.shape, ...x.shape] for a tensor argument).
  *
  * @example
  * hessian((x: Tensor) => sum(mul(x, mul(x, x))))(array([1, 2])); // [[6, 0], [0, 12]]
+ * hessian((p: { a: Tensor; b: Tensor }) => sum(mul(p.a, p.b)))(p); // { a: { a: 0, b: I }, b: { a: I, b: 0 } }
  */
-export function hessian<A extends Tree[]>(f: (...args: A) => Tensor, opts: JacobianOptions = {}): (...args: A) => Tensor {
-  return jacfwd(jacrev(f, opts), opts);
+export function hessian<A extends [Tree, ...Tree[]]>(
+  f: (...args: A) => Tensor,
+  opts?: { argnums?: 0 },
+): (...args: A) => Jacobian<Jacobian<Tensor, A[0]>, A[0]>;
+export function hessian<A extends Tree[], const N extends number>(
+  f: (...args: A) => Tensor,
+  opts: { argnums: N },
+): (...args: A) => Jacobian<Jacobian<Tensor, A[N]>, A[N]>;
+export function hessian<A extends Tree[], const N extends readonly number[]>(
+  f: (...args: A) => Tensor,
+  opts: { argnums: N },
+): (...args: A) => Jacobian<Jacobian<Tensor, ArgsAt<A, N>>, ArgsAt<A, N>>;
+export function hessian<A extends Tree[]>(f: (...args: A) => Tensor, opts?: JacobianOptions): (...args: A) => Tree;
+export function hessian<A extends Tree[]>(f: (...args: A) => Tensor, opts: JacobianOptions = {}): (...args: A) => Tree {
+  return jacfwdImpl('hessian', jacrevImpl('hessian', f as (...args: Tree[]) => unknown, opts), opts);
 }

@@ -41,7 +41,17 @@ export interface LayerInfo {
   readonly config: Readonly<Record<string, unknown>>;
 }
 
-export interface Layer<P extends Tree = Tree, S extends Tree = Tree> extends LayerInfo {
+/**
+ * What `Layer.with` takes for a layer whose options are `O`: any of them but `name` (a copy keeps
+ * its name, so trained parameters and state still line up with it).
+ */
+export type LayerChanges<O extends object> = Partial<Omit<O, 'name'>>;
+
+/**
+ * A layer with parameters `P`, state `S` and options `O` (what `with` may change: a built-in
+ * factory's options, so a misspelt or mistyped option is a compile error).
+ */
+export interface Layer<P extends Tree = Tree, S extends Tree = Tree, O extends object = Record<string, unknown>> extends LayerInfo {
   init(key: Tensor, inputShape: LayerShape): InitResult<P, S>;
   apply(params: P, x: Tensor, ctx: ApplyContext, state: S): ApplyResult<S>;
   /** Weight penalties (weight regularizers) for the given parameters. */
@@ -68,10 +78,10 @@ export interface Layer<P extends Tree = Tree, S extends Tree = Tree> extends Lay
   readonly perStep?: boolean;
   /**
    * A copy of this layer with changed options (parameters stay compatible). Layers without
-   * options of their own (reshape, flatten, pooling, lambda, sequential) return an equivalent copy
-   * and ignore `changes`.
+   * options of their own (reshape, flatten, globalAveragePooling1d, sequential) take none
+   * (`O` is `Record<string, never>`) and return an equivalent copy.
    */
-  with(changes: Record<string, unknown>): Layer<P, S>;
+  with(changes: LayerChanges<O>): Layer<P, S, O>;
 }
 
 let nameCounter = new Map<string, number>();

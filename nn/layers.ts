@@ -33,7 +33,10 @@ export interface DenseParams {
  * const layer = dense(128, { activation: 'relu' });
  * const { params } = layer.init(random.key(0), [784]);
  */
-export function dense(units: number, options: DenseOptions = {}): Layer<DenseParams, Record<string, never>> {
+export function dense(
+  units: number,
+  options: DenseOptions = {},
+): Layer<DenseParams, Record<string, never>, DenseOptions & { units?: number }> {
   if (!Number.isInteger(units) || units <= 0) throw new RangeError(`dense: units must be a positive integer, got ${units}`);
   const name = uniqueName('dense', options.name);
   const act = resolveActivation(options.activation, `dense '${name}'`);
@@ -73,7 +76,7 @@ export function dense(units: number, options: DenseOptions = {}): Layer<DensePar
       return { y, state, losses: activityLosses(options.activityRegularizer, y) };
     },
     paramLosses: options.kernelRegularizer ? (p) => [options.kernelRegularizer!(p.kernel)] : undefined,
-    with: (changes) => dense((changes.units as number) ?? units, { ...options, ...changes, name }),
+    with: ({ units: newUnits, ...changes }) => dense(newUnits ?? units, { ...options, ...changes, name }),
   };
 }
 
@@ -81,7 +84,7 @@ export function dense(units: number, options: DenseOptions = {}): Layer<DensePar
 export function activation(
   fn: ActivationName | ActivationFn,
   options: { name?: string; activityRegularizer?: Regularizer } = {},
-): Layer<Record<string, never>, Record<string, never>> {
+): Layer<Record<string, never>, Record<string, never>, { activation?: ActivationName | ActivationFn; activityRegularizer?: Regularizer }> {
   const name = uniqueName('activation', options.name);
   const f = resolveActivation(fn, `activation '${name}'`);
   return {
@@ -94,7 +97,7 @@ export function activation(
       const y = f(x);
       return { y, state, losses: activityLosses(options.activityRegularizer, y) };
     },
-    with: (changes) => activation((changes.activation as ActivationFn) ?? fn, { ...options, name }),
+    with: ({ activation: newFn, ...changes }) => activation(newFn ?? fn, { ...options, ...changes, name }),
   };
 }
 
@@ -122,7 +125,7 @@ function resolveTarget(layer: string, target: readonly number[], inputShape: Lay
 export function reshape(
   targetShape: readonly number[],
   options: { name?: string } = {},
-): Layer<Record<string, never>, Record<string, never>> {
+): Layer<Record<string, never>, Record<string, never>, Record<string, never>> {
   const name = uniqueName('reshape', options.name);
   return {
     kind: 'Reshape',
@@ -144,7 +147,7 @@ export function reshape(
 }
 
 /** Flattens each example to one axis. */
-export function flatten(options: { name?: string } = {}): Layer<Record<string, never>, Record<string, never>> {
+export function flatten(options: { name?: string } = {}): Layer<Record<string, never>, Record<string, never>, Record<string, never>> {
   const name = uniqueName('flatten', options.name);
   return {
     kind: 'Flatten',
@@ -161,7 +164,9 @@ export function flatten(options: { name?: string } = {}): Layer<Record<string, n
 }
 
 /** Mean over the time axis (axis 1): (batch, time, ...) -> (batch, ...). */
-export function globalAveragePooling1d(options: { name?: string } = {}): Layer<Record<string, never>, Record<string, never>> {
+export function globalAveragePooling1d(
+  options: { name?: string } = {},
+): Layer<Record<string, never>, Record<string, never>, Record<string, never>> {
   const name = uniqueName('global_average_pooling1d', options.name);
   return {
     kind: 'GlobalAveragePooling1D',
@@ -178,7 +183,10 @@ export function globalAveragePooling1d(options: { name?: string } = {}): Layer<R
 }
 
 /** Applies `inner` to every time step: (batch, time, ...) -> (batch, time, ...inner output). */
-export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, S>, options: { name?: string } = {}): Layer<P, S> {
+export function timeDistributed<P extends Tree, S extends Tree, O extends object>(
+  inner: Layer<P, S, O>,
+  options: { name?: string } = {},
+): Layer<P, S, O> {
   const name = uniqueName('time_distributed', options.name);
   return {
     kind: 'TimeDistributed',
@@ -223,7 +231,7 @@ export function timeDistributed<P extends Tree, S extends Tree>(inner: Layer<P, 
 export function lambda(
   fn: (x: Tensor, ctx: ApplyContext) => Tensor,
   options: { name?: string; outputShape?: (inputShape: LayerShape) => LayerShape } = {},
-): Layer<Record<string, never>, Record<string, never>> {
+): Layer<Record<string, never>, Record<string, never>, { outputShape?: (inputShape: LayerShape) => LayerShape }> {
   const name = uniqueName('lambda', options.name);
   return {
     kind: 'Lambda',
@@ -235,7 +243,7 @@ export function lambda(
       outputShape: options.outputShape ? options.outputShape(inputShape) : inputShape,
     }),
     apply: (params, x, ctx, state) => ({ y: fn(x, ctx), state, losses: [] }),
-    with: () => lambda(fn, { ...options, name }),
+    with: (changes) => lambda(fn, { ...options, ...changes, name }),
   };
 }
 
@@ -248,7 +256,10 @@ export type SequentialParams = Record<string, Tree>;
  * const model = sequential([flatten(), dense(128, { activation: 'relu' }), dense(10)]);
  * const { params, state } = model.init(random.key(0), [28, 28]);
  */
-export function sequential(layers: readonly Layer[], options: { name?: string } = {}): Layer<SequentialParams, SequentialParams> {
+export function sequential(
+  layers: readonly Layer[],
+  options: { name?: string } = {},
+): Layer<SequentialParams, SequentialParams, Record<string, never>> {
   const name = uniqueName('sequential', options.name);
   const names = new Set<string>();
   for (const l of layers) {

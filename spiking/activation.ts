@@ -122,7 +122,7 @@ function integrateStep(r: Tensor, v: Tensor, dt: Tensor): [Tensor, Tensor] {
 export function spikingActivation(
   activation: ActivationName | ActivationFn,
   options: SpikingActivationOptions = {},
-): Layer<Record<string, never>, SpikingState> {
+): Layer<Record<string, never>, SpikingState, SpikingActivationOptions> {
   const name = uniqueName('spiking_activation', options.name);
   const cell = activationCell(activation, `spikingActivation '${name}'`);
   return neuronLayer(
@@ -133,7 +133,7 @@ export function spikingActivation(
       prefix: 'spiking_activation',
       rebuild: (changes, n) => spikingActivation(activation, { ...options, ...changes, name: n }) as unknown as Layer,
     },
-  ) as unknown as Layer<Record<string, never>, SpikingState>;
+  ) as unknown as Layer<Record<string, never>, SpikingState, SpikingActivationOptions>;
 }
 
 /** A fresh state for a stateful layer (the next call draws new initial voltages). */

@@ -57,8 +57,8 @@ function filterLayer(
   tau: number,
   options: FilterOptions,
   run: Step,
-  rebuild: (o: FilterOptions) => Layer<FilterParams, FilterState>,
-): Layer<FilterParams, FilterState> {
+  rebuild: (o: FilterOptions) => Layer<FilterParams, FilterState, FilterOptions>,
+): Layer<FilterParams, FilterState, FilterOptions> {
   const name = uniqueName(prefix, options.name);
   const dtype = checkLayerDtype(`${prefix} '${name}'`, options.dtype);
   // An infinite tau would freeze the output at its initial level forever.
@@ -106,7 +106,7 @@ function filterLayer(
       return { y, state, losses: [] };
     },
     constrain: options.tauConstraint ? (p) => ({ ...p, tau: options.tauConstraint!(p.tau) }) : undefined,
-    with: (changes) => rebuild({ ...options, ...changes, name } as FilterOptions),
+    with: (changes) => rebuild({ ...options, ...changes, name }),
   };
 }
 
@@ -122,7 +122,7 @@ function decay(tau: Tensor, dt: Tensor): Tensor {
  * @example
  * sequential([..., spikingActivation('relu'), lowpass(0.1, { returnSequences: false }), dense(10)])
  */
-export function lowpass(tau: number, options: FilterOptions = {}): Layer<FilterParams, FilterState> {
+export function lowpass(tau: number, options: FilterOptions = {}): Layer<FilterParams, FilterState, FilterOptions> {
   return filterLayer(
     'Lowpass',
     'lowpass',
@@ -152,7 +152,7 @@ export function lowpass(tau: number, options: FilterOptions = {}): Layer<FilterP
  * with r = dt/tau, e = exp(-r): x_t = Ad x_{t-1} + Bd u_t, Ad = e [[1 - r, -r/tau], [dt, 1 + r]],
  * Bd = [e r / tau, 1 - e (1 + r)], y = x[1]. Step response 1 - e^(-t/tau) (1 + t/tau).
  */
-export function alpha(tau: number, options: FilterOptions = {}): Layer<FilterParams, FilterState> {
+export function alpha(tau: number, options: FilterOptions = {}): Layer<FilterParams, FilterState, FilterOptions> {
   return filterLayer(
     'Alpha',
     'alpha',

@@ -6,7 +6,7 @@
  * recompiling).
  */
 import { cast, div, indexAxis, random, scalar, ShapeError, transpose, type DType, type Tensor, type Tree } from '../core/index.js';
-import { uniqueName, type Layer, type LayerShape, type Regularizer } from '../nn/index.js';
+import { uniqueName, type Layer, type LayerChanges, type LayerShape, type Regularizer } from '../nn/index.js';
 import { runCell, type CellState, type NeuronCell } from './cell.js';
 import { checkDt, checkLayerDtype, getDefaultDt } from './dt.js';
 
@@ -49,14 +49,17 @@ export interface NeuronLayerOptions {
  */
 export type NeuronLayerState = { readonly [k: string]: Tree; readonly dt: Tensor };
 
-/** What a neuron factory passes besides the cell (internal: error names and rebuilding). */
-export interface NeuronLayerSetup {
+/**
+ * What a neuron factory passes besides the cell (internal: error names and rebuilding). `O` is the
+ * factory's options: the layer's `with` takes them and hands them to `rebuild`.
+ */
+export interface NeuronLayerSetup<O extends object = NeuronLayerOptions> {
   /** The factory's name in error messages ('leaky', 'spikingActivation'). */
   readonly display: string;
   /** Default layer name prefix ('leaky', 'spiking_activation'). */
   readonly prefix: string;
   /** A copy with changed options (Layer.with). */
-  readonly rebuild?: (changes: Record<string, unknown>, name: string) => Layer;
+  readonly rebuild?: (changes: LayerChanges<O>, name: string) => Layer;
   /** Cell options to add to the layer's config, before the layer's own. */
   readonly config?: Readonly<Record<string, unknown>>;
 }
@@ -73,11 +76,11 @@ const toTimeMajor = (x: Tensor): Tensor => transpose(x, [1, 0, ...x.shape.slice(
  * @example
  * const layer = neuronLayer(leakyCell({ beta: 0.95 }), { returnHidden: ['mem'] });
  */
-export function neuronLayer<P extends Tree, S extends CellState>(
+export function neuronLayer<P extends Tree, S extends CellState, O extends object = NeuronLayerOptions>(
   cell: NeuronCell<P, S>,
   options: NeuronLayerOptions = {},
-  setup?: NeuronLayerSetup,
-): Layer<P, NeuronLayerState> {
+  setup?: NeuronLayerSetup<O>,
+): Layer<P, NeuronLayerState, O> {
   const display = setup?.display ?? 'neuronLayer';
   const name = uniqueName(setup?.prefix ?? 'neuron', options.name);
   const where = `${display} '${name}'`;
@@ -129,7 +132,7 @@ export function neuronLayer<P extends Tree, S extends CellState>(
     return s as NeuronLayerState;
   };
 
-  const layer: Layer<P, NeuronLayerState> = {
+  const layer: Layer<P, NeuronLayerState, O> = {
     kind: cell.kind,
     name,
     config,
@@ -202,7 +205,7 @@ export function neuronLayer<P extends Tree, S extends CellState>(
     constrain: cell.constrain ? (p) => cell.constrain!(p) : undefined,
     with: (changes) =>
       setup?.rebuild
-        ? (setup.rebuild(changes, name) as unknown as Layer<P, NeuronLayerState>)
+        ? (setup.rebuild(changes, name) as unknown as Layer<P, NeuronLayerState, O>)
         : neuronLayer(cell, { ...options, ...(changes as NeuronLayerOptions), name }, setup),
   };
   return layer;

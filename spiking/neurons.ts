@@ -22,7 +22,7 @@ import {
   type DType,
   type Tensor,
 } from '../core/index.js';
-import { resolveInitializer, uniqueName, type Initializer, type InitializerName, type Layer } from '../nn/index.js';
+import { resolveInitializer, uniqueName, type Initializer, type InitializerName, type Layer, type LayerChanges } from '../nn/index.js';
 import type { CellState, NeuronCell } from './cell.js';
 import { heaviside, resolveSurrogate, type Surrogate, type SurrogateName } from './surrogate.js';
 import { neuronLayer, type NeuronLayerOptions, type NeuronLayerState } from './neuron-layer.js';
@@ -366,7 +366,7 @@ function cellOf(variant: Variant, options: AllOptions, where?: string): NeuronCe
   return buildCell(variant, options, where ?? `${variant.display}Cell`);
 }
 
-function layerOf(variant: Variant, options: AllOptions & NeuronLayerOptions): Layer<Params, NeuronLayerState> {
+function layerOf<O extends AllOptions & NeuronLayerOptions>(variant: Variant, options: O): Layer<Params, NeuronLayerState, O> {
   const prefix = PREFIX[variant.kind];
   const layerOptions = { ...options };
   // The layer names itself first, so errors from the cell name the layer.
@@ -378,8 +378,7 @@ function layerOf(variant: Variant, options: AllOptions & NeuronLayerOptions): La
     {
       display: variant.display,
       prefix,
-      rebuild: (changes, name) =>
-        layerOf(variant, { ...options, ...(changes as AllOptions & NeuronLayerOptions), name }) as unknown as Layer,
+      rebuild: (changes: LayerChanges<O>, name) => layerOf(variant, { ...options, ...changes, name }) as unknown as Layer,
     },
   );
 }
@@ -409,20 +408,27 @@ export const leakyIntegratorCell = (options: LeakyIntegratorOptions = {}): Neuro
  * @example
  * sequential([timeDistributed(dense(1000)), leaky({ beta: 0.95 }), timeDistributed(dense(10)), leaky({ beta: 0.95 })])
  */
-export const leaky = (options: LeakyLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(LEAKY, options);
+export const leaky = (options: LeakyLayerOptions = {}): Layer<Params, NeuronLayerState, LeakyLayerOptions> => layerOf(LEAKY, options);
 /** Current-based LIF neurons (snnTorch's Synaptic); state syn, mem. */
-export const synaptic = (options: SynapticLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(SYNAPTIC, options);
+export const synaptic = (options: SynapticLayerOptions = {}): Layer<Params, NeuronLayerState, SynapticLayerOptions> =>
+  layerOf(SYNAPTIC, options);
 /** Recurrent LIF neurons (snnTorch's RLeaky): all-to-all recurrent weights (default) or one-to-one. */
-export const recurrentLeaky = (options: RecurrentLeakyLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(RLEAKY, options);
+export const recurrentLeaky = (options: RecurrentLeakyLayerOptions = {}): Layer<Params, NeuronLayerState, RecurrentLeakyLayerOptions> =>
+  layerOf(RLEAKY, options);
 /** Recurrent current-based neurons (snnTorch's RSynaptic). */
-export const recurrentSynaptic = (options: RecurrentSynapticLayerOptions = {}): Layer<Params, NeuronLayerState> =>
-  layerOf(RSYNAPTIC, options);
+export const recurrentSynaptic = (
+  options: RecurrentSynapticLayerOptions = {},
+): Layer<Params, NeuronLayerState, RecurrentSynapticLayerOptions> => layerOf(RSYNAPTIC, options);
 /** Integrate-and-fire neurons (no leak). */
-export const integrateAndFire = (options: IntegrateAndFireLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(IF, options);
+export const integrateAndFire = (
+  options: IntegrateAndFireLayerOptions = {},
+): Layer<Params, NeuronLayerState, IntegrateAndFireLayerOptions> => layerOf(IF, options);
 /** Adaptive-threshold LIF neurons (ALIF). */
-export const adaptiveLeaky = (options: AdaptiveLeakyLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(ALIF, options);
+export const adaptiveLeaky = (options: AdaptiveLeakyLayerOptions = {}): Layer<Params, NeuronLayerState, AdaptiveLeakyLayerOptions> =>
+  layerOf(ALIF, options);
 /**
  * A non-spiking leaky integrator readout: outputs the membrane (max or last over time feeds
  * `membraneCrossEntropy`).
  */
-export const leakyIntegrator = (options: LeakyIntegratorLayerOptions = {}): Layer<Params, NeuronLayerState> => layerOf(LI, options);
+export const leakyIntegrator = (options: LeakyIntegratorLayerOptions = {}): Layer<Params, NeuronLayerState, LeakyIntegratorLayerOptions> =>
+  layerOf(LI, options);

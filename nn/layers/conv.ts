@@ -48,6 +48,8 @@ export interface ConvLayerParams {
 }
 
 type Empty = Record<string, never>;
+/** What `with` may change on a convolution layer: its options, `filters` and `kernelSize`. */
+type ConvChanges = ConvLayerOptions & { filters?: number; kernelSize?: number | readonly number[] };
 
 function perAxis(where: string, what: string, v: number | readonly number[] | undefined, r: number, fallback: number): number[] {
   const list = v === undefined ? new Array<number>(r).fill(fallback) : typeof v === 'number' ? new Array<number>(r).fill(v) : v.slice();
@@ -104,7 +106,7 @@ function convLayer(
   filters: number,
   kernelSize: number | readonly number[],
   options: ConvLayerOptions,
-): Layer<ConvLayerParams, Empty> {
+): Layer<ConvLayerParams, Empty, ConvChanges> {
   const fn = kind === 'Conv1D' ? 'conv1d' : 'conv2d';
   const name = uniqueName(fn, options.name);
   const where = `${fn} '${name}'`;
@@ -175,12 +177,8 @@ function convLayer(
       return { y, state, losses: options.activityRegularizer ? [options.activityRegularizer(y).div(y.shape[0])] : [] };
     },
     paramLosses: options.kernelRegularizer ? (p) => [options.kernelRegularizer!(p.kernel)] : undefined,
-    with: (changes) =>
-      convLayer(kind, r, (changes.filters as number) ?? filters, (changes.kernelSize as number[]) ?? kernelSize, {
-        ...options,
-        ...changes,
-        name,
-      }),
+    with: ({ filters: newFilters, kernelSize: newKernelSize, ...changes }) =>
+      convLayer(kind, r, newFilters ?? filters, newKernelSize ?? kernelSize, { ...options, ...changes, name }),
   };
 }
 
@@ -194,7 +192,7 @@ export function conv1d(
   filters: number,
   kernelSize: number | readonly number[],
   options: ConvLayerOptions = {},
-): Layer<ConvLayerParams, Empty> {
+): Layer<ConvLayerParams, Empty, ConvChanges> {
   return convLayer('Conv1D', 1, filters, kernelSize, options);
 }
 
@@ -209,7 +207,7 @@ export function conv2d(
   filters: number,
   kernelSize: number | readonly number[],
   options: ConvLayerOptions = {},
-): Layer<ConvLayerParams, Empty> {
+): Layer<ConvLayerParams, Empty, ConvChanges> {
   return convLayer('Conv2D', 2, filters, kernelSize, options);
 }
 
@@ -222,12 +220,15 @@ export interface PoolingLayerOptions {
   name?: string;
 }
 
+/** What `with` may change on a pooling layer: its options and `poolSize`. */
+type PoolingChanges = PoolingLayerOptions & { poolSize?: number | readonly number[] };
+
 function poolingLayer(
   kind: 'MaxPooling1D' | 'MaxPooling2D' | 'AveragePooling1D' | 'AveragePooling2D',
   r: 1 | 2,
   poolSize: number | readonly number[],
   options: PoolingLayerOptions,
-): Layer<Empty, Empty> {
+): Layer<Empty, Empty, PoolingChanges> {
   const fn = {
     MaxPooling1D: 'max_pooling1d',
     MaxPooling2D: 'max_pooling2d',
@@ -266,28 +267,32 @@ function poolingLayer(
         throw new ShapeError(`${where}: expected input [batch, ...${r} spatial, channels], got shape [${x.shape.join(', ')}]`);
       return { y: op(x, window, { strides, padding, dataFormat: format }), state, losses: [] };
     },
-    with: () => poolingLayer(kind, r, poolSize, { ...options, name }),
+    with: ({ poolSize: newPoolSize, ...changes }) => poolingLayer(kind, r, newPoolSize ?? poolSize, { ...options, ...changes, name }),
   };
 }
 
 /** Max pooling over one spatial axis (Keras's MaxPooling1D); the gradient goes to each window's first maximum. */
-export const maxPooling1d = (poolSize: number = 2, options: PoolingLayerOptions = {}): Layer<Empty, Empty> =>
+export const maxPooling1d = (poolSize: number = 2, options: PoolingLayerOptions = {}): Layer<Empty, Empty, PoolingChanges> =>
   poolingLayer('MaxPooling1D', 1, poolSize, options);
 /** Max pooling over two spatial axes (Keras's MaxPooling2D). @example maxPooling2d(2) // (None, 26, 26, 32) -> (None, 13, 13, 32) */
-export const maxPooling2d = (poolSize: number | readonly number[] = 2, options: PoolingLayerOptions = {}): Layer<Empty, Empty> =>
-  poolingLayer('MaxPooling2D', 2, poolSize, options);
+export const maxPooling2d = (
+  poolSize: number | readonly number[] = 2,
+  options: PoolingLayerOptions = {},
+): Layer<Empty, Empty, PoolingChanges> => poolingLayer('MaxPooling2D', 2, poolSize, options);
 /** Average pooling over one spatial axis (Keras's AveragePooling1D). */
-export const averagePooling1d = (poolSize: number = 2, options: PoolingLayerOptions = {}): Layer<Empty, Empty> =>
+export const averagePooling1d = (poolSize: number = 2, options: PoolingLayerOptions = {}): Layer<Empty, Empty, PoolingChanges> =>
   poolingLayer('AveragePooling1D', 1, poolSize, options);
 /** Average pooling over two spatial axes (Keras's AveragePooling2D; 'same' padding does not count padded positions). */
-export const averagePooling2d = (poolSize: number | readonly number[] = 2, options: PoolingLayerOptions = {}): Layer<Empty, Empty> =>
-  poolingLayer('AveragePooling2D', 2, poolSize, options);
+export const averagePooling2d = (
+  poolSize: number | readonly number[] = 2,
+  options: PoolingLayerOptions = {},
+): Layer<Empty, Empty, PoolingChanges> => poolingLayer('AveragePooling2D', 2, poolSize, options);
 
 function globalLayer(
   kind: 'GlobalAveragePooling2D' | 'GlobalMaxPooling1D' | 'GlobalMaxPooling2D',
   r: 1 | 2,
   options: { dataFormat?: DataFormat; name?: string },
-): Layer<Empty, Empty> {
+): Layer<Empty, Empty, { dataFormat?: DataFormat }> {
   const fn = {
     GlobalAveragePooling2D: 'global_average_pooling2d',
     GlobalMaxPooling1D: 'global_max_pooling1d',
@@ -310,16 +315,19 @@ function globalLayer(
         throw new ShapeError(`${where}: expected input [batch, ...${r} spatial, channels], got shape [${x.shape.join(', ')}]`);
       return { y: op(x, r, { dataFormat: format }), state, losses: [] };
     },
-    with: () => globalLayer(kind, r, { ...options, name }),
+    with: (changes) => globalLayer(kind, r, { ...options, ...changes, name }),
   };
 }
 
 /** Mean over both spatial axes (Keras's GlobalAveragePooling2D): (batch, h, w, c) -> (batch, c). */
-export const globalAveragePooling2d = (options: { dataFormat?: DataFormat; name?: string } = {}): Layer<Empty, Empty> =>
-  globalLayer('GlobalAveragePooling2D', 2, options);
+export const globalAveragePooling2d = (
+  options: { dataFormat?: DataFormat; name?: string } = {},
+): Layer<Empty, Empty, { dataFormat?: DataFormat }> => globalLayer('GlobalAveragePooling2D', 2, options);
 /** Max over axis 1 (Keras's GlobalMaxPooling1D): (batch, steps, features) -> (batch, features). */
-export const globalMaxPooling1d = (options: { dataFormat?: DataFormat; name?: string } = {}): Layer<Empty, Empty> =>
-  globalLayer('GlobalMaxPooling1D', 1, options);
+export const globalMaxPooling1d = (
+  options: { dataFormat?: DataFormat; name?: string } = {},
+): Layer<Empty, Empty, { dataFormat?: DataFormat }> => globalLayer('GlobalMaxPooling1D', 1, options);
 /** Max over both spatial axes (Keras's GlobalMaxPooling2D): (batch, h, w, c) -> (batch, c). */
-export const globalMaxPooling2d = (options: { dataFormat?: DataFormat; name?: string } = {}): Layer<Empty, Empty> =>
-  globalLayer('GlobalMaxPooling2D', 2, options);
+export const globalMaxPooling2d = (
+  options: { dataFormat?: DataFormat; name?: string } = {},
+): Layer<Empty, Empty, { dataFormat?: DataFormat }> => globalLayer('GlobalMaxPooling2D', 2, options);

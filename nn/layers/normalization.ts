@@ -28,7 +28,7 @@ type Empty = Record<string, never>;
  * @example
  * sequential([dense(128, { activation: 'relu' }), dropout(0.2), dense(10)]);
  */
-export function dropout(rate: number, options: { name?: string } = {}): Layer<Empty, Empty> {
+export function dropout(rate: number, options: { name?: string } = {}): Layer<Empty, Empty, { rate?: number }> {
   const name = uniqueName('dropout', options.name);
   if (!(rate >= 0 && rate < 1)) throw new RangeError(`dropout '${name}': rate must be in [0, 1), got ${rate}`);
   return {
@@ -43,7 +43,7 @@ export function dropout(rate: number, options: { name?: string } = {}): Layer<Em
       const keep = random.bernoulli(ctx.key, 1 - rate, x.shape);
       return { y: where(keep, div(x, 1 - rate), 0), state, losses: [] };
     },
-    with: (changes) => dropout((changes.rate as number) ?? rate, { name }),
+    with: (changes) => dropout(changes.rate ?? rate, { name }),
   };
 }
 
@@ -90,7 +90,7 @@ export interface BatchNormalizationState {
  */
 export function batchNormalization(
   options: NormalizationOptions & { momentum?: number } = {},
-): Layer<Record<string, Tensor>, BatchNormalizationState> {
+): Layer<Record<string, Tensor>, BatchNormalizationState, NormalizationOptions & { momentum?: number }> {
   const name = uniqueName('batch_normalization', options.name);
   const where = `batchNormalization '${name}'`;
   const axis = options.axis ?? -1;
@@ -150,7 +150,7 @@ export function batchNormalization(
  * @example
  * sequential([dense(64), layerNormalization(), activation('relu')]);
  */
-export function layerNormalization(options: NormalizationOptions = {}): Layer<Record<string, Tensor>, Empty> {
+export function layerNormalization(options: NormalizationOptions = {}): Layer<Record<string, Tensor>, Empty, NormalizationOptions> {
   const name = uniqueName('layer_normalization', options.name);
   const where = `layerNormalization '${name}'`;
   const axis = options.axis ?? -1;

@@ -821,7 +821,7 @@ export interface NirModelInfo {
 }
 
 /** A spiketrace model running a NIR graph: (batch, time, ...input) -> (batch, time, ...output). */
-export interface NirModel extends Layer<NirParams, Record<string, never>> {
+export interface NirModel extends Layer<NirParams, Record<string, never>, Record<string, never>> {
   readonly nir: NirModelInfo;
   /** Runs the model and returns the output with the per-step traces of the nodes named in `record`. */
   run(params: NirParams, x: Tensor, options?: RunOptions): { y: Tensor; traces: Record<string, NodeTrace> };

@@ -1,6 +1,9 @@
 /**
  * jacfwd, jacrev, hessian and jvp over pytrees: Jacobians against closed forms and against
- * central finite differences of the function, the Hessian of a cubic against its closed form.
+ * central finite differences of the function, the Hessian of a cubic against its closed form;
+ * pytrees in and out (a record argument, a tuple output, argnums lists) against closed forms and
+ * float64 central differences, and the Hessian of a scalar function of a record against the
+ * analytic one.
  */
 import fc from 'fast-check';
 import t from 'tap';
@@ -13,14 +16,17 @@ import {
   jvp,
   matmul,
   mul,
+  reshape,
+  square,
   sub,
   sum,
   tanh,
   fromTyped,
+  type Jacobian,
   type NDArray,
   type Tensor,
 } from '../../core/index.js';
-import { arrArb, expectClose, f64, prop, thrown } from './fixtures/helpers.js';
+import { arrArb, expectClose, expectShape, f64, prop, thrown } from './fixtures/helpers.js';
 
 /** Central differences of a tensor function, one column per element of x: shape [...y, ...x] flattened. */
 function fdJacobian(f: (x: NDArray) => Tensor, x: NDArray, h = 1e-6): Float64Array {
@@ -148,4 +154,164 @@ t.test('jvp over pytrees', async (t) => {
     )?.message,
     /jvp: tangents have structure/,
   );
+});
+
+// ----------------------------------------------------------------------------- pytrees in and out
+
+type Rec = { a: Tensor; b: Tensor };
+/** A record in, a tuple out: y0[i, j] = a_i exp(b_j) ([n, m]) and y1 = sum(a^2) (a scalar, free of b). */
+const recordToTuple = (p: Rec) => [mul(reshape(p.a, [p.a.shape[0], 1]), exp(p.b)), sum(square(p.a))] as const;
+
+/** Central differences of output `out` of recordToTuple along every element of `leaf`: [...y.shape, ...leaf.shape] flattened. */
+function fdRecord(p: { a: NDArray; b: NDArray }, out: 0 | 1, leaf: 'a' | 'b', h = 1e-6): Float64Array {
+  return fdJacobian((v) => recordToTuple({ ...p, [leaf]: v })[out], p[leaf], h);
+}
+
+const recordArb = fc
+  .record({ n: fc.integer({ min: 1, max: 3 }), m: fc.integer({ min: 1, max: 3 }) })
+  .chain(({ n, m }) => fc.record({ a: arrArb([n], -1, 1), b: arrArb([m], -1, 1) }));
+
+t.test('jacrev and jacfwd of a record -> tuple function: closed forms and finite differences', async (t) => {
+  prop(
+    t,
+    'dy0[i,j]/da[k] = [i = k] exp(b_j), dy0[i,j]/db[l] = a_i exp(b_j) [j = l], dy1/da = 2a, dy1/db = 0',
+    [recordArb],
+    (p) => {
+      const av = Array.from(p.a.toTyped());
+      const bv = Array.from(p.b.toTyped());
+      const [n, m] = [av.length, bv.length];
+      const closed = {
+        y0a: Array.from({ length: n * m * n }, (_, q) => {
+          const [i, j, k] = [Math.floor(q / (m * n)), Math.floor(q / n) % m, q % n];
+          return i === k ? Math.exp(bv[j]) : 0;
+        }),
+        y0b: Array.from({ length: n * m * m }, (_, q) => {
+          const [i, j, l] = [Math.floor(q / (m * m)), Math.floor(q / m) % m, q % m];
+          return j === l ? av[i] * Math.exp(bv[j]) : 0;
+        }),
+        y1a: av.map((x) => 2 * x),
+        y1b: bv.map(() => 0),
+      };
+      const jacobians: [string, Jacobian<ReturnType<typeof recordToTuple>, Rec>][] = [
+        ['jacrev', jacrev(recordToTuple)(p)],
+        ['jacfwd', jacfwd(recordToTuple)(p)],
+      ];
+      for (const [name, J] of jacobians) {
+        if (!Array.isArray(J) || J.length !== 2) throw new Error(`${name}: expected a pair, got ${typeof J}`);
+        const [J0, J1] = J;
+        expectShape(J0.a, [n, m, n], `${name} y0/a`);
+        expectShape(J0.b, [n, m, m], `${name} y0/b`);
+        expectShape(J1.a, [n], `${name} y1/a`);
+        expectShape(J1.b, [m], `${name} y1/b`);
+        expectClose(J0.a.toTyped(), closed.y0a, 1e-14, 1e-15, `${name} y0/a closed form`);
+        expectClose(J0.b.toTyped(), closed.y0b, 1e-14, 1e-15, `${name} y0/b closed form`);
+        expectClose(J1.a.toTyped(), closed.y1a, 1e-14, 1e-15, `${name} y1/a closed form`);
+        expectClose(J1.b.toTyped(), closed.y1b, 0, 0, `${name} y1/b closed form`);
+        expectClose(J0.a.toTyped(), fdRecord(p, 0, 'a'), 1e-6, 1e-8, `${name} y0/a vs finite differences`);
+        expectClose(J0.b.toTyped(), fdRecord(p, 0, 'b'), 1e-6, 1e-8, `${name} y0/b vs finite differences`);
+        expectClose(J1.a.toTyped(), fdRecord(p, 1, 'a'), 1e-6, 1e-8, `${name} y1/a vs finite differences`);
+        expectClose(J1.b.toTyped(), fdRecord(p, 1, 'b'), 1e-6, 1e-8, `${name} y1/b vs finite differences`);
+      }
+    },
+    15,
+  );
+});
+
+t.test('argnums: one later pytree argument, or a list of arguments', async (t) => {
+  const x = f64([0.5, -1.5], [2]);
+  const p = { a: f64([0.3, -0.7], [2]), b: f64([1.1], [1]) };
+  // y = x * a + b (b broadcast): dy/dx = diag(a), dy/da = diag(x), dy/db = ones [2, 1].
+  const f = (u: Tensor, q: Rec): { y: Tensor } => ({ y: add(mul(u, q.a), q.b) });
+  for (const [name, jac] of [
+    ['jacrev', jacrev],
+    ['jacfwd', jacfwd],
+  ] as const) {
+    const one = jac(f, { argnums: 1 })(x, p);
+    expectClose(one.y.a.toTyped(), [0.5, 0, 0, -1.5], 0, 0, `${name} argnums 1: dy/da`);
+    expectClose(one.y.b.toTyped(), [1, 1], 0, 0, `${name} argnums 1: dy/db`);
+    expectShape(one.y.b, [2, 1], `${name} argnums 1: dy/db`);
+    const both = jac(f, { argnums: [0, 1] })(x, p);
+    expectClose(both.y[0].toTyped(), [0.3, 0, 0, -0.7], 0, 0, `${name} argnums [0, 1]: dy/dx`);
+    expectClose(both.y[1].a.toTyped(), one.y.a.toTyped(), 0, 0, `${name} argnums [0, 1]: dy/da`);
+    expectClose(both.y[1].b.toTyped(), [1, 1], 0, 0, `${name} argnums [0, 1]: dy/db`);
+    // A static leaf of the argument stays where it was; the output's static leaves too.
+    const withStatic = jac((q: { a: Tensor; k: number }) => [mul(q.a, q.k), 'tag'] as const)({ a: p.a, k: 3 });
+    t.equal(withStatic[0].k, 3, `${name}: a static argument leaf is kept`);
+    t.equal(withStatic[1], 'tag', `${name}: a static output leaf is kept`);
+    expectClose(withStatic[0].a.toTyped(), [3, 0, 0, 3], 0, 0, `${name}: d(3a)/da`);
+    t.match(thrown(() => jac(f, { argnums: [1, 1] })(x, p))?.message, new RegExp(`${name}: argnums lists an argument twice`));
+    t.match(thrown(() => jac((k: number) => f64([k], [1]))(2))?.message, new RegExp(`${name}: argument\\(s\\) 0 hold no tensors`));
+    t.match(
+      thrown(() => jac((u: Tensor) => ({ n: fromTyped(Int32Array.from([1]), [1], 'int32'), y: u }))(x))?.message,
+      new RegExp(`${name}: f must return float tensors, got int32\\[1\\] at output leaf 0`),
+    );
+  }
+});
+
+t.test('hessian of a scalar function of a record matches the analytic Hessian', async (t) => {
+  prop(
+    t,
+    'g = sum(a^3) + sum(a) sum(b^2) + sum(exp(b)): H_aa = diag(6a), H_ab[i,l] = 2 b_l, H_ba = H_ab^T, H_bb = diag(2 sum(a) + exp(b))',
+    [recordArb],
+    (p) => {
+      const g = (q: Rec): Tensor => add(add(sum(mul(q.a, square(q.a))), mul(sum(q.a), sum(square(q.b)))), sum(exp(q.b)));
+      const H = hessian(g)(p);
+      const av = Array.from(p.a.toTyped());
+      const bv = Array.from(p.b.toTyped());
+      const [n, m] = [av.length, bv.length];
+      const sa = av.reduce((s, v) => s + v, 0);
+      const block = (rows: number, cols: number, at: (i: number, j: number) => number): number[] =>
+        Array.from({ length: rows * cols }, (_, q) => at(Math.floor(q / cols), q % cols));
+      expectShape(H.a.a, [n, n], 'H_aa');
+      expectShape(H.a.b, [n, m], 'H_ab');
+      expectShape(H.b.a, [m, n], 'H_ba');
+      expectShape(H.b.b, [m, m], 'H_bb');
+      expectClose(
+        H.a.a.toTyped(),
+        block(n, n, (i, k) => (i === k ? 6 * av[i] : 0)),
+        1e-14,
+        1e-14,
+        'H_aa',
+      );
+      expectClose(
+        H.a.b.toTyped(),
+        block(n, m, (_i, l) => 2 * bv[l]),
+        1e-14,
+        1e-14,
+        'H_ab',
+      );
+      expectClose(
+        H.b.a.toTyped(),
+        block(m, n, (l) => 2 * bv[l]),
+        1e-14,
+        1e-14,
+        'H_ba',
+      );
+      expectClose(
+        H.b.b.toTyped(),
+        block(m, m, (l, k) => (l === k ? 2 * sa + Math.exp(bv[l]) : 0)),
+        1e-14,
+        1e-14,
+        'H_bb',
+      );
+    },
+    15,
+  );
+});
+
+t.test('hessian with a list of argnums: blocks by argument pair', async (t) => {
+  // g = sum(x a) + sum(b^2): d2g/dx da = I, d2g/db db = 2 I, every other block zero.
+  const g = (x: Tensor, q: Rec): Tensor => add(sum(mul(x, q.a)), sum(square(q.b)));
+  const x = f64([0.5, -1.5], [2]);
+  const q = { a: f64([0.3, -0.7], [2]), b: f64([1.1], [1]) };
+  const H = hessian(g, { argnums: [0, 1] })(x, q);
+  const [Hx, Hq] = H;
+  expectClose(Hx[0].toTyped(), [0, 0, 0, 0], 0, 0, 'H_xx');
+  expectClose(Hx[1].a.toTyped(), [1, 0, 0, 1], 0, 0, 'H_xa');
+  expectClose(Hx[1].b.toTyped(), [0, 0], 0, 0, 'H_xb');
+  expectClose(Hq.a[0].toTyped(), [1, 0, 0, 1], 0, 0, 'H_ax');
+  expectClose(Hq.b[1].b.toTyped(), [2], 0, 0, 'H_bb');
+  expectShape(Hq.b[1].a, [1, 2], 'H_ba');
+  expectClose(Hq.a[1].b.toTyped(), [0, 0], 0, 0, 'H_ab');
+  t.pass('blocks match');
 });
