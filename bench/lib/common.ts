@@ -34,8 +34,8 @@ export const CASE_PEERS: Readonly<Record<CaseName, readonly PeerName[]>> = {
   lif: ['spiketrace'],
   lifStopGradient: ['spiketrace'],
   lifNet: ['spiketrace', 'pytorch'],
-  // jax-js has convolutions, but its peer module implements only the dense models; no PyTorch conv peer yet.
-  conv: ['spiketrace', 'tfjs-wasm', 'tfjs-cpu'],
+  // jax-js has convolutions, but its peer module implements only the dense models.
+  conv: ['spiketrace', 'pytorch', 'tfjs-wasm', 'tfjs-cpu'],
 };
 
 export const IMAGE = 784;
@@ -230,6 +230,8 @@ export interface Inputs {
    */
   readonly lifSpikes0: Uint8Array;
   readonly matmul: { readonly a: Float32Array; readonly b: Float32Array };
+  /** The conv case's weights (convWeights(seed)); the JS peers compute them, the Python peer reads them. */
+  readonly conv: ConvWeights;
 }
 
 /**
@@ -248,6 +250,7 @@ interface Manifest {
     readonly spikingDt: number;
     readonly adam: typeof ADAM;
     readonly lif: typeof LIF;
+    readonly conv: typeof CONV;
   };
 }
 
@@ -267,6 +270,7 @@ export function writeInputs(dir: string, inputs: Inputs): void {
     spikingDt: SPIKING_DT,
     adam: ADAM,
     lif: LIF,
+    conv: CONV,
   };
   const manifest: Manifest = { rows: inputs.data?.rows ?? 0, source: inputs.data?.source ?? '-', constants };
   writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest));
@@ -287,6 +291,7 @@ export function writeInputs(dir: string, inputs: Inputs): void {
     lif_b2: lw.b2,
     a: inputs.matmul.a,
     b: inputs.matmul.b,
+    ...Object.fromEntries(Object.entries(inputs.conv).map(([name, a]) => [`conv_${name}`, a])),
   };
   for (const [name, a] of Object.entries(arrays)) writeFileSync(join(dir, `${name}.f32`), bytesOf(a));
 }
@@ -318,6 +323,7 @@ export function readInputs(dir: string, withData: boolean): Inputs {
     lifWeights: { w1: f32('lif_w1'), b1: f32('lif_b1'), w2: f32('lif_w2'), b2: f32('lif_b2') },
     lifSpikes0: new Uint8Array(readFileSync(join(dir, 'lif_spikes0.u8'))),
     matmul: { a: f32('a'), b: f32('b') },
+    conv: { k1: f32('conv_k1'), b1: f32('conv_b1'), k2: f32('conv_k2'), b2: f32('conv_b2'), w: f32('conv_w'), b: f32('conv_b') },
   };
 }
 

@@ -9,6 +9,7 @@ import {
   IMAGE,
   LIF,
   TRAIN_ROWS,
+  convWeights,
   glorotUniform,
   rng,
   MATMUL,
@@ -103,5 +104,6 @@ export async function buildInputs(rows: number, seed: number, synthetic: boolean
     lifWeights: lifWeights(seed),
     lifSpikes0: lifFirstBatchSpikes(data, seed),
     matmul: matmulOperands(seed),
+    conv: convWeights(seed),
   };
 }

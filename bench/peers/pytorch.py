@@ -45,6 +45,7 @@ def read_inputs(folder, with_data):
         "lif_weights": [f32("lif_" + n) for n in ("w1", "b1", "w2", "b2")],
         "lif_spikes0": np.fromfile(os.path.join(folder, "lif_spikes0.u8"), dtype=np.uint8),
         "matmul": (f32("a"), f32("b")),
+        "conv_weights": {n: f32("conv_" + n) for n in ("k1", "b1", "k2", "b2", "w", "b")},
     }
 
 
@@ -190,7 +191,61 @@ def leaky(current, lif):
     return torch.stack(spikes)
 
 
+def train_conv(inputs, clock):
+    """The conv case as a PyTorch user writes it (bench/lib/common.ts CONV; tfjs.ts trainConv).
+
+    The image repeated over the time steps as a (B * T, 1, 28, 28) batch, conv2d / relu /
+    avg_pool2d twice, the mean over time, the readout. The shared kernels are Keras's (height,
+    width, in, out) and the readout flattens (height, width, channels): the kernels are permuted to
+    PyTorch's (out, in, height, width) once, and the last feature map is permuted to channels-last
+    before it is flattened, so the network is the same function of the same weights.
+    """
+    c = inputs["constants"]
+    data = inputs["data"]
+    if data is None:
+        raise RuntimeError("pytorch peer: the inputs hold no training data")
+    conv = c["conv"]
+    k, f1, f2, flat = conv["window"], conv["filters1"], conv["filters2"], conv["flat"]
+    batch, steps_t, classes = c["batch"], c["timeSteps"], c["classes"]
+    w = inputs["conv_weights"]
+
+    def kernel(a, c_in, c_out):
+        return torch.tensor(a.reshape(k, k, c_in, c_out)).permute(3, 2, 0, 1).contiguous().requires_grad_()
+
+    K1, K2 = kernel(w["k1"], 1, f1), kernel(w["k2"], f1, f2)
+    B1, B2 = torch.tensor(w["b1"], requires_grad=True), torch.tensor(w["b2"], requires_grad=True)
+    W = torch.tensor(w["w"].reshape(flat, classes), requires_grad=True)
+    B = torch.tensor(w["b"], requires_grad=True)
+    params = [K1, B1, K2, B2, W, B]
+    adam = c["adam"]
+    opt = torch.optim.Adam(params, lr=adam["lr"], betas=(adam["beta1"], adam["beta2"]), eps=adam["epsilon"])
+    x_all = torch.from_numpy(data["x"])
+    y_all = torch.from_numpy(data["y"].astype(np.int64))
+
+    def logits_of(xb):
+        b = xb.shape[0]
+        xt = xb.reshape(b, 1, 1, 28, 28).expand(b, steps_t, 1, 28, 28).reshape(b * steps_t, 1, 28, 28)
+        h1 = F.avg_pool2d(torch.relu(F.conv2d(xt, K1, B1)), 2)
+        h2 = F.avg_pool2d(torch.relu(F.conv2d(h1, K2, B2)), 2)
+        per_step = h2.permute(0, 2, 3, 1).reshape(b, steps_t, flat)
+        return torch.addmm(B, per_step.mean(1), W)
+
+    steps = min(data["rows"] // batch, clock.planned_steps)
+    clock.start()
+    for s in range(steps):
+        xb = x_all[s * batch : (s + 1) * batch]
+        yb = y_all[s * batch : (s + 1) * batch]
+        loss = F.cross_entropy(logits_of(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if not clock.step(loss.item()):
+            break
+
+
 def train(case, inputs, clock, seed):
+    if case == "conv":
+        return train_conv(inputs, clock)
     c = inputs["constants"]
     data = inputs["data"]
     if data is None:

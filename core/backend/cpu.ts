@@ -122,7 +122,7 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     });
     return [contiguous(out, outShape, 'int32')];
   },
-  reshape: ([x], { shape }) => [reshapeView(x, shape)],
+  reshape: ([x], { shape }) => [x.isContiguous() ? reshapeView(x, shape) : reshapedCopy(x, shape)],
   transpose: ([x], { perm }) => [new NDArray(x.nd.transpose(...perm), x.dtype)],
   broadcast_to: ([x], { shape }) => {
     const stride = x.ndim === 0 ? shape.map(() => 0) : x.shape.map((d, i) => (d === 1 && shape[i] !== 1 ? 0 : x.strides[i]));
@@ -264,6 +264,17 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     });
   },
 };
+
+/**
+ * A reshape that a view cannot express (a broadcast or cropped input: the VJPs of pooling and of a
+ * mean over time) copies into a pool buffer with one odometer pass; a fresh array of that size
+ * (several MB per training step) cost more in page faults than the copy.
+ */
+function reshapedCopy(x: NDArray, shape: readonly number[]): NDArray {
+  const data = takeBuffer(x.dtype, x.size);
+  assignStrided(makeView(data, x.shape, contiguousStrides(x.shape), 0), x.nd);
+  return new NDArray(makeView(data, shape, contiguousStrides(shape), 0), x.dtype);
+}
 
 /** The eager scan: runs the compiled body once per step over views of xs. */
 function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse }: PrimParams['scan']): NDArray[] {

@@ -386,6 +386,73 @@ t.test('float32 im2col + gemm kernel vs the plain loop and the float64 reference
   const fast = convIm2col(xT, w, params(g)).toTyped();
   const plain = convDirect(xT, w, params(g)).toTyped();
   expectClose(fast, plain, 1e-5, 1e-5, 'sparse strided input, 2 groups, several blocks');
+
+  // The batch-contiguous layout (the kernel gradient's operands): the input stored [C, ...S, N]
+  // and the kernel [C, ...window, O], both seen through transposed views.
+  prop(
+    t,
+    'batch-contiguous input views',
+    [geometryArb().map((g) => ({ ...g, groups: 1 })), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 0, max: 1e6 })],
+    (g0, n, seed) => {
+      const g = { ...g0, n };
+      const { xv, wv } = data(g, seed);
+      const c = g.groupIn;
+      const r = g.r;
+      const x32 = fromTyped(Float32Array.from(xv), [n, ...g.spatial, c]);
+      const w32 = fromTyped(Float32Array.from(wv), [...g.window, c, g.groupOut]);
+      const xStored = fromTyped((transpose(x32, [r + 1, ...g.spatial.map((_, i) => i + 1), 0]) as NDArray).toTyped(), [c, ...g.spatial, n]);
+      const xView = transpose(xStored, [r + 1, ...g.spatial.map((_, i) => i + 1), 0]) as NDArray;
+      const wStored = fromTyped((transpose(w32, [r, ...g.window.map((_, i) => i), r + 1]) as NDArray).toTyped(), [c, ...g.window, g.groupOut]);
+      const wView = transpose(wStored, [...g.window.map((_, i) => i + 1), 0, r + 1]) as NDArray;
+      t.equal(xView.strides[0], 1);
+      const fast = convIm2col(xView, wView, params(g)).toTyped();
+      const ref = reference(g, Float64Array.from(x32.toTyped()), Float64Array.from(w32.toTyped())).y;
+      expectClose(fast, ref, 1e-5, 1e-6, 'batch-contiguous im2col vs float64 reference');
+    },
+    40,
+  );
+  // A kernel gradient's shapes, large enough for several blocks along the summed axis, with spike
+  // (sparse gemm) and dense inputs: lhs = x [64, 30, 30, 8] as [8, 30, 30, 64], rhs = the
+  // cotangent [64, 28, 28, 16] as [28, 28, 64, 16], out [8, 3, 3, 16].
+  for (const spikes of [true, false]) {
+    const xData = Float32Array.from({ length: 64 * 30 * 30 * 8 }, () => (spikes ? (next() < 0.1 ? 1 : 0) : next() - 0.5));
+    const ctData = Float32Array.from({ length: 64 * 28 * 28 * 16 }, () => next() - 0.5);
+    const lhs = transpose(fromTyped(xData, [64, 30, 30, 8]), [3, 1, 2, 0]) as NDArray;
+    const rhs = transpose(fromTyped(ctData, [64, 28, 28, 16]), [1, 2, 0, 3]) as NDArray;
+    const p: ConvParams = { strides: [1, 1], padLow: [0, 0], padHigh: [0, 0], lhsDilation: [1, 1], rhsDilation: [1, 1], featureGroupCount: 1 };
+    const fast = convIm2col(lhs, rhs, p).toTyped();
+    const plain = convDirect(lhs, rhs, p).toTyped();
+    expectClose(fast, plain, 1e-4, 1e-4, `kernel-gradient shapes, ${spikes ? 'spike' : 'dense'} input, several blocks`);
+  }
+  t.end();
+});
+
+t.test('float32 conv gradients (the VJP convolutions on the im2col kernels) match the float64 reference', (t) => {
+  prop(
+    t,
+    'forward, d/dx, d/dw in float32',
+    [geometryArb().map((g) => ({ ...g })), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 1e6 })],
+    (g0, n, seed) => {
+      const g = { ...g0, n };
+      const { xv, wv, ctv } = data(g, seed);
+      const x32 = Float32Array.from(xv);
+      const w32 = Float32Array.from(wv);
+      const ct32 = Float32Array.from(ctv);
+      const ref = reference(g, Float64Array.from(x32), Float64Array.from(w32), Float64Array.from(ct32));
+      const c = g.groups * g.groupIn;
+      const x = fromTyped(x32, [n, ...g.spatial, c]);
+      const w = fromTyped(w32, [...g.window, g.groupIn, g.groups * g.groupOut]);
+      const ct = fromTyped(ct32, ref.outShape);
+      const f = (a: Tensor, b: Tensor) => sum(mul(convGeneral(a, b, options(g)), ct));
+      const [gx, gw] = grad(f, { argnums: [0, 1] })(x, w) as Tensor[];
+      const [jx, jw] = jit(grad(f, { argnums: [0, 1] }))(x, w) as Tensor[];
+      expectClose(gx.toTyped(), ref.gx, 1e-4, 1e-5, `d/dx ${JSON.stringify(g)}`);
+      expectClose(gw.toTyped(), ref.gw, 1e-4, 1e-5, `d/dw ${JSON.stringify(g)}`);
+      expectClose(jx.toTyped(), ref.gx, 1e-4, 1e-5, `jit d/dx ${JSON.stringify(g)}`);
+      expectClose(jw.toTyped(), ref.gw, 1e-4, 1e-5, `jit d/dw ${JSON.stringify(g)}`);
+    },
+    40,
+  );
   t.end();
 });
 
