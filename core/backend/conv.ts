@@ -296,7 +296,21 @@ function convChannelsInner(x: NDArray, w: NDArray, p: ConvParams, g: Geometry, r
       }
       const target = partial ?? out;
       const targetOffset = partial ? 0 : row0 * outChannels;
-      multiply(patches, 0, cols, 1, kernel.data, kernel.offset + grp * groupOut, kernel.rowStride, 1, target, targetOffset, m, cols, groupOut);
+      multiply(
+        patches,
+        0,
+        cols,
+        1,
+        kernel.data,
+        kernel.offset + grp * groupOut,
+        kernel.rowStride,
+        1,
+        target,
+        targetOffset,
+        m,
+        cols,
+        groupOut,
+      );
       if (partial) {
         for (let i = 0; i < m; i++) out.set(partial.subarray(i * groupOut, (i + 1) * groupOut), (row0 + i) * outChannels + grp * groupOut);
       }
@@ -335,7 +349,21 @@ function convBatchInner(x: NDArray, w: NDArray, g: Geometry, r: number): Float32
       }
     }
     const target = k0 === 0 ? acc : partial!;
-    multiply(patches, 0, 1, cols, kernel.data, kernel.offset + k0 * kernel.rowStride, kernel.rowStride, 1, target, 0, cols, kb, outChannels);
+    multiply(
+      patches,
+      0,
+      1,
+      cols,
+      kernel.data,
+      kernel.offset + k0 * kernel.rowStride,
+      kernel.rowStride,
+      1,
+      target,
+      0,
+      cols,
+      kb,
+      outChannels,
+    );
     if (k0 > 0) addInto(acc, partial!, cols * outChannels);
   }
   // (position, example) rows back to the output's (example, position) order.

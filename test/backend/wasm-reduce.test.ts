@@ -137,48 +137,52 @@ t.test(
   },
 );
 
-t.test('two reduced axes that do not merge (a time-major cotangent summed over batch and time)', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
-  let wasmRuns = 0;
-  fc.assert(
-    fc.property(
-      fc.integer({ min: 2, max: 12 }),
-      fc.integer({ min: 2, max: 40 }),
-      fc.integer({ min: 4, max: 70 }),
-      fc.constantFrom('sum', 'max', 'min'),
-      fc.boolean(),
-      fc.double({ min: 0, max: 0.05, noNaN: true }),
-      fc.integer(),
-      (n, b, k, op, prologue, special, seed) => {
-        const next = rng(seed);
-        const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
-        const data = Float32Array.from({ length: n * b * k }, () =>
-          next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2),
-        );
-        // Stored [time, batch, units], reduced as [batch, time, units] over batch then time: the
-        // reduced strides (units, batch * units) do not merge into one loop.
-        const x = fromTyped(data, [n, b, k]);
-        const reduce = op === 'sum' ? sum : op === 'max' ? max : min;
-        const f = (v: Tensor): Tensor => {
-          const bt = transpose(v, [1, 0, 2]);
-          return reduce(prologue ? bt.mul(bt).sub(1) : bt, [0, 1]);
-        };
-        const js = run('js', f, x);
-        const wasm = run('wasm-simd', f, x);
-        if (js.calls !== 0) return false;
-        // Inputs under 256 elements stay on the JS loop; larger ones must take the kernel.
-        if (wasm.calls > 0) wasmRuns++;
-        else if (n * b * k >= 256) return false;
-        if (!sameBits(js.out, wasm.out)) return false;
-        if (op !== 'sum' || prologue) return true;
-        // The sum in float64 in the same order (batch outer, time inner), rounded once.
-        return Array.from({ length: k }, (_, u) => {
-          let acc = 0;
-          for (let i = 0; i < b; i++) for (let s = 0; s < n; s++) acc += data[(s * b + i) * k + u];
-          return Math.fround(acc);
-        }).every((r, u) => Object.is(r, wasm.out[u]) || (Number.isNaN(r) && Number.isNaN(wasm.out[u])));
-      },
-    ),
-    { numRuns: 100, seed: 78 },
-  );
-  t.ok(wasmRuns >= 80, `WebAssembly reduced in ${wasmRuns} of 100 cases`);
-});
+t.test(
+  'two reduced axes that do not merge (a time-major cotangent summed over batch and time)',
+  { skip: !simd && 'no WebAssembly SIMD' },
+  async (t) => {
+    let wasmRuns = 0;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 12 }),
+        fc.integer({ min: 2, max: 40 }),
+        fc.integer({ min: 4, max: 70 }),
+        fc.constantFrom('sum', 'max', 'min'),
+        fc.boolean(),
+        fc.double({ min: 0, max: 0.05, noNaN: true }),
+        fc.integer(),
+        (n, b, k, op, prologue, special, seed) => {
+          const next = rng(seed);
+          const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
+          const data = Float32Array.from({ length: n * b * k }, () =>
+            next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2),
+          );
+          // Stored [time, batch, units], reduced as [batch, time, units] over batch then time: the
+          // reduced strides (units, batch * units) do not merge into one loop.
+          const x = fromTyped(data, [n, b, k]);
+          const reduce = op === 'sum' ? sum : op === 'max' ? max : min;
+          const f = (v: Tensor): Tensor => {
+            const bt = transpose(v, [1, 0, 2]);
+            return reduce(prologue ? bt.mul(bt).sub(1) : bt, [0, 1]);
+          };
+          const js = run('js', f, x);
+          const wasm = run('wasm-simd', f, x);
+          if (js.calls !== 0) return false;
+          // Inputs under 256 elements stay on the JS loop; larger ones must take the kernel.
+          if (wasm.calls > 0) wasmRuns++;
+          else if (n * b * k >= 256) return false;
+          if (!sameBits(js.out, wasm.out)) return false;
+          if (op !== 'sum' || prologue) return true;
+          // The sum in float64 in the same order (batch outer, time inner), rounded once.
+          return Array.from({ length: k }, (_, u) => {
+            let acc = 0;
+            for (let i = 0; i < b; i++) for (let s = 0; s < n; s++) acc += data[(s * b + i) * k + u];
+            return Math.fround(acc);
+          }).every((r, u) => Object.is(r, wasm.out[u]) || (Number.isNaN(r) && Number.isNaN(wasm.out[u])));
+        },
+      ),
+      { numRuns: 100, seed: 78 },
+    );
+    t.ok(wasmRuns >= 80, `WebAssembly reduced in ${wasmRuns} of 100 cases`);
+  },
+);

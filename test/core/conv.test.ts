@@ -402,7 +402,11 @@ t.test('float32 im2col + gemm kernel vs the plain loop and the float64 reference
       const w32 = fromTyped(Float32Array.from(wv), [...g.window, c, g.groupOut]);
       const xStored = fromTyped((transpose(x32, [r + 1, ...g.spatial.map((_, i) => i + 1), 0]) as NDArray).toTyped(), [c, ...g.spatial, n]);
       const xView = transpose(xStored, [r + 1, ...g.spatial.map((_, i) => i + 1), 0]) as NDArray;
-      const wStored = fromTyped((transpose(w32, [r, ...g.window.map((_, i) => i), r + 1]) as NDArray).toTyped(), [c, ...g.window, g.groupOut]);
+      const wStored = fromTyped((transpose(w32, [r, ...g.window.map((_, i) => i), r + 1]) as NDArray).toTyped(), [
+        c,
+        ...g.window,
+        g.groupOut,
+      ]);
       const wView = transpose(wStored, [...g.window.map((_, i) => i + 1), 0, r + 1]) as NDArray;
       t.equal(xView.strides[0], 1);
       const fast = convIm2col(xView, wView, params(g)).toTyped();
@@ -419,7 +423,14 @@ t.test('float32 im2col + gemm kernel vs the plain loop and the float64 reference
     const ctData = Float32Array.from({ length: 64 * 28 * 28 * 16 }, () => next() - 0.5);
     const lhs = transpose(fromTyped(xData, [64, 30, 30, 8]), [3, 1, 2, 0]) as NDArray;
     const rhs = transpose(fromTyped(ctData, [64, 28, 28, 16]), [1, 2, 0, 3]) as NDArray;
-    const p: ConvParams = { strides: [1, 1], padLow: [0, 0], padHigh: [0, 0], lhsDilation: [1, 1], rhsDilation: [1, 1], featureGroupCount: 1 };
+    const p: ConvParams = {
+      strides: [1, 1],
+      padLow: [0, 0],
+      padHigh: [0, 0],
+      lhsDilation: [1, 1],
+      rhsDilation: [1, 1],
+      featureGroupCount: 1,
+    };
     const fast = convIm2col(lhs, rhs, p).toTyped();
     const plain = convDirect(lhs, rhs, p).toTyped();
     expectClose(fast, plain, 1e-4, 1e-4, `kernel-gradient shapes, ${spikes ? 'spike' : 'dense'} input, several blocks`);
