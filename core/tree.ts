@@ -110,13 +110,22 @@ export function sameTreeDef(a: TreeDef, b: TreeDef): boolean {
 }
 
 export function treeUnflatten(def: TreeDef, leaves: readonly Tensor[]): Tree {
+  return treeGraft(def, leaves, 'treeUnflatten');
+}
+
+/**
+ * `def`'s structure with its i-th leaf replaced by `subtrees[i]`, which may themselves be trees (a
+ * Jacobian's output structure holds one argument-structured tree per output leaf). `where` names the
+ * caller in the count errors.
+ */
+export function treeGraft(def: TreeDef, subtrees: readonly Tree[], where = 'treeGraft'): Tree {
   let i = 0;
   const build = (d: TreeDef): Tree => {
     switch (d.kind) {
       case 'leaf':
-        if (i >= leaves.length)
-          throw new TreeStructureError(`treeUnflatten: too few leaves (${leaves.length}) for the structure ${treeDefString(def)}`);
-        return leaves[i++];
+        if (i >= subtrees.length)
+          throw new TreeStructureError(`${where}: too few leaves (${subtrees.length}) for the structure ${treeDefString(def)}`);
+        return subtrees[i++];
       case 'static':
         return d.value;
       case 'array':
@@ -129,7 +138,7 @@ export function treeUnflatten(def: TreeDef, leaves: readonly Tensor[]): Tree {
     }
   };
   const out = build(def);
-  if (i !== leaves.length) throw new TreeStructureError(`treeUnflatten: ${leaves.length} leaves for a structure with ${i}`);
+  if (i !== subtrees.length) throw new TreeStructureError(`${where}: ${subtrees.length} leaves for a structure with ${i}`);
   return out;
 }
 

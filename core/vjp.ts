@@ -10,7 +10,16 @@ import { type PrimParams, type Primitive } from './primitives.js';
 import { fmtShape, ShapeError, shapesEqual } from './shape.js';
 import { Tensor } from './tensor.js';
 import { avalOf, bind, constsAsArgs, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
-import { treeDefString, treeDefsEqual, treeFlatten, treeUnflatten, TreeStructureError, type Tree, type TreeDef } from './tree.js';
+import {
+  treeDefString,
+  treeDefsEqual,
+  treeFlatten,
+  treeGraft,
+  treeUnflatten,
+  TreeStructureError,
+  type Tree,
+  type TreeDef,
+} from './tree.js';
 import type { DType } from './dtype.js';
 import { arange } from './ndarray.js';
 import { vmap } from './vmap.js';
@@ -606,30 +615,6 @@ function basis(shape: readonly number[], dtype: DType): Tensor {
   return ops.reshape(ops.cast(ops.equal(ops.reshape(iota, [n, 1]), iota), dtype), [n, ...shape]);
 }
 
-/**
- * `def`'s structure with its i-th leaf replaced by `subtrees[i]` (a Jacobian's output structure
- * holding one argument-structured tree per output leaf).
- */
-function graft(def: TreeDef, subtrees: readonly Tree[]): Tree {
-  let i = 0;
-  const build = (d: TreeDef): Tree => {
-    switch (d.kind) {
-      case 'leaf':
-        return subtrees[i++];
-      case 'static':
-        return d.value;
-      case 'array':
-        return d.children.map(build);
-      case 'object': {
-        const out: Record<string, Tree> = {};
-        d.keys.forEach((k, j) => (out[k] = build(d.children[j])));
-        return out;
-      }
-    }
-  };
-  return build(def);
-}
-
 /** A function of the differentiated arguments' leaves only, returning f's output leaves. */
 interface FlatProblem {
   /** The differentiated arguments' leaves, in tree order. */
@@ -671,7 +656,7 @@ function flatProblem(name: string, f: (...args: Tree[]) => unknown, argnums: num
 
 /** jacobians[j][i]: output leaf j by argument leaf i, assembled into output structure of argument structures. */
 function assemble(p: FlatProblem, jacobians: readonly (readonly Tensor[])[]): Tree {
-  return graft(
+  return treeGraft(
     p.outDef(),
     jacobians.map((row) => treeUnflatten(p.inDef, row)),
   );

@@ -39,52 +39,19 @@ export const wasmReduceStats = { calls: 0 };
  * time-major cotangent) one more reduced level inside the first: (O, R, Kv, outRowBytes, outPtr,
  * R2, [ptr, strideOBytes, strideRBytes, strideR2Bytes] per input).
  */
-function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[], nested: boolean): Uint8Array<ArrayBuffer> {
-  const nIn = spec.prologue.numInputs;
-  const [O, R, KV, OUT_ROW, OUT] = [0, 1, 2, 3, 4];
-  const R2 = 5;
-  const first = nested ? 6 : 5;
-  const per = nested ? 4 : 3;
-  const ptr = (i: number) => first + per * i;
-  const so = (i: number) => first + 1 + per * i;
-  const sr = (i: number) => first + 2 + per * i;
-  const sr2 = (i: number) => first + 3 + per * i;
-  const params: ValType[] = new Array<ValType>(first + per * nIn).fill(I32);
-  let next = params.length;
-  const [IO, C, IR, Q] = [next++, next++, next++, next++];
-  const p = Array.from({ length: nIn }, () => next++);
-  const kp = Array.from({ length: nIn }, () => next++);
-  const [IR2] = nested ? [next++] : [-1];
-  const pr = nested ? Array.from({ length: nIn }, () => next++) : [];
-  const val = Array.from({ length: nIn }, () => next++);
-  const tmp = spec.prologue.eqns.map(() => next++);
-  const [ACC, ACC2, V] = [next++, next++, next++];
-  const locals: ValType[] = [
-    ...new Array<ValType>(4 + 2 * nIn + (nested ? 1 + nIn : 0)).fill(I32),
-    ...new Array<ValType>(nIn + tmp.length + 3).fill(V128),
-  ];
-  const f = new Code();
+/**
+ * One reduced element into the accumulators, shared by both kernel forms: the prologue's equations,
+ * the reduced value into V, then a sum in float64 (two f64x2 halves, ACC and ACC2) or a NaN-keeping
+ * max/min in ACC.
+ */
+function emitAccumulate(
+  f: Code,
+  spec: WasmReduceSpec,
+  val: readonly number[],
+  tmp: readonly number[],
+  { ACC, ACC2, V }: { ACC: number; ACC2: number; V: number },
+): void {
   const op = (sub: number) => f.simdOp(sub);
-  f.loop(); // o
-  f.get(OUT).get(IO).get(OUT_ROW).mul().add().set(Q);
-  for (let i = 0; i < nIn; i++) f.get(ptr(i)).set(kp[i]);
-  f.i32(0).set(C);
-  f.loop(); // vectors of K
-  if (spec.op === 'sum') f.v128Zero().set(ACC).v128Zero().set(ACC2);
-  else f.f32x4Const(spec.op === 'max' ? -Infinity : Infinity).set(ACC);
-  for (let i = 0; i < nIn; i++) f.get(kp[i]).set(p[i]);
-  f.i32(0).set(IR);
-  f.loop(); // r
-  if (nested) {
-    // The inner reduced axis, from where this r starts; then on to the next r.
-    for (let i = 0; i < nIn; i++) f.get(p[i]).set(pr[i]);
-    f.i32(0).set(IR2);
-    f.loop(); // r2
-  }
-  for (let i = 0; i < nIn; i++) {
-    if (layouts[i] === 'vector') f.get(p[i]).v128Load(0, 0).set(val[i]);
-    else f.get(p[i]).v128Load32Splat().set(val[i]);
-  }
   emitEqns(f, spec.prologue.eqns, val, tmp);
   const r = spec.reduced;
   if ('input' in r) f.get(val[r.input]);
@@ -110,6 +77,54 @@ function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[], nested: b
     op(SIMD_OP.v128Bitselect);
     f.set(ACC);
   }
+}
+
+function kernelBytes(spec: WasmReduceSpec, layouts: readonly Layout[], nested: boolean): Uint8Array<ArrayBuffer> {
+  const nIn = spec.prologue.numInputs;
+  const [O, R, KV, OUT_ROW, OUT] = [0, 1, 2, 3, 4];
+  const R2 = 5;
+  const first = nested ? 6 : 5;
+  const per = nested ? 4 : 3;
+  const ptr = (i: number) => first + per * i;
+  const so = (i: number) => first + 1 + per * i;
+  const sr = (i: number) => first + 2 + per * i;
+  const sr2 = (i: number) => first + 3 + per * i;
+  const params: ValType[] = new Array<ValType>(first + per * nIn).fill(I32);
+  let next = params.length;
+  const [IO, C, IR, Q] = [next++, next++, next++, next++];
+  const p = Array.from({ length: nIn }, () => next++);
+  const kp = Array.from({ length: nIn }, () => next++);
+  const [IR2] = nested ? [next++] : [-1];
+  const pr = nested ? Array.from({ length: nIn }, () => next++) : [];
+  const val = Array.from({ length: nIn }, () => next++);
+  const tmp = spec.prologue.eqns.map(() => next++);
+  const [ACC, ACC2, V] = [next++, next++, next++];
+  const locals: ValType[] = [
+    ...new Array<ValType>(4 + 2 * nIn + (nested ? 1 + nIn : 0)).fill(I32),
+    ...new Array<ValType>(nIn + tmp.length + 3).fill(V128),
+  ];
+  const f = new Code();
+  f.loop(); // o
+  f.get(OUT).get(IO).get(OUT_ROW).mul().add().set(Q);
+  for (let i = 0; i < nIn; i++) f.get(ptr(i)).set(kp[i]);
+  f.i32(0).set(C);
+  f.loop(); // vectors of K
+  if (spec.op === 'sum') f.v128Zero().set(ACC).v128Zero().set(ACC2);
+  else f.f32x4Const(spec.op === 'max' ? -Infinity : Infinity).set(ACC);
+  for (let i = 0; i < nIn; i++) f.get(kp[i]).set(p[i]);
+  f.i32(0).set(IR);
+  f.loop(); // r
+  if (nested) {
+    // The inner reduced axis, from where this r starts; then on to the next r.
+    for (let i = 0; i < nIn; i++) f.get(p[i]).set(pr[i]);
+    f.i32(0).set(IR2);
+    f.loop(); // r2
+  }
+  for (let i = 0; i < nIn; i++) {
+    if (layouts[i] === 'vector') f.get(p[i]).v128Load(0, 0).set(val[i]);
+    else f.get(p[i]).v128Load32Splat().set(val[i]);
+  }
+  emitAccumulate(f, spec, val, tmp, { ACC, ACC2, V });
   if (nested) {
     for (let i = 0; i < nIn; i++) f.get(p[i]).get(sr2(i)).add().set(p[i]);
     f.get(IR2).i32(1).add().tee(IR2).get(R2).ltU().brIf(0);
@@ -160,7 +175,6 @@ function rowsKernelBytes(spec: WasmReduceSpec): Uint8Array<ArrayBuffer> {
   const [ACC, ACC2, V] = [next++, next++, next++];
   const locals: ValType[] = [...new Array<ValType>(4 + 5 * nIn).fill(I32), ...new Array<ValType>(nIn + tmp.length + 3).fill(V128)];
   const f = new Code();
-  const op = (sub: number) => f.simdOp(sub);
   f.i32(0).set(G);
   f.block().loop(); // groups of four outputs
   f.get(G).get(O).geU().brIf(1);
@@ -185,30 +199,7 @@ function rowsKernelBytes(spec: WasmReduceSpec): Uint8Array<ArrayBuffer> {
     for (let l = 1; l < 4; l++) f.get(lane[i][l]).get(off[i]).add().f32Load().simdLaneOp(SIMD_OP.f32x4ReplaceLane, l);
     f.set(val[i]);
   }
-  emitEqns(f, spec.prologue.eqns, val, tmp);
-  const r = spec.reduced;
-  if ('input' in r) f.get(val[r.input]);
-  else if ('temp' in r) f.get(tmp[r.temp]);
-  else f.f32x4Const(r.literal);
-  f.set(V);
-  if (spec.op === 'sum') {
-    f.get(ACC).get(V);
-    op(SIMD_OP.f64x2PromoteLowF32x4);
-    op(SIMD_OP.f64x2Add);
-    f.set(ACC);
-    f.get(ACC2).get(V).get(V).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15]);
-    op(SIMD_OP.f64x2PromoteLowF32x4);
-    op(SIMD_OP.f64x2Add);
-    f.set(ACC2);
-  } else {
-    f.get(V).get(ACC).get(V).get(ACC);
-    op(spec.op === 'max' ? SIMD_OP.f32x4Gt : SIMD_OP.f32x4Lt);
-    f.get(V).get(V);
-    op(SIMD_OP.f32x4Ne);
-    op(SIMD_OP.v128Or);
-    op(SIMD_OP.v128Bitselect);
-    f.set(ACC);
-  }
+  emitAccumulate(f, spec, val, tmp, { ACC, ACC2, V });
   for (let i = 0; i < nIn; i++) f.get(off[i]).get(rs(i)).add().set(off[i]);
   f.get(IR).i32(1).add().set(IR).br(0);
   f.end().end();
