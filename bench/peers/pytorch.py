@@ -191,6 +191,24 @@ def leaky(current, lif):
     return torch.stack(spikes)
 
 
+def run_steps(data, batch, clock, opt, logits_of):
+    """The timed loop every training case shares: batch s of the data in order, cross-entropy on
+    logits_of(s, xb), one optimizer step, until the epoch ends or the clock says stop."""
+    x_all = torch.from_numpy(data["x"])
+    y_all = torch.from_numpy(data["y"].astype(np.int64))
+    steps = min(data["rows"] // batch, clock.planned_steps)
+    clock.start()
+    for s in range(steps):
+        xb = x_all[s * batch : (s + 1) * batch]
+        yb = y_all[s * batch : (s + 1) * batch]
+        loss = F.cross_entropy(logits_of(s, xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if not clock.step(loss.item()):
+            break
+
+
 def train_conv(inputs, clock):
     """The conv case as a PyTorch user writes it (bench/lib/common.ts CONV; tfjs.ts trainConv).
 
@@ -219,8 +237,6 @@ def train_conv(inputs, clock):
     params = [K1, B1, K2, B2, W, B]
     adam = c["adam"]
     opt = torch.optim.Adam(params, lr=adam["lr"], betas=(adam["beta1"], adam["beta2"]), eps=adam["epsilon"])
-    x_all = torch.from_numpy(data["x"])
-    y_all = torch.from_numpy(data["y"].astype(np.int64))
 
     def logits_of(xb):
         b = xb.shape[0]
@@ -230,17 +246,7 @@ def train_conv(inputs, clock):
         per_step = h2.permute(0, 2, 3, 1).reshape(b, steps_t, flat)
         return torch.addmm(B, per_step.mean(1), W)
 
-    steps = min(data["rows"] // batch, clock.planned_steps)
-    clock.start()
-    for s in range(steps):
-        xb = x_all[s * batch : (s + 1) * batch]
-        yb = y_all[s * batch : (s + 1) * batch]
-        loss = F.cross_entropy(logits_of(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if not clock.step(loss.item()):
-            break
+    run_steps(data, batch, clock, opt, lambda s, xb: logits_of(xb))
 
 
 def train(case, inputs, clock, seed):
@@ -266,8 +272,6 @@ def train(case, inputs, clock, seed):
     lr = lif["lr"] if case == "lifNet" else adam["lr"]
     opt = torch.optim.Adam(params, lr=lr, betas=(adam["beta1"], adam["beta2"]), eps=adam["epsilon"])
     gen = torch.Generator().manual_seed(seed + 1)
-    x_all = torch.from_numpy(data["x"])
-    y_all = torch.from_numpy(data["y"].astype(np.int64))
     spikes0 = inputs["lif_spikes0"]
 
     def logits_of(s, xb):
@@ -297,17 +301,7 @@ def train(case, inputs, clock, seed):
             a = SpikingRelu.apply(h, torch.rand((b, hidden), generator=gen), dt)
         return torch.addmm(B2, a.mean(1), W2)
 
-    steps = min(data["rows"] // batch, clock.planned_steps)
-    clock.start()
-    for s in range(steps):
-        xb = x_all[s * batch : (s + 1) * batch]
-        yb = y_all[s * batch : (s + 1) * batch]
-        loss = F.cross_entropy(logits_of(s, xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if not clock.step(loss.item()):
-            break
+    run_steps(data, batch, clock, opt, logits_of)
 
 
 def run_job(job):
