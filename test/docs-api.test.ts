@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import ts from 'typescript';
+import { strictUserProgram } from './fixtures/strict-compiler.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -94,17 +95,7 @@ t.test("the README's TypeScript blocks type-check under strict", async (t) => {
     return file;
   });
   const paths = Object.fromEntries(entries.map((e) => [e.specifier, [e.source]]));
-  const program = ts.createProgram(files, {
-    target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'],
-    strict: true,
-    skipLibCheck: true,
-    noEmit: true,
-    paths,
-    types: ['node'],
-  });
+  const program = ts.createProgram(files, { ...strictUserProgram, paths });
   const diagnostics = ts.getPreEmitDiagnostics(program).filter((d) => d.file !== undefined && files.includes(d.file.fileName));
   const text = diagnostics.map((d) => {
     const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;

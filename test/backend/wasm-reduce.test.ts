@@ -13,6 +13,15 @@ import { setElementwiseBackend } from '../../core/backend/wasm/elementwise.js';
 import { wasmReduceStats } from '../../core/backend/wasm/reduce.js';
 import { wasmSimdAvailable } from '../../core/backend/wasm/index.js';
 
+/** Values over ten decades of either sign, each replaced by a special one (NaN, ±0, ±inf, near-max, subnormal) with probability `special`. */
+function specialData(seed: number, special: number, length: number): Float32Array {
+  const next = rng(seed);
+  const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
+  return Float32Array.from({ length }, () =>
+    next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2),
+  );
+}
+
 const simd = wasmSimdAvailable();
 const sameBits = (a: ArrayLike<number>, b: ArrayLike<number>): boolean =>
   a.length === b.length && Array.from(a).every((x, i) => Object.is(x, b[i]) || (Number.isNaN(x) && Number.isNaN(b[i])));
@@ -39,11 +48,7 @@ t.test('bit-identical to the JS loop over shapes, axes, ops and special values',
       fc.double({ min: 0, max: 0.05, noNaN: true }),
       fc.integer(),
       (b, n, k, op, over, prologue, special, seed) => {
-        const next = rng(seed);
-        const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
-        const data = Float32Array.from({ length: b * n * k }, () =>
-          next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2),
-        );
+        const data = specialData(seed, special, b * n * k);
         const x = fromTyped(data, [b, n, k]);
         const axes = over === 'time' ? [1] : over === 'batch' ? [0] : [0, 1];
         const reduce = op === 'sum' ? sum : op === 'max' ? max : min;
@@ -94,11 +99,7 @@ t.test(
         fc.double({ min: 0, max: 0.05, noNaN: true }),
         fc.integer(),
         (b, n, k, op, over, prologue, special, seed) => {
-          const next = rng(seed);
-          const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
-          const data = Float32Array.from({ length: b * n * k }, () =>
-            next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2),
-          );
+          const data = specialData(seed, special, b * n * k);
           const x = fromTyped(data, [b, n, k]);
           // 'outer-strided': the kept axis is the last one but reduced over the first two, whose
           // stride is not 1 only when k > 1; b * n outputs of k terms when reducing the last axis.
@@ -152,11 +153,7 @@ t.test(
         fc.double({ min: 0, max: 0.05, noNaN: true }),
         fc.integer(),
         (n, b, k, op, prologue, special, seed) => {
-          const next = rng(seed);
-          const specials = [NaN, -0, 0, Infinity, -Infinity, 3e38, 1e-40];
-          const data = Float32Array.from({ length: n * b * k }, () =>
-            next() < special ? specials[Math.floor(next() * specials.length)] : (next() - 0.5) * 10 ** Math.floor(next() * 8 - 2),
-          );
+          const data = specialData(seed, special, n * b * k);
           // Stored [time, batch, units], reduced as [batch, time, units] over batch then time: the
           // reduced strides (units, batch * units) do not merge into one loop.
           const x = fromTyped(data, [n, b, k]);

@@ -25,18 +25,10 @@ import {
   timeDistributed,
 } from '../../nn/index.js';
 import { leaky, lowpass, spikingActivation } from '../../spiking/index.js';
+import { strictUserProgram } from '../fixtures/strict-compiler.js';
 
 const fixture = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'layer-with-types.ts');
-const options: ts.CompilerOptions = {
-  target: ts.ScriptTarget.ES2022,
-  module: ts.ModuleKind.NodeNext,
-  moduleResolution: ts.ModuleResolutionKind.NodeNext,
-  lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'],
-  strict: true,
-  skipLibCheck: true,
-  noEmit: true,
-  types: ['node'],
-};
+const options = strictUserProgram;
 
 /**
  * Diagnostics per file (line, 0-based -> codes) of one program over the fixture and `variants`:
