@@ -3,7 +3,9 @@
  * for random shapes (columns that are and are not multiples of 4 and of 32), densities, both
  * layouts of A (row-major and transposed) and strided B; it declines (leaving C untouched) when A
  * is too dense, B holds an Inf or NaN (0 * Inf must give NaN), B's columns are strided, or the
- * product is small; and matmul through the CPU backend takes it for spike-like inputs.
+ * product is small; and matmul through the CPU backend takes it for spike-like inputs. Operands in
+ * the kernels' arena are read and written in place, and large products are split across threads,
+ * with the same bits.
  */
 import fc from 'fast-check';
 import t from 'tap';
@@ -11,9 +13,12 @@ import { rng } from './fixtures/rng.js';
 import { sameBits } from './fixtures/compare.js';
 import { gemmF32, wasmSimdAvailable } from '../../core/backend/wasm/index.js';
 import { SPARSE_MAX_DENSITY, setSparseMatmul, sparseGemm, sparseStats } from '../../core/backend/wasm/sparse.js';
+import { releaseResidentArray, residentArray } from '../../core/backend/wasm/kernel-cache.js';
 import { fromTyped, matmul, type NDArray } from '../../core/index.js';
 
 const simd = wasmSimdAvailable();
+// Two threads where shared memory and a second core exist (this machine has both).
+const threadsPossible = typeof SharedArrayBuffer !== 'undefined' && (await import('node:os')).availableParallelism() > 1;
 
 function sparseMatrix(rows: number, cols: number, density: number, next: () => number): Float32Array {
   // Nonzeros include negative values, spikes of one height, and tiny and huge magnitudes.
@@ -117,5 +122,47 @@ t.test(
     const yDense = (matmul(spikes, w) as NDArray).toTyped() as Float32Array;
     setSparseMatmul(true);
     t.ok(sameBits(y, yDense), 'same bits as the dense kernel');
+  },
+);
+
+t.test(
+  'operands in the arena (read and written in place), products split across threads, several chunks of p: the dense bits',
+  { skip: !simd && 'no WebAssembly SIMD' },
+  async (t) => {
+    const next = rng(21);
+    // (m, k, n, A transposed, ldb padding): x @ W of a LIF batch (rows form, chunks of 128 rows),
+    // x^T @ g (outer form: X's rows in chunks of 512, summed onto C), columns that are not whole
+    // vectors (C through scratch, B's last vector read past its row), a strided B.
+    const cases: [number, number, number, boolean, number][] = [
+      [640, 784, 200, false, 0],
+      [784, 1300, 96, true, 0],
+      [300, 700, 10, false, 0],
+      [90, 1100, 37, true, 3],
+      [257, 300, 129, false, 5],
+    ];
+    for (const [m, k, n, transposed, bPad] of cases) {
+      for (const inArena of [false, true]) {
+        const fill = (size: number, f: (i: number) => number): Float32Array => {
+          const x = ((inArena ? residentArray('float32', size) : null) ?? new Float32Array(size)) as Float32Array;
+          for (let i = 0; i < size; i++) x[i] = f(i);
+          return x;
+        };
+        // Spike-like rows: a blank region (every step zero there) and 0/1 spikes elsewhere.
+        const X = Float32Array.from({ length: m * k }, (_, i) => (i % k < k / 4 ? 0 : next() < 0.2 ? 1 : 0));
+        const A = transposed ? fill(m * k, (q) => X[(q % m) * k + Math.floor(q / m)]) : fill(m * k, (q) => X[q]);
+        const [rs, cs] = transposed ? [1, m] : [k, 1];
+        const ldb = n + bPad;
+        const B = fill(k * ldb, () => next() * 4 - 2);
+        const dense = new Float32Array(m * n);
+        gemmF32(A, 0, rs, cs, B, 0, ldb, 1, dense, 0, m, k, n);
+        const C = fill(m * n, () => 7);
+        const split = sparseStats.split;
+        t.ok(sparseGemm(A, 0, rs, cs, B, 0, ldb, 1, C, 0, m, k, n), `${m}x${k}x${n} took the sparse path`);
+        const label = `${m}x${k}x${n} (A${transposed ? '^T' : ''}${inArena ? ', in the arena' : ''})`;
+        t.ok(sameBits(dense, C), `${label}: same bits as the dense kernel`);
+        if (threadsPossible && m * k * n >= 1 << 24) t.equal(sparseStats.split, split + 1, `${label} was split across threads`);
+        if (inArena) for (const x of [A, B, C]) if (x.buffer instanceof SharedArrayBuffer) releaseResidentArray(x);
+      }
+    }
   },
 );

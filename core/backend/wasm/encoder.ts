@@ -102,6 +102,9 @@ export class Code {
   ne(): this {
     return this.op(0x47);
   }
+  and(): this {
+    return this.op(0x71);
+  }
   eqz(): this {
     return this.op(0x45);
   }

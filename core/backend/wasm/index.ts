@@ -154,7 +154,7 @@ const STRIDED_B_MAX_PANELS = 8;
  * A call posted to the helper: an operation (OP_*) and up to 12 i32 arguments. Packing is posted
  * too, so that each thread packs the panels of its own half of C.
  */
-const CALL_INTS = 14;
+export const CALL_INTS = 14;
 const OP_BLOCK = 0;
 const OP_PACK_A = 1;
 const OP_PACK_B = 2;
@@ -168,13 +168,16 @@ const OP_BLOCK_STRIDED_B = 4;
  */
 const HELPER_SPIN_MS = 2;
 
-/** The worker's code: run the posted calls over the shared memory, then signal. */
+/** The gemm module's exports, indexed by the OP_* codes of the posted calls. */
+const GEMM_OPS = ['block', 'packCopyA', 'packCopyB', 'packInterleaveB', 'blockStridedB'] as const;
+
+/** The worker's code: run the posted calls (export `ops[call[0]]` of the module) over the shared memory, then signal. */
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, control } = workerData;
+const { module, memory, control, names } = workerData;
 const ctl = new Int32Array(control);
 const w = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const ops = [w.block, w.packCopyA, w.packCopyB, w.packInterleaveB, w.blockStridedB];
+const ops = names.map((name) => w[name]);
 let seen = 0;
 for (;;) {
   const until = performance.now() + ${HELPER_SPIN_MS};
@@ -191,7 +194,7 @@ for (;;) {
   Atomics.notify(ctl, 1);
 }`;
 
-interface HelperThread {
+export interface HelperThread {
   /** Posts `count` calls (CALL_INTS i32 each) stored at byte `ptr`; returns the job's sequence number. */
   post(ptr: number, count: number): number;
   /** Waits for job `seq`; false if the helper is gone (the caller then runs the calls itself). */
@@ -205,7 +208,8 @@ interface WorkerLike {
 type WorkerThreadsModule = { Worker: new (source: string, options: { eval: true; workerData: unknown }) => WorkerLike };
 type OsModule = { availableParallelism?: () => number; cpus: () => unknown[] };
 
-function defaultThreads(): number {
+/** Threads for large products: 2 where worker threads, shared memory and a second core exist (SPIKETRACE_THREADS overrides). */
+export function defaultThreads(): number {
   const env = typeof process !== 'undefined' ? process.env?.SPIKETRACE_THREADS : undefined;
   if (env !== undefined && Number(env) >= 1) return Math.floor(Number(env));
   if (typeof SharedArrayBuffer === 'undefined' || nodeBuiltin<WorkerThreadsModule>('node:worker_threads') === undefined) return 1;
@@ -214,12 +218,16 @@ function defaultThreads(): number {
   return cores >= 2 ? 2 : 1;
 }
 
-function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory): HelperThread {
+/**
+ * A worker thread that instantiates `module` over the shared `memory` and runs the calls posted to
+ * it: CALL_INTS i32 each, the index of an export in `names`, then up to CALL_INTS - 1 arguments.
+ */
+export function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory, names: readonly string[]): HelperThread {
   const wt = nodeBuiltin<WorkerThreadsModule>('node:worker_threads');
   if (wt === undefined) throw new Error('no worker_threads');
   const control = new SharedArrayBuffer(16);
   const ctl = new Int32Array(control);
-  const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control } });
+  const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, names } });
   let alive = true;
   worker.on('error', () => (alive = false));
   worker.on('exit', () => (alive = false));
@@ -382,7 +390,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     if (splittable && helperPending) {
       helperPending = false;
       try {
-        helper = startHelperThread(module, memory);
+        helper = startHelperThread(module, memory, GEMM_OPS);
       } catch {
         helper = null;
       }
