@@ -5,6 +5,7 @@ import type { PrimParams } from '../primitives.js';
 import { contiguousStrides, sizeOf } from '../shape.js';
 import * as prng from '../prng/index.js';
 import { isPartitionable } from '../prng/bits.js';
+import { takeBuffer } from './pool.js';
 import { wasmRandomBits, wasmUniform01 } from './wasm/threefry.js';
 
 /** Fewest words for which the WebAssembly threefry (same words) beats the JS loop's call cost. */
@@ -22,7 +23,10 @@ export const randomKernels: { [P in RandomPrim]: (inputs: NDArray[], params: Pri
   random_bits: ([k], { shape }) => {
     const key = keyOf(k);
     const n = sizeOf(shape);
-    const fast = n >= WASM_RANDOM_MIN && !isPartitionable(undefined) && key.length === 2 ? wasmRandomBits(key[0], key[1], n) : null;
+    const fast =
+      n >= WASM_RANDOM_MIN && !isPartitionable(undefined) && key.length === 2
+        ? wasmRandomBits(key[0], key[1], n, takeBuffer('uint32', n) as Uint32Array)
+        : null;
     return out(fast ?? prng.randomBits(key, n), shape, 'uint32');
   },
   random_split: ([k], { n }) => out(prng.splitKey(keyOf(k), n), [n, 2], 'uint32'),
@@ -34,7 +38,10 @@ export const randomKernels: { [P in RandomPrim]: (inputs: NDArray[], params: Pri
     // [0, 1) float32 in the classic layout: the same bits and floats from the WebAssembly threefry.
     const simple =
       dtype === 'float32' && minval === 0 && maxval === 1 && n >= WASM_RANDOM_MIN && !isPartitionable(undefined) && key.length === 2;
-    const fast = simple ? wasmUniform01(key[0], key[1], n) : null;
+    // Into a pool buffer: inside a compiled program it lives in the arena, where the kernel writes
+    // it in place and the comparison that follows (poissonEncode) reads it in place; a fresh array
+    // of a Poisson batch's 2.5M floats cost more in page faults and copies than the hash.
+    const fast = simple ? wasmUniform01(key[0], key[1], n, takeBuffer('float32', n) as Float32Array) : null;
     return out(fast ?? prng.uniform(key, n, { dtype, minval, maxval }), shape, dtype);
   },
   random_normal: ([k], { shape, dtype }) => {

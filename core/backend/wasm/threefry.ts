@@ -7,11 +7,11 @@
  */
 import { Code, I32, V128, encodeModule, type ValType } from './encoder.js';
 import { wasmSimdAvailable } from './index.js';
+import { arenaAlloc, arenaF32, arenaFree, arenaImport, arenaMemory, residentOffset } from './kernel-cache.js';
 
 /** Rotation amounts of the 20 rounds, in groups of four (Random123's threefry2x32 constants). */
 const ROTATIONS = [13, 15, 26, 6, 17, 29, 16, 24];
 const PARITY = 0x1bd11bda;
-const PAGE = 65536;
 
 const OP = {
   i32x4Splat: 0x11,
@@ -39,7 +39,7 @@ const BLOCKS_PER_STEP = 4 * VECTORS;
  * counters (i, half + i, or 0 where half + i >= m), words to y0[i], y1[i].
  * hashUniform: the same, each word stored as the float32 (w >>> 9) * 2^-23.
  */
-function moduleBytes(): Uint8Array<ArrayBuffer> {
+function moduleBytes(importMemory: ReturnType<typeof arenaImport>): Uint8Array<ArrayBuffer> {
   const i32s = (n: number): ValType[] => new Array<ValType>(n).fill(I32);
   const locals: ValType[] = [I32, ...new Array<ValType>(5 + 2 * VECTORS).fill(V128)];
   return encodeModule(
@@ -48,6 +48,7 @@ function moduleBytes(): Uint8Array<ArrayBuffer> {
       { name: 'hashUniform', params: i32s(6), results: [], locals, body: hashBody(true) },
     ],
     16,
+    importMemory,
   );
 }
 
@@ -165,7 +166,6 @@ function hashBody(uniform: boolean): Code {
 }
 
 interface Exports {
-  memory: WebAssembly.Memory;
   hash(k0: number, k1: number, half: number, m: number, y0: number, y1: number): void;
   hashUniform(k0: number, k1: number, half: number, m: number, y0: number, y1: number): void;
 }
@@ -176,57 +176,56 @@ function instance(): Exports | null {
   if (wasm !== undefined) return wasm;
   if (!wasmSimdAvailable()) return (wasm = null);
   try {
-    wasm = new WebAssembly.Instance(new WebAssembly.Module(moduleBytes()), {}).exports as unknown as Exports;
+    // Over the kernels' arena, so that words can be written straight into an array living there.
+    const module = new WebAssembly.Module(moduleBytes(arenaImport()));
+    wasm = new WebAssembly.Instance(module, { env: { memory: arenaMemory() } }).exports as unknown as Exports;
   } catch {
     wasm = null;
   }
   return wasm;
 }
 
-/** Runs the hash for m words; returns the byte offsets of the y0 and y1 blocks, or null. */
-function hashInto(w: Exports, key0: number, key1: number, m: number, uniform = false): { y0: number; y1: number; half: number } | null {
+/**
+ * Fills out[0, m) with the m words (or uniform floats) for the key: y0 (blocks 0 .. half) then y1
+ * (the other counter of each block). When `out` lives in the arena, m is even and half is a whole
+ * number of loop steps, the kernel writes both halves in place (a Poisson batch's 2.5M floats: no copies);
+ * otherwise into a scratch block, copied out. False when the arena cannot hold the scratch.
+ */
+function hashInto(w: Exports, key0: number, key1: number, m: number, uniform: boolean, out: Float32Array | Uint32Array): boolean {
   const half = Math.ceil(m / 2);
   const padded = Math.ceil(half / BLOCKS_PER_STEP) * BLOCKS_PER_STEP;
-  const y0 = 64;
-  const y1 = y0 + 4 * padded;
-  const bytes = y1 + 4 * padded;
-  const have = w.memory.buffer.byteLength;
-  if (bytes > have) {
-    try {
-      w.memory.grow(Math.ceil((bytes - have) / PAGE));
-    } catch {
-      return null;
-    }
+  const hash = uniform ? w.hashUniform : w.hash;
+  const at = residentOffset(out);
+  // In place only when the halves fill out exactly (m even): the kernel writes whole loop steps.
+  if (at >= 0 && padded === half && 2 * half === m) {
+    hash(key0 | 0, key1 | 0, half, m, at, at + 4 * half);
+    return true;
   }
-  (uniform ? w.hashUniform : w.hash)(key0 | 0, key1 | 0, half, m, y0, y1);
-  return { y0, y1, half };
+  const bytes = 8 * padded;
+  const y0 = arenaAlloc(bytes);
+  if (y0 < 0) return false;
+  const y1 = y0 + 4 * padded;
+  hash(key0 | 0, key1 | 0, half, m, y0, y1);
+  const words = out instanceof Float32Array ? arenaF32() : new Uint32Array(arenaMemory().buffer);
+  out.set(words.subarray(y0 >> 2, (y0 >> 2) + half));
+  out.set(words.subarray(y1 >> 2, (y1 >> 2) + (m - half)), half);
+  arenaFree(y0, bytes);
+  return true;
 }
 
 /**
- * The classic-layout random words of core/prng's randomBits(key, m), or null when WebAssembly
- * SIMD is unavailable.
+ * The classic-layout random words of core/prng's randomBits(key, m), in `out` (default: a new
+ * array) or null when WebAssembly SIMD is unavailable.
  */
-export function wasmRandomBits(key0: number, key1: number, m: number): Uint32Array | null {
+export function wasmRandomBits(key0: number, key1: number, m: number, out: Uint32Array = new Uint32Array(m)): Uint32Array | null {
   const w = instance();
-  if (w === null || m === 0) return null;
-  const r = hashInto(w, key0, key1, m);
-  if (r === null) return null;
-  const out = new Uint32Array(m);
-  const u = new Uint32Array(w.memory.buffer);
-  out.set(u.subarray(r.y0 >> 2, (r.y0 >> 2) + r.half));
-  out.set(u.subarray(r.y1 >> 2, (r.y1 >> 2) + (m - r.half)), r.half);
-  return out;
+  if (w === null || m === 0 || out.length < m) return null;
+  return hashInto(w, key0, key1, m, false, out) ? out : null;
 }
 
-/** core/prng's uniform(key, m) over [0, 1) in float32 (classic layout), or null. */
-export function wasmUniform01(key0: number, key1: number, m: number): Float32Array | null {
+/** core/prng's uniform(key, m) over [0, 1) in float32 (classic layout), in `out` (default: a new array), or null. */
+export function wasmUniform01(key0: number, key1: number, m: number, out: Float32Array = new Float32Array(m)): Float32Array | null {
   const w = instance();
-  if (w === null || m === 0) return null;
-  const r = hashInto(w, key0, key1, m, true);
-  if (r === null) return null;
-  const out = new Float32Array(m);
-  const fl = new Float32Array(w.memory.buffer);
-  out.set(fl.subarray(r.y0 >> 2, (r.y0 >> 2) + r.half));
-  out.set(fl.subarray(r.y1 >> 2, (r.y1 >> 2) + (m - r.half)), r.half);
-  return out;
+  if (w === null || m === 0 || out.length < m) return null;
+  return hashInto(w, key0, key1, m, true, out) ? out : null;
 }
