@@ -105,6 +105,9 @@ export class Code {
   and(): this {
     return this.op(0x71);
   }
+  or(): this {
+    return this.op(0x72);
+  }
   eqz(): this {
     return this.op(0x45);
   }

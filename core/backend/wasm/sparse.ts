@@ -118,15 +118,32 @@ function allFinite(): Code {
 }
 
 /**
+ * Emits: v = the 4 floats at `addr`; other |= any lane nonzero and not 1; leaves on the stack
+ * whether any lane is nonzero (NaN counts as nonzero, -0 as zero).
+ */
+function emitGroupTest(f: Code, addr: number, v: number, other: number): void {
+  f.get(addr).v128Load(0, 0).set(v);
+  f.get(other).get(v).v128Zero().simdOp(SIMD_OP.f32x4Ne).get(v).f32x4Const(1).simdOp(SIMD_OP.f32x4Ne).simdOp(SIMD_OP.v128And);
+  f.simdOp(SIMD_OP.v128AnyTrue).or().set(other);
+  f.get(v).v128Zero().simdOp(SIMD_OP.f32x4Ne).simdOp(SIMD_OP.v128AnyTrue);
+}
+
+/** Emits: other |= val is nonzero and not 1 (one float of a row's or column's tail). */
+function emitScalarTest(f: Code, val: number, other: number): void {
+  f.get(other).get(val).f32Const(0).f32Ne().get(val).f32Const(1).f32Ne().and().or().set(other);
+}
+
+/**
  * listRows: for each of `rows` rows of A (lda bytes apart), the list of its nonzeros as
  * (p * ldb, A[i, p]) pairs at list + r * cap8, their count at counts + 4r. Four entries are tested
  * at once and a group of zeros skipped (the background of an image is zero in every step); within
  * a group every entry is written at the current end, which advances only for a nonzero (a
- * data-dependent branch mispredicts on spike trains about as often as it is taken).
+ * data-dependent branch mispredicts on spike trains about as often as it is taken). At
+ * counts + 4 rows: 1 when every listed value is 1 (spikes), else 0.
  */
 function listRowsKernel(): { params: ValType[]; locals: ValType[]; body: Code } {
   const [APTR, LDA, ROWS, K, LDB, LIST, CAP8, COUNTS] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const [R, P, NNZ, ADDR, OFF, END4, VAL] = [8, 9, 10, 11, 12, 13, 14];
+  const [R, P, NNZ, ADDR, OFF, END4, VAL, OTHER, V] = [8, 9, 10, 11, 12, 13, 14, 15, 16];
   const f = new Code();
   const entry = (): void => {
     // list[nnz] = (off, *addr); nnz += *addr != 0; off += ldb; addr += 4
@@ -141,7 +158,7 @@ function listRowsKernel(): { params: ValType[]; locals: ValType[]; body: Code } 
   f.get(APTR).get(K).i32(-4).and().i32(4).mul().add().set(END4);
   f.block().loop(); // groups of four
   f.get(ADDR).get(END4).geU().brIf(1);
-  f.get(ADDR).v128Load(0, 0).v128Zero().simdOp(SIMD_OP.f32x4Ne).simdOp(SIMD_OP.v128AnyTrue);
+  emitGroupTest(f, ADDR, V, OTHER);
   f.if();
   for (let q = 0; q < 4; q++) entry();
   f.else();
@@ -153,6 +170,7 @@ function listRowsKernel(): { params: ValType[]; locals: ValType[]; body: Code } 
   f.block().loop(); // the last k % 4
   f.get(P).get(K).i32(3).and().geU().brIf(1);
   entry();
+  emitScalarTest(f, VAL, OTHER);
   f.get(P).i32(1).add().set(P).br(0);
   f.end().end();
   f.get(COUNTS).get(R).i32(4).mul().add().get(NNZ).i32Store();
@@ -160,18 +178,20 @@ function listRowsKernel(): { params: ValType[]; locals: ValType[]; body: Code } 
   f.get(LIST).get(CAP8).add().set(LIST);
   f.get(R).i32(1).add().set(R).br(0);
   f.end().end();
-  return { params: i32s(8), locals: [...i32s(6), F32], body: f };
+  f.get(COUNTS).get(ROWS).i32(4).mul().add().get(OTHER).eqz().i32Store();
+  return { params: i32s(8), locals: [...i32s(6), F32, I32, V128], body: f };
 }
 
 /**
  * listCols: for `pRows` rows of X (ldx bytes apart from xPtr) and their first `cols` columns, the
  * list of each column's nonzeros as (pOff + p * ldb, X[p, c]) pairs at list + c * cap8 in p
  * order (cap8 >= 8 pRows), their count at counts + 4c. Groups of four zeros are skipped;
- * otherwise every entry is written at its column's end, which advances only for a nonzero.
+ * otherwise every entry is written at its column's end, which advances only for a nonzero. At
+ * counts + 4 cols: 1 when every listed value is 1 (spikes), else 0.
  */
 function listColsKernel(): { params: ValType[]; locals: ValType[]; body: Code } {
   const [XPTR, LDX, PROWS, COLS, LDB, POFF, LIST, CAP8, COUNTS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-  const [P, C, ADDR, CNT, DST, N, END4, VAL] = [9, 10, 11, 12, 13, 14, 15, 16];
+  const [P, C, ADDR, CNT, DST, N, END4, VAL, OTHER, V] = [9, 10, 11, 12, 13, 14, 15, 16, 17, 18];
   const f = new Code();
   // counts = 0
   f.block().loop();
@@ -193,7 +213,7 @@ function listColsKernel(): { params: ValType[]; locals: ValType[]; body: Code } 
   f.get(XPTR).get(COLS).i32(-4).and().i32(4).mul().add().set(END4);
   f.block().loop(); // groups of four columns
   f.get(ADDR).get(END4).geU().brIf(1);
-  f.get(ADDR).v128Load(0, 0).v128Zero().simdOp(SIMD_OP.f32x4Ne).simdOp(SIMD_OP.v128AnyTrue);
+  emitGroupTest(f, ADDR, V, OTHER);
   f.if();
   for (let q = 0; q < 4; q++) entry();
   f.else();
@@ -205,28 +225,31 @@ function listColsKernel(): { params: ValType[]; locals: ValType[]; body: Code } 
   f.block().loop(); // the last cols % 4
   f.get(C).get(COLS).i32(3).and().geU().brIf(1);
   entry();
+  emitScalarTest(f, VAL, OTHER);
   f.get(C).i32(1).add().set(C).br(0);
   f.end().end();
   f.get(XPTR).get(LDX).add().set(XPTR);
   f.get(POFF).get(LDB).add().set(POFF);
   f.get(P).i32(1).add().set(P).br(0);
   f.end().end();
-  return { params: i32s(9), locals: [...i32s(7), F32], body: f };
+  f.get(COUNTS).get(COLS).i32(4).mul().add().get(OTHER).eqz().i32Store();
+  return { params: i32s(9), locals: [...i32s(7), F32, I32, V128], body: f };
 }
 
 /**
  * spmm: C's `rows` rows (ldc bytes apart) over nv vectors = the sum of the listed rows of B (each
  * entry's offset from bPtr) times the entry's value, in list order; with `accumulate`, onto C's
  * stored values. Blocks of BLOCK output vectors outermost: a block's slice of B stays in L2 while
- * every row reads it.
+ * every row reads it. When the list builder found every value 1 (the flag after the counts), the
+ * rows of B are added without the multiply (x * 1 = x exactly), two entries per iteration.
  */
 function spmmKernel(): { params: ValType[]; locals: ValType[]; body: Code } {
   const [LIST, CAP8, COUNTS, ROWS, BPTR, NV, CPTR, LDC, ACCUM] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-  const [J, R, E, END, LROW, CROW, OFF, BJ] = [9, 10, 11, 12, 13, 14, 15, 16];
-  const SPLAT = 17;
-  const acc = (v: number) => 18 + v;
+  const [J, R, E, END, LROW, CROW, OFF, BJ, OFF2] = [9, 10, 11, 12, 13, 14, 15, 16, 17];
+  const SPLAT = 18;
+  const acc = (v: number) => 19 + v;
   const f = new Code();
-  const emitBlock = (width: number): void => {
+  const emitBlock = (width: number, ones: boolean): void => {
     f.i32(0).set(R).get(LIST).set(LROW).get(CPTR).get(J).i32(16).mul().add().set(CROW);
     f.get(BPTR).get(J).i32(16).mul().add().set(BJ);
     f.block().loop(); // rows
@@ -241,20 +264,47 @@ function spmmKernel(): { params: ValType[]; locals: ValType[]; body: Code } {
     f.end();
     f.get(LROW).set(E);
     f.get(LROW).get(COUNTS).get(R).i32(4).mul().add().i32Load().i32(8).mul().add().set(END);
-    f.block().loop(); // the row's entries
-    f.get(E).get(END).geU().brIf(1);
-    f.get(E).i32Load().get(BJ).add().set(OFF);
-    f.get(E).v128Load32Splat(4).set(SPLAT);
-    for (let v = 0; v < width; v++)
-      f.get(acc(v))
-        .get(SPLAT)
-        .get(OFF)
-        .v128Load(16 * v, 0)
-        .f32x4Mul()
-        .f32x4Add()
-        .set(acc(v));
-    f.get(E).i32(8).add().set(E).br(0);
-    f.end().end();
+    if (ones) {
+      f.block().loop(); // pairs of entries
+      f.get(E).i32(16).add().get(END).gtU().brIf(1);
+      f.get(E).i32Load().get(BJ).add().set(OFF);
+      f.get(E).i32Load(8).get(BJ).add().set(OFF2);
+      for (let v = 0; v < width; v++)
+        f.get(acc(v))
+          .get(OFF)
+          .v128Load(16 * v, 0)
+          .f32x4Add()
+          .get(OFF2)
+          .v128Load(16 * v, 0)
+          .f32x4Add()
+          .set(acc(v));
+      f.get(E).i32(16).add().set(E).br(0);
+      f.end().end();
+      f.get(E).get(END).ltU().if(); // a last odd entry
+      f.get(E).i32Load().get(BJ).add().set(OFF);
+      for (let v = 0; v < width; v++)
+        f.get(acc(v))
+          .get(OFF)
+          .v128Load(16 * v, 0)
+          .f32x4Add()
+          .set(acc(v));
+      f.end();
+    } else {
+      f.block().loop(); // the row's entries
+      f.get(E).get(END).geU().brIf(1);
+      f.get(E).i32Load().get(BJ).add().set(OFF);
+      f.get(E).v128Load32Splat(4).set(SPLAT);
+      for (let v = 0; v < width; v++)
+        f.get(acc(v))
+          .get(SPLAT)
+          .get(OFF)
+          .v128Load(16 * v, 0)
+          .f32x4Mul()
+          .f32x4Add()
+          .set(acc(v));
+      f.get(E).i32(8).add().set(E).br(0);
+      f.end().end();
+    }
     for (let v = 0; v < width; v++)
       f.get(CROW)
         .get(acc(v))
@@ -264,18 +314,26 @@ function spmmKernel(): { params: ValType[]; locals: ValType[]; body: Code } {
     f.end().end();
     f.get(J).i32(width).add().set(J);
   };
-  f.block().loop(); // blocks of BLOCK vectors
-  f.get(J).i32(BLOCK).add().get(NV).gtU().brIf(1);
-  emitBlock(BLOCK);
-  f.br(0);
-  f.end().end();
-  // The last nv % BLOCK vectors: one block each of BLOCK / 2, BLOCK / 4, ..., 1 as needed.
-  for (let width = BLOCK >> 1; width >= 1; width >>= 1) {
-    f.get(J).i32(width).add().get(NV).gtU().eqz().if();
-    emitBlock(width);
-    f.end();
-  }
-  return { params: i32s(9), locals: [...i32s(8), ...v128s(1 + BLOCK)], body: f };
+  const emitBlocks = (ones: boolean): void => {
+    f.i32(0).set(J);
+    f.block().loop(); // blocks of BLOCK vectors
+    f.get(J).i32(BLOCK).add().get(NV).gtU().brIf(1);
+    emitBlock(BLOCK, ones);
+    f.br(0);
+    f.end().end();
+    // The last nv % BLOCK vectors: one block each of BLOCK / 2, BLOCK / 4, ..., 1 as needed.
+    for (let width = BLOCK >> 1; width >= 1; width >>= 1) {
+      f.get(J).i32(width).add().get(NV).gtU().eqz().if();
+      emitBlock(width, ones);
+      f.end();
+    }
+  };
+  f.get(COUNTS).get(ROWS).i32(4).mul().add().i32Load().if();
+  emitBlocks(true);
+  f.else();
+  emitBlocks(false);
+  f.end();
+  return { params: i32s(9), locals: [...i32s(9), ...v128s(1 + BLOCK)], body: f };
 }
 
 interface Sparse {
@@ -395,7 +453,7 @@ export function sparseGemm(
   const chunkRows = form === 'rows' ? Math.min(ROW_CHUNK, partRows) : partRows;
   const cap = form === 'rows' ? k : Math.min(P_CHUNK, k);
   const listBytes = align64(chunkRows * cap * 8);
-  const countBytes = align64(chunkRows * 4);
+  const countBytes = align64((chunkRows + 1) * 4);
   // Workspace: [B copy | A copy | C scratch | per part: counts, lists | the helper's calls].
   const bCopy = bSrc < 0 ? align64(4 * k * 4 * nv) : 0;
   const aCopy = aSrc < 0 ? align64(4 * lines * len) : 0;
