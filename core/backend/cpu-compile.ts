@@ -8,7 +8,7 @@ import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir
 import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import type { CompiledProgram } from '../backends.js';
-import { literalArray } from '../trace.js';
+import { literalArray, literalResult } from '../trace.js';
 import { opLine, runFused, type FusedArg, type FusedOp, type FusedProgram } from './fusion.js';
 import type { ElementwisePrim } from './scalar-ops.js';
 import { inlineCustomVjp, planFusion, type FusionGroup } from './plan.js';
@@ -184,7 +184,7 @@ function runProgram(
     for (const r of s.release) drop(live, env, r);
     if (donated !== undefined) for (const { arg, slot } of s.releaseDonated) if (donated[arg] === true) drop(live, env, slot);
   }
-  return p.outAtoms.map((a) => (a instanceof Literal ? literalArray(a) : (env[p.slots.get(a)!] as NDArray)));
+  return p.outAtoms.map((a) => (a instanceof Literal ? literalResult(a) : (env[p.slots.get(a)!] as NDArray)));
 }
 
 function hold(live: Map<TypedArray, number>, x: NDArray | undefined): void {
