@@ -1,7 +1,7 @@
 /** jit: trace once per argument structure and avals, compile the jaxpr, cache, run compiled. */
 import { debugEnabled } from './debug.js';
 import { printJaxpr, type ClosedJaxpr } from './ir.js';
-import { backendCall, dropHold, NDArray } from './ndarray.js';
+import { backendCall, dropHold, NDArray, sharesBuffer } from './ndarray.js';
 import { SHORT_NAME } from './dtype.js';
 import { Tensor } from './tensor.js';
 import { avalOf, bind1, broadcastAxes, compactView, traceToJaxpr, Tracer } from './trace.js';
@@ -190,11 +190,15 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
       return call(...args);
     }
     let donated: boolean[] | undefined;
+    // What the program may recycle: the donated leaves whose buffer no other array the caller may
+    // hold shares (a view of a donated array keeps its memory, as with dispose).
+    let recycled: boolean[] | undefined;
     if (donate !== undefined && donate.length > 0) {
       donated = [];
       entry.argLeafCounts.forEach((n, i) => {
         for (let j = 0; j < n; j++) donated!.push(donate.includes(i));
       });
+      recycled = donated.map((d, i) => d && !sharesBuffer(leaves[i] as NDArray));
     }
     const consts = entry.closed.consts as NDArray[];
     for (const c of consts) if (c.isDeleted) c.checkNotDeleted(`${name} (an array it closed over, now a constant of its compiled program)`);
@@ -204,7 +208,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
     const outs = backendCall(inputs, () => {
       const compact = new Array<NDArray>(leaves.length);
       for (let i = 0; i < leaves.length; i++) compact[i] = compactView(leaves[i] as NDArray);
-      return entry.run(consts, compact, donated, keepInBackend);
+      return entry.run(consts, compact, recycled, keepInBackend);
     });
     if (donated !== undefined) markDonated(leaves as NDArray[], donated, outs, name);
     return treeUnflatten(entry.outDef, outs);

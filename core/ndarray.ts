@@ -83,6 +83,14 @@ function holdResult(inputs: readonly NDArray[], outs: readonly NDArray[], i: num
   holders.set(key, 1);
 }
 
+/**
+ * Internal (jit's donation): whether another array the caller may hold shares `x`'s buffer (a view
+ * of it, or the array it is a view of), so the buffer must not be reused yet.
+ */
+export function sharesBuffer(x: NDArray): boolean {
+  return (holders.get(bufferOf(x)) ?? 0) > 1;
+}
+
 /** Internal (`toDevice`): `x` holds a buffer just made for it. */
 export function holdNewBuffer(x: NDArray): void {
   holders.set(bufferOf(x), 1);
