@@ -15,7 +15,7 @@ import { inlineCustomVjp, planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
 import { giveBuffer, isResident, recyclable, residentActive, residentScope, takeBuffer } from './pool.js';
-import { allocate, type TypedArray } from '../dtype.js';
+import type { TypedArray } from '../dtype.js';
 
 /**
  * Fewest elements for which a float32 group runs as WebAssembly SIMD rather than a JS loop
