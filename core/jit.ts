@@ -173,14 +173,15 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
     const [leaves, def] = treeFlatten(args);
     return { entry: prepareFlat(leaves, def), leaves };
   };
+  // Built only for messages (a string per call would cost a training step's loop).
+  const name = (): string => `jit(${f.name || 'anonymous'})`;
   const invoke = (args: unknown[], donate: readonly number[] | undefined, keepInBackend: boolean): unknown => {
     const [leaves, def] = treeFlatten(args);
     for (const l of leaves) if (l instanceof Tracer) return call(...args);
-    const name = `jit(${f.name || 'anonymous'})`;
     // Deleted arguments are refused before the cache lookup reads their strides.
     for (let i = 0; i < leaves.length; i++) {
       const leaf = leaves[i] as NDArray;
-      if (leaf.isDeleted) leaf.checkNotDeleted(`${name} argument ${i}`);
+      if (leaf.isDeleted) leaf.checkNotDeleted(`${name()} argument ${i}`);
     }
     const entry = prepareFlat(leaves, def);
     if (entry.closed.consts.some((c) => c instanceof Tracer)) {
@@ -201,7 +202,8 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
       recycled = donated.map((d, i) => d && !sharesBuffer(leaves[i] as NDArray));
     }
     const consts = entry.closed.consts as NDArray[];
-    for (const c of consts) if (c.isDeleted) c.checkNotDeleted(`${name} (an array it closed over, now a constant of its compiled program)`);
+    for (const c of consts)
+      if (c.isDeleted) c.checkNotDeleted(`${name()} (an array it closed over, now a constant of its compiled program)`);
     const inputs = consts.length === 0 ? (leaves as NDArray[]) : [...(leaves as NDArray[]), ...consts];
     // The compact views are the call's own (made inside backendCall, so not counted as the
     // caller's holds); its results are.
@@ -210,7 +212,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
       for (let i = 0; i < leaves.length; i++) compact[i] = compactView(leaves[i] as NDArray);
       return entry.run(consts, compact, recycled, keepInBackend);
     });
-    if (donated !== undefined) markDonated(leaves as NDArray[], donated, outs, name);
+    if (donated !== undefined) markDonated(leaves as NDArray[], donated, outs, name());
     return treeUnflatten(entry.outDef, outs);
   };
   for (const i of options.donateArgnums ?? []) {
