@@ -127,7 +127,11 @@ function runVmapCase(quick: boolean): Promise<string> {
       const line = output.split('\n').find((l) => l.startsWith('VMAP_REPORT '));
       if (line === undefined) return resolve(`FAILED (exit ${code}): ${output.trim().split('\n').slice(-3).join(' / ')}`);
       const rows = JSON.parse(line.slice('VMAP_REPORT '.length)) as VmapRow[];
-      console.log(`vmap     spiketrace  per-example ${rows[1].ratio.toFixed(2)}x the batched gradient`);
+      const disposed = rows.find((r) => r.name.includes('disposed'));
+      console.log(
+        `vmap     spiketrace  per-example ${rows[1].ratio.toFixed(2)}x the batched gradient` +
+          (disposed === undefined ? '' : `, previous results disposed ${disposed.ratio.toFixed(2)}x`),
+      );
       resolve(vmapTable(rows));
     });
   });

@@ -11,7 +11,10 @@
  *   - per-example, previous results donated: as the vmap row, the previous call's gradients passed
  *     back donated (JAX's donate_argnums), so their memory holds the new ones. Without it every call
  *     returns 12.8 MB of fresh memory, whose page faults cost more than the arithmetic here
- *     (docs/architecture.md, vmap section).
+ *     (docs/architecture.md, vmap section);
+ *   - per-example, previous results disposed: the plain vmap row's function, with the previous
+ *     call's gradients disposed (`dispose`) before each call, so the new ones reuse their memory
+ *     (the issue's target row).
  * The variants take turns (A B C D A B C D ...) for `--rounds` rounds, each block of calls after a
  * full garbage collection (so no row pays for the previous row's garbage), and each row reports
  * its median, so a machine whose speed drifts slows every row alike.
@@ -23,6 +26,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import {
   add,
+  dispose,
   div,
   fromTyped,
   grad,
@@ -89,6 +93,7 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
   const single = jit(grad(exampleLoss));
   const donating = jit((p: Params, xs: Tensor, ys: Tensor, _previous: Params) => perExample(p, xs, ys) as Params, { donateArgnums: [3] });
   let previous = vmapped(params, x, y) as Params;
+  let kept = vmapped(params, x, y) as Params;
   const xs = Array.from({ length: BATCH }, (_, i) => indexAxis(x, 0, i));
   const ys = Array.from({ length: BATCH }, (_, i) => indexAxis(y, 0, i));
   const variants: [string, () => unknown][] = [
@@ -99,6 +104,13 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
     [
       'per-example gradients, previous results donated: jit(vmap(grad(loss)), { donateArgnums })',
       () => (previous = donating(params, x, y, previous)),
+    ],
+    [
+      'per-example gradients, previous results disposed: dispose(previous); jit(vmap(grad(loss)))',
+      () => {
+        dispose(kept);
+        kept = vmapped(params, x, y) as Params;
+      },
     ],
   ];
   const runs = variants.map(() => [] as number[]);

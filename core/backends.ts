@@ -59,6 +59,15 @@ export interface Backend {
    */
   toHost?(xs: readonly NDArray[], recycle: boolean): NDArray[];
   /**
+   * Takes back the memory of arrays the caller disposed (`dispose`): the frontend passes an array
+   * only once no array the caller may hold shares its buffer (views included) and marks every
+   * one deleted right after, so nothing reads or writes that memory through them again. A backend
+   * reuses only memory it handed out itself (the CPU backend: buffers of its pool; a device
+   * backend: its own device buffers) and ignores every other array; each registered backend is
+   * asked. Absent: the memory is left to the garbage collector.
+   */
+  release?(arrays: readonly NDArray[]): void;
+  /**
    * Memory of the backend's own, for arrays that live on a device (`toDevice`, `NDArray.read`).
    * Absent: the backend computes on host arrays (the CPU: synchronous all the way).
    */

@@ -40,6 +40,7 @@ export {
   type JvpOutput,
 } from './vjp.js';
 export { jit, makeJaxpr, toHost, type Jitted, type JitOptions, type DonatingOptions } from './jit.js';
+export { dispose } from './dispose.js';
 export { scan, customVjp, cond, whileLoop, foriLoop, type ScanOptions } from './control.js';
 export { vmap, type VmapOptions, type AxisSpec } from './vmap.js';
 export { printJaxpr, type Jaxpr, type ClosedJaxpr, type Aval } from './ir.js';

@@ -1,7 +1,7 @@
 /** jit: trace once per argument structure and avals, compile the jaxpr, cache, run compiled. */
 import { debugEnabled } from './debug.js';
 import { printJaxpr, type ClosedJaxpr } from './ir.js';
-import { NDArray } from './ndarray.js';
+import { backendCall, dropHold, NDArray, sharesBuffer } from './ndarray.js';
 import { SHORT_NAME } from './dtype.js';
 import { Tensor } from './tensor.js';
 import { avalOf, bind1, broadcastAxes, compactView, traceToJaxpr, Tracer } from './trace.js';
@@ -114,7 +114,12 @@ function markDonated(leaves: readonly NDArray[], donated: readonly boolean[], ou
   for (let i = 0; i < leaves.length; i++) {
     if (!donated[i]) continue;
     kept ??= new Set([...outs, ...leaves.filter((_, j) => !donated[j])]);
-    if (!kept.has(leaves[i])) leaves[i].markDonated(where);
+    const x = leaves[i];
+    if (kept.has(x) || x.isDeleted) continue;
+    // A deleted array holds its buffer no longer (core/ndarray.ts `holders`); the program that
+    // took the donation manages that memory, so nothing is given back here.
+    dropHold(x);
+    x.markDonated(where);
   }
 }
 
@@ -168,9 +173,16 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
     const [leaves, def] = treeFlatten(args);
     return { entry: prepareFlat(leaves, def), leaves };
   };
+  // Built only for messages (a string per call would cost a training step's loop).
+  const name = (): string => `jit(${f.name || 'anonymous'})`;
   const invoke = (args: unknown[], donate: readonly number[] | undefined, keepInBackend: boolean): unknown => {
     const [leaves, def] = treeFlatten(args);
     for (const l of leaves) if (l instanceof Tracer) return call(...args);
+    // Deleted arguments are refused before the cache lookup reads their strides.
+    for (let i = 0; i < leaves.length; i++) {
+      const leaf = leaves[i] as NDArray;
+      if (leaf.isDeleted) leaf.checkNotDeleted(`${name()} argument ${i}`);
+    }
     const entry = prepareFlat(leaves, def);
     if (entry.closed.consts.some((c) => c instanceof Tracer)) {
       // f closed over a value of an enclosing transformation: nothing reusable to cache.
@@ -179,20 +191,28 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, options: JitOp
       return call(...args);
     }
     let donated: boolean[] | undefined;
+    // What the program may recycle: the donated leaves whose buffer no other array the caller may
+    // hold shares (a view of a donated array keeps its memory, as with dispose).
+    let recycled: boolean[] | undefined;
     if (donate !== undefined && donate.length > 0) {
       donated = [];
       entry.argLeafCounts.forEach((n, i) => {
         for (let j = 0; j < n; j++) donated!.push(donate.includes(i));
       });
+      recycled = donated.map((d, i) => d && !sharesBuffer(leaves[i] as NDArray));
     }
-    const compact = new Array<NDArray>(leaves.length);
-    for (let i = 0; i < leaves.length; i++) {
-      const leaf = leaves[i] as NDArray;
-      if (leaf.isDeleted) leaf.checkNotDonated(`jit(${f.name || 'anonymous'}) argument ${i}`);
-      compact[i] = compactView(leaf);
-    }
-    const outs = entry.run(entry.closed.consts as NDArray[], compact, donated, keepInBackend);
-    if (donated !== undefined) markDonated(leaves as NDArray[], donated, outs, `jit(${f.name || 'anonymous'})`);
+    const consts = entry.closed.consts as NDArray[];
+    for (const c of consts)
+      if (c.isDeleted) c.checkNotDeleted(`${name()} (an array it closed over, now a constant of its compiled program)`);
+    const inputs = consts.length === 0 ? (leaves as NDArray[]) : [...(leaves as NDArray[]), ...consts];
+    // The compact views are the call's own (made inside backendCall, so not counted as the
+    // caller's holds); its results are.
+    const outs = backendCall(inputs, () => {
+      const compact = new Array<NDArray>(leaves.length);
+      for (let i = 0; i < leaves.length; i++) compact[i] = compactView(leaves[i] as NDArray);
+      return entry.run(consts, compact, recycled, keepInBackend);
+    });
+    if (donated !== undefined) markDonated(leaves as NDArray[], donated, outs, name());
     return treeUnflatten(entry.outDef, outs);
   };
   for (const i of options.donateArgnums ?? []) {

@@ -17,6 +17,102 @@ export function makeView(data: TypedArray, shape: readonly number[], stride: rea
 export type NdView = ndarray.NdArray<TypedArray>;
 
 /**
+ * The caller's holds on memory that backends hand out, for `dispose` (core/dispose.ts). Per buffer
+ * (a typed array, or a backend's DeviceBuffer): how many NDArray objects over it the caller may
+ * still hold. A buffer is tracked from the moment a backend call returns it to the caller (the
+ * results of an eager op or a jitted call, `toDevice`); from then on every NDArray made over it
+ * outside a backend call adds one (views: reshape, slice, transpose, `fromTyped(x.data, ...)`), and
+ * `dispose` takes one off per array and gives the memory back only at zero. So a view of a disposed
+ * array keeps the buffer alive until it is disposed too (a view that is simply dropped keeps it
+ * from being reused: the garbage collector frees it). A buffer never tracked (the caller's own
+ * typed arrays) is never given back. NDArrays made while a backend call runs are its intermediates,
+ * dead when it returns (its own reference counts recycle them), and are not counted.
+ */
+const holders = new WeakMap<object, number>();
+/** Backend calls in progress (eager kernels and compiled programs; nested ones count too). */
+let backendDepth = 0;
+
+function addHolder(key: object): void {
+  const n = holders.get(key);
+  if (n !== undefined) holders.set(key, n + 1);
+}
+
+/** The buffer an array's values live in (shared by its views). */
+function bufferOf(x: NDArray): object {
+  return x.deviceBuffer ?? x.data;
+}
+
+/**
+ * Internal (trace.ts `bind`, jit): runs a backend call on `inputs` (arguments and constants) and
+ * counts its results as the caller's holds (see `holders`): a result over a buffer no input had
+ * is a new buffer, held once per result object over it; a result over an input's buffer (a view)
+ * adds one where that buffer is tracked; an input returned as is adds nothing. Nested calls (a
+ * kernel that evaluates a jaxpr) leave the counting to the outermost one.
+ */
+export function backendCall(inputs: readonly NDArray[], run: () => NDArray[]): NDArray[] {
+  backendDepth++;
+  let outs: NDArray[];
+  try {
+    outs = run();
+  } finally {
+    backendDepth--;
+  }
+  if (backendDepth === 0) for (let i = 0; i < outs.length; i++) holdResult(inputs, outs, i);
+  return outs;
+}
+
+function holdResult(inputs: readonly NDArray[], outs: readonly NDArray[], i: number): void {
+  const o = outs[i];
+  for (let j = 0; j < i; j++) if (outs[j] === o) return;
+  for (const x of inputs) if (x === o) return;
+  const key = bufferOf(o);
+  for (const x of inputs) {
+    if (bufferOf(x) === key) {
+      addHolder(key);
+      return;
+    }
+  }
+  // A new buffer (perhaps recycled memory with a stale count from its previous life): its first
+  // result sets the count, later results over it add one.
+  for (let j = 0; j < i; j++) {
+    if (bufferOf(outs[j]) === key) {
+      addHolder(key);
+      return;
+    }
+  }
+  holders.set(key, 1);
+}
+
+/**
+ * Internal (jit's donation): whether another array the caller may hold shares `x`'s buffer (a view
+ * of it, or the array it is a view of), so the buffer must not be reused yet.
+ */
+export function sharesBuffer(x: NDArray): boolean {
+  return (holders.get(bufferOf(x)) ?? 0) > 1;
+}
+
+/** Internal (`toDevice`): `x` holds a buffer just made for it. */
+export function holdNewBuffer(x: NDArray): void {
+  holders.set(bufferOf(x), 1);
+}
+
+/**
+ * Internal (`dispose`): takes `x`'s hold off its buffer; true when that was the last one, so the
+ * buffer may be reused. False for untracked buffers (their holders are unknown).
+ */
+export function dropHold(x: NDArray): boolean {
+  const key = bufferOf(x);
+  const n = holders.get(key);
+  if (n === undefined) return false;
+  if (n > 1) {
+    holders.set(key, n - 1);
+    return false;
+  }
+  holders.delete(key);
+  return true;
+}
+
+/**
  * An immutable concrete array: a scijs `ndarray` view (data, shape, stride, offset) and a dtype.
  * Views (reshape of contiguous data, transpose, slice, broadcast with stride 0) share `data`.
  *
@@ -30,15 +126,19 @@ export class NDArray extends Tensor {
   /** The host view; null while the values live only in a backend's memory (see `device`). */
   private view: NdView | null;
   private onDevice: DeviceValue | null;
-  /** Set once the array was donated to a jitted call: JAX deletes a donated array, and so do we. */
-  private donatedTo: string | null;
+  /**
+   * Why the array is deleted, or null while it is usable: 'donated to jit(f)' (JAX deletes a
+   * donated array, and so do we) or 'disposed' (`dispose`).
+   */
+  private deletedAs: string | null;
 
   constructor(nd: NdView, dtype?: DType) {
     super();
     this.view = nd;
     this.onDevice = null;
-    this.donatedTo = null;
+    this.deletedAs = null;
     this.dtype = dtype ?? dtypeOfTyped(nd.data);
+    if (backendDepth === 0) addHolder(nd.data);
   }
   /** An array whose contiguous values are in `buffer`, in the memory of backend `backend`. */
   static fromDevice(backend: string, buffer: DeviceBuffer, shape: readonly number[]): NDArray {
@@ -50,14 +150,18 @@ export class NDArray extends Tensor {
     // Same fields in the same order as the constructor, so host and device arrays share one shape.
     x.view = null;
     x.onDevice = { backend, memory, buffer, shape: shape.slice() };
-    x.donatedTo = null;
+    x.deletedAs = null;
     (x as { dtype: DType }).dtype = buffer.dtype;
+    if (backendDepth === 0) addHolder(buffer);
     return x;
   }
   /** The scijs view of the values on the host; a device array is read back (synchronously) first. */
   get nd(): NdView {
     const v = this.view;
-    return v !== null ? v : this.readBackSync();
+    if (v !== null && this.deletedAs === null) return v;
+    // A deleted array's memory may hold another array's values by now: never hand it out.
+    if (this.deletedAs !== null) this.checkNotDeleted('NDArray (reading its values: nd, data, strides)');
+    return this.readBackSync();
   }
   /** The backend whose memory holds the values, or null for host memory. */
   get device(): string | null {
@@ -72,6 +176,7 @@ export class NDArray extends Tensor {
    * device array is read back asynchronously (the only way a WebGPU buffer can be read).
    */
   async read(): Promise<NDArray> {
+    if (this.deletedAs !== null) this.checkNotDeleted('NDArray.read');
     const d = this.onDevice;
     if (d !== null && this.view === null) {
       const data = await d.memory.read(d.buffer);
@@ -99,20 +204,40 @@ export class NDArray extends Tensor {
   }
   /** Internal (jit): marks the array deleted after donating it; reading its values then raises. */
   markDonated(where: string): void {
-    this.donatedTo = where;
+    this.deletedAs = `donated to ${where}`;
   }
-  /** Whether the array was donated (deleted); its buffer may hold another array's values by now. */
+  /** Internal (`dispose`): marks the array deleted; reading its values then raises. */
+  markDisposed(): void {
+    this.deletedAs = 'disposed';
+  }
+  /**
+   * Whether the array was deleted: donated to a jitted call or disposed (`dispose`). Its memory may
+   * hold another array's values by now, so any use of it raises.
+   */
   get isDeleted(): boolean {
-    return this.donatedTo !== null;
+    return this.deletedAs !== null;
   }
-  /** Throws when the array was donated: its memory may already hold a later result. */
-  checkNotDonated(op: string): void {
-    if (this.donatedTo !== null) {
+  /**
+   * Throws when the array was deleted (donated or disposed), naming `op`: its memory may already
+   * hold a later result.
+   */
+  checkNotDeleted(op: string): void {
+    const why = this.deletedAs;
+    if (why === null) return;
+    const what = `${op}: this ${this.dtype}${fmtShape(this.shape)} array was`;
+    if (why === 'disposed')
       throw new TypeError(
-        `${op}: this ${this.dtype}${fmtShape(this.shape)} array was donated to ${this.donatedTo} and deleted, as JAX deletes donated arrays ` +
-          "(its memory may already hold a later result); use the call's outputs instead, or do not donate an array you still need",
+        `${what} disposed (dispose() gave its memory back for reuse, so it may already hold another array's values); ` +
+          'dispose an array only after its last use',
       );
-    }
+    throw new TypeError(
+      `${what} ${why} and deleted, as JAX deletes donated arrays ` +
+        "(its memory may already hold a later result); use the call's outputs instead, or do not donate an array you still need",
+    );
+  }
+  /** The same as checkNotDeleted (its name before `dispose` existed). */
+  checkNotDonated(op: string): void {
+    this.checkNotDeleted(op);
   }
   get shape(): readonly number[] {
     const v = this.view;
@@ -137,7 +262,7 @@ export class NDArray extends Tensor {
     return true;
   }
   override toTyped(): TypedArray {
-    if (this.donatedTo !== null) this.checkNotDonated('toTyped');
+    if (this.deletedAs !== null) this.checkNotDeleted('toTyped');
     const n = this.size;
     if (this.isContiguous()) return this.data.slice(this.offset, this.offset + n) as TypedArray;
     const out = allocate(this.dtype, n);
@@ -158,7 +283,7 @@ export class NDArray extends Tensor {
     return out;
   }
   override toNested(): NestedArray {
-    this.checkNotDonated('toNested');
+    this.checkNotDeleted('toNested');
     const flat = this.toTyped();
     const shape = this.shape;
     if (shape.length === 0) return flat[0];
@@ -171,7 +296,7 @@ export class NDArray extends Tensor {
     return build(0);
   }
   override toString(): string {
-    if (this.donatedTo !== null) return `NDArray(${this.dtype}${fmtShape(this.shape)}, deleted: donated to ${this.donatedTo})`;
+    if (this.deletedAs !== null) return `NDArray(${this.dtype}${fmtShape(this.shape)}, deleted: ${this.deletedAs})`;
     return `NDArray(${this.dtype}${fmtShape(this.shape)}, ${JSON.stringify(this.toNested())})`;
   }
 }
@@ -191,7 +316,9 @@ interface DeviceValue {
 export function toDevice(x: NDArray, backend: string = getBackend().name): NDArray {
   const memory = backendNamed(backend, 'toDevice').memory;
   if (memory === undefined) throw new Error(`toDevice: backend '${backend}' keeps arrays in host memory (no device memory)`);
-  return NDArray.fromDevice(backend, memory.malloc(x.dtype, x.size, x.toTyped()), x.shape);
+  const y = NDArray.fromDevice(backend, memory.malloc(x.dtype, x.size, x.toTyped()), x.shape);
+  holdNewBuffer(y);
+  return y;
 }
 
 /** Wraps a contiguous typed array as an array of `shape`. */

@@ -5,7 +5,7 @@
  * level among its operands' tracers, or runs the active backend's eager kernel when there is none.
  */
 import { Literal, Var, numberText, type Atom, type Aval, type ClosedJaxpr, type Eqn, type Jaxpr } from './ir.js';
-import { NDArray } from './ndarray.js';
+import { backendCall, NDArray } from './ndarray.js';
 import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from './primitives.js';
 import { fmtShape, shapesEqual, ShapeError } from './shape.js';
 import { ConcretizationError, Tensor } from './tensor.js';
@@ -44,9 +44,10 @@ export function bind<P extends Primitive>(prim: P, inputs: Tensor[], params: Pri
     }
   }
   if (top !== null) return top.process(prim, inputs, params);
-  for (const x of inputs) if ((x as NDArray).isDeleted) (x as NDArray).checkNotDonated(prim);
+  for (const x of inputs) if ((x as NDArray).isDeleted) (x as NDArray).checkNotDeleted(prim);
   shapeRules[prim](inputs.map(avalOf), params);
-  return getBackend().run(prim, inputs as NDArray[], params);
+  const backend = getBackend();
+  return backendCall(inputs as NDArray[], () => backend.run(prim, inputs as NDArray[], params));
 }
 
 export function bind1<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor {
@@ -92,6 +93,7 @@ export class JaxprTrace extends Trace {
 
   atom(x: Tensor): Atom {
     if (x instanceof JaxprTracer && x.trace === this) return x.variable;
+    if (x instanceof NDArray && x.isDeleted) x.checkNotDeleted('jit/scan/makeJaxpr (an array the traced function closed over)');
     if (x instanceof NDArray && x.ndim === 0) return new Literal(x.item(), x.dtype);
     let v = this.constIndex.get(x);
     if (v === undefined && x instanceof NDArray && x.size > 0 && broadcastAxes(x).length > 0 && compactView(x).size === 1) {
@@ -300,10 +302,17 @@ export function evalJaxpr(jaxpr: Jaxpr, consts: readonly Tensor[], args: readonl
     const outs = bind(eqn.prim, eqn.inputs.map(read), eqn.params);
     eqn.outputs.forEach((v, i) => env.set(v, outs[i]));
   }
-  return jaxpr.outvars.map(read);
+  return jaxpr.outvars.map((a) => (a instanceof Literal ? literalResult(a) : read(a)));
 }
 
 const literalCache = new Map<string, NDArray>();
+/**
+ * A literal as a result handed to the caller: a fresh array, never the cached one that every
+ * program shares as an operand (the caller may dispose what it gets).
+ */
+export function literalResult(lit: Literal): NDArray {
+  return scalarArray(lit.value, lit.dtype);
+}
 export function literalArray(lit: Literal): NDArray {
   const k = `${lit.dtype}:${numberText(lit.value)}`;
   let a = literalCache.get(k);

@@ -8,14 +8,14 @@ import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../ir
 import { makeView, NDArray } from '../ndarray.js';
 import type { PrimParams, Primitive } from '../primitives.js';
 import type { CompiledProgram } from '../backends.js';
-import { literalArray } from '../trace.js';
+import { literalArray, literalResult } from '../trace.js';
 import { opLine, runFused, type FusedArg, type FusedOp, type FusedProgram } from './fusion.js';
 import type { ElementwisePrim } from './scalar-ops.js';
 import { inlineCustomVjp, planFusion, type FusionGroup } from './plan.js';
 import { runWasmFused, wasmFusedSpec, type WasmFusedSpec } from './wasm/elementwise.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
-import { giveBuffer, isResident, recyclable, residentActive, residentScope } from './pool.js';
-import { allocate, type TypedArray } from '../dtype.js';
+import { giveBuffer, isResident, recyclable, residentActive, residentScope, takeBuffer } from './pool.js';
+import type { TypedArray } from '../dtype.js';
 
 /**
  * Fewest elements for which a float32 group runs as WebAssembly SIMD rather than a JS loop
@@ -184,7 +184,7 @@ function runProgram(
     for (const r of s.release) drop(live, env, r);
     if (donated !== undefined) for (const { arg, slot } of s.releaseDonated) if (donated[arg] === true) drop(live, env, slot);
   }
-  return p.outAtoms.map((a) => (a instanceof Literal ? literalArray(a) : (env[p.slots.get(a)!] as NDArray)));
+  return p.outAtoms.map((a) => (a instanceof Literal ? literalResult(a) : (env[p.slots.get(a)!] as NDArray)));
 }
 
 function hold(live: Map<TypedArray, number>, x: NDArray | undefined): void {
@@ -215,6 +215,8 @@ export type { CompiledProgram };
  * Ordinary (non-arena) copies of the arrays that live in the kernels' arena; views keep their
  * shape, strides and offset, and views of one buffer share one copy. With `recycle`, the arena
  * buffers copied are given back to the pool (the caller promises never to use the originals).
+ * The copies come from the pool's ordinary (non-arena) buffers, so results the caller disposes
+ * (`dispose`) or donates go back there too.
  */
 export function detachResident(xs: readonly NDArray[], recycle = false): NDArray[] {
   const copies = new Map<TypedArray, TypedArray>();
@@ -222,7 +224,8 @@ export function detachResident(xs: readonly NDArray[], recycle = false): NDArray
     if (!isResident(x.data)) return x;
     let copy = copies.get(x.data);
     if (copy === undefined) {
-      copy = allocate(x.dtype, x.data.length);
+      const n = x.data.length;
+      copy = residentScope(false, () => takeBuffer(x.dtype, n));
       copy.set(x.data as never);
       copies.set(x.data, copy);
     }

@@ -369,6 +369,11 @@ export const cpuBackend: Backend = {
   // The memory model (kernel arena, buffer pool) stays here: the frontend only sees these hooks.
   inputBuffer: (dtype, size) => residentScope(true, () => takeBuffer(dtype, size)),
   toHost: detachResident,
+  // dispose(): buffers this pool handed out go back to it (arena buffers included); the caller's
+  // own typed arrays, device arrays and anything else are not this backend's to reuse.
+  release: (arrays) => {
+    for (const x of arrays) if (x.device === null && recyclable(x.data)) giveBuffer(x.data, x.dtype);
+  },
 };
 
 registerBackend(cpuBackend, true);

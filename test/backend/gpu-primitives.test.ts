@@ -17,6 +17,7 @@ import { shapeRules, type Primitive, type PrimParams } from '../../core/primitiv
 import {
   cond,
   customVjp,
+  dispose,
   fromTyped,
   greater,
   jit,
@@ -229,5 +230,11 @@ if (enabled) {
     t.equal(difference(reference, onDevice, 0), '', 'same result as from the host array');
     const back = await dev.toTypedAsync();
     t.same(Array.from(back), Array.from(x.toTyped()), 'read() gives the uploaded values exactly');
+    // dispose: the texture is freed (the backend's release hook) and the array deleted; results
+    // of gpujs programs (host arrays) can be disposed like any other.
+    dispose([dev, onDevice]);
+    t.throws(() => f(dev), /jit\(anonymous\) argument 0: this float32\[64, 33\] array was disposed/, 'a disposed device array is deleted');
+    const again = f(toDevice(x, 'gpujs')) as NDArray;
+    t.equal(difference(reference, again, 0), '', 'a new device array computes the same after the dispose');
   });
 }

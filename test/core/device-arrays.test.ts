@@ -5,7 +5,7 @@
  * before a read must fail with a message that says what to do; host arrays read at once.
  */
 import t from 'tap';
-import { add, array, fromTyped, NDArray, toDevice, ShapeError } from '../../core/index.js';
+import { add, array, dispose, fromTyped, NDArray, toDevice, ShapeError } from '../../core/index.js';
 import { cpuBackend, registerBackend, type DeviceBuffer, type DeviceMemory } from '../../core/internal.js';
 
 interface MockBuffer extends DeviceBuffer {
@@ -78,4 +78,39 @@ t.test('host arrays read at once; bad device requests are clear errors', async (
   t.throws(() => NDArray.fromDevice('async-mock', buffer, [5]), ShapeError);
   asyncMemory.free(buffer);
   t.equal(counts.free, 1);
+});
+
+t.test("dispose: a device array goes to its backend's release hook once no array over its buffer is held", async (t) => {
+  const released: DeviceBuffer[] = [];
+  registerBackend({
+    name: 'async-mock-release',
+    run: cpuBackend.run,
+    compile: cpuBackend.compile,
+    memory: asyncMemory,
+    release: (arrays) => {
+      for (const x of arrays) {
+        if (x.device !== 'async-mock-release' || x.deviceBuffer === null) continue;
+        released.push(x.deviceBuffer);
+        asyncMemory.free(x.deviceBuffer);
+      }
+    },
+  });
+  const y = toDevice(fromTyped(Float32Array.from([1, 2, 3, 4]), [2, 2]), 'async-mock-release');
+  const alias = NDArray.fromDevice('async-mock-release', y.deviceBuffer!, [4]);
+  dispose(y);
+  t.same(released, [], 'not released while another array over the buffer is held');
+  await t.rejects(y.read(), /^NDArray\.read: this float32\[2, 2\] array was disposed/, 'the disposed one is deleted');
+  t.same(Array.from(await alias.toTypedAsync()), [1, 2, 3, 4], 'the other reads its values');
+  dispose(alias);
+  t.equal(released.length, 1, 'released once the last array over it is disposed');
+  t.equal(released[0], y.deviceBuffer, 'its buffer');
+  dispose([y, alias]);
+  t.equal(released.length, 1, 'disposing again releases nothing');
+
+  // A backend without the hook: dispose only deletes.
+  const frees = counts.free;
+  const z = toDevice(fromTyped(Float32Array.from([5, 6]), [2]), 'async-mock');
+  dispose(z);
+  t.ok(z.isDeleted);
+  t.equal(counts.free, frees, 'no release hook: the memory is left alone');
 });

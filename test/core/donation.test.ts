@@ -37,7 +37,9 @@ t.test('a donated argument is reused for an output; results equal the undonated 
   const plain = step(w, m, g) as unknown as [NDArray, NDArray];
   // Undonated: inputs untouched.
   t.same(Array.from(w.toTyped()), Array.from(wValues), 'inputs intact without donation');
+  // Taken before the donation: a donated array's buffer is no longer readable through it.
   const donatedW = w.data;
+  const donatedM = m.data;
   const out = step.donating([0, 1], { keepInBackend: true })(w, m, g) as unknown as [NDArray, NDArray];
   t.same(Array.from(out[0].toTyped()), Array.from(plain[0].toTyped()), 'same w with donation');
   t.same(Array.from(out[1].toTyped()), Array.from(plain[1].toTyped()), 'same m with donation');
@@ -48,7 +50,6 @@ t.test('a donated argument is reused for an output; results equal the undonated 
   }
   // The donated buffers go back after their last read (the fused update reads them while it
   // writes its outputs), so the next call's outputs land in them.
-  const donatedM = m.data;
   const again = step.donating([0, 1], { keepInBackend: true })(out[0], out[1], g) as unknown as [NDArray, NDArray];
   t.ok(
     [again[0].data, again[1].data].some((d) => d === donatedW || d === donatedM),

@@ -4,13 +4,14 @@
  * against a float64 per-example backward pass written here from the formulas (within float32
  * rounding), bit for bit against jit(grad) called once per example, and the results stay intact
  * when later calls run (they leave the program as ordinary memory that nothing recycles), also
- * when the previous call's gradients are donated back and their memory reused.
+ * when the previous call's gradients are donated back, or disposed, and their memory reused.
  */
 import t from 'tap';
 import { rng } from '../backend/fixtures/rng.js';
 import { firstBitDifference } from '../backend/fixtures/compare.js';
 import {
   add,
+  dispose,
   fromTyped,
   grad,
   indexAxis,
@@ -170,6 +171,25 @@ for (const sizes of [
       for (let i = 0; i < w1.length; i++) worst = Math.max(worst, Math.abs(w1[i] - want.W1[i]));
       t.ok(worst <= 1e-5, `donating call ${call}: W1 gradients right (worst ${worst})`);
       previous = g;
+    }
+    // The same with the previous results disposed (dispose) instead of donated: their memory holds
+    // the next call's gradients, which are right; the first results, never disposed, stay intact.
+    let last = perExample(params, makeBatch().X, makeBatch().Y) as unknown as Grads;
+    for (let call = 0; call < 3; call++) {
+      const b = makeBatch();
+      const disposedW1 = last.W1.data;
+      dispose(last);
+      t.throws(() => last.W1.toTyped(), /toTyped: .* was disposed/, `disposing call ${call}: the disposed gradients are deleted`);
+      const g = perExample(params, b.X, b.Y) as unknown as Grads;
+      if (batch * inputs * hidden >= 256) t.equal(g.W1.data, disposedW1, `disposing call ${call}: W1 written into the disposed buffer`);
+      const want = float64Grads(W1, b1, W2, b2, b.x, b.y, sizes);
+      for (const k of LEAVES) {
+        const got1 = g[k].toTyped();
+        let worst = 0;
+        for (let i = 0; i < got1.length; i++) worst = Math.max(worst, Math.abs(got1[i] - want[k][i]));
+        t.ok(worst <= 1e-5, `disposing call ${call}: ${k} gradients right (worst ${worst})`);
+      }
+      last = g;
     }
     for (const k of LEAVES)
       t.equal(firstBitDifference(got[k].toTyped() as Float32Array, kept[k]), -1, `${k}: the first results are untouched`);

@@ -14,7 +14,7 @@ import { Literal, Var, printJaxpr, type Atom, type Eqn, type Jaxpr } from '../..
 import { makeView, NDArray } from '../../ndarray.js';
 import { ELEMENTWISE, shapeRules, type PrimParams, type Primitive } from '../../primitives.js';
 import { contiguousStrides } from '../../shape.js';
-import { avalOf, literalArray } from '../../trace.js';
+import { avalOf, literalArray, literalResult } from '../../trace.js';
 import { cpuKernels } from '../cpu.js';
 import { SCALAR_OPS, type ElementwisePrim } from '../scalar-ops.js';
 import { inlineCustomVjp, planFusion, REDUCE_OPS } from '../plan.js';
@@ -561,7 +561,7 @@ function compileSteps(input: Jaxpr): Compiled {
       const env: Env = new Array(nSlots);
       inVars.forEach((s, i) => (env[s] = vals[i]));
       for (const s of steps) s.run(env, ctx);
-      return jaxpr.outvars.map((a) => read(a, env));
+      return jaxpr.outvars.map((a) => (a instanceof Literal ? literalResult(a) : read(a, env)));
     },
   };
 }

@@ -22,6 +22,11 @@ export const gpuBackend: Backend = {
   run: (prim, inputs, params) => gpuRun(prim, inputs, params),
   compile: (jaxpr) => compileGpu(jaxpr),
   memory: gpuMemory,
+  // dispose(): a disposed device array's texture is freed now rather than when WebGL's context
+  // goes; host arrays (read back into ordinary memory) are left to the garbage collector.
+  release: (arrays) => {
+    for (const x of arrays) if (x.device === 'gpujs' && x.deviceBuffer !== null) gpuMemory.free(x.deviceBuffer);
+  },
 };
 
 export interface GpuEnableOptions {
