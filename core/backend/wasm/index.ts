@@ -118,6 +118,10 @@ export interface WasmGemmOptions extends Partial<KernelShape> {
   mc?: number;
   /** Columns of B per N block (default 256). */
   nc?: number;
+  /** Most MR-row panels of A for which a row-major B in the arena is read unpacked (default 8). */
+  stridedBMaxPanels?: number;
+  /** Multiply-adds per chunk of a product split across threads (default 2^20). */
+  chunkWork?: number;
 }
 
 const align64 = (bytes: number) => Math.ceil(bytes / 64) * 64;
@@ -136,8 +140,11 @@ function copyLines(heap: Float32Array, dst: number, X: Float32Array, s0: number,
   }
 }
 
-/** How many products were split across threads (tests and benchmarks read it). */
-export const gemmThreadStats = { split: 0 };
+/**
+ * How many products were split across threads, and how many of their chunks the helper thread ran
+ * (tests and benchmarks read it).
+ */
+export const gemmThreadStats = { split: 0, helperChunks: 0 };
 
 /**
  * Fewest multiply-adds for which a product is split across threads. Measured here: a 32x784x128
@@ -151,8 +158,8 @@ const THREAD_MIN_WORK = 1 << 22;
 const STRIDED_B_MAX_PANELS = 8;
 
 /**
- * A call posted to the helper: an operation (OP_*) and up to 12 i32 arguments. Packing is posted
- * too, so that each thread packs the panels of its own half of C.
+ * A call run by either thread: an operation (OP_*) and up to 12 i32 arguments. Packing is a call
+ * too, so that the thread that computes a chunk of C packs that chunk's panels itself.
  */
 const CALL_INTS = 14;
 const OP_BLOCK = 0;
@@ -164,11 +171,31 @@ const OP_BLOCK_STRIDED_B = 4;
 /**
  * How long (ms) the helper keeps polling for the next job after finishing one before it sleeps:
  * a training step posts its products a few hundred microseconds apart, and waking a sleeping
- * thread (a futex wake and a reschedule) costs tens of microseconds, as much as the half it runs.
+ * thread (a futex wake and a reschedule) costs tens of microseconds.
  */
 const HELPER_SPIN_MS = 2;
 
-/** The worker's code: run the posted calls over the shared memory, then signal. */
+/**
+ * Multiply-adds per chunk of a split product (~50 us on one core here): small enough that the
+ * last chunk leaves the other thread idle only briefly, large enough that claiming one costs
+ * nothing next to it.
+ */
+const CHUNK_WORK = 1 << 20;
+
+/**
+ * The control block shared with the helper (Int32 slots). A job is a list of chunks, each a run
+ * of calls; both threads claim chunks from one counter until none is left, so a helper that is
+ * late (asleep, or its core busy with another process) only takes fewer chunks instead of
+ * stalling the caller, which never waits for a chunk nobody has started.
+ */
+const CTL_SEQ = 0; // job number (posted by the caller; -1 stops the helper)
+const CTL_JOB = 1; // byte address of the job: [nChunks + 1 chunk starts (call index) | nChunks done flags | calls]
+const CTL_CHUNKS = 2; // chunks in the job
+const CTL_NEXT = 3; // (job number & 0x7fff) << 16 | next unclaimed chunk: a stale claim fails
+const CTL_DONE = 4; // chunks finished
+const CTL_INTS = 8;
+
+/** The worker's code: claim chunks of the posted job, run their calls over the shared memory. */
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, control } = workerData;
@@ -178,24 +205,37 @@ const ops = [w.block, w.packCopyA, w.packCopyB, w.packInterleaveB, w.blockStride
 let seen = 0;
 for (;;) {
   const until = performance.now() + ${HELPER_SPIN_MS};
-  for (let i = 1; Atomics.load(ctl, 0) === seen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
-  Atomics.wait(ctl, 0, seen);
-  const seq = Atomics.load(ctl, 0);
+  for (let i = 1; Atomics.load(ctl, ${CTL_SEQ}) === seen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
+  Atomics.wait(ctl, ${CTL_SEQ}, seen);
+  const seq = Atomics.load(ctl, ${CTL_SEQ});
   if (seq < 0) break;
   seen = seq;
-  const calls = new Int32Array(memory.buffer, ctl[2], ${CALL_INTS} * ctl[3]);
-  for (let o = 0; o < calls.length; o += ${CALL_INTS}) {
-    ops[calls[o]](calls[o + 1], calls[o + 2], calls[o + 3], calls[o + 4], calls[o + 5], calls[o + 6], calls[o + 7], calls[o + 8], calls[o + 9], calls[o + 10], calls[o + 11], calls[o + 12], calls[o + 13]);
+  const tag = seq & 0x7fff;
+  const job = ctl[${CTL_JOB}] >> 2;
+  const chunks = ctl[${CTL_CHUNKS}];
+  for (;;) {
+    const v = Atomics.load(ctl, ${CTL_NEXT});
+    if (v >>> 16 !== tag || (v & 0xffff) >= chunks) break;
+    if (Atomics.compareExchange(ctl, ${CTL_NEXT}, v, v + 1) !== v) continue;
+    // Claimed: the job's memory stays valid until this chunk is reported done.
+    const c = v & 0xffff;
+    const mem = new Int32Array(memory.buffer);
+    const calls = job + 2 * chunks + 1;
+    for (let o = calls + ${CALL_INTS} * mem[job + c], e = calls + ${CALL_INTS} * mem[job + c + 1]; o < e; o += ${CALL_INTS}) {
+      ops[mem[o]](mem[o + 1], mem[o + 2], mem[o + 3], mem[o + 4], mem[o + 5], mem[o + 6], mem[o + 7], mem[o + 8], mem[o + 9], mem[o + 10], mem[o + 11], mem[o + 12], mem[o + 13]);
+    }
+    Atomics.store(mem, job + chunks + 1 + c, 1);
+    Atomics.add(ctl, ${CTL_DONE}, 1);
+    Atomics.notify(ctl, ${CTL_DONE});
   }
-  Atomics.store(ctl, 1, seq);
-  Atomics.notify(ctl, 1);
 }`;
 
 interface HelperThread {
-  /** Posts `count` calls (CALL_INTS i32 each) stored at byte `ptr`; returns the job's sequence number. */
-  post(ptr: number, count: number): number;
-  /** Waits for job `seq`; false if the helper is gone (the caller then runs the calls itself). */
-  wait(seq: number): boolean;
+  /**
+   * Runs a job: `chunks` chunks whose calls are at `job` in the memory (the layout of CTL_JOB), the
+   * helper claiming chunks as this thread does; `run(c)` runs chunk c here. Returns when all are done.
+   */
+  runJob(job: number, chunks: number, run: (c: number) => void): void;
 }
 
 interface WorkerLike {
@@ -217,7 +257,7 @@ function defaultThreads(): number {
 function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory): HelperThread {
   const wt = nodeBuiltin<WorkerThreadsModule>('node:worker_threads');
   if (wt === undefined) throw new Error('no worker_threads');
-  const control = new SharedArrayBuffer(16);
+  const control = new SharedArrayBuffer(4 * CTL_INTS);
   const ctl = new Int32Array(control);
   const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control } });
   let alive = true;
@@ -227,27 +267,45 @@ function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memor
   worker.unref();
   let seq = 0;
   return {
-    post(ptr, count) {
-      seq++;
-      ctl[2] = ptr;
-      ctl[3] = count;
-      Atomics.store(ctl, 0, seq);
-      Atomics.notify(ctl, 0);
-      return seq;
-    },
-    wait(job) {
-      // The helper's half takes about as long as this thread's: poll a little before sleeping.
-      const until = performance.now() + 2;
-      for (let i = 0; Atomics.load(ctl, 1) !== job; i++) if ((i & 255) === 0 && performance.now() > until) break;
-      // Bounded waits, so that a helper that died (or never started) cannot hang the caller.
-      for (let waited = 0; Atomics.load(ctl, 1) !== job; waited++) {
-        if (!alive || waited > 2000) {
-          alive = false;
-          return false;
-        }
-        Atomics.wait(ctl, 1, Atomics.load(ctl, 1), 5);
+    runJob(job, chunks, run) {
+      const mem = new Int32Array(memory.buffer);
+      const flags = (job >> 2) + chunks + 1;
+      mem.fill(0, flags, flags + chunks);
+      seq = (seq + 1) & 0x3fffffff || 1;
+      const tag = (seq & 0x7fff) << 16;
+      ctl[CTL_JOB] = job;
+      ctl[CTL_CHUNKS] = chunks;
+      Atomics.store(ctl, CTL_DONE, 0);
+      Atomics.store(ctl, CTL_NEXT, tag);
+      Atomics.store(ctl, CTL_SEQ, seq);
+      if (alive) Atomics.notify(ctl, CTL_SEQ);
+      let here = 0;
+      for (;;) {
+        const c = Atomics.add(ctl, CTL_NEXT, 1) - tag;
+        if (c >= chunks) break;
+        run(c);
+        here++;
+        Atomics.store(mem, flags + c, 1);
+        Atomics.add(ctl, CTL_DONE, 1);
       }
-      return true;
+
+      // Only chunks the helper has started remain: poll briefly (one chunk takes tens of
+      // microseconds), then sleep in bounded waits, so that a helper that died mid-chunk cannot
+      // hang the caller (its chunks then run here: same tiles, same values).
+      const until = performance.now() + 1;
+      for (let i = 0; Atomics.load(ctl, CTL_DONE) < chunks; i++) if ((i & 255) === 0 && performance.now() > until) break;
+      for (let waited = 0; ; waited++) {
+        const done = Atomics.load(ctl, CTL_DONE);
+        if (done >= chunks) {
+          gemmThreadStats.helperChunks += chunks - here;
+          return;
+        }
+        if (!alive || waited > 2000) break;
+        Atomics.wait(ctl, CTL_DONE, done, 5);
+      }
+      alive = false;
+      for (let c = 0; c < chunks; c++) if (Atomics.load(mem, flags + c) === 0) run(c);
+      gemmThreadStats.helperChunks += Atomics.load(ctl, CTL_DONE) - here;
     },
   };
 }
@@ -275,6 +333,8 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   const kcMax = Math.max(1, options.kcMax ?? KC_MAX);
   const mcPanels = Math.max(1, Math.floor((options.mc ?? MC) / MR));
   const ncPanels = Math.max(1, Math.floor((options.nc ?? NC) / NR));
+  const stridedBMax = options.stridedBMaxPanels ?? STRIDED_B_MAX_PANELS;
+  const chunkWork = Math.max(1, options.chunkWork ?? CHUNK_WORK);
   // The module works on the kernels' arena (core/backend/wasm/kernel-cache.ts): operands that
   // live there are packed or read in place, and a helper thread shares it when it is shared.
   let wasm!: KernelExports;
@@ -322,10 +382,27 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const bScratch0 = (bRowMajor || bTransposed) && bSrc < 0 ? n * k : 0;
     const nK = Math.ceil(k / kcMax);
     const kc = Math.ceil(k / nK);
-    // The block calls a helper thread runs are written here (12 i32 each).
+    const splittable = m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1);
+    if (splittable && helperPending) {
+      helperPending = false;
+      try {
+        helper = startHelperThread(module, memory);
+      } catch {
+        helper = null;
+      }
+    }
+    const threaded = helper !== null && splittable;
+    // A split product is cut along whichever axis has more panels into chunks of about
+    // CHUNK_WORK multiply-adds.
+    const splitN = nPanels >= mPanels;
+    const splitPanels = splitN ? nPanels : mPanels;
+    const chunks = threaded ? Math.min(splitPanels, 0xfff0, Math.max(2, Math.round((m * k * n) / chunkWork))) : 0;
+    // The job a helper thread shares (CTL_JOB's layout: chunk starts, done flags, calls of
+    // CALL_INTS i32 each): each chunk adds at most one block boundary along its axis, and the
+    // end of C written in place one along M.
     const listBase = align64(sBase + (aScratch + bScratch0) * 4 + 64 * NR);
-    const maxCalls = (Math.ceil(nPanels / ncPanels) + 1) * (Math.ceil(mPanels / mcPanels) + 1) * nK;
-    const end = listBase + 4 * CALL_INTS * (maxCalls + 1);
+    const maxCalls = threaded ? chunks + (Math.ceil(nPanels / ncPanels) + chunks) * (Math.ceil(mPanels / mcPanels) + 2 * chunks) * nK : 0;
+    const end = listBase + 4 * (2 * chunks + 1 + CALL_INTS * maxCalls);
     const ws = end > 0x7fff0000 ? -1 : arenaAlloc(end);
     if (ws < 0) {
       // More than a 32-bit memory can address (or the engine refuses to grow).
@@ -378,19 +455,14 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const packA = (p0: number, p1: number): [number, number[]] | null =>
       aPack === null || p1 <= p0 ? null : [OP_PACK_A, [aPack.src + p0 * MR * 4, aPack.ld, aAt + p0 * aPanel, k, p1 - p0, aPanel]];
 
-    const splittable = m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1);
-    if (splittable && helperPending) {
-      helperPending = false;
-      try {
-        helper = startHelperThread(module, memory);
-      } catch {
-        helper = null;
-      }
-    }
-    const threaded = helper !== null && splittable;
-    // B read in place, unpacked: a row-major B in the arena times few rows of A (packing it would
-    // cost about as much as the product: x @ W for a batch of 32).
-    const bStrided = bRowMajor && bSrc >= 0 && mPanels <= STRIDED_B_MAX_PANELS;
+    // B read unpacked, row by row (in place, or from a compact copy): a row-major B times few rows
+    // of A (packing it would cost about as much as the product: x @ W for a batch of 32), or any
+    // row-major B when the product is split along M (the chunks then start without waiting for a
+    // packing of B that all of them read; the micro-kernel runs about as fast on it).
+    const bStrided = bRowMajor && (mPanels <= stridedBMax || (threaded && !splitN));
+    const bStridedAt = bSrc >= 0 ? bSrc : ws + sBase + aScratch * 4;
+    const ldb = bSrc >= 0 ? 4 * bRowStride : 4 * n;
+    if (bStrided && bSrc < 0) copyLines(h, bStridedAt >> 2, B, bOffset, bRowStride, k, n);
     // B: NR-column panels packed from `bPack` (row-major or transposed source).
     const bPanel = 4 * NR * k;
     const bAt = ws + bBase;
@@ -440,13 +512,12 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
           for (let p0 = 0; p0 < k; p0 += kc) {
             const kcur = Math.min(kc, k - p0);
             if (bStrided) {
-              const ldb = 4 * bRowStride;
               emit(OP_BLOCK_STRIDED_B, [
                 aAt + ip0 * aPanel + p0 * aCol,
                 aRow,
                 aCol,
                 aPanel,
-                bSrc + jp0 * NR * 4 + p0 * ldb,
+                bStridedAt + jp0 * NR * 4 + p0 * ldb,
                 NR * 4,
                 cAt(ip0) + jp0 * NR * 4,
                 ldc,
@@ -485,45 +556,41 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       if (c !== null) call(c[0], c[1]);
     };
     if (threaded && helper !== null) {
-      // Two halves of C's tiles, along whichever axis has more panels. Each thread packs the
-      // panels of the operand it splits (B's columns, or A's rows) for its own half, so no packing
-      // stays serial; the operand both halves read is packed first. The helper's calls go into
-      // memory for it, the main thread runs the other half, then waits for the helper.
-      const splitN = nPanels >= mPanels;
-      const mid = Math.ceil((splitN ? nPanels : mPanels) / 2);
-      const list = new Int32Array(memory.buffer, ws + listBase, CALL_INTS * (maxCalls + 1));
+      // Chunks of C's tiles along the split axis, claimed by either thread (startHelperThread).
+      // Each chunk packs the panels of the operand it splits (B's columns, or A's rows) before
+      // using them, so no packing stays serial; the operand all chunks read is packed first.
+      const list = new Int32Array(memory.buffer, ws + listBase, 2 * chunks + 1 + CALL_INTS * maxCalls);
+      const callsAt = 2 * chunks + 1;
       let count = 0;
       const record = (op: number, args: number[]): void => {
-        list[CALL_INTS * count] = op;
-        list.set(args, CALL_INTS * count + 1);
+        list[callsAt + CALL_INTS * count] = op;
+        list.set(args, callsAt + CALL_INTS * count + 1);
         count++;
       };
       const recordPack = (c: [number, number[]] | null): void => {
         if (c !== null) record(c[0], c[1]);
       };
-      if (splitN) {
-        run(packA(0, mPanels));
-        recordPack(packB(mid, nPanels));
-        blocks(0, mPanels, mid, nPanels, record);
-      } else {
-        run(packB(0, nPanels));
-        recordPack(packA(mid, mPanels));
-        blocks(mid, mPanels, 0, nPanels, record);
+      run(splitN ? packA(0, mPanels) : packB(0, nPanels));
+      for (let c = 0; c < chunks; c++) {
+        const p0 = Math.floor((c * splitPanels) / chunks);
+        const p1 = Math.floor(((c + 1) * splitPanels) / chunks);
+        list[c] = count;
+        if (splitN) {
+          recordPack(packB(p0, p1));
+          blocks(0, mPanels, p0, p1, record);
+        } else {
+          recordPack(packA(p0, p1));
+          blocks(p0, p1, 0, nPanels, record);
+        }
       }
-      const job = helper.post(ws + listBase, count);
+      list[chunks] = count;
       gemmThreadStats.split++;
-      if (splitN) {
-        run(packB(0, mid));
-        blocks(0, mPanels, 0, mid, call);
-      } else {
-        run(packA(0, mid));
-        blocks(0, mid, 0, nPanels, call);
-      }
-      // If the helper died, its half runs here (same tiles, same values).
-      if (!helper.wait(job)) {
-        helper = null;
-        for (let c = 0; c < count; c++) call(list[CALL_INTS * c], Array.from(list.subarray(CALL_INTS * c + 1, CALL_INTS * c + CALL_INTS)));
-      }
+      helper.runJob(ws + listBase, chunks, (c) => {
+        for (let i = list[c]; i < list[c + 1]; i++) {
+          const o = callsAt + CALL_INTS * i;
+          call(list[o], Array.from(list.subarray(o + 1, o + CALL_INTS)));
+        }
+      });
     } else {
       run(packA(0, mPanels));
       run(packB(0, nPanels));
