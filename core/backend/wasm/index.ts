@@ -122,6 +122,8 @@ export interface WasmGemmOptions extends Partial<KernelShape> {
   stridedBMaxPanels?: number;
   /** Multiply-adds per chunk of a product split across threads (default 2^20). */
   chunkWork?: number;
+  /** Fewest multiply-adds for which a product is split across threads (default 2^22). */
+  threadMinWork?: number;
 }
 
 const align64 = (bytes: number) => Math.ceil(bytes / 64) * 64;
@@ -184,16 +186,20 @@ const CHUNK_WORK = 1 << 20;
 
 /**
  * The control block shared with the helper (Int32 slots). A job is a list of chunks, each a run
- * of calls; both threads claim chunks from one counter until none is left, so a helper that is
- * late (asleep, or its core busy with another process) only takes fewer chunks instead of
- * stalling the caller, which never waits for a chunk nobody has started.
+ * of calls. The caller claims chunks from the front and the helper from the back of one range
+ * until they meet, so a helper that is late (asleep, or its core busy with another process) only
+ * takes fewer chunks instead of stalling the caller, which never waits for a chunk nobody has
+ * started; and in a training loop each thread keeps getting about the same chunks (the same
+ * columns of a weight matrix stay in its core's cache).
  */
 const CTL_SEQ = 0; // job number (posted by the caller; -1 stops the helper)
 const CTL_JOB = 1; // byte address of the job: [nChunks + 1 chunk starts (call index) | nChunks done flags | calls]
 const CTL_CHUNKS = 2; // chunks in the job
-const CTL_NEXT = 3; // (job number & 0x7fff) << 16 | next unclaimed chunk: a stale claim fails
+const CTL_RANGE = 3; // unclaimed chunks [front, back), as back << 16 | front
 const CTL_DONE = 4; // chunks finished
 const CTL_INTS = 8;
+/** Most chunks in a job (CTL_RANGE's 16-bit halves, kept positive). */
+const MAX_CHUNKS = 0x7fff;
 
 /** The worker's code: claim chunks of the posted job, run their calls over the shared memory. */
 const HELPER_SOURCE = `
@@ -210,15 +216,16 @@ for (;;) {
   const seq = Atomics.load(ctl, ${CTL_SEQ});
   if (seq < 0) break;
   seen = seq;
-  const tag = seq & 0x7fff;
-  const job = ctl[${CTL_JOB}] >> 2;
-  const chunks = ctl[${CTL_CHUNKS}];
   for (;;) {
-    const v = Atomics.load(ctl, ${CTL_NEXT});
-    if (v >>> 16 !== tag || (v & 0xffff) >= chunks) break;
-    if (Atomics.compareExchange(ctl, ${CTL_NEXT}, v, v + 1) !== v) continue;
-    // Claimed: the job's memory stays valid until this chunk is reported done.
-    const c = v & 0xffff;
+    const v = Atomics.load(ctl, ${CTL_RANGE});
+    if (v >>> 16 <= (v & 0xffff)) break;
+    if (Atomics.compareExchange(ctl, ${CTL_RANGE}, v, v - 0x10000) !== v) continue;
+    // Claimed chunk c of the job posted now: that job cannot end before c is reported done, so
+    // its description, read after the claim, is current (even if this thread has not seen its
+    // number yet).
+    const c = (v >>> 16) - 1;
+    const job = Atomics.load(ctl, ${CTL_JOB}) >> 2;
+    const chunks = Atomics.load(ctl, ${CTL_CHUNKS});
     const mem = new Int32Array(memory.buffer);
     const calls = job + 2 * chunks + 1;
     for (let o = calls + ${CALL_INTS} * mem[job + c], e = calls + ${CALL_INTS} * mem[job + c + 1]; o < e; o += ${CALL_INTS}) {
@@ -272,17 +279,18 @@ function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memor
       const flags = (job >> 2) + chunks + 1;
       mem.fill(0, flags, flags + chunks);
       seq = (seq + 1) & 0x3fffffff || 1;
-      const tag = (seq & 0x7fff) << 16;
-      ctl[CTL_JOB] = job;
-      ctl[CTL_CHUNKS] = chunks;
+      Atomics.store(ctl, CTL_JOB, job);
+      Atomics.store(ctl, CTL_CHUNKS, chunks);
       Atomics.store(ctl, CTL_DONE, 0);
-      Atomics.store(ctl, CTL_NEXT, tag);
+      Atomics.store(ctl, CTL_RANGE, chunks << 16);
       Atomics.store(ctl, CTL_SEQ, seq);
       if (alive) Atomics.notify(ctl, CTL_SEQ);
       let here = 0;
       for (;;) {
-        const c = Atomics.add(ctl, CTL_NEXT, 1) - tag;
-        if (c >= chunks) break;
+        const v = Atomics.load(ctl, CTL_RANGE);
+        const c = v & 0xffff;
+        if (v >>> 16 <= c) break;
+        if (Atomics.compareExchange(ctl, CTL_RANGE, v, v + 1) !== v) continue;
         run(c);
         here++;
         Atomics.store(mem, flags + c, 1);
@@ -335,6 +343,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   const ncPanels = Math.max(1, Math.floor((options.nc ?? NC) / NR));
   const stridedBMax = options.stridedBMaxPanels ?? STRIDED_B_MAX_PANELS;
   const chunkWork = Math.max(1, options.chunkWork ?? CHUNK_WORK);
+  const threadMinWork = options.threadMinWork ?? THREAD_MIN_WORK;
   // The module works on the kernels' arena (core/backend/wasm/kernel-cache.ts): operands that
   // live there are packed or read in place, and a helper thread shares it when it is shared.
   let wasm!: KernelExports;
@@ -382,7 +391,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const bScratch0 = (bRowMajor || bTransposed) && bSrc < 0 ? n * k : 0;
     const nK = Math.ceil(k / kcMax);
     const kc = Math.ceil(k / nK);
-    const splittable = m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1);
+    const splittable = m * k * n >= threadMinWork && (mPanels > 1 || nPanels > 1);
     if (splittable && helperPending) {
       helperPending = false;
       try {
@@ -396,7 +405,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     // CHUNK_WORK multiply-adds.
     const splitN = nPanels >= mPanels;
     const splitPanels = splitN ? nPanels : mPanels;
-    const chunks = threaded ? Math.min(splitPanels, 0xfff0, Math.max(2, Math.round((m * k * n) / chunkWork))) : 0;
+    const chunks = threaded ? Math.min(splitPanels, MAX_CHUNKS, Math.max(2, Math.round((m * k * n) / chunkWork))) : 0;
     // The job a helper thread shares (CTL_JOB's layout: chunk starts, done flags, calls of
     // CALL_INTS i32 each): each chunk adds at most one block boundary along its axis, and the
     // end of C written in place one along M.
