@@ -35,7 +35,16 @@
  */
 import { DEFAULT_KERNEL, gemmModuleBytes, RELAXED_SIMD_PROBE, SIMD_PROBE, type KernelShape } from './kernel.js';
 import { nodeBuiltin } from '../../node-builtin.js';
-import { arenaAlloc, arenaF32, arenaFree, arenaImport, arenaMemory, arenaResidentCapable, residentOffset } from './kernel-cache.js';
+import {
+  arenaAlloc,
+  arenaF32,
+  arenaFree,
+  arenaImport,
+  arenaMemory,
+  arenaResidentCapable,
+  residentOffset,
+  type KernelFn,
+} from './kernel-cache.js';
 
 export type GemmF32 = (
   A: Float32Array,
@@ -169,6 +178,8 @@ const OP_PACK_A = 1;
 const OP_PACK_B = 2;
 const OP_INTERLEAVE_B = 3;
 const OP_BLOCK_STRIDED_B = 4;
+/** blockRows{r} is op OP_BLOCK_ROWS + 2 (r - 1), blockStridedBRows{r} the op after it. */
+const OP_BLOCK_ROWS = 5;
 
 /**
  * How long (ms) the helper keeps polling for the next job after finishing one before it sleeps:
@@ -208,6 +219,7 @@ const { module, memory, control } = workerData;
 const ctl = new Int32Array(control);
 const w = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const ops = [w.block, w.packCopyA, w.packCopyB, w.packInterleaveB, w.blockStridedB];
+for (let r = 1; w['blockRows' + r]; r++) ops.push(w['blockRows' + r], w['blockStridedBRows' + r]);
 let seen = 0;
 for (;;) {
   const until = performance.now() + ${HELPER_SPIN_MS};
@@ -352,10 +364,15 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   // to start, and a workload of small products never needs it).
   let helperPending = false;
   let module: WebAssembly.Module;
+  const ops: KernelFn[] = [];
   const memory = arenaMemory();
   try {
     module = new WebAssembly.Module(gemmModuleBytes(shape, arenaImport()));
     wasm = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+    // The calls by op number (OP_*), as the helper thread's table has them.
+    const byName = wasm as unknown as Record<string, KernelFn | undefined>;
+    ops.push(...([wasm.block, wasm.packCopyA, wasm.packCopyB, wasm.packInterleaveB, wasm.blockStridedB] as KernelFn[]));
+    for (let r = 1; r < MR; r++) ops.push(byName[`blockRows${r}`]!, byName[`blockStridedBRows${r}`]!);
     helperPending = (options.threads ?? defaultThreads()) > 1 && arenaResidentCapable();
   } catch {
     return null;
@@ -419,13 +436,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       return;
     }
     const h = arenaF32();
-    const call = (op: number, args: readonly number[]): void => {
-      if (op === OP_BLOCK) wasm.block(...(args as Parameters<KernelExports['block']>));
-      else if (op === OP_PACK_A) wasm.packCopyA(...(args as Parameters<KernelExports['packCopyA']>));
-      else if (op === OP_PACK_B) wasm.packCopyB(...(args as Parameters<KernelExports['packCopyB']>));
-      else if (op === OP_BLOCK_STRIDED_B) wasm.blockStridedB(...(args as Parameters<KernelExports['blockStridedB']>));
-      else wasm.packInterleaveB(...(args as Parameters<KernelExports['packInterleaveB']>));
-    };
+    const call = (op: number, args: readonly number[]): void => ops[op](...args);
 
     // A: rows read in place (or a row-major copy), or MR-row panels packed from `aPack`.
     let aAt: number;
@@ -509,48 +520,43 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const cDirect = nPad === n ? residentOffset(C, cOffset) : -1;
     const overlaps = (X: Float32Array): boolean =>
       X.buffer === C.buffer && X.byteOffset < cDirect + 4 * m * n && cDirect < X.byteOffset + X.byteLength;
-    const fullPanels = cDirect >= 0 && !overlaps(A) && !overlaps(B) ? Math.floor(m / MR) : 0;
+    const fullPanels = cDirect >= 0 && !overlaps(A) && !overlaps(B) ? mPanels : 0;
     const cAt = (ip0: number): number => (ip0 < fullPanels ? cDirect : ws + cBase) + ip0 * MR * ldc;
     // Goto-style blocking over the panels [m0, m1) x [n0, n1): an NC-column block of packed B and
     // an MC-row block of A stay in L2; each K block of C is accumulated onto the previous one.
+    // The last panel of A holds mRem rows (0: full); its tiles run the mRem-row kernels.
+    const mRem = m % MR;
     const blockRange = (m0: number, m1: number, n0: number, n1: number, emit: (op: number, args: number[]) => void): void => {
+      const one = (ip0: number, mp: number, jp0: number, np: number, p0: number, kcur: number, rows: number): void => {
+        // Op: block or blockStridedB for full panels, their `rows`-row versions for the last one.
+        const op = rows === MR ? (bStrided ? OP_BLOCK_STRIDED_B : OP_BLOCK) : OP_BLOCK_ROWS + 2 * (rows - 1) + (bStrided ? 1 : 0);
+        const args = [
+          aAt + ip0 * aPanel + p0 * aCol,
+          aRow,
+          aCol,
+          aPanel,
+          bStrided ? bStridedAt + jp0 * NR * 4 + p0 * ldb : bAt + jp0 * bPanel + p0 * NR * 4,
+          bStrided ? NR * 4 : bPanel,
+          cAt(ip0) + jp0 * NR * 4,
+          ldc,
+          mp,
+          np,
+          kcur,
+          p0 > 0 ? 1 : 0,
+        ];
+        if (bStrided) args.push(ldb);
+        emit(op, args);
+      };
       for (let jp0 = n0; jp0 < n1; jp0 += ncPanels) {
         const np = Math.min(ncPanels, n1 - jp0);
         for (let ip0 = m0; ip0 < m1; ip0 += mcPanels) {
           const mp = Math.min(mcPanels, m1 - ip0);
+          const partial = mRem > 0 && ip0 + mp === mPanels;
+          const full = partial ? mp - 1 : mp;
           for (let p0 = 0; p0 < k; p0 += kc) {
             const kcur = Math.min(kc, k - p0);
-            if (bStrided) {
-              emit(OP_BLOCK_STRIDED_B, [
-                aAt + ip0 * aPanel + p0 * aCol,
-                aRow,
-                aCol,
-                aPanel,
-                bStridedAt + jp0 * NR * 4 + p0 * ldb,
-                NR * 4,
-                cAt(ip0) + jp0 * NR * 4,
-                ldc,
-                mp,
-                np,
-                kcur,
-                p0 > 0 ? 1 : 0,
-                ldb,
-              ]);
-            } else
-              emit(OP_BLOCK, [
-                aAt + ip0 * aPanel + p0 * aCol,
-                aRow,
-                aCol,
-                aPanel,
-                bAt + jp0 * bPanel + p0 * NR * 4,
-                bPanel,
-                cAt(ip0) + jp0 * NR * 4,
-                ldc,
-                mp,
-                np,
-                kcur,
-                p0 > 0 ? 1 : 0,
-              ]);
+            if (full > 0) one(ip0, full, jp0, np, p0, kcur, MR);
+            if (partial) one(ip0 + full, 1, jp0, np, p0, kcur, mRem);
           }
         }
       }
@@ -608,7 +614,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
 
     if (nPad !== n) wasm.compact(ws + cBase, ldc, 4 * n, m);
     // Rows not written in place (all of them, or the last partial panel's).
-    const r0 = fullPanels * MR;
+    const r0 = Math.min(m, fullPanels * MR);
     const c0 = (ws + cBase) >> 2;
     if (r0 < m) C.set(h.subarray(c0 + r0 * n, c0 + m * n), cOffset + r0 * n);
     arenaFree(ws, end);
