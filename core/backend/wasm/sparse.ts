@@ -234,10 +234,19 @@ function reserve(memory: WebAssembly.Memory, bytes: number): boolean {
   return true;
 }
 
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
 /** Fraction of nonzeros among ~1024 entries of the strided m x k operand, spread evenly. */
 function sampleDensity(A: Float32Array, off: number, rs: number, cs: number, m: number, k: number): number {
   const total = m * k;
-  const step = Math.max(1, Math.floor(total / 1024));
+  // A step sharing a factor with k visits only some columns of each row (k = 32, step 24: 4 of
+  // the 32 examples of x^T), so the estimate would follow a few examples; a step coprime with k
+  // walks all of them.
+  let step = Math.max(1, Math.floor(total / 1024));
+  while (gcd(step, k) > 1) step++;
   let nz = 0;
   let n = 0;
   for (let q = 0; q < total; q += step, n++) {
