@@ -133,6 +133,8 @@ export interface WasmGemmOptions extends Partial<KernelShape> {
   chunkWork?: number;
   /** Fewest multiply-adds for which a product is split across threads (default 2^22). */
   threadMinWork?: number;
+  /** How long (ms) the helper thread polls for the next product before it sleeps. */
+  helperSpinMs?: number;
 }
 
 const align64 = (bytes: number) => Math.ceil(bytes / 64) * 64;
@@ -183,10 +185,15 @@ const OP_BLOCK_ROWS = 5;
 
 /**
  * How long (ms) the helper keeps polling for the next job after finishing one before it sleeps:
- * a training step posts its products a few hundred microseconds apart, and waking a sleeping
- * thread (a futex wake and a reschedule) costs tens of microseconds.
+ * long enough for products posted back to back, short of the gaps in a training step. A polling
+ * thread takes a core from whatever else runs: on this machine, shared by several processes
+ * (each session its own scheduling group), a helper that polled 2 ms after every job made a
+ * training step with split products 2-3x slower, since the poller took half of its process's share
+ * from the caller; a late helper only takes fewer chunks (startHelperThread).
  */
-const HELPER_SPIN_MS = 2;
+const HELPER_SPIN_MS = 0.25;
+/** How long (ms) the caller polls for the helper's last chunks before it sleeps until notified. */
+const CALLER_SPIN_MS = 0.25;
 
 /**
  * Multiply-adds per chunk of a split product (~50 us on one core here): small enough that the
@@ -215,14 +222,14 @@ const MAX_CHUNKS = 0x7fff;
 /** The worker's code: claim chunks of the posted job, run their calls over the shared memory. */
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, control } = workerData;
+const { module, memory, control, spinMs } = workerData;
 const ctl = new Int32Array(control);
 const w = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const ops = [w.block, w.packCopyA, w.packCopyB, w.packInterleaveB, w.blockStridedB];
 for (let r = 1; w['blockRows' + r]; r++) ops.push(w['blockRows' + r], w['blockStridedBRows' + r]);
 let seen = 0;
 for (;;) {
-  const until = performance.now() + ${HELPER_SPIN_MS};
+  const until = performance.now() + spinMs;
   for (let i = 1; Atomics.load(ctl, ${CTL_SEQ}) === seen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
   Atomics.wait(ctl, ${CTL_SEQ}, seen);
   const seq = Atomics.load(ctl, ${CTL_SEQ});
@@ -273,12 +280,12 @@ function defaultThreads(): number {
   return cores >= 2 ? 2 : 1;
 }
 
-function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory): HelperThread {
+function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory, spinMs: number): HelperThread {
   const wt = nodeBuiltin<WorkerThreadsModule>('node:worker_threads');
   if (wt === undefined) throw new Error('no worker_threads');
   const control = new SharedArrayBuffer(4 * CTL_INTS);
   const ctl = new Int32Array(control);
-  const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control } });
+  const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, spinMs } });
   let alive = true;
   worker.on('error', () => (alive = false));
   worker.on('exit', () => (alive = false));
@@ -312,7 +319,7 @@ function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memor
       // Only chunks the helper has started remain: poll briefly (one chunk takes tens of
       // microseconds), then sleep in bounded waits, so that a helper that died mid-chunk cannot
       // hang the caller (its chunks then run here: same tiles, same values).
-      const until = performance.now() + 1;
+      const until = performance.now() + CALLER_SPIN_MS;
       for (let i = 0; Atomics.load(ctl, CTL_DONE) < chunks; i++) if ((i & 255) === 0 && performance.now() > until) break;
       for (let waited = 0; ; waited++) {
         const done = Atomics.load(ctl, CTL_DONE);
@@ -356,6 +363,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   const stridedBMax = options.stridedBMaxPanels ?? STRIDED_B_MAX_PANELS;
   const chunkWork = Math.max(1, options.chunkWork ?? CHUNK_WORK);
   const threadMinWork = options.threadMinWork ?? THREAD_MIN_WORK;
+  const helperSpinMs = Math.max(0, options.helperSpinMs ?? HELPER_SPIN_MS);
   // The module works on the kernels' arena (core/backend/wasm/kernel-cache.ts): operands that
   // live there are packed or read in place, and a helper thread shares it when it is shared.
   let wasm!: KernelExports;
@@ -412,7 +420,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     if (splittable && helperPending) {
       helperPending = false;
       try {
-        helper = startHelperThread(module, memory);
+        helper = startHelperThread(module, memory, helperSpinMs);
       } catch {
         helper = null;
       }
