@@ -433,7 +433,7 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const chunks = threaded ? Math.min(splitPanels, MAX_CHUNKS, Math.max(2, Math.round((m * k * n) / chunkWork))) : 0;
     // The job a helper thread shares (CTL_JOB's layout: chunk starts, done flags, calls of
     // CALL_INTS i32 each): each chunk adds at most one block boundary along its axis, and the
-    // end of C written in place one along M.
+    // last, partial row panel one more call per block.
     const listBase = align64(sBase + (aScratch + bScratch0) * 4 + 64 * NR);
     const maxCalls = threaded ? chunks + (Math.ceil(nPanels / ncPanels) + chunks) * (Math.ceil(mPanels / mcPanels) + 2 * chunks) * nK : 0;
     const end = listBase + 4 * (2 * chunks + 1 + CALL_INTS * maxCalls);
@@ -523,13 +523,13 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
 
     const ldc = nPad * 4;
     // C in place: when C lives in the arena, its rows are whole micro-tiles wide (n = nPad) and it
-    // overlaps neither operand, the full MR-row panels are written straight into it; only a last,
-    // partial panel goes to the workspace (a tile always writes MR rows) and is copied after.
+    // overlaps neither operand, every tile is written straight into it (a last, partial row panel
+    // by an mRem-row tile); otherwise C goes to the workspace and is copied after.
     const cDirect = nPad === n ? residentOffset(C, cOffset) : -1;
     const overlaps = (X: Float32Array): boolean =>
       X.buffer === C.buffer && X.byteOffset < cDirect + 4 * m * n && cDirect < X.byteOffset + X.byteLength;
-    const fullPanels = cDirect >= 0 && !overlaps(A) && !overlaps(B) ? mPanels : 0;
-    const cAt = (ip0: number): number => (ip0 < fullPanels ? cDirect : ws + cBase) + ip0 * MR * ldc;
+    const inPlace = cDirect >= 0 && !overlaps(A) && !overlaps(B);
+    const cAt = (ip0: number): number => (inPlace ? cDirect : ws + cBase) + ip0 * MR * ldc;
     // Goto-style blocking over the panels [m0, m1) x [n0, n1): an NC-column block of packed B and
     // an MC-row block of A stay in L2; each K block of C is accumulated onto the previous one.
     // The last panel of A holds mRem rows (0: full); its tiles run the mRem-row kernels.
@@ -569,12 +569,6 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
         }
       }
     };
-    // One block call covers panels of one C region: split the rows where direct C ends.
-    const blocks = (m0: number, m1: number, n0: number, n1: number, emit: (op: number, args: number[]) => void): void => {
-      const cut = Math.min(Math.max(fullPanels, m0), m1);
-      if (cut > m0) blockRange(m0, cut, n0, n1, emit);
-      if (m1 > cut) blockRange(cut, m1, n0, n1, emit);
-    };
     const run = (c: [number, number[]] | null): void => {
       if (c !== null) call(c[0], c[1]);
     };
@@ -600,10 +594,10 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
         list[c] = count;
         if (splitN) {
           recordPack(packB(p0, p1));
-          blocks(0, mPanels, p0, p1, record);
+          blockRange(0, mPanels, p0, p1, record);
         } else {
           recordPack(packA(p0, p1));
-          blocks(p0, p1, 0, nPanels, record);
+          blockRange(p0, p1, 0, nPanels, record);
         }
       }
       list[chunks] = count;
@@ -617,14 +611,13 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     } else {
       run(packA(0, mPanels));
       run(packB(0, nPanels));
-      blocks(0, mPanels, 0, nPanels, call);
+      blockRange(0, mPanels, 0, nPanels, call);
     }
 
     if (nPad !== n) wasm.compact(ws + cBase, ldc, 4 * n, m);
-    // Rows not written in place (all of them, or the last partial panel's).
-    const r0 = Math.min(m, fullPanels * MR);
+    // C from the workspace, unless it was written in place.
     const c0 = (ws + cBase) >> 2;
-    if (r0 < m) C.set(h.subarray(c0 + r0 * n, c0 + m * n), cOffset + r0 * n);
+    if (!inPlace) C.set(h.subarray(c0, c0 + m * n), cOffset);
     arenaFree(ws, end);
   };
 }
