@@ -119,3 +119,24 @@ t.test(
     t.ok(sameBits(y, yDense), 'same bits as the dense kernel');
   },
 );
+
+t.test(
+  'the density sample sees every example of x^T: a batch of 32 dense examples but every 8th blank stays dense',
+  { skip: !simd && 'no WebAssembly SIMD' },
+  async (t) => {
+    // x: 32 examples of 784 values (row-major), used as A = x^T (784 x 32, a transposed view),
+    // as in a dense layer's weight gradient x^T @ g. Examples 0, 8, 16 and 24 are zeros, the others
+    // have no zero at all: A is 87.5% nonzero, far above the sparse path's threshold. A sample
+    // taken with a step sharing a factor with 32 (25088 / 1024 -> 24) saw only those 4 examples.
+    const m = 784;
+    const k = 32;
+    const n = 128;
+    const next = rng(3);
+    const x = Float32Array.from({ length: k * m }, (_, i) => (Math.floor(i / m) % 8 === 0 ? 0 : 0.5 + next()));
+    const g = Float32Array.from({ length: k * n }, () => next() - 0.5);
+    const c = new Float32Array(m * n);
+    const before = sparseStats.calls;
+    t.equal(sparseGemm(x, 0, 1, m, g, 0, n, 1, c, 0, m, k, n), false, 'declined: the dense kernel runs');
+    t.equal(sparseStats.calls, before, 'the sparse kernel did not run');
+  },
+);
