@@ -3,7 +3,8 @@
  * for random shapes (columns that are and are not multiples of 4 and of 32), densities, both
  * layouts of A (row-major and transposed) and strided B; it declines (leaving C untouched) when A
  * is too dense, B holds an Inf or NaN (0 * Inf must give NaN), B's columns are strided, or the
- * product is small; and matmul through the CPU backend takes it for spike-like inputs.
+ * product is small; its density sample covers every example of a transposed A; and matmul through
+ * the CPU backend takes it for spike-like inputs.
  */
 import fc from 'fast-check';
 import t from 'tap';
