@@ -1,5 +1,5 @@
 /**
- * The two-thread WebAssembly matmul (a helper worker runs half of C's tiles over a shared memory):
+ * The two-thread WebAssembly matmul (a helper worker claims chunks of C's tiles over a shared memory):
  * bit-identical to the one-thread kernel for large products in every operand layout, with rows and
  * columns that do not fill the micro-tiles, split along either axis; small products stay on one
  * thread.
@@ -15,9 +15,12 @@ const threadsPossible = typeof SharedArrayBuffer !== 'undefined';
 t.test('two threads give the one-thread bits', { skip: (!simd || !threadsPossible) && 'no SIMD or no shared memory' }, async (t) => {
   const two = createWasmGemm({ threads: 2 });
   const one = createWasmGemm({ threads: 1 });
-  t.ok(two && one, 'both built');
-  if (!two || !one) return;
+  // Chunks of ~4k multiply-adds: hundreds per product, so both threads claim many of them.
+  const fine = createWasmGemm({ threads: 2, chunkWork: 1 << 12 });
+  t.ok(two && one && fine, 'all built');
+  if (!two || !one || !fine) return;
   const next = rng(11);
+  const helperBefore = gemmThreadStats.helperChunks;
   // (m, k, n, A transposed, B transposed): splits along N (more column panels) and along M.
   const cases: [number, number, number, boolean, boolean][] = [
     [320, 784, 128, false, false],
@@ -53,8 +56,15 @@ t.test('two threads give the one-thread bits', { skip: (!simd || !threadsPossibl
       c1.every((x, i) => Object.is(x, c2[i])),
       `${m}x${k}x${n} (A${at ? '^T' : ''}, B${bt ? '^T' : ''}${inArena ? ', in the arena' : ''}) bit-identical`,
     );
+    c2.fill(NaN);
+    fine(A, 0, ars, acs, B, 0, brs, bcs, c2, 0, m, k, n);
+    t.ok(
+      c1.every((x, i) => Object.is(x, c2[i])),
+      `${m}x${k}x${n} in small chunks: every tile written once, bit-identical`,
+    );
     if (inArena) for (const x of [A, B, c2]) if (x.buffer instanceof SharedArrayBuffer) releaseResidentArray(x);
   }
+  t.ok(gemmThreadStats.helperChunks > helperBefore, `the helper thread ran chunks (${gemmThreadStats.helperChunks - helperBefore})`);
   const before = gemmThreadStats.split;
   const small = new Float32Array(16 * 16);
   two(new Float32Array(16 * 16).fill(1), 0, 16, 1, new Float32Array(16 * 16).fill(2), 0, 16, 1, small, 0, 16, 16, 16);

@@ -363,3 +363,49 @@ t.test(
     }
   },
 );
+
+t.test(
+  'C in the arena with rows of A not filling the last micro-panel: written in place, nothing past it, the fallback bits',
+  { skip: !simd && 'no SIMD' },
+  async (t) => {
+    const g = createWasmGemm({ threads: 1 });
+    t.ok(g, 'built');
+    if (!g) return;
+    const next = rng(5);
+    const GUARD = 16;
+    // Every remainder of m modulo the 5-row tile (and 6 for a 6-row one); n on the 8-column tile,
+    // so C is written in place; A row-major (read in place) or transposed (packed), B row-major
+    // (unpacked for few rows, packed for more) or transposed; k past one K block.
+    for (let m = 1; m <= 13; m++) {
+      for (const [k, n] of [
+        [40, 16],
+        [300, 24],
+      ]) {
+        for (const [aT, bT] of [
+          [false, false],
+          [true, false],
+          [false, true],
+          [true, true],
+        ]) {
+          const A = Float32Array.from({ length: m * k }, () => next() * 2 - 1);
+          const B = Float32Array.from({ length: k * n }, () => next() * 2 - 1);
+          const [ars, acs] = aT ? [1, m] : [k, 1];
+          const [brs, bcs] = bT ? [1, k] : [n, 1];
+          const want = new Float32Array(m * n);
+          gemmF32Fallback(A, 0, ars, acs, B, 0, brs, bcs, want, 0, m, k, n);
+          const block = residentArray('float32', m * n + 2 * GUARD) as Float32Array;
+          block.fill(-7);
+          g(A, 0, ars, acs, B, 0, brs, bcs, block, GUARD, m, k, n);
+          const name = `${m}x${k}x${n} (A${aT ? '^T' : ''}, B${bT ? '^T' : ''})`;
+          t.equal(firstBitDifference(block.subarray(GUARD, GUARD + m * n), want), -1, `${name}: the fallback's bits`);
+          const guards = [...block.subarray(0, GUARD), ...block.subarray(GUARD + m * n)];
+          t.ok(
+            guards.every((x) => x === -7),
+            `${name}: nothing written outside C`,
+          );
+          releaseResidentArray(block);
+        }
+      }
+    }
+  },
+);

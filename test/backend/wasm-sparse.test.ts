@@ -3,9 +3,9 @@
  * for random shapes (columns that are and are not multiples of 4 and of 32), densities, both
  * layouts of A (row-major and transposed) and strided B; it declines (leaving C untouched) when A
  * is too dense, B holds an Inf or NaN (0 * Inf must give NaN), B's columns are strided, or the
- * product is small; and matmul through the CPU backend takes it for spike-like inputs. Operands in
- * the kernels' arena are read and written in place, and large products are split across threads,
- * with the same bits.
+ * product is small; its density sample covers every example of a transposed A; and matmul through
+ * the CPU backend takes it for spike-like inputs. Operands in the kernels' arena are read and
+ * written in place, and large products are split across threads, with the same bits.
  */
 import fc from 'fast-check';
 import t from 'tap';
@@ -164,5 +164,26 @@ t.test(
         if (inArena) for (const x of [A, B, C]) if (x.buffer instanceof SharedArrayBuffer) releaseResidentArray(x);
       }
     }
+  },
+);
+
+t.test(
+  'the density sample sees every example of x^T: a batch of 32 dense examples but every 8th blank stays dense',
+  { skip: !simd && 'no WebAssembly SIMD' },
+  async (t) => {
+    // x: 32 examples of 784 values (row-major), used as A = x^T (784 x 32, a transposed view),
+    // as in a dense layer's weight gradient x^T @ g. Examples 0, 8, 16 and 24 are zeros, the others
+    // have no zero at all: A is 87.5% nonzero, far above the sparse path's threshold. A sample
+    // taken with a step sharing a factor with 32 (25088 / 1024 -> 24) saw only those 4 examples.
+    const m = 784;
+    const k = 32;
+    const n = 128;
+    const next = rng(3);
+    const x = Float32Array.from({ length: k * m }, (_, i) => (Math.floor(i / m) % 8 === 0 ? 0 : 0.5 + next()));
+    const g = Float32Array.from({ length: k * n }, () => next() - 0.5);
+    const c = new Float32Array(m * n);
+    const before = sparseStats.calls;
+    t.equal(sparseGemm(x, 0, 1, m, g, 0, n, 1, c, 0, m, k, n), false, 'declined: the dense kernel runs');
+    t.equal(sparseStats.calls, before, 'the sparse kernel did not run');
   },
 );

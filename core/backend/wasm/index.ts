@@ -35,7 +35,16 @@
  */
 import { DEFAULT_KERNEL, gemmModuleBytes, RELAXED_SIMD_PROBE, SIMD_PROBE, type KernelShape } from './kernel.js';
 import { nodeBuiltin } from '../../node-builtin.js';
-import { arenaAlloc, arenaF32, arenaFree, arenaImport, arenaMemory, arenaResidentCapable, residentOffset } from './kernel-cache.js';
+import {
+  arenaAlloc,
+  arenaF32,
+  arenaFree,
+  arenaImport,
+  arenaMemory,
+  arenaResidentCapable,
+  residentOffset,
+  type KernelFn,
+} from './kernel-cache.js';
 
 export type GemmF32 = (
   A: Float32Array,
@@ -118,6 +127,14 @@ export interface WasmGemmOptions extends Partial<KernelShape> {
   mc?: number;
   /** Columns of B per N block (default 256). */
   nc?: number;
+  /** Most MR-row panels of A for which a row-major B in the arena is read unpacked (default 8). */
+  stridedBMaxPanels?: number;
+  /** Multiply-adds per chunk of a product split across threads (default 2^22). */
+  chunkWork?: number;
+  /** Fewest multiply-adds for which a product is split across threads (default 2^22). */
+  threadMinWork?: number;
+  /** How long (ms) the helper thread polls for the next product before it sleeps. */
+  helperSpinMs?: number;
 }
 
 const align64 = (bytes: number) => Math.ceil(bytes / 64) * 64;
@@ -136,8 +153,11 @@ function copyLines(heap: Float32Array, dst: number, X: Float32Array, s0: number,
   }
 }
 
-/** How many products were split across threads (tests and benchmarks read it). */
-export const gemmThreadStats = { split: 0 };
+/**
+ * How many products were split across threads, and how many of their chunks the helper thread ran
+ * (tests and benchmarks read it).
+ */
+export const gemmThreadStats = { split: 0, helperChunks: 0 };
 
 /**
  * Fewest multiply-adds for which a product is split across threads. Measured here: a 32x784x128
@@ -151,8 +171,8 @@ const THREAD_MIN_WORK = 1 << 22;
 const STRIDED_B_MAX_PANELS = 8;
 
 /**
- * A call posted to the helper: an operation (OP_*) and up to 12 i32 arguments. Packing is posted
- * too, so that each thread packs the panels of its own half of C.
+ * A call run by either thread: an operation (OP_*) and up to 12 i32 arguments. Packing is a call
+ * too, so that the thread that computes a chunk of C packs that chunk's panels itself.
  */
 export const CALL_INTS = 14;
 const OP_BLOCK = 0;
@@ -160,45 +180,94 @@ const OP_PACK_A = 1;
 const OP_PACK_B = 2;
 const OP_INTERLEAVE_B = 3;
 const OP_BLOCK_STRIDED_B = 4;
+/** blockRows{r} is op OP_BLOCK_ROWS + 2 (r - 1), blockStridedBRows{r} the op after it. */
+const OP_BLOCK_ROWS = 5;
 
 /**
  * How long (ms) the helper keeps polling for the next job after finishing one before it sleeps:
- * a training step posts its products a few hundred microseconds apart, and waking a sleeping
- * thread (a futex wake and a reschedule) costs tens of microseconds, as much as the half it runs.
+ * long enough for products posted back to back, short of the gaps in a training step. A polling
+ * thread takes a core from whatever else runs: on this machine, shared by several processes
+ * (each session its own scheduling group), a helper that polled 2 ms after every job made a
+ * training step with split products 2-3x slower, since the poller took half of its process's share
+ * from the caller; a late helper only takes fewer chunks (startHelperThread).
  */
-const HELPER_SPIN_MS = 2;
+const HELPER_SPIN_MS = 0.25;
+/** How long (ms) the caller polls for the helper's last chunks before it sleeps until notified. */
+const CALLER_SPIN_MS = 0.25;
 
-/** The gemm module's exports, indexed by the OP_* codes of the posted calls. */
-const GEMM_OPS = ['block', 'packCopyA', 'packCopyB', 'packInterleaveB', 'blockStridedB'] as const;
+/**
+ * Multiply-adds per chunk of a split product (~180 us on one core here): small enough that a
+ * late helper holds back little, large enough that each chunk reuses B's panels over many rows
+ * (320x784x128 from ordinary arrays, quiet machine: 964 us with 1M per chunk, 898 with 4M).
+ */
+const CHUNK_WORK = 1 << 22;
 
-/** The worker's code: run the posted calls (export `ops[call[0]]` of the module) over the shared memory, then signal. */
+/**
+ * The control block shared with the helper (Int32 slots). A job is a list of chunks, each a run
+ * of calls. The caller claims chunks from the front and the helper from the back of one range
+ * until they meet, so a helper that is late (asleep, or its core busy with another process) only
+ * takes fewer chunks instead of stalling the caller, which never waits for a chunk nobody has
+ * started; and in a training loop each thread keeps getting about the same chunks (the same
+ * columns of a weight matrix stay in its core's cache).
+ */
+const CTL_SEQ = 0; // job number (posted by the caller; -1 stops the helper)
+const CTL_JOB = 1; // byte address of the job: [nChunks + 1 chunk starts (call index) | nChunks done flags | calls]
+const CTL_CHUNKS = 2; // chunks in the job
+const CTL_RANGE = 3; // unclaimed chunks [front, back), as back << 16 | front
+const CTL_DONE = 4; // chunks finished
+const CTL_READY = 5; // chunks >= this one have their operands in place (the caller copies them from the back)
+const CTL_INTS = 8;
+/** Most chunks in a job (CTL_RANGE's 16-bit halves, kept positive). */
+const MAX_CHUNKS = 0x7fff;
+
+/** The worker's code: claim chunks of the posted job, run their calls over the shared memory. */
 const HELPER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, control, names } = workerData;
+const { module, memory, control, spinMs } = workerData;
 const ctl = new Int32Array(control);
 const w = new WebAssembly.Instance(module, { env: { memory } }).exports;
-const ops = names.map((name) => w[name]);
+const ops = [w.block, w.packCopyA, w.packCopyB, w.packInterleaveB, w.blockStridedB];
+for (let r = 1; w['blockRows' + r]; r++) ops.push(w['blockRows' + r], w['blockStridedBRows' + r]);
 let seen = 0;
 for (;;) {
-  const until = performance.now() + ${HELPER_SPIN_MS};
-  for (let i = 1; Atomics.load(ctl, 0) === seen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
-  Atomics.wait(ctl, 0, seen);
-  const seq = Atomics.load(ctl, 0);
+  const until = performance.now() + spinMs;
+  for (let i = 1; Atomics.load(ctl, ${CTL_SEQ}) === seen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
+  Atomics.wait(ctl, ${CTL_SEQ}, seen);
+  const seq = Atomics.load(ctl, ${CTL_SEQ});
   if (seq < 0) break;
   seen = seq;
-  const calls = new Int32Array(memory.buffer, ctl[2], ${CALL_INTS} * ctl[3]);
-  for (let o = 0; o < calls.length; o += ${CALL_INTS}) {
-    ops[calls[o]](calls[o + 1], calls[o + 2], calls[o + 3], calls[o + 4], calls[o + 5], calls[o + 6], calls[o + 7], calls[o + 8], calls[o + 9], calls[o + 10], calls[o + 11], calls[o + 12], calls[o + 13]);
+  for (;;) {
+    const v = Atomics.load(ctl, ${CTL_RANGE});
+    if (v >>> 16 <= (v & 0xffff)) break;
+    if (Atomics.compareExchange(ctl, ${CTL_RANGE}, v, v - 0x10000) !== v) continue;
+    // Claimed chunk c of the job posted now: that job cannot end before c is reported done, so
+    // its description, read after the claim, is current (even if this thread has not seen its
+    // number yet).
+    const c = (v >>> 16) - 1;
+    // Its operands may still be being copied in by the caller (CTL_READY).
+    while (Atomics.load(ctl, ${CTL_READY}) > c);
+    const job = Atomics.load(ctl, ${CTL_JOB}) >> 2;
+    const chunks = Atomics.load(ctl, ${CTL_CHUNKS});
+    const mem = new Int32Array(memory.buffer);
+    const calls = job + 2 * chunks + 1;
+    for (let o = calls + ${CALL_INTS} * mem[job + c], e = calls + ${CALL_INTS} * mem[job + c + 1]; o < e; o += ${CALL_INTS}) {
+      ops[mem[o]](mem[o + 1], mem[o + 2], mem[o + 3], mem[o + 4], mem[o + 5], mem[o + 6], mem[o + 7], mem[o + 8], mem[o + 9], mem[o + 10], mem[o + 11], mem[o + 12], mem[o + 13]);
+    }
+    Atomics.store(mem, job + chunks + 1 + c, 1);
+    Atomics.add(ctl, ${CTL_DONE}, 1);
+    Atomics.notify(ctl, ${CTL_DONE});
   }
-  Atomics.store(ctl, 1, seq);
-  Atomics.notify(ctl, 1);
 }`;
 
-export interface HelperThread {
-  /** Posts `count` calls (CALL_INTS i32 each) stored at byte `ptr`; returns the job's sequence number. */
-  post(ptr: number, count: number): number;
-  /** Waits for job `seq`; false if the helper is gone (the caller then runs the calls itself). */
-  wait(seq: number): boolean;
+interface HelperThread {
+  /**
+   * Runs a job: `chunks` chunks whose calls are at `job` in the memory (the layout of CTL_JOB), the
+   * helper claiming chunks as this thread does; `run(c)` runs chunk c here. `prepare(c)`, when
+   * given, puts chunk c's operands in place: this thread calls it for every chunk, from the last
+   * to the first, before claiming any, and the helper starts a chunk only once it is prepared.
+   * Returns when all chunks are done.
+   */
+  runJob(job: number, chunks: number, run: (c: number) => void, prepare: ((c: number) => void) | null): void;
 }
 
 interface WorkerLike {
@@ -218,16 +287,113 @@ export function defaultThreads(): number {
   return cores >= 2 ? 2 : 1;
 }
 
+function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory, spinMs: number): HelperThread {
+  const wt = nodeBuiltin<WorkerThreadsModule>('node:worker_threads');
+  if (wt === undefined) throw new Error('no worker_threads');
+  const control = new SharedArrayBuffer(4 * CTL_INTS);
+  const ctl = new Int32Array(control);
+  const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, spinMs } });
+  let alive = true;
+  worker.on('error', () => (alive = false));
+  worker.on('exit', () => (alive = false));
+  // A helper blocked in Atomics.wait must not keep the process alive.
+  worker.unref();
+  let seq = 0;
+  return {
+    runJob(job, chunks, run, prepare) {
+      const mem = new Int32Array(memory.buffer);
+      const flags = (job >> 2) + chunks + 1;
+      mem.fill(0, flags, flags + chunks);
+      seq = (seq + 1) & 0x3fffffff || 1;
+      Atomics.store(ctl, CTL_JOB, job);
+      Atomics.store(ctl, CTL_CHUNKS, chunks);
+      Atomics.store(ctl, CTL_DONE, 0);
+      Atomics.store(ctl, CTL_READY, prepare === null ? 0 : chunks);
+      Atomics.store(ctl, CTL_RANGE, chunks << 16);
+      Atomics.store(ctl, CTL_SEQ, seq);
+      if (alive) Atomics.notify(ctl, CTL_SEQ);
+      if (prepare !== null)
+        for (let c = chunks - 1; c >= 0; c--) {
+          prepare(c);
+          Atomics.store(ctl, CTL_READY, c);
+        }
+      let here = 0;
+      for (;;) {
+        const v = Atomics.load(ctl, CTL_RANGE);
+        const c = v & 0xffff;
+        if (v >>> 16 <= c) break;
+        if (Atomics.compareExchange(ctl, CTL_RANGE, v, v + 1) !== v) continue;
+        run(c);
+        here++;
+        Atomics.store(mem, flags + c, 1);
+        Atomics.add(ctl, CTL_DONE, 1);
+      }
+
+      // Only chunks the helper has started remain: poll briefly (one chunk takes tens of
+      // microseconds), then sleep in bounded waits, so that a helper that died mid-chunk cannot
+      // hang the caller (its chunks then run here: same tiles, same values).
+      const until = performance.now() + CALLER_SPIN_MS;
+      for (let i = 0; Atomics.load(ctl, CTL_DONE) < chunks; i++) if ((i & 255) === 0 && performance.now() > until) break;
+      for (let waited = 0; ; waited++) {
+        const done = Atomics.load(ctl, CTL_DONE);
+        if (done >= chunks) {
+          gemmThreadStats.helperChunks += chunks - here;
+          return;
+        }
+        if (!alive || waited > 2000) break;
+        Atomics.wait(ctl, CTL_DONE, done, 5);
+      }
+      alive = false;
+      for (let c = 0; c < chunks; c++) if (Atomics.load(mem, flags + c) === 0) run(c);
+      gemmThreadStats.helperChunks += Atomics.load(ctl, CTL_DONE) - here;
+    },
+  };
+}
+
+/** The worker's code for startCallThread: run the posted calls (export `ops[call[0]]` of the module) over the shared memory, then signal. */
+const CALL_THREAD_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, control, names, spinMs } = workerData;
+const ctl = new Int32Array(control);
+const w = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const ops = names.map((name) => w[name]);
+let seen = 0;
+for (;;) {
+  const until = performance.now() + spinMs;
+  for (let i = 1; Atomics.load(ctl, 0) === seen; i++) if ((i & 1023) === 0 && performance.now() > until) break;
+  Atomics.wait(ctl, 0, seen);
+  const seq = Atomics.load(ctl, 0);
+  if (seq < 0) break;
+  seen = seq;
+  const calls = new Int32Array(memory.buffer, ctl[2], ${CALL_INTS} * ctl[3]);
+  for (let o = 0; o < calls.length; o += ${CALL_INTS}) {
+    ops[calls[o]](calls[o + 1], calls[o + 2], calls[o + 3], calls[o + 4], calls[o + 5], calls[o + 6], calls[o + 7], calls[o + 8], calls[o + 9], calls[o + 10], calls[o + 11], calls[o + 12], calls[o + 13]);
+  }
+  Atomics.store(ctl, 1, seq);
+  Atomics.notify(ctl, 1);
+}`;
+
+/** A second thread that runs a fixed half of a job (the sparse kernel's row blocks). */
+export interface CallThread {
+  /** Posts `count` calls (CALL_INTS i32 each) stored at byte `ptr`; returns the job's sequence number. */
+  post(ptr: number, count: number): number;
+  /** Waits for job `seq`; false if the helper is gone (the caller then runs the calls itself). */
+  wait(seq: number): boolean;
+}
+
 /**
  * A worker thread that instantiates `module` over the shared `memory` and runs the calls posted to
  * it: CALL_INTS i32 each, the index of an export in `names`, then up to CALL_INTS - 1 arguments.
+ * Simpler than the gemm's chunk-claiming helper: for kernels whose halves are long (milliseconds),
+ * where a late start costs little against the half itself. It polls as briefly as the gemm's
+ * helper after a job (HELPER_SPIN_MS), for the same reason: a poller takes a shared core.
  */
-export function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory, names: readonly string[]): HelperThread {
+export function startCallThread(module: WebAssembly.Module, memory: WebAssembly.Memory, names: readonly string[]): CallThread {
   const wt = nodeBuiltin<WorkerThreadsModule>('node:worker_threads');
   if (wt === undefined) throw new Error('no worker_threads');
   const control = new SharedArrayBuffer(16);
   const ctl = new Int32Array(control);
-  const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, names } });
+  const worker = new wt.Worker(CALL_THREAD_SOURCE, { eval: true, workerData: { module, memory, control, names, spinMs: HELPER_SPIN_MS } });
   let alive = true;
   worker.on('error', () => (alive = false));
   worker.on('exit', () => (alive = false));
@@ -244,8 +410,7 @@ export function startHelperThread(module: WebAssembly.Module, memory: WebAssembl
       return seq;
     },
     wait(job) {
-      // The helper's half takes about as long as this thread's: poll a little before sleeping.
-      const until = performance.now() + 2;
+      const until = performance.now() + CALLER_SPIN_MS;
       for (let i = 0; Atomics.load(ctl, 1) !== job; i++) if ((i & 255) === 0 && performance.now() > until) break;
       // Bounded waits, so that a helper that died (or never started) cannot hang the caller.
       for (let waited = 0; Atomics.load(ctl, 1) !== job; waited++) {
@@ -283,6 +448,10 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   const kcMax = Math.max(1, options.kcMax ?? KC_MAX);
   const mcPanels = Math.max(1, Math.floor((options.mc ?? MC) / MR));
   const ncPanels = Math.max(1, Math.floor((options.nc ?? NC) / NR));
+  const stridedBMax = options.stridedBMaxPanels ?? STRIDED_B_MAX_PANELS;
+  const chunkWork = Math.max(1, options.chunkWork ?? CHUNK_WORK);
+  const threadMinWork = options.threadMinWork ?? THREAD_MIN_WORK;
+  const helperSpinMs = Math.max(0, options.helperSpinMs ?? HELPER_SPIN_MS);
   // The module works on the kernels' arena (core/backend/wasm/kernel-cache.ts): operands that
   // live there are packed or read in place, and a helper thread shares it when it is shared.
   let wasm!: KernelExports;
@@ -291,10 +460,15 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
   // to start, and a workload of small products never needs it).
   let helperPending = false;
   let module: WebAssembly.Module;
+  const ops: KernelFn[] = [];
   const memory = arenaMemory();
   try {
     module = new WebAssembly.Module(gemmModuleBytes(shape, arenaImport()));
     wasm = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+    // The calls by op number (OP_*), as the helper thread's table has them.
+    const byName = wasm as unknown as Record<string, KernelFn | undefined>;
+    ops.push(...([wasm.block, wasm.packCopyA, wasm.packCopyB, wasm.packInterleaveB, wasm.blockStridedB] as KernelFn[]));
+    for (let r = 1; r < MR; r++) ops.push(byName[`blockRows${r}`]!, byName[`blockStridedBRows${r}`]!);
     helperPending = (options.threads ?? defaultThreads()) > 1 && arenaResidentCapable();
   } catch {
     return null;
@@ -330,10 +504,27 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const bScratch0 = (bRowMajor || bTransposed) && bSrc < 0 ? n * k : 0;
     const nK = Math.ceil(k / kcMax);
     const kc = Math.ceil(k / nK);
-    // The block calls a helper thread runs are written here (12 i32 each).
+    const splittable = m * k * n >= threadMinWork && (mPanels > 1 || nPanels > 1);
+    if (splittable && helperPending) {
+      helperPending = false;
+      try {
+        helper = startHelperThread(module, memory, helperSpinMs);
+      } catch {
+        helper = null;
+      }
+    }
+    const threaded = helper !== null && splittable;
+    // A split product is cut along whichever axis has more panels into chunks of about
+    // CHUNK_WORK multiply-adds.
+    const splitN = nPanels >= mPanels;
+    const splitPanels = splitN ? nPanels : mPanels;
+    const chunks = threaded ? Math.min(splitPanels, MAX_CHUNKS, Math.max(2, Math.round((m * k * n) / chunkWork))) : 0;
+    // The job a helper thread shares (CTL_JOB's layout: chunk starts, done flags, calls of
+    // CALL_INTS i32 each): each chunk adds at most one block boundary along its axis, and the
+    // last, partial row panel one more call per block.
     const listBase = align64(sBase + (aScratch + bScratch0) * 4 + 64 * NR);
-    const maxCalls = (Math.ceil(nPanels / ncPanels) + 1) * (Math.ceil(mPanels / mcPanels) + 1) * nK;
-    const end = listBase + 4 * CALL_INTS * (maxCalls + 1);
+    const maxCalls = threaded ? chunks + (Math.ceil(nPanels / ncPanels) + chunks) * (Math.ceil(mPanels / mcPanels) + 2 * chunks) * nK : 0;
+    const end = listBase + 4 * (2 * chunks + 1 + CALL_INTS * maxCalls);
     const ws = end > 0x7fff0000 ? -1 : arenaAlloc(end);
     if (ws < 0) {
       // More than a 32-bit memory can address (or the engine refuses to grow).
@@ -341,15 +532,10 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
       return;
     }
     const h = arenaF32();
-    const call = (op: number, args: readonly number[]): void => {
-      if (op === OP_BLOCK) wasm.block(...(args as Parameters<KernelExports['block']>));
-      else if (op === OP_PACK_A) wasm.packCopyA(...(args as Parameters<KernelExports['packCopyA']>));
-      else if (op === OP_PACK_B) wasm.packCopyB(...(args as Parameters<KernelExports['packCopyB']>));
-      else if (op === OP_BLOCK_STRIDED_B) wasm.blockStridedB(...(args as Parameters<KernelExports['blockStridedB']>));
-      else wasm.packInterleaveB(...(args as Parameters<KernelExports['packInterleaveB']>));
-    };
+    const call = (op: number, args: readonly number[]): void => ops[op](...args);
 
     // A: rows read in place (or a row-major copy), or MR-row panels packed from `aPack`.
+    let aDeferred = false;
     let aAt: number;
     let aRow: number;
     let aCol: number;
@@ -361,7 +547,9 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
         aRow = 4 * aRowStride;
       } else {
         aAt = ws + aBase;
-        copyLines(h, aAt >> 2, A, aOffset, aRowStride, m, k);
+        // Split along M, each chunk's rows are copied just before the chunk may start (runJob).
+        if (!(threaded && !splitN)) copyLines(h, aAt >> 2, A, aOffset, aRowStride, m, k);
+        else aDeferred = true;
         aRow = 4 * k;
       }
       aCol = 4;
@@ -386,19 +574,14 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
     const packA = (p0: number, p1: number): [number, number[]] | null =>
       aPack === null || p1 <= p0 ? null : [OP_PACK_A, [aPack.src + p0 * MR * 4, aPack.ld, aAt + p0 * aPanel, k, p1 - p0, aPanel]];
 
-    const splittable = m * k * n >= THREAD_MIN_WORK && (mPanels > 1 || nPanels > 1);
-    if (splittable && helperPending) {
-      helperPending = false;
-      try {
-        helper = startHelperThread(module, memory, GEMM_OPS);
-      } catch {
-        helper = null;
-      }
-    }
-    const threaded = helper !== null && splittable;
-    // B read in place, unpacked: a row-major B in the arena times few rows of A (packing it would
-    // cost about as much as the product: x @ W for a batch of 32).
-    const bStrided = bRowMajor && bSrc >= 0 && mPanels <= STRIDED_B_MAX_PANELS;
+    // B read unpacked, row by row (in place, or from a compact copy): a row-major B times few rows
+    // of A (packing it would cost about as much as the product: x @ W for a batch of 32), or any
+    // row-major B when the product is split along M (the chunks then start without waiting for a
+    // packing of B that all of them read; the micro-kernel runs about as fast on it).
+    const bStrided = bRowMajor && (mPanels <= stridedBMax || (threaded && !splitN));
+    const bStridedAt = bSrc >= 0 ? bSrc : ws + sBase + aScratch * 4;
+    const ldb = bSrc >= 0 ? 4 * bRowStride : 4 * n;
+    if (bStrided && bSrc < 0) copyLines(h, bStridedAt >> 2, B, bOffset, bRowStride, k, n);
     // B: NR-column panels packed from `bPack` (row-major or transposed source).
     const bPanel = 4 * NR * k;
     const bAt = ws + bBase;
@@ -431,118 +614,117 @@ export function createWasmGemm(options: WasmGemmOptions = {}): GemmF32 | null {
 
     const ldc = nPad * 4;
     // C in place: when C lives in the arena, its rows are whole micro-tiles wide (n = nPad) and it
-    // overlaps neither operand, the full MR-row panels are written straight into it; only a last,
-    // partial panel goes to the workspace (a tile always writes MR rows) and is copied after.
+    // overlaps neither operand, every tile is written straight into it (a last, partial row panel
+    // by an mRem-row tile); otherwise C goes to the workspace and is copied after.
     const cDirect = nPad === n ? residentOffset(C, cOffset) : -1;
     const overlaps = (X: Float32Array): boolean =>
       X.buffer === C.buffer && X.byteOffset < cDirect + 4 * m * n && cDirect < X.byteOffset + X.byteLength;
-    const fullPanels = cDirect >= 0 && !overlaps(A) && !overlaps(B) ? Math.floor(m / MR) : 0;
-    const cAt = (ip0: number): number => (ip0 < fullPanels ? cDirect : ws + cBase) + ip0 * MR * ldc;
+    const inPlace = cDirect >= 0 && !overlaps(A) && !overlaps(B);
+    const cAt = (ip0: number): number => (inPlace ? cDirect : ws + cBase) + ip0 * MR * ldc;
     // Goto-style blocking over the panels [m0, m1) x [n0, n1): an NC-column block of packed B and
     // an MC-row block of A stay in L2; each K block of C is accumulated onto the previous one.
+    // The last panel of A holds mRem rows (0: full); its tiles run the mRem-row kernels.
+    const mRem = m % MR;
     const blockRange = (m0: number, m1: number, n0: number, n1: number, emit: (op: number, args: number[]) => void): void => {
+      const one = (ip0: number, mp: number, jp0: number, np: number, p0: number, kcur: number, rows: number): void => {
+        // Op: block or blockStridedB for full panels, their `rows`-row versions for the last one.
+        const op = rows === MR ? (bStrided ? OP_BLOCK_STRIDED_B : OP_BLOCK) : OP_BLOCK_ROWS + 2 * (rows - 1) + (bStrided ? 1 : 0);
+        const args = [
+          aAt + ip0 * aPanel + p0 * aCol,
+          aRow,
+          aCol,
+          aPanel,
+          bStrided ? bStridedAt + jp0 * NR * 4 + p0 * ldb : bAt + jp0 * bPanel + p0 * NR * 4,
+          bStrided ? NR * 4 : bPanel,
+          cAt(ip0) + jp0 * NR * 4,
+          ldc,
+          mp,
+          np,
+          kcur,
+          p0 > 0 ? 1 : 0,
+        ];
+        if (bStrided) args.push(ldb);
+        emit(op, args);
+      };
       for (let jp0 = n0; jp0 < n1; jp0 += ncPanels) {
         const np = Math.min(ncPanels, n1 - jp0);
         for (let ip0 = m0; ip0 < m1; ip0 += mcPanels) {
           const mp = Math.min(mcPanels, m1 - ip0);
+          const partial = mRem > 0 && ip0 + mp === mPanels;
+          const full = partial ? mp - 1 : mp;
           for (let p0 = 0; p0 < k; p0 += kc) {
             const kcur = Math.min(kc, k - p0);
-            if (bStrided) {
-              const ldb = 4 * bRowStride;
-              emit(OP_BLOCK_STRIDED_B, [
-                aAt + ip0 * aPanel + p0 * aCol,
-                aRow,
-                aCol,
-                aPanel,
-                bSrc + jp0 * NR * 4 + p0 * ldb,
-                NR * 4,
-                cAt(ip0) + jp0 * NR * 4,
-                ldc,
-                mp,
-                np,
-                kcur,
-                p0 > 0 ? 1 : 0,
-                ldb,
-              ]);
-            } else
-              emit(OP_BLOCK, [
-                aAt + ip0 * aPanel + p0 * aCol,
-                aRow,
-                aCol,
-                aPanel,
-                bAt + jp0 * bPanel + p0 * NR * 4,
-                bPanel,
-                cAt(ip0) + jp0 * NR * 4,
-                ldc,
-                mp,
-                np,
-                kcur,
-                p0 > 0 ? 1 : 0,
-              ]);
+            if (full > 0) one(ip0, full, jp0, np, p0, kcur, MR);
+            if (partial) one(ip0 + full, 1, jp0, np, p0, kcur, mRem);
           }
         }
       }
-    };
-    // One block call covers panels of one C region: split the rows where direct C ends.
-    const blocks = (m0: number, m1: number, n0: number, n1: number, emit: (op: number, args: number[]) => void): void => {
-      const cut = Math.min(Math.max(fullPanels, m0), m1);
-      if (cut > m0) blockRange(m0, cut, n0, n1, emit);
-      if (m1 > cut) blockRange(cut, m1, n0, n1, emit);
     };
     const run = (c: [number, number[]] | null): void => {
       if (c !== null) call(c[0], c[1]);
     };
     if (threaded && helper !== null) {
-      // Two halves of C's tiles, along whichever axis has more panels. Each thread packs the
-      // panels of the operand it splits (B's columns, or A's rows) for its own half, so no packing
-      // stays serial; the operand both halves read is packed first. The helper's calls go into
-      // memory for it, the main thread runs the other half, then waits for the helper.
-      const splitN = nPanels >= mPanels;
-      const mid = Math.ceil((splitN ? nPanels : mPanels) / 2);
-      const list = new Int32Array(memory.buffer, ws + listBase, CALL_INTS * (maxCalls + 1));
+      // Chunks of C's tiles along the split axis, claimed by either thread (startHelperThread).
+      // Each chunk packs the panels of the operand it splits (B's columns, or A's rows) before
+      // using them, so no packing stays serial; the operand all chunks read is packed first.
+      const list = new Int32Array(memory.buffer, ws + listBase, 2 * chunks + 1 + CALL_INTS * maxCalls);
+      const callsAt = 2 * chunks + 1;
       let count = 0;
       const record = (op: number, args: number[]): void => {
-        list[CALL_INTS * count] = op;
-        list.set(args, CALL_INTS * count + 1);
+        list[callsAt + CALL_INTS * count] = op;
+        list.set(args, callsAt + CALL_INTS * count + 1);
         count++;
       };
       const recordPack = (c: [number, number[]] | null): void => {
         if (c !== null) record(c[0], c[1]);
       };
-      if (splitN) {
-        run(packA(0, mPanels));
-        recordPack(packB(mid, nPanels));
-        blocks(0, mPanels, mid, nPanels, record);
-      } else {
-        run(packB(0, nPanels));
-        recordPack(packA(mid, mPanels));
-        blocks(mid, mPanels, 0, nPanels, record);
+      run(splitN ? packA(0, mPanels) : packB(0, nPanels));
+      for (let c = 0; c < chunks; c++) {
+        const p0 = Math.floor((c * splitPanels) / chunks);
+        const p1 = Math.floor(((c + 1) * splitPanels) / chunks);
+        list[c] = count;
+        if (splitN) {
+          recordPack(packB(p0, p1));
+          blockRange(0, mPanels, p0, p1, record);
+        } else {
+          recordPack(packA(p0, p1));
+          blockRange(p0, p1, 0, nPanels, record);
+        }
       }
-      const job = helper.post(ws + listBase, count);
+      list[chunks] = count;
       gemmThreadStats.split++;
-      if (splitN) {
-        run(packB(0, mid));
-        blocks(0, mPanels, 0, mid, call);
-      } else {
-        run(packA(0, mid));
-        blocks(0, mid, 0, nPanels, call);
-      }
-      // If the helper died, its half runs here (same tiles, same values).
-      if (!helper.wait(job)) {
-        helper = null;
-        for (let c = 0; c < count; c++) call(list[CALL_INTS * c], Array.from(list.subarray(CALL_INTS * c + 1, CALL_INTS * c + CALL_INTS)));
-      }
+      const chunkRows = (c: number): [number, number] => [
+        Math.floor((c * splitPanels) / chunks) * MR,
+        Math.min(m, Math.floor(((c + 1) * splitPanels) / chunks) * MR),
+      ];
+      helper.runJob(
+        ws + listBase,
+        chunks,
+        (c) => {
+          for (let i = list[c]; i < list[c + 1]; i++) {
+            const o = callsAt + CALL_INTS * i;
+            call(list[o], Array.from(list.subarray(o + 1, o + CALL_INTS)));
+          }
+        },
+        // A copied in (an ordinary array split along M): chunk by chunk from the back, the
+        // helper's end, so that it computes while this thread copies the rest.
+        aDeferred
+          ? (c) => {
+              const [r0, r1] = chunkRows(c);
+              copyLines(h, (aAt >> 2) + r0 * k, A, aOffset + r0 * aRowStride, aRowStride, r1 - r0, k);
+            }
+          : null,
+      );
     } else {
       run(packA(0, mPanels));
       run(packB(0, nPanels));
-      blocks(0, mPanels, 0, nPanels, call);
+      blockRange(0, mPanels, 0, nPanels, call);
     }
 
     if (nPad !== n) wasm.compact(ws + cBase, ldc, 4 * n, m);
-    // Rows not written in place (all of them, or the last partial panel's).
-    const r0 = fullPanels * MR;
+    // C from the workspace, unless it was written in place.
     const c0 = (ws + cBase) >> 2;
-    if (r0 < m) C.set(h.subarray(c0 + r0 * n, c0 + m * n), cOffset + r0 * n);
+    if (!inPlace) C.set(h.subarray(c0, c0 + m * n), cOffset);
     arenaFree(ws, end);
   };
 }

@@ -26,7 +26,7 @@
  * sample and returns false (use the dense kernel) above the break-even density of each form.
  */
 import { Code, encodeModule, F32, I32, SIMD_OP, V128, type ValType } from './encoder.js';
-import { CALL_INTS, defaultThreads, startHelperThread, wasmSimdAvailable, type HelperThread } from './index.js';
+import { CALL_INTS, defaultThreads, startCallThread, wasmSimdAvailable, type CallThread } from './index.js';
 import { arenaAlloc, arenaF32, arenaFree, arenaImport, arenaMemory, arenaResidentCapable, residentOffset } from './kernel-cache.js';
 
 /**
@@ -340,7 +340,7 @@ interface Sparse {
   module: WebAssembly.Module;
   exports: SparseExports;
   /** The helper thread: started with the first product large enough to split; null when there is none. */
-  helper: HelperThread | null;
+  helper: CallThread | null;
   helperPending: boolean;
 }
 
@@ -372,10 +372,19 @@ function instance(): Sparse | null {
   return wasm;
 }
 
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
 /** Fraction of nonzeros among ~1024 entries of the strided m x k operand, spread evenly. */
 function sampleDensity(A: Float32Array, off: number, rs: number, cs: number, m: number, k: number): number {
   const total = m * k;
-  const step = Math.max(1, Math.floor(total / 1024));
+  // A step sharing a factor with k visits only some columns of each row (k = 32, step 24: 4 of
+  // the 32 examples of x^T), so the estimate would follow a few examples; a step coprime with k
+  // walks all of them.
+  let step = Math.max(1, Math.floor(total / 1024));
+  while (gcd(step, k) > 1) step++;
   let nz = 0;
   let n = 0;
   for (let q = 0; q < total; q += step, n++) {
@@ -442,7 +451,7 @@ export function sparseGemm(
   if (threaded && sp.helperPending) {
     sp.helperPending = false;
     try {
-      sp.helper = startHelperThread(sp.module, arenaMemory(), NAMES);
+      sp.helper = startCallThread(sp.module, arenaMemory(), NAMES);
     } catch {
       sp.helper = null;
     }
