@@ -113,10 +113,19 @@ const pct = (a: number): string => `${(100 * a).toFixed(2)}%`;
 // trains the same function as ten, at a fraction of the cost. Adam, the learning rate decaying
 // exponentially to a tenth over the phase.
 let trained: nn.Variables = model.init(random.key(0), inputShape);
-const phases: { phase: string; epochs: number; steps: number; learningRate: number; seconds: number; testAccuracy: Record<string, number> }[] = [];
+const phases: {
+  phase: string;
+  epochs: number;
+  steps: number;
+  learningRate: number;
+  seconds: number;
+  testAccuracy: Record<string, number>;
+}[] = [];
 const trainStart = Date.now();
 if (pretrainEpochs > 0) {
-  console.log(`\nPhase 1: rate-based (non-spiking) training, ${pretrainEpochs} epoch(s) at 1 time step, lr ${pretrainLr} decaying to a tenth`);
+  console.log(
+    `\nPhase 1: rate-based (non-spiking) training, ${pretrainEpochs} epoch(s) at 1 time step, lr ${pretrainLr} decaying to a tenth`,
+  );
   const start = Date.now();
   trained = nn.fit(model, trained, sequences(train.images, 1), train.labels, {
     optimizer: nn.adam(nn.exponentialDecay(pretrainLr, pretrainEpochs * stepsPerEpoch, 0.1)),
@@ -146,7 +155,9 @@ if (pretrainEpochs > 0) {
 // the backward pass goes straight through the spikes (relu's derivative), so the weights adapt
 // to the spike-count rounding the rate model did not see.
 if (epochs > 0) {
-  console.log(`\nPhase 2: spiking-aware training, ${epochs} epoch(s) at ${nSteps} steps of ${dt * 1000} ms, gain ${gain}, lr ${learningRate} decaying to a tenth`);
+  console.log(
+    `\nPhase 2: spiking-aware training, ${epochs} epoch(s) at ${nSteps} steps of ${dt * 1000} ms, gain ${gain}, lr ${learningRate} decaying to a tenth`,
+  );
   const start = Date.now();
   trained = nn.fit(spikingAware, trained, trainSequences, train.labels, {
     optimizer: nn.adam(nn.exponentialDecay(learningRate, epochs * stepsPerEpoch, 0.1)),
@@ -163,7 +174,9 @@ const trainSeconds = (Date.now() - trainStart) / 1000;
 // The reported accuracy is the spiking network's: 10 steps of 10 ms, spikes in the forward pass.
 const testAccuracy = accuracyOf(model, trained, testSequences);
 if (epochs > 0) phases[phases.length - 1].testAccuracy.spiking = testAccuracy;
-console.log(`\nPhases run: ${phases.map((p) => `${p.phase} ${p.epochs} epoch(s) at ${p.steps} step(s), ${p.seconds.toFixed(0)} s`).join('; ')}`);
+console.log(
+  `\nPhases run: ${phases.map((p) => `${p.phase} ${p.epochs} epoch(s) at ${p.steps} step(s), ${p.seconds.toFixed(0)} s`).join('; ')}`,
+);
 console.log(`Test accuracy: ${pct(testAccuracy)} (spiking, ${nSteps} steps of ${dt * 1000} ms)`);
 
 // Rates of each spiking layer: spikeStats reports its model's first spiking layer, so the second
