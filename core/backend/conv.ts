@@ -240,76 +240,8 @@ export function convIm2col(x: NDArray, w: NDArray, p: ConvParams): NDArray {
   const g = geometryOf(x, w, p);
   const r = p.strides.length;
   const batchInner = p.featureGroupCount === 1 && x.strides[r + 1] !== 1 && (x.shape[0] === 1 || x.strides[0] === 1);
-  const out = batchInner
-    ? convBatchInner(x, w, g, r)
-    : gatherPays(x, p, g, r)
-      ? convGatherProducts(x, w, g, r)
-      : convChannelsInner(x, w, p, g, r);
+  const out = batchInner ? convBatchInner(x, w, g, r) : convChannelsInner(x, w, p, g, r);
   return result(out, g, 'float32');
-}
-
-/**
- * Whether to multiply the input's own pixels instead of patches (`convGatherProducts`): when the
- * windows read padding or dilation holes much of the time (an input gradient: the cotangent
- * padded by the window size minus one on every side, holes between its pixels for a strided
- * forward convolution), im2col multiplies those zeros and copies them first. Needs one group and
- * a contiguous input (its pixels are the rows of a matrix as they lie).
- */
-function gatherPays(x: NDArray, p: ConvParams, g: Geometry, r: number): boolean {
-  if (p.featureGroupCount !== 1) return false;
-  const strides = contiguousStrides(x.shape);
-  if (!x.strides.every((s, i) => s === strides[i] || x.shape[i] === 1)) return false;
-  const inPositions = x.shape.slice(1, r + 1).reduce((a, c) => a * c, 1);
-  return inPositions <= 0.8 * g.positions;
-}
-
-/**
- * float32, for windows that read many zeros: every input pixel times every window position's
- * kernel slice, one product [pixels, channels] @ [channels, window x out] read in place from the
- * input, then each output sums the products of the pixels its window reads. The same sum as
- * im2col's without its zeros (an input gradient's patches were 28% padding for the spiking CNN's
- * second convolution), and no patch matrix to copy.
- */
-function convGatherProducts(x: NDArray, w: NDArray, g: Geometry, r: number): Float32Array {
-  const { batch, positions, windowSize, groupIn: channels, outChannels, table } = g;
-  const inPositions = x.shape.slice(1, r + 1).reduce((a, c) => a * c, 1);
-  const width = windowSize * outChannels;
-  // The kernel as [channels, window x out]: row c holds w[q, c, :] for every q in turn.
-  const wq = windowOffsets(w, r);
-  const W = w.data as Float32Array;
-  const wi = w.strides[r];
-  const wo = w.strides[r + 1];
-  const kernel = takeBuffer('float32', channels * width) as Float32Array;
-  for (let c = 0; c < channels; c++)
-    for (let q = 0; q < windowSize; q++)
-      for (let o = 0, src = wq[q] + c * wi, dst = c * width + q * outChannels; o < outChannels; o++, src += wo) kernel[dst + o] = W[src];
-  const X = x.data as Float32Array;
-  // The table holds input offsets; in a contiguous input, offset / channels is the pixel's row.
-  const rowStride = channels;
-  const blockExamples = Math.max(1, Math.min(batch, Math.floor(PATCH_BLOCK_ELEMENTS / (inPositions * width))));
-  const products = takeBuffer('float32', blockExamples * inPositions * width) as Float32Array;
-  const out = takeBuffer('float32', batch * positions * outChannels) as Float32Array;
-  for (let n0 = 0; n0 < batch; n0 += blockExamples) {
-    const nb = Math.min(blockExamples, batch - n0);
-    multiply(X, x.offset + n0 * inPositions * rowStride, rowStride, 1, kernel, 0, width, 1, products, 0, nb * inPositions, channels, width);
-    for (let n = 0; n < nb; n++) {
-      const pixelBase = n * inPositions * width;
-      for (let pos = 0; pos < positions; pos++) {
-        const dst = ((n0 + n) * positions + pos) * outChannels;
-        out.fill(0, dst, dst + outChannels);
-        const t0 = pos * windowSize;
-        for (let q = 0; q < windowSize; q++) {
-          const off = table[t0 + q];
-          if (off < 0) continue;
-          const src = pixelBase + (off / rowStride) * width + q * outChannels;
-          for (let o = 0; o < outChannels; o++) out[dst + o] += products[src + o];
-        }
-      }
-    }
-  }
-  giveBuffer(products, 'float32');
-  giveBuffer(kernel, 'float32');
-  return out;
 }
 
 function convChannelsInner(x: NDArray, w: NDArray, p: ConvParams, g: Geometry, r: number): Float32Array {

@@ -435,10 +435,10 @@ t.test('float32 im2col + gemm kernel vs the plain loop and the float64 reference
     const plain = convDirect(lhs, rhs, p).toTyped();
     expectClose(fast, plain, 1e-4, 1e-4, `kernel-gradient shapes, ${spikes ? 'spike' : 'dense'} input, several blocks`);
   }
-  // Input-gradient shapes, where the windows read mostly padding or holes and the kernel
-  // multiplies the input's own pixels instead of patches: the cotangent [40, 11, 11, 64] padded
-  // by 2 on every side (the spiking CNN's second convolution, several blocks of examples), and a
-  // strided forward convolution's cotangent with holes between its pixels (lhs dilation 2).
+  // Input-gradient shapes, where the windows read mostly padding or holes: the cotangent
+  // [40, 11, 11, 64] padded by 2 on every side (the spiking CNN's second convolution, several
+  // patch blocks), and a strided forward convolution's cotangent with holes between its pixels
+  // (lhs dilation 2).
   for (const [shape, padLow, padHigh, lhsDilation] of [
     [
       [40, 11, 11, 64],
