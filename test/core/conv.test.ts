@@ -435,6 +435,45 @@ t.test('float32 im2col + gemm kernel vs the plain loop and the float64 reference
     const plain = convDirect(lhs, rhs, p).toTyped();
     expectClose(fast, plain, 1e-4, 1e-4, `kernel-gradient shapes, ${spikes ? 'spike' : 'dense'} input, several blocks`);
   }
+  // Input-gradient shapes, where the windows read mostly padding or holes: the cotangent
+  // [40, 11, 11, 64] padded by 2 on every side (the spiking CNN's second convolution, several
+  // patch blocks), and a strided forward convolution's cotangent with holes between its pixels
+  // (lhs dilation 2).
+  for (const [shape, padLow, padHigh, lhsDilation] of [
+    [
+      [40, 11, 11, 64],
+      [2, 2],
+      [2, 2],
+      [1, 1],
+    ],
+    [
+      [3, 6, 5, 4],
+      [2, 2],
+      [3, 2],
+      [2, 2],
+    ],
+  ] as const) {
+    const n = shape.reduce((a, c) => a * c, 1);
+    const lhs = fromTyped(
+      Float32Array.from({ length: n }, () => next() - 0.5),
+      [...shape],
+    );
+    const rhs = fromTyped(
+      Float32Array.from({ length: 9 * shape[3] * 8 }, () => next() - 0.5),
+      [3, 3, shape[3], 8],
+    );
+    const p: ConvParams = {
+      strides: [1, 1],
+      padLow: [...padLow],
+      padHigh: [...padHigh],
+      lhsDilation: [...lhsDilation],
+      rhsDilation: [1, 1],
+      featureGroupCount: 1,
+    };
+    const fast = convIm2col(lhs, rhs, p).toTyped();
+    const plain = convDirect(lhs, rhs, p).toTyped();
+    expectClose(fast, plain, 1e-4, 1e-5, `input-gradient shapes [${shape.join(', ')}], lhs dilation ${lhsDilation[0]}`);
+  }
   t.end();
 });
 
