@@ -259,14 +259,23 @@ export function makeJaxpr<A extends unknown[]>(f: (...args: A) => unknown): (...
  * for (const [x, y] of batches) [params, opt] = step(params, opt, x, y);
  * const final = toHost(params); // safe to keep, save or hand to other code
  *
- * With `{ recycle: true }` the backend memory of the arrays copied is reused at once; the caller
- * promises never to touch the originals again (as when donating them).
+ * With `{ recycle: true }` the backend memory of the arrays copied is reused at once, and those
+ * originals are deleted as donated arrays are: any later use of one raises.
  */
 export function toHost<T>(tree: T, options: { readonly recycle?: boolean } = {}): T {
   const [leaves, def] = treeFlatten(tree);
   const arrays = leaves.map((l) => (l instanceof NDArray ? l : null));
   let detached = arrays.filter((a): a is NDArray => a !== null);
+  const originals = detached;
   for (const b of registeredBackends()) if (b.toHost) detached = b.toHost(detached, options.recycle === true);
+  // With recycle the originals' memory is reused at once: delete them, as a donation does, so a
+  // later read raises instead of showing whatever the next program writes there.
+  if (options.recycle === true)
+    originals.forEach((x, i) => {
+      if (detached[i] === x || x.isDeleted) return;
+      dropHold(x);
+      x.markDonated('toHost(tree, { recycle: true })');
+    });
   let k = 0;
   return treeUnflatten(
     def,

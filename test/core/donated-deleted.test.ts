@@ -3,10 +3,11 @@
  * in an op or passing it to a jitted function again raises, naming the donation, instead of
  * showing whatever its recycled memory holds by then (before, it silently showed the output's
  * values); an array also passed undonated, or returned as is, stays readable; fit, which donates
- * its own step outputs, trains as before and leaves the caller's arrays readable.
+ * its own step outputs, trains as before and leaves the caller's arrays readable. toHost with
+ * recycle deletes the originals it recycled, likewise.
  */
 import t from 'tap';
-import { add, fromTyped, jit, random, type NDArray, type Tensor } from '../../core/index.js';
+import { add, fromTyped, jit, random, toHost, type NDArray, type Tensor } from '../../core/index.js';
 import * as nn from '../../nn/index.js';
 
 const N = 1024;
@@ -85,4 +86,22 @@ t.test('fit donates only its own step outputs: the caller never sees the error',
     () => [init.params, res.params, res.state, res.optState, x, y].forEach(readAll),
     "the caller's arrays and fit's results are all readable",
   );
+});
+
+t.test('toHost(tree, { recycle: true }) deletes the originals whose memory it recycles', async (t) => {
+  const w = resident(filled((i) => i));
+  const plain = filled((i) => -i);
+  const host = toHost({ w, plain }, { recycle: true });
+  t.same(Array.from(host.w.toTyped().subarray(0, 4)), [0, 1, 2, 3], 'the copy holds the values');
+  t.equal(host.plain, plain, 'an array in ordinary memory comes back as it is');
+  t.equal(plain.toTyped()[1], -1, 'and stays readable');
+  // The next resident result may land in w's old memory: w must not show it.
+  const next = resident(filled(() => 7));
+  t.equal(next.toTyped()[0], 7, 'the next result is right');
+  t.throws(() => w.toTyped(), /was donated to toHost\(tree, \{ recycle: true \}\) and deleted/, 'reading the recycled original raises');
+  t.throws(() => add(w, 1), /add: this float32\[1024\] array was donated/, 'so does an op on it');
+  const kept = resident(filled((i) => 2 * i));
+  const copy = toHost(kept);
+  t.equal(kept.toTyped()[2], 4, 'without recycle the original stays readable');
+  t.equal(copy.toTyped()[2], 4, 'and so does its copy');
 });
