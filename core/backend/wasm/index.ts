@@ -287,17 +287,28 @@ export function defaultThreads(): number {
   return cores >= 2 ? 2 : 1;
 }
 
-function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory, spinMs: number): HelperThread {
+/** Whether a helper worker still runs: false once it failed or exited, or was given up on. */
+interface WorkerLife {
+  alive: boolean;
+}
+
+/** Starts a worker from `source` (eval'd) with `workerData`; it never keeps the process alive. */
+function spawnWorker(source: string, workerData: Record<string, unknown>): WorkerLife {
   const wt = nodeBuiltin<WorkerThreadsModule>('node:worker_threads');
   if (wt === undefined) throw new Error('no worker_threads');
-  const control = new SharedArrayBuffer(4 * CTL_INTS);
-  const ctl = new Int32Array(control);
-  const worker = new wt.Worker(HELPER_SOURCE, { eval: true, workerData: { module, memory, control, spinMs } });
-  let alive = true;
-  worker.on('error', () => (alive = false));
-  worker.on('exit', () => (alive = false));
+  const worker = new wt.Worker(source, { eval: true, workerData });
+  const life: WorkerLife = { alive: true };
+  worker.on('error', () => (life.alive = false));
+  worker.on('exit', () => (life.alive = false));
   // A helper blocked in Atomics.wait must not keep the process alive.
   worker.unref();
+  return life;
+}
+
+function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memory, spinMs: number): HelperThread {
+  const control = new SharedArrayBuffer(4 * CTL_INTS);
+  const ctl = new Int32Array(control);
+  const life = spawnWorker(HELPER_SOURCE, { module, memory, control, spinMs });
   let seq = 0;
   return {
     runJob(job, chunks, run, prepare) {
@@ -311,7 +322,7 @@ function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memor
       Atomics.store(ctl, CTL_READY, prepare === null ? 0 : chunks);
       Atomics.store(ctl, CTL_RANGE, chunks << 16);
       Atomics.store(ctl, CTL_SEQ, seq);
-      if (alive) Atomics.notify(ctl, CTL_SEQ);
+      if (life.alive) Atomics.notify(ctl, CTL_SEQ);
       if (prepare !== null)
         for (let c = chunks - 1; c >= 0; c--) {
           prepare(c);
@@ -340,10 +351,10 @@ function startHelperThread(module: WebAssembly.Module, memory: WebAssembly.Memor
           gemmThreadStats.helperChunks += chunks - here;
           return;
         }
-        if (!alive || waited > 2000) break;
+        if (!life.alive || waited > 2000) break;
         Atomics.wait(ctl, CTL_DONE, done, 5);
       }
-      alive = false;
+      life.alive = false;
       for (let c = 0; c < chunks; c++) if (Atomics.load(mem, flags + c) === 0) run(c);
       gemmThreadStats.helperChunks += Atomics.load(ctl, CTL_DONE) - here;
     },
@@ -389,16 +400,9 @@ export interface CallThread {
  * helper after a job (HELPER_SPIN_MS), for the same reason: a poller takes a shared core.
  */
 export function startCallThread(module: WebAssembly.Module, memory: WebAssembly.Memory, names: readonly string[]): CallThread {
-  const wt = nodeBuiltin<WorkerThreadsModule>('node:worker_threads');
-  if (wt === undefined) throw new Error('no worker_threads');
   const control = new SharedArrayBuffer(16);
   const ctl = new Int32Array(control);
-  const worker = new wt.Worker(CALL_THREAD_SOURCE, { eval: true, workerData: { module, memory, control, names, spinMs: HELPER_SPIN_MS } });
-  let alive = true;
-  worker.on('error', () => (alive = false));
-  worker.on('exit', () => (alive = false));
-  // A helper blocked in Atomics.wait must not keep the process alive.
-  worker.unref();
+  const life = spawnWorker(CALL_THREAD_SOURCE, { module, memory, control, names, spinMs: HELPER_SPIN_MS });
   let seq = 0;
   return {
     post(ptr, count) {
@@ -414,8 +418,8 @@ export function startCallThread(module: WebAssembly.Module, memory: WebAssembly.
       for (let i = 0; Atomics.load(ctl, 1) !== job; i++) if ((i & 255) === 0 && performance.now() > until) break;
       // Bounded waits, so that a helper that died (or never started) cannot hang the caller.
       for (let waited = 0; Atomics.load(ctl, 1) !== job; waited++) {
-        if (!alive || waited > 2000) {
-          alive = false;
+        if (!life.alive || waited > 2000) {
+          life.alive = false;
           return false;
         }
         Atomics.wait(ctl, 1, Atomics.load(ctl, 1), 5);
