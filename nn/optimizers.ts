@@ -16,6 +16,8 @@ import {
   treeMap,
   treeZipMap,
   where,
+  abs,
+  less,
   lessEqual,
   zeros,
   zerosLike,
@@ -40,6 +42,31 @@ export interface GradientTransformation<S extends Tree = Tree> {
  */
 function zerosState(p: Tensor): Tensor {
   return p instanceof NDArray ? zeros(p.shape, p.dtype) : zerosLike(p);
+}
+
+/** The smallest normal magnitude of each floating dtype: below it lie the subnormals. */
+const SMALLEST_NORMAL: Record<string, number> = { float32: 2 ** -126, float64: 2 ** -1022 };
+
+/**
+ * An optimizer's decaying state with its subnormal entries set to zero (flush to zero).
+ *
+ * Why: a moment whose gradient stops (a pixel that is blank in most images, a silent neuron)
+ * decays geometrically, 0.9^t for Adam's first moment, and passes through the subnormal range
+ * for ~150 steps before it reaches zero. x86 CPUs run arithmetic on subnormals through a microcode
+ * assist (~100x slower), and WebAssembly has no flush-to-zero mode: measured on M1 (Fashion-MNIST,
+ * 784x128 kernel), 7-9% of the first moment was subnormal from step ~900 on, and the fused Adam
+ * update of that kernel took ~1 ms instead of ~0.1 ms. TensorFlow (Keras's engine) runs with the
+ * CPU's flush-to-zero and denormals-are-zero flags set, so its moments never hold subnormals either.
+ *
+ * Effect on the parameters: none unless a parameter is itself below ~1e-27 in magnitude. With a
+ * subnormal m (< 1.2e-38), Adam's step lr * m_hat / (sqrt(v_hat) + epsilon) is below
+ * lr * 1.2e-37 / 1e-7 ~ 1e-33 (lr 1e-3), which rounds away against any parameter larger than 2^24
+ * times it. A subnormal v changes nothing (sqrt(v) < 1.2e-19 vanishes beside epsilon). NaN and
+ * infinities pass unchanged (a comparison with NaN is false).
+ */
+function flushSubnormals(x: Tensor): Tensor {
+  const tiny = SMALLEST_NORMAL[x.dtype];
+  return tiny === undefined ? x : where(less(abs(x), tiny), 0, x);
 }
 
 /** A learning rate: a constant or a function of the (float32 scalar) step count. */
@@ -106,8 +133,8 @@ export function scaleByAdam(options: AdamOptions = {}): GradientTransformation<A
     init: (params) => ({ count: scalar(0, 'float64'), mu: treeMap(zerosState, params), nu: treeMap(zerosState, params) }),
     update: (grads, state) => {
       const t = add(state.count, 1);
-      const mu = treeZipMap((m, g) => add(mul(m, b1), mul(g, 1 - b1)), state.mu, grads);
-      const nu = treeZipMap((v, g) => add(mul(v, b2), mul(mul(g, g), 1 - b2)), state.nu, grads);
+      const mu = treeZipMap((m, g) => flushSubnormals(add(mul(m, b1), mul(g, 1 - b1))), state.mu, grads);
+      const nu = treeZipMap((v, g) => flushSubnormals(add(mul(v, b2), mul(mul(g, g), 1 - b2))), state.nu, grads);
       const corr = div(sqrt(sub(1, pow(scalar(b2, 'float64'), t))), sub(1, pow(scalar(b1, 'float64'), t)));
       const updates = treeZipMap((_g, m, v) => div(mul(m, cast(corr, m.dtype)), add(sqrt(v), eps)), grads, mu, nu);
       return [updates, { count: t, mu, nu }];
@@ -132,7 +159,7 @@ export function traceMomentum(momentum: number, nesterov = false): GradientTrans
   return {
     init: (params) => ({ trace: treeMap(zerosState, params) }),
     update: (grads, state) => {
-      const trace = treeZipMap((tr, g) => add(g, mul(tr, momentum)), state.trace, grads);
+      const trace = treeZipMap((tr, g) => flushSubnormals(add(g, mul(tr, momentum))), state.trace, grads);
       const updates = treeZipMap((g, tr) => (nesterov ? add(g, mul(tr, momentum)) : tr), grads, trace);
       return [updates, { trace }];
     },

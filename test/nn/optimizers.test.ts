@@ -147,6 +147,62 @@ t.test('adam: float32 params stay float32 and match the formula to float32 preci
   }
 });
 
+/** The smallest normal float32 magnitude: below it lie the subnormals. */
+const FLT_MIN = 2 ** -126;
+const subnormal = (x: number): boolean => x !== 0 && Math.abs(x) < FLT_MIN;
+
+t.test('adam and momentum: moments that decay through the subnormal range are flushed to zero; params unchanged', async (t) => {
+  // One gradient, then zeros: the moments decay geometrically. Component 0's m starts at 1e-37
+  // (normal) and is subnormal from step ~21 on; component 1's g^2 (1e-40) is subnormal at once;
+  // component 2 is an ordinary parameter; component 3's gradient is NaN, which must propagate.
+  const p0 = [0.5, -0.25, 1, 0.75];
+  const g0 = [1e-36, 1e-20, 0.5, NaN];
+  const steps = 40;
+  const grads = Array.from({ length: steps }, (_, k) => (k === 0 ? g0 : [0, 0, 0, 0]));
+  const ref = kerasAdam(p0, grads);
+  // The float64 reference's first moment for component 0 (0.1 * 1e-36 * 0.9^k) does pass through
+  // the float32 subnormal range within these steps, so the flush is exercised.
+  t.ok(
+    grads.some((_, k) => subnormal(0.1 * 1e-36 * 0.9 ** k)),
+    'the unflushed first moment of component 0 becomes subnormal within the run',
+  );
+  const opt = adam();
+  let params: Tree = { w: f32(p0) };
+  let state = opt.init(params);
+  let seenSubnormal = 0;
+  for (let s = 0; s < steps; s++) {
+    const [u, next]: [Tree, typeof state] = opt.update({ w: f32(grads[s]) }, state, params);
+    state = next;
+    params = applyUpdates(params, u);
+    const adamState = (state as unknown as [{ mu: { w: Tensor }; nu: { w: Tensor } }])[0];
+    for (const x of [...vals(adamState.mu.w), ...vals(adamState.nu.w)]) if (subnormal(x)) seenSubnormal++;
+    const w = vals((params as { w: Tensor }).w);
+    // Params: the unflushed float64 formula, to float32 precision (components 0, 1 never move).
+    for (let i = 0; i < 3; i++) {
+      if (!(Math.abs(w[i] - ref.params[s][i]) <= 2e-6)) t.fail(`step ${s + 1}, component ${i}: ${w[i]} vs ${ref.params[s][i]}`);
+    }
+    if (!Number.isNaN(w[3])) t.fail(`step ${s + 1}: a NaN gradient's parameter is ${w[3]}, not NaN`);
+  }
+  t.equal(seenSubnormal, 0, "no subnormal entry in Adam's first or second moment at any step");
+  const finalState = (state as unknown as [{ mu: { w: Tensor }; nu: { w: Tensor } }])[0];
+  t.equal(vals(finalState.mu.w)[0], 0, "component 0's first moment ends at exactly zero");
+  t.ok(Number.isNaN(vals(finalState.mu.w)[3]) && Number.isNaN(vals(finalState.nu.w)[3]), 'NaN moments stay NaN');
+  t.equal(vals((params as { w: Tensor }).w)[0], 0.5, 'the parameter whose moment was flushed is unchanged, as without the flush');
+
+  // SGD's momentum trace decays the same way (0.9^k from 1e-37).
+  const mom = traceMomentum(0.9);
+  let trace = mom.init({ w: f32([0, 0]) });
+  let momSubnormal = 0;
+  for (let s = 0; s < steps; s++) {
+    const [, next] = mom.update({ w: f32(s === 0 ? [1e-37, NaN] : [0, 0]) }, trace);
+    trace = next;
+    const tr = vals((trace as { trace: { w: Tensor } }).trace.w);
+    if (subnormal(tr[0])) momSubnormal++;
+    if (!Number.isNaN(tr[1])) t.fail(`step ${s + 1}: a NaN gradient's momentum is ${tr[1]}`);
+  }
+  t.equal(momSubnormal, 0, 'no subnormal entry in the momentum trace');
+});
+
 t.test('sgd: float64 params get a float64-accurate step', async (t) => {
   // lr 0.1 is not representable in float32; a float64 step must still be -0.1 * g exactly.
   const opt = sgd(0.1);
