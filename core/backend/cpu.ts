@@ -10,6 +10,7 @@ import { shapeRules } from '../primitives.js';
 import { runFused, singleOpProgram, type FusedProgram } from './fusion.js';
 import { SCALAR_OPS, type ElementwisePrim } from './scalar-ops.js';
 import { runWasmReduce, type WasmReduceSpec } from './wasm/reduce.js';
+import { runWasmScan } from './wasm/scan.js';
 import { compileJaxpr, detachResident } from './cpu-compile.js';
 import { giveBuffer, recyclable, residentScope, takeBuffer } from './pool.js';
 import { randomKernels } from './cpu-random.js';
@@ -277,7 +278,11 @@ function reshapedCopy(x: NDArray, shape: readonly number[]): NDArray {
 }
 
 /** The eager scan: runs the compiled body once per step over views of xs. */
-function runScan(inputs: NDArray[], { body, numConsts, numCarry, length, reverse }: PrimParams['scan']): NDArray[] {
+function runScan(inputs: NDArray[], params: PrimParams['scan']): NDArray[] {
+  // A body that is one elementwise group runs as one kernel with the time loop inside.
+  const whole = runWasmScan(inputs, params);
+  if (whole !== null) return whole;
+  const { body, numConsts, numCarry, length, reverse } = params;
   let carry = inputs.slice(numConsts, numConsts + numCarry);
   const xs = inputs.slice(numConsts + numCarry);
   const step = compiledBody(body);
