@@ -20,3 +20,4 @@ export { cpuKernels, cpuBackend } from './backend/cpu.js';
 export { SCALAR_OPS, storeAs, storeValue, type ScalarOp, type SimdRender, type LaneType } from './backend/scalar-ops.js';
 export { kernelStats } from './backend/fusion.js';
 export { matmulBackendName } from './backend/wasm/index.js';
+export { setWasmScan, wasmScanStats } from './backend/wasm/scan.js';
