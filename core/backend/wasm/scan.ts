@@ -273,6 +273,7 @@ function innerContiguous(shape: readonly number[], strides: readonly number[], f
   return true;
 }
 
+/** How many scans ran as one whole-scan kernel (tests and benchmarks read it). */
 export const wasmScanStats = { calls: 0 };
 
 /**
