@@ -127,6 +127,10 @@ function runStep(s: Step, env: (NDArray | undefined)[], reuse?: (TypedArray | un
 }
 
 /** Placeholder left in a step's reusable argument array between calls (holds no buffer alive). */
+/** Shapes for a profile label: "32x784,784x128". */
+const shapes = (vs: readonly { readonly aval: { readonly shape: readonly number[] } }[]): string =>
+  vs.map((v) => v.aval.shape.join('x')).join(',');
+
 const NO_ARRAY = undefined as unknown as NDArray;
 
 /** The per-program data the module-level runner needs. */
@@ -262,7 +266,8 @@ export function compileJaxpr(input: Jaxpr, kernels: KernelTable): CompiledProgra
     steps.push({
       kind: 'kernel',
       prim: e.prim,
-      describe: `${e.prim} ${e.outputs.map((v) => v.aval.shape.join('x')).join(',')}`,
+      // A matmul's label names its operands too: the products of a step share output shapes.
+      describe: `${e.prim} ${shapes(e.outputs)}${e.prim === 'matmul' ? ` <- ${shapes(e.inputs)}` : ''}`,
       reads: inputs.filter((a): a is Var => a instanceof Var).map(slotOf),
       writes: outSlots,
       release: [],

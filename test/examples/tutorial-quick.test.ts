@@ -34,5 +34,23 @@ t.test(
     for (const r of results.rows) t.ok(r.accuracy >= 0 && r.accuracy <= 1);
     // Longer simulated time must not lose accuracy on the same trained model (rows 2..5: dt 0.001 .. 1).
     t.ok(results.rows[4].accuracy > results.rows[1].accuracy, 'dt 1 beats dt 0.001');
+
+    // The same run with the five trainings in five processes (--jobs, the full run's default):
+    // the same rows to full precision and the same figures.
+    const outJobs = mkdtempSync(join(tmpdir(), 'spiketrace-tutorial-jobs-'));
+    const logJobs = execFileSync(
+      process.execPath,
+      ['--import', 'tsx', 'examples/fashion-mnist.ts', '--quick', '--jobs', '5', '--out', outJobs],
+      {
+        encoding: 'utf8',
+        timeout: 600_000,
+      },
+    );
+    t.match(logJobs, /5 trainings in 5 processes/);
+    t.match(logJobs, /^model 3, Epoch 1\/1: 16\/16 \[=+\] - .*loss: /m, 'live progress lines');
+    const resultsJobs = JSON.parse(readFileSync(join(outJobs, 'results.json'), 'utf8')) as { rows: unknown[] };
+    t.same(resultsJobs.rows, results.rows, '--jobs 5 gives the rows of the one-process run');
+    for (const f of files.filter((f) => f.endsWith('.png')))
+      t.ok(readFileSync(join(outJobs, f)).equals(readFileSync(join(out, f))), `${f}: the same figure`);
   },
 );
