@@ -64,7 +64,15 @@ interface Row {
 }
 const rows: Row[] = [];
 
-function trainModel(label: string, model: nn.Layer, x: NDArray, xTest: NDArray, inputShape: nn.LayerShape, seed: number): nn.Variables {
+/** Trains one model and evaluates it on the test set (the seed's train cell); its variables and test accuracy. */
+function trainModel(
+  label: string,
+  model: nn.Layer,
+  x: NDArray,
+  xTest: NDArray,
+  inputShape: nn.LayerShape,
+  seed: number,
+): { vars: nn.Variables; accuracy: number } {
   console.log(`\n=== ${label}\n${nn.summary(model, inputShape)}`);
   const init = model.init(random.key(seed + 1000 * seedOffset), inputShape);
   const trained = nn.fit(model, init, x, train.labels, compileOptions(seed + 100 + 1000 * seedOffset));
@@ -74,7 +82,7 @@ function trainModel(label: string, model: nn.Layer, x: NDArray, xTest: NDArray, 
     verbose: 2,
   });
   console.log(`\nTest accuracy: ${logs.accuracy}`);
-  return trained;
+  return { vars: trained, accuracy: logs.accuracy };
 }
 
 /** The seed's check_output: accuracy and rates over time, and the figures for 4 test images. */
@@ -104,12 +112,8 @@ async function checkOutput(label: string, model: nn.Layer, vars: nn.Variables, x
 // [3] the non-spiking model
 async function model1(): Promise<void> {
   const dense = nn.sequential([nn.flatten(), nn.dense(128, { activation: 'relu' }), nn.dense(10)]);
-  const denseVars = trainModel('non-spiking', dense, train.images, test.images, [28, 28], 0);
-  const denseAcc = nn.evaluate(dense, denseVars, test.images, test.labels, {
-    loss: nn.sparseCategoricalCrossentropy({ fromLogits: true }),
-    metrics: [nn.accuracy],
-  }).accuracy;
-  rows.push({ model: 'non-spiking', accuracy: denseAcc });
+  const { accuracy } = trainModel('non-spiking', dense, train.images, test.images, [28, 28], 0);
+  rows.push({ model: 'non-spiking', accuracy });
 }
 
 // [4] repeat the images for n_steps: a stride-0 view, no copy
@@ -128,7 +132,7 @@ const spikingModel = (options: spiking.SpikingActivationOptions, head: nn.Layer[
 // [5]-[10] spiking model without spiking-aware training, evaluated at several dt
 async function model2(): Promise<void> {
   const m2 = spikingModel({ spikingAwareTraining: false });
-  const v2 = trainModel('spiking, no spiking-aware training', m2, trainSequences, testSequences, [null, 28, 28], 1);
+  const { vars: v2 } = trainModel('spiking, no spiking-aware training', m2, trainSequences, testSequences, [null, 28, 28], 1);
   for (const dt of [0.001, 0.01, 0.1, 1]) {
     console.log(`\ncheck_output(dt=${dt})`);
     await checkOutput(`spiking dt ${dt}`, m2, v2, testSequences, dt);
@@ -138,7 +142,7 @@ async function model2(): Promise<void> {
 // [11]-[12] spiking-aware training at dt 0.01
 async function model3(): Promise<void> {
   const m3 = spikingModel({ dt: 0.01, spikingAwareTraining: true });
-  const v3 = trainModel('spiking-aware training, dt 0.01', m3, trainSequences, testSequences, [null, 28, 28], 2);
+  const { vars: v3 } = trainModel('spiking-aware training, dt 0.01', m3, trainSequences, testSequences, [null, 28, 28], 2);
   await checkOutput('spiking-aware dt 0.01', m3, v3, testSequences);
 }
 
@@ -149,7 +153,7 @@ async function model4(): Promise<void> {
     spikingAwareTraining: true,
     activityRegularizer: spiking.regularizers.l2({ l2: 1e-4, target: [10, 20] }),
   });
-  const v4 = trainModel('spiking-aware + L2(1e-4, target (10, 20))', m4, trainSequences, testSequences, [null, 28, 28], 3);
+  const { vars: v4 } = trainModel('spiking-aware + L2(1e-4, target (10, 20))', m4, trainSequences, testSequences, [null, 28, 28], 3);
   await checkOutput('regularized', m4, v4, testSequences);
 }
 
@@ -157,7 +161,7 @@ async function model4(): Promise<void> {
 async function model5(): Promise<void> {
   spiking.setDefaultDt(0.01);
   const m5 = spikingModel({ spikingAwareTraining: true }, [spiking.lowpass(0.1, { returnSequences: false })]);
-  const v5 = trainModel('lowpass(0.1), last step', m5, trainSequences, testSequences, [null, 28, 28], 4);
+  const { vars: v5 } = trainModel('lowpass(0.1), last step', m5, trainSequences, testSequences, [null, 28, 28], 4);
   await checkOutput('lowpass', m5, v5, testSequences);
 }
 
