@@ -46,7 +46,7 @@ export { vmap, type VmapOptions, type AxisSpec } from './vmap.js';
 export { printJaxpr, type Jaxpr, type ClosedJaxpr, type Aval } from './ir.js';
 export type { Primitive, PrimParams } from './primitives.js';
 export { getBackend, setBackend, withBackend, type Backend } from './backends.js';
-export { Tracer } from './trace.js';
+export { Tracer, broadcastSourceOf } from './trace.js';
 export { sharedMemoryArena } from './backend/wasm/kernel-cache.js';
 export * as random from './random.js';
 export {

@@ -23,6 +23,14 @@ export abstract class Trace {
 
 export abstract class Tracer extends Tensor {
   abstract readonly trace: Trace;
+  /**
+   * If this value is known to be a broadcast along some axes: a value of the same trace holding
+   * its compact data (size 1 on those axes) and the axes. Null unless the trace can tell (the
+   * default); see `broadcastSourceOf`.
+   */
+  broadcastSource(): { source: Tensor; axes: number[] } | null {
+    return null;
+  }
 }
 
 export { getBackend, registerBackend, setBackend, withBackend, type Backend } from './backends.js';
@@ -69,6 +77,12 @@ export class JaxprTracer extends Tracer {
   }
   get dtype(): DType {
     return this.variable.aval.dtype;
+  }
+  override broadcastSource(): { source: Tensor; axes: number[] } | null {
+    if (!this.trace.alive) return null;
+    const b = this.trace.broadcastOf(this.variable);
+    if (b === null) return null;
+    return { source: b.source instanceof Var ? new JaxprTracer(this.trace, b.source) : literalArray(b.source), axes: b.axes };
   }
   concrete(): never {
     throw new ConcretizationError(
@@ -220,20 +234,16 @@ function rewriteBroadcast<P extends Primitive>(trace: JaxprTrace, prim: P, atoms
 }
 
 /**
- * If `x` is known to be a broadcast (a concrete stride-0 view, or a traced broadcast_to), the
- * compact source (same rank, size 1 on the broadcast axes) and those axes.
+ * If `x` is known to be a broadcast (a concrete stride-0 view, a traced broadcast_to, or inside
+ * grad a value whose primal is one), the compact source (same rank, size 1 on the broadcast axes;
+ * differentiable inside grad, see VjpTrace.compactOf) and those axes.
  */
 export function broadcastSourceOf(x: Tensor): { source: Tensor; axes: number[] } | null {
   if (x instanceof NDArray) {
     const axes = broadcastAxes(x);
     return axes.length ? { source: compactView(x), axes } : null;
   }
-  if (x instanceof JaxprTracer && x.trace.alive) {
-    const b = x.trace.broadcastOf(x.variable);
-    if (b === null) return null;
-    return { source: b.source instanceof Var ? new JaxprTracer(x.trace, b.source) : literalArray(b.source), axes: b.axes };
-  }
-  return null;
+  return x instanceof Tracer ? x.broadcastSource() : null;
 }
 
 /** Axes of a concrete array that are broadcast (stride 0, size > 1). */

@@ -9,7 +9,7 @@ import * as ops from './ops.js';
 import { type PrimParams, type Primitive } from './primitives.js';
 import { fmtShape, ShapeError, shapesEqual } from './shape.js';
 import { Tensor } from './tensor.js';
-import { avalOf, bind, constsAsArgs, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
+import { avalOf, bind, broadcastSourceOf, constsAsArgs, evalJaxpr, traceToJaxpr, Trace, Tracer } from './trace.js';
 import {
   treeDefString,
   treeDefsEqual,
@@ -48,6 +48,11 @@ class VjpTracer extends Tracer {
   concrete() {
     return this.primal.concrete();
   }
+  override broadcastSource(): { source: Tensor; axes: number[] } | null {
+    if (!this.trace.alive) return null;
+    const inner = broadcastSourceOf(this.primal);
+    return inner === null ? null : { source: this.trace.compactOf(this, inner.source, inner.axes), axes: inner.axes };
+  }
 }
 
 interface TapeNode {
@@ -61,14 +66,39 @@ class VjpTrace extends Trace {
   readonly tape: TapeNode[] = [];
   private nextId = 0;
 
+  /** For each output of a broadcast_to on a tracer of this trace, that tracer. */
+  private readonly broadcastInputs = new Map<number, VjpTracer>();
+
   newTracer(primal: Tensor): VjpTracer {
     return new VjpTracer(this, primal, this.nextId++);
+  }
+  /**
+   * A differentiable compact view of `x`, whose primal is a broadcast along `axes` of `source`:
+   * the tracer x was broadcast from when it was (exact, and gradients flow as they did), else a
+   * new one whose backward spreads its cotangent evenly over the copies, broadcast(ct) / copies.
+   * That is x's true cotangent only summed over the copies, which is all the upstream broadcast's
+   * own backward (a sum over the same axes) takes from it: every copy is the same function of the
+   * inputs, so gradients agree (to rounding) while the backward pass stays compact as well.
+   */
+  compactOf(x: VjpTracer, source: Tensor, axes: readonly number[]): VjpTracer {
+    const from = this.broadcastInputs.get(x.id);
+    if (from !== undefined && shapesEqual(from.shape, source.shape)) return from;
+    const copies = axes.reduce((n, a) => n * x.shape[a], 1);
+    const compact = this.newTracer(source);
+    this.tape.push({
+      inputs: [x.id],
+      outputs: [compact.id],
+      outAvals: [avalOf(source)],
+      backward: ([ct]) => [ops.div(ops.broadcastTo(ct, x.shape), copies)],
+    });
+    return compact;
   }
   process<P extends Primitive>(prim: P, inputs: Tensor[], params: PrimParams[P]): Tensor[] {
     const own = (x: Tensor): x is VjpTracer => x instanceof VjpTracer && x.trace === this;
     const primals = inputs.map((x) => (own(x) ? x.primal : x));
     const { outs, backward } = (vjpRules[prim] as VjpRule<P>)(primals, params);
     const tracers = outs.map((o) => this.newTracer(o));
+    if (prim === 'broadcast_to' && own(inputs[0])) this.broadcastInputs.set(tracers[0].id, inputs[0]);
     this.tape.push({
       inputs: inputs.map((x) => (own(x) ? x.id : null)),
       outputs: tracers.map((t) => t.id),

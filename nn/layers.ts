@@ -1,5 +1,17 @@
 /** Keras's everyday layers as pure init/apply records. */
-import { add, div, matmul, mean, random, reshape as reshapeOp, ShapeError, Tensor, type Tree } from '../core/index.js';
+import {
+  add,
+  broadcastSourceOf,
+  broadcastTo,
+  div,
+  matmul,
+  mean,
+  random,
+  reshape as reshapeOp,
+  ShapeError,
+  Tensor,
+  type Tree,
+} from '../core/index.js';
 import { activationName, resolveActivation, type ActivationFn, type ActivationName } from './activations.js';
 import { resolveInitializer, type Initializer, type InitializerName, type LayerFans } from './initializers.js';
 import { checkInputShape, uniqueName, type ApplyContext, type ApplyResult, type Layer, type LayerShape } from './layer.js';
@@ -211,6 +223,8 @@ export function timeDistributed<P extends Tree, S extends Tree, O extends object
         const r = inner.apply(params, x, ctx, state);
         return { ...r, losses: r.losses.map((l) => div(l, t)) };
       }
+      const once = t > 1 ? applyOncePerExample(inner, params, x, ctx, state) : null;
+      if (once !== null) return once;
       const flat = reshapeOp(x, [b * t, ...x.shape.slice(2)]);
       const r = inner.apply(params, flat, ctx, state);
       return { ...r, y: reshapeOp(r.y, [b, t, ...r.y.shape.slice(1)]) };
@@ -219,6 +233,43 @@ export function timeDistributed<P extends Tree, S extends Tree, O extends object
     constrain: inner.constrain ? (p) => inner.constrain!(p) : undefined,
     with: (changes) => timeDistributed(inner.with(changes), { name }),
   };
+}
+
+/**
+ * timeDistributed on an input whose time axis is a broadcast (a time-tiled image, or what a
+ * per-step layer made of one): the layer runs on the b examples instead of b x t identical rows and
+ * its output is broadcast over time. Exact: every row sees the same input, so it gives the same
+ * output, and a batch statistic or an activity penalty averaged over rows is the same over b
+ * rows as over b x t copies of them. The broadcast then reaches the next layer, so a chain of
+ * layers on a tiled image computes one step. Not when the layer reads the PRNG key (dropout draws
+ * a mask per row, so the copies differ): that is detected by the key's getter and the layer runs
+ * again on all rows (under jit the discarded trace is dead code). Null when it does not apply.
+ */
+function applyOncePerExample<P extends Tree, S extends Tree, O extends object>(
+  inner: Layer<P, S, O>,
+  params: P,
+  x: Tensor,
+  ctx: ApplyContext,
+  state: S,
+): ApplyResult<S> | null {
+  const bc = broadcastSourceOf(x);
+  if (bc === null || !bc.axes.includes(1)) return null;
+  const [b, t] = x.shape;
+  const rest = x.shape.slice(2);
+  let keyRead = false;
+  const probe: ApplyContext = {
+    training: ctx.training,
+    get key() {
+      if (ctx.key !== undefined) keyRead = true;
+      return ctx.key;
+    },
+  };
+  // The other broadcast axes (batch, features) stay views: only the time axis is dropped.
+  const compact = reshapeOp(broadcastTo(bc.source, [b, 1, ...rest]), [b, ...rest]);
+  const r = inner.apply(params, compact, probe, state);
+  if (keyRead) return null;
+  const yShape = r.y.shape.slice(1);
+  return { ...r, y: broadcastTo(reshapeOp(r.y, [b, 1, ...yShape]), [b, t, ...yShape]) };
 }
 
 /**

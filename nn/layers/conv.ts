@@ -1,7 +1,7 @@
 /**
  * Convolution and pooling layers (Keras's Conv1D/Conv2D, MaxPooling/AveragePooling 1D/2D, global
- * pools), channels-last by default. Inputs may carry extra leading axes: timeDistributed hands
- * convolutions (batch, time, ...) as they are, so a time-tiled image is convolved once per image.
+ * pools), channels-last by default. Inputs may carry extra leading axes (batch axes). Under
+ * timeDistributed a time-tiled image is convolved once per image (nn/layers.ts).
  */
 import {
   add,
@@ -138,9 +138,8 @@ function convLayer(
       useBias,
       dataFormat: format,
     },
-    // Any leading axes are batch axes: timeDistributed passes (batch, time, ...) unreshaped, so a
-    // time-tiled image is convolved once per image (broadcast sinking).
-    perStep: true,
+    // Not perStep: under timeDistributed a time-tiled input takes the once-per-example path
+    // (nn/layers.ts), which keeps the bias, the activation and their gradients compact as well.
     // Every output sums window x (input channels per group) inputs.
     energy(inShape, outShape) {
       const channels = (format === 'channelsLast' ? inShape[inShape.length - 1] : inShape[0]) ?? 1;
