@@ -2,7 +2,7 @@
  * Issues 6 and 17's benchmark: spiketrace against PyTorch, jax-js and TensorFlow.js (wasm and cpu
  * backends) on the same data, the same initial weights and the same batch order.
  *
- *   npx tsx bench/run.ts [--quick] [--only matmul,m1,m2,spiking,poisson,lif,lifStopGradient,lifNet,conv]
+ *   npx tsx bench/run.ts [--quick] [--only matmul,m1,m2,spiking,poisson,lif,lifStopGradient,lifNet,conv,convEveryStep]
  *                        [--peers spiketrace,pytorch,jax-js,tfjs-wasm,tfjs-cpu] [--synthetic] [--seed N] [--out FILE]
  *
  * Every (peer, case) runs in its own child process (bench/worker.ts), one after another, so each
@@ -76,8 +76,22 @@ function planFor(c: CaseName, quick: boolean): Plan {
   // draws its spikes inside each step. A LIF step (batch 128, 25 steps,
   // 1000 units) takes a few hundred ms: 2 warm-up steps; a conv step tens to hundreds of ms: 3.
   if (c === 'lifNet') return { warmupSteps: 2, maxSteps: 20, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 180 };
-  const maxSteps = c === 'poisson' ? 24 : c === 'spiking' || c === 'lif' || c === 'lifStopGradient' ? 100 : c === 'conv' ? 20 : 300;
-  return { warmupSteps: c === 'conv' ? 3 : 10, maxSteps, budgetS: QUICK_BUDGET_S, reps: 5, repMs: 50, timeoutS: 120 };
+  const maxSteps =
+    c === 'poisson'
+      ? 24
+      : c === 'spiking' || c === 'lif' || c === 'lifStopGradient'
+        ? 100
+        : c === 'conv' || c === 'convEveryStep'
+          ? 20
+          : 300;
+  return {
+    warmupSteps: c === 'conv' || c === 'convEveryStep' ? 3 : 10,
+    maxSteps,
+    budgetS: QUICK_BUDGET_S,
+    reps: 5,
+    repMs: 50,
+    timeoutS: 120,
+  };
 }
 
 /** Runs one job in a child process; resolves with its report (a failed report if it crashed). */

@@ -94,6 +94,13 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
   const donating = jit((p: Params, xs: Tensor, ys: Tensor, _previous: Params) => perExample(p, xs, ys) as Params, { donateArgnums: [3] });
   let previous = vmapped(params, x, y) as Params;
   let kept = vmapped(params, x, y) as Params;
+  // Results left in the kernels' arena (the training-loop idiom, as fit and the lifNet case do):
+  // the per-example kernel then writes its 12.8 MB in place instead of staging it and copying it
+  // out to host memory. The batched gradient gets the same treatment for a like-for-like row.
+  const batchedResident = batched.donating([], { keepInBackend: true });
+  const vmappedResident = vmapped.donating([], { keepInBackend: true });
+  let keptBatched = batchedResident(params, x, y) as Params;
+  let keptResident = vmappedResident(params, x, y) as Params;
   const xs = Array.from({ length: BATCH }, (_, i) => indexAxis(x, 0, i));
   const ys = Array.from({ length: BATCH }, (_, i) => indexAxis(y, 0, i));
   const variants: [string, () => unknown][] = [
@@ -110,6 +117,20 @@ export function runVmapBench(rounds: number, calls: number, seed = 0): VmapRow[]
       () => {
         dispose(kept);
         kept = vmapped(params, x, y) as Params;
+      },
+    ],
+    [
+      'batched gradient kept in backend memory, previous disposed: jit(grad(mean loss)).donating([], { keepInBackend: true })',
+      () => {
+        dispose(keptBatched);
+        keptBatched = batchedResident(params, x, y) as Params;
+      },
+    ],
+    [
+      'per-example gradients kept in backend memory, previous disposed: jit(vmap(grad(loss))).donating([], { keepInBackend: true })',
+      () => {
+        dispose(keptResident);
+        keptResident = vmappedResident(params, x, y) as Params;
       },
     ],
   ];

@@ -15,7 +15,7 @@ export const PEERS = ['spiketrace', 'pytorch', 'jax-js', 'tfjs-wasm', 'tfjs-cpu'
 export type PeerName = (typeof PEERS)[number];
 
 /** The benchmark's cases, in report order. */
-export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif', 'lifStopGradient', 'lifNet', 'conv'] as const;
+export const CASES = ['matmul', 'm1', 'm2', 'spiking', 'poisson', 'lif', 'lifStopGradient', 'lifNet', 'conv', 'convEveryStep'] as const;
 export type CaseName = (typeof CASES)[number];
 export type ModelCase = Exclude<CaseName, 'matmul'>;
 
@@ -36,6 +36,8 @@ export const CASE_PEERS: Readonly<Record<CaseName, readonly PeerName[]>> = {
   lifNet: ['spiketrace', 'pytorch'],
   // jax-js has convolutions, but its peer module implements only the dense models.
   conv: ['spiketrace', 'pytorch', 'tfjs-wasm', 'tfjs-cpu'],
+  // spiketrace's conv network with every step computed; the peers' rows are their conv runs.
+  convEveryStep: ['spiketrace'],
 };
 
 export const IMAGE = 784;

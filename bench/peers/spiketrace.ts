@@ -45,8 +45,9 @@ import type { Peer } from '../lib/peer.js';
 
 /** The case's model; the two dense layers are named 'hidden' and 'logits' so weights can be set. */
 function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerShape } {
-  if (model === 'conv') {
+  if (model === 'conv' || model === 'convEveryStep') {
     const layer = nn.sequential([
+      ...(model === 'convEveryStep' ? [everyStep()] : []),
       nn.timeDistributed(nn.conv2d(CONV.filters1, CONV.window, { activation: 'relu' }), { name: 'conv1' }),
       nn.timeDistributed(nn.averagePooling2d(2)),
       nn.timeDistributed(nn.conv2d(CONV.filters2, CONV.window, { activation: 'relu' }), { name: 'conv2' }),
@@ -86,6 +87,17 @@ function buildModel(model: ModelCase): { layer: nn.Layer; inputShape: nn.LayerSh
 }
 
 /**
+ * The convEveryStep case's first layer: the repeated image plus zeros of a contiguous (1, steps,
+ * 28, 28, 1) array, so the steps are no longer copies of one another to the trace (the zeros
+ * differ per step as far as it can tell) and every layer computes every step, as on time-varying
+ * input and as the peers do. The values are the image's (x + 0 = x for x >= 0).
+ */
+function everyStep(): nn.Layer {
+  const zeros = fromTyped(new Float32Array(TIME_STEPS * IMAGE), [1, TIME_STEPS, 28, 28, 1]);
+  return nn.lambda((x) => add(x, zeros), { name: 'every_step' });
+}
+
+/**
  * The fast sigmoid written the way users write a surrogate without customVjp: H(u) forward through
  * s + sg(H(u) - s), with s(u) = u / (1 + 25 |u|), whose derivative is the fast sigmoid's.
  */
@@ -118,7 +130,7 @@ function poissonEncoder(): nn.Layer {
 /** Replaces the initialized kernels and biases of 'hidden' and 'logits' with the shared weights. */
 function withWeights(params: Tree, w: DenseWeights, model: ModelCase, seed: number): Tree {
   const p = params as Record<string, Record<string, Tensor>>;
-  if (model === 'conv') {
+  if (model === 'conv' || model === 'convEveryStep') {
     const c = convWeights(seed);
     const conv = (name: string, kernel: Float32Array, bias: Float32Array): Record<string, Tensor> => ({
       kernel: fromTyped(kernel, p[name].kernel.shape),
@@ -217,7 +229,7 @@ export async function createPeer(): Promise<Peer> {
       const x =
         model === 'm1' || model === 'poisson'
           ? images
-          : model === 'conv'
+          : model === 'conv' || model === 'convEveryStep'
             ? tileTime(images.reshape([rows, 28, 28, 1]) as NDArray, TIME_STEPS)
             : tileTime(images, TIME_STEPS);
       clock.start();
