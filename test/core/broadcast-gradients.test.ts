@@ -100,3 +100,19 @@ t.test('broadcastSourceOf inside a traced grad: the compact value, the broadcast
   )(f64(lcg(3, 5), [3]));
   t.end();
 });
+
+t.test('second order: grad of grad through the compact operand equals the materialized one', (t) => {
+  // d/dw of (d/dw loss) . v: a Hessian-vector product through both cases of compact tracers.
+  const v = f64(lcg(3, 6), [3]);
+  for (const elementwise of [false, true]) {
+    const hvp = (full: boolean) => jit(grad((w: Tensor) => sum(mul(grad(loss(elementwise, full))(w), v))));
+    const w0 = f64(lcg(3, 7), [3]);
+    const a = vals(hvp(false)(w0) as Tensor);
+    const b = vals(hvp(true)(w0) as Tensor);
+    t.ok(
+      a.every((x, i) => Math.abs(x - b[i]) <= 1e-12 * (1 + Math.abs(b[i]))),
+      `${elementwise ? 'sigmoid of a broadcast' : 'broadcast_to'}: [${a.join(', ')}] vs [${b.join(', ')}]`,
+    );
+  }
+  t.end();
+});
