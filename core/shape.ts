@@ -84,3 +84,45 @@ export function stridedOffsets(shape: Shape, strides: readonly number[], offset:
   }
   return out;
 }
+
+/**
+ * Strides that give `shape` the same elements, in row-major order, as a view of `shape0` with
+ * `strides0` (numpy's no-copy reshape): possible when every group of old axes that merges into
+ * new ones is laid out as one run of equal steps (each axis's stride is the next one's times its
+ * size), e.g. splitting an axis of a cropped or transposed view. Null when a copy is needed.
+ */
+export function reshapeStrides(shape0: readonly number[], strides0: readonly number[], shape: readonly number[]): number[] | null {
+  const size = shape0.reduce((a, d) => a * d, 1);
+  if (size === 0) return contiguousStrides(shape);
+  // Size-1 axes carry no layout: drop them from the old view, give them any stride in the new one.
+  const oldShape: number[] = [];
+  const oldStrides: number[] = [];
+  shape0.forEach((d, i) => {
+    if (d !== 1) {
+      oldShape.push(d);
+      oldStrides.push(strides0[i]);
+    }
+  });
+  const out = new Array<number>(shape.length).fill(0);
+  let oi = 0;
+  let ni = 0;
+  while (ni < shape.length && oi < oldShape.length) {
+    // The smallest runs of old axes [oi, oj) and new axes [ni, nj) with equal sizes.
+    let np = shape[ni];
+    let op = oldShape[oi];
+    let nj = ni + 1;
+    let oj = oi + 1;
+    while (np !== op) {
+      if (np < op) np *= shape[nj++];
+      else op *= oldShape[oj++];
+    }
+    for (let k = oi; k < oj - 1; k++) if (oldStrides[k] !== oldStrides[k + 1] * oldShape[k + 1]) return null;
+    out[nj - 1] = oldStrides[oj - 1];
+    for (let k = nj - 1; k > ni; k--) out[k - 1] = out[k] * shape[k];
+    ni = nj;
+    oi = oj;
+  }
+  // Trailing size-1 new axes: a stride that keeps them harmless.
+  for (let k = ni; k < shape.length; k++) out[k] = 1;
+  return out;
+}

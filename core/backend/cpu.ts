@@ -3,7 +3,7 @@ import { allocate, type DType, type TypedArray } from '../dtype.js';
 import { makeView, NDArray, reshapeView, type NdView } from '../ndarray.js';
 import { assignStrided } from '../strided-view.js';
 import { ELEMENTWISE, ELEMENTWISE_PRIMS, type PrimParams, type Primitive } from '../primitives.js';
-import { contiguousStrides, stridedOffsets } from '../shape.js';
+import { contiguousStrides, reshapeStrides, stridedOffsets } from '../shape.js';
 import { evalJaxpr, avalOf } from '../trace.js';
 import { registerBackend, type Backend } from '../backends.js';
 import { shapeRules } from '../primitives.js';
@@ -123,7 +123,12 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     });
     return [contiguous(out, outShape, 'int32')];
   },
-  reshape: ([x], { shape }) => [x.isContiguous() ? reshapeView(x, shape) : reshapedCopy(x, shape)],
+  reshape: ([x], { shape }) => {
+    if (x.isContiguous()) return [reshapeView(x, shape)];
+    // A strided view whose axes only split or merge along runs of equal steps stays a view.
+    const strides = reshapeStrides(x.shape, x.strides, shape);
+    return [strides === null ? reshapedCopy(x, shape) : new NDArray(makeView(x.data, shape.slice(), strides, x.offset), x.dtype)];
+  },
   transpose: ([x], { perm }) => [new NDArray(x.nd.transpose(...perm), x.dtype)],
   broadcast_to: ([x], { shape }) => {
     const stride = x.ndim === 0 ? shape.map(() => 0) : x.shape.map((d, i) => (d === 1 && shape[i] !== 1 ? 0 : x.strides[i]));

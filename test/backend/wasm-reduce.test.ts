@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { rng } from './fixtures/rng.js';
-import { fromTyped, jit, max, min, sum, transpose, type NDArray, type Tensor } from '../../core/index.js';
+import { fromTyped, jit, max, min, reshape, slice, sum, transpose, type NDArray, type Tensor } from '../../core/index.js';
 import { setElementwiseBackend } from '../../core/backend/wasm/elementwise.js';
 import { wasmReduceStats } from '../../core/backend/wasm/reduce.js';
 import { wasmSimdAvailable } from '../../core/backend/wasm/index.js';
@@ -184,3 +184,66 @@ t.test(
     t.ok(wasmRuns >= 80, `WebAssembly reduced in ${wasmRuns} of 100 cases`);
   },
 );
+
+t.test(
+  'pooling windows (three kept axes: the outermost looped): bit-identical to the JS loop and a float64 reference',
+  { skip: !simd && 'no WebAssembly SIMD' },
+  async (t) => {
+    let wasmRuns = 0;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 4, max: 8 }),
+        fc.integer({ min: 16, max: 40 }),
+        fc.constantFrom('sum', 'max', 'min'),
+        fc.boolean(),
+        fc.integer(),
+        (n, h, w, c, op, prologue, seed) => {
+          // [n, h, 2, w, 2, c] summed over the window axes [2, 4]: kept [n * h, w, c], three axes; the
+          // kernel takes the inner two (at least 256 reduced elements a call, as here).
+          const x = fromTyped(specialData(seed, 0.02, n * h * 2 * w * 2 * c), [n, h, 2, w, 2, c]);
+          const { same, wasmRan } = jsAndWasm(op, prologue, [2, 4], x);
+          if (wasmRan) wasmRuns++;
+          return same;
+        },
+      ),
+      { numRuns: 80, seed: 13 },
+    );
+    t.ok(wasmRuns >= 40, `WebAssembly reduced in ${wasmRuns} of 80 cases`);
+    // A float64 reference written here: each output the in-order sum of its four window values.
+    const [n, h, w, c] = [3, 4, 5, 16];
+    const data = specialData(5, 0, n * h * 2 * w * 2 * c);
+    const { out, calls } = run('wasm-simd', (v) => sum(v, [2, 4]), fromTyped(data, [n, h, 2, w, 2, c]));
+    t.ok(calls > 0, 'WebAssembly ran');
+    const ref: number[] = [];
+    for (let a = 0; a < n * h; a++)
+      for (let j = 0; j < w; j++)
+        for (let k = 0; k < c; k++) {
+          let s = 0;
+          for (let p = 0; p < 2; p++) for (let q = 0; q < 2; q++) s += data[(((a * 2 + p) * w + j) * 2 + q) * c + k];
+          ref.push(Math.fround(s));
+        }
+    t.ok(sameBits(out, ref), 'equals the float64 reference rounded once');
+  },
+);
+
+t.test('pooling windows of a cropped map (a view: four kept axes, two looped)', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
+  // [2, 11, 11, 16] cropped to 10 x 10 and split into 2 x 2 windows without a copy (reshape of a view).
+  const data = specialData(9, 0.01, 2 * 11 * 11 * 16);
+  const f = (v: Tensor): Tensor => sum(reshape(slice(v, [0, 0, 0, 0], [2, 10, 10, 16]), [2, 5, 2, 5, 2, 16]), [2, 4]);
+  const js = run('js', f, fromTyped(data, [2, 11, 11, 16]));
+  const wasm = run('wasm-simd', f, fromTyped(data, [2, 11, 11, 16]));
+  t.ok(wasm.calls > 0, 'WebAssembly ran');
+  t.ok(sameBits(js.out, wasm.out), 'bit-identical to the JS loop');
+  const ref: number[] = [];
+  for (let b = 0; b < 2; b++)
+    for (let i = 0; i < 5; i++)
+      for (let j = 0; j < 5; j++)
+        for (let k = 0; k < 16; k++) {
+          let s = 0;
+          for (let p = 0; p < 2; p++) for (let q = 0; q < 2; q++) s += data[((b * 11 + 2 * i + p) * 11 + 2 * j + q) * 16 + k];
+          ref.push(Math.fround(s));
+        }
+  t.ok(sameBits(wasm.out, ref), 'equals the float64 reference rounded once');
+});

@@ -241,6 +241,14 @@ interface ReducePlan {
     keptStride: number[];
     redStride: number[];
     redStride2: number[];
+    /**
+     * Kept axes outside the two the kernel walks (an average pool's sum over the window axes of
+     * [N, H, 2, W, 2, C] keeps [N * H, W, C]; a cropped map's, [N, H, W, C]): the kernel runs once
+     * per index of them, from JS. Empty when there are none.
+     */
+    outerShape: number[];
+    /** Per input, its strides along those axes (elements). */
+    outerStrides: number[][];
     fn: KernelFn;
   } | null;
 }
@@ -282,6 +290,10 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
     axes.map((i) => shape[i]),
     inputs.map((x) => axes.map((i) => x.strides[i])),
   );
+  // Kept axes past the inner two are looped over in runWasmReduce; the kernel sees the inner two.
+  const extra = Math.max(0, keptPart.shape.length - 2);
+  const outerShape = keptPart.shape.splice(0, extra);
+  const outerStrides = keptPart.strides.map((st) => st.splice(0, extra));
   const kr = keptPart.shape.length;
   if (kr > 2 || redPart.shape.length > 2) return plan;
   const nested = redPart.shape.length === 2;
@@ -296,7 +308,7 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
   if (layouts.length < inputs.length) {
     // No contiguous kept axis: one kept axis outside the reduced one, lanes over rows. Fewer
     // than four outputs (a full reduction) stay in the JS loop, which is as fast for one row.
-    if (kr !== 1 || outSize < 4 || nested) return plan;
+    if (kr !== 1 || outSize < 4 || nested || outerShape.length > 0) return plan;
     plan.ok = {
       form: 'rows',
       outShape,
@@ -310,10 +322,15 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
       keptStride: inputs.map((_, i) => keptPart.strides[i][0]),
       redStride: inputs.map((_, i) => redPart.strides[i][0]),
       redStride2: inputs.map(() => 0),
+      outerShape,
+      outerStrides,
       fn: cachedKernel('reduce-rows', spec, [], () => rowsKernelBytes(spec)),
     };
     return plan;
   }
+  // Looping from JS costs a call per outer index: worth it only when each call has some work.
+  const innerOutputs = (kr === 2 ? keptPart.shape[0] : 1) * K;
+  if (outerShape.length > 0 && innerOutputs * redSize < 256) return plan;
   plan.ok = {
     form: 'vector',
     outShape,
@@ -327,6 +344,8 @@ function reducePlan(spec: WasmReduceSpec, inputs: readonly NDArray[], shape: rea
     keptStride: inputs.map((_, i) => (kr === 2 ? keptPart.strides[i][0] : 0)),
     redStride: inputs.map((_, i) => redPart.strides[i][0]),
     redStride2: inputs.map((_, i) => (nested ? redPart.strides[i][1] : 0)),
+    outerShape,
+    outerStrides,
     fn: cachedKernel(nested ? 'reduce2' : 'reduce', spec, layouts, () => kernelBytes(spec, layouts, nested)),
   };
   return plan;
@@ -361,7 +380,7 @@ export function runWasmReduce(
     return a;
   });
   const outAt = outInPlace >= 0 ? -1 : used;
-  if (outAt >= 0) used += O * K + 4;
+  if (outAt >= 0) used += outSize + 4;
   const block = used > 0 ? arenaAlloc(used * 4) : 0;
   if (block < 0) return null;
   const h = arenaF32();
@@ -369,13 +388,36 @@ export function runWasmReduce(
   const outPtr = outAt < 0 ? outInPlace : block + outAt * 4;
   const args = p.form === 'rows' ? [O, p.Rn, outPtr] : [O, p.Rn, Math.ceil(K / 4), K * 4, outPtr];
   if (p.R2 > 0) args.push(p.R2);
+  const ptrAt: number[] = [];
   for (let i = 0; i < inputs.length; i++) {
     const x = inputs[i];
     if (at[i] >= 0) h.set((x.data as Float32Array).subarray(x.offset, x.offset + spans[i]), base + at[i]);
+    ptrAt.push(args.length);
     args.push(at[i] < 0 ? inPlace[i] : block + at[i] * 4, p.keptStride[i] * 4, p.redStride[i] * 4);
     if (p.R2 > 0) args.push(p.redStride2[i] * 4);
   }
   p.fn(...args);
+  // The outer kept axes (an odometer over them): the same call moved along each.
+  const outer = p.outerShape;
+  if (outer.length > 0) {
+    const idx = new Array<number>(outer.length).fill(0);
+    const outAtArg = p.form === 'rows' ? 2 : 4;
+    const outStep = O * K * 4;
+    for (;;) {
+      let d = outer.length - 1;
+      while (d >= 0 && idx[d] === outer[d] - 1) {
+        // Rewind axis d to 0 and carry into the axis outside it.
+        for (let i = 0; i < inputs.length; i++) args[ptrAt[i]] -= idx[d] * p.outerStrides[i][d] * 4;
+        idx[d] = 0;
+        d--;
+      }
+      if (d < 0) break;
+      idx[d]++;
+      for (let i = 0; i < inputs.length; i++) args[ptrAt[i]] += p.outerStrides[i][d] * 4;
+      args[outAtArg] += outStep;
+      p.fn(...args);
+    }
+  }
   wasmReduceStats.calls++;
   if (outAt >= 0) out.set(h.subarray(base + outAt, base + outAt + outSize));
   if (used > 0) arenaFree(block, used * 4);
