@@ -18,6 +18,12 @@ import { contiguousStrides } from '../shape.js';
 import { giveBuffer, takeBuffer } from './pool.js';
 import { gemm } from './wasm/index.js';
 import { sparseGemm } from './wasm/sparse.js';
+import { copyRuns, RunList } from './wasm/copy-runs.js';
+
+/** The patch runs of one block (reused: it grows to the largest block seen). */
+const runs = new RunList();
+/** Runs shorter than this are copied element by element (an entry costs more than a few floats). */
+const MIN_RUN = 8;
 
 /** Everything about a call that depends only on shapes, the input's strides and the params. */
 interface Geometry {
@@ -260,38 +266,50 @@ function convChannelsInner(x: NDArray, w: NDArray, p: ConvParams, g: Geometry, r
   for (let row0 = 0; row0 < rows; row0 += blockRows) {
     const m = Math.min(blockRows, rows - row0);
     for (let grp = 0; grp < groups; grp++) {
-      for (let i = 0; i < m; i++) {
-        const rowIndex = row0 + i;
-        const n = Math.floor(rowIndex / positions);
-        const t0 = (rowIndex - n * positions) * windowSize;
-        const base = x.offset + n * xb + grp * groupIn * xc;
-        let dst = i * cols;
-        let q = 0;
-        while (q < windowSize) {
-          const off = table[t0 + q];
-          if (off < 0) {
-            patches.fill(0, dst, dst + groupIn);
-            dst += groupIn;
+      if (xc === 1) {
+        // Contiguous channels: the block's patches as runs (copyRuns), taps whose channels follow
+        // each other in memory merged into one run, and padding taps into one run of zeros.
+        runs.clear();
+        for (let i = 0; i < m; i++) {
+          const rowIndex = row0 + i;
+          const n = Math.floor(rowIndex / positions);
+          const t0 = (rowIndex - n * positions) * windowSize;
+          const base = x.offset + n * xb + grp * groupIn;
+          let dst = i * cols;
+          let q = 0;
+          while (q < windowSize) {
+            const off = table[t0 + q];
+            let len = groupIn;
             q++;
-            continue;
+            if (off < 0) {
+              while (q < windowSize && table[t0 + q] < 0) {
+                len += groupIn;
+                q++;
+              }
+              runs.push(-1, dst, len);
+            } else {
+              while (q < windowSize && table[t0 + q] === off + len) {
+                len += groupIn;
+                q++;
+              }
+              runs.push(base + off, dst, len);
+            }
+            dst += len;
           }
-          if (xc !== 1) {
-            for (let ci = 0, s = base + off; ci < groupIn; ci++, s += xc) patches[dst + ci] = X[s];
-            dst += groupIn;
-            q++;
-            continue;
+        }
+        copyRuns(X, patches, runs);
+      } else {
+        for (let i = 0; i < m; i++) {
+          const rowIndex = row0 + i;
+          const n = Math.floor(rowIndex / positions);
+          const t0 = (rowIndex - n * positions) * windowSize;
+          const base = x.offset + n * xb + grp * groupIn * xc;
+          let dst = i * cols;
+          for (let q = 0; q < windowSize; q++, dst += groupIn) {
+            const off = table[t0 + q];
+            if (off < 0) patches.fill(0, dst, dst + groupIn);
+            else for (let ci = 0, s = base + off; ci < groupIn; ci++, s += xc) patches[dst + ci] = X[s];
           }
-          // Taps whose channels follow each other in memory are copied as one run.
-          let len = groupIn;
-          q++;
-          while (q < windowSize && table[t0 + q] === off + len) {
-            len += groupIn;
-            q++;
-          }
-          const src = base + off;
-          if (len >= 64) patches.set(X.subarray(src, src + len), dst);
-          else for (let j = 0; j < len; j++) patches[dst + j] = X[src + j];
-          dst += len;
         }
       }
       const target = partial ?? out;
@@ -336,6 +354,10 @@ function convBatchInner(x: NDArray, w: NDArray, g: Geometry, r: number): Float32
   const partial = blockDepth < depth ? (takeBuffer('float32', cols * outChannels) as Float32Array) : null;
   for (let k0 = 0; k0 < depth; k0 += blockDepth) {
     const kb = Math.min(blockDepth, depth - k0);
+    // Each (channel, tap) row: one run of `batch` floats per output position (copyRuns), or
+    // element by element when the runs are too short to pay for an entry each (one channel: the
+    // first convolution's kernel gradient).
+    if (batch >= MIN_RUN) runs.clear();
     for (let kk = 0; kk < kb; kk++) {
       const c = Math.floor((k0 + kk) / windowSize);
       const q = k0 + kk - c * windowSize;
@@ -343,11 +365,12 @@ function convBatchInner(x: NDArray, w: NDArray, g: Geometry, r: number): Float32
       let dst = kk * cols;
       for (let pos = 0; pos < positions; pos++, dst += batch) {
         const off = table[pos * windowSize + q];
-        if (off < 0) patches.fill(0, dst, dst + batch);
-        else if (batch >= 64) patches.set(X.subarray(base + off, base + off + batch), dst);
+        if (batch >= MIN_RUN) runs.push(off < 0 ? -1 : base + off, dst, batch);
+        else if (off < 0) patches.fill(0, dst, dst + batch);
         else for (let b = 0, s = base + off; b < batch; b++) patches[dst + b] = X[s + b];
       }
     }
+    if (batch >= MIN_RUN) copyRuns(X, patches, runs);
     const target = k0 === 0 ? acc : partial!;
     multiply(
       patches,

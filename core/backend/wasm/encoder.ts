@@ -96,6 +96,9 @@ export class Code {
   mul(): this {
     return this.op(0x6c);
   }
+  shl(): this {
+    return this.op(0x74);
+  }
   eq(): this {
     return this.op(0x46);
   }
