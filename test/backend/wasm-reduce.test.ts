@@ -44,10 +44,32 @@ function run(backend: 'js' | 'wasm-simd', f: (x: Tensor) => Tensor, x: NDArray):
   return { out, calls };
 }
 
-t.test('bit-identical to the JS loop over shapes, axes, ops and special values', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
+/**
+ * Draws `numRuns` cases from `cases` (seeded); `check` reduces each by the JS loop and by
+ * WebAssembly and says whether they agree and whether WebAssembly ran. Fails on the first
+ * disagreement; returns how many cases WebAssembly took (each test says how many it must).
+ */
+function wasmRunsOver<T>(
+  cases: fc.Arbitrary<T>,
+  check: (c: T) => { same: boolean; wasmRan: boolean },
+  numRuns: number,
+  seed: number,
+): number {
   let wasmRuns = 0;
   fc.assert(
-    fc.property(
+    fc.property(cases, (c) => {
+      const { same, wasmRan } = check(c);
+      if (wasmRan) wasmRuns++;
+      return same;
+    }),
+    { numRuns, seed },
+  );
+  return wasmRuns;
+}
+
+t.test('bit-identical to the JS loop over shapes, axes, ops and special values', { skip: !simd && 'no WebAssembly SIMD' }, async (t) => {
+  const wasmRuns = wasmRunsOver(
+    fc.tuple(
       fc.integer({ min: 1, max: 40 }),
       fc.integer({ min: 1, max: 12 }),
       fc.integer({ min: 4, max: 70 }),
@@ -56,16 +78,13 @@ t.test('bit-identical to the JS loop over shapes, axes, ops and special values',
       fc.boolean(),
       fc.double({ min: 0, max: 0.05, noNaN: true }),
       fc.integer(),
-      (b, n, k, op, over, prologue, special, seed) => {
-        const data = specialData(seed, special, b * n * k);
-        const x = fromTyped(data, [b, n, k]);
-        const axes = over === 'time' ? [1] : over === 'batch' ? [0] : [0, 1];
-        const { same, wasmRan } = jsAndWasm(op, prologue, axes, x);
-        if (wasmRan) wasmRuns++;
-        return same;
-      },
     ),
-    { numRuns: 150, seed: 77 },
+    ([b, n, k, op, over, prologue, special, seed]) => {
+      const x = fromTyped(specialData(seed, special, b * n * k), [b, n, k]);
+      return jsAndWasm(op, prologue, over === 'time' ? [1] : over === 'batch' ? [0] : [0, 1], x);
+    },
+    150,
+    77,
   );
   t.ok(wasmRuns >= 75, `WebAssembly reduced in ${wasmRuns} of 150 cases`);
 });
@@ -92,9 +111,8 @@ t.test(
   'rows form (reduced axes innermost; a full reduction stays in JS): bit-identical to the JS loop',
   { skip: !simd && 'no WebAssembly SIMD' },
   async (t) => {
-    let wasmRuns = 0;
-    fc.assert(
-      fc.property(
+    const wasmRuns = wasmRunsOver(
+      fc.tuple(
         fc.integer({ min: 1, max: 11 }),
         fc.integer({ min: 1, max: 9 }),
         fc.integer({ min: 1, max: 70 }),
@@ -103,18 +121,16 @@ t.test(
         fc.boolean(),
         fc.double({ min: 0, max: 0.05, noNaN: true }),
         fc.integer(),
-        (b, n, k, op, over, prologue, special, seed) => {
-          const data = specialData(seed, special, b * n * k);
-          const x = fromTyped(data, [b, n, k]);
-          // 'outer-strided': the kept axis is the last one but reduced over the first two, whose
-          // stride is not 1 only when k > 1; b * n outputs of k terms when reducing the last axis.
-          const axes = over === 'last' ? [2] : over === 'inner' ? [1, 2] : over === 'all' ? [0, 1, 2] : [0, 1];
-          const { same, wasmRan } = jsAndWasm(op, prologue, axes, x);
-          if (wasmRan) wasmRuns++;
-          return same;
-        },
       ),
-      { numRuns: 200, seed: 78 },
+      ([b, n, k, op, over, prologue, special, seed]) => {
+        const x = fromTyped(specialData(seed, special, b * n * k), [b, n, k]);
+        // 'outer-strided': the kept axis is the last one but reduced over the first two, whose
+        // stride is not 1 only when k > 1; b * n outputs of k terms when reducing the last axis.
+        const axes = over === 'last' ? [2] : over === 'inner' ? [1, 2] : over === 'all' ? [0, 1, 2] : [0, 1];
+        return jsAndWasm(op, prologue, axes, x);
+      },
+      200,
+      78,
     );
     t.ok(wasmRuns >= 60, `WebAssembly reduced in ${wasmRuns} of 200 cases`);
   },
@@ -143,9 +159,8 @@ t.test(
   'two reduced axes that do not merge (a time-major cotangent summed over batch and time)',
   { skip: !simd && 'no WebAssembly SIMD' },
   async (t) => {
-    let wasmRuns = 0;
-    fc.assert(
-      fc.property(
+    const wasmRuns = wasmRunsOver(
+      fc.tuple(
         fc.integer({ min: 2, max: 12 }),
         fc.integer({ min: 2, max: 40 }),
         fc.integer({ min: 4, max: 70 }),
@@ -153,33 +168,33 @@ t.test(
         fc.boolean(),
         fc.double({ min: 0, max: 0.05, noNaN: true }),
         fc.integer(),
-        (n, b, k, op, prologue, special, seed) => {
-          const data = specialData(seed, special, n * b * k);
-          // Stored [time, batch, units], reduced as [batch, time, units] over batch then time: the
-          // reduced strides (units, batch * units) do not merge into one loop.
-          const x = fromTyped(data, [n, b, k]);
-          const reduce = op === 'sum' ? sum : op === 'max' ? max : min;
-          const f = (v: Tensor): Tensor => {
-            const bt = transpose(v, [1, 0, 2]);
-            return reduce(prologue ? bt.mul(bt).sub(1) : bt, [0, 1]);
-          };
-          const js = run('js', f, x);
-          const wasm = run('wasm-simd', f, x);
-          if (js.calls !== 0) return false;
-          // Inputs under 256 elements stay on the JS loop; larger ones must take the kernel.
-          if (wasm.calls > 0) wasmRuns++;
-          else if (n * b * k >= 256) return false;
-          if (!sameBits(js.out, wasm.out)) return false;
-          if (op !== 'sum' || prologue) return true;
-          // The sum in float64 in the same order (batch outer, time inner), rounded once.
-          return Array.from({ length: k }, (_, u) => {
-            let acc = 0;
-            for (let i = 0; i < b; i++) for (let s = 0; s < n; s++) acc += data[(s * b + i) * k + u];
-            return Math.fround(acc);
-          }).every((r, u) => Object.is(r, wasm.out[u]) || (Number.isNaN(r) && Number.isNaN(wasm.out[u])));
-        },
       ),
-      { numRuns: 100, seed: 78 },
+      ([n, b, k, op, prologue, special, seed]) => {
+        const data = specialData(seed, special, n * b * k);
+        // Stored [time, batch, units], reduced as [batch, time, units] over batch then time: the
+        // reduced strides (units, batch * units) do not merge into one loop.
+        const x = fromTyped(data, [n, b, k]);
+        const reduce = op === 'sum' ? sum : op === 'max' ? max : min;
+        const f = (v: Tensor): Tensor => {
+          const bt = transpose(v, [1, 0, 2]);
+          return reduce(prologue ? bt.mul(bt).sub(1) : bt, [0, 1]);
+        };
+        const js = run('js', f, x);
+        const wasm = run('wasm-simd', f, x);
+        const wasmRan = wasm.calls > 0;
+        // Inputs under 256 elements stay on the JS loop; larger ones must take the kernel.
+        if (js.calls !== 0 || (!wasmRan && n * b * k >= 256) || !sameBits(js.out, wasm.out)) return { same: false, wasmRan };
+        if (op !== 'sum' || prologue) return { same: true, wasmRan };
+        // The sum in float64 in the same order (batch outer, time inner), rounded once.
+        const same = Array.from({ length: k }, (_, u) => {
+          let acc = 0;
+          for (let i = 0; i < b; i++) for (let s = 0; s < n; s++) acc += data[(s * b + i) * k + u];
+          return Math.fround(acc);
+        }).every((r, u) => Object.is(r, wasm.out[u]) || (Number.isNaN(r) && Number.isNaN(wasm.out[u])));
+        return { same, wasmRan };
+      },
+      100,
+      78,
     );
     t.ok(wasmRuns >= 80, `WebAssembly reduced in ${wasmRuns} of 100 cases`);
   },
@@ -189,9 +204,8 @@ t.test(
   'pooling windows (three kept axes: the outermost looped): bit-identical to the JS loop and a float64 reference',
   { skip: !simd && 'no WebAssembly SIMD' },
   async (t) => {
-    let wasmRuns = 0;
-    fc.assert(
-      fc.property(
+    const wasmRuns = wasmRunsOver(
+      fc.tuple(
         fc.integer({ min: 1, max: 5 }),
         fc.integer({ min: 1, max: 6 }),
         fc.integer({ min: 4, max: 8 }),
@@ -199,16 +213,15 @@ t.test(
         fc.constantFrom('sum', 'max', 'min'),
         fc.boolean(),
         fc.integer(),
-        (n, h, w, c, op, prologue, seed) => {
-          // [n, h, 2, w, 2, c] summed over the window axes [2, 4]: kept [n * h, w, c], three axes; the
-          // kernel takes the inner two (at least 256 reduced elements a call, as here).
-          const x = fromTyped(specialData(seed, 0.02, n * h * 2 * w * 2 * c), [n, h, 2, w, 2, c]);
-          const { same, wasmRan } = jsAndWasm(op, prologue, [2, 4], x);
-          if (wasmRan) wasmRuns++;
-          return same;
-        },
       ),
-      { numRuns: 80, seed: 13 },
+      ([n, h, w, c, op, prologue, seed]) => {
+        // [n, h, 2, w, 2, c] summed over the window axes [2, 4]: kept [n * h, w, c], three axes; the
+        // kernel takes the inner two (at least 256 reduced elements a call, as here).
+        const x = fromTyped(specialData(seed, 0.02, n * h * 2 * w * 2 * c), [n, h, 2, w, 2, c]);
+        return jsAndWasm(op, prologue, [2, 4], x);
+      },
+      80,
+      13,
     );
     t.ok(wasmRuns >= 40, `WebAssembly reduced in ${wasmRuns} of 80 cases`);
     // A float64 reference written here: each output the in-order sum of its four window values.

@@ -9,8 +9,8 @@
  * Exactness: a copy; the values are moved bit for bit (NaN payloads included).
  */
 import { Code, encodeModule, I32, V128, type ValType } from './encoder.js';
-import { arenaAlloc, arenaFree, arenaImport, arenaMemory, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
-import { wasmSimdAvailable } from './index.js';
+import { arenaAlloc, arenaFree, arenaImport, arenaMemory, residentOffset } from './kernel-cache.js';
+import { simdKernel } from './index.js';
 
 /**
  * run(listPtr, count, srcBase, dstBase): for each entry e (three i32 at listPtr + 12 e: source
@@ -60,12 +60,7 @@ function kernelBytes(): Uint8Array<ArrayBuffer> {
   return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, arenaImport());
 }
 
-const SPEC = { kernel: 'copy-runs', version: 1 };
-let kernel: KernelFn | null | undefined;
-function copyKernel(): KernelFn | null {
-  if (kernel === undefined) kernel = wasmSimdAvailable() ? cachedKernel('copy-runs', SPEC, [], kernelBytes) : null;
-  return kernel;
-}
+const copyKernel = simdKernel('copy-runs', kernelBytes);
 
 export const copyRunsStats = { calls: 0 };
 

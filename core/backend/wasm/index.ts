@@ -42,6 +42,7 @@ import {
   arenaImport,
   arenaMemory,
   arenaResidentCapable,
+  cachedKernel,
   residentOffset,
   type KernelFn,
 } from './kernel-cache.js';
@@ -88,6 +89,18 @@ let simdProbe: boolean | undefined;
 export function wasmSimdAvailable(): boolean {
   if (simdProbe === undefined) simdProbe = probeWasmSimd();
   return simdProbe;
+}
+
+/**
+ * A getter for a fixed kernel's `run` (one module per `kind`, built from `bytes()` on first use
+ * over the arena), or null where WebAssembly SIMD is unavailable.
+ */
+export function simdKernel(kind: string, bytes: () => Uint8Array<ArrayBuffer>): () => KernelFn | null {
+  let kernel: KernelFn | null | undefined;
+  return () => {
+    if (kernel === undefined) kernel = wasmSimdAvailable() ? cachedKernel(kind, { kernel: kind }, [], bytes) : null;
+    return kernel;
+  };
 }
 
 interface KernelExports {

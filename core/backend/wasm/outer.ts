@@ -16,8 +16,8 @@
  * copied out with TypedArray.set, so the result memory is written once.
  */
 import { Code, encodeModule, I32, V128, type ValType } from './encoder.js';
-import { arenaAlloc, arenaF32, arenaFree, arenaImport, cachedKernel, residentOffset, type KernelFn } from './kernel-cache.js';
-import { wasmSimdAvailable } from './index.js';
+import { arenaAlloc, arenaF32, arenaFree, arenaImport, residentOffset } from './kernel-cache.js';
+import { simdKernel } from './index.js';
 
 /** Floats of C made per chunk when C is not written in place (64 kB: stays in L2). */
 const CHUNK_FLOATS = 16384;
@@ -59,12 +59,7 @@ function kernelBytes(): Uint8Array<ArrayBuffer> {
   return encodeModule([{ name: 'run', params, results: [], locals, body: f }], 1, arenaImport());
 }
 
-const SPEC = { kernel: 'outer-products', version: 1 };
-let kernel: KernelFn | null | undefined;
-function outerKernel(): KernelFn | null {
-  if (kernel === undefined) kernel = wasmSimdAvailable() ? cachedKernel('outer', SPEC, [], kernelBytes) : null;
-  return kernel;
-}
+const outerKernel = simdKernel('outer', kernelBytes);
 
 export const outerStats = { calls: 0, inPlace: 0 };
 
