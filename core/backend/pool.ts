@@ -10,7 +10,7 @@
  * caller, a literal cache or a user can never be recycled by mistake.
  */
 import { allocate, type DType, type TypedArray } from '../dtype.js';
-import { releaseResidentArray, residentArray, residentOffset } from './wasm/kernel-cache.js';
+import { arenaFree, releaseResidentArray, residentArray, residentOffset } from './wasm/kernel-cache.js';
 
 /** Upper bound on the bytes the pool keeps idle; beyond it returned buffers are left to the GC. */
 const MAX_IDLE_BYTES = 64 * 1024 * 1024;
@@ -43,7 +43,7 @@ const finalizer =
     : new FinalizationRegistry<{ at: number; bytes: number }>(({ at, bytes }) => {
         poolStats.residentFinalized++;
         poolStats.residentBytes -= bytes;
-        releaseResidentArray({ byteOffset: at, byteLength: bytes } as TypedArray);
+        arenaFree(at, bytes);
       });
 let residentAllowed = false;
 

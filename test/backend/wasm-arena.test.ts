@@ -36,6 +36,7 @@ import {
   arenaFree,
   arenaResidentCapable,
   arenaStats,
+  releaseResidentArray,
   residentArray,
   residentOffset,
 } from '../../core/backend/wasm/kernel-cache.js';
@@ -324,4 +325,16 @@ t.test('no arena memory leaks over many steps: fit, a scan inside jit, callbacks
   const s0 = poolStats.residentBytes;
   for (let i = 0; i < 10; i++) toHost(rnn(h0, xs, w), { recycle: true });
   t.ok(poolStats.residentBytes <= s0, `a scan of 50 steps, 10 calls: resident bytes flat (${s0} -> ${poolStats.residentBytes})`);
+});
+
+t.test('releaseResidentArray refuses an array outside the arena (its offset would be handed out again over live data)', async (t) => {
+  const before = arenaStats.freeBytes;
+  t.throws(
+    () => releaseResidentArray(new Float32Array(16)),
+    /releaseResidentArray: expected an array from residentArray, got a Float32Array outside the kernels' arena/,
+  );
+  t.equal(arenaStats.freeBytes, before, 'nothing filed as free');
+  const resident = residentArray('float32', 16);
+  if (resident === null) return;
+  t.doesNotThrow(() => releaseResidentArray(resident));
 });

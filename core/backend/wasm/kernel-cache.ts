@@ -205,8 +205,15 @@ export function residentArray(dtype: DType, size: number): TypedArray | null {
   return new constructors[dtype](buffer, at, size);
 }
 
-/** Gives the block of a residentArray back to the arena. */
+/**
+ * Gives the block of a residentArray back to the arena. Throws for an array that does not live
+ * there: its byte offset would be filed as a free block and handed out again over live data.
+ */
 export function releaseResidentArray(data: TypedArray): void {
+  if (!generations.has(data.buffer))
+    throw new RangeError(
+      `releaseResidentArray: expected an array from residentArray, got a ${data.constructor.name} outside the kernels' arena`,
+    );
   arenaFree(data.byteOffset, data.byteLength);
 }
 

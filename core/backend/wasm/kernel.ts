@@ -28,13 +28,17 @@
  * - `compact(c, ldc, rowBytes, m)`: moves rows 1..m-1 of C from stride ldc to stride rowBytes.
  * - `blockRows{r}` / `blockStridedBRows{r}` for r = 1..MR-1: `block` / `blockStridedB` over panels
  *   of r rows (the last panel of A when MR does not divide m), writing only those r rows of C.
+ * - `packSkipA`, `blockSkip`, `blockSkipRows{r}`: a transposed A's panels without the k steps
+ *   where all their rows are zero, and the block loop over them (a weight gradient x^T @ g, whose
+ *   images leave a third of the steps of a 5-pixel panel empty); `finiteRows` checks B first,
+ *   since skipping a step is exact only when B is finite.
  *
  * Tile choice (V8 / TurboFan on x64, kernel alone, 320x784x128): 5 x 8 ran ~52 GFLOP/s, 4 x 8
  * and 2 x 16 ~44, 6 x 8 ~28 (10 accumulators + 2 B vectors + the A splat + one product fit the
  * 15 allocatable xmm registers; 12 accumulators spill). Unrolling the k loop made it slower (~30):
  * TurboFan hoists the loads of all unrolled steps and spills accumulators, so unroll is 1.
  */
-import { Code, encodeModule, I32, V128, type FuncDef, type ValType } from './encoder.js';
+import { Code, encodeModule, I32, SIMD_OP, V128, type FuncDef, type ValType } from './encoder.js';
 
 export interface KernelShape {
   /** Rows of the micro-tile. */
@@ -56,11 +60,20 @@ export const DEFAULT_KERNEL: KernelShape = { mr: 5, nr: 8, unroll: 1 };
 const i32s = (count: number): ValType[] => new Array<ValType>(count).fill(I32);
 
 /**
- * The MR x NR micro-kernel. With `stridedB` it reads B in place, row by row (a row-major B whose
- * rows are LDB bytes apart, the extra last parameter) instead of from packed panels: for products
- * with few rows of A, where packing B would cost as much as the product (k steps unrolled once).
+ * Where the micro-kernel reads B's row for each step:
+ * - 'packed': from NR-column panels, consecutive steps NR floats apart;
+ * - 'strided': in place, from a row-major B whose rows are LDB bytes apart (the extra last
+ *   parameter): for products with few rows of A, where packing B would cost as much as the product;
+ * - 'skip': from a packed panel, at the byte offset listed for the step (the extra last parameter
+ *   is the list's address): A's panel holds only the steps where one of its rows is nonzero
+ *   (`packSkipA`), the others contribute nothing (see `packSkipA` for why that is exact).
  */
-function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = false, name?: string): FuncDef {
+export type BMode = 'packed' | 'strided' | 'skip';
+
+/** The MR x NR micro-kernel, reading B as `bMode` says (k steps unrolled `unroll` times when packed). */
+function microKernel({ mr, nr, unroll, fma = false }: KernelShape, bMode: BMode = 'packed', name?: string): FuncDef {
+  const stridedB = bMode === 'strided';
+  const skip = bMode === 'skip';
   const nv = nr / 4;
   // Params.
   const AP = 0;
@@ -71,17 +84,20 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
   const KC = 5;
   const LDC = 6;
   const ACC = 7;
-  const LDB = 8; // stridedB only
-  const nParams = stridedB ? 9 : 8;
-  // i32 locals: a row pointer into C, then the byte offsets r * aRow of A's rows 2.. (row 1 is aRow).
+  const LDB = 8; // strided only
+  const IDX = 8; // skip only: the address of the steps' list of B offsets
+  const nParams = stridedB || skip ? 9 : 8;
+  // i32 locals: a row pointer into C, the step's B row (skip), then the byte offsets r * aRow of
+  // A's rows 2.. (row 1 is aRow).
   const RP = nParams;
-  const rowOff = (r: number) => (r === 1 ? A_ROW : nParams + 1 + (r - 2));
+  const BK = nParams + 1;
+  const rowOff = (r: number) => (r === 1 ? A_ROW : nParams + 2 + (r - 2));
   const nOff = Math.max(0, mr - 2);
-  const v0 = nParams + 1 + nOff;
+  const v0 = nParams + 2 + nOff;
   const acc = (r: number, c: number) => v0 + r * nv + c;
   const bv = (c: number) => v0 + mr * nv + c;
   const av = v0 + mr * nv + nv;
-  const locals: ValType[] = [...i32s(1 + nOff), ...new Array<ValType>(mr * nv + nv + 1).fill(V128)];
+  const locals: ValType[] = [...i32s(2 + nOff), ...new Array<ValType>(mr * nv + nv + 1).fill(V128)];
 
   const f = new Code();
   for (let r = 2; r < mr; r++) f.get(A_ROW).i32(r).mul().set(rowOff(r));
@@ -102,8 +118,10 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
   // One k step; `u` is the step within an unrolled group (A is addressed through the pointer,
   // advanced by aCol after every step; B through constant offsets).
   const step = (u: number) => {
+    // skip: this step's row of B is at BP + the listed offset.
+    if (skip) f.get(BP).get(IDX).i32Load().add().set(BK);
     for (let c = 0; c < nv; c++)
-      f.get(BP)
+      f.get(skip ? BK : BP)
         .v128Load(4 * (u * nr + 4 * c))
         .set(bv(c));
     for (let r = 0; r < mr; r++) {
@@ -118,7 +136,7 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
     f.get(AP).get(A_COL).add().set(AP);
   };
 
-  if (unroll > 1 && !stridedB) {
+  if (unroll > 1 && bMode === 'packed') {
     f.block();
     f.get(KC).i32(unroll).ltU().brIf(0);
     f.loop();
@@ -137,6 +155,7 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
   f.loop();
   step(0);
   if (stridedB) f.get(BP).get(LDB).add().set(BP);
+  else if (skip) f.get(IDX).i32(4).add().set(IDX);
   else
     f.get(BP)
       .i32(4 * nr)
@@ -156,7 +175,7 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, stridedB = fa
         .v128Store(16 * c);
     if (r < mr - 1) f.get(RP).get(LDC).add().set(RP);
   }
-  return { name: name ?? (stridedB ? 'microStridedB' : 'micro'), params: i32s(nParams), results: [], locals, body: f };
+  return { name: name ?? (stridedB ? 'microStridedB' : skip ? 'microSkip' : 'micro'), params: i32s(nParams), results: [], locals, body: f };
 }
 
 /** The loop over micro-panels of one block; `stridedB`: B read in place (LDB, the 13th parameter). */
@@ -216,6 +235,205 @@ function blockLoop({ mr, nr }: KernelShape, microIndex: number, stridedB = false
   }
   f.end();
   return { name: name ?? (stridedB ? 'blockStridedB' : 'block'), params: i32s(nParams), results: [], locals: i32s(7), body: f };
+}
+
+/**
+ * `block` for A panels packed by `packSkipA`: panel i has `counts[i]` steps (an i32 at
+ * CNT_PTR + 4 i) and its list of B offsets at IDX_PTR + i * IDX_PANEL; one K block (the lists
+ * cover all of k).
+ */
+function blockSkipLoop({ mr, nr }: KernelShape, microIndex: number, name: string): FuncDef {
+  const A_PTR = 0;
+  const A_ROW = 1;
+  const A_COL = 2;
+  const A_PANEL = 3;
+  const B_PTR = 4;
+  const B_PANEL = 5;
+  const C_PTR = 6;
+  const LDC = 7;
+  const M_PANELS = 8;
+  const N_PANELS = 9;
+  const CNT_PTR = 10;
+  const ACC = 11;
+  const IDX_PTR = 12;
+  const IDX_PANEL = 13;
+  const nParams = 14;
+  const JP = nParams;
+  const IP = nParams + 1;
+  const AP = nParams + 2;
+  const BP = nParams + 3;
+  const C_COL = nParams + 4;
+  const CP = nParams + 5;
+  const C_ROW_STEP = nParams + 6;
+  const LP = nParams + 7;
+  const NP = nParams + 8;
+  const f = new Code();
+  f.get(LDC).i32(mr).mul().set(C_ROW_STEP);
+  f.i32(0).set(JP);
+  f.get(B_PTR).set(BP);
+  f.get(C_PTR).set(C_COL);
+  f.loop(); // over B micro-panels (nPanels >= 1)
+  {
+    f.i32(0).set(IP);
+    f.get(A_PTR).set(AP);
+    f.get(C_COL).set(CP);
+    f.get(IDX_PTR).set(LP);
+    f.get(CNT_PTR).set(NP);
+    f.loop(); // over A micro-panels (mPanels >= 1)
+    {
+      f.get(AP).get(A_ROW).get(A_COL).get(BP).get(CP).get(NP).i32Load().get(LDC).get(ACC).get(LP);
+      f.call(microIndex);
+      f.get(AP).get(A_PANEL).add().set(AP);
+      f.get(CP).get(C_ROW_STEP).add().set(CP);
+      f.get(LP).get(IDX_PANEL).add().set(LP);
+      f.get(NP).i32(4).add().set(NP);
+      f.get(IP).i32(1).add().tee(IP);
+      f.get(M_PANELS).ltU().brIf(0);
+    }
+    f.end();
+    f.get(BP).get(B_PANEL).add().set(BP);
+    f.get(C_COL)
+      .i32(4 * nr)
+      .add()
+      .set(C_COL);
+    f.get(JP).i32(1).add().tee(JP);
+    f.get(N_PANELS).ltU().brIf(0);
+  }
+  f.end();
+  return { name, params: i32s(nParams), results: [], locals: i32s(9), body: f };
+}
+
+/**
+ * `packCopyA` for the zero-skipping kernels: panel by panel, copies only the lines (k steps) where
+ * one of the first `lanes` values is nonzero (any bits but the sign), and lists `line * bStep` (the
+ * step's byte offset in a packed B panel) for each line kept; the count goes to CNT + 4 * panel.
+ *
+ * Why skipping is exact: a skipped step adds products 0 * B[p, j], which are +-0 when B is finite
+ * (the caller checks it, `finiteRows`), and adding +-0 leaves any sum unchanged except -0, which a
+ * sum that starts at +0 never is (in round-to-nearest x + y is -0 only when both are -0).
+ */
+function packSkipA(width: number): FuncDef {
+  const SRC = 0;
+  const LD = 1;
+  const DST = 2;
+  const LINES = 3;
+  const PANELS = 4;
+  const PANEL_BYTES = 5;
+  const IDX = 6;
+  const IDX_PANEL = 7;
+  const CNT = 8;
+  const LANES = 9;
+  const B_STEP = 10;
+  const S = 11;
+  const D = 12;
+  const L = 13;
+  const I = 14;
+  const N = 15;
+  const mask = (r: number) => 16 + r; // 0x7fffffff for tested lanes, 0 for the others
+  const f = new Code();
+  for (let r = 0; r < width; r++) {
+    f.i32(0).set(mask(r));
+    f.get(LANES).i32(r).gtU().if();
+    f.i32(0x7fffffff).set(mask(r));
+    f.end();
+  }
+  f.loop(); // panels >= 1
+  {
+    f.get(SRC).set(S);
+    f.get(DST).set(D);
+    f.get(IDX).set(I);
+    f.i32(0).set(L);
+    f.i32(0).set(N);
+    f.loop(); // lines >= 1
+    {
+      for (let r = 0; r < width; r++) {
+        f.get(S)
+          .i32Load(4 * r)
+          .get(mask(r))
+          .and();
+        if (r > 0) f.or();
+      }
+      f.if();
+      {
+        copyChunk(f, S, D, 4 * width);
+        f.get(D)
+          .i32(4 * width)
+          .add()
+          .set(D);
+        f.get(I).get(L).get(B_STEP).mul().i32Store();
+        f.get(I).i32(4).add().set(I);
+        f.get(N).i32(1).add().set(N);
+      }
+      f.end();
+      f.get(S).get(LD).add().set(S);
+      f.get(L).i32(1).add().tee(L);
+      f.get(LINES).ltU().brIf(0);
+    }
+    f.end();
+    f.get(CNT).get(N).i32Store();
+    f.get(CNT).i32(4).add().set(CNT);
+    f.get(SRC)
+      .i32(4 * width)
+      .add()
+      .set(SRC);
+    f.get(DST).get(PANEL_BYTES).add().set(DST);
+    f.get(IDX).get(IDX_PANEL).add().set(IDX);
+    f.get(PANELS).i32(1).sub().tee(PANELS);
+    f.brIf(0);
+  }
+  f.end();
+  return { name: 'packSkipA', params: i32s(11), results: [], locals: i32s(5 + width), body: f };
+}
+
+/** finiteRows(ptr, rows, n, ld): 1 when the rows x n floats (rows ld bytes apart from ptr) hold no Inf or NaN (x - x is +0 exactly for finite x). */
+function finiteRows(): FuncDef {
+  const PTR = 0;
+  const ROWS = 1;
+  const N = 2;
+  const LD = 3;
+  const P = 4;
+  const E = 5;
+  const ACC = 6;
+  const X = 7;
+  const f = new Code();
+  const orNonFinite = () => {
+    f.set(X);
+    f.get(ACC).get(X).get(X).simdOp(SIMD_OP.f32x4Sub).simdOp(SIMD_OP.v128Or).set(ACC);
+  };
+  f.v128Zero().set(ACC);
+  f.block();
+  f.get(ROWS).eqz().brIf(0);
+  f.loop();
+  {
+    f.get(PTR).set(P);
+    f.get(PTR).get(N).i32(4).mul().add().set(E);
+    // Whole vectors, then the last floats one at a time (into lane 0 of a zero vector).
+    f.block();
+    f.loop();
+    f.get(P).i32(16).add().get(E).gtU().brIf(1);
+    f.get(P).v128Load(0, 2);
+    orNonFinite();
+    f.get(P).i32(16).add().set(P);
+    f.br(0);
+    f.end();
+    f.end();
+    f.block();
+    f.loop();
+    f.get(P).get(E).geU().brIf(1);
+    f.get(P).v128Load32Zero();
+    orNonFinite();
+    f.get(P).i32(4).add().set(P);
+    f.br(0);
+    f.end();
+    f.end();
+    f.get(PTR).get(LD).add().set(PTR);
+    f.get(ROWS).i32(1).sub().tee(ROWS);
+    f.brIf(0);
+  }
+  f.end();
+  f.end();
+  f.get(ACC).simdOp(SIMD_OP.v128AnyTrue).eqz();
+  return { name: 'finiteRows', params: i32s(4), results: [I32], locals: [I32, I32, V128, V128], body: f };
 }
 
 /** Copies `bytes` bytes from the address in local `s` to the one in local `d`, in 16/8/4-byte moves. */
@@ -373,7 +591,7 @@ export function gemmModuleBytes(
     packCopy('packCopyB', shape.nr),
     packInterleave('packInterleaveB', shape.nr),
     compact(),
-    microKernel(shape, true),
+    microKernel(shape, 'strided'),
     blockLoop(shape, 6, true),
   ];
   // The last, partial panel of r = m % MR rows runs an r-row tile instead of a full one whose
@@ -381,8 +599,16 @@ export function gemmModuleBytes(
   for (let r = 1; r < shape.mr; r++) {
     const rs = { ...shape, mr: r };
     const at = funcs.length;
-    funcs.push(microKernel(rs, false, `micro${r}`), microKernel(rs, true, `microStridedB${r}`));
+    funcs.push(microKernel(rs, 'packed', `micro${r}`), microKernel(rs, 'strided', `microStridedB${r}`));
     funcs.push(blockLoop(rs, at, false, `blockRows${r}`), blockLoop(rs, at + 1, true, `blockStridedBRows${r}`));
+  }
+  // The zero-skipping kernels: blockSkip, then blockSkipRows{r} for the last panel.
+  funcs.push(packSkipA(shape.mr), finiteRows());
+  for (let r = shape.mr; r >= 1; r--) {
+    const rs = { ...shape, mr: r };
+    const at = funcs.length;
+    funcs.push(microKernel(rs, 'skip', r === shape.mr ? 'microSkip' : `microSkip${r}`));
+    funcs.push(blockSkipLoop(rs, at, r === shape.mr ? 'blockSkip' : `blockSkipRows${r}`));
   }
   return encodeModule(funcs, 1, memoryImport);
 }
