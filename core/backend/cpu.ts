@@ -137,11 +137,13 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
   slice: ([x], { starts, limits }) => [new NDArray(x.nd.hi(...limits).lo(...starts), x.dtype)],
   pad: ([x], { low, high }) => {
     const shape = x.shape.map((d, i) => d + low[i] + high[i]);
+    // From the pool (in a compiled step, the arena: a scan's cotangent of its last step, padded
+    // over time, is then read in place by the scan kernel instead of copied in).
     const out = contiguous(
-      allocate(
+      takeBuffer(
         x.dtype,
         shape.reduce((a, c) => a * c, 1),
-      ),
+      ).fill(0),
       shape,
       x.dtype,
     );
@@ -152,8 +154,9 @@ export const cpuKernels: { [P in Primitive]: Kernel<P> } = {
     const shape = inputs[0].shape.slice();
     shape[axis] = inputs.reduce((a, x) => a + x.shape[axis], 0);
     const dtype = inputs[0].dtype;
+    // Every element is written below.
     const out = contiguous(
-      allocate(
+      takeBuffer(
         dtype,
         shape.reduce((a, c) => a * c, 1),
       ),

@@ -28,6 +28,7 @@ import {
   mul,
   relu,
   scan,
+  slice,
   sub,
   sum,
   transpose,
@@ -164,6 +165,41 @@ t.test('forward, gradient and jit: bit-identical to the step-by-step path', { sk
   const layouts = bothPaths(() => [...spikeTrain(tiled, v0, dt), ...spikeTrain(swapped, v0, dt)]);
   t.ok(layouts.calls >= 2, 'broadcast and transposed xs ran as kernels');
   sameTensors(t, layouts.on, layouts.off, 'broadcast / transposed xs');
+  t.end();
+});
+
+t.test('a loss on the last step only: the padded cotangent is read in place, bit-identical', { skip }, (t) => {
+  // grad pads the last step's cotangent with zeros over time (a pad), which the reverse scan reads
+  // as its time-varying input: inside a compiled step it is made in the kernels' arena, so the
+  // kernel reads it where it is (it was an ordinary array, copied in on every step).
+  const next = rng(11);
+  const T = 10;
+  const x = fromTyped(
+    Float32Array.from({ length: T * 32 * 16 }, () => 200 * next() - 50),
+    [T, 32, 16],
+  );
+  const v0 = fromTyped(
+    Float32Array.from({ length: 32 * 16 }, () => next()),
+    [32, 16],
+  );
+  const dt = fromTyped(new Float32Array([0.01]), []);
+  const w = fromTyped(
+    Float32Array.from({ length: 32 * 16 }, () => next() - 0.5),
+    [1, 32, 16],
+  );
+  // w is an argument, so the padded cotangent is computed in the step (not folded into a constant).
+  const lastStep = (xs: Tensor, weights: Tensor): Tensor => {
+    const [, s] = spikeTrain(mul(xs, 1), v0, dt);
+    return sum(mul(slice(s, [T - 1, 0, 0], [1, 32, 16]), weights));
+  };
+  const step = jit((xs: Tensor, weights: Tensor) => grad(lastStep)(xs, weights) as Tensor);
+  step(x, w);
+  const copiedBefore = wasmScanStats.xsCopied;
+  const callsBefore = wasmScanStats.calls;
+  const paths = bothPaths(() => [step(x, w) as Tensor]);
+  t.ok(wasmScanStats.calls - callsBefore >= 2, 'forward and reverse scans ran as kernels');
+  t.equal(wasmScanStats.xsCopied, copiedBefore, 'no time-varying input was copied in');
+  sameTensors(t, paths.on, paths.off, 'jit(grad) of the last step');
   t.end();
 });
 

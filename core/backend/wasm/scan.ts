@@ -273,8 +273,11 @@ function innerContiguous(shape: readonly number[], strides: readonly number[], f
   return true;
 }
 
-/** How many scans ran as one whole-scan kernel (tests and benchmarks read it). */
-export const wasmScanStats = { calls: 0 };
+/**
+ * How many scans ran as one whole-scan kernel, and how many of their time-varying inputs had to be
+ * copied in (not in the arena, or strided) rather than read in place (tests and benchmarks read it).
+ */
+export const wasmScanStats = { calls: 0, xsCopied: 0 };
 
 /**
  * Most elements of one stacked x (T x S) for which a scan runs as this kernel. The kernel walks
@@ -320,6 +323,7 @@ export function runWasmScan(inputs: readonly NDArray[], params: PrimParams['scan
     }
     const floats = isX && timeStride !== 0 ? length * S : kinds[i] === 'splat' || kinds[i] === 'scalarCarry' ? 4 : S;
     place.push({ at: used, stride: isX && timeStride !== 0 ? 4 * S : 0, copy: true });
+    if (isX && timeStride !== 0) wasmScanStats.xsCopied++;
     used += floats;
   }
   const outs = [
@@ -349,7 +353,9 @@ export function runWasmScan(inputs: readonly NDArray[], params: PrimParams['scan
       ptr = block + 4 * p.at;
       // One step of an x broadcast over time, or the whole array, laid out contiguously.
       const src = kinds[i] === 'x' && p.stride === 0 ? makeView(x.data, x.shape.slice(1), x.strides.slice(1), x.offset) : x.nd;
-      assignStrided(makeView(h, src.shape, contiguousStrides(src.shape), ptr >> 2), src);
+      // A value broadcast to the whole state (a zero initial carry) is a fill.
+      if (src.stride.every((s) => s === 0)) h.fill(x.data[x.offset], ptr >> 2, (ptr >> 2) + sizeOf(src.shape));
+      else assignStrided(makeView(h, src.shape, contiguousStrides(src.shape), ptr >> 2), src);
     }
     if (kinds[i] === 'x') xArgs.push(ptr, p.stride);
     else if (kinds[i] === 'carry' || kinds[i] === 'scalarCarry') inArgs.push(ptr);
