@@ -93,6 +93,22 @@ function spikeTrain(xs: Tensor, v0: Tensor, dt: Tensor): [Tensor, Tensor] {
   ) as [Tensor, Tensor];
 }
 
+/**
+ * Seeded inputs of a 32 x 16 spiking layer over T steps: input currents x (T, 32, 16) in
+ * [-100, 200), initial voltages v0 in [0, 1), dt 0.01, and loss weights w (wSteps, 32, 16) in
+ * [-0.5, 0.5); `next` goes on drawing from the same generator.
+ */
+function spikeInputs(seed: number, T: number, wSteps: number): { next: () => number; x: NDArray; v0: NDArray; dt: NDArray; w: NDArray } {
+  const next = rng(seed);
+  const draw = (shape: number[], f: () => number): NDArray =>
+    fromTyped(Float32Array.from({ length: shape.reduce((a, c) => a * c, 1) }, f), shape);
+  const x = draw([T, 32, 16], () => 300 * next() - 100);
+  const v0 = draw([32, 16], () => next());
+  const dt = fromTyped(new Float32Array([0.01]), []);
+  const w = draw([wSteps, 32, 16], () => next() - 0.5);
+  return { next, x, v0, dt, w };
+}
+
 const skip = !wasmSimdAvailable() ? 'no WebAssembly SIMD here' : false;
 
 t.test('the spiking update equals a float32 loop of its formula', { skip }, (t) => {
@@ -129,21 +145,8 @@ t.test('the spiking update equals a float32 loop of its formula', { skip }, (t) 
 });
 
 t.test('forward, gradient and jit: bit-identical to the step-by-step path', { skip }, (t) => {
-  const next = rng(5);
   const T = 10;
-  const x = fromTyped(
-    Float32Array.from({ length: T * 32 * 16 }, () => 300 * next() - 100),
-    [T, 32, 16],
-  );
-  const v0 = fromTyped(
-    Float32Array.from({ length: 32 * 16 }, () => next()),
-    [32, 16],
-  );
-  const dt = fromTyped(new Float32Array([0.01]), []);
-  const w = fromTyped(
-    Float32Array.from({ length: T * 32 * 16 }, () => next() - 0.5),
-    [T, 32, 16],
-  );
+  const { next, x, v0, dt, w } = spikeInputs(5, T, T);
   const loss = (xs: Tensor, v: Tensor, d: Tensor): Tensor => {
     const [vT, s] = spikeTrain(xs, v, d);
     return add(sum(mul(s, w)), sum(vT));
@@ -172,21 +175,8 @@ t.test('a loss on the last step only: the padded cotangent is read in place, bit
   // grad pads the last step's cotangent with zeros over time (a pad), which the reverse scan reads
   // as its time-varying input: inside a compiled step it is made in the kernels' arena, so the
   // kernel reads it where it is (it was an ordinary array, copied in on every step).
-  const next = rng(11);
   const T = 10;
-  const x = fromTyped(
-    Float32Array.from({ length: T * 32 * 16 }, () => 200 * next() - 50),
-    [T, 32, 16],
-  );
-  const v0 = fromTyped(
-    Float32Array.from({ length: 32 * 16 }, () => next()),
-    [32, 16],
-  );
-  const dt = fromTyped(new Float32Array([0.01]), []);
-  const w = fromTyped(
-    Float32Array.from({ length: 32 * 16 }, () => next() - 0.5),
-    [1, 32, 16],
-  );
+  const { x, v0, dt, w } = spikeInputs(11, T, 1);
   // w is an argument, so the padded cotangent is computed in the step (not folded into a constant).
   const lastStep = (xs: Tensor, weights: Tensor): Tensor => {
     const [, s] = spikeTrain(mul(xs, 1), v0, dt);

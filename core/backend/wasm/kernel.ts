@@ -178,8 +178,16 @@ function microKernel({ mr, nr, unroll, fma = false }: KernelShape, bMode: BMode 
   return { name: name ?? (stridedB ? 'microStridedB' : skip ? 'microSkip' : 'micro'), params: i32s(nParams), results: [], locals, body: f };
 }
 
-/** The loop over micro-panels of one block; `stridedB`: B read in place (LDB, the 13th parameter). */
-function blockLoop({ mr, nr }: KernelShape, microIndex: number, stridedB = false, name?: string): FuncDef {
+/**
+ * The loop over micro-panels of one block, reading B as `bMode` says:
+ * - 'packed' / 'strided': one K block of `kc` steps for every A panel ('strided': B's row stride
+ *   LDB is the 13th parameter);
+ * - 'skip': A panels packed by `packSkipA`: panel i has `counts[i]` steps (an i32 at
+ *   COUNTS + 4 i, the 11th parameter in place of `kc`) and its list of B offsets at
+ *   LISTS + i * LIST_PANEL (the 13th and 14th parameters); the lists cover all of k.
+ */
+function blockLoop({ mr, nr }: KernelShape, microIndex: number, bMode: BMode = 'packed', name?: string): FuncDef {
+  const skip = bMode === 'skip';
   // Params.
   const A_PTR = 0;
   const A_ROW = 1;
@@ -191,73 +199,12 @@ function blockLoop({ mr, nr }: KernelShape, microIndex: number, stridedB = false
   const LDC = 7;
   const M_PANELS = 8;
   const N_PANELS = 9;
-  const KC = 10;
+  const KC = 10; // skip: COUNTS
   const ACC = 11;
-  const LDB = 12; // stridedB only
-  const nParams = stridedB ? 13 : 12;
-  // Locals.
-  const JP = nParams;
-  const IP = nParams + 1;
-  const AP = nParams + 2;
-  const BP = nParams + 3;
-  const C_COL = nParams + 4;
-  const CP = nParams + 5;
-  const C_ROW_STEP = nParams + 6;
-
-  const f = new Code();
-  f.get(LDC).i32(mr).mul().set(C_ROW_STEP);
-  f.i32(0).set(JP);
-  f.get(B_PTR).set(BP);
-  f.get(C_PTR).set(C_COL);
-  f.loop(); // over B micro-panels (nPanels >= 1)
-  {
-    f.i32(0).set(IP);
-    f.get(A_PTR).set(AP);
-    f.get(C_COL).set(CP);
-    f.loop(); // over A micro-panels (mPanels >= 1)
-    {
-      f.get(AP).get(A_ROW).get(A_COL).get(BP).get(CP).get(KC).get(LDC).get(ACC);
-      if (stridedB) f.get(LDB);
-      f.call(microIndex);
-      f.get(AP).get(A_PANEL).add().set(AP);
-      f.get(CP).get(C_ROW_STEP).add().set(CP);
-      f.get(IP).i32(1).add().tee(IP);
-      f.get(M_PANELS).ltU().brIf(0);
-    }
-    f.end();
-    f.get(BP).get(B_PANEL).add().set(BP);
-    f.get(C_COL)
-      .i32(4 * nr)
-      .add()
-      .set(C_COL);
-    f.get(JP).i32(1).add().tee(JP);
-    f.get(N_PANELS).ltU().brIf(0);
-  }
-  f.end();
-  return { name: name ?? (stridedB ? 'blockStridedB' : 'block'), params: i32s(nParams), results: [], locals: i32s(7), body: f };
-}
-
-/**
- * `block` for A panels packed by `packSkipA`: panel i has `counts[i]` steps (an i32 at
- * CNT_PTR + 4 i) and its list of B offsets at IDX_PTR + i * IDX_PANEL; one K block (the lists
- * cover all of k).
- */
-function blockSkipLoop({ mr, nr }: KernelShape, microIndex: number, name: string): FuncDef {
-  const A_PTR = 0;
-  const A_ROW = 1;
-  const A_COL = 2;
-  const A_PANEL = 3;
-  const B_PTR = 4;
-  const B_PANEL = 5;
-  const C_PTR = 6;
-  const LDC = 7;
-  const M_PANELS = 8;
-  const N_PANELS = 9;
-  const CNT_PTR = 10;
-  const ACC = 11;
-  const IDX_PTR = 12;
-  const IDX_PANEL = 13;
-  const nParams = 14;
+  const LDB = 12; // strided only; skip: LISTS
+  const LIST_PANEL = 13; // skip only
+  const nParams = bMode === 'packed' ? 12 : bMode === 'strided' ? 13 : 14;
+  // Locals (skip: the current panel's list and count pointers too).
   const JP = nParams;
   const IP = nParams + 1;
   const AP = nParams + 2;
@@ -267,6 +214,7 @@ function blockSkipLoop({ mr, nr }: KernelShape, microIndex: number, name: string
   const C_ROW_STEP = nParams + 6;
   const LP = nParams + 7;
   const NP = nParams + 8;
+
   const f = new Code();
   f.get(LDC).i32(mr).mul().set(C_ROW_STEP);
   f.i32(0).set(JP);
@@ -277,16 +225,22 @@ function blockSkipLoop({ mr, nr }: KernelShape, microIndex: number, name: string
     f.i32(0).set(IP);
     f.get(A_PTR).set(AP);
     f.get(C_COL).set(CP);
-    f.get(IDX_PTR).set(LP);
-    f.get(CNT_PTR).set(NP);
+    if (skip) f.get(LDB).set(LP).get(KC).set(NP);
     f.loop(); // over A micro-panels (mPanels >= 1)
     {
-      f.get(AP).get(A_ROW).get(A_COL).get(BP).get(CP).get(NP).i32Load().get(LDC).get(ACC).get(LP);
+      f.get(AP).get(A_ROW).get(A_COL).get(BP).get(CP);
+      if (skip) f.get(NP).i32Load();
+      else f.get(KC);
+      f.get(LDC).get(ACC);
+      if (bMode === 'strided') f.get(LDB);
+      if (skip) f.get(LP);
       f.call(microIndex);
       f.get(AP).get(A_PANEL).add().set(AP);
       f.get(CP).get(C_ROW_STEP).add().set(CP);
-      f.get(LP).get(IDX_PANEL).add().set(LP);
-      f.get(NP).i32(4).add().set(NP);
+      if (skip) {
+        f.get(LP).get(LIST_PANEL).add().set(LP);
+        f.get(NP).i32(4).add().set(NP);
+      }
       f.get(IP).i32(1).add().tee(IP);
       f.get(M_PANELS).ltU().brIf(0);
     }
@@ -300,7 +254,8 @@ function blockSkipLoop({ mr, nr }: KernelShape, microIndex: number, name: string
     f.get(N_PANELS).ltU().brIf(0);
   }
   f.end();
-  return { name, params: i32s(nParams), results: [], locals: i32s(9), body: f };
+  const fallback = { packed: 'block', strided: 'blockStridedB', skip: 'blockSkip' }[bMode];
+  return { name: name ?? fallback, params: i32s(nParams), results: [], locals: i32s(skip ? 9 : 7), body: f };
 }
 
 /**
@@ -596,7 +551,7 @@ export function gemmModuleBytes(
     packInterleave('packInterleaveB', shape.nr),
     compact(),
     microKernel(shape, 'strided'),
-    blockLoop(shape, 6, true),
+    blockLoop(shape, 6, 'strided'),
   ];
   // The last, partial panel of r = m % MR rows runs an r-row tile instead of a full one whose
   // extra rows are thrown away (32 rows of A as 6 x 5 + 2, not 7 x 5: 9% less work).
@@ -604,7 +559,7 @@ export function gemmModuleBytes(
     const rs = { ...shape, mr: r };
     const at = funcs.length;
     funcs.push(microKernel(rs, 'packed', `micro${r}`), microKernel(rs, 'strided', `microStridedB${r}`));
-    funcs.push(blockLoop(rs, at, false, `blockRows${r}`), blockLoop(rs, at + 1, true, `blockStridedBRows${r}`));
+    funcs.push(blockLoop(rs, at, 'packed', `blockRows${r}`), blockLoop(rs, at + 1, 'strided', `blockStridedBRows${r}`));
   }
   // The zero-skipping kernels: blockSkip, then blockSkipRows{r} for the last panel.
   funcs.push(packSkipA(shape.mr), finiteRows());
@@ -612,7 +567,7 @@ export function gemmModuleBytes(
     const rs = { ...shape, mr: r };
     const at = funcs.length;
     funcs.push(microKernel(rs, 'skip', r === shape.mr ? 'microSkip' : `microSkip${r}`));
-    funcs.push(blockSkipLoop(rs, at, r === shape.mr ? 'blockSkip' : `blockSkipRows${r}`));
+    funcs.push(blockLoop(rs, at, 'skip', r === shape.mr ? 'blockSkip' : `blockSkipRows${r}`));
   }
   return encodeModule(funcs, 1, memoryImport);
 }
